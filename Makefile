@@ -1,0 +1,26 @@
+# Thin aliases for the README's two commands. Each creates .venv on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTHON ?= python3
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml scripts/install-torch.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	sh scripts/install-torch.sh $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tensorfab demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,107 @@
+"""Pydantic models that a job spec YAML maps onto, one to one.
+
+Every model forbids unknown keys (a typo is an error, not a silently ignored field) and
+is frozen: the resolved spec saved in a run directory is exactly what ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Device = str  # auto | cpu | cuda | cuda:N | mps; checked by the hardware layer at run time
+Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and how they are batched."""
+
+    format: Literal["digits", "idx", "imagefolder"] = "digits"
+    path: str | None = Field(None, description="file or folder; not used by 'digits'")
+    test_path: str | None = Field(None, description="separate test data (imagefolder)")
+    image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
+    channels: Literal[1, 3] | None = None
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="digits/imagefolder split")
+    val_fraction: float = Field(
+        0.0, ge=0.0, lt=0.5, description="validation carved from train; 0 evaluates on test"
+    )
+    split_seed: int = 0
+    limit_train: int | None = Field(None, ge=1, description="use only the first N train rows")
+    limit_test: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    device_resident: Literal["auto", "on", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DataSpec:
+        if self.format != "digits" and not self.path:
+            raise ValueError(f"data.path is required for format {self.format!r}")
+        return self
+
+
+class ModelSpec(_Strict):
+    """A registry name plus keyword arguments for its builder (never an import path)."""
+
+    name: str = "lenet"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class EarlyStoppingSpec(_Strict):
+    patience: int | None = Field(None, ge=1, description="evaluations without improvement")
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainSpec(_Strict):
+    """The training loop's knobs; defaults are the GPU tutorials' set-up."""
+
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    device: Device = "auto"
+    precision: Precision = "auto"
+    compile: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    fused: Literal["auto", "on", "off"] = "auto"
+    scheduler: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    grad_accum: int = Field(1, ge=1)
+    clip_grad_norm: float | None = Field(None, gt=0.0)
+    metric: str = Field("accuracy", description="selects the best model and early stopping")
+    metric_mode: Literal["max", "min"] = "max"
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also checkpoint mid-epoch every N steps"
+    )
+    log_every_steps: int = Field(50, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, d: str) -> str:
+        ok = d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit())
+        if not ok:
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, not {d!r}")
+        return d
+
+
+class OutputSpec(_Strict):
+    runs_dir: str = "runs"
+    name: str | None = Field(None, description="run directory name; default: the job name")
+
+
+class JobSpec(_Strict):
+    """A whole job: what to train, on what data, how, and where to write it."""
+
+    name: str = "job"
+    task: Literal["image-classification"] = "image-classification"
+    seed: int = 0
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
