@@ -1,0 +1,54 @@
+"""What the machine has: CPUs, GPUs (and Apple ``mps``), memory, compute capability,
+precisions, datasheet and measured peaks, NVML telemetry."""
+
+from tensorfab.hardware.device import (
+    cpu_model,
+    cuda_index,
+    describe_device,
+    device_name,
+    mps_available,
+    resolve_device,
+)
+from tensorfab.hardware.info import collect_info, gpus, memory_bytes, physical_cores
+from tensorfab.hardware.nvml import driver_version, gpu_readings
+from tensorfab.hardware.peaks import (
+    DATASHEET_PEAK_TFLOPS,
+    datasheet_peak_tflops,
+    default_cache_path,
+    measure_matmul_tflops,
+    measured_peak_tflops,
+    mfu,
+)
+from tensorfab.hardware.precision import (
+    PRECISION_DTYPES,
+    PRECISIONS,
+    precisions_for_capability,
+    resolve_precision,
+    supported_precisions,
+)
+
+__all__ = [
+    "DATASHEET_PEAK_TFLOPS",
+    "PRECISIONS",
+    "PRECISION_DTYPES",
+    "collect_info",
+    "cpu_model",
+    "cuda_index",
+    "datasheet_peak_tflops",
+    "default_cache_path",
+    "describe_device",
+    "device_name",
+    "driver_version",
+    "gpu_readings",
+    "gpus",
+    "measure_matmul_tflops",
+    "measured_peak_tflops",
+    "memory_bytes",
+    "mfu",
+    "mps_available",
+    "physical_cores",
+    "precisions_for_capability",
+    "resolve_device",
+    "resolve_precision",
+    "supported_precisions",
+]

@@ -1,0 +1,24 @@
+"""Metrics layer: classification scores, run reports (JSON + markdown) and plots (PNG).
+
+Imports nothing else of tensorfab; matplotlib is imported only when a plot is drawn.
+"""
+
+from tensorfab.metrics.classification import (
+    classification_scores,
+    confusion_matrix,
+    scores_from_confusion,
+)
+from tensorfab.metrics.plots import plot_confusion_matrix, plot_curves
+from tensorfab.metrics.report import format_metric, format_percent, render_markdown, write_report
+
+__all__ = [
+    "classification_scores",
+    "confusion_matrix",
+    "format_metric",
+    "format_percent",
+    "plot_confusion_matrix",
+    "plot_curves",
+    "render_markdown",
+    "scores_from_confusion",
+    "write_report",
+]

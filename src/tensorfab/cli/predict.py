@@ -1,0 +1,32 @@
+"""``tensorfab predict RUN_DIR|MODEL_DIR INPUT...``: labels and probabilities."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tensorfab.engine.inference import predict_inputs
+
+HELP = "predict labels for image files or an IDX images file"
+EXAMPLE = """\
+tensorfab predict runs/digits-lenet digit.png another.png
+tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory or model package directory")
+    parser.add_argument("inputs", nargs="+", help="image files (png, jpg, ...) or IDX files")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--top-k", type=int, default=3, help="probabilities to show")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = predict_inputs(args.model, args.inputs, device=args.device, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
+        print(f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}")
+    return 0

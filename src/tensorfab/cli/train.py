@@ -1,0 +1,51 @@
+"""``tensorfab train SPEC``: validate the spec, run it, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tensorfab.engine.fit import Interrupted
+from tensorfab.engine.train import train
+from tensorfab.spec import load_spec
+
+HELP = "train a model from a job spec (YAML), or resume an interrupted run"
+EXAMPLE = """\
+tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
+tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
+tensorfab train examples/digits-lenet.yaml --resume          # continue after a kill
+torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.yaml"""
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", nargs="?", help="job spec YAML (default: built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a spec field, e.g. train.epochs=3")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument("--name", help="run directory name (default: the spec's name)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run from its last checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("--json", action="store_true", help="print the final report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.name:
+        overrides.append(f"output.name={args.name}")
+    spec = load_spec(args.spec, overrides)
+    try:
+        result = train(spec, resume=args.resume, quiet=args.quiet or args.json)
+    except Interrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(result.report, indent=2))
+    elif not args.quiet:
+        print(f"report: {result.run_dir / 'report.md'}", file=sys.stderr)
+        print(f"model:  {result.run_dir / 'model'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,201 @@
+"""The training loop: one function for every task, features as small functions it calls.
+
+The loop never syncs the host with the device inside a step: the loss and a non-finite
+flag accumulate on the device and are read at log, checkpoint and epoch boundaries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from typing import Any
+
+import torch
+
+from tensorfab.engine.checkpoint import rng_state, save_checkpoint
+from tensorfab.engine.context import RunContext
+from tensorfab.engine.distributed import any_rank
+from tensorfab.engine.evaluate import evaluate_batches
+from tensorfab.engine.signals import StopFlag
+from tensorfab.engine.state import TrainState
+from tensorfab.errors import TensorfabError
+
+
+class Interrupted(TensorfabError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _Guard:
+    """Device-side watch for a non-finite loss: the first bad step, without a sync."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.batches = 0
+
+    def observe(self, loss: torch.Tensor, step: int) -> None:
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+        self.loss_sum += loss.detach().float()
+        self.batches += 1
+
+    def check(self, ctx: RunContext, state: TrainState) -> None:
+        bad_step = int(self.first_bad.item())
+        if bad_step < 0:
+            return
+        kept = "no checkpoint was written yet"
+        if ctx.run.checkpoint.is_file():
+            kept = f"the last good checkpoint {ctx.run.checkpoint} is kept"
+        raise TensorfabError(
+            f"loss became non-finite (nan/inf) at step {bad_step} (epoch {state.epoch + 1}); "
+            f"training stopped and {kept}. Lower train.lr, set train.clip_grad_norm, "
+            "or use train.precision: fp32"
+        )
+
+    def take_mean(self) -> tuple[float, int]:
+        n = self.batches
+        mean = self.loss_sum.item() / max(1, n)
+        self.loss_sum.zero_()
+        self.batches = 0
+        return mean, n
+
+
+def checkpoint(ctx: RunContext, state: TrainState) -> None:
+    if not ctx.env.is_main:
+        return
+    save_checkpoint(
+        ctx.run.checkpoint,
+        {
+            "model": ctx.model.state_dict(),
+            "optimizer": ctx.optimizer.state_dict(),
+            "scheduler": ctx.scheduler.state_dict(),
+            "scaler": ctx.scaler.state_dict(),
+            "rng": rng_state(),
+            "state": state.to_dict(),
+        },
+    )
+
+
+def _optimizer_step(ctx: RunContext) -> None:
+    clip = ctx.spec.train.clip_grad_norm
+    if clip is not None:
+        ctx.scaler.unscale_(ctx.optimizer)
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.scheduler.step()
+
+
+def _backward(ctx: RunContext, batch: tuple[torch.Tensor, ...], sync: bool) -> torch.Tensor:
+    no_sync = getattr(ctx.step_model, "no_sync", None)
+    with contextlib.nullcontext() if (sync or no_sync is None) else no_sync():
+        with ctx.runtime.autocast():
+            logits = ctx.task.logits(ctx.step_model, batch)
+        loss = ctx.task.loss(logits, batch)
+        ctx.scaler.scale(loss / ctx.spec.train.grad_accum).backward()
+    return loss
+
+
+def _out_of_memory(ctx: RunContext) -> TensorfabError:
+    d = ctx.runtime.describe()
+    return TensorfabError(
+        f"out of GPU memory on {d['device']} ({d['device_name']}) at data.batch_size="
+        f"{ctx.spec.data.batch_size}: lower data.batch_size (and raise train.grad_accum to keep "
+        "the effective batch), or use train.precision: bf16"
+    )
+
+
+def _log_step(ctx: RunContext, state: TrainState, guard: _Guard, pace: dict[str, float]) -> None:
+    guard.check(ctx, state)
+    loss, n = guard.take_mean()
+    state.epoch_loss_sum += loss * n
+    state.epoch_batches += n
+    now = time.perf_counter()
+    sps = pace["samples"] / max(now - pace["t0"], 1e-9)
+    lr = ctx.optimizer.param_groups[0]["lr"]
+    record = {"kind": "train", "step": state.global_step, "epoch": state.epoch + 1,
+              "loss": loss, "lr": lr, "samples_per_s": sps}
+    ctx.log.append(record)
+    if ctx.tb is not None:
+        ctx.tb.add_scalar("train/loss", loss, state.global_step)
+        ctx.tb.add_scalar("train/lr", lr, state.global_step)
+    ctx.progress.update(state.batch_in_epoch, len(ctx.train), loss, sps)
+
+
+def _stop_message(ctx: RunContext, state: TrainState, signum: int) -> str:
+    name = signal.Signals(signum).name
+    return (
+        f"{name} received: checkpoint saved at step {state.global_step} "
+        f"(epoch {state.epoch + 1}) in {ctx.run.checkpoint}; continue with --resume"
+    )
+
+
+def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
+    """Train the rest of the current epoch; False when max_steps ended training."""
+    spec = ctx.spec.train
+    guard = _Guard(ctx.runtime.device)
+    pace = {"t0": time.perf_counter(), "samples": 0.0}
+    n_batches = len(ctx.train)
+    ctx.step_model.train()
+    for i, batch in enumerate(ctx.train.epoch(state.epoch, state.batch_in_epoch), state.batch_in_epoch):
+        last_micro = (i + 1) % spec.grad_accum == 0 or i + 1 == n_batches
+        try:
+            loss = _backward(ctx, batch, sync=last_micro)
+        except torch.OutOfMemoryError:
+            raise _out_of_memory(ctx) from None
+        guard.observe(loss, state.global_step)
+        pace["samples"] += len(batch[0])
+        if not last_micro:
+            continue
+        _optimizer_step(ctx)
+        state.global_step += 1
+        state.batch_in_epoch = i + 1
+        if state.global_step % spec.log_every_steps == 0 and guard.batches:
+            _log_step(ctx, state, guard, pace)
+        if spec.checkpoint_every_steps and state.global_step % spec.checkpoint_every_steps == 0:
+            _log_step(ctx, state, guard, pace)  # flush, so the epoch's loss sum is in the state
+            checkpoint(ctx, state)
+        if any_rank(bool(stop), ctx.env):
+            _log_step(ctx, state, guard, pace)
+            checkpoint(ctx, state)
+            raise Interrupted(_stop_message(ctx, state, stop.signum or signal.SIGTERM),
+                              stop.signum or signal.SIGTERM)
+        if spec.max_steps and state.global_step >= spec.max_steps:
+            break
+    if guard.batches:
+        _log_step(ctx, state, guard, pace)
+    ctx.info.setdefault("train_samples", []).append(pace["samples"])
+    ctx.info.setdefault("train_time_s", []).append(time.perf_counter() - pace["t0"])
+    return not (spec.max_steps and state.global_step >= spec.max_steps)
+
+
+def evaluate_epoch(ctx: RunContext, state: TrainState) -> dict[str, Any]:
+    """Evaluate, record history, track the best model; returns the epoch's record."""
+    t0 = time.perf_counter()
+    result = evaluate_batches(ctx.model, ctx.task, ctx.eval.epoch(0), ctx.runtime)
+    ctx.info["eval_time_s"] = ctx.info.get("eval_time_s", 0.0) + time.perf_counter() - t0
+    scores = result.scores
+    record: dict[str, Any] = {
+        "epoch": state.epoch + 1,
+        "step": state.global_step,
+        "train_loss": state.epoch_loss_sum / max(1, state.epoch_batches),
+        "eval_loss": scores["loss"],
+    }
+    record.update({k: v for k, v in scores.items() if isinstance(v, float) and k != "loss"})
+    state.history.append(record)
+    ctx.log.append({"kind": "eval", **record})
+    if ctx.tb is not None:
+        for k, v in record.items():
+            if k not in ("epoch", "step"):
+                ctx.tb.add_scalar(f"eval/{k}", v, state.global_step)
+    return record
+
+
+def metric_value(record: dict[str, Any], metric: str) -> float:
+    return record["eval_loss"] if metric == "loss" else record[metric]

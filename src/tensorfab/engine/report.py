@@ -1,0 +1,115 @@
+"""The end of a run: best model on the test split, report.md/json, plots, summary screen."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.table import Table
+from safetensors.torch import load_file
+
+from tensorfab.engine.context import RunContext
+from tensorfab.engine.evaluate import evaluate_batches
+from tensorfab.engine.state import TrainState
+from tensorfab.engine.telemetry import model_flops_utilization, peak_info
+from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
+from tensorfab.package import save_package
+from tensorfab.package.io import WEIGHTS_FILE, read_meta
+
+
+def _throughput(ctx: RunContext, eval_sps: float) -> dict[str, Any]:
+    samples = sum(ctx.info.get("train_samples", [])) * ctx.env.world_size
+    seconds = sum(ctx.info.get("train_time_s", []))
+    sps = samples / seconds if seconds else 0.0
+    train_flops = 3 * ctx.flops_per_sample if ctx.flops_per_sample else None
+    peaks = peak_info(ctx.runtime.device, ctx.runtime.precision)
+    return {
+        "train_samples_per_s": sps,
+        "eval_samples_per_s": eval_sps,
+        "train_flops_per_sample": train_flops,
+        "mfu": model_flops_utilization(train_flops, sps, peaks["peak_tflops"]),
+        **peaks,
+        "epoch_time_s": ctx.info.get("train_time_s", []),
+    }
+
+
+def _test_best(ctx: RunContext) -> tuple[dict[str, Any], float]:
+    """Load the best weights (the package) back and score them on the test split."""
+    ctx.model.load_state_dict(load_file(str(ctx.run.model_dir / WEIGHTS_FILE)))
+    result = evaluate_batches(ctx.model, ctx.task, ctx.test.epoch(0), ctx.runtime)
+    return result.scores, result.samples_per_s
+
+
+def build_report(ctx: RunContext, state: TrainState, status: str, test: dict[str, Any],
+                 eval_sps: float, total_s: float) -> dict[str, Any]:
+    info = ctx.info
+    return {
+        "name": ctx.run.path.name,
+        "task": ctx.spec.task,
+        "status": status,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "spec": ctx.spec.model_dump(mode="json"),
+        "data": {k: info[k] for k in ("source", "split", "train_size", "eval_size", "test_size")},
+        "model": {"name": ctx.spec.model.name, "parameters": info["parameters"],
+                  "flops_per_sample": ctx.flops_per_sample},
+        "hardware": {**ctx.runtime.describe(), "world_size": ctx.env.world_size},
+        "metrics": {
+            "test": test,
+            "best": {"metric": ctx.spec.train.metric, "value": state.best_value,
+                     "epoch": state.best_epoch},
+        },
+        "throughput": _throughput(ctx, eval_sps),
+        "timings": {"total_s": total_s, "train_s": sum(info.get("train_time_s", [])),
+                    "eval_s": info.get("eval_time_s", 0.0)},
+        "history": state.history,
+        "steps": state.global_step,
+    }
+
+
+def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) -> dict[str, Any]:
+    """Score the best model on test, write report, plots and the package's final metrics."""
+    test, eval_sps = _test_best(ctx)
+    report = build_report(ctx, state, status, test, eval_sps, total_s)
+    if not ctx.env.is_main:
+        return report
+    ctx.run.plots_dir.mkdir(exist_ok=True)
+    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png"),
+             plot_confusion_matrix(test["confusion_matrix"], ctx.task.classes,
+                                   ctx.run.plots_dir / "confusion_matrix.png")]
+    report["artifacts"] = {"model": "model/", "plots": [str(p.relative_to(ctx.run.path)) for p in plots]}
+    meta = read_meta(ctx.run.model_dir)
+    meta["metrics"] = {**meta.get("metrics", {}), "test": _headline(test)}
+    for key in ("format_version", "versions", "created"):
+        meta.pop(key, None)
+    save_package(ctx.run.model_dir, ctx.model, meta)
+    write_report(ctx.run.path, report)
+    ctx.progress.console.print(summary_table(report))
+    return report
+
+
+def _headline(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+
+
+def _fmt(x: float | None, pattern: str = "{:.4f}") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else pattern.format(x)
+
+
+def summary_table(report: dict[str, Any]) -> Table:
+    """The one-screen summary printed at the end of ``tensorfab train``."""
+    t = Table(title=f"run {report['name']}: {report['status']}", show_header=False)
+    test, thr, hw = report["metrics"]["test"], report["throughput"], report["hardware"]
+    best = report["metrics"]["best"]
+    rows = [
+        ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
+        ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}"),
+        ("test accuracy", _fmt(test.get("accuracy"))),
+        ("test macro F1", _fmt(test.get("macro_f1"))),
+        ("train samples/s", _fmt(thr["train_samples_per_s"], "{:,.0f}")),
+        ("MFU", _fmt(thr["mfu"], "{:.1%}")),
+        ("time", f"{report['timings']['total_s']:.1f} s ({report['steps']} steps)"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t

@@ -1,0 +1,63 @@
+"""The process-wide execution settings of a run, set once and logged.
+
+Device, precision policy (autocast dtype, grad scaler for fp16), TF32 switches and seeds
+live here so that no other module flips global state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tensorfab.hardware import device_name, resolve_device, resolve_precision
+
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    precision: str  # fp32 | tf32 | bf16 | fp16, resolved
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return _AUTOCAST.get(self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """Mixed-precision context for forward passes (a no-op for fp32/tf32)."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling is needed for fp16 only; a disabled scaler is a pass-through."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def describe(self) -> dict[str, object]:
+        return {"device": str(self.device), "device_name": device_name(self.device),
+                "precision": self.precision}
+
+
+def create_runtime(device: str, precision: str) -> Runtime:
+    """Resolve device and precision from the spec and apply the matching global switches."""
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        # TF32 matmuls for the tf32 policy and under autocast (whatever stays fp32 there).
+        allow = prec != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+        torch.backends.cudnn.benchmark = True
+    return Runtime(dev, prec)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

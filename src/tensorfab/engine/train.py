@@ -1,0 +1,236 @@
+"""``train(spec)``: setup -> fit -> report, each a plain function.
+
+This is what ``tensorfab train`` calls and what a library user calls; the CLI only parses
+arguments and prints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tensorfab.data import ImageData, create_dataset, stratified_split
+from tensorfab.data.batching import TensorBatches, fits_on_device
+from tensorfab.engine.checkpoint import load_checkpoint, set_rng_state
+from tensorfab.engine.context import RunContext
+from tensorfab.engine.distributed import (
+    DistEnv,
+    barrier,
+    device_for_rank,
+    dist_env_from_environ,
+    init_distributed,
+    shutdown_distributed,
+    wrap_model,
+)
+from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train_epoch
+from tensorfab.engine.optim import create_optimizer, create_scheduler
+from tensorfab.engine.progress import ProgressReporter
+from tensorfab.engine.report import finish_run
+from tensorfab.engine.rundir import MetricsLog, prepare_run_dir
+from tensorfab.engine.runtime import Runtime, create_runtime, seed_everything
+from tensorfab.engine.signals import stop_on_signals
+from tensorfab.engine.state import TrainState
+from tensorfab.engine.telemetry import forward_flops_per_sample
+from tensorfab.errors import TensorfabError
+from tensorfab.models import create_model
+from tensorfab.package import save_package
+from tensorfab.spec import JobSpec
+from tensorfab.tasks import create_task
+from tensorfab.tasks.image_classification import channel_stats
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str  # completed | early-stopped | max-steps
+    report: dict[str, Any]
+
+
+def _splits(spec: JobSpec) -> tuple[ImageData, ImageData, ImageData, Any]:
+    splits = create_dataset(spec.data.format, **spec.data.model_dump(exclude={"format"}))
+    train, test = splits.train, splits.test
+    if spec.data.val_fraction > 0:
+        keep, held = stratified_split(train.labels, spec.data.val_fraction, spec.data.split_seed)
+        return train.subset(keep), train.subset(held), test, splits
+    return train, test, test, splits
+
+
+def _batches(data: ImageData, batch_size: int, runtime: Runtime, spec: JobSpec, env: DistEnv,
+             train: bool) -> TensorBatches:
+    mode = spec.data.device_resident
+    nbytes = data.images.nelement() * data.images.element_size()
+    resident = mode == "on" or (mode == "auto" and fits_on_device(nbytes, runtime.device))
+    shard = {"rank": env.rank, "world_size": env.world_size} if train else {}
+    return TensorBatches((data.images, data.labels), batch_size, device=runtime.device,
+                         shuffle=train, seed=spec.seed, resident=resident, **shard)
+
+
+def _model_args(spec: JobSpec, train: ImageData, classes: list[str]) -> dict[str, Any]:
+    _, c, h, _ = train.images.shape
+    return {"num_classes": len(classes), "in_channels": c, "image_size": h, **spec.model.args}
+
+
+def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
+    if spec.train.metric not in names:
+        raise TensorfabError(
+            f"train.metric: {spec.train.metric!r} is not a metric of task {spec.task!r}; "
+            f"choose one of {', '.join(names)}"
+        )
+
+
+def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunContext:
+    """Validate, resolve hardware, load data, build model/task/optimizer, open the run dir."""
+    env = dist_env_from_environ()
+    runtime = create_runtime(device_for_rank(spec.train.device, env), spec.train.precision)
+    init_distributed(env, runtime.device)
+    run = prepare_run_dir(spec, resume=resume, write=env.is_main)
+    barrier(env)
+    train, evals, test, splits = _splits(spec)
+    mean, std = channel_stats(train.images)
+    task = create_task(spec.task, classes=splits.classes, mean=mean, std=std)
+    _check_metric(spec, task.metric_names)
+    seed_everything(spec.seed)
+    args = _model_args(spec, train, splits.classes)
+    model = create_model(spec.model.name, **args).to(runtime.device)
+    step_model = wrap_model(torch.compile(model) if spec.train.compile else model, env, runtime.device)
+    eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
+    ctx_batches = {
+        "train": _batches(train, spec.data.batch_size, runtime, spec, env, train=True),
+        "eval": _batches(evals, eval_bs, runtime, spec, env, train=False),
+        "test": _batches(test, eval_bs, runtime, spec, env, train=False),
+    }
+    fused = spec.train.fused == "on" or (spec.train.fused == "auto" and runtime.device.type == "cuda")
+    optimizer = create_optimizer(spec.train.optimizer, model, lr=spec.train.lr,
+                                 weight_decay=spec.train.weight_decay,
+                                 momentum=spec.train.momentum, fused=fused)
+    steps = _total_steps(spec, len(ctx_batches["train"]))
+    scheduler = create_scheduler(optimizer, spec.train.scheduler, total_steps=steps,
+                                 warmup_steps=spec.train.warmup_steps)
+    meta = _package_meta(spec, task.config(), args, train, splits)
+    ctx = RunContext(spec, env, runtime, run, model, step_model, task, **ctx_batches,
+                     optimizer=optimizer, scheduler=scheduler, scaler=runtime.grad_scaler(),
+                     log=MetricsLog(run.metrics_file, enabled=env.is_main),
+                     progress=ProgressReporter(quiet=quiet or not env.is_main), package_meta=meta)
+    ctx.info.update(train_size=len(train), eval_size=len(evals), test_size=len(test),
+                    source=splits.source, split=splits.split, parameters=_count(model))
+    sample = next(ctx.train.epoch(0))
+    ctx.flops_per_sample = forward_flops_per_sample(
+        lambda: task.logits(model, sample), len(sample[0]))
+    return ctx
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _total_steps(spec: JobSpec, batches_per_epoch: int) -> int:
+    per_epoch = math.ceil(batches_per_epoch / spec.train.grad_accum)
+    total = per_epoch * spec.train.epochs
+    return min(total, spec.train.max_steps) if spec.train.max_steps else total
+
+
+def _package_meta(spec: JobSpec, task_config: dict[str, Any], args: dict[str, Any],
+                  train: ImageData, splits: Any) -> dict[str, Any]:
+    _, c, h, w = train.images.shape
+    return {
+        "task": spec.task,
+        "task_config": task_config,
+        "model": {"name": spec.model.name, "args": args},
+        "labels": list(splits.classes),
+        "input": {"kind": "image", "channels": c, "height": h, "width": w, "dtype": "uint8"},
+        "preprocessing": {"scale": "x / 255", "mean": task_config["mean"],
+                          "std": task_config["std"]},
+        "data": {"spec": spec.data.model_dump(mode="json"), "source": splits.source,
+                 "split": splits.split},
+    }
+
+
+def restore(ctx: RunContext) -> TrainState:
+    """Load ``last.pt`` into the context; a fresh state when there is none."""
+    path = ctx.run.checkpoint
+    if not path.is_file():
+        return TrainState()
+    ckpt = load_checkpoint(path)
+    ctx.model.load_state_dict(ckpt["model"])
+    ctx.optimizer.load_state_dict(ckpt["optimizer"])
+    ctx.scheduler.load_state_dict(ckpt["scheduler"])
+    ctx.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    state = TrainState.from_dict(ckpt["state"])
+    ctx.log.truncate_after(state.global_step)
+    ctx.progress.log(f"resuming {ctx.run.path} from step {state.global_step} "
+                     f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
+    return state
+
+
+def _open_tensorboard(ctx: RunContext, state: TrainState) -> None:
+    if ctx.env.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        ctx.tb = SummaryWriter(str(ctx.run.path / "tb"), purge_step=state.global_step or None)
+
+
+def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> bool:
+    """Best-model tracking and early stopping; True when training should stop."""
+    spec = ctx.spec.train
+    value = metric_value(record, spec.metric)
+    if state.improved(value, spec.metric_mode, spec.early_stopping.min_delta):
+        state.best_value, state.best_epoch, state.bad_evals = value, record["epoch"], 0
+        if ctx.env.is_main:
+            meta = {**ctx.package_meta, "metrics": {"selection": record},
+                    "run": {"name": ctx.run.path.name, "epoch": record["epoch"],
+                            "step": record["step"]}}
+            save_package(ctx.run.model_dir, ctx.model, meta)
+    else:
+        state.bad_evals += 1
+    patience = spec.early_stopping.patience
+    return patience is not None and state.bad_evals >= patience
+
+
+def fit(ctx: RunContext, state: TrainState) -> str:
+    """Run epochs from ``state`` to the end; returns how training ended."""
+    spec = ctx.spec.train
+    with stop_on_signals() as stop:
+        while state.epoch < spec.epochs:
+            ctx.progress.start_epoch(state.epoch + 1, spec.epochs, len(ctx.train),
+                                     state.batch_in_epoch)
+            more = train_epoch(ctx, state, stop)
+            record = evaluate_epoch(ctx, state)
+            stop_early = _after_eval(ctx, state, record)
+            ctx.progress.end_epoch(_epoch_summary(record, spec.metric))
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_loss_sum, state.epoch_batches = 0.0, 0
+            checkpoint(ctx, state)
+            if stop_early:
+                return "early-stopped"
+            if not more:
+                return "max-steps"
+    return "completed"
+
+
+def _epoch_summary(record: dict[str, Any], metric: str) -> str:
+    value = metric_value(record, metric)
+    return (f"train loss {record['train_loss']:.4f}  eval loss {record['eval_loss']:.4f}  "
+            f"{metric} {value:.4f}")
+
+
+def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunResult:
+    """Train ``spec`` to the end (or resume it) and write the whole run directory."""
+    started = time.perf_counter()
+    ctx = setup(spec, resume=resume, quiet=quiet)
+    try:
+        state = restore(ctx) if resume else TrainState()
+        _open_tensorboard(ctx, state)
+        status = fit(ctx, state)
+        report = finish_run(ctx, state, status, time.perf_counter() - started)
+    finally:
+        if ctx.tb is not None:
+            ctx.tb.close()
+        shutdown_distributed()
+    return RunResult(ctx.run.path, status, report)

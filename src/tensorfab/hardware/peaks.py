@@ -1,0 +1,173 @@
+"""Peak matmul throughput per precision: datasheet figures and measured, cached ones.
+
+MFU divides by the **measured** peak of the precision on the device (a square matmul,
+timed once per device name and torch version, cached in a JSON file); the datasheet
+peak is shown beside it. A CPU has no measured peak: its MFU reads "n/a".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from tensorfab.errors import TensorfabError
+from tensorfab.hardware.device import device_name
+from tensorfab.hardware.precision import PRECISION_DTYPES, supported_precisions
+
+MeasureFn = Callable[[torch.device, str], float]
+
+
+def _peaks(
+    fp32: float, tf32: float, bf16: float, fp16: float, fp8: float | None
+) -> dict[str, float]:
+    table = {"fp32": fp32, "tf32": tf32, "bf16": bf16, "fp16": fp16, "fp8": fp8}
+    return {k: v for k, v in table.items() if v is not None}
+
+
+# Dense (no structured sparsity) TFLOP/s from NVIDIA datasheets, FP32 accumulate.
+# Matched in order against the device name as a whole word, so the specific entries
+# ("H100 PCIe") come before the general ones ("H100", the SXM part).
+DATASHEET_PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100 PCIe": _peaks(51.0, 378.0, 756.0, 756.0, 1513.0),
+    "H100 NVL": _peaks(60.0, 417.5, 835.5, 835.5, 1670.5),
+    "H200 NVL": _peaks(60.0, 417.5, 835.5, 835.5, 1670.5),
+    "H100": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
+    "H200": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
+    "GH200": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
+    "A100": _peaks(19.5, 156.0, 312.0, 312.0, None),
+    "L4": _peaks(30.3, 60.0, 121.0, 121.0, 242.5),
+    "RTX 4090": _peaks(82.6, 82.6, 165.2, 165.2, 330.3),
+}
+
+
+def datasheet_peak_tflops(name: str, precision: str) -> float | None:
+    """The datasheet peak of the first table entry found in ``name``; None if unknown."""
+    for key, peaks in DATASHEET_PEAK_TFLOPS.items():
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name, re.IGNORECASE):
+            return peaks.get(precision)
+    return None
+
+
+def mfu(flops_per_s: float, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilization as a fraction; None where there is no peak (CPU: "n/a")."""
+    if peak_tflops is None or peak_tflops <= 0:
+        return None
+    return flops_per_s / (peak_tflops * 1e12)
+
+
+def _matmul_op(device: torch.device, precision: str, n: int) -> Callable[[], torch.Tensor]:
+    if precision not in PRECISION_DTYPES:
+        raise TensorfabError(f"precision: unknown {precision!r}")
+    if precision == "fp8":
+        return _fp8_op(device, n)
+    dtype = PRECISION_DTYPES[precision]
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return lambda: a @ b
+
+
+def _fp8_op(device: torch.device, n: int) -> Callable[[], torch.Tensor]:
+    if device.type != "cuda" or not hasattr(torch, "_scaled_mm"):
+        raise TensorfabError(f"fp8 matmul needs torch._scaled_mm on a CUDA GPU, not {device}")
+    a = torch.randn(n, n, device=device).to(torch.float8_e4m3fn)
+    # _scaled_mm wants the second operand column-major: the transpose of a row-major tensor.
+    b = torch.randn(n, n, device=device).to(torch.float8_e4m3fn).t()
+    one = torch.ones((), device=device, dtype=torch.float32)
+    return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+
+def _time_s(op: Callable[[], torch.Tensor], device: torch.device, iters: int) -> float:
+    """Seconds per call of ``op``: CUDA events on a GPU, perf_counter elsewhere."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
+            op()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0 / iters
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        op()
+    if device.type == "mps":
+        torch.mps.synchronize()
+    return (time.perf_counter() - t0) / iters
+
+
+def measure_matmul_tflops(
+    device: torch.device | str, precision: str, n: int = 8192, iters: int = 20, warmup: int = 3
+) -> float:
+    """Time an ``n x n`` matmul in ``precision`` on ``device``; TFLOP/s = 2n³ / t.
+
+    fp32 runs with TF32 off, tf32 with it on; the previous TF32 setting is restored.
+    """
+    device = torch.device(device)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        op = _matmul_op(device, precision, n)
+        for _ in range(warmup):
+            op()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = _time_s(op, device, iters)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    return 2.0 * n**3 / seconds / 1e12
+
+
+def default_cache_path() -> Path:
+    """``$TENSORFAB_CACHE_DIR/peaks.json``, else ``~/.cache/tensorfab/peaks.json``."""
+    root = os.environ.get("TENSORFAB_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "tensorfab"
+    return base / "peaks.json"
+
+
+def _load_cache(path: Path) -> dict[str, dict[str, float]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # missing or damaged: measure again
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_cache(path: Path, data: dict[str, dict[str, float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def measured_peak_tflops(
+    device: torch.device | str,
+    precision: str,
+    cache_path: Path | str | None = None,
+    measure_if_missing: bool = True,
+    measure: MeasureFn = measure_matmul_tflops,
+) -> float | None:
+    """The measured matmul peak for ``precision`` on a GPU, from the cache or measured once
+    and cached (per device name and torch version). None for a CPU/MPS device, a precision
+    the device lacks, or a cache miss when ``measure_if_missing`` is False."""
+    device = torch.device(device)
+    if device.type != "cuda" or precision not in supported_precisions(device):
+        return None
+    path = Path(cache_path) if cache_path is not None else default_cache_path()
+    key = f"{device_name(device)} | torch {torch.__version__}"
+    data = _load_cache(path)
+    cached = data.get(key, {}).get(precision)
+    if cached is not None or not measure_if_missing:
+        return cached
+    try:
+        value = float(measure(device, precision))
+    except TensorfabError:  # e.g. fp8 without torch._scaled_mm
+        return None
+    data = _load_cache(path)  # re-read: another process may have written meanwhile
+    data.setdefault(key, {})[precision] = value
+    _save_cache(path, data)
+    return value

@@ -1,0 +1,229 @@
+"""Run reports: one report dict written as ``report.json`` (all of it) and ``report.md`` (to read).
+
+The engine builds the dict; this module only renders and writes it. Any section may be missing,
+and keys the markdown does not know are kept in the JSON and skipped in the markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+NA = "n/a"
+
+
+def format_metric(x: Any, digits: int = 4) -> str:
+    """Floats to ``digits`` decimals, ints as ints, None as "n/a", anything else via str()."""
+    if x is None:
+        return NA
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def format_percent(x: float | None, digits: int = 2) -> str:
+    """A fraction (0.42) as a percent ("42.00%"); None as "n/a"."""
+    if x is None:
+        return NA
+    return f"{100.0 * x:.{digits}f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(cells: Sequence[str]) -> str:
+        # a "|" inside a cell (say, in a class name) would split the column
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    return [line(header), "|" + "|".join(" --- " for _ in header) + "|", *map(line, rows), ""]
+
+
+def _get(report: Mapping[str, Any], *keys: str) -> Any:
+    """report[k1][k2]..., or None where any level is missing or not a mapping."""
+    node: Any = report
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _best_text(best: Any) -> str:
+    if not isinstance(best, Mapping) or best.get("value") is None:
+        return NA
+    text = f"{best.get('metric', 'metric')} = {format_metric(best.get('value'))}"
+    if best.get("epoch") is not None:
+        text += f" (epoch {best['epoch']})"
+    return text
+
+
+def _samples_per_s(x: Any) -> str:
+    return NA if x is None else f"{x:,.1f}"
+
+
+def _summary(report: Mapping[str, Any]) -> list[str]:
+    scores = _get(report, "metrics", "test") or _get(report, "metrics", "eval") or {}
+    scores_split = "test" if _get(report, "metrics", "test") else "eval"
+    rows = [
+        ("status", str(report.get("status", NA))),
+        ("task", str(report.get("task", NA))),
+        ("device", _device_text(report.get("hardware"))),
+        ("precision", str(_get(report, "hardware", "precision") or NA)),
+        ("best", _best_text(_get(report, "metrics", "best"))),
+        (f"{scores_split} accuracy", format_metric(_get(scores, "accuracy"))),
+        (f"{scores_split} macro F1", format_metric(_get(scores, "macro_f1"))),
+        ("train samples/s", _samples_per_s(_get(report, "throughput", "train_samples_per_s"))),
+        ("eval samples/s", _samples_per_s(_get(report, "throughput", "eval_samples_per_s"))),
+        ("MFU", _mfu_text(report.get("throughput"))),
+    ]
+    return ["## Summary", "", *_table(("", "value"), rows)]
+
+
+def _device_text(hardware: Any) -> str:
+    if not isinstance(hardware, Mapping):
+        return NA
+    device, name = hardware.get("device"), hardware.get("device_name")
+    if device and name and name != device:
+        return f"{device} ({name})"
+    return str(device or name or NA)
+
+
+def _mfu_text(throughput: Any) -> str:
+    """MFU against the measured peak; the datasheet peak shown beside it where known."""
+    if not isinstance(throughput, Mapping):
+        return NA
+    text = format_percent(throughput.get("mfu"))
+    peaks = []
+    if throughput.get("peak_tflops") is not None:
+        peaks.append(f"measured peak {throughput['peak_tflops']:.1f} TFLOP/s")
+    if throughput.get("datasheet_peak_tflops") is not None:
+        peaks.append(f"datasheet peak {throughput['datasheet_peak_tflops']:.1f} TFLOP/s")
+    return f"{text} ({', '.join(peaks)})" if peaks else text
+
+
+def _data_and_model(report: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for key in ("train_size", "eval_size", "test_size"):
+        if _get(report, "data", key) is not None:
+            rows.append((key.replace("_", " "), str(report["data"][key])))
+    model = report.get("model")
+    if isinstance(model, Mapping):
+        if model.get("name") is not None:
+            rows.append(("model", str(model["name"])))
+        if model.get("parameters") is not None:
+            rows.append(("parameters", f"{int(model['parameters']):,}"))
+        if "flops_per_sample" in model:
+            flops = model["flops_per_sample"]
+            rows.append(("FLOPs per sample", NA if flops is None else f"{flops:.3g}"))
+    return ["## Data and model", "", *_table(("", "value"), rows)] if rows else []
+
+
+def _per_class(title: str, scores: Any) -> list[str]:
+    per_class = _get(scores, "per_class")
+    if not isinstance(per_class, Mapping) or not per_class:
+        return []
+    rows = [
+        (
+            str(name),
+            format_metric(_get(row, "precision")),
+            format_metric(_get(row, "recall")),
+            format_metric(_get(row, "f1")),
+            format_metric(_get(row, "support")),
+        )
+        for name, row in per_class.items()
+    ]
+    header = ("class", "precision", "recall", "F1", "support")
+    return [f"## Per class ({title})", "", *_table(header, rows)]
+
+
+def _history(history: Any) -> list[str]:
+    if not isinstance(history, Sequence) or not history:
+        return []
+    rows_in = [row for row in history if isinstance(row, Mapping)]
+    columns: list[str] = []
+    for row in rows_in:
+        columns += [key for key in row if key not in columns]
+    if "epoch" in columns:
+        columns.remove("epoch")
+        columns.insert(0, "epoch")
+    rows = [tuple(format_metric(row.get(col)) for col in columns) for row in rows_in]
+    return ["## History", "", *_table(columns, rows)] if columns else []
+
+
+def _timings(report: Mapping[str, Any]) -> list[str]:
+    timings = report.get("timings")
+    epoch_times = _get(report, "throughput", "epoch_time_s")
+    rows = []
+    if isinstance(timings, Mapping):
+        rows = [(key.removesuffix("_s"), _seconds(value)) for key, value in timings.items()]
+    if isinstance(epoch_times, Sequence) and epoch_times:
+        rows.append(("per epoch", ", ".join(_seconds(t) for t in epoch_times)))
+    return ["## Timings", "", *_table(("", "seconds"), rows)] if rows else []
+
+
+def _seconds(x: Any) -> str:
+    return NA if x is None else (f"{x:.2f}" if isinstance(x, (int, float)) else str(x))
+
+
+def _artifacts(artifacts: Any) -> list[str]:
+    if not isinstance(artifacts, Mapping) or not artifacts:
+        return []
+    lines = ["## Artifacts", ""]
+    for key, value in artifacts.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        lines += [f"- {key}: `{item}`" for item in items]
+    return [*lines, ""]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """The human-readable report; sections whose data is missing are left out."""
+    title = f"# Run report: {report.get('name', 'unnamed')}"
+    lines = [title, ""]
+    if report.get("created"):
+        lines += [f"Created {report['created']}.", ""]
+    lines += _summary(report)
+    lines += _data_and_model(report)
+    for split in ("test", "eval"):
+        lines += _per_class(split, _get(report, "metrics", split))
+    lines += _history(report.get("history"))
+    lines += _timings(report)
+    lines += _artifacts(report.get("artifacts"))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a temp file in the same directory, then rename it over ``path``: never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(run_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``run_dir``, each atomically."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = run_dir / "report.json", run_dir / "report.md"
+    # a stray numpy scalar or Path must not lose the whole report: see _json_default
+    _write_atomic(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
+    _write_atomic(md_path, render_markdown(report))
+    return json_path, md_path
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars/arrays as plain numbers/lists; anything else as its str()."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

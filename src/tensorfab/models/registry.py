@@ -1,0 +1,41 @@
+"""The model registry: name -> builder plus frozen metadata (task, input, tiny test args).
+
+Names of installed third-party zoos work too: ``tv:<name>`` for torchvision and
+``timm:<name>`` for timm, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from tensorfab.errors import TensorfabError
+from tensorfab.registry import Entry, Registry
+
+MODELS: Registry[nn.Module] = Registry("model")
+
+
+def _load_families() -> None:
+    # Importing a family module registers its builders; kept here so the registry
+    # module itself has no import cycle with the families.
+    from tensorfab.models import lenet, resnet, zoo  # noqa: F401
+
+
+def model_entry(name: str) -> Entry[nn.Module]:
+    """The registry entry for ``name`` (zoo names get a synthetic entry)."""
+    _load_families()
+    if name.startswith(("tv:", "timm:")):
+        from tensorfab.models.zoo import zoo_entry
+
+        return zoo_entry(name)
+    return MODELS.get(name)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by registry name with plain keyword arguments."""
+    entry = model_entry(name)
+    try:
+        return entry.builder(**kwargs)
+    except TypeError as exc:
+        raise TensorfabError(f"model.args for {name!r}: {exc}") from None

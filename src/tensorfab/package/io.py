@@ -1,0 +1,113 @@
+"""Save and load the model package, the one portable artifact of a run.
+
+The package holds tensors only in safetensors (never pickle) and everything needed to
+rebuild the model and its task in ``tensorfab.json``: registry name and arguments,
+labels, input spec, preprocessing, metrics, versions, and the training data's source and
+licence. Files are written to temporary names and renamed, JSON last, so a reader never
+sees weights without their description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tensorfab import __version__
+from tensorfab.errors import TensorfabError
+from tensorfab.models import create_model
+from tensorfab.tasks import Task, create_task
+
+FORMAT_VERSION = 1
+META_FILE = "tensorfab.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass
+class LoadedPackage:
+    model: nn.Module
+    task: Task
+    meta: dict[str, Any]
+    path: Path
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run directory resolves to its ``model/``; a package directory is itself."""
+    p = Path(path)
+    if (p / META_FILE).is_file():
+        return p
+    if (p / "model" / META_FILE).is_file():
+        return p / "model"
+    if not p.exists():
+        raise TensorfabError(f"{p}: no such run or model directory")
+    raise TensorfabError(f"{p}: not a run or model directory (no {META_FILE} in it or in model/)")
+
+
+def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    # Clone so tied/shared tensors become separate storage, as safetensors requires.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_package(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``model`` and ``meta`` (task, model, labels, input, ...) as a package."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    full = {
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "versions": {
+            "tensorfab": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp_weights = d / f".{WEIGHTS_FILE}.tmp"
+    save_file(_state_dict(model), str(tmp_weights), metadata={"format": "pt"})
+    os.replace(tmp_weights, d / WEIGHTS_FILE)
+    tmp_meta = d / f".{META_FILE}.tmp"
+    tmp_meta.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_meta, d / META_FILE)
+    return d
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TensorfabError(f"{model_dir / META_FILE}:{exc.lineno}: invalid JSON") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise TensorfabError(
+            f"{model_dir / META_FILE}: package format {version!r} is not supported "
+            f"(this tensorfab reads format {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:
+    """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
+    model_dir = resolve_model_dir(path)
+    meta = read_meta(model_dir)
+    model = create_model(meta["model"]["name"], **meta["model"].get("args", {}))
+    try:
+        state = load_file(str(model_dir / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise TensorfabError(f"{model_dir / WEIGHTS_FILE}: cannot read weights ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise TensorfabError(
+            f"{model_dir / WEIGHTS_FILE}: weights do not fit model {meta['model']['name']!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    task = create_task(meta["task"], **meta.get("task_config", {}))
+    return LoadedPackage(model.to(device).eval(), task, meta, model_dir)
