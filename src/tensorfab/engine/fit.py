@@ -50,7 +50,8 @@ class _Guard:
             return
         kept = "no checkpoint was written yet"
         if ctx.run.checkpoint.is_file():
-            kept = f"the last good checkpoint {ctx.run.checkpoint} is kept"
+            saved = ctx.info.get("checkpoint_step", "an earlier step")
+            kept = f"the last good checkpoint {ctx.run.checkpoint} (step {saved}) is kept"
         raise TensorfabError(
             f"loss became non-finite (nan/inf) at step {bad_step} (epoch {state.epoch + 1}); "
             f"training stopped and {kept}. Lower train.lr, set train.clip_grad_norm, "
@@ -66,6 +67,7 @@ class _Guard:
 
 
 def checkpoint(ctx: RunContext, state: TrainState) -> None:
+    ctx.info["checkpoint_step"] = state.global_step
     if not ctx.env.is_main:
         return
     save_checkpoint(
@@ -149,7 +151,7 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
             loss = _backward(ctx, batch, sync=last_micro)
         except torch.OutOfMemoryError:
             raise _out_of_memory(ctx) from None
-        guard.observe(loss, state.global_step)
+        guard.observe(loss, state.global_step + 1)  # 1-based: the step this loss belongs to
         pace["samples"] += len(batch[0])
         if not last_micro:
             continue

@@ -37,5 +37,5 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     entry = model_entry(name)
     try:
         return entry.builder(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # a bad argument, e.g. lenet's image_size < 16
         raise TensorfabError(f"model.args for {name!r}: {exc}") from None

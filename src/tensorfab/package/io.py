@@ -94,6 +94,22 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
+    # load_state_dict raises a multi-line RuntimeError on a shape mismatch (e.g. the JSON
+    # says 5 classes, the weights hold 10) even with strict=False, so compare first.
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    wrong = [f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}"
+             for k in sorted(expected.keys() & state.keys())
+             if state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise TensorfabError(
+            f"{path}: weights do not fit model {name!r} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]})"
+        )
+
+
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:
     """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
     model_dir = resolve_model_dir(path)
@@ -103,11 +119,7 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
         state = load_file(str(model_dir / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:
         raise TensorfabError(f"{model_dir / WEIGHTS_FILE}: cannot read weights ({exc})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise TensorfabError(
-            f"{model_dir / WEIGHTS_FILE}: weights do not fit model {meta['model']['name']!r} "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    _check_fit(model, state, model_dir / WEIGHTS_FILE, meta["model"]["name"])
+    model.load_state_dict(state)
     task = create_task(meta["task"], **meta.get("task_config", {}))
     return LoadedPackage(model.to(device).eval(), task, meta, model_dir)

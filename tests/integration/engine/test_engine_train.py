@@ -1,0 +1,115 @@
+"""End-to-end training on CPU: the run directory, the rules around it, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import run_cli
+from tensorfab.engine.inference import evaluate_model, predict_inputs
+from tensorfab.engine.train import train
+from tensorfab.errors import TensorfabError
+from tensorfab.spec import load_spec
+
+FAST = ["data.limit_train=512", "data.limit_test=256", "train.epochs=2", "train.device=cpu"]
+
+
+def _spec(tmp_path: Path, *extra: str):
+    return load_spec(None, [*FAST, f"output.runs_dir={tmp_path / 'runs'}", "name=t", *extra])
+
+
+def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
+    result = train(_spec(tmp_path), quiet=True)
+    run = result.run_dir
+    for rel in ("spec.yaml", "metrics.jsonl", "checkpoints/last.pt", "model/tensorfab.json",
+                "model/weights.safetensors", "report.md", "report.json",
+                "plots/curves.png", "plots/confusion_matrix.png"):
+        assert (run / rel).is_file(), rel
+    assert any((run / "tb").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "completed"
+    assert len(report["history"]) == 2
+    assert report["throughput"]["mfu"] is None  # CPU: no measured peak
+    assert "n/a" in (run / "report.md").read_text()
+    meta = json.loads((run / "model/tensorfab.json").read_text())
+    assert meta["versions"]["torch"] == torch.__version__
+    assert "licence" in meta["data"]["source"]
+    assert meta["metrics"]["test"]["accuracy"] == pytest.approx(report["metrics"]["test"]["accuracy"])
+    kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
+    assert kinds == {"train", "eval"}
+
+
+def test_package_evaluates_to_the_reported_test_accuracy(tmp_path: Path) -> None:
+    result = train(_spec(tmp_path), quiet=True)
+    scored = evaluate_model(str(result.run_dir), device="cpu")
+    assert scored["n"] == 256
+    assert scored["scores"]["accuracy"] == pytest.approx(
+        result.report["metrics"]["test"]["accuracy"])
+
+
+def test_predict_png_and_idx(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tensorfab.data import create_dataset
+
+    result = train(_spec(tmp_path, "train.epochs=3"), quiet=True)
+    test = create_dataset("digits").test
+    Image.fromarray(test.images[0, 0].numpy()).save(tmp_path / "d.png")
+    rows = predict_inputs(str(result.run_dir), [str(tmp_path / "d.png")], device="cpu")
+    assert rows[0]["label"] in [str(i) for i in range(10)]
+    assert sum(rows[0]["top"].values()) <= 1.0 + 1e-6
+    assert 0.0 < rows[0]["score"] <= 1.0
+
+
+def test_existing_run_dir_is_an_error_and_is_left_alone(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "train.epochs=1")
+    result = train(spec, quiet=True)
+    before = (result.run_dir / "model/weights.safetensors").read_bytes()
+    with pytest.raises(TensorfabError, match="already exists; pass --resume"):
+        train(spec, quiet=True)
+    assert (result.run_dir / "model/weights.safetensors").read_bytes() == before
+
+
+def test_unknown_metric_fails_before_training(tmp_path: Path) -> None:
+    with pytest.raises(TensorfabError, match="train.metric: 'f2'"):
+        train(_spec(tmp_path, "train.metric=f2"), quiet=True)
+    assert not (tmp_path / "runs/t/checkpoints").exists()
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "train.optimizer=sgd", "train.lr=1e6", "train.checkpoint_every_steps=2")
+    with pytest.raises(TensorfabError, match=r"loss became non-finite .*\(step 2\) is kept"):
+        train(spec, quiet=True)
+    ckpt = torch.load(tmp_path / "runs/t/checkpoints/last.pt", weights_only=True)
+    assert ckpt["state"]["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_cuda_on_a_cpu_machine_is_one_clear_line(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli("train", "--set", "train.device=cuda", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: train.device: 'cuda'")
+
+
+def test_spec_typo_fails_before_work_with_file_and_line(tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: x\ntrain:\n  epochs: 2\n  lrr: 0.1\n")
+    proc = run_cli("train", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {spec}:4: train.lrr: unknown field"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_val_fraction_selects_on_validation_and_reports_test(tmp_path: Path) -> None:
+    result = train(_spec(tmp_path, "data.val_fraction=0.25"), quiet=True)
+    data = result.report["data"]
+    assert (data["train_size"], data["eval_size"], data["test_size"]) == (384, 128, 256)
+    weights = load_file(str(result.run_dir / "model/weights.safetensors"))
+    assert set(weights) >= {"conv1.weight", "fc2.bias"}
