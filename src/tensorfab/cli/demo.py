@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+
 from tensorfab.engine.compare import available_devices, compare_devices
 from tensorfab.engine.train import train
 from tensorfab.spec import load_spec
@@ -30,15 +31,20 @@ DEMO_OVERRIDES = ["name=digits-lenet", "train.epochs=15"]
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = [f"output.runs_dir={args.runs_dir}",
-                 f"output.name=demo-{time.strftime('%Y%m%d-%H%M%S')}"]
+    overrides = [
+        f"output.runs_dir={args.runs_dir}",
+        f"output.name=demo-{time.strftime('%Y%m%d-%H%M%S')}",
+    ]
     if args.epochs:
         overrides.append(f"train.epochs={args.epochs}")
     spec = load_spec(None, DEMO_OVERRIDES + overrides)
     result = train(spec, quiet=args.json)
-    out = {"run_dir": str(result.run_dir), "report": str(result.run_dir / "report.md"),
-           "model": str(result.run_dir / "model"),
-           "test_accuracy": result.report["metrics"]["test"]["accuracy"]}
+    out = {
+        "run_dir": str(result.run_dir),
+        "report": str(result.run_dir / "report.md"),
+        "model": str(result.run_dir / "model"),
+        "test_accuracy": result.report["metrics"]["test"]["accuracy"],
+    }
     if len(available_devices()) > 1:
         out["compare"] = compare_devices(spec)
         _print_compare(out["compare"], args.json)
@@ -54,6 +60,8 @@ def _print_compare(result: dict, quiet: bool) -> None:
     if quiet:
         return
     for row in result["devices"]:
-        print(f"{row['device']:>5} ({row['device_name']}): one epoch {row['epoch_s']:.3f} s, "
-              f"{row['samples_per_s']:,.0f} samples/s, speed-up {row['speedup']:.1f}x",
-              file=sys.stderr)
+        print(
+            f"{row['device']:>5} ({row['device_name']}): one epoch {row['epoch_s']:.3f} s, "
+            f"{row['samples_per_s']:,.0f} samples/s, speed-up {row['speedup']:.1f}x",
+            file=sys.stderr,
+        )

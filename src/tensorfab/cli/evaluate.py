@@ -19,8 +19,11 @@ tensorfab evaluate runs/my-run/model --data my_images/   # one sub-folder per cl
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory or model package directory")
-    parser.add_argument("--data", help="IDX images file (labels beside it), IDX folder, "
-                        "or image folder with one sub-folder per class")
+    parser.add_argument(
+        "--data",
+        help="IDX images file (labels beside it), IDX folder, "
+        "or image folder with one sub-folder per class",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -35,10 +38,17 @@ def run(args: argparse.Namespace) -> int:
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="right" if col != "class" else "left")
     for name, row in scores["per_class"].items():
-        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}",
-                      f"{row['f1']:.4f}", str(row["support"]))
+        table.add_row(
+            name,
+            f"{row['precision']:.4f}",
+            f"{row['recall']:.4f}",
+            f"{row['f1']:.4f}",
+            str(row["support"]),
+        )
     console = Console()
     console.print(table)
-    console.print(f"accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}  "
-                  f"loss {scores['loss']:.4f}")
+    console.print(
+        f"accuracy {scores['accuracy']:.4f}  macro F1 {scores['macro_f1']:.4f}  "
+        f"loss {scores['loss']:.4f}"
+    )
     return 0

@@ -28,7 +28,9 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tensorfab",
-        description="Train, evaluate and measure deep-learning models on whatever compute is there.",
+        description=(
+            "Train, evaluate and measure deep-learning models on whatever compute is there."
+        ),
         epilog="example:\n  tensorfab train examples/digits-lenet.yaml --set train.epochs=3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

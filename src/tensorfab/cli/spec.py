@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
-    print(json.dumps(spec.model_dump(mode="json"), indent=2) if args.json else dump_spec(spec),
-          end="\n" if args.json else "")
+    print(
+        json.dumps(spec.model_dump(mode="json"), indent=2) if args.json else dump_spec(spec),
+        end="\n" if args.json else "",
+    )
     return 0

@@ -20,15 +20,22 @@ torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.ya
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", help="job spec YAML (default: built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a spec field, e.g. train.epochs=3")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. train.epochs=3",
+    )
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--name", help="run directory name (default: the spec's name)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run from its last checkpoint")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run from its last checkpoint"
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
 

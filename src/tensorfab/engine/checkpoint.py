@@ -8,6 +8,7 @@ checkpoint or the new complete one. Loading uses ``weights_only=True``.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -48,5 +49,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise TensorfabError(f"{path}: cannot read checkpoint ({exc})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TensorfabError(f"{path}: cannot read checkpoint ({first})") from None

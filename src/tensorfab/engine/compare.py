@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.fit import train_epoch
+from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.train import setup
 from tensorfab.spec import JobSpec, parse_spec
@@ -36,9 +36,14 @@ def time_epoch(spec: JobSpec, device: str) -> dict[str, Any]:
             train_epoch(ctx, state, stop)
     seconds = ctx.info["train_time_s"][-1]
     samples = ctx.info["train_samples"][-1]
-    return {"device": device, "device_name": ctx.runtime.describe()["device_name"],
-            "precision": ctx.runtime.precision, "epoch_s": seconds,
-            "samples_per_s": samples / seconds, "samples": int(samples)}
+    return {
+        "device": device,
+        "device_name": ctx.runtime.describe()["device_name"],
+        "precision": ctx.runtime.precision,
+        "epoch_s": seconds,
+        "samples_per_s": samples / seconds,
+        "samples": int(samples),
+    }
 
 
 def compare_devices(spec: JobSpec, devices: list[str] | None = None) -> dict[str, Any]:
@@ -47,5 +52,8 @@ def compare_devices(spec: JobSpec, devices: list[str] | None = None) -> dict[str
     base = rows[0]["epoch_s"]
     for row in rows:
         row["speedup"] = base / row["epoch_s"]
-    return {"workload": f"{spec.model.name}-{spec.data.format}",
-            "batch_size": spec.data.batch_size, "devices": rows}
+    return {
+        "workload": f"{spec.model.name}-{spec.data.format}",
+        "batch_size": spec.data.batch_size,
+        "devices": rows,
+    }

@@ -121,8 +121,14 @@ def _log_step(ctx: RunContext, state: TrainState, guard: _Guard, pace: dict[str,
     now = time.perf_counter()
     sps = pace["samples"] / max(now - pace["t0"], 1e-9)
     lr = ctx.optimizer.param_groups[0]["lr"]
-    record = {"kind": "train", "step": state.global_step, "epoch": state.epoch + 1,
-              "loss": loss, "lr": lr, "samples_per_s": sps}
+    record = {
+        "kind": "train",
+        "step": state.global_step,
+        "epoch": state.epoch + 1,
+        "loss": loss,
+        "lr": lr,
+        "samples_per_s": sps,
+    }
     ctx.log.append(record)
     if ctx.tb is not None:
         ctx.tb.add_scalar("train/loss", loss, state.global_step)
@@ -145,7 +151,9 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
     pace = {"t0": time.perf_counter(), "samples": 0.0}
     n_batches = len(ctx.train)
     ctx.step_model.train()
-    for i, batch in enumerate(ctx.train.epoch(state.epoch, state.batch_in_epoch), state.batch_in_epoch):
+    for i, batch in enumerate(
+        ctx.train.epoch(state.epoch, state.batch_in_epoch), state.batch_in_epoch
+    ):
         last_micro = (i + 1) % spec.grad_accum == 0 or i + 1 == n_batches
         try:
             loss = _backward(ctx, batch, sync=last_micro)
@@ -166,8 +174,10 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
         if any_rank(bool(stop), ctx.env):
             _log_step(ctx, state, guard, pace)
             checkpoint(ctx, state)
-            raise Interrupted(_stop_message(ctx, state, stop.signum or signal.SIGTERM),
-                              stop.signum or signal.SIGTERM)
+            raise Interrupted(
+                _stop_message(ctx, state, stop.signum or signal.SIGTERM),
+                stop.signum or signal.SIGTERM,
+            )
         if spec.max_steps and state.global_step >= spec.max_steps:
             break
     if guard.batches:

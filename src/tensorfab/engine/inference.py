@@ -54,8 +54,9 @@ def _eval_data(pkg: LoadedPackage, data_path: str | None) -> tuple[ImageData, st
         return create_dataset(fmt, **spec).test, f"{fmt} test split"
     path = Path(data_path)
     fmt = detect_format(path)
-    data, found = load_eval_data(fmt, str(path), image_size=shape["height"],
-                                 channels=shape["channels"])
+    data, found = load_eval_data(
+        fmt, str(path), image_size=shape["height"], channels=shape["channels"]
+    )
     if tuple(data.images.shape[1:]) != (shape["channels"], shape["height"], shape["width"]):
         raise TensorfabError(
             f"{path}: images are {tuple(data.images.shape[1:])} but the model expects "
@@ -64,17 +65,24 @@ def _eval_data(pkg: LoadedPackage, data_path: str | None) -> tuple[ImageData, st
     return _remap(data, found, meta["labels"], path), str(path)
 
 
-def evaluate_model(path: str, data_path: str | None = None, *, device: str = "auto",
-                   batch_size: int = 1024) -> dict[str, Any]:
+def evaluate_model(
+    path: str, data_path: str | None = None, *, device: str = "auto", batch_size: int = 1024
+) -> dict[str, Any]:
     """Score a run or model package on its own test split or on ``data_path``."""
     runtime = create_runtime(device, "fp32")
     pkg = load_package(path, runtime.device)
     data, source = _eval_data(pkg, data_path)
-    batches = TensorBatches((data.images, data.labels), batch_size, device=runtime.device,
-                            shuffle=False)
+    batches = TensorBatches(
+        (data.images, data.labels), batch_size, device=runtime.device, shuffle=False
+    )
     result = evaluate_batches(pkg.model, pkg.task, batches.epoch(0), runtime)
-    return {"model": str(pkg.path), "data": source, "n": len(data),
-            "device": str(runtime.device), "scores": result.scores}
+    return {
+        "model": str(pkg.path),
+        "data": source,
+        "n": len(data),
+        "device": str(runtime.device),
+        "scores": result.scores,
+    }
 
 
 def _read_inputs(inputs: list[str], shape: dict[str, int]) -> tuple[torch.Tensor, list[str]]:
@@ -93,13 +101,16 @@ def _read_inputs(inputs: list[str], shape: dict[str, int]) -> tuple[torch.Tensor
     stacked = torch.cat(images)
     want = (shape["channels"], shape["height"], shape["width"])
     if tuple(stacked.shape[1:]) != want:
-        raise TensorfabError(f"inputs are {tuple(stacked.shape[1:])} images; the model expects {want}")
+        raise TensorfabError(
+            f"inputs are {tuple(stacked.shape[1:])} images; the model expects {want}"
+        )
     return stacked, names
 
 
 @torch.no_grad()
-def predict_inputs(path: str, inputs: list[str], *, device: str = "auto",
-                   top_k: int = 3) -> list[dict[str, Any]]:
+def predict_inputs(
+    path: str, inputs: list[str], *, device: str = "auto", top_k: int = 3
+) -> list[dict[str, Any]]:
     """Labels and probabilities for image files and/or IDX image files."""
     runtime = create_runtime(device, "fp32")
     pkg = load_package(path, runtime.device)
@@ -110,10 +121,14 @@ def predict_inputs(path: str, inputs: list[str], *, device: str = "auto",
         out.append(pkg.task.predict(pkg.task.logits(pkg.model, batch)).probs.cpu())
     probs = torch.cat(out)
     labels = pkg.meta["labels"]
-    return [_prediction(name, p, labels, top_k) for name, p in zip(names, probs)]
+    return [_prediction(name, p, labels, top_k) for name, p in zip(names, probs, strict=True)]
 
 
 def _prediction(name: str, probs: torch.Tensor, labels: list[str], top_k: int) -> dict[str, Any]:
     values, index = probs.topk(min(top_k, len(labels)))
-    return {"input": name, "label": labels[int(index[0])], "score": float(values[0]),
-            "top": {labels[int(i)]: float(v) for v, i in zip(values, index)}}
+    return {
+        "input": name,
+        "label": labels[int(index[0])],
+        "score": float(values[0]),
+        "top": {labels[int(i)]: float(v) for v, i in zip(values, index, strict=True)},
+    }

@@ -25,9 +25,7 @@ def create_optimizer(
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **extra)
     if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=momentum, weight_decay=weight_decay, **extra
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **extra)
     raise ValueError(f"unknown optimizer {name!r}")
 
 

@@ -41,8 +41,14 @@ def _test_best(ctx: RunContext) -> tuple[dict[str, Any], float]:
     return result.scores, result.samples_per_s
 
 
-def build_report(ctx: RunContext, state: TrainState, status: str, test: dict[str, Any],
-                 eval_sps: float, total_s: float) -> dict[str, Any]:
+def build_report(
+    ctx: RunContext,
+    state: TrainState,
+    status: str,
+    test: dict[str, Any],
+    eval_sps: float,
+    total_s: float,
+) -> dict[str, Any]:
     info = ctx.info
     return {
         "name": ctx.run.path.name,
@@ -51,17 +57,26 @@ def build_report(ctx: RunContext, state: TrainState, status: str, test: dict[str
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec": ctx.spec.model_dump(mode="json"),
         "data": {k: info[k] for k in ("source", "split", "train_size", "eval_size", "test_size")},
-        "model": {"name": ctx.spec.model.name, "parameters": info["parameters"],
-                  "flops_per_sample": ctx.flops_per_sample},
+        "model": {
+            "name": ctx.spec.model.name,
+            "parameters": info["parameters"],
+            "flops_per_sample": ctx.flops_per_sample,
+        },
         "hardware": {**ctx.runtime.describe(), "world_size": ctx.env.world_size},
         "metrics": {
             "test": test,
-            "best": {"metric": ctx.spec.train.metric, "value": state.best_value,
-                     "epoch": state.best_epoch},
+            "best": {
+                "metric": ctx.spec.train.metric,
+                "value": state.best_value,
+                "epoch": state.best_epoch,
+            },
         },
         "throughput": _throughput(ctx, eval_sps),
-        "timings": {"total_s": total_s, "train_s": sum(info.get("train_time_s", [])),
-                    "eval_s": info.get("eval_time_s", 0.0)},
+        "timings": {
+            "total_s": total_s,
+            "train_s": sum(info.get("train_time_s", [])),
+            "eval_s": info.get("eval_time_s", 0.0),
+        },
         "history": state.history,
         "steps": state.global_step,
     }
@@ -74,10 +89,16 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
     if not ctx.env.is_main:
         return report
     ctx.run.plots_dir.mkdir(exist_ok=True)
-    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png"),
-             plot_confusion_matrix(test["confusion_matrix"], ctx.task.classes,
-                                   ctx.run.plots_dir / "confusion_matrix.png")]
-    report["artifacts"] = {"model": "model/", "plots": [str(p.relative_to(ctx.run.path)) for p in plots]}
+    plots = [
+        plot_curves(state.history, ctx.run.plots_dir / "curves.png"),
+        plot_confusion_matrix(
+            test["confusion_matrix"], ctx.task.classes, ctx.run.plots_dir / "confusion_matrix.png"
+        ),
+    ]
+    report["artifacts"] = {
+        "model": "model/",
+        "plots": [str(p.relative_to(ctx.run.path)) for p in plots],
+    }
     meta = read_meta(ctx.run.model_dir)
     meta["metrics"] = {**meta.get("metrics", {}), "test": _headline(test)}
     for key in ("format_version", "versions", "created"):

@@ -60,7 +60,7 @@ def spec_differences(a: JobSpec, b: JobSpec) -> list[str]:
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
 
 
-def prepare_run_dir(spec: JobSpec, *, resume: bool, write: bool = True) -> RunDir:
+def prepare_run_dir(spec: JobSpec, *, resume: bool) -> RunDir:
     """Check the rules for ``spec``'s run directory and write the resolved spec into it."""
     run = RunDir(run_path(spec))
     saved = run.path / "spec.yaml"
@@ -70,15 +70,16 @@ def prepare_run_dir(spec: JobSpec, *, resume: bool, write: bool = True) -> RunDi
             "or --name NEW to start another run"
         )
     if resume and saved.is_file():
-        changed = [k for k in spec_differences(load_spec(saved), spec) if k not in RESUMABLE_CHANGES]
+        changed = [
+            k for k in spec_differences(load_spec(saved), spec) if k not in RESUMABLE_CHANGES
+        ]
         if changed:
             raise TensorfabError(
                 f"{saved}: --resume with a different spec ({', '.join(changed)}); "
                 "resume with the run's own spec or start a new run with --name"
             )
-    if write:
-        run.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(saved, dump_spec(spec))
+    run.path.mkdir(parents=True, exist_ok=True)
+    _write_atomic(saved, dump_spec(spec))
     return run
 
 

@@ -39,8 +39,11 @@ class Runtime:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def describe(self) -> dict[str, object]:
-        return {"device": str(self.device), "device_name": device_name(self.device),
-                "precision": self.precision}
+        return {
+            "device": str(self.device),
+            "device_name": device_name(self.device),
+            "precision": self.precision,
+        }
 
 
 def create_runtime(device: str, precision: str) -> Runtime:

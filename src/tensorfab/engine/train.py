@@ -31,7 +31,7 @@ from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train
 from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.report import finish_run
-from tensorfab.engine.rundir import MetricsLog, prepare_run_dir
+from tensorfab.engine.rundir import MetricsLog, RunDir, prepare_run_dir, run_path
 from tensorfab.engine.runtime import Runtime, create_runtime, seed_everything
 from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
@@ -60,14 +60,22 @@ def _splits(spec: JobSpec) -> tuple[ImageData, ImageData, ImageData, Any]:
     return train, test, test, splits
 
 
-def _batches(data: ImageData, batch_size: int, runtime: Runtime, spec: JobSpec, env: DistEnv,
-             train: bool) -> TensorBatches:
+def _batches(
+    data: ImageData, batch_size: int, runtime: Runtime, spec: JobSpec, env: DistEnv, train: bool
+) -> TensorBatches:
     mode = spec.data.device_resident
     nbytes = data.images.nelement() * data.images.element_size()
     resident = mode == "on" or (mode == "auto" and fits_on_device(nbytes, runtime.device))
     shard = {"rank": env.rank, "world_size": env.world_size} if train else {}
-    return TensorBatches((data.images, data.labels), batch_size, device=runtime.device,
-                         shuffle=train, seed=spec.seed, resident=resident, **shard)
+    return TensorBatches(
+        (data.images, data.labels),
+        batch_size,
+        device=runtime.device,
+        shuffle=train,
+        seed=spec.seed,
+        resident=resident,
+        **shard,
+    )
 
 
 def _model_args(spec: JobSpec, train: ImageData, classes: list[str]) -> dict[str, Any]:
@@ -88,7 +96,9 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     env = dist_env_from_environ()
     runtime = create_runtime(device_for_rank(spec.train.device, env), spec.train.precision)
     init_distributed(env, runtime.device)
-    run = prepare_run_dir(spec, resume=resume, write=env.is_main)
+    # Only the main rank checks and creates the run directory; the others would see it
+    # already created and refuse it.
+    run = prepare_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
     barrier(env)
     train, evals, test, splits = _splits(spec)
     mean, std = channel_stats(train.images)
@@ -97,30 +107,59 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     seed_everything(spec.seed)
     args = _model_args(spec, train, splits.classes)
     model = create_model(spec.model.name, **args).to(runtime.device)
-    step_model = wrap_model(torch.compile(model) if spec.train.compile else model, env, runtime.device)
+    step_model = wrap_model(
+        torch.compile(model) if spec.train.compile else model, env, runtime.device
+    )
     eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
     ctx_batches = {
         "train": _batches(train, spec.data.batch_size, runtime, spec, env, train=True),
         "eval": _batches(evals, eval_bs, runtime, spec, env, train=False),
         "test": _batches(test, eval_bs, runtime, spec, env, train=False),
     }
-    fused = spec.train.fused == "on" or (spec.train.fused == "auto" and runtime.device.type == "cuda")
-    optimizer = create_optimizer(spec.train.optimizer, model, lr=spec.train.lr,
-                                 weight_decay=spec.train.weight_decay,
-                                 momentum=spec.train.momentum, fused=fused)
+    fused = spec.train.fused == "on" or (
+        spec.train.fused == "auto" and runtime.device.type == "cuda"
+    )
+    optimizer = create_optimizer(
+        spec.train.optimizer,
+        model,
+        lr=spec.train.lr,
+        weight_decay=spec.train.weight_decay,
+        momentum=spec.train.momentum,
+        fused=fused,
+    )
     steps = _total_steps(spec, len(ctx_batches["train"]))
-    scheduler = create_scheduler(optimizer, spec.train.scheduler, total_steps=steps,
-                                 warmup_steps=spec.train.warmup_steps)
+    scheduler = create_scheduler(
+        optimizer, spec.train.scheduler, total_steps=steps, warmup_steps=spec.train.warmup_steps
+    )
     meta = _package_meta(spec, task.config(), args, train, splits)
-    ctx = RunContext(spec, env, runtime, run, model, step_model, task, **ctx_batches,
-                     optimizer=optimizer, scheduler=scheduler, scaler=runtime.grad_scaler(),
-                     log=MetricsLog(run.metrics_file, enabled=env.is_main),
-                     progress=ProgressReporter(quiet=quiet or not env.is_main), package_meta=meta)
-    ctx.info.update(train_size=len(train), eval_size=len(evals), test_size=len(test),
-                    source=splits.source, split=splits.split, parameters=_count(model))
+    ctx = RunContext(
+        spec,
+        env,
+        runtime,
+        run,
+        model,
+        step_model,
+        task,
+        **ctx_batches,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=runtime.grad_scaler(),
+        log=MetricsLog(run.metrics_file, enabled=env.is_main),
+        progress=ProgressReporter(quiet=quiet or not env.is_main),
+        package_meta=meta,
+    )
+    ctx.info.update(
+        train_size=len(train),
+        eval_size=len(evals),
+        test_size=len(test),
+        source=splits.source,
+        split=splits.split,
+        parameters=_count(model),
+    )
     sample = next(ctx.train.epoch(0))
     ctx.flops_per_sample = forward_flops_per_sample(
-        lambda: task.logits(model, sample), len(sample[0]))
+        lambda: task.logits(model, sample), len(sample[0])
+    )
     return ctx
 
 
@@ -134,8 +173,9 @@ def _total_steps(spec: JobSpec, batches_per_epoch: int) -> int:
     return min(total, spec.train.max_steps) if spec.train.max_steps else total
 
 
-def _package_meta(spec: JobSpec, task_config: dict[str, Any], args: dict[str, Any],
-                  train: ImageData, splits: Any) -> dict[str, Any]:
+def _package_meta(
+    spec: JobSpec, task_config: dict[str, Any], args: dict[str, Any], train: ImageData, splits: Any
+) -> dict[str, Any]:
     _, c, h, w = train.images.shape
     return {
         "task": spec.task,
@@ -143,10 +183,16 @@ def _package_meta(spec: JobSpec, task_config: dict[str, Any], args: dict[str, An
         "model": {"name": spec.model.name, "args": args},
         "labels": list(splits.classes),
         "input": {"kind": "image", "channels": c, "height": h, "width": w, "dtype": "uint8"},
-        "preprocessing": {"scale": "x / 255", "mean": task_config["mean"],
-                          "std": task_config["std"]},
-        "data": {"spec": spec.data.model_dump(mode="json"), "source": splits.source,
-                 "split": splits.split},
+        "preprocessing": {
+            "scale": "x / 255",
+            "mean": task_config["mean"],
+            "std": task_config["std"],
+        },
+        "data": {
+            "spec": spec.data.model_dump(mode="json"),
+            "source": splits.source,
+            "split": splits.split,
+        },
     }
 
 
@@ -163,8 +209,10 @@ def restore(ctx: RunContext) -> TrainState:
     set_rng_state(ckpt["rng"])
     state = TrainState.from_dict(ckpt["state"])
     ctx.log.truncate_after(state.global_step)
-    ctx.progress.log(f"resuming {ctx.run.path} from step {state.global_step} "
-                     f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})")
+    ctx.progress.log(
+        f"resuming {ctx.run.path} from step {state.global_step} "
+        f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
+    )
     return state
 
 
@@ -182,9 +230,15 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
     if state.improved(value, spec.metric_mode, spec.early_stopping.min_delta):
         state.best_value, state.best_epoch, state.bad_evals = value, record["epoch"], 0
         if ctx.env.is_main:
-            meta = {**ctx.package_meta, "metrics": {"selection": record},
-                    "run": {"name": ctx.run.path.name, "epoch": record["epoch"],
-                            "step": record["step"]}}
+            meta = {
+                **ctx.package_meta,
+                "metrics": {"selection": record},
+                "run": {
+                    "name": ctx.run.path.name,
+                    "epoch": record["epoch"],
+                    "step": record["step"],
+                },
+            }
             save_package(ctx.run.model_dir, ctx.model, meta)
     else:
         state.bad_evals += 1
@@ -197,8 +251,9 @@ def fit(ctx: RunContext, state: TrainState) -> str:
     spec = ctx.spec.train
     with stop_on_signals() as stop:
         while state.epoch < spec.epochs:
-            ctx.progress.start_epoch(state.epoch + 1, spec.epochs, len(ctx.train),
-                                     state.batch_in_epoch)
+            ctx.progress.start_epoch(
+                state.epoch + 1, spec.epochs, len(ctx.train), state.batch_in_epoch
+            )
             more = train_epoch(ctx, state, stop)
             record = evaluate_epoch(ctx, state)
             stop_early = _after_eval(ctx, state, record)
@@ -216,8 +271,10 @@ def fit(ctx: RunContext, state: TrainState) -> str:
 
 def _epoch_summary(record: dict[str, Any], metric: str) -> str:
     value = metric_value(record, metric)
-    return (f"train loss {record['train_loss']:.4f}  eval loss {record['eval_loss']:.4f}  "
-            f"{metric} {value:.4f}")
+    return (
+        f"train loss {record['train_loss']:.4f}  eval loss {record['eval_loss']:.4f}  "
+        f"{metric} {value:.4f}"
+    )
 
 
 def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunResult:

@@ -13,9 +13,7 @@ from tensorfab.models.registry import MODELS
 
 
 class LeNet(nn.Module):
-    def __init__(
-        self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28
-    ) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 20, kernel_size=5)
         self.conv2 = nn.Conv2d(20, 50, kernel_size=5)
@@ -32,8 +30,6 @@ class LeNet(nn.Module):
         return self.fc2(x)
 
 
-@MODELS.register(
-    "lenet", task="image-classification", input="image", tiny={"image_size": 28}
-)
+@MODELS.register("lenet", task="image-classification", input="image", tiny={"image_size": 28})
 def build_lenet(num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> nn.Module:
     return LeNet(num_classes=num_classes, in_channels=in_channels, image_size=image_size)

@@ -15,7 +15,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.registry import Entry
 
 
-def _import(module: str, name: str):  # noqa: ANN202 - returns a module
+def _import(module: str, name: str):
     try:
         return importlib.import_module(module)
     except ImportError:

@@ -100,9 +100,11 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
     expected = model.state_dict()
     missing = sorted(expected.keys() - state.keys())
     unexpected = sorted(state.keys() - expected.keys())
-    wrong = [f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}"
-             for k in sorted(expected.keys() & state.keys())
-             if state[k].shape != expected[k].shape]
+    wrong = [
+        f"{k} {list(state[k].shape)} vs {list(expected[k].shape)}"
+        for k in sorted(expected.keys() & state.keys())
+        if state[k].shape != expected[k].shape
+    ]
     if missing or unexpected or wrong:
         raise TensorfabError(
             f"{path}: weights do not fit model {name!r} "

@@ -81,7 +81,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     except OSError as exc:
         raise TensorfabError(f"{path}: cannot read spec ({exc.strerror})") from None
     try:
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -96,7 +96,10 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 def parse_spec(
-    raw: dict[str, Any], overrides: list[str] | None = None, *, source: str = "spec",
+    raw: dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    source: str = "spec",
     lines: dict[str, int] | None = None,
 ) -> JobSpec:
     """Validate a dict (plus overrides) into a :class:`JobSpec` or raise one clear error."""

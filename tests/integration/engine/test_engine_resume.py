@@ -16,15 +16,35 @@ from safetensors.torch import load_file
 
 from conftest import cli_command, run_cli
 
-JOB = ["--set", "train.device=cpu", "--set", "train.epochs=3", "--set", "data.batch_size=16",
-       "--set", "train.checkpoint_every_steps=5", "--set", "train.log_every_steps=5",
-       "--set", "train.scheduler=cosine", "--set", "train.warmup_steps=10", "--quiet"]
+JOB = [
+    "--set",
+    "train.device=cpu",
+    "--set",
+    "train.epochs=3",
+    "--set",
+    "data.batch_size=16",
+    "--set",
+    "train.checkpoint_every_steps=5",
+    "--set",
+    "train.log_every_steps=5",
+    "--set",
+    "train.scheduler=cosine",
+    "--set",
+    "train.warmup_steps=10",
+    "--quiet",
+]
 
 
 def _start(cwd: Path, name: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cli_command("train", *JOB, "--name", name), cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cli_command("train", *JOB, "--name", name),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen[str], ckpt: Path, timeout_s: float = 120) -> None:
@@ -76,9 +96,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
     assert resumed.returncode == 0, resumed.stderr
     assert f"from step {ckpt['state']['global_step']}" in resumed.stderr
     _assert_same_end(tmp_path / "runs/killed", uninterrupted)
-    steps = [json.loads(x)["step"] for x in
-             (tmp_path / "runs/killed/metrics.jsonl").read_text().splitlines()
-             if json.loads(x)["kind"] == "train"]
+    steps = [
+        json.loads(x)["step"]
+        for x in (tmp_path / "runs/killed/metrics.jsonl").read_text().splitlines()
+        if json.loads(x)["kind"] == "train"
+    ]
     assert steps == sorted(steps), "resume left records of undone work in metrics.jsonl"
 
 
@@ -102,7 +124,6 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(
 def test_resume_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
     first = run_cli("train", *JOB, "--set", "train.epochs=1", "--name", "r", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    proc = run_cli("train", *JOB, "--set", "train.lr=0.5", "--name", "r", "--resume",
-                   cwd=tmp_path)
+    proc = run_cli("train", *JOB, "--set", "train.lr=0.5", "--name", "r", "--resume", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--resume with a different spec (train.lr)" in proc.stderr

@@ -25,9 +25,17 @@ def _spec(tmp_path: Path, *extra: str):
 def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     result = train(_spec(tmp_path), quiet=True)
     run = result.run_dir
-    for rel in ("spec.yaml", "metrics.jsonl", "checkpoints/last.pt", "model/tensorfab.json",
-                "model/weights.safetensors", "report.md", "report.json",
-                "plots/curves.png", "plots/confusion_matrix.png"):
+    for rel in (
+        "spec.yaml",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        "model/tensorfab.json",
+        "model/weights.safetensors",
+        "report.md",
+        "report.json",
+        "plots/curves.png",
+        "plots/confusion_matrix.png",
+    ):
         assert (run / rel).is_file(), rel
     assert any((run / "tb").iterdir())
     report = json.loads((run / "report.json").read_text())
@@ -38,7 +46,9 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     meta = json.loads((run / "model/tensorfab.json").read_text())
     assert meta["versions"]["torch"] == torch.__version__
     assert "licence" in meta["data"]["source"]
-    assert meta["metrics"]["test"]["accuracy"] == pytest.approx(report["metrics"]["test"]["accuracy"])
+    assert meta["metrics"]["test"]["accuracy"] == pytest.approx(
+        report["metrics"]["test"]["accuracy"]
+    )
     kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
     assert kinds == {"train", "eval"}
 
@@ -48,7 +58,8 @@ def test_package_evaluates_to_the_reported_test_accuracy(tmp_path: Path) -> None
     scored = evaluate_model(str(result.run_dir), device="cpu")
     assert scored["n"] == 256
     assert scored["scores"]["accuracy"] == pytest.approx(
-        result.report["metrics"]["test"]["accuracy"])
+        result.report["metrics"]["test"]["accuracy"]
+    )
 
 
 def test_predict_png_and_idx(tmp_path: Path) -> None:
@@ -75,7 +86,7 @@ def test_existing_run_dir_is_an_error_and_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_unknown_metric_fails_before_training(tmp_path: Path) -> None:
-    with pytest.raises(TensorfabError, match="train.metric: 'f2'"):
+    with pytest.raises(TensorfabError, match=r"train\.metric: 'f2'"):
         train(_spec(tmp_path, "train.metric=f2"), quiet=True)
     assert not (tmp_path / "runs/t/checkpoints").exists()
 

@@ -97,8 +97,9 @@ def test_unknown_model_lists_known_names() -> None:
     assert ", ".join(MODEL_NAMES) in msg
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None,
-                    reason="torchvision is installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed"
+)
 def test_torchvision_name_without_torchvision() -> None:
     with pytest.raises(TensorfabError) as info:
         create_model("tv:resnet18")

@@ -144,7 +144,7 @@ def test_corrupted_weights(package: tuple[Path, Any]) -> None:
 
 def test_missing_weights(package: tuple[Path, Any]) -> None:
     (package[0] / "weights.safetensors").unlink()
-    with pytest.raises(TensorfabError, match="weights.safetensors: cannot read weights"):
+    with pytest.raises(TensorfabError, match=r"weights\.safetensors: cannot read weights"):
         load_package(package[0])
 
 

@@ -47,8 +47,16 @@ def test_precedence_defaults_yaml_set(tmp_path: Path) -> None:
 
 
 def test_set_values_are_yaml_scalars() -> None:
-    spec = load_spec(None, ["train.epochs=3", "train.lr=1e-3", "train.compile=true",
-                            "model.args.image_size=32", "output.name=run-1"])
+    spec = load_spec(
+        None,
+        [
+            "train.epochs=3",
+            "train.lr=1e-3",
+            "train.compile=true",
+            "model.args.image_size=32",
+            "output.name=run-1",
+        ],
+    )
     assert spec.train.epochs == 3 and type(spec.train.epochs) is int
     assert spec.train.lr == pytest.approx(1e-3) and type(spec.train.lr) is float
     assert spec.train.compile is True
@@ -141,10 +149,22 @@ def test_spec_is_frozen() -> None:
 
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
-    spec = load_spec(None, ["name=round", "data.format=imagefolder", "data.path=imgs",
-                            "data.image_size=32", "data.channels=3", "model.name=resnet-18",
-                            "model.args.width=8", "train.lr=0.0005", "train.device=cuda:1",
-                            "train.early_stopping.patience=2", "output.name=r1"])
+    spec = load_spec(
+        None,
+        [
+            "name=round",
+            "data.format=imagefolder",
+            "data.path=imgs",
+            "data.image_size=32",
+            "data.channels=3",
+            "model.name=resnet-18",
+            "model.args.width=8",
+            "train.lr=0.0005",
+            "train.device=cuda:1",
+            "train.early_stopping.patience=2",
+            "output.name=r1",
+        ],
+    )
     path = _write(tmp_path, dump_spec(spec), name="resolved.yaml")
     assert load_spec(path) == spec
 

@@ -95,8 +95,15 @@ def test_logits_and_targets_use_the_batch() -> None:
 def test_scores_keys_and_values() -> None:
     task = _task()
     scores = task.scores(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 1]))
-    assert {"accuracy", "macro_f1", "weighted_f1", "micro_f1", "per_class",
-            "confusion_matrix", "n"} <= set(scores)
+    assert {
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "micro_f1",
+        "per_class",
+        "confusion_matrix",
+        "n",
+    } <= set(scores)
     assert set(task.metric_names) - {"loss"} <= set(scores)
     assert scores["accuracy"] == pytest.approx(0.75)
     assert list(scores["per_class"]) == ["a", "b", "c"]

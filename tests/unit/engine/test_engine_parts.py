@@ -1,0 +1,91 @@
+"""The engine's small parts as pure logic: schedule, batching order, atomic checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tensorfab.data.batching import TensorBatches
+from tensorfab.engine import checkpoint as ckpt_mod
+from tensorfab.engine.optim import create_optimizer, lr_factor
+from tensorfab.engine.rundir import MetricsLog, read_metrics
+
+CPU = torch.device("cpu")
+
+
+def test_warmup_then_cosine_and_linear() -> None:
+    assert lr_factor(0, total=10, warmup=2, kind="cosine") == pytest.approx(0.5)
+    assert lr_factor(1, total=10, warmup=2, kind="cosine") == pytest.approx(1.0)
+    assert lr_factor(2, total=10, warmup=2, kind="cosine") == pytest.approx(1.0)
+    assert lr_factor(6, total=10, warmup=2, kind="cosine") == pytest.approx(0.5)
+    assert lr_factor(10, total=10, warmup=2, kind="cosine") == pytest.approx(0.0)
+    assert lr_factor(6, total=10, warmup=2, kind="linear") == pytest.approx(0.5)
+    assert lr_factor(7, total=10, warmup=0, kind="constant") == 1.0
+
+
+def test_optimizers_by_name() -> None:
+    model = torch.nn.Linear(2, 2)
+    assert isinstance(create_optimizer("adamw", model, lr=0.1), torch.optim.AdamW)
+    sgd = create_optimizer("sgd", model, lr=0.1, momentum=0.5)
+    assert sgd.param_groups[0]["momentum"] == 0.5
+
+
+def _batches(n: int = 10, bs: int = 3, **kw: int) -> TensorBatches:
+    x = torch.arange(n)
+    return TensorBatches((x, x * 10), bs, device=CPU, shuffle=True, seed=7, **kw)
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch() -> None:
+    a, b = _batches(), _batches()
+    first = [t[0].tolist() for t in a.epoch(0)]
+    assert first == [t[0].tolist() for t in b.epoch(0)]
+    assert first != [t[0].tolist() for t in a.epoch(1)]
+    assert sorted(sum(first, [])) == list(range(10))
+    assert len(a) == 4 and [len(x) for x in first] == [3, 3, 3, 1]
+
+
+def test_resume_skips_exactly_the_batches_already_seen() -> None:
+    full = [t[0].tolist() for t in _batches().epoch(2)]
+    tail = [t[0].tolist() for t in _batches().epoch(2, start_batch=2)]
+    assert tail == full[2:]
+
+
+def test_ranks_get_disjoint_shards() -> None:
+    r0 = sum((t[0].tolist() for t in _batches(rank=0, world_size=2).epoch(0)), [])
+    r1 = sum((t[0].tolist() for t in _batches(rank=1, world_size=2).epoch(0)), [])
+    assert len(r0) == len(r1) == 5
+    assert sorted(r0 + r1) == list(range(10))
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "checkpoints" / "last.pt"
+    ckpt_mod.save_checkpoint(path, {"step": 1})
+
+    def dies_half_way(obj: object, f) -> None:  # noqa: ANN001 - torch.save's file arg
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_mod.save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert ckpt_mod.load_checkpoint(path) == {"step": 1}
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "last.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match="last.pt: cannot read checkpoint"):
+        ckpt_mod.load_checkpoint(bad)
+
+
+def test_metrics_log_truncates_undone_work(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for step in (5, 10, 15):
+        log.append({"kind": "train", "step": step})
+    log.truncate_after(10)
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [5, 10]
