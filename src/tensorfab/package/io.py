@@ -30,6 +30,7 @@ from tensorfab.tasks import Task, create_task
 FORMAT_VERSION = 1
 META_FILE = "tensorfab.json"
 WEIGHTS_FILE = "weights.safetensors"
+REQUIRED_KEYS = ("task", "model", "labels", "input")
 
 
 @dataclass
@@ -85,12 +86,17 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
         meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise TensorfabError(f"{model_dir / META_FILE}:{exc.lineno}: invalid JSON") from None
+    if not isinstance(meta, dict):
+        raise TensorfabError(f"{model_dir / META_FILE}: expected a JSON object")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise TensorfabError(
             f"{model_dir / META_FILE}: package format {version!r} is not supported "
             f"(this tensorfab reads format {FORMAT_VERSION})"
         )
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise TensorfabError(f"{model_dir / META_FILE}: missing {', '.join(missing)}")
     return meta
 
 

@@ -119,7 +119,8 @@ def _describe(
         reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown field"
-        overridden = any(o.split("=", 1)[0].strip() == path for o in overrides)
+        keys = [o.split("=", 1)[0].strip() for o in overrides]
+        overridden = any(k == path or k.startswith(f"{path}.") for k in keys)
         line = lines.get(path) or lines.get(path.rsplit(".", 1)[0])
         where = "--set" if overridden else (f"{source}:{line}" if line else source)
         messages.append(f"{where}: {path or 'spec'}: {reason}")

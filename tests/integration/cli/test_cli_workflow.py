@@ -52,12 +52,19 @@ def test_evaluate_and_predict_a_users_own_idx_file(
     images = test.images[:50, 0].numpy()
     _write_idx(tmp_path / "my-images-idx3-ubyte.gz", images, 0x803)
     _write_idx(tmp_path / "my-labels-idx1-ubyte.gz", test.labels[:50].numpy(), 0x801)
-    proc = run_cli("evaluate", out["model"], "--data", str(tmp_path / "my-images-idx3-ubyte.gz"),
-                   "--json", cwd=cwd)
+    proc = run_cli(
+        "evaluate",
+        out["model"],
+        "--data",
+        str(tmp_path / "my-images-idx3-ubyte.gz"),
+        "--json",
+        cwd=cwd,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n"] == 50
-    proc = run_cli("predict", out["run_dir"], str(tmp_path / "my-images-idx3-ubyte.gz"),
-                   "--json", cwd=cwd)
+    proc = run_cli(
+        "predict", out["run_dir"], str(tmp_path / "my-images-idx3-ubyte.gz"), "--json", cwd=cwd
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert len(rows) == 50
@@ -68,10 +75,12 @@ def test_evaluate_and_predict_a_users_own_idx_file(
 def test_truncated_idx_is_one_line_naming_the_file(tmp_path: Path) -> None:
     data = tmp_path / "mnist"
     data.mkdir()
-    for name, magic, shape in [("train-images-idx3-ubyte", 0x803, (20, 28, 28)),
-                               ("train-labels-idx1-ubyte", 0x801, (20,)),
-                               ("t10k-images-idx3-ubyte", 0x803, (10, 28, 28)),
-                               ("t10k-labels-idx1-ubyte", 0x801, (10,))]:
+    for name, magic, shape in [
+        ("train-images-idx3-ubyte", 0x803, (20, 28, 28)),
+        ("train-labels-idx1-ubyte", 0x801, (20,)),
+        ("t10k-images-idx3-ubyte", 0x803, (10, 28, 28)),
+        ("t10k-labels-idx1-ubyte", 0x801, (10,)),
+    ]:
         _write_idx(data / f"{name}.gz", np.zeros(shape), magic)
     raw = gzip.decompress((data / "train-images-idx3-ubyte.gz").read_bytes())
     (data / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw[:1000]))
@@ -84,8 +93,14 @@ def test_truncated_idx_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 def test_image_folder_without_classes_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    proc = run_cli("train", "--set", "data.format=imagefolder",
-                   "--set", f"data.path={tmp_path / 'empty'}", cwd=tmp_path)
+    proc = run_cli(
+        "train",
+        "--set",
+        "data.format=imagefolder",
+        "--set",
+        f"data.path={tmp_path / 'empty'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no class folders found" in lines[0]

@@ -18,8 +18,16 @@ from tensorfab.spec import load_spec
 def test_out_of_memory_names_batch_size_and_remedy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = load_spec(None, ["data.limit_train=64", "data.limit_test=32", "train.device=cpu",
-                            "data.batch_size=32", f"output.runs_dir={tmp_path}"])
+    spec = load_spec(
+        None,
+        [
+            "data.limit_train=64",
+            "data.limit_test=32",
+            "train.device=cpu",
+            "data.batch_size=32",
+            f"output.runs_dir={tmp_path}",
+        ],
+    )
     ctx = setup(spec, quiet=True)
 
     def oom(*_args: object) -> torch.Tensor:

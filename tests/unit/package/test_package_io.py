@@ -176,3 +176,9 @@ def test_save_overwrites_an_existing_package(package: tuple[Path, Any]) -> None:
     save_package(package[0], other, _meta())
     loaded = load_package(package[0])
     assert torch.equal(loaded.model.fc2.weight, other.fc2.weight)
+
+
+def test_package_without_required_keys_names_them(tmp_path: Path) -> None:
+    (tmp_path / "tensorfab.json").write_text(json.dumps({"format_version": 1, "task": "x"}))
+    with pytest.raises(TensorfabError, match=r"tensorfab.json: missing model, labels, input"):
+        load_package(tmp_path)
