@@ -166,6 +166,7 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
         _optimizer_step(ctx)
         state.global_step += 1
         state.batch_in_epoch = i + 1
+        ctx.progress.advance(state.batch_in_epoch)
         if state.global_step % spec.log_every_steps == 0 and guard.batches:
             _log_step(ctx, state, guard, pace)
         if spec.checkpoint_every_steps and state.global_step % spec.checkpoint_every_steps == 0:

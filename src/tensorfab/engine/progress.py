@@ -56,6 +56,11 @@ class ProgressReporter:
             self._label, total=total_steps, completed=done, loss="-", sps="-"
         )
 
+    def advance(self, step_in_epoch: int) -> None:
+        """Move the bar without new numbers (no device sync needed for this)."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step_in_epoch)
+
     def update(self, step_in_epoch: int, total: int, loss: float, samples_per_s: float) -> None:
         if self._progress is not None:
             self._progress.update(
