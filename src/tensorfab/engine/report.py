@@ -105,7 +105,8 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
         meta.pop(key, None)
     save_package(ctx.run.model_dir, ctx.model, meta)
     write_report(ctx.run.path, report)
-    ctx.progress.console.print(summary_table(report))
+    if not ctx.progress.quiet:
+        ctx.progress.console.print(summary_table(report))
     return report
 
 

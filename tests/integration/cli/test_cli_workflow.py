@@ -110,3 +110,20 @@ def test_evaluate_a_missing_model_dir(tmp_path: Path) -> None:
     proc = run_cli("evaluate", str(tmp_path / "nope"), cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path / 'nope'}: no such run or model directory"
+
+
+def test_quiet_prints_nothing_and_json_is_pure_data(tmp_path: Path) -> None:
+    args = [
+        "train",
+        "--set",
+        "data.limit_train=128",
+        "--set",
+        "data.limit_test=64",
+        "--set",
+        "train.epochs=1",
+    ]
+    quiet = run_cli(*args, "--quiet", "--name", "q", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    data = run_cli(*args, "--json", "--name", "j", cwd=tmp_path)
+    assert data.returncode == 0 and data.stderr == ""
+    assert json.loads(data.stdout)["status"] == "completed"
