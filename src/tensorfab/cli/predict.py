@@ -7,15 +7,19 @@ import json
 
 from tensorfab.engine.inference import predict_inputs
 
-HELP = "predict labels for image files or an IDX images file"
+HELP = "predict labels for images, IDX files, texts, or files of texts (one per line)"
 EXAMPLE = """\
 tensorfab predict runs/digits-lenet digit.png another.png
-tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json"""
+tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json
+tensorfab predict runs/conll-minilm "EU rejects German call to boycott British lamb ."
+tensorfab predict runs/phrasebank-minilm headlines.txt --json"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory or model package directory")
-    parser.add_argument("inputs", nargs="+", help="image files (png, jpg, ...) or IDX files")
+    parser.add_argument(
+        "inputs", nargs="+", help="image files (png, jpg, ...), IDX files, texts or text files"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--top-k", type=int, default=3, help="probabilities to show")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -27,6 +31,20 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
-        print(f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}")
+        print(format_row(row))
     return 0
+
+
+def format_row(row: dict) -> str:
+    """One prediction as a line: entities with spans, or a label with its probabilities."""
+    if "entities" in row:
+        found = "  ".join(
+            f"{e['text']} [{e['type']} {e['start']}:{e['end']} {e['score']:.3f}]"
+            for e in row["entities"]
+        )
+        return f"{row['text']}\n  {found or '(no entities)'}"
+    if "top" in row:
+        top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
+        return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}"
+    probs = "  ".join(f"{k}:{v:.3f}" for k, v in row["probabilities"].items())
+    return f"{row['label']}\t{row['score']:.4f}\t{probs}\t{row['text']}"

@@ -15,6 +15,7 @@ from tensorfab.data.idx import (
     read_idx_labels,
 )
 from tensorfab.data.imagefolder import build_imagefolder, load_image_folder
+from tensorfab.data.language import build_conll_dataset, build_text_dataset
 from tensorfab.data.registry import DATASETS, create_dataset, load_eval_data
 from tensorfab.data.splits import limit_splits, stratified_split
 from tensorfab.data.types import ImageData, ImageSplits
@@ -23,9 +24,11 @@ __all__ = [
     "DATASETS",
     "ImageData",
     "ImageSplits",
+    "build_conll_dataset",
     "build_digits",
     "build_idx",
     "build_imagefolder",
+    "build_text_dataset",
     "create_dataset",
     "digits_as_mnist",
     "labels_path_for",

@@ -17,7 +17,8 @@ from tensorfab.data.types import ImageData, ImageSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.registry import Registry
 
-DATASETS = Registry[ImageSplits]("dataset")
+# Image formats build ImageSplits, language formats TextSplits (text_types.py).
+DATASETS = Registry[Any]("dataset")
 
 
 def create_dataset(format: str, **kwargs: Any) -> ImageSplits:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from tensorfab.data.batching import TensorBatches
 from tensorfab.engine.distributed import DistEnv
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.rundir import MetricsLog, RunDir
@@ -26,15 +27,16 @@ class RunContext:
     model: nn.Module  # the plain module: saved, evaluated, packaged
     step_model: nn.Module  # what the loop calls: compiled and/or DDP-wrapped
     task: Task
-    train: TensorBatches
-    eval: TensorBatches
-    test: TensorBatches
+    train: Any  # TensorBatches or SequenceBatches: epoch(epoch, start_batch), len()
+    eval: Any
+    test: Any
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     log: MetricsLog
     progress: ProgressReporter
     package_meta: dict[str, Any]
+    save_assets: Callable[[Path], None]  # files the package needs besides weights (tokenizer)
     tb: Any = None  # SummaryWriter on the main rank
     flops_per_sample: float | None = None  # forward pass
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings

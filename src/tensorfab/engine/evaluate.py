@@ -1,4 +1,4 @@
-"""One evaluation pass: the model over a split's batches -> loss, predictions, task scores.
+"""One evaluation pass: the model over a split's batches -> loss and task scores.
 
 Used by the training loop every epoch and by ``tensorfab evaluate`` on a model package,
 so the numbers a run reports and the numbers a later evaluation prints come from the
@@ -15,16 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from tensorfab.data.batching import Batch
 from tensorfab.engine.runtime import Runtime
 from tensorfab.tasks import Task
+
+Batch = tuple[torch.Tensor, ...]
 
 
 @dataclass
 class EvalResult:
     scores: dict[str, Any]  # task scores plus "loss"
-    preds: torch.Tensor
-    probs: torch.Tensor
+    n: int  # examples scored
     samples_per_s: float
 
 
@@ -36,20 +36,16 @@ def evaluate_batches(
     model.eval()
     start = time.perf_counter()
     loss_sum = torch.zeros((), device=runtime.device)
-    preds, probs, targets, n = [], [], [], 0
+    outputs, n = [], 0
     for batch in batches:
         with runtime.autocast():
             logits = task.logits(model, batch)
-        size = len(task.targets(batch))
-        loss_sum += task.loss(logits, batch) * size
-        p = task.predict(logits)
-        preds.append(p.labels)
-        probs.append(p.probs)
-        targets.append(task.targets(batch))
+        size = len(batch[0])
+        loss_sum += task.loss(logits, batch).float() * size
+        outputs.append(task.eval_step(logits, batch))
         n += size
     model.train(was_training)
-    all_preds = torch.cat(preds).cpu()
-    scores = task.scores(torch.cat(targets).cpu(), all_preds)
+    scores = task.eval_scores(outputs)
     scores["loss"] = loss_sum.item() / max(1, n)
     elapsed = time.perf_counter() - start
-    return EvalResult(scores, all_preds, torch.cat(probs).cpu(), n / max(elapsed, 1e-9))
+    return EvalResult(scores, n, n / max(elapsed, 1e-9))

@@ -15,10 +15,12 @@ from tensorfab.data import ImageData, create_dataset, load_eval_data
 from tensorfab.data.batching import TensorBatches
 from tensorfab.data.idx import read_idx_images
 from tensorfab.data.imagefolder import read_image_file
+from tensorfab.data.sequence_batching import SequenceBatches
 from tensorfab.engine.evaluate import evaluate_batches
 from tensorfab.engine.runtime import create_runtime
 from tensorfab.errors import TensorfabError
 from tensorfab.package import LoadedPackage, load_package
+from tensorfab.tasks.text_tasks import predict_texts
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -46,13 +48,8 @@ def _remap(data: ImageData, found: list[str] | None, labels: list[str], path: Pa
     return ImageData(data.images, index[data.labels])
 
 
-def _eval_data(pkg: LoadedPackage, data_path: str | None) -> tuple[ImageData, str]:
-    meta, shape = pkg.meta, pkg.meta["input"]
-    if data_path is None:
-        spec = dict(meta["data"]["spec"])
-        fmt = spec.pop("format")
-        return create_dataset(fmt, **spec).test, f"{fmt} test split"
-    path = Path(data_path)
+def _image_eval_data(pkg: LoadedPackage, path: Path) -> ImageData:
+    shape = pkg.meta["input"]
     fmt = detect_format(path)
     data, found = load_eval_data(
         fmt, str(path), image_size=shape["height"], channels=shape["channels"]
@@ -62,24 +59,56 @@ def _eval_data(pkg: LoadedPackage, data_path: str | None) -> tuple[ImageData, st
             f"{path}: images are {tuple(data.images.shape[1:])} but the model expects "
             f"{(shape['channels'], shape['height'], shape['width'])} (C, H, W)"
         )
-    return _remap(data, found, meta["labels"], path), str(path)
+    return _remap(data, found, pkg.meta["labels"], path)
+
+
+def _text_eval_data(pkg: LoadedPackage, path: Path) -> list[Any]:
+    spec = pkg.meta["data"]["spec"]
+    fmt = "conll" if pkg.meta["task"] == "token-classification" else "text"
+    options = {k: spec[k] for k in ("text_column", "label_column", "text_format")}
+    examples, _ = load_eval_data(fmt, str(path), **options)
+    found = {t for ex in examples for t in getattr(ex, "tags", [getattr(ex, "label", None)])}
+    unknown = sorted(found - set(pkg.meta["labels"]))
+    if unknown:
+        raise TensorfabError(f"{path}: labels {unknown} are not among the model's labels")
+    return examples
+
+
+def _eval_data(pkg: LoadedPackage, data_path: str | None) -> tuple[Any, str]:
+    """The package's own test split, or the user's file read by the package's format."""
+    if data_path is None:
+        spec = dict(pkg.meta["data"]["spec"])
+        fmt = spec.pop("format")
+        return create_dataset(fmt, **spec).test, f"{fmt} test split"
+    path = Path(data_path)
+    if not path.exists():
+        raise TensorfabError(f"{path}: no such file or folder")
+    if pkg.meta["input"]["kind"] == "text":
+        return _text_eval_data(pkg, path), str(path)
+    return _image_eval_data(pkg, path), str(path)
+
+
+def _batches(pkg: LoadedPackage, data: Any, batch_size: int, device: torch.device) -> Any:
+    if isinstance(data, ImageData):
+        return TensorBatches((data.images, data.labels), batch_size, device=device, shuffle=False)
+    ids, labels, _ = pkg.task.encode(data)
+    pad = pkg.task.tokenizer.pad_token_id or 0
+    return SequenceBatches(ids, labels, batch_size, device=device, shuffle=False, pad_id=pad)
 
 
 def evaluate_model(
-    path: str, data_path: str | None = None, *, device: str = "auto", batch_size: int = 1024
+    path: str, data_path: str | None = None, *, device: str = "auto", batch_size: int = 256
 ) -> dict[str, Any]:
     """Score a run or model package on its own test split or on ``data_path``."""
     runtime = create_runtime(device, "fp32")
     pkg = load_package(path, runtime.device)
     data, source = _eval_data(pkg, data_path)
-    batches = TensorBatches(
-        (data.images, data.labels), batch_size, device=runtime.device, shuffle=False
-    )
+    batches = _batches(pkg, data, batch_size, runtime.device)
     result = evaluate_batches(pkg.model, pkg.task, batches.epoch(0), runtime)
     return {
         "model": str(pkg.path),
         "data": source,
-        "n": len(data),
+        "n": result.n,
         "device": str(runtime.device),
         "scores": result.scores,
     }
@@ -107,6 +136,21 @@ def _read_inputs(inputs: list[str], shape: dict[str, int]) -> tuple[torch.Tensor
     return stacked, names
 
 
+def _texts(inputs: list[str]) -> list[str]:
+    """Each input is a file of lines (one text per line) or a text itself."""
+    texts: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if len(item) < 4096 and p.is_file():
+            lines = p.read_text(encoding="utf-8").splitlines()
+            texts += [line for line in lines if line.strip()]
+        else:
+            texts.append(item)
+    if not texts:
+        raise TensorfabError("predict: no text to predict (empty input files?)")
+    return texts
+
+
 @torch.no_grad()
 def predict_inputs(
     path: str, inputs: list[str], *, device: str = "auto", top_k: int = 3
@@ -114,6 +158,8 @@ def predict_inputs(
     """Labels and probabilities for image files and/or IDX image files."""
     runtime = create_runtime(device, "fp32")
     pkg = load_package(path, runtime.device)
+    if pkg.meta["input"]["kind"] == "text":
+        return predict_texts(pkg.model, pkg.task, _texts(inputs), runtime.device)
     images, names = _read_inputs(inputs, pkg.meta["input"])
     out = []
     for start in range(0, len(images), 1024):

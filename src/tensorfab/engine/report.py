@@ -89,12 +89,13 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
     if not ctx.env.is_main:
         return report
     ctx.run.plots_dir.mkdir(exist_ok=True)
-    plots = [
-        plot_curves(state.history, ctx.run.plots_dir / "curves.png"),
-        plot_confusion_matrix(
-            test["confusion_matrix"], ctx.task.classes, ctx.run.plots_dir / "confusion_matrix.png"
-        ),
-    ]
+    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png")]
+    # classification: per class; token classification: per tag (token level)
+    cm = test.get("confusion_matrix") or test.get("token", {}).get("confusion_matrix")
+    if cm:
+        plots.append(
+            plot_confusion_matrix(cm, ctx.task.classes, ctx.run.plots_dir / "confusion_matrix.png")
+        )
     report["artifacts"] = {
         "model": "model/",
         "plots": [str(p.relative_to(ctx.run.path)) for p in plots],
@@ -126,8 +127,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     rows = [
         ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
         ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}"),
-        ("test accuracy", _fmt(test.get("accuracy"))),
-        ("test macro F1", _fmt(test.get("macro_f1"))),
+        *[(f"test {k}", _fmt(test[k])) for k in ("accuracy", "f1", "macro_f1") if k in test],
         ("train samples/s", _fmt(thr["train_samples_per_s"], "{:,.0f}")),
         ("MFU", _fmt(thr["mfu"], "{:.1%}")),
         ("time", f"{report['timings']['total_s']:.1f} s ({report['steps']} steps)"),

@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 
-from tensorfab.data import ImageData, create_dataset, stratified_split
-from tensorfab.data.batching import TensorBatches, fits_on_device
+from tensorfab.data import create_dataset
 from tensorfab.engine.checkpoint import load_checkpoint, set_rng_state
 from tensorfab.engine.context import RunContext
 from tensorfab.engine.distributed import (
-    DistEnv,
     barrier,
     device_for_rank,
     dist_env_from_environ,
@@ -32,7 +30,7 @@ from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.report import finish_run
 from tensorfab.engine.rundir import MetricsLog, RunDir, prepare_run_dir, run_path
-from tensorfab.engine.runtime import Runtime, create_runtime, seed_everything
+from tensorfab.engine.runtime import create_runtime, seed_everything
 from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import forward_flops_per_sample
@@ -40,8 +38,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.package import save_package
 from tensorfab.spec import JobSpec
-from tensorfab.tasks import create_task
-from tensorfab.tasks.image_classification import channel_stats
+from tensorfab.tasks import Placement, Workload, prepare_workload
 
 
 @dataclass
@@ -51,44 +48,25 @@ class RunResult:
     report: dict[str, Any]
 
 
-def _splits(spec: JobSpec) -> tuple[ImageData, ImageData, ImageData, Any]:
-    splits = create_dataset(spec.data.format, **spec.data.model_dump(exclude={"format"}))
-    train, test = splits.train, splits.test
-    if spec.data.val_fraction > 0:
-        keep, held = stratified_split(train.labels, spec.data.val_fraction, spec.data.split_seed)
-        return train.subset(keep), train.subset(held), test, splits
-    return train, test, test, splits
-
-
-def _batches(
-    data: ImageData, batch_size: int, runtime: Runtime, spec: JobSpec, env: DistEnv, train: bool
-) -> TensorBatches:
-    mode = spec.data.device_resident
-    nbytes = data.images.nelement() * data.images.element_size()
-    resident = mode == "on" or (mode == "auto" and fits_on_device(nbytes, runtime.device))
-    shard = {"rank": env.rank, "world_size": env.world_size} if train else {}
-    return TensorBatches(
-        (data.images, data.labels),
-        batch_size,
-        device=runtime.device,
-        shuffle=train,
-        seed=spec.seed,
-        resident=resident,
-        **shard,
-    )
-
-
-def _model_args(spec: JobSpec, train: ImageData, classes: list[str]) -> dict[str, Any]:
-    _, c, h, _ = train.images.shape
-    return {"num_classes": len(classes), "in_channels": c, "image_size": h, **spec.model.args}
-
-
 def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
     if spec.train.metric not in names:
         raise TensorfabError(
             f"train.metric: {spec.train.metric!r} is not a metric of task {spec.task!r}; "
             f"choose one of {', '.join(names)}"
         )
+
+
+def _workload(spec: JobSpec) -> tuple[Workload, Any]:
+    splits = create_dataset(spec.data.format, **spec.data.model_dump(exclude={"format"}))
+    workload = prepare_workload(
+        spec.task,
+        splits,
+        val_fraction=spec.data.val_fraction,
+        split_seed=spec.data.split_seed,
+        model_name=spec.model.name,
+        max_length=spec.data.max_length,
+    )
+    return workload, splits
 
 
 def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunContext:
@@ -100,21 +78,27 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     # already created and refuse it.
     run = prepare_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
     barrier(env)
-    train, evals, test, splits = _splits(spec)
-    mean, std = channel_stats(train.images)
-    task = create_task(spec.task, classes=splits.classes, mean=mean, std=std)
+    workload, splits = _workload(spec)
+    task = workload.task
     _check_metric(spec, task.metric_names)
     seed_everything(spec.seed)
-    args = _model_args(spec, train, splits.classes)
+    args = {**workload.model_args, **spec.model.args}
     model = create_model(spec.model.name, **args).to(runtime.device)
-    step_model = wrap_model(
-        torch.compile(model) if spec.train.compile else model, env, runtime.device
+    compiled = torch.compile(model) if spec.train.compile else model
+    step_model = wrap_model(compiled, env, runtime.device)
+    where = Placement(
+        runtime.device,
+        spec.seed,
+        env.rank,
+        env.world_size,
+        spec.data.device_resident,
+        spec.data.length_bucketing,
     )
     eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
     ctx_batches = {
-        "train": _batches(train, spec.data.batch_size, runtime, spec, env, train=True),
-        "eval": _batches(evals, eval_bs, runtime, spec, env, train=False),
-        "test": _batches(test, eval_bs, runtime, spec, env, train=False),
+        "train": workload.make_batches("train", spec.data.batch_size, True, where),
+        "eval": workload.make_batches("eval", eval_bs, False, where),
+        "test": workload.make_batches("test", eval_bs, False, where),
     }
     fused = spec.train.fused == "on" or (
         spec.train.fused == "auto" and runtime.device.type == "cuda"
@@ -131,7 +115,8 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     scheduler = create_scheduler(
         optimizer, spec.train.scheduler, total_steps=steps, warmup_steps=spec.train.warmup_steps
     )
-    meta = _package_meta(spec, task.config(), args, train, splits)
+    meta = _package_meta(spec, workload, args, splits)
+    progress = ProgressReporter(quiet=quiet or not env.is_main)
     ctx = RunContext(
         spec,
         env,
@@ -145,17 +130,20 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
         scheduler=scheduler,
         scaler=runtime.grad_scaler(),
         log=MetricsLog(run.metrics_file, enabled=env.is_main),
-        progress=ProgressReporter(quiet=quiet or not env.is_main),
+        progress=progress,
         package_meta=meta,
+        save_assets=workload.save_assets,
     )
     ctx.info.update(
-        train_size=len(train),
-        eval_size=len(evals),
-        test_size=len(test),
+        train_size=workload.sizes["train"],
+        eval_size=workload.sizes["eval"],
+        test_size=workload.sizes["test"],
         source=splits.source,
         split=splits.split,
         parameters=_count(model),
     )
+    for note in workload.notes:
+        progress.log(f"warning: {note}")
     sample = next(ctx.train.epoch(0))
     ctx.flops_per_sample = forward_flops_per_sample(
         lambda: task.logits(model, sample), len(sample[0])
@@ -174,20 +162,12 @@ def _total_steps(spec: JobSpec, batches_per_epoch: int) -> int:
 
 
 def _package_meta(
-    spec: JobSpec, task_config: dict[str, Any], args: dict[str, Any], train: ImageData, splits: Any
+    spec: JobSpec, workload: Workload, args: dict[str, Any], splits: Any
 ) -> dict[str, Any]:
-    _, c, h, w = train.images.shape
     return {
         "task": spec.task,
-        "task_config": task_config,
+        **workload.package_meta,
         "model": {"name": spec.model.name, "args": args},
-        "labels": list(splits.classes),
-        "input": {"kind": "image", "channels": c, "height": h, "width": w, "dtype": "uint8"},
-        "preprocessing": {
-            "scale": "x / 255",
-            "mean": task_config["mean"],
-            "std": task_config["std"],
-        },
         "data": {
             "spec": spec.data.model_dump(mode="json"),
             "source": splits.source,
@@ -240,6 +220,7 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
                 },
             }
             save_package(ctx.run.model_dir, ctx.model, meta)
+            ctx.save_assets(ctx.run.model_dir)
     else:
         state.bad_evals += 1
     patience = spec.early_stopping.patience

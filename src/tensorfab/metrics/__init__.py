@@ -10,15 +10,19 @@ from tensorfab.metrics.classification import (
 )
 from tensorfab.metrics.plots import plot_confusion_matrix, plot_curves
 from tensorfab.metrics.report import format_metric, format_percent, render_markdown, write_report
+from tensorfab.metrics.sequence import entity_scores, sequence_report_markdown, token_scores
 
 __all__ = [
     "classification_scores",
     "confusion_matrix",
+    "entity_scores",
     "format_metric",
     "format_percent",
     "plot_confusion_matrix",
     "plot_curves",
     "render_markdown",
     "scores_from_confusion",
+    "sequence_report_markdown",
+    "token_scores",
     "write_report",
 ]

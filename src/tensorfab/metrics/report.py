@@ -227,3 +227,72 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def _averages(per_row: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """Macro and support-weighted precision/recall over the rows (sklearn's definitions)."""
+    rows = [row for row in per_row.values() if isinstance(row, Mapping)]
+    try:
+        values = [(float(r["precision"]), float(r["recall"]), int(r["support"])) for r in rows]
+    except (KeyError, TypeError, ValueError):
+        return None, None, None, None
+    if not values:
+        return 0.0, 0.0, 0.0, 0.0
+    total = sum(support for _, _, support in values)
+    macro_p = sum(p for p, _, _ in values) / len(values)
+    macro_r = sum(r for _, r, _ in values) / len(values)
+    if not total:
+        return macro_p, macro_r, 0.0, 0.0
+    weighted_p = sum(p * support for p, _, support in values) / total
+    weighted_r = sum(r * support for _, r, support in values) / total
+    return macro_p, macro_r, weighted_p, weighted_r
+
+
+def _score_table(
+    name: str, per_row: Any, micro: Sequence[Any], f1s: Sequence[Any], total: Any
+) -> list[str]:
+    """Per-row precision/recall/F1/support, then micro, macro and weighted average rows."""
+    per_row = per_row if isinstance(per_row, Mapping) else {}
+    rows = [
+        (
+            str(key),
+            *(format_metric(_get(row, k)) for k in ("precision", "recall", "f1", "support")),
+        )
+        for key, row in per_row.items()
+    ]
+    macro_p, macro_r, weighted_p, weighted_r = _averages(per_row)
+    rows += [
+        ("micro avg", *map(format_metric, micro), format_metric(total)),
+        ("macro avg", *map(format_metric, (macro_p, macro_r, f1s[0], total))),
+        ("weighted avg", *map(format_metric, (weighted_p, weighted_r, f1s[1], total))),
+    ]
+    return _table((name, "precision", "recall", "F1", "support"), rows)
+
+
+def sequence_report_markdown(
+    entity: Mapping[str, Any], token: Mapping[str, Any] | None = None
+) -> str:
+    """Markdown for sequence-labelling scores: ``entity_scores`` per type, ``token_scores`` per tag.
+
+    Macro and weighted precision/recall are averaged from the table's rows; F1 comes from the
+    dicts, so the tables read like sklearn's / seqeval's classification reports.
+    """
+    lines = ["## Entities (exact type and boundaries)", ""]
+    entity_micro = [entity.get(key) for key in ("precision", "recall", "f1")]
+    entity_f1s = [entity.get("macro_f1"), entity.get("weighted_f1")]
+    lines += _score_table(
+        "type", entity.get("per_type"), entity_micro, entity_f1s, entity.get("n_entities_true")
+    )
+    lines += [
+        f"{format_metric(entity.get('n_sentences'))} sentences, "
+        f"{format_metric(entity.get('n_entities_true'))} true entities, "
+        f"{format_metric(entity.get('n_entities_pred'))} predicted.",
+        "",
+    ]
+    if token is not None:
+        # single-label per token: micro precision = recall = F1 = accuracy
+        token_micro = [token.get("micro_f1")] * 3
+        token_f1s = [token.get("macro_f1"), token.get("weighted_f1")]
+        lines += ["## Tokens", ""]
+        lines += _score_table("tag", token.get("per_class"), token_micro, token_f1s, token.get("n"))
+    return "\n".join(lines).rstrip() + "\n"

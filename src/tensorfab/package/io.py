@@ -129,5 +129,5 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
         raise TensorfabError(f"{model_dir / WEIGHTS_FILE}: cannot read weights ({exc})") from None
     _check_fit(model, state, model_dir / WEIGHTS_FILE, meta["model"]["name"])
     model.load_state_dict(state)
-    task = create_task(meta["task"], **meta.get("task_config", {}))
+    task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(model_dir))
     return LoadedPackage(model.to(device).eval(), task, meta, model_dir)

@@ -21,9 +21,16 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder"] = "digits"
+    format: Literal["digits", "idx", "imagefolder", "conll", "text"] = "digits"
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
-    test_path: str | None = Field(None, description="separate test data (imagefolder)")
+    eval_path: str | None = Field(None, description="evaluation file (conll, text)")
+    test_path: str | None = Field(None, description="separate test data")
+    text_column: str = "text"
+    label_column: str = "label"
+    text_format: Literal["auto", "csv", "tsv", "jsonl", "phrasebank"] = "auto"
+    dedupe: bool = Field(False, description="drop duplicate (text, label) rows first")
+    max_length: int | None = Field(None, ge=8, description="tokens; default: the encoder's")
+    length_bucketing: bool = Field(False, description="batch sequences of similar length")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
     channels: Literal[1, 3] | None = None
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="digits/imagefolder split")
@@ -32,6 +39,7 @@ class DataSpec(_Strict):
     )
     split_seed: int = 0
     limit_train: int | None = Field(None, ge=1, description="use only the first N train rows")
+    limit_eval: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
@@ -99,9 +107,28 @@ class JobSpec(_Strict):
     """A whole job: what to train, on what data, how, and where to write it."""
 
     name: str = "job"
-    task: Literal["image-classification"] = "image-classification"
+    task: Literal["image-classification", "token-classification", "text-classification"] = (
+        "image-classification"
+    )
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @model_validator(mode="after")
+    def _format_fits_task(self) -> JobSpec:
+        wanted = TASK_FORMATS[self.task]
+        if self.data.format not in wanted:
+            raise ValueError(
+                f"data.format {self.data.format!r} does not fit task {self.task!r} "
+                f"(use {' or '.join(wanted)})"
+            )
+        return self
+
+
+TASK_FORMATS = {
+    "image-classification": ("digits", "idx", "imagefolder"),
+    "token-classification": ("conll",),
+    "text-classification": ("text",),
+}

