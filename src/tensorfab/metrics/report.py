@@ -76,7 +76,10 @@ def _summary(report: Mapping[str, Any]) -> list[str]:
         ("device", _device_text(report.get("hardware"))),
         ("precision", str(_get(report, "hardware", "precision") or NA)),
         ("best", _best_text(_get(report, "metrics", "best"))),
-        (f"{scores_split} accuracy", format_metric(_get(scores, "accuracy"))),
+        # NER reports entity-level micro F1 where classification reports accuracy
+        (f"{scores_split} entity F1", format_metric(_get(scores, "f1")))
+        if "entity" in scores
+        else (f"{scores_split} accuracy", format_metric(_get(scores, "accuracy"))),
         (f"{scores_split} macro F1", format_metric(_get(scores, "macro_f1"))),
         ("train samples/s", _samples_per_s(_get(report, "throughput", "train_samples_per_s"))),
         ("eval samples/s", _samples_per_s(_get(report, "throughput", "eval_samples_per_s"))),
@@ -181,6 +184,14 @@ def _artifacts(artifacts: Any) -> list[str]:
     return [*lines, ""]
 
 
+def _split_scores(split: str, scores: Any) -> list[str]:
+    """Per-class tables for classification, per-type and per-tag tables for NER."""
+    if isinstance(scores, Mapping) and isinstance(scores.get("entity"), Mapping):
+        text = sequence_report_markdown(scores["entity"], scores.get("token"))
+        return [f"## {split.capitalize()} split", "", text.replace("## ", "### "), ""]
+    return _per_class(split, scores)
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The human-readable report; sections whose data is missing are left out."""
     title = f"# Run report: {report.get('name', 'unnamed')}"
@@ -190,7 +201,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += _summary(report)
     lines += _data_and_model(report)
     for split in ("test", "eval"):
-        lines += _per_class(split, _get(report, "metrics", split))
+        lines += _split_scores(split, _get(report, "metrics", split))
     lines += _history(report.get("history"))
     lines += _timings(report)
     lines += _artifacts(report.get("artifacts"))

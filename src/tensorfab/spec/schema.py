@@ -29,6 +29,9 @@ class DataSpec(_Strict):
     label_column: str = "label"
     text_format: Literal["auto", "csv", "tsv", "jsonl", "phrasebank"] = "auto"
     dedupe: bool = Field(False, description="drop duplicate (text, label) rows first")
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/eval/test of one text file (stratified, seeded)"
+    )
     max_length: int | None = Field(None, ge=8, description="tokens; default: the encoder's")
     length_bucketing: bool = Field(False, description="batch sequences of similar length")
     image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
