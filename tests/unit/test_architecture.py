@@ -210,9 +210,12 @@ def test_violation_message_names_file_line_and_import(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_shipped_yaml_validates(path: Path) -> None:
+    from tensorfab.models import model_entry
+
     spec = load_spec(path)
     assert spec.name == path.stem
-    assert spec.model.name == "lenet"
+    kind = model_entry(spec.model.name).meta["input"]
+    assert kind == ("image" if spec.task == "image-classification" else "text")
 
 
 def test_examples_are_shipped() -> None:

@@ -4,6 +4,7 @@ Front doors: :func:`create_dataset` (train/test splits for a job) and
 :func:`load_eval_data` (a user's own test file for ``evaluate`` / ``predict``).
 """
 
+from tensorfab.data.conll import build_conll
 from tensorfab.data.digits import build_digits, digits_as_mnist
 from tensorfab.data.idx import (
     build_idx,
@@ -15,20 +16,20 @@ from tensorfab.data.idx import (
     read_idx_labels,
 )
 from tensorfab.data.imagefolder import build_imagefolder, load_image_folder
-from tensorfab.data.language import build_conll_dataset, build_text_dataset
 from tensorfab.data.registry import DATASETS, create_dataset, load_eval_data
 from tensorfab.data.splits import limit_splits, stratified_split
+from tensorfab.data.text import build_text
 from tensorfab.data.types import ImageData, ImageSplits
 
 __all__ = [
     "DATASETS",
     "ImageData",
     "ImageSplits",
-    "build_conll_dataset",
+    "build_conll",
     "build_digits",
     "build_idx",
     "build_imagefolder",
-    "build_text_dataset",
+    "build_text",
     "create_dataset",
     "digits_as_mnist",
     "labels_path_for",

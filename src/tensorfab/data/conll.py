@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from tensorfab.data.registry import DATASETS
 from tensorfab.data.text_types import TextSplits, TokenExample, limit_text_splits, read_text_file
 from tensorfab.errors import TensorfabError
 
@@ -152,6 +153,12 @@ def held_out_rows(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     return [i for i in range(n) if i not in held], sorted(held)
 
 
+def load_conll_eval(path: str | Path) -> tuple[list[TokenExample], None]:
+    """A user's own CoNLL file, for ``evaluate --data``."""
+    return read_conll(path), None
+
+
+@DATASETS.register("conll", eval_loader=load_conll_eval, task="token-classification")
 def build_conll(
     *,
     path: str,

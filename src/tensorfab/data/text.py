@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tensorfab.data.registry import DATASETS
 from tensorfab.data.text_types import TextExample, TextSplits, limit_text_splits, read_text_file
 from tensorfab.errors import TensorfabError
 
@@ -279,6 +280,17 @@ def _check_labels(path: str, examples: list[TextExample], labels: list[str]) -> 
         )
 
 
+def load_text_eval(
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_format: str = "auto",
+) -> tuple[list[TextExample], None]:
+    """A user's own labelled text file, for ``evaluate --data``."""
+    return read_text_examples(path, text_format, text_column, label_column), None
+
+
+@DATASETS.register("text", eval_loader=load_text_eval, task="text-classification")
 def build_text(
     *,
     path: str,
@@ -286,7 +298,7 @@ def build_text(
     test_path: str | None = None,
     text_column: str = "text",
     label_column: str = "label",
-    format: str = "auto",
+    text_format: str = "auto",
     dedupe: bool = False,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     split_seed: int = 0,
@@ -308,7 +320,7 @@ def build_text(
     removed: dict[str, int] = {}  # file -> duplicates dropped
 
     def read(file: str) -> list[TextExample]:
-        examples = read_text_examples(file, format, text_column, label_column)
+        examples = read_text_examples(file, text_format, text_column, label_column)
         if not dedupe:
             return examples
         unique = list(dict.fromkeys(examples))  # keeps the first of each, in file order
@@ -331,5 +343,5 @@ def build_text(
     labels = sorted({e.label for e in train})
     _check_labels(eval_path or path, eval_part, labels)
     _check_labels(test_path or eval_path or path, test, labels)
-    splits = TextSplits(train, eval_part, test, labels, text_source(path, format), split)
+    splits = TextSplits(train, eval_part, test, labels, text_source(path, text_format), split)
     return limit_text_splits(splits, limit_train, limit_eval, limit_test)
