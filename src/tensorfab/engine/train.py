@@ -69,6 +69,40 @@ def _workload(spec: JobSpec) -> tuple[Workload, Any]:
     return workload, splits
 
 
+def _batches(spec: JobSpec, workload: Workload, env: Any, device: torch.device) -> dict:
+    where = Placement(
+        device,
+        spec.seed,
+        env.rank,
+        env.world_size,
+        spec.data.device_resident,
+        spec.data.length_bucketing,
+    )
+    eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
+    return {
+        "train": workload.make_batches("train", spec.data.batch_size, True, where),
+        "eval": workload.make_batches("eval", eval_bs, False, where),
+        "test": workload.make_batches("test", eval_bs, False, where),
+    }
+
+
+def _optimization(
+    spec: JobSpec, model: torch.nn.Module, device: torch.device, batches_per_epoch: int
+) -> tuple[Any, Any]:
+    t = spec.train
+    fused = t.fused == "on" or (t.fused == "auto" and device.type == "cuda")
+    optimizer = create_optimizer(
+        t.optimizer, model, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, fused=fused
+    )
+    scheduler = create_scheduler(
+        optimizer,
+        t.scheduler,
+        total_steps=_total_steps(spec, batches_per_epoch),
+        warmup_steps=t.warmup_steps,
+    )
+    return optimizer, scheduler
+
+
 def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunContext:
     """Validate, resolve hardware, load data, build model/task/optimizer, open the run dir."""
     env = dist_env_from_environ()
@@ -86,35 +120,8 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     model = create_model(spec.model.name, **args).to(runtime.device)
     compiled = torch.compile(model) if spec.train.compile else model
     step_model = wrap_model(compiled, env, runtime.device)
-    where = Placement(
-        runtime.device,
-        spec.seed,
-        env.rank,
-        env.world_size,
-        spec.data.device_resident,
-        spec.data.length_bucketing,
-    )
-    eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
-    ctx_batches = {
-        "train": workload.make_batches("train", spec.data.batch_size, True, where),
-        "eval": workload.make_batches("eval", eval_bs, False, where),
-        "test": workload.make_batches("test", eval_bs, False, where),
-    }
-    fused = spec.train.fused == "on" or (
-        spec.train.fused == "auto" and runtime.device.type == "cuda"
-    )
-    optimizer = create_optimizer(
-        spec.train.optimizer,
-        model,
-        lr=spec.train.lr,
-        weight_decay=spec.train.weight_decay,
-        momentum=spec.train.momentum,
-        fused=fused,
-    )
-    steps = _total_steps(spec, len(ctx_batches["train"]))
-    scheduler = create_scheduler(
-        optimizer, spec.train.scheduler, total_steps=steps, warmup_steps=spec.train.warmup_steps
-    )
+    ctx_batches = _batches(spec, workload, env, runtime.device)
+    optimizer, scheduler = _optimization(spec, model, runtime.device, len(ctx_batches["train"]))
     meta = _package_meta(spec, workload, args, splits)
     progress = ProgressReporter(quiet=quiet or not env.is_main)
     ctx = RunContext(

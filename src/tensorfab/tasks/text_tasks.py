@@ -165,6 +165,8 @@ def prepare_text(
     def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> Any:
         ids, labels, _ = encoded[split]
         shard = {"rank": where.rank, "world_size": where.world_size} if shuffle else {}
+        # Evaluation order does not matter (scores are gathered by example index), so
+        # evaluation batches are always length-sorted: almost no padding is computed.
         return SequenceBatches(
             ids,
             labels,
@@ -173,7 +175,7 @@ def prepare_text(
             shuffle=shuffle,
             pad_id=tokenizer.pad_token_id or 0,
             seed=where.seed,
-            bucket=where.bucket,
+            bucket=where.bucket or not shuffle,
             **shard,
         )
 

