@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "tensorfab.cli.predict",
     "info": "tensorfab.cli.info",
     "demo": "tensorfab.cli.demo",
+    "export": "tensorfab.cli.export",
     "spec": "tensorfab.cli.spec",
 }
 

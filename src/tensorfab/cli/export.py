@@ -1,0 +1,52 @@
+"""``tensorfab export RUN_DIR|MODEL_DIR``: ONNX variants + parity report, into a repository."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tensorfab.optimize import export_package, parity_report
+from tensorfab.optimize.export import VARIANTS
+from tensorfab.package import load_package, resolve_model_dir
+
+HELP = "export a trained model to ONNX (fp32, int8-dynamic) with a parity report"
+EXAMPLE = """\
+tensorfab export runs/digits-lenet --repo repo
+tensorfab export runs/conll2003-minilm --repo repo --name ner --variants fp32,int8-dynamic --json"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="run directory or model package directory")
+    parser.add_argument("--repo", default="repo", help="serving repository folder")
+    parser.add_argument("--name", help="model name in the repository (default: the run's name)")
+    parser.add_argument("--version", type=int, default=1, help="version folder to write")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--data", help="held-out data for parity (default: the test split)")
+    parser.add_argument("--samples", type=int, default=512, help="examples for parity")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="allowed metric drop")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_dir(args.model)
+    name = args.name or (model_dir.parent.name if model_dir.name == "model" else model_dir.name)
+    pkg = load_package(model_dir)
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    exported = export_package(pkg, Path(args.repo), name, args.version, variants)
+    report = parity_report(
+        pkg, exported, data_path=args.data, max_samples=args.samples, tolerance=args.tolerance
+    )
+    report["files"] = {e.variant: str(e.path) for e in exported}
+    (Path(args.repo) / name / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for variant, row in report["variants"].items():
+            status = "ok" if row["passed"] else "FAILED (metric drop over tolerance)"
+            print(
+                f"{variant:>13}: {report['metric']} {row[report['metric']]:.4f} "
+                f"(delta {row['delta']:+.4f}), agreement {row['agreement']:.4f}, "
+                f"max |diff| {row['max_abs_diff']:.2e}  {status}"
+            )
+    return 0 if all(r["passed"] for r in report["variants"].values()) else 1

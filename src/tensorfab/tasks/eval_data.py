@@ -1,0 +1,91 @@
+"""The data a trained model is scored on: its package's own test split or a user's file.
+
+``tensorfab evaluate`` (engine) and the parity reports of ``tensorfab export`` (optimize)
+both read evaluation data through here, from what the package recorded (``meta``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tensorfab.data import ImageData, create_dataset, load_eval_data
+from tensorfab.data.batching import TensorBatches
+from tensorfab.data.sequence_batching import SequenceBatches
+from tensorfab.errors import TensorfabError
+
+
+def detect_format(path: Path) -> str:
+    """imagefolder for a folder of class folders, idx for IDX files or a folder of them."""
+    if not path.exists():
+        raise TensorfabError(f"{path}: no such file or folder")
+    if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
+        return "imagefolder"
+    return "idx"
+
+
+def _remap(data: ImageData, found: list[str] | None, labels: list[str], path: Path) -> ImageData:
+    """Express the file's labels as indices of the model's labels."""
+    if found is None:  # IDX: label numbers are the model's indices
+        top = int(data.labels.max()) if len(data) else -1
+        if top >= len(labels):
+            raise TensorfabError(f"{path}: label {top} but the model has {len(labels)} classes")
+        return data
+    unknown = sorted(set(found) - set(labels))
+    if unknown:
+        raise TensorfabError(f"{path}: classes {unknown} are not among the model's {labels}")
+    index = torch.tensor([labels.index(c) for c in found], dtype=torch.long)
+    return ImageData(data.images, index[data.labels])
+
+
+def _image_eval_data(meta: dict[str, Any], path: Path) -> ImageData:
+    shape = meta["input"]
+    fmt = detect_format(path)
+    data, found = load_eval_data(
+        fmt, str(path), image_size=shape["height"], channels=shape["channels"]
+    )
+    if tuple(data.images.shape[1:]) != (shape["channels"], shape["height"], shape["width"]):
+        raise TensorfabError(
+            f"{path}: images are {tuple(data.images.shape[1:])} but the model expects "
+            f"{(shape['channels'], shape['height'], shape['width'])} (C, H, W)"
+        )
+    return _remap(data, found, meta["labels"], path)
+
+
+def _text_eval_data(meta: dict[str, Any], path: Path) -> list[Any]:
+    spec = meta["data"]["spec"]
+    fmt = "conll" if meta["task"] == "token-classification" else "text"
+    options = {k: spec[k] for k in ("text_column", "label_column", "text_format")}
+    examples, _ = load_eval_data(fmt, str(path), **options)
+    found = {t for ex in examples for t in getattr(ex, "tags", [getattr(ex, "label", None)])}
+    unknown = sorted(found - set(meta["labels"]))
+    if unknown:
+        raise TensorfabError(f"{path}: labels {unknown} are not among the model's labels")
+    return examples
+
+
+def load_eval_split(meta: dict[str, Any], data_path: str | None) -> tuple[Any, str]:
+    """The package's own test split, or the user's file read by the package's format."""
+    if data_path is None:
+        spec = dict(meta["data"]["spec"])
+        fmt = spec.pop("format")
+        return create_dataset(fmt, **spec).test, f"{fmt} test split"
+    path = Path(data_path)
+    if not path.exists():
+        raise TensorfabError(f"{path}: no such file or folder")
+    if meta["input"]["kind"] == "text":
+        return _text_eval_data(meta, path), str(path)
+    return _image_eval_data(meta, path), str(path)
+
+
+def eval_batches(task: Any, data: Any, batch_size: int, device: torch.device) -> Any:
+    """Unshuffled batches of an evaluation split, in the form the task's batches take."""
+    if isinstance(data, ImageData):
+        return TensorBatches((data.images, data.labels), batch_size, device=device, shuffle=False)
+    ids, labels, _ = task.encode(data)
+    pad = task.tokenizer.pad_token_id or 0
+    return SequenceBatches(
+        ids, labels, batch_size, device=device, shuffle=False, pad_id=pad, bucket=True
+    )
