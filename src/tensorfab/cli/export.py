@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tensorfab.optimize import export_package, parity_report
 from tensorfab.optimize.export import VARIANTS
+from tensorfab.optimize.latency import latency_report
 from tensorfab.package import load_package, resolve_model_dir
 
 HELP = "export a trained model to ONNX (fp32, int8-dynamic) with a parity report"
@@ -25,6 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="held-out data for parity (default: the test split)")
     parser.add_argument("--samples", type=int, default=512, help="examples for parity")
     parser.add_argument("--tolerance", type=float, default=0.01, help="allowed metric drop")
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="also time batch-1 latency and throughput per runtime (CPU)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -38,15 +44,27 @@ def run(args: argparse.Namespace) -> int:
         pkg, exported, data_path=args.data, max_samples=args.samples, tolerance=args.tolerance
     )
     report["files"] = {e.variant: str(e.path) for e in exported}
-    (Path(args.repo) / name / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.latency:
+        report["latency"] = latency_report(pkg, exported)
+    (Path(args.repo) / name / "export-report.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for variant, row in report["variants"].items():
-            status = "ok" if row["passed"] else "FAILED (metric drop over tolerance)"
-            print(
-                f"{variant:>13}: {report['metric']} {row[report['metric']]:.4f} "
-                f"(delta {row['delta']:+.4f}), agreement {row['agreement']:.4f}, "
-                f"max |diff| {row['max_abs_diff']:.2e}  {status}"
-            )
+        _print(report)
     return 0 if all(r["passed"] for r in report["variants"].values()) else 1
+
+
+def _print(report: dict) -> None:
+    metric = report["metric"]
+    for variant, row in report["variants"].items():
+        status = "ok" if row["passed"] else "FAILED (metric drop over tolerance)"
+        print(
+            f"{variant:>13}: {metric} {row[metric]:.4f} (delta {row['delta']:+.4f}), "
+            f"agreement {row['agreement']:.4f}, max |diff| {row['max_abs_diff']:.2e}  {status}"
+        )
+    for runtime, row in report.get("latency", {}).get("runtimes", {}).items():
+        print(
+            f"{runtime:>18}: batch-1 p50 {row['batch1_p50_ms']:.2f} ms, "
+            f"p99 {row['batch1_p99_ms']:.2f} ms, best {row['best_throughput_per_s']:,.0f}/s "
+            f"at batch {row['best_batch']} ({row['speedup_vs_torch_fp32']:.2f}x torch fp32)"
+        )

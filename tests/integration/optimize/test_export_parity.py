@@ -49,12 +49,26 @@ def test_lenet_variants_match_pytorch(lenet_run: Path, tmp_path: Path) -> None:
 
 def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path) -> None:
     proc = run_cli(
-        "export", str(lenet_run), "--repo", "repo", "--variants", "fp32", "--json", cwd=tmp_path
+        "export",
+        str(lenet_run),
+        "--repo",
+        "repo",
+        "--variants",
+        "fp32",
+        "--latency",
+        "--json",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert list(report["variants"]) == ["fp32"]
-    assert (tmp_path / "repo/digits/parity.json").is_file()
+    assert (tmp_path / "repo/digits/export-report.json").is_file()
+    runtimes = report["latency"]["runtimes"]
+    assert set(runtimes) == {"torch-fp32", "onnx-fp32"}
+    for row in runtimes.values():
+        assert 0 < row["batch1_p50_ms"] <= row["batch1_p99_ms"]
+        assert row["best_batch"] in (1, 8, 32, 64) and row["best_throughput_per_s"] > 0
+    assert runtimes["torch-fp32"]["speedup_vs_torch_fp32"] == 1.0
 
 
 def test_unknown_variant_is_refused(lenet_run: Path, tmp_path: Path) -> None:
