@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tensorfab.data.files import read_file_bytes
 from tensorfab.data.registry import DATASETS
 from tensorfab.data.splits import limit_splits
 from tensorfab.data.types import ImageData, ImageSplits
@@ -66,12 +67,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed when they start with the gzip magic."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TensorfabError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise TensorfabError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_file_bytes(path)
     if not data.startswith(_GZIP_MAGIC):
         return data
     try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tensorfab.data.files import read_file_bytes
 from tensorfab.errors import TensorfabError
 
 
@@ -64,12 +65,7 @@ class TextSplits:
 def read_text_file(path: str | Path, encoding: str = "utf-8") -> str:
     """A whole text file, decoded; a missing file or a bad byte is one error naming the place."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TensorfabError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise TensorfabError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    data = read_file_bytes(path)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:

@@ -22,6 +22,7 @@ from tensorfab.models import model_entry
 from tensorfab.models.encoders import load_tokenizer
 from tensorfab.tasks.alignment import IGNORE, align_labels, first_subtokens
 from tensorfab.tasks.base import Batch, Placement, Workload
+from tensorfab.tasks.eval_data import eval_batches
 from tensorfab.tasks.registry import TASKS
 
 TOKENIZER_DIR = "tokenizer"
@@ -279,11 +280,8 @@ def predict_token_texts(
 
     spans = [word_spans(t) for t in texts]
     examples = [TokenExample([w for w, _, _ in s], ["O"] * len(s)) for s in spans]
-    ids, labels, _ = task.encode(examples)
     out = []
-    batches = SequenceBatches(
-        ids, labels, 64, device=device, shuffle=False, pad_id=task.tokenizer.pad_token_id or 0
-    )
+    batches = eval_batches(task, examples, 64, device)
     for batch in batches.epoch(0):
         probs = torch.softmax(task.logits(model, batch).float(), -1).cpu()
         keep = batch[3].cpu() != IGNORE
@@ -313,11 +311,8 @@ def predict_sequence_texts(
     from tensorfab.data.text_types import TextExample
 
     examples = [TextExample(t, task.classes[0]) for t in texts]
-    ids, labels, _ = task.encode(examples)
     rows: dict[int, dict[str, Any]] = {}
-    batches = SequenceBatches(
-        ids, labels, 64, device=device, shuffle=False, pad_id=task.tokenizer.pad_token_id or 0
-    )
+    batches = eval_batches(task, examples, 64, device)
     for batch in batches.epoch(0):
         probs = torch.softmax(task.logits(model, batch).float(), -1).cpu()
         for r, i in enumerate(batch[0].tolist()):
