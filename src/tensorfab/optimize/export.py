@@ -125,10 +125,25 @@ def export_package(
             "onnx": {"variant": model.variant, "opset": OPSET, "inputs": list(model.input_names)},
         }
         (model.path.parent / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _write_config(model.path.parent.parent, model.variant)
         tokenizer = pkg.path / "tokenizer"
         if tokenizer.is_dir():
             shutil.copytree(tokenizer, model.path.parent / "tokenizer", dirs_exist_ok=True)
     return out
+
+
+def _write_config(model_dir: Path, variant: str) -> None:
+    """The repository entry's serving settings (Triton's config.pbtxt, as YAML); kept if present."""
+    config = model_dir / "config.yaml"
+    if config.exists():  # a user's tuned settings are never overwritten
+        return
+    config.write_text(
+        "# serving settings for every version of this model\n"
+        f"backend: onnxruntime  # {variant} ONNX graph\n"
+        "max_batch_size: 64\n"
+        "max_queue_delay_us: 2000\n"
+        "instances: 1\n"
+    )
 
 
 def _version_dir(repo: Path, name: str, variant: str, version: int) -> Path:

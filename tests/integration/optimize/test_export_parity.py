@@ -43,6 +43,15 @@ def test_lenet_variants_match_pytorch(lenet_run: Path, tmp_path: Path) -> None:
     assert report["n"] == 200 and report["metric"] == "accuracy"
     assert fp32["max_abs_diff"] < 1e-3 and fp32["agreement"] == 1.0 and fp32["delta"] == 0.0
     assert int8["agreement"] > 0.95 and int8["passed"]
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "repo/digits-int8-dynamic/config.yaml").read_text())
+    assert config == {
+        "backend": "onnxruntime",
+        "max_batch_size": 64,
+        "max_queue_delay_us": 2000,
+        "instances": 1,
+    }
     meta = json.loads((tmp_path / "repo/digits-int8-dynamic/1/tensorfab.json").read_text())
     assert meta["onnx"] == {"variant": "int8-dynamic", "opset": 17, "inputs": ["images"]}
 
