@@ -17,8 +17,7 @@ from torch import nn
 
 from tensorfab.engine.runtime import Runtime
 from tensorfab.tasks import Task
-
-Batch = tuple[torch.Tensor, ...]
+from tensorfab.tasks.base import Batch
 
 
 @dataclass

@@ -14,8 +14,8 @@ from tensorfab.engine.evaluate import evaluate_batches
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
-from tensorfab.package import save_package
-from tensorfab.package.io import WEIGHTS_FILE, read_meta
+from tensorfab.package import update_metrics
+from tensorfab.package.io import WEIGHTS_FILE
 
 
 def _throughput(ctx: RunContext, eval_sps: float) -> dict[str, Any]:
@@ -100,11 +100,7 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
         "model": "model/",
         "plots": [str(p.relative_to(ctx.run.path)) for p in plots],
     }
-    meta = read_meta(ctx.run.model_dir)
-    meta["metrics"] = {**meta.get("metrics", {}), "test": _headline(test)}
-    for key in ("format_version", "versions", "created"):
-        meta.pop(key, None)
-    save_package(ctx.run.model_dir, ctx.model, meta)
+    update_metrics(ctx.run.model_dir, {"test": _headline(test)})
     write_report(ctx.run.path, report)
     if not ctx.progress.quiet:
         ctx.progress.console.print(summary_table(report))

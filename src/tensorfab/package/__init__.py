@@ -6,6 +6,14 @@ from tensorfab.package.io import (
     load_package,
     resolve_model_dir,
     save_package,
+    update_metrics,
 )
 
-__all__ = ["FORMAT_VERSION", "LoadedPackage", "load_package", "resolve_model_dir", "save_package"]
+__all__ = [
+    "FORMAT_VERSION",
+    "LoadedPackage",
+    "load_package",
+    "resolve_model_dir",
+    "save_package",
+    "update_metrics",
+]

@@ -75,10 +75,21 @@ def save_package(directory: str | Path, model: nn.Module, meta: dict[str, Any]) 
     tmp_weights = d / f".{WEIGHTS_FILE}.tmp"
     save_file(_state_dict(model), str(tmp_weights), metadata={"format": "pt"})
     os.replace(tmp_weights, d / WEIGHTS_FILE)
-    tmp_meta = d / f".{META_FILE}.tmp"
-    tmp_meta.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, d / META_FILE)
+    _write_meta(d, full)
     return d
+
+
+def _write_meta(d: Path, meta: dict[str, Any]) -> None:
+    tmp_meta = d / f".{META_FILE}.tmp"
+    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp_meta, d / META_FILE)
+
+
+def update_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
+    """Add ``metrics`` to a saved package's description, leaving its weights untouched."""
+    meta = read_meta(model_dir)
+    meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+    _write_meta(model_dir, meta)
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
