@@ -55,7 +55,9 @@ class _TextGraph(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def _graph(pkg: LoadedPackage) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, Any]]:
+def inference_graph(
+    pkg: LoadedPackage,
+) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, Any]]:
     shape = pkg.meta["input"]
     if shape["kind"] == "image":
         example = (
@@ -72,7 +74,7 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
     import onnx
 
     pkg.model.cpu()
-    graph, example, axes = _graph(pkg)
+    graph, example, axes = inference_graph(pkg)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but dependable
         warnings.simplefilter("ignore")

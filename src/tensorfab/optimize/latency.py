@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensorfab.optimize.export import ExportedModel
+from tensorfab.optimize.export import ExportedModel, inference_graph
 from tensorfab.package import LoadedPackage
 
 Runner = Callable[[int], None]  # run one batch of the given size
@@ -31,9 +31,7 @@ def _inputs(pkg: LoadedPackage, batch: int, seq_len: int) -> tuple[torch.Tensor,
 
 
 def _torch_runner(pkg: LoadedPackage, seq_len: int) -> Runner:
-    from tensorfab.optimize.export import _graph
-
-    graph = _graph(pkg)[0]
+    graph = inference_graph(pkg)[0]
 
     @torch.no_grad()
     def run(batch: int) -> None:
