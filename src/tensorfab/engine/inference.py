@@ -6,6 +6,7 @@ evaluation pass, so a package scores exactly as its run reported.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from tensorfab.engine.runtime import create_runtime
 from tensorfab.errors import TensorfabError
 from tensorfab.package import load_package
 from tensorfab.tasks.eval_data import eval_batches, load_eval_split
-from tensorfab.tasks.text_tasks import predict_texts
+from tensorfab.tasks.prediction import image_rows, predict_texts
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -86,22 +87,11 @@ def predict_inputs(
     runtime = create_runtime(device, "fp32")
     pkg = load_package(path, runtime.device)
     if pkg.meta["input"]["kind"] == "text":
-        return predict_texts(pkg.model, pkg.task, _texts(inputs), runtime.device)
+        logits_of = partial(pkg.task.logits, pkg.model)
+        return predict_texts(logits_of, pkg.task, _texts(inputs), runtime.device)
     images, names = _read_inputs(inputs, pkg.meta["input"])
     out = []
     for start in range(0, len(images), 1024):
         batch = (images[start : start + 1024].to(runtime.device),)
-        out.append(pkg.task.predict(pkg.task.logits(pkg.model, batch)).probs.cpu())
-    probs = torch.cat(out)
-    labels = pkg.meta["labels"]
-    return [_prediction(name, p, labels, top_k) for name, p in zip(names, probs, strict=True)]
-
-
-def _prediction(name: str, probs: torch.Tensor, labels: list[str], top_k: int) -> dict[str, Any]:
-    values, index = probs.topk(min(top_k, len(labels)))
-    return {
-        "input": name,
-        "label": labels[int(index[0])],
-        "score": float(values[0]),
-        "top": {labels[int(i)]: float(v) for v, i in zip(values, index, strict=True)},
-    }
+        out.append(pkg.task.logits(pkg.model, batch).float().cpu())
+    return image_rows(names, torch.cat(out), pkg.meta["labels"], top_k)

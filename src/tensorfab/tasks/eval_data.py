@@ -1,7 +1,9 @@
-"""The data a trained model is scored on: its package's own test split or a user's file.
+"""The data a trained model is scored or calibrated on, rebuilt from what its package recorded.
 
 ``tensorfab evaluate`` (engine) and the parity reports of ``tensorfab export`` (optimize)
-both read evaluation data through here, from what the package recorded (``meta``).
+both read evaluation data through here (the package's own test split or a user's file);
+static INT8 quantization calibrates on the package's own training split, also from here,
+so that no test example ever shapes a quantized model that is then scored on it.
 """
 
 from __future__ import annotations
@@ -66,18 +68,47 @@ def _text_eval_data(meta: dict[str, Any], path: Path) -> list[Any]:
     return examples
 
 
+def _package_splits(meta: dict[str, Any]) -> tuple[Any, str]:
+    """The splits the package was trained and tested on, rebuilt from its data spec."""
+    spec = dict(meta["data"]["spec"])
+    fmt = spec.pop("format")
+    return create_dataset(fmt, **spec), fmt
+
+
 def load_eval_split(meta: dict[str, Any], data_path: str | None) -> tuple[Any, str]:
     """The package's own test split, or the user's file read by the package's format."""
     if data_path is None:
-        spec = dict(meta["data"]["spec"])
-        fmt = spec.pop("format")
-        return create_dataset(fmt, **spec).test, f"{fmt} test split"
+        splits, fmt = _package_splits(meta)
+        return splits.test, f"{fmt} test split"
     path = Path(data_path)
     if not path.exists():
         raise TensorfabError(f"{path}: no such file or folder")
     if meta["input"]["kind"] == "text":
         return _text_eval_data(meta, path), str(path)
     return _image_eval_data(meta, path), str(path)
+
+
+def load_train_split(meta: dict[str, Any], max_samples: int, seed: int = 0) -> tuple[Any, str]:
+    """Up to ``max_samples`` examples of the package's training split, drawn at random.
+
+    Drawn rather than taken from the front because files are often sorted by class, and a
+    calibration set of one class would set the quantization ranges for that class only.
+    """
+    if max_samples < 1:
+        raise TensorfabError(f"calibration samples: must be at least 1, not {max_samples}")
+    splits, fmt = _package_splits(meta)
+    train = splits.train
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(train), generator=g)[:max_samples]
+    source = f"{fmt} train split ({len(index)} of {len(train)}, seed {seed})"
+    return take_samples(train, index), source
+
+
+def take_samples(data: Any, index: torch.Tensor) -> Any:
+    """The examples at ``index`` of image data or a list of text examples, in that order."""
+    if isinstance(data, ImageData):
+        return data.subset(index)
+    return [data[i] for i in index.tolist()]
 
 
 def eval_batches(task: Any, data: Any, batch_size: int, device: torch.device) -> Any:

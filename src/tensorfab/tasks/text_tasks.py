@@ -22,7 +22,6 @@ from tensorfab.models import model_entry
 from tensorfab.models.encoders import load_tokenizer
 from tensorfab.tasks.alignment import IGNORE, align_labels, first_subtokens
 from tensorfab.tasks.base import Batch, Placement, Workload
-from tensorfab.tasks.eval_data import eval_batches
 from tensorfab.tasks.registry import TASKS
 
 TOKENIZER_DIR = "tokenizer"
@@ -236,100 +235,3 @@ def build_text_classification(
     encoder: str | None = None,
 ) -> TextClassification:
     return _rebuild("text-classification", classes, max_length, package_dir, encoder)
-
-
-def word_spans(text: str) -> list[tuple[str, int, int]]:
-    """Whitespace words of ``text`` with their character offsets (CoNLL's tokenization)."""
-    spans, pos = [], 0
-    for word in text.split():
-        start = text.index(word, pos)
-        spans.append((word, start, start + len(word)))
-        pos = start + len(word)
-    return spans
-
-
-def decode_entities(
-    text: str, spans: list[tuple[str, int, int]], tags: list[str], scores: list[float]
-) -> list[dict[str, Any]]:
-    """IOB2 word tags -> entities with character spans and the mean word probability."""
-    entities: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
-    for (_, start, end), tag, score in zip(spans, tags, scores, strict=True):
-        kind = tag[2:] if tag != "O" else None
-        continues = current is not None and tag.startswith("I-") and kind == current["type"]
-        if continues:
-            current["end"] = end
-            current["scores"].append(score)
-            continue
-        current = {"type": kind, "start": start, "end": end, "scores": [score]} if kind else None
-        if current:
-            entities.append(current)
-    for ent in entities:
-        ent["text"] = text[ent["start"] : ent["end"]]
-        ent["score"] = sum(ent["scores"]) / len(ent["scores"])
-        del ent["scores"]
-    return entities
-
-
-@torch.no_grad()
-def predict_token_texts(
-    model: nn.Module, task: TokenClassification, texts: list[str], device: torch.device
-) -> list[dict[str, Any]]:
-    """Entities (type, span, score) and per-word tags for raw sentences."""
-    from tensorfab.data.text_types import TokenExample
-
-    spans = [word_spans(t) for t in texts]
-    examples = [TokenExample([w for w, _, _ in s], ["O"] * len(s)) for s in spans]
-    out = []
-    batches = eval_batches(task, examples, 64, device)
-    for batch in batches.epoch(0):
-        probs = torch.softmax(task.logits(model, batch).float(), -1).cpu()
-        keep = batch[3].cpu() != IGNORE
-        for r, i in enumerate(batch[0].tolist()):
-            best = probs[r][keep[r]].max(-1)
-            tags = [task.classes[j] for j in best.indices.tolist()]
-            tags += ["O"] * (len(spans[i]) - len(tags))  # words cut by truncation
-            scores = best.values.tolist() + [0.0] * (len(spans[i]) - len(best.values))
-            out.append(
-                (
-                    i,
-                    {
-                        "text": texts[i],
-                        "tags": tags,
-                        "entities": decode_entities(texts[i], spans[i], tags, scores),
-                    },
-                )
-            )
-    return [row for _, row in sorted(out, key=lambda x: x[0])]
-
-
-@torch.no_grad()
-def predict_sequence_texts(
-    model: nn.Module, task: TextClassification, texts: list[str], device: torch.device
-) -> list[dict[str, Any]]:
-    """Label, its probability and all class probabilities for each text."""
-    from tensorfab.data.text_types import TextExample
-
-    examples = [TextExample(t, task.classes[0]) for t in texts]
-    rows: dict[int, dict[str, Any]] = {}
-    batches = eval_batches(task, examples, 64, device)
-    for batch in batches.epoch(0):
-        probs = torch.softmax(task.logits(model, batch).float(), -1).cpu()
-        for r, i in enumerate(batch[0].tolist()):
-            p = probs[r].tolist()
-            top = max(range(len(p)), key=p.__getitem__)
-            rows[i] = {
-                "text": texts[i],
-                "label": task.classes[top],
-                "score": p[top],
-                "probabilities": dict(zip(task.classes, p, strict=True)),
-            }
-    return [rows[i] for i in range(len(texts))]
-
-
-def predict_texts(
-    model: nn.Module, task: Any, texts: list[str], device: torch.device
-) -> list[dict[str, Any]]:
-    if isinstance(task, TokenClassification):
-        return predict_token_texts(model, task, texts, device)
-    return predict_sequence_texts(model, task, texts, device)
