@@ -22,6 +22,7 @@ COMMANDS = {
     "info": "tensorfab.cli.info",
     "demo": "tensorfab.cli.demo",
     "export": "tensorfab.cli.export",
+    "serve": "tensorfab.cli.serve",
     "spec": "tensorfab.cli.spec",
 }
 

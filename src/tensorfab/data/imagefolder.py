@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
@@ -45,7 +46,8 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(path: Path | BinaryIO, where: str | None = None) -> Image.Image:
+    """Decode an image file (a path or an open binary stream); ``where`` names it in errors."""
     from PIL import Image
 
     try:
@@ -53,7 +55,7 @@ def _open_image(path: Path) -> Image.Image:
             image.load()
             return image.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise TensorfabError(f"{path}: unreadable image ({exc})") from None
+        raise TensorfabError(f"{where or path}: unreadable image ({exc})") from None
 
 
 def _pick_channels(images: list[Image.Image], channels: int | None) -> int:
@@ -173,3 +175,9 @@ def build_imagefolder(
 def read_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
     """One image file as uint8 [C, H, W] at the given square size (for predict)."""
     return torch.from_numpy(_to_array(_open_image(Path(path)), channels, (size, size)).copy())
+
+
+def read_image_bytes(data: bytes, channels: int, size: int, where: str) -> torch.Tensor:
+    """An encoded image (PNG, JPEG, ...) as uint8 [C, H, W] at the given square size."""
+    image = _open_image(io.BytesIO(data), where)
+    return torch.from_numpy(_to_array(image, channels, (size, size)).copy())

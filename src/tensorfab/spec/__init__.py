@@ -1,6 +1,6 @@
 """The job spec: pydantic models, YAML loading, ``--set`` overrides, field-named errors."""
 
-from tensorfab.spec.load import dump_spec, load_spec, parse_spec
+from tensorfab.spec.load import dump_spec, load_spec, load_yaml_model, parse_spec
 from tensorfab.spec.schema import (
     DataSpec,
     EarlyStoppingSpec,
@@ -19,5 +19,6 @@ __all__ = [
     "TrainSpec",
     "dump_spec",
     "load_spec",
+    "load_yaml_model",
     "parse_spec",
 ]

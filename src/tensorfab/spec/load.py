@@ -7,13 +7,15 @@ path (``train.epochs``) and, for YAML files, the file and line it came from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tensorfab.errors import TensorfabError
 from tensorfab.spec.schema import JobSpec
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _parse_value(text: str) -> Any:
@@ -90,7 +92,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise TensorfabError(f"{path}:1: a job spec must be a mapping of sections")
+        raise TensorfabError(f"{path}:1: expected a mapping of settings (key: value)")
     lines: dict[str, int] = {}
     return _strip_lines(raw, "", lines), lines
 
@@ -134,6 +136,16 @@ def load_spec(path: str | Path | None, overrides: list[str] | None = None) -> Jo
     p = Path(path)
     raw, lines = read_yaml(p)
     return parse_spec(raw, overrides, source=str(p), lines=lines)
+
+
+def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
+    """Any YAML settings file validated by a pydantic ``model``, errors naming file:line."""
+    p = Path(path)
+    raw, lines = read_yaml(p)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise TensorfabError(_describe(exc, str(p), lines, [])) from None
 
 
 def dump_spec(spec: JobSpec) -> str:

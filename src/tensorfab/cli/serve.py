@@ -1,0 +1,57 @@
+"""``tensorfab serve REPO``: the KServe v2 inference server over a model repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tensorfab.errors import TensorfabError
+from tensorfab.serve import Bind, ServerOptions, run_server
+
+HELP = "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)"
+EXAMPLE = """\
+tensorfab export runs/conll2003-minilm --repo repo --name ner
+tensorfab serve repo --port 8000
+curl -s localhost:8000/v1/models/ner-int8-dynamic:predict -d '{"text": "EU rejects German call ."}'
+TENSORFAB_TOKEN=secret tensorfab serve repo --host 0.0.0.0 --models ner"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("repo", help="model repository: repo/<model>/[config.yaml, <version>/]")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--models", help="comma-separated models to load (default: all)")
+    parser.add_argument(
+        "--token-env",
+        default="TENSORFAB_TOKEN",
+        help="environment variable holding a bearer token; when set, every route but "
+        "/v2/health/* requires 'Authorization: Bearer <token>'",
+    )
+    parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body")
+    parser.add_argument(
+        "--strict-readiness",
+        action="store_true",
+        help="/v2/health/ready fails while any model failed to load",
+    )
+    parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds")
+    parser.add_argument("--threads", type=int, default=4, help="threads computing batches")
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = Path(args.repo)
+    if not repo.is_dir():
+        raise TensorfabError(f"{repo}: no such model repository folder")
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    options = ServerOptions(
+        repository=repo,
+        models=models,
+        token=os.environ.get(args.token_env) or None,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        strict_readiness=args.strict_readiness,
+        compute_threads=args.threads,
+    )
+    auth = "bearer token required" if options.token else "no auth"
+    print(f"serving {repo} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
+    run_server(options, Bind(args.host, args.port, args.graceful_timeout, "warning"))
+    return 0

@@ -1,0 +1,232 @@
+"""The HTTP API: KServe v2 / Triton inference protocol on FastAPI, plus metrics and predict.
+
+Routes (``{v}`` optional everywhere Triton has it):
+``GET /v2/health/live|ready``, ``GET /v2``, ``GET /v2/models/{name}[/versions/{v}]``,
+``GET .../ready``, ``GET .../config``, ``POST .../infer``, ``POST /v2/repository/index``,
+``POST /v2/repository/models/{name}/load|unload``, ``GET /metrics`` (Prometheus) and
+``POST /v1/models/{name}:predict`` (texts or an image in, readable results out).
+Errors are the protocol's ``{"error": "..."}`` with a 4xx/5xx status; the server keeps
+serving after any of them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from tensorfab import __version__
+from tensorfab.serve.convenience import predict
+from tensorfab.serve.metrics import ServerMetrics
+from tensorfab.serve.protocol import (
+    HEADER_LENGTH,
+    ProtocolError,
+    infer_response,
+    parse_infer_request,
+)
+from tensorfab.serve.repository import LoadedVersion, ModelRepository, describe
+
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+
+
+@dataclass
+class ServerOptions:
+    """What ``tensorfab serve`` passes in: models to load, limits, auth."""
+
+    repository: Path
+    models: list[str] | None = None  # None: every model of the repository
+    token: str | None = None  # bearer token required on every route but health
+    max_body_bytes: int = 16 * 1024 * 1024
+    strict_readiness: bool = False  # server not ready while any model failed to load
+    compute_threads: int = 4
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(f"request body: {declared} bytes exceed the limit of {limit}", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(f"request body: over the limit of {limit} bytes", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(options: ServerOptions) -> FastAPI:
+    """The ASGI app; models load on startup and drain on shutdown (lifespan)."""
+    metrics = ServerMetrics()
+    repo = ModelRepository(options.repository, metrics, options.compute_threads)
+    status = {"started": False, "stopping": False}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name in options.models or repo.names():
+            await repo.load(name)
+        status["started"] = True
+        yield
+        status["stopping"] = True
+        await repo.close()
+
+    app = FastAPI(title="tensorfab inference server", version=__version__, lifespan=lifespan)
+    app.state.repo, app.state.metrics, app.state.status = repo, metrics, status
+    _add_handlers(app, options)
+    _add_health_routes(app, options, repo, status)
+    _add_repository_routes(app, repo)
+    _add_model_routes(app, options, repo, metrics)
+    return app
+
+
+def _add_handlers(app: FastAPI, options: ServerOptions) -> None:
+    @app.middleware("http")
+    async def auth(request: Request, call_next: Any) -> Response:
+        if options.token and request.url.path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {options.token}".encode()):
+                headers = {"WWW-Authenticate": "Bearer"}
+                return _error("missing or wrong bearer token", 401, headers)
+        return await call_next(request)
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+        return _error(str(exc), exc.status, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(f"internal error: {type(exc).__name__}: {exc}", 500)
+
+
+def _add_health_routes(
+    app: FastAPI, options: ServerOptions, repo: ModelRepository, status: dict[str, bool]
+) -> None:
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        failed = [s.name for s in repo.models.values() if not s.ready]
+        ok = status["started"] and not status["stopping"]
+        if options.strict_readiness and failed:
+            return _error(f"models not ready: {failed}", 503)
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {
+            "name": "tensorfab",
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "model_repository", "statistics_metrics"],
+        }
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        for state in repo.models.values():
+            for v in state.versions.values():
+                depth = len(v.batcher.queue)
+                app.state.metrics.queue_depth.labels(state.name, v.version).set(depth)
+        return Response(app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _add_repository_routes(app: FastAPI, repo: ModelRepository) -> None:
+    @app.post("/v2/repository/index")
+    async def repository_index() -> list[dict[str, Any]]:
+        return repo.index()
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def load(name: str) -> dict[str, Any]:
+        state = await repo.load(name)
+        if not state.ready:
+            raise ProtocolError(f"model {name!r}: {state.reason}", 400)
+        return {}
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def unload(name: str) -> dict[str, Any]:
+        if name not in repo.names():
+            raise ProtocolError(f"model {name!r}: not in the repository", 404)
+        await repo.unload(name)
+        return {}
+
+
+def _model_config(model: LoadedVersion) -> dict[str, Any]:
+    meta = describe(model)
+    config = model.config
+    return {
+        "name": model.name,
+        "platform": meta["platform"],
+        "backend": model.runtime.backend,
+        "max_batch_size": config.max_batch_size,
+        "input": meta["inputs"],
+        "output": meta["outputs"],
+        "dynamic_batching": {"max_queue_delay_microseconds": config.max_queue_delay_us}
+        if config.max_batch_size
+        else None,
+        "instance_group": [{"count": config.instances, "kind": config.device.upper()}],
+        "tensorfab": {"task": model.meta["task"], "labels": model.meta["labels"]},
+    }
+
+
+def _add_model_routes(
+    app: FastAPI, options: ServerOptions, repo: ModelRepository, metrics: ServerMetrics
+) -> None:
+    async def metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        model = repo.get(name, version)
+        meta = describe(model)
+        if version is None:
+            meta["versions"] = sorted(repo.models[name].versions, key=int)
+        return meta
+
+    async def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+        model = repo.get(name, version)
+        return {"name": name, "version": model.version, "ready": True}
+
+    async def config(name: str, version: str | None = None) -> dict[str, Any]:
+        return _model_config(repo.get(name, version))
+
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        start = time.perf_counter()
+        model = repo.get(name, version)
+        try:
+            body = await read_body(request, options.max_body_bytes)
+            parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
+            outputs = await repo.infer(model, parsed.inputs, parsed.parameters.get("timeout"))
+            content, header = infer_response(name, model.version, parsed, outputs)
+        except Exception:
+            metrics.record_request(name, model.version, "failure", time.perf_counter() - start)
+            raise
+        metrics.record_request(name, model.version, "success", time.perf_counter() - start)
+        if header is None:
+            return Response(content, media_type="application/json")
+        headers = {HEADER_LENGTH: str(header)}
+        return Response(content, media_type="application/octet-stream", headers=headers)
+
+    async def predict_route(request: Request, name: str) -> dict[str, Any]:
+        model = repo.get(name)
+        return await predict(repo, model, await read_body(request, options.max_body_bytes))
+
+    for suffix in ("", "/versions/{version}"):
+        base = "/v2/models/{name}" + suffix
+        app.add_api_route(base, metadata, methods=["GET"])
+        app.add_api_route(base + "/ready", model_ready, methods=["GET"])
+        app.add_api_route(base + "/config", config, methods=["GET"])
+        app.add_api_route(base + "/infer", infer, methods=["POST"])
+    app.add_api_route("/v1/models/{name}:predict", predict_route, methods=["POST"])

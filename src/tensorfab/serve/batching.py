@@ -1,0 +1,227 @@
+"""Dynamic batching: requests queue per model version and run together as one batch.
+
+The decisions are pure functions of the queue and the time (:func:`take_batch`,
+:func:`expire`, :func:`merge`, :func:`split`), so they are tested with a fake clock and no
+sleeps; :class:`DynamicBatcher` is the small asyncio loop around them. A batch starts when
+its rows reach ``max_batch_size`` or when its oldest request has waited
+``max_queue_delay_us``; variable-length inputs (token ids) are padded per batch to the
+longest request in it, and each request gets back exactly its own rows and positions.
+The queue is bounded: a full queue rejects at once (the server answers 429) instead of
+building a backlog that would time out anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Feed = dict[str, np.ndarray]
+
+
+class QueueFullError(Exception):
+    """The model's queue holds ``max_queue_size`` requests already."""
+
+
+class RequestTimeoutError(Exception):
+    """The request waited past its deadline before it could run."""
+
+
+@dataclass
+class Pending:
+    """One queued request: its inputs (each [rows, ...]) and when it came and must end."""
+
+    feed: Feed
+    rows: int
+    arrival: float
+    deadline: float
+    future: Any = None  # asyncio.Future set with the request's outputs
+    started: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int  # 0: no batching, each request runs alone
+    max_delay_s: float
+
+    def fits(self, rows: int) -> bool:
+        return self.max_batch_size == 0 or rows <= self.max_batch_size
+
+
+def expire(queue: deque[Pending], now: float) -> list[Pending]:
+    """Remove and return the requests whose deadline has passed."""
+    late = [p for p in queue if p.deadline <= now]
+    for p in late:
+        queue.remove(p)
+    return late
+
+
+def take_batch(queue: deque[Pending], now: float, policy: BatchPolicy) -> list[Pending] | None:
+    """The requests to run now (oldest first), or None to wait for more.
+
+    Runs when the rows waiting fill ``max_batch_size`` or the oldest request has waited
+    ``max_delay_s``; takes whole requests in arrival order while their rows fit.
+    """
+    if not queue:
+        return None
+    if policy.max_batch_size == 0:
+        return [queue.popleft()]
+    count, rows = 0, 0
+    for p in queue:
+        if rows + p.rows > policy.max_batch_size:
+            break
+        count, rows = count + 1, rows + p.rows
+    full = count < len(queue) or rows >= policy.max_batch_size
+    if not full and now - queue[0].arrival < policy.max_delay_s:
+        return None
+    return [queue.popleft() for _ in range(count)]
+
+
+def next_deadline(queue: deque[Pending], policy: BatchPolicy) -> float | None:
+    """When the loop must look at the queue again without a new arrival."""
+    if not queue:
+        return None
+    return min(queue[0].arrival + policy.max_delay_s, min(p.deadline for p in queue))
+
+
+def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
+    """Concatenate requests along the batch axis, zero-padding any shorter trailing axis.
+
+    Zero is the pad token id and a masked position, so padded token positions change no
+    real position's output. Returns the merged inputs and each request's (start, rows).
+    """
+    merged: Feed = {}
+    for name in feeds[0]:
+        arrays = [f[name] for f in feeds]
+        longest = np.max([a.shape for a in arrays], axis=0)
+        padded = [
+            np.pad(
+                a,
+                [(0, 0)] + [(0, int(m - s)) for s, m in zip(a.shape[1:], longest[1:], strict=True)],
+            )
+            for a in arrays
+        ]
+        merged[name] = padded[0] if len(padded) == 1 else np.concatenate(padded)
+    slices, start = [], 0
+    for f in feeds:
+        rows = len(next(iter(f.values())))
+        slices.append((start, rows))
+        start += rows
+    return merged, slices
+
+
+def split(output: np.ndarray, feed: Feed, where: tuple[int, int], per_position: bool) -> np.ndarray:
+    """One request's rows of a batch output; per-position outputs trimmed to its length."""
+    start, rows = where
+    part = output[start : start + rows]
+    if per_position:  # [B, T, C]: keep the request's own T positions
+        length = next(iter(feed.values())).shape[1]
+        part = part[:, :length]
+    return part
+
+
+@dataclass
+class BatchStats:
+    """What one batch did, for the metrics: rows, per-request queue time, compute time."""
+
+    rows: int
+    queue_s: list[float]
+    compute_s: float
+
+
+@dataclass
+class DynamicBatcher:
+    """The asyncio side: a bounded queue and ``instances`` loops that run batches in threads."""
+
+    run: Callable[[Feed], np.ndarray]
+    policy: BatchPolicy
+    max_queue_size: int
+    per_position: bool
+    executor: Executor
+    instances: int = 1
+    on_batch: Callable[[BatchStats], None] = lambda stats: None
+    clock: Callable[[], float] = time.monotonic
+    queue: deque[Pending] = field(default_factory=deque)
+    _wake: asyncio.Event | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _closing: bool = False
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._loop()) for _ in range(self.instances)]
+
+    async def submit(self, feed: Feed, rows: int, timeout_s: float) -> np.ndarray:
+        """Queue one request and wait for its own part of the batch output."""
+        if self._closing:
+            raise QueueFullError("the model is unloading")
+        if len(self.queue) >= self.max_queue_size:
+            raise QueueFullError(f"queue full ({self.max_queue_size} requests waiting)")
+        now = self.clock()
+        pending = Pending(
+            feed, rows, now, now + timeout_s, asyncio.get_running_loop().create_future()
+        )
+        self.queue.append(pending)
+        assert self._wake is not None
+        self._wake.set()
+        return await pending.future
+
+    async def stop(self) -> None:
+        """Finish every queued request, then end the loops (graceful shutdown, unload)."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while not (self._closing and not self.queue):
+            now = self.clock()
+            for late in expire(self.queue, now):
+                _fail(
+                    late,
+                    RequestTimeoutError(f"timed out after {now - late.arrival:.3f} s in queue"),
+                )
+            policy = (
+                self.policy if not self._closing else BatchPolicy(self.policy.max_batch_size, 0.0)
+            )
+            batch = take_batch(self.queue, now, policy)
+            if batch is None:
+                await self._sleep(next_deadline(self.queue, policy), now)
+                continue
+            await self._compute(batch)
+
+    async def _sleep(self, until: float | None, now: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        timeout = None if until is None else max(0.0, until - now)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _compute(self, batch: list[Pending]) -> None:
+        start = self.clock()
+        feed, slices = merge([p.feed for p in batch])
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(self.executor, self.run, feed)
+        except Exception as exc:  # the runtime failed: every request of the batch learns why
+            for p in batch:
+                _fail(p, exc)
+            return
+        compute = self.clock() - start
+        for p, where in zip(batch, slices, strict=True):
+            if not p.future.done():
+                p.future.set_result(split(out, p.feed, where, self.per_position))
+        self.on_batch(
+            BatchStats(sum(p.rows for p in batch), [start - p.arrival for p in batch], compute)
+        )
+
+
+def _fail(pending: Pending, exc: Exception) -> None:
+    if pending.future is not None and not pending.future.done():
+        pending.future.set_exception(exc)

@@ -1,0 +1,74 @@
+"""Prometheus metrics of the server, per model and version, on a registry of its own.
+
+Counts and failures of requests, and histograms of queue time, compute time, batch size
+and whole-request latency: what an operator needs to see whether batching works (batch
+sizes) and where time goes (queue vs compute).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tensorfab.serve.batching import BatchStats
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    """The server's metric families; one instance per server (tests run several)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model", "version"]
+        self.requests = Counter(
+            "tensorfab_inference_requests",
+            "Inference requests by outcome",
+            [*labels, "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tensorfab_request_duration_seconds",
+            "Inference request time, arrival to response",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.queue = Histogram(
+            "tensorfab_queue_duration_seconds",
+            "Time a request waited in the batching queue",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.compute = Histogram(
+            "tensorfab_compute_duration_seconds",
+            "Time to compute one batch",
+            labels,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "tensorfab_batch_size",
+            "Rows per computed batch",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "tensorfab_queue_depth", "Requests waiting", labels, registry=self.registry
+        )
+
+    def record_batch(self, model: str, version: str, stats: BatchStats) -> None:
+        self.batch_size.labels(model, version).observe(stats.rows)
+        self.compute.labels(model, version).observe(stats.compute_s)
+        for wait in stats.queue_s:
+            self.queue.labels(model, version).observe(wait)
+
+    def record_request(self, model: str, version: str, outcome: str, seconds: float) -> None:
+        self.requests.labels(model, version, outcome).inc()
+        if outcome == "success":
+            self.latency.labels(model, version).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,227 @@
+"""The model repository as the server sees it: which models exist, load, unload, infer.
+
+``repo/<model>/config.yaml`` (optional) and ``repo/<model>/<version>/`` folders, as Triton
+lays them out. A model that fails to load is recorded with the reason (reported by the
+repository index and by its ``ready`` endpoint) and never stops the others. Each loaded
+version has its runtime (``optimize.runtime``), its own :class:`DynamicBatcher`, and the
+task that turns texts or images into tensors for the convenience endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tensorfab.errors import TensorfabError
+from tensorfab.optimize.runtime import Runtime, input_signature, load_runtime
+from tensorfab.package.io import META_FILE
+from tensorfab.serve.batching import (
+    BatchPolicy,
+    DynamicBatcher,
+    QueueFullError,
+    RequestTimeoutError,
+)
+from tensorfab.serve.config import ModelConfig, load_model_config
+from tensorfab.serve.metrics import ServerMetrics
+from tensorfab.serve.protocol import ProtocolError, check_inputs
+from tensorfab.tasks import create_task
+
+RETRY_AFTER_S = "1"
+
+
+@dataclass
+class LoadedVersion:
+    name: str
+    version: str
+    config: ModelConfig
+    path: Path
+    runtime: Runtime
+    batcher: DynamicBatcher
+    task: Any
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.runtime.meta
+
+
+@dataclass
+class ModelState:
+    name: str
+    config: ModelConfig | None = None
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    reason: str = ""  # why it is not ready
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.versions)
+
+
+def version_dirs(model_dir: Path) -> list[str]:
+    """The numbered version folders of a model, in numeric order."""
+    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(found, key=int)
+
+
+def _warmup_feed(meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    inputs, _ = input_signature(meta)
+    if meta["input"]["kind"] == "image":
+        return {inputs[0].name: np.zeros((1, *inputs[0].shape), dtype=np.uint8)}
+    return {s.name: np.ones((1, 8), dtype=np.int64) for s in inputs}
+
+
+class ModelRepository:
+    """Loaded models of one repository folder; every method runs on the server's event loop."""
+
+    def __init__(self, root: Path, metrics: ServerMetrics, compute_threads: int = 4) -> None:
+        if not root.is_dir():
+            raise TensorfabError(f"{root}: no such model repository folder")
+        self.root = root
+        self.metrics = metrics
+        self.models: dict[str, ModelState] = {}
+        self.executor = ThreadPoolExecutor(compute_threads, thread_name_prefix="tensorfab-infer")
+
+    def names(self) -> list[str]:
+        """Every model folder of the repository (loaded or not)."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and version_dirs(p))
+
+    def index(self) -> list[dict[str, Any]]:
+        """Triton's repository index: each model version with its state and reason."""
+        out = []
+        for name in self.names():
+            state = self.models.get(name)
+            for version in version_dirs(self.root / name):
+                loaded = state is not None and version in state.versions
+                row = {
+                    "name": name,
+                    "version": version,
+                    "state": "READY" if loaded else "UNAVAILABLE",
+                }
+                if not loaded:
+                    row["reason"] = state.reason if state and state.reason else "unloaded"
+                out.append(row)
+        return out
+
+    async def load(self, name: str) -> ModelState:
+        """(Re)load every version the model's config asks for; a failure is recorded."""
+        if name not in self.names():
+            raise ProtocolError(f"model {name!r}: not in the repository {self.root}", 404)
+        await self.unload(name)
+        state = ModelState(name)
+        self.models[name] = state
+        try:
+            state.config = load_model_config(self.root / name)
+            versions = version_dirs(self.root / name)
+            if state.config.versions == "latest":
+                versions = versions[-1:]
+            for version in versions:
+                state.versions[version] = await self._load_version(name, version, state.config)
+        except TensorfabError as exc:
+            await self._stop(state)
+            state.versions.clear()
+            state.reason = f"failed to load: {exc}"
+        return state
+
+    async def _load_version(self, name: str, version: str, config: ModelConfig) -> LoadedVersion:
+        path = self.root / name / version
+        loop = asyncio.get_running_loop()
+        runtime, task = await loop.run_in_executor(None, _open_version, path, config)
+        per_position = input_signature(runtime.meta)[1][0].shape[0] == -1
+        batcher = DynamicBatcher(
+            run=runtime,
+            policy=BatchPolicy(config.max_batch_size, config.max_queue_delay_us / 1e6),
+            max_queue_size=config.max_queue_size,
+            per_position=per_position,
+            executor=self.executor,
+            instances=config.instances,
+            on_batch=lambda stats: self.metrics.record_batch(name, version, stats),
+        )
+        batcher.start()
+        return LoadedVersion(name, version, config, path, runtime, batcher, task)
+
+    async def unload(self, name: str) -> None:
+        """Finish the model's queued requests, then drop it."""
+        state = self.models.pop(name, None)
+        if state is not None:
+            await self._stop(state)
+
+    async def _stop(self, state: ModelState) -> None:
+        await asyncio.gather(*(v.batcher.stop() for v in state.versions.values()))
+
+    async def close(self) -> None:
+        for name in list(self.models):
+            await self.unload(name)
+        self.executor.shutdown(wait=True)
+
+    def get(self, name: str, version: str | None = None) -> LoadedVersion:
+        """A ready version (the highest when none is named), or a 404/503 ProtocolError."""
+        state = self.models.get(name)
+        if state is None:
+            known = name in self.names()
+            message = "is not loaded" if known else "is not in the repository"
+            raise ProtocolError(f"model {name!r} {message}", 404 if not known else 503)
+        if not state.ready:
+            raise ProtocolError(f"model {name!r} is not ready: {state.reason}", 503)
+        if version is None:
+            return state.versions[max(state.versions, key=int)]
+        if version not in state.versions:
+            raise ProtocolError(f"model {name!r}: version {version!r} is not loaded", 404)
+        return state.versions[version]
+
+    async def infer(
+        self, model: LoadedVersion, inputs: dict[str, np.ndarray], timeout_us: Any = None
+    ) -> dict[str, np.ndarray]:
+        """Check the inputs against the model's signature and run them through its batcher."""
+        config = model.config
+        specs = input_signature(model.meta)[0]
+        rows = check_inputs(inputs, specs, config.max_batch_size or None)
+        timeout_s = config.timeout_ms / 1e3
+        if isinstance(timeout_us, int) and timeout_us > 0:
+            timeout_s = min(timeout_s, timeout_us / 1e6)
+        try:
+            logits = await model.batcher.submit(inputs, rows, timeout_s)
+        except QueueFullError as exc:
+            raise ProtocolError(
+                f"{exc}; retry later", 429, {"Retry-After": RETRY_AFTER_S}
+            ) from None
+        except RequestTimeoutError as exc:
+            raise ProtocolError(f"request {exc}", 503, {"Retry-After": RETRY_AFTER_S}) from None
+        return {"logits": np.asarray(logits, dtype=np.float32)}
+
+
+def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any]:
+    """Load the runtime and the task of one version folder and warm it up (in a thread)."""
+    if not (path / META_FILE).is_file():
+        raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a package)")
+    runtime = load_runtime(path, config.backend, config.device, config.threads)
+    meta = runtime.meta
+    try:
+        task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(path))
+    except (KeyError, TypeError, OSError) as exc:
+        raise TensorfabError(f"{path / META_FILE}: cannot rebuild the task ({exc})") from None
+    if config.warmup:
+        start = time.perf_counter()
+        runtime(_warmup_feed(meta))
+        meta.setdefault("serving", {})["warmup_s"] = time.perf_counter() - start
+    return runtime, task
+
+
+def describe(model: LoadedVersion) -> dict[str, Any]:
+    """The protocol's model metadata: name, versions, platform, input and output tensors."""
+    inputs, outputs = input_signature(model.meta)
+
+    def tensors(specs: list) -> list[dict[str, Any]]:
+        return [{"name": s.name, "datatype": s.datatype, "shape": [-1, *s.shape]} for s in specs]
+
+    return {
+        "name": model.name,
+        "versions": [model.version],
+        "platform": f"tensorfab_{model.runtime.backend}",
+        "inputs": tensors(inputs),
+        "outputs": tensors(outputs),
+    }

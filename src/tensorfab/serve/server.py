@@ -1,0 +1,73 @@
+"""Run the app under uvicorn: bind, serve, and shut down gracefully.
+
+On SIGINT/SIGTERM uvicorn stops accepting connections and waits (up to
+``graceful_timeout_s``) for requests in flight; the app's shutdown then lets every
+batcher finish its queue before the process exits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+
+from tensorfab.errors import TensorfabError
+from tensorfab.serve.app import ServerOptions, create_app
+
+
+@dataclass(frozen=True)
+class Bind:
+    host: str = "127.0.0.1"  # loopback unless told otherwise
+    port: int = 8000
+    graceful_timeout_s: float = 30.0
+    log_level: str = "warning"
+
+
+def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
+    app = create_app(options)
+    config = uvicorn.Config(
+        app,
+        host=bind.host,
+        port=bind.port,
+        log_level=bind.log_level,
+        timeout_graceful_shutdown=int(bind.graceful_timeout_s),
+        access_log=False,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+def run_server(options: ServerOptions, bind: Bind) -> None:
+    """Serve until interrupted (blocking)."""
+    server = build_server(options, bind)
+    server.run()
+    if not server.started:
+        raise TensorfabError(f"could not serve on {bind.host}:{bind.port} (port in use?)")
+
+
+class BackgroundServer:
+    """A real server on a real port in a thread: for tests and the load benchmark."""
+
+    def __init__(self, options: ServerOptions, bind: Bind) -> None:
+        self.server = build_server(options, bind)
+        self.bind = bind
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.bind.host}:{self.bind.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise TensorfabError(f"server on {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
