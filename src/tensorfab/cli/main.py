@@ -23,6 +23,7 @@ COMMANDS = {
     "demo": "tensorfab.cli.demo",
     "export": "tensorfab.cli.export",
     "serve": "tensorfab.cli.serve",
+    "perf": "tensorfab.cli.perf",
     "spec": "tensorfab.cli.spec",
 }
 

@@ -1,0 +1,56 @@
+"""``tensorfab perf URL``: a bounded load test against a running ``tensorfab serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from tensorfab.errors import TensorfabError
+from tensorfab.serve.loadgen import LoadSpec, run_load
+
+HELP = "load-test a running server: concurrent clients, requests/s, p50/p99 latency"
+EXAMPLE = """\
+tensorfab perf http://127.0.0.1:8000 --model ner --texts lines.txt --clients 32 --requests 2000"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", help="server address, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--model", required=True, help="model name in the repository")
+    parser.add_argument("--texts", required=True, help="file with one text per line to send")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--requests", type=int, default=1000, help="requests in all")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="time bound")
+    parser.add_argument("--token-env", default="TENSORFAB_TOKEN", help="bearer token variable")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.texts)
+    if not path.is_file():
+        raise TensorfabError(f"{path}: no such file")
+    texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    if not texts:
+        raise TensorfabError(f"{path}: no text lines")
+    if args.clients < 1 or args.requests < 1:
+        raise TensorfabError("--clients and --requests must be at least 1")
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
+    spec = LoadSpec(
+        url=f"{args.url.rstrip('/')}/v1/models/{args.model}:predict",
+        bodies=bodies,
+        clients=args.clients,
+        requests=args.requests,
+        max_seconds=args.max_seconds,
+        token=os.environ.get(args.token_env) or None,
+    )
+    summary = run_load(spec)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{summary['requests']} requests, {summary['failed']} failed, "
+            f"{summary['requests_per_s']:.1f} req/s, p50 {summary['p50_ms']:.1f} ms, "
+            f"p99 {summary['p99_ms']:.1f} ms ({summary['clients']} clients)"
+        )
+    return 0 if summary["failed"] == 0 and summary["requests"] > 0 else 1
