@@ -1,0 +1,176 @@
+"""The batching decisions as pure logic with a fake clock; the asyncio loop with a fake runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tensorfab.serve.batching import (
+    BatchPolicy,
+    DynamicBatcher,
+    Pending,
+    QueueFullError,
+    RequestTimeoutError,
+    expire,
+    merge,
+    next_deadline,
+    split,
+    take_batch,
+)
+
+POLICY = BatchPolicy(max_batch_size=8, max_delay_s=0.010)
+
+
+def _queue(*rows_and_arrivals: tuple[int, float], deadline: float = 99.0) -> deque[Pending]:
+    return deque(Pending({}, rows, t, deadline) for rows, t in rows_and_arrivals)
+
+
+def test_waits_until_the_delay_then_takes_everything_that_fits() -> None:
+    queue = _queue((2, 0.000), (3, 0.004))
+    assert take_batch(queue, now=0.009, policy=POLICY) is None  # 9 ms < 10 ms, 5 rows < 8
+    assert next_deadline(queue, POLICY) == pytest.approx(0.010)
+    batch = take_batch(queue, now=0.010, policy=POLICY)
+    assert [p.rows for p in batch] == [2, 3] and not queue
+
+
+def test_a_full_batch_runs_at_once_and_leaves_the_rest_queued() -> None:
+    queue = _queue((4, 0.0), (4, 0.001), (1, 0.002))
+    batch = take_batch(queue, now=0.002, policy=POLICY)
+    assert [p.rows for p in batch] == [4, 4]
+    assert [p.rows for p in queue] == [1]
+
+
+def test_a_request_that_does_not_fit_closes_the_batch_early() -> None:
+    queue = _queue((5, 0.0), (5, 0.001))  # 10 rows > 8: the first goes alone, now
+    assert [p.rows for p in take_batch(queue, now=0.001, policy=POLICY)] == [5]
+    assert take_batch(queue, now=0.002, policy=POLICY) is None  # the second waits its delay
+    assert [p.rows for p in take_batch(queue, now=0.012, policy=POLICY)] == [5]
+
+
+def test_batching_off_runs_each_request_alone_without_waiting() -> None:
+    queue = _queue((1, 0.0), (1, 0.0))
+    off = BatchPolicy(max_batch_size=0, max_delay_s=1.0)
+    assert [p.rows for p in take_batch(queue, now=0.0, policy=off)] == [1]
+    assert len(queue) == 1
+
+
+def test_expired_requests_leave_the_queue_and_set_the_wakeup() -> None:
+    queue = deque([Pending({}, 1, 0.0, 0.005), Pending({}, 1, 0.001, 0.5)])
+    assert next_deadline(queue, POLICY) == pytest.approx(0.005)
+    late = expire(queue, now=0.006)
+    assert [p.deadline for p in late] == [0.005] and len(queue) == 1
+    assert take_batch(deque(), 0.0, POLICY) is None and next_deadline(deque(), POLICY) is None
+
+
+def test_merge_pads_token_inputs_and_split_returns_each_requests_own_positions() -> None:
+    a = {"input_ids": np.array([[5, 6, 7]]), "attention_mask": np.array([[1, 1, 1]])}
+    b = {"input_ids": np.array([[8], [9]]), "attention_mask": np.array([[1], [1]])}
+    merged, slices = merge([a, b])
+    assert merged["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0], [9, 0, 0]]
+    assert merged["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 0, 0]]
+    assert slices == [(0, 1), (1, 2)]
+    out = np.arange(3 * 3 * 2).reshape(3, 3, 2)  # [B, T, C]
+    assert split(out, a, slices[0], per_position=True).shape == (1, 3, 2)
+    part = split(out, b, slices[1], per_position=True)
+    assert part.shape == (2, 1, 2) and part.tolist() == out[1:3, :1].tolist()
+    assert split(out[:, 0], b, slices[1], per_position=False).shape == (2, 2)
+
+
+def _batcher(run, **kw) -> DynamicBatcher:
+    return DynamicBatcher(
+        run=run,
+        policy=kw.pop("policy", BatchPolicy(8, 0.05)),
+        max_queue_size=kw.pop("max_queue_size", 16),
+        per_position=False,
+        executor=ThreadPoolExecutor(2),
+        **kw,
+    )
+
+
+def test_concurrent_requests_share_one_batch_and_get_their_own_rows() -> None:
+    calls: list[int] = []
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        calls.append(len(feed["x"]))
+        return feed["x"] * 10.0
+
+    async def main() -> list[np.ndarray]:
+        batcher = _batcher(run)
+        batcher.start()
+        feeds = [{"x": np.array([[float(i)]] * (1 + i % 2))} for i in range(4)]
+        out = await asyncio.gather(*(batcher.submit(f, len(f["x"]), 5.0) for f in feeds))
+        await batcher.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert calls == [6]  # 1 + 2 + 1 + 2 rows in one batch
+    assert [o.ravel().tolist() for o in out] == [[0.0], [10.0, 10.0], [20.0], [30.0, 30.0]]
+
+
+def test_full_queue_refuses_and_late_requests_time_out_while_the_runtime_is_busy() -> None:
+    gate = threading.Event()
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        gate.wait(5)
+        return feed["x"]
+
+    async def main() -> tuple[list, BaseException | None]:
+        batcher = _batcher(run, policy=BatchPolicy(1, 0.0), max_queue_size=2)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit({"x": np.ones((1, 1))}, 1, 5.0))
+        await asyncio.sleep(0.05)  # the first is now computing, the queue is empty
+        waiting = [
+            asyncio.create_task(batcher.submit({"x": np.ones((1, 1))}, 1, t)) for t in (0.05, 5.0)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError, match="queue full"):
+            await batcher.submit({"x": np.ones((1, 1))}, 1, 5.0)
+        await asyncio.sleep(0.1)  # past the first waiting request's deadline
+        gate.set()
+        results = await asyncio.gather(first, *waiting, return_exceptions=True)
+        await batcher.stop()
+        return results, None
+
+    results, _ = asyncio.run(main())
+    assert isinstance(results[0], np.ndarray)
+    assert isinstance(results[1], RequestTimeoutError) and "timed out" in str(results[1])
+    assert isinstance(results[2], np.ndarray)
+
+
+def test_a_failing_runtime_fails_its_batch_and_the_next_batch_still_runs() -> None:
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        if feed["x"][0, 0] < 0:
+            raise RuntimeError("bad input for the runtime")
+        return feed["x"]
+
+    async def main() -> list:
+        batcher = _batcher(run, policy=BatchPolicy(0, 0.0))
+        batcher.start()
+        bad = batcher.submit({"x": -np.ones((1, 1))}, 1, 5.0)
+        good = batcher.submit({"x": np.ones((1, 1))}, 1, 5.0)
+        out = await asyncio.gather(bad, good, return_exceptions=True)
+        await batcher.stop()
+        return out
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, RuntimeError) and good.tolist() == [[1.0]]
+
+
+def test_stop_finishes_queued_requests_without_waiting_for_the_delay() -> None:
+    async def main() -> tuple[np.ndarray, float]:
+        batcher = _batcher(lambda f: f["x"], policy=BatchPolicy(8, 30.0))
+        batcher.start()
+        pending = asyncio.create_task(batcher.submit({"x": np.ones((1, 1))}, 1, 60.0))
+        await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.stop()
+        return await pending, loop.time() - start
+
+    out, took = asyncio.run(main())
+    assert out.tolist() == [[1.0]] and took < 5.0

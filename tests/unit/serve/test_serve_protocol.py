@@ -1,0 +1,146 @@
+"""KServe v2 request parsing (JSON and binary tensors), input checks, responses, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tensorfab.errors import TensorfabError
+from tensorfab.optimize.runtime import TensorSpec
+from tensorfab.serve.config import ModelConfig, load_model_config
+from tensorfab.serve.protocol import (
+    ProtocolError,
+    check_inputs,
+    infer_response,
+    parse_infer_request,
+)
+
+TEXT = [TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))]
+IMAGE = [TensorSpec("images", "UINT8", (1, 2, 2))]
+
+
+def _json(**request: object) -> bytes:
+    return json.dumps(request).encode()
+
+
+def test_json_tensors_are_parsed_row_major() -> None:
+    body = _json(
+        id="7",
+        inputs=[
+            {"name": "images", "shape": [1, 1, 2, 2], "datatype": "UINT8", "data": [1, 2, 3, 4]}
+        ],
+    )
+    request = parse_infer_request(body)
+    assert request.id == "7" and not request.binary_default
+    assert request.inputs["images"].dtype == np.uint8
+    assert request.inputs["images"].tolist() == [[[[1, 2], [3, 4]]]]
+    assert check_inputs(request.inputs, IMAGE, 8) == 1
+
+
+def test_binary_tensors_follow_the_json_header() -> None:
+    ids = np.array([[101, 2054, 102]], dtype=np.int64)
+    mask = np.ones_like(ids)
+    head = _json(
+        inputs=[
+            {"name": "input_ids", "shape": [1, 3], "datatype": "INT64",
+             "parameters": {"binary_data_size": ids.nbytes}},
+            {"name": "attention_mask", "shape": [1, 3], "datatype": "INT64",
+             "parameters": {"binary_data_size": mask.nbytes}},
+        ],
+        parameters={"binary_data_output": True},
+    )  # fmt: skip
+    request = parse_infer_request(head + ids.tobytes() + mask.tobytes(), str(len(head)))
+    assert request.inputs["input_ids"].tolist() == ids.tolist()
+    assert request.inputs["attention_mask"].tolist() == [[1, 1, 1]]
+    assert request.binary_default
+    body, header = infer_response("ner", "1", request, {"logits": np.ones((1, 3, 2), np.float32)})
+    meta = json.loads(body[:header])
+    assert meta["outputs"][0]["parameters"] == {"binary_data_size": 24}
+    assert np.frombuffer(body[header:], np.float32).tolist() == [1.0] * 6
+
+
+def test_json_response_names_the_model_and_flattens_data() -> None:
+    request = parse_infer_request(
+        _json(
+            id="a",
+            inputs=[{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+            outputs=[{"name": "logits", "parameters": {"binary_data": False}}],
+        )
+    )
+    body, header = infer_response("m", "2", request, {"logits": np.array([[1.5, 2.5]], np.float32)})
+    assert header is None
+    assert json.loads(body) == {
+        "model_name": "m",
+        "model_version": "2",
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [1, 2], "data": [1.5, 2.5]}],
+        "id": "a",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "message"),
+    [
+        (b"{not json", None, "malformed JSON"),
+        (b"[]", None, "expected a JSON object with an 'inputs' list"),
+        (_json(inputs=[{"name": "x", "shape": [2], "datatype": "COMPLEX", "data": [1]}]), None,
+         "datatype 'COMPLEX' is not supported"),
+        (_json(inputs=[{"name": "x", "shape": [3], "datatype": "INT64", "data": [1, 2]}]), None,
+         "2 values for shape"),
+        (_json(inputs=[{"name": "x", "shape": [1], "datatype": "INT64", "data": ["a"]}]), None,
+         "data is not INT64"),
+        (_json(inputs=[{"name": "x", "shape": [-1], "datatype": "INT64", "data": [1]}]), None,
+         "non-negative"),
+        (_json(inputs=[{"name": "x", "shape": [2], "datatype": "INT64",
+                        "parameters": {"binary_data_size": 16}}]), None,
+         "binary_data_size 16 does not match"),
+        (b"{}", "abc", "is not a number"),
+        (b"{}", "999", "outside the 2-byte body"),
+    ],
+)  # fmt: skip
+def test_malformed_requests_name_the_problem(body: bytes, header: str | None, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message) as info:
+        parse_infer_request(body, header)
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"input_ids": np.ones((1, 3), np.int64)}, r"missing \['attention_mask'\]"),
+        ({"input_ids": np.ones((1, 3), np.int32), "attention_mask": np.ones((1, 3), np.int64)},
+         "datatype INT32, the model expects INT64"),
+        ({"input_ids": np.ones((1, 3, 1), np.int64), "attention_mask": np.ones((1, 3), np.int64)},
+         r"shape \[1, 3, 1\], expected \['batch', 'any'\]"),
+        ({"input_ids": np.ones((2, 3), np.int64), "attention_mask": np.ones((1, 3), np.int64)},
+         "batch sizes differ"),
+        ({"input_ids": np.ones((1, 4), np.int64), "attention_mask": np.ones((1, 3), np.int64)},
+         "token inputs must have one shape"),
+        ({"input_ids": np.ones((9, 3), np.int64), "attention_mask": np.ones((9, 3), np.int64)},
+         "9 rows exceed the model's max_batch_size 8"),
+    ],
+)  # fmt: skip
+def test_inputs_that_do_not_fit_the_signature_are_refused(inputs: dict, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        check_inputs(inputs, TEXT, 8)
+
+
+def test_unknown_requested_output_is_an_error() -> None:
+    request = parse_infer_request(
+        _json(inputs=[{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+              outputs=[{"name": "probs"}])
+    )  # fmt: skip
+    with pytest.raises(ProtocolError, match=r"no output \['probs'\]"):
+        infer_response("m", "1", request, {"logits": np.zeros((1, 2), np.float32)})
+
+
+def test_model_config_defaults_and_errors_with_file_and_line(tmp_path: Path) -> None:
+    assert load_model_config(tmp_path) == ModelConfig()
+    (tmp_path / "config.yaml").write_text("max_batch_size: 16\nmax_queue_delay_us: -5\n")
+    with pytest.raises(TensorfabError, match=r"config.yaml:2: max_queue_delay_us: .*greater than"):
+        load_model_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("max_batch_size: 16\nbatching: true\n")
+    with pytest.raises(TensorfabError, match=r"config.yaml:2: batching: unknown field"):
+        load_model_config(tmp_path)
