@@ -1,10 +1,8 @@
-"""Shared fixtures: where ../shared is, and a helper to run the CLI in a subprocess."""
+"""Shared fixtures: where ../shared is. Helper functions live in ``testkit.py``: test modules
+import them by that name (``conftest`` is ambiguous once a sub-folder has its own)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,20 +17,3 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip(f"{data} not found: the real data sets lie in ../shared beside the repo")
     return data
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tensorfab.cli.main", *args]
-
-
-def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        cli_command(*args),
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )

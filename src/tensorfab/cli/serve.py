@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 from tensorfab.errors import TensorfabError
@@ -53,5 +54,8 @@ def run(args: argparse.Namespace) -> int:
     )
     auth = "bearer token required" if options.token else "no auth"
     print(f"serving {repo} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
-    run_server(options, Bind(args.host, args.port, args.graceful_timeout, "warning"))
-    return 0
+    stopped_by = run_server(options, Bind(args.host, args.port, args.graceful_timeout, "warning"))
+    if stopped_by is None:
+        return 0
+    print(f"stopped on {signal.Signals(stopped_by).name} after the requests in flight", flush=True)
+    return 128 + stopped_by

@@ -121,10 +121,11 @@ class ModelRepository:
                 versions = versions[-1:]
             for version in versions:
                 state.versions[version] = await self._load_version(name, version, state.config)
-        except TensorfabError as exc:
+        except Exception as exc:  # any failure (a corrupt graph too) stays with this model
             await self._stop(state)
             state.versions.clear()
-            state.reason = f"failed to load: {exc}"
+            detail = str(exc) if isinstance(exc, TensorfabError) else f"{type(exc).__name__}: {exc}"
+            state.reason = f"failed to load: {detail}"
         return state
 
     async def _load_version(self, name: str, version: str, config: ModelConfig) -> LoadedVersion:

@@ -7,6 +7,7 @@ batcher finish its queue before the process exits.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import uvicorn
 
 from tensorfab.errors import TensorfabError
 from tensorfab.serve.app import ServerOptions, create_app
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,23 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def run_server(options: ServerOptions, bind: Bind) -> None:
-    """Serve until interrupted (blocking)."""
-    server = build_server(options, bind)
-    server.run()
+def run_server(options: ServerOptions, bind: Bind) -> int | None:
+    """Serve until SIGINT/SIGTERM (blocking); returns the signal that stopped it.
+
+    uvicorn re-raises the signal it shut down on once it has restored the handlers it
+    found; the handlers installed here record it, so the caller can exit with 128+N.
+    """
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda n, _: received.append(n)) for s in STOP_SIGNALS}
+    try:
+        server = build_server(options, bind)
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         raise TensorfabError(f"could not serve on {bind.host}:{bind.port} (port in use?)")
+    return received[0] if received else None
 
 
 class BackgroundServer:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import run_cli
+from testkit import run_cli
 
 JOB = [
     "--set",

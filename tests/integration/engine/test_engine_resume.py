@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import cli_command, run_cli
+from testkit import cli_command, run_cli
 
 JOB = [
     "--set",

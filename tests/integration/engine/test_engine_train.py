@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import run_cli
 from tensorfab.engine.inference import evaluate_model, predict_inputs
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
 from tensorfab.spec import load_spec
+from testkit import run_cli
 
 FAST = ["data.limit_train=512", "data.limit_test=256", "train.epochs=2", "train.device=cpu"]
 
