@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         strict_readiness=args.strict_readiness,
         compute_threads=args.threads,
+        announce=lambda line: print(line, flush=True),
     )
     auth = "bearer token required" if options.token else "no auth"
     print(f"serving {repo} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)

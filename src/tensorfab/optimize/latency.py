@@ -1,82 +1,150 @@
 """Latency and throughput of each runtime, the way ``trtexec`` reports them.
 
 Batch-1 latency percentiles (p50/p99 over timed runs after warm-up) and the best
-throughput over a batch-size sweep, for the PyTorch fp32 model and every exported ONNX
-variant, on the same inputs. Text models are timed at a fixed sequence length.
+throughput over a batch-size sweep, for the PyTorch fp32 model and every exported variant
+that can run on the device, each loaded through ``load_runtime`` as the server loads it.
+Text models are timed either at one fixed sequence length or, closer to what a server
+sees, on the token lengths of real held-out sentences: batches drawn from that mix are
+padded to their longest sentence, and the report counts real tokens (not padding) per
+second beside sequences per second.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from tensorfab.optimize.export import ExportedModel, inference_graph
+from tensorfab.errors import TensorfabError
+from tensorfab.hardware import describe_device, resolve_device
+from tensorfab.optimize.export import ExportedModel, unsupported_reason
+from tensorfab.optimize.parity import heldout_data
+from tensorfab.optimize.runtime import Runtime, TorchSettings, load_runtime
 from tensorfab.package import LoadedPackage
 
-Runner = Callable[[int], None]  # run one batch of the given size
+LENGTH_WINDOW = 8  # batches per length-sorted window, see length_batches
+
+Run = Callable[[dict[str, np.ndarray]], Any]
 
 
-def _inputs(pkg: LoadedPackage, batch: int, seq_len: int) -> tuple[torch.Tensor, ...]:
-    shape = pkg.meta["input"]
-    g = torch.Generator().manual_seed(0)
+@dataclass(frozen=True)
+class TimedBatch:
+    """One input batch and what it is worth: sequences and real (unpadded) tokens."""
+
+    feed: dict[str, np.ndarray]
+    sequences: int
+    tokens: int  # 0 for images
+
+
+def length_batches(
+    lengths: Sequence[int], batch: int, seed: int = 0, window: int = LENGTH_WINDOW
+) -> list[list[int]]:
+    """Sentence lengths grouped into batches the way a length-aware server forms them.
+
+    The mix is put in a seeded arrival order, repeated until it fills at least ``window``
+    full batches and draws every sentence equally often; each window of ``window`` batches
+    is sorted by length and cut into batches, so requests that wait together are grouped
+    with others of similar length and each batch is padded to its own longest sentence.
+    The batches come back in a seeded random order, so that timing any prefix of them
+    samples the whole mix rather than the short end of a window.
+    """
+    if not lengths:
+        raise ValueError("no sentence lengths to draw batches from")
+    rng = np.random.default_rng(seed)
+    need = batch * window
+    arrival: list[int] = []
+    while len(arrival) < need or len(arrival) % batch:
+        arrival += [int(lengths[i]) for i in rng.permutation(len(lengths))]
+    out = []
+    for start in range(0, len(arrival), need):
+        chunk = sorted(arrival[start : start + need])
+        out += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _text_batch(lengths: list[int], rng: np.random.Generator) -> TimedBatch:
+    width = max(lengths)
+    ids = np.zeros((len(lengths), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(1000, 20000, n)
+        mask[row, :n] = 1
+    return TimedBatch({"input_ids": ids, "attention_mask": mask}, len(lengths), sum(lengths))
+
+
+def timed_batches(
+    meta: dict[str, Any], batch: int, lengths: Sequence[int] | None, seq_len: int
+) -> list[TimedBatch]:
+    """The batches one batch size is timed on: random images, or token ids of random
+    values at the lengths of the mix (``lengths``), else all at ``seq_len``."""
+    rng = np.random.default_rng(0)
+    shape = meta["input"]
     if shape["kind"] == "image":
         size = (batch, shape["channels"], shape["height"], shape["width"])
-        return (torch.randint(0, 256, size, generator=g, dtype=torch.uint8),)
-    ids = torch.randint(1000, 20000, (batch, seq_len), generator=g)
-    return ids, torch.ones_like(ids)
+        images = rng.integers(0, 256, size, dtype=np.uint8)
+        return [TimedBatch({"images": images}, batch, 0)]
+    if lengths is None:
+        return [_text_batch([seq_len] * batch, rng)]
+    return [_text_batch(group, rng) for group in length_batches(lengths, batch)]
 
 
-def _torch_runner(pkg: LoadedPackage, seq_len: int) -> Runner:
-    graph = inference_graph(pkg)[0]
-
-    @torch.no_grad()
-    def run(batch: int) -> None:
-        graph(*_inputs(pkg, batch, seq_len))
-
-    return run
-
-
-def _onnx_runner(pkg: LoadedPackage, model: ExportedModel, seq_len: int) -> Runner:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
-    cache: dict[int, dict[str, np.ndarray]] = {}
-
-    def run(batch: int) -> None:
-        if batch not in cache:
-            tensors = _inputs(pkg, batch, seq_len)
-            cache[batch] = {n: t.numpy() for n, t in zip(model.input_names, tensors, strict=True)}
-        session.run(["logits"], cache[batch])
-
-    return run
-
-
-def _time(run: Runner, batch: int, iters: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        run(batch)
-    times = []
-    for _ in range(iters):
+def _time(run: Run, batches: list[TimedBatch], iters: int, warmup: int) -> tuple[list, int, int]:
+    for i in range(warmup):
+        run(batches[i % len(batches)].feed)
+    times, sequences, tokens = [], 0, 0
+    for i in range(iters):
+        item = batches[i % len(batches)]
         start = time.perf_counter()
-        run(batch)
+        run(item.feed)
         times.append(time.perf_counter() - start)
-    return times
+        sequences, tokens = sequences + item.sequences, tokens + item.tokens
+    return times, sequences, tokens
 
 
-def measure(run: Runner, batch_sizes: tuple[int, ...], iters: int, warmup: int) -> dict[str, Any]:
-    one = np.array(_time(run, 1, iters, warmup)) * 1e3
-    sweep = {b: b / float(np.median(_time(run, b, max(3, iters // 4), 1))) for b in batch_sizes}
-    best = max(sweep, key=sweep.__getitem__)
-    return {
+def measure(
+    run: Run, workload: dict[int, list[TimedBatch]], iters: int, warmup: int
+) -> dict[str, Any]:
+    """Batch-1 percentiles and sequences (and real tokens) per second for each batch size."""
+    one = np.array(_time(run, workload[1], iters, warmup)[0]) * 1e3
+    per_s, tokens_per_s = {}, {}
+    for size, batches in workload.items():
+        times, sequences, tokens = _time(run, batches, max(3, iters // 4), 1)
+        per_s[size], tokens_per_s[size] = sequences / sum(times), tokens / sum(times)
+    best = max(per_s, key=per_s.__getitem__)
+    row = {
         "batch1_p50_ms": float(np.percentile(one, 50)),
         "batch1_p99_ms": float(np.percentile(one, 99)),
-        "throughput_per_s": {str(b): v for b, v in sweep.items()},
-        "best_throughput_per_s": sweep[best],
+        "throughput_per_s": {str(b): v for b, v in per_s.items()},
+        "best_throughput_per_s": per_s[best],
         "best_batch": best,
     }
+    if any(tokens_per_s.values()):
+        row["tokens_per_s"] = {str(b): v for b, v in tokens_per_s.items()}
+        row["best_tokens_per_s"] = max(tokens_per_s.values())
+    return row
+
+
+def heldout_lengths(pkg: LoadedPackage, data_path: str | None, max_samples: int) -> list[int]:
+    """Token lengths of the held-out sentences the parity report scores (text models)."""
+    data, _ = heldout_data(pkg, data_path, max_samples)
+    return [len(ids) for ids in pkg.task.encode(data)[0]]
+
+
+def _runtimes(
+    pkg: LoadedPackage, variants: list[ExportedModel], device: str
+) -> dict[str, Runtime | str]:
+    """Every runtime to time, or the reason one cannot run on ``device``."""
+    out: dict[str, Runtime | str] = {
+        "torch-fp32": load_runtime(pkg.path, "torch", device, settings=TorchSettings())
+    }
+    for v in variants:
+        name = f"onnx-{v.variant}" if v.backend == "onnxruntime" else v.variant
+        out[name] = unsupported_reason(v, device) or load_runtime(v.version_dir, v.backend, device)
+    return out
 
 
 def latency_report(
@@ -87,18 +155,44 @@ def latency_report(
     iters: int = 40,
     warmup: int = 5,
     seq_len: int = 32,
+    lengths: Sequence[int] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Per runtime: batch-1 p50/p99 latency and the best throughput over ``batch_sizes``."""
-    pkg.model.cpu().eval()
-    runners = {"torch-fp32": _torch_runner(pkg, seq_len)}
-    runners.update({f"onnx-{v.variant}": _onnx_runner(pkg, v, seq_len) for v in variants})
-    rows = {name: measure(run, batch_sizes, iters, warmup) for name, run in runners.items()}
+    """Per runtime on ``device``: batch-1 p50/p99 latency and the best throughput over
+    ``batch_sizes``; text at the mix of ``lengths`` if given, else at ``seq_len``."""
+    text = pkg.meta["input"]["kind"] == "text"
+    if seq_len < 1 or min(batch_sizes, default=0) < 1:
+        raise TensorfabError(
+            f"--seq-len {seq_len}, batch sizes {list(batch_sizes)}: each must be at least 1"
+        )
+    lengths = list(lengths) if text and lengths else None
+    workload = {b: timed_batches(pkg.meta, b, lengths, seq_len) for b in {1, *batch_sizes}}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, runtime in _runtimes(pkg, variants, device).items():
+        if isinstance(runtime, str):
+            rows[name] = {"skipped": runtime}
+            continue
+        rows[name] = {**measure(runtime, workload, iters, warmup), **runtime.describe()}
     base = rows["torch-fp32"]["best_throughput_per_s"]
     for row in rows.values():
-        row["speedup_vs_torch_fp32"] = row["best_throughput_per_s"] / base
+        if "skipped" not in row:
+            row["speedup_vs_torch_fp32"] = row["best_throughput_per_s"] / base
     return {
-        "device": "cpu",
+        "device": describe_device(resolve_device(device, "--device")),
         "threads": torch.get_num_threads(),
-        "seq_len": seq_len if pkg.meta["input"]["kind"] == "text" else None,
+        "seq_len": seq_len if text and lengths is None else None,
+        "lengths": _length_summary(lengths),
         "runtimes": rows,
+    }
+
+
+def _length_summary(lengths: list[int] | None) -> dict[str, Any] | None:
+    if lengths is None:
+        return None
+    return {
+        "sentences": len(lengths),
+        "mean": float(np.mean(lengths)),
+        "p50": float(np.percentile(lengths, 50)),
+        "max": int(max(lengths)),
+        "batching": f"length-sorted windows of {LENGTH_WINDOW} batches, padded per batch",
     }

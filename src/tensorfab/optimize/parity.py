@@ -3,6 +3,9 @@
 Both run over the same batches; the report gives the max and mean absolute logit
 difference, how often the predictions agree, and the task metric of each with its delta.
 A variant whose metric drops by more than ``tolerance`` is marked failed (not to be shipped).
+Each variant runs through :func:`~tensorfab.optimize.runtime.load_runtime`, exactly as the
+server will run it; one that cannot run on the chosen device (fp16 or CUDA graphs on a CPU)
+is listed as skipped with the reason, not failed.
 """
 
 from __future__ import annotations
@@ -12,22 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from tensorfab.optimize.export import ExportedModel
+from tensorfab.optimize.export import ExportedModel, unsupported_reason
+from tensorfab.optimize.runtime import Runtime, batch_feed, load_runtime
 from tensorfab.package import LoadedPackage
-from tensorfab.tasks.eval_data import eval_batches, load_eval_split
+from tensorfab.tasks.eval_data import eval_batches, load_eval_split, take_samples
+
+EVAL_BATCH = 64
 
 
-def _session(model: ExportedModel) -> Any:
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
-
-
-def _onnx_logits(session: Any, names: tuple[str, ...], batch: tuple[torch.Tensor, ...]) -> Any:
-    # image batches: (images, labels); text batches: (index, ids, mask, labels)
-    inputs = batch[:1] if names == ("images",) else batch[1:3]
-    feed = {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
-    return torch.from_numpy(session.run(["logits"], feed)[0])
+def heldout_data(pkg: LoadedPackage, data_path: str | None, max_samples: int) -> tuple[Any, str]:
+    """The first ``max_samples`` held-out examples the parity (and latency) reports use."""
+    data, source = load_eval_split(pkg.meta, data_path)
+    return take_samples(data, torch.arange(min(len(data), max_samples))), source
 
 
 @torch.no_grad()
@@ -38,15 +37,12 @@ def parity_report(
     data_path: str | None = None,
     max_samples: int = 512,
     tolerance: float = 0.01,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Compare every variant with the PyTorch fp32 model on up to ``max_samples`` examples."""
-    data, source = load_eval_split(pkg.meta, data_path)
-    data = (
-        data.subset(torch.arange(min(len(data), max_samples)))
-        if hasattr(data, "subset")
-        else data[:max_samples]
-    )
-    batches = list(eval_batches(pkg.task, data, 64, torch.device("cpu")).epoch(0))
+    """Compare every variant, run on ``device``, with the PyTorch fp32 model on the CPU, on
+    up to ``max_samples`` examples."""
+    data, source = heldout_data(pkg, data_path, max_samples)
+    batches = list(eval_batches(pkg.task, data, EVAL_BATCH, torch.device("cpu")).epoch(0))
     pkg.model.cpu().eval()
     reference = [pkg.task.logits(pkg.model, b).float() for b in batches]
     base = pkg.task.eval_scores(
@@ -55,11 +51,13 @@ def parity_report(
     metric = pkg.task.metric_names[0]
     rows = {}
     for variant in variants:
-        session = _session(variant)
-        got = [_onnx_logits(session, variant.input_names, b) for b in batches]
-        rows[variant.variant] = _compare(
-            pkg, batches, reference, got, base[metric], metric, tolerance
-        )
+        runtime = _runtime_or_reason(variant, device)
+        if isinstance(runtime, str):
+            rows[variant.variant] = {"skipped": runtime, "passed": None}
+            continue
+        got = [torch.from_numpy(runtime(batch_feed(pkg.meta, b))) for b in batches]
+        row = _compare(pkg, batches, reference, got, base[metric], metric, tolerance)
+        rows[variant.variant] = {**row, **runtime.describe()}
     return {
         "data": source,
         "n": len(data),
@@ -68,6 +66,12 @@ def parity_report(
         "tolerance": tolerance,
         "variants": rows,
     }
+
+
+def _runtime_or_reason(variant: ExportedModel, device: str) -> Runtime | str:
+    """The variant's runtime, or why it cannot run on ``device`` (say fp16 on a CPU)."""
+    reason = unsupported_reason(variant, device)
+    return reason or load_runtime(variant.version_dir, variant.backend, device)
 
 
 def _predictions(step: Any) -> list[int]:

@@ -4,13 +4,18 @@ A repository version folder holds either an exported ONNX graph (``model.onnx``,
 onnxruntime) or a model package (``weights.safetensors``, run by PyTorch through the same
 graph that export traces). Both take what the task takes on the wire, described by
 :func:`input_signature`, so the server, the parity report and the latency report can treat
-every variant alike.
+every variant alike. The PyTorch runtime can run in fp16/bf16, compiled, or replayed from
+CUDA graphs (:class:`TorchSettings`); onnxruntime picks its execution providers by device
+(:func:`onnx_providers`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,18 @@ import numpy as np
 import torch
 
 from tensorfab.errors import TensorfabError
+from tensorfab.hardware import resolve_device
+from tensorfab.optimize.graphs import BucketedGraphs
 from tensorfab.package.io import META_FILE, WEIGHTS_FILE
 
 ONNX_FILE = "model.onnx"
 BACKENDS = ("auto", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# onnxruntime's NVIDIA providers, best first: TensorRT builds fused engines, CUDA runs the
+# graph op by op; CPU always closes the list so an op neither supports still runs.
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
 @dataclass(frozen=True)
@@ -47,15 +60,85 @@ def input_signature(meta: dict[str, Any]) -> tuple[list[TensorSpec], list[Tensor
     return inputs, [TensorSpec("logits", "FP32", logits)]
 
 
+def batch_feed(meta: dict[str, Any], batch: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
+    """A task batch as a runtime's input: image batches are (images, labels), text batches
+    (index, ids, mask, labels), the graph takes the images or the ids and mask."""
+    names = [t.name for t in input_signature(meta)[0]]
+    inputs = batch[:1] if meta["input"]["kind"] == "image" else batch[1:3]
+    return {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
+
+
+@dataclass(frozen=True)
+class TorchSettings:
+    """How the PyTorch backend runs a package; the repository's config.yaml keys.
+
+    ``precision`` fp16/bf16 stores the weights in that type and runs under autocast, so
+    softmax, layer norm and the loss-free reductions autocast keeps in fp32 stay there.
+    ``compile`` wraps the graph in ``torch.compile(dynamic=True)``: a server sees every
+    batch size and sequence length, and recompiling per shape would stall requests.
+    ``cuda_graphs`` captures one CUDA graph per (batch, sequence) bucket (see
+    :mod:`tensorfab.optimize.graphs`), because a graph replays fixed shapes only.
+    """
+
+    precision: str = "fp32"
+    compile: bool = False
+    cuda_graphs: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str) -> TorchSettings:
+        """Read the settings of a config.yaml or a package's ``runtime`` record."""
+        precision = values.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            choices = ", ".join(PRECISIONS)
+            raise TensorfabError(f"{where}: precision {precision!r}; choose from {choices}")
+        flags = {}
+        for key in ("compile", "cuda_graphs"):
+            flag = values.get(key, False)
+            if not isinstance(flag, bool):
+                raise TensorfabError(f"{where}: {key} must be true or false, not {flag!r}")
+            flags[key] = flag
+        return cls(precision, **flags)
+
+    @property
+    def variant(self) -> str:
+        """The variant name export gives these settings: torch-bf16, torch-cudagraphs, ..."""
+        parts = [self.precision] if self.precision != "fp32" else []
+        parts += ["compile"] * self.compile + ["cudagraphs"] * self.cuda_graphs
+        return "torch-" + "-".join(parts or ["fp32"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def torch_unsupported(settings: TorchSettings, device: str) -> str | None:
+    """Why ``settings`` cannot run on ``device`` (a resolved torch device string), or None.
+
+    fp16 on a CPU is slow and partly unimplemented, and CUDA graphs exist on NVIDIA GPUs
+    only; compile with CUDA graphs would stack two graph captures, so it is refused too.
+    """
+    if settings.compile and settings.cuda_graphs:
+        return f"{settings.variant}: choose compile or cuda_graphs, not both"
+    on_cuda = device.startswith("cuda")
+    if not on_cuda and (settings.precision == "fp16" or settings.cuda_graphs):
+        return f"{settings.variant} needs a CUDA GPU (device is {device})"
+    return None
+
+
 @dataclass
 class Runtime:
-    """A loaded model version: ``runtime(feed) -> logits`` on numpy arrays, thread-safe."""
+    """A loaded model version: ``runtime(feed) -> logits`` on numpy arrays, thread-safe.
+
+    ``device`` is where it really runs: an ONNX model asked for ``cuda`` on a machine
+    without a GPU provider runs on ``cpu`` and says so in ``notes``.
+    """
 
     backend: str
     device: str
     meta: dict[str, Any]
     run: Callable[[dict[str, np.ndarray]], np.ndarray] = field(repr=False)
     providers: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    settings: TorchSettings | None = None  # torch backend only
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self.run(feed)
@@ -63,6 +146,16 @@ class Runtime:
     @property
     def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return input_signature(self.meta)
+
+    def describe(self) -> dict[str, Any]:
+        """Where and how it runs, for reports: backend, device, providers, notes, settings."""
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "providers": list(self.providers),
+            "notes": list(self.notes),
+            "settings": self.settings.as_dict() if self.settings else None,
+        }
 
 
 def detect_backend(version_dir: Path) -> str:
@@ -74,9 +167,17 @@ def detect_backend(version_dir: Path) -> str:
 
 
 def load_runtime(
-    version_dir: str | Path, backend: str = "auto", device: str = "cpu", threads: int | None = None
+    version_dir: str | Path,
+    backend: str = "auto",
+    device: str = "cpu",
+    threads: int | None = None,
+    settings: TorchSettings | None = None,
 ) -> Runtime:
-    """Load ``version_dir`` with ``backend`` ("auto": ONNX if there is a graph, else PyTorch)."""
+    """Load ``version_dir`` with ``backend`` ("auto": ONNX if there is a graph, else PyTorch).
+
+    ``settings`` apply to the torch backend; left out, those export recorded in the
+    version's tensorfab.json (``runtime``) apply, else plain fp32 eager.
+    """
     path = Path(version_dir)
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a model package)")
@@ -86,17 +187,60 @@ def load_runtime(
         backend = detect_backend(path)
     if backend == "onnxruntime":
         return _onnx_runtime(path, device, threads)
-    return _torch_runtime(path, device)
+    return _torch_runtime(path, device, settings)
+
+
+def onnx_providers(device: str, available: Sequence[str] | None = None) -> list[str]:
+    """The execution providers for ``device``, best first, among those installed.
+
+    ``cpu``: CPU only. ``cuda``/``cuda:N``: TensorRT, CUDA, then CPU, keeping the installed
+    ones; with neither GPU provider installed this is CPU alone and :func:`provider_notes`
+    says so (a fallback with a note rather than an error, so a server configured for a GPU
+    still answers on a machine without one, and its report shows why it is slow).
+    ``auto``: the installed GPU providers, else CPU. A pure function of ``available``
+    (default: ``onnxruntime.get_available_providers()``) so the choice can be tested
+    without a GPU.
+    """
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if device in ("auto", "cuda") or (device.startswith("cuda:") and device[5:].isdigit()):
+        return [p for p in GPU_PROVIDERS if p in available] + [CPU_PROVIDER]
+    raise TensorfabError(f"device {device!r}: choose auto, cpu, cuda or cuda:N for onnxruntime")
+
+
+def provider_notes(device: str, providers: Sequence[str]) -> list[str]:
+    """Warnings about a session whose providers fall short of what ``device`` asked for."""
+    if not device.startswith("cuda") or any(p in GPU_PROVIDERS for p in providers):
+        return []
+    return [
+        f"device {device!r} asked, but onnxruntime has no GPU provider here "
+        f"(installed: {', '.join(providers)}); running on CPU. Install onnxruntime-gpu "
+        "for CUDA/TensorRT."
+    ]
 
 
 def onnx_session(path: Path, device: str = "cpu", threads: int | None = None) -> Any:
-    """An onnxruntime session on the CPU provider."""
+    """An onnxruntime session on the providers :func:`onnx_providers` picks for ``device``."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # Idle intra-op threads spin by default; in a server they would take the cores the
+    # event loop and the other requests need, so they sleep instead (TENSORFAB_ORT_SPIN=1
+    # restores spinning).
+    spin = os.environ.get("TENSORFAB_ORT_SPIN", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    index = int(device[5:]) if device.startswith("cuda:") else 0
+    providers: list[Any] = [
+        (p, {"device_id": index}) if p in GPU_PROVIDERS else p for p in onnx_providers(device)
+    ]
+    return ort.InferenceSession(str(path), options, providers=providers)
 
 
 def _onnx_runtime(path: Path, device: str, threads: int | None) -> Runtime:
@@ -104,25 +248,61 @@ def _onnx_runtime(path: Path, device: str, threads: int | None) -> Runtime:
         raise TensorfabError(f"{path}: backend onnxruntime needs {ONNX_FILE}")
     meta = json.loads((path / META_FILE).read_text())
     session = onnx_session(path / ONNX_FILE, device, threads)
+    providers = tuple(session.get_providers())
+    notes = tuple(provider_notes(device, providers))
+    for note in notes:
+        warnings.warn(f"{path}: {note}", RuntimeWarning, stacklevel=3)
+    gpu = any(p in GPU_PROVIDERS for p in providers)
+    where = (device if device.startswith("cuda") else "cuda") if gpu else "cpu"
 
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:
         return session.run(["logits"], feed)[0]
 
-    return Runtime("onnxruntime", device, meta, run, tuple(session.get_providers()))
+    return Runtime("onnxruntime", where, meta, run, providers, notes)
 
 
-def _torch_runtime(path: Path, device: str) -> Runtime:
+def _torch_runtime(path: Path, device: str, settings: TorchSettings | None) -> Runtime:
     from tensorfab.optimize.export import inference_graph
     from tensorfab.package import load_package
+    from tensorfab.package.io import read_meta
 
-    pkg = load_package(path, device)
+    if settings is None:
+        recorded = read_meta(path).get("runtime", {})
+        settings = TorchSettings.from_mapping(recorded, f"{path / META_FILE}: runtime")
+    dev = resolve_device(device, field=f"{path}: device")
+    problem = torch_unsupported(settings, str(dev))
+    if problem:
+        raise TensorfabError(f"{path}: {problem}")
+    pkg = load_package(path, dev)
     graph = inference_graph(pkg)[0]
-    dev = torch.device(device)
+    forward = torch_forward(graph, settings, dev)
+    names = [t.name for t in input_signature(pkg.meta)[0]]
 
     @torch.inference_mode()
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        args = [torch.from_numpy(np.ascontiguousarray(feed[t.name])).to(dev) for t in pkg_inputs]
-        return graph(*args).float().cpu().numpy()
+        args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(dev) for n in names]
+        return forward(*args).float().cpu().numpy()
 
-    pkg_inputs = input_signature(pkg.meta)[0]
-    return Runtime("torch", device, pkg.meta, run, ())
+    return Runtime("torch", str(dev), pkg.meta, run, (), (), settings)
+
+
+def torch_forward(
+    graph: torch.nn.Module, settings: TorchSettings, device: torch.device
+) -> Callable[..., torch.Tensor]:
+    """The graph's forward pass as ``settings`` ask: precision, then compile or CUDA graphs."""
+    dtype = _DTYPES.get(settings.precision)
+    if dtype is not None:
+        graph.to(dtype)  # weights stored in half: no per-call cast of every matmul's weight
+
+    def forward(*args: torch.Tensor) -> torch.Tensor:
+        if dtype is None:
+            return graph(*args)
+        # cache_enabled=False: autocast's cast cache must not outlive a CUDA graph capture
+        with torch.autocast(device.type, dtype=dtype, cache_enabled=False):
+            return graph(*args)
+
+    if settings.compile:
+        return torch.compile(forward, dynamic=True)
+    if settings.cuda_graphs:
+        return BucketedGraphs(forward, device, capture=True)
+    return forward

