@@ -22,6 +22,7 @@ COMMANDS = {
     "info": "tensorfab.cli.info",
     "demo": "tensorfab.cli.demo",
     "export": "tensorfab.cli.export",
+    "bench": "tensorfab.cli.bench",
     "serve": "tensorfab.cli.serve",
     "perf": "tensorfab.cli.perf",
     "spec": "tensorfab.cli.spec",

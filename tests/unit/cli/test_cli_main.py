@@ -36,7 +36,9 @@ def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]
 
 
 def test_command_table() -> None:
-    assert set(COMMANDS) == {"train", "evaluate", "predict", "info", "demo", "spec", "export"}
+    assert set(COMMANDS) == {
+        "train", "evaluate", "predict", "info", "demo", "spec", "export", "serve", "perf", "bench"
+    }  # fmt: skip
     for module_name in COMMANDS.values():
         module = importlib.import_module(module_name)
         assert module.HELP and "\n" not in module.HELP

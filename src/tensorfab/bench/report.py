@@ -1,0 +1,204 @@
+"""Where bench results go: a JSON file that says how it was measured, a markdown table, a chart.
+
+Every result records the device, torch version, date, the command line and the settings
+of each side, so a number in the README can be traced back to how it was made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import tensorfab
+from tensorfab.hardware import cpu_model, device_name, driver_version, physical_cores
+
+RESULTS_DIR = Path("benchmarks") / "results"
+
+
+def environment(device: torch.device, command: str, note: str | None) -> dict[str, Any]:
+    """The facts a reader needs to weigh the numbers: what ran where, when, how."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu": cpu_model(),
+        "cpu_cores": physical_cores(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "driver_version": driver_version() if device.type == "cuda" else None,
+        "tensorfab_version": tensorfab.__version__,
+        "python": platform.python_version(),
+        "date": now.date().isoformat(),
+        "timestamp": now.isoformat(timespec="seconds"),
+        "command": command,
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": load_average(),
+        "note": note or "",
+    }
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: above the core count, other work shared the CPU."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this system
+        return None
+
+
+def default_out_path(device: torch.device, kind: str, date: str) -> Path:
+    """``benchmarks/results/<device>-<date>-bench-<kind>.json``: one file per sub-command."""
+    return RESULTS_DIR / f"{device.type}-{date}-bench-{kind}.json"
+
+
+def save_results(result: dict[str, Any], out: Path) -> dict[str, str]:
+    """Write the JSON, and for train/infer the markdown table and PNG chart beside it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    files = {"json": str(out)}
+    table = markdown(result)
+    if table:
+        md = out.with_suffix(".md")
+        md.write_text(table)
+        files["markdown"] = str(md)
+    if result.get("kind") in ("train", "infer") and result.get("results"):
+        png = out.with_suffix(".png")
+        bar_chart(result, png)
+        files["chart"] = str(png)
+    result["files"] = files
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return files
+
+
+def fmt(value: Any, spec: str = ".3g", scale: float = 1.0) -> str:
+    """A number for a table; "n/a" for a missing one."""
+    if value is None:
+        return "n/a"
+    return format(value * scale, spec)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a markdown table (what the CLI prints and writes beside the JSON)."""
+    kind = result.get("kind")
+    if kind == "train":
+        return _train_table(result)
+    if kind == "infer":
+        return _infer_table(result)
+    if kind == "micro":
+        return _micro_table(result)
+    if kind == "compare":
+        return _compare_table(result)
+    return ""
+
+
+def _title(result: dict[str, Any]) -> str:
+    env = result["environment"]
+    note = f"\n\nNote: {env['note']}" if env.get("note") else ""
+    return (
+        f"# tensorfab bench {result['kind']}: {env['device_name']} ({env['device']}), "
+        f"{env['date']}\n\n`{env['command']}`, torch {env['torch_version']}{note}\n\n"
+    )
+
+
+def _train_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| workload | batch | side | precision | samples/s | real tokens/s | step ms median "
+        "(p10-p90) | peak memory MB | MFU | J/sample | tensorfab/baseline |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["results"]:
+        for side in ("baseline", "tensorfab"):
+            r = row[side]
+            t = r["step_time_ms"]
+            lines.append(
+                f"| {row['workload']} | {row['batch_size']} | {side} | {r['precision']} | "
+                f"{r['samples_per_s']:,.1f} | {fmt(r['tokens_per_s'], ',.0f')} | "
+                f"{t['median']:.2f} ({t['p10']:.2f}-{t['p90']:.2f}) | "
+                f"{fmt(r['peak_memory_bytes'], ',.0f', 1e-6)} | {fmt(r['mfu'], '.1%')} | "
+                f"{fmt(r['energy_j_per_sample'], '.3g')} | "
+                f"{fmt(row['ratio'], '.2f') + 'x' if side == 'tensorfab' else ''} |"
+            )
+    return _title(result) + "\n".join(lines) + "\n" + _sources(result)
+
+
+def _sources(result: dict[str, Any]) -> str:
+    """One line per workload saying where its data came from (real or synthetic)."""
+    seen = {row["workload"]: row["data"] for row in result["results"] if "data" in row}
+    lines = [f"- {name}: {data['source']}, {data['path']}" for name, data in seen.items()]
+    return "\nData:\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def _infer_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| workload | side | precision | batch-1 p50 ms | batch-1 p99 ms | throughput/s "
+        "(batch) | tensorfab/baseline |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in result["results"]:
+        for side in ("baseline", "tensorfab"):
+            r = row[side]
+            lines.append(
+                f"| {row['workload']} | {side} | {r['precision']} | "
+                f"{r['batch1_latency_ms']['p50']:.2f} | {r['batch1_latency_ms']['p99']:.2f} | "
+                f"{r['throughput_per_s']:,.1f} ({r['throughput_batch_size']}) | "
+                f"{fmt(row['ratio'], '.2f') + 'x' if side == 'tensorfab' else ''} |"
+            )
+    return _title(result) + "\n".join(lines) + "\n" + _sources(result)
+
+
+def _micro_table(result: dict[str, Any]) -> str:
+    lines = ["| measure | value |", "| --- | ---: |"]
+    for precision, row in result["matmul"].items():
+        lines.append(f"| matmul {precision} TFLOP/s | {fmt(row['tflops'], '.3g')} |")
+    for name, value in result["bandwidth_gb_s"].items():
+        lines.append(f"| {name} GB/s | {fmt(value, '.3g')} |")
+    return _title(result) + "\n".join(lines) + "\n"
+
+
+def _compare_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| workload | device | epoch s | samples/s | speed-up |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for cmp in result["results"]:
+        for row in cmp["devices"]:
+            lines.append(
+                f"| {cmp['workload']} | {row['device']} ({row['device_name']}) | "
+                f"{row['epoch_s']:.3f} | {row['samples_per_s']:,.1f} | {row['speedup']:.2f}x |"
+            )
+    return _title(result) + "\n".join(lines) + "\n"
+
+
+def bar_chart(result: dict[str, Any], path: Path) -> None:
+    """Baseline vs tensorfab throughput per workload, log scale, the ratio written on top."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = result["results"]
+    key = "samples_per_s" if result["kind"] == "train" else "throughput_per_s"
+    labels = [
+        f"{r['workload']}\nbatch {r.get('batch_size', r['tensorfab'].get('throughput_batch_size'))}"
+        for r in rows
+    ]
+    fig = Figure(figsize=(max(5.0, 2.2 * len(rows)), 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = range(len(rows))
+    base = [r["baseline"][key] for r in rows]
+    ours = [r["tensorfab"][key] for r in rows]
+    ax.bar([x - 0.2 for x in xs], base, width=0.4, label="baseline (tutorial)")
+    ax.bar([x + 0.2 for x in xs], ours, width=0.4, label="tensorfab")
+    for x, r, y in zip(xs, rows, ours, strict=True):
+        ax.annotate(f"{r['ratio']:.2f}x", (x + 0.2, y), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("samples/s" if result["kind"] == "train" else "samples/s (large batch)")
+    env = result["environment"]
+    ax.set_title(f"bench {result['kind']}: {env['device_name']}, {env['date']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,177 @@
+"""``bench train``: each workload trained by the plain baseline and by the engine, side by side.
+
+Both sides run in one process on the same examples for the same number of steps; the first
+``warmup`` steps (allocator, cuDNN autotuning, compilation) are not timed. The baseline is
+the tutorial loop of ``bench/baselines``; the tensorfab side is the engine's own
+``setup`` + ``train_epoch`` (what ``tensorfab train`` runs), with the batches it makes seen
+through the same :class:`StepMeter`. The ratio is tensorfab/baseline samples per second, as
+measured, below 1 included.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import torch
+
+from tensorfab.bench.flops import TRAIN_FLOPS_FACTOR, train_mfu
+from tensorfab.bench.meter import MeteredBatches, PeakMemory, PowerSampler, StepMeter
+from tensorfab.bench.progress import BenchProgress
+from tensorfab.bench.report import load_average
+from tensorfab.bench.stats import ratio, spread
+from tensorfab.bench.switches import kept_switches, pytorch_defaults
+from tensorfab.bench.workloads import Plan, create_workload
+from tensorfab.engine.fit import train_epoch
+from tensorfab.engine.signals import StopFlag
+from tensorfab.engine.state import TrainState
+from tensorfab.engine.telemetry import peak_info
+from tensorfab.engine.train import setup
+from tensorfab.errors import TensorfabError
+from tensorfab.spec import parse_spec
+
+
+def side_result(
+    meter: StepMeter,
+    forward_flops: float,
+    precision: str,
+    memory: PeakMemory,
+    power: PowerSampler,
+) -> dict[str, Any]:
+    """Throughput, step-time spread, memory, MFU and energy of one measured side."""
+    times = meter.step_times_s()
+    seconds = sum(times)
+    tokens = meter.tokens()
+    peaks = peak_info(meter.device, precision)
+    model_tflops, mfu = train_mfu(forward_flops, seconds, peaks["peak_tflops"])
+    energy = power.energy_j(seconds)
+    no_peak = f"n/a: no measured {precision} peak on {meter.device.type}"
+    return {
+        "precision": precision,
+        "timed_steps": len(times),
+        "samples": meter.samples,
+        "seconds": seconds,
+        "samples_per_s": meter.samples / seconds,
+        "tokens_per_s": None if tokens is None else tokens[0] / seconds,
+        "padded_tokens_per_s": None if tokens is None else meter.padded_tokens / seconds,
+        "padding_fraction": None if tokens is None else 1.0 - tokens[0] / meter.padded_tokens,
+        "step_time_ms": {k: v * 1e3 if k != "n" else v for k, v in spread(times).items()},
+        "peak_memory_bytes": memory.bytes,
+        "peak_memory_kind": memory.kind,
+        "train_flops_per_sample": TRAIN_FLOPS_FACTOR * forward_flops / max(1, meter.samples),
+        "model_tflops": model_tflops,
+        "mfu": mfu,
+        "mfu_note": no_peak if mfu is None else "model FLOPs on real tokens / (time x peak)",
+        "peak_tflops": peaks["peak_tflops"],
+        "datasheet_peak_tflops": peaks["datasheet_peak_tflops"],
+        "energy_j_per_sample": None if energy is None else energy / meter.samples,
+    }
+
+
+def run_baseline(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
+    """The tutorial loop with PyTorch's default switches, in fp32."""
+    with pytorch_defaults() as switches:
+        torch.manual_seed(0)
+        model = workload.build_baseline_model().to(plan.device)
+        meter = StepMeter(
+            plan.device, workload.count_baseline, plan.warmup, plan.total_steps, advance
+        )
+        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+            try:
+                settings = workload.run_baseline(model, plan.device, batch_size, meter)
+            except torch.OutOfMemoryError:
+                raise TensorfabError(
+                    f"{workload.name}: the baseline ran out of GPU memory at batch {batch_size}; "
+                    "choose other --workloads"
+                ) from None
+            meter.stop()
+            meter.step_times_s()  # waits for the device inside the measured block
+    result = side_result(meter, workload.forward_flops(model, meter), "fp32", memory, power)
+    result["settings"] = {**settings, "batch_size": batch_size, "switches": switches}
+    return result
+
+
+def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]:
+    """The engine's best settings for the device.
+
+    ``auto`` compiles on a GPU for fixed-shape batches only (variable sequence lengths would
+    recompile), and not in a quick run, whose few steps cannot pay the compile time back.
+    """
+    auto = plan.device.type == "cuda" and not workload.tokens and not plan.quick
+    compile_it = plan.compile == "on" or (plan.compile == "auto" and auto)
+    raw = workload.engine_spec(batch_size, plan.total_steps, compile_it)
+    raw["train"]["device"] = str(plan.device)
+    return raw
+
+
+def run_tensorfab(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
+    """The engine's ``setup`` + ``train_epoch``, exactly as ``tensorfab train`` runs them."""
+    raw = tensorfab_spec(workload, plan, batch_size)
+    with kept_switches(), tempfile.TemporaryDirectory(prefix="tensorfab-bench-") as tmp:
+        raw["output"] = {"runs_dir": tmp, "name": workload.name}
+        spec = parse_spec(raw)
+        ctx = setup(spec, quiet=True)
+        meter = StepMeter(
+            ctx.runtime.device, workload.count_engine, plan.warmup, plan.total_steps, advance
+        )
+        ctx.train = MeteredBatches(ctx.train, meter)
+        state, stop = TrainState(), StopFlag()
+        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+            while train_epoch(ctx, state, stop):
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            meter.stop()
+            meter.step_times_s()
+    flops = workload.forward_flops(ctx.model, meter)
+    result = side_result(meter, flops, ctx.runtime.precision, memory, power)
+    result["settings"] = {
+        "engine": "tensorfab.engine setup + train_epoch",
+        "spec": spec.model_dump(mode="json", exclude={"output"}),
+        "data": "device-resident batches"
+        if not workload.tokens
+        else "SequenceBatches, per-batch padding, length bucketing",
+        "precision": ctx.runtime.precision,
+        "batch_size": batch_size,
+    }
+    return result
+
+
+def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[str, Any]]:
+    """Rows of one workload: one per batch size, baseline and tensorfab with their ratio."""
+    workload = create_workload(name, plan)
+    rows = []
+    try:
+        for batch_size in workload.batch_sizes:
+            sides = {}
+            for side, run in (("baseline", run_baseline), ("tensorfab", run_tensorfab)):
+                label = f"{name} batch {batch_size} {side}"
+                load = load_average()
+                with progress.stage(label, plan.total_steps) as advance:
+                    sides[side] = run(workload, plan, batch_size, advance)
+                sides[side]["load_average_1m"] = {"before": load, "after": load_average()}
+            rows.append(
+                {
+                    "workload": name,
+                    "batch_size": batch_size,
+                    "data": workload.data,
+                    **sides,
+                    "ratio": ratio(
+                        sides["tensorfab"]["samples_per_s"], sides["baseline"]["samples_per_s"]
+                    ),
+                    "tokens_ratio": ratio(
+                        sides["tensorfab"]["tokens_per_s"], sides["baseline"]["tokens_per_s"]
+                    ),
+                }
+            )
+    finally:
+        workload.close()
+    return rows
+
+
+def bench_train(names: list[str], plan: Plan, progress: BenchProgress) -> dict[str, Any]:
+    """Every named workload, in order; the settings of the run go with the results."""
+    rows = [row for name in names for row in bench_workload(name, plan, progress)]
+    return {
+        "kind": "train",
+        "plan": {"quick": plan.quick, "warmup_steps": plan.warmup, "timed_steps": plan.steps},
+        "results": rows,
+    }

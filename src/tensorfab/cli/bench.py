@@ -1,0 +1,180 @@
+"""``tensorfab bench micro|train|infer|compare``: measure, compare with the tutorials, save."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tensorfab.bench import (
+    WORKLOAD_NAMES,
+    BenchProgress,
+    Plan,
+    bench_compare,
+    bench_infer,
+    bench_micro,
+    bench_train,
+    default_out_path,
+    environment,
+    save_results,
+)
+from tensorfab.bench.report import markdown
+from tensorfab.errors import TensorfabError
+
+HELP = "benchmark the hardware and tensorfab against the tutorials' plain PyTorch loops"
+EXAMPLE = """\
+tensorfab bench micro
+tensorfab bench train --workloads lenet-mnist --device cpu
+tensorfab bench train --quick --json --out /tmp/bench.json
+tensorfab bench infer --workloads minilm-ner
+tensorfab bench compare --workloads lenet-mnist"""
+
+SUBCOMMANDS = {
+    "micro": (
+        "matmul TFLOP/s per precision and copy bandwidths",
+        "tensorfab bench micro --device cuda\ntensorfab bench micro --quick --json",
+    ),
+    "train": (
+        "training throughput, step times, memory, MFU: baseline vs tensorfab",
+        "tensorfab bench train --workloads lenet-mnist,minilm-ner\n"
+        "tensorfab bench train --quick --device cpu --json --out /tmp/train.json",
+    ),
+    "infer": (
+        "batch-1 latency and large-batch throughput: baseline vs tensorfab",
+        "tensorfab bench infer --workloads minilm-ner --device cpu",
+    ),
+    "compare": (
+        "one training epoch on CPU and GPU, and the speed-up",
+        "tensorfab bench compare --workloads lenet-mnist,minilm-ner",
+    ),
+}
+DEFAULT_WORKLOADS = {"train": WORKLOAD_NAMES, "infer": WORKLOAD_NAMES, "compare": ("lenet-mnist",)}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """One sub-command per suite, each with the common options."""
+    sub = parser.add_subparsers(dest="bench_command", metavar="SUITE", required=True)
+    for name, (help_text, example) in SUBCOMMANDS.items():
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog="example:\n  " + example.replace("\n", "\n  "),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _common(cmd, workloads=name != "micro")
+
+
+def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
+    cmd.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    cmd.add_argument("--quick", action="store_true", help="a few seconds per workload")
+    if workloads:
+        cmd.add_argument("--workloads", help=f"comma-separated from {', '.join(WORKLOAD_NAMES)}")
+        cmd.add_argument("--steps", type=int, help="timed steps (default 100, quick 3)")
+        cmd.add_argument("--warmup", type=int, help="untimed steps first (default 10, quick 1)")
+        cmd.add_argument(
+            "--data-dir", default="../shared/data", help="folder holding mnist/ and conll2003/"
+        )
+        cmd.add_argument(
+            "--compile",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="torch.compile on the tensorfab side (auto: GPU, fixed shapes, not --quick)",
+        )
+    cmd.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's; 1 for --quick on a CPU)",
+    )
+    cmd.add_argument("--out", help="result JSON (default benchmarks/results/<device>-<date>-...)")
+    cmd.add_argument("--note", help="recorded with the results, e.g. that the machine was shared")
+    cmd.add_argument("--json", action="store_true", help="print only the result JSON")
+
+
+def _device(requested: str | None) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TensorfabError(f"--device cuda: no CUDA GPU is available (torch {torch.__version__})")
+    return torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _set_threads(args: argparse.Namespace, device: torch.device) -> None:
+    """``--threads``; a quick CPU run defaults to one thread.
+
+    A quick run is a smoke test, not a figure to report, and on a CPU shared with other
+    jobs two OpenMP threads that wait on each other run many times slower than one
+    (seen: 103 s instead of 29 s for ``bench train --quick`` on a busy 2-core machine).
+    The count used is recorded in the result (``environment.torch_threads``).
+    """
+    threads = args.threads
+    if threads is None and args.quick and device.type == "cpu":
+        threads = 1
+    if threads is None:
+        return
+    if threads < 1:
+        raise TensorfabError(f"--threads must be >= 1, not {threads}")
+    torch.set_num_threads(threads)
+
+
+def _workloads(args: argparse.Namespace) -> list[str]:
+    given = getattr(args, "workloads", None)
+    names = [w.strip() for w in given.split(",") if w.strip()] if given else None
+    names = names or list(DEFAULT_WORKLOADS[args.bench_command])
+    unknown = [n for n in names if n not in WORKLOAD_NAMES]
+    if unknown:
+        raise TensorfabError(
+            f"--workloads: unknown {', '.join(unknown)}; choose from {', '.join(WORKLOAD_NAMES)}"
+        )
+    return names
+
+
+def _plan(args: argparse.Namespace, device: torch.device) -> Plan:
+    steps = args.steps if args.steps is not None else (3 if args.quick else 100)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
+    if steps < 1 or warmup < 0:
+        raise TensorfabError(f"--steps must be >= 1 and --warmup >= 0, not {steps} and {warmup}")
+    return Plan(device, args.quick, warmup, steps, Path(args.data_dir), args.compile)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the suite, save JSON + table (+ chart), print the table or the JSON."""
+    device = _device(args.device)
+    _set_threads(args, device)
+    progress = BenchProgress(quiet=args.json)
+    env = environment(device, _command(args), args.note)
+    if args.bench_command == "micro":
+        result = bench_micro(device, args.quick, progress)
+    else:
+        suites = {"train": bench_train, "infer": bench_infer, "compare": bench_compare}
+        result = suites[args.bench_command](_workloads(args), _plan(args, device), progress)
+    result = {"kind": result["kind"], "environment": env, **result}
+    out = Path(args.out) if args.out else default_out_path(device, result["kind"], env["date"])
+    save_results(result, out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print(result)
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run, from the parsed options."""
+    parts = ["tensorfab", "bench", args.bench_command]
+    for key, value in vars(args).items():
+        if key in ("command", "bench_command", "_run") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _print(result: dict[str, Any]) -> None:
+    print(markdown(result))
+    if result["kind"] == "compare" and result["gpu"] == "absent":
+        print("No CUDA GPU on this machine: the CPU figure only, no speed-up to report.")
+    for name, path in result["files"].items():
+        print(f"{name}: {path}", file=sys.stderr)

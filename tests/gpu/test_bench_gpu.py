@@ -1,0 +1,77 @@
+"""``tensorfab bench`` on a CUDA GPU: tensor-core precisions, bandwidths, MFU, the speed-up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from testkit import run_cli
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> dict:
+    monkeypatch.setenv("TENSORFAB_CACHE_DIR", str(tmp_path / "cache"))  # peaks cache
+    out = tmp_path / "result.json"
+    proc = run_cli("bench", *args, "--out", str(out), cwd=REPO, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def test_micro_on_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _bench(tmp_path, monkeypatch, "micro", "--device", "cuda")
+    matmul = result["matmul"]
+    assert matmul["fp32"]["tflops"] > 0
+    assert matmul["fp32"]["cached_peak_tflops"] == matmul["fp32"]["tflops"]  # cache filled
+    if torch.cuda.get_device_capability() >= (8, 0):
+        assert matmul["tf32"]["tflops"] > matmul["fp32"]["tflops"]
+        assert matmul["bf16"]["tflops"] > matmul["fp32"]["tflops"]
+    bw = result["bandwidth_gb_s"]
+    assert all(v > 0 for v in bw.values())
+    assert bw["device_to_device"] > bw["host_to_device_pinned"]
+
+
+def test_train_on_gpu_reports_mfu_and_device_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _bench(
+        tmp_path,
+        monkeypatch,
+        "train",
+        "--quick",
+        "--device",
+        "cuda",
+        "--workloads",
+        "lenet-mnist,minilm-ner",
+        "--steps",
+        "20",
+        "--warmup",
+        "5",
+    )
+    for row in result["results"]:
+        for name in ("baseline", "tensorfab"):
+            side = row[name]
+            assert side["peak_memory_kind"] == "cuda_max_allocated"
+            assert side["peak_memory_bytes"] > 0
+            assert 0 < side["mfu"] < 1
+            assert side["energy_j_per_sample"] is None or side["energy_j_per_sample"] > 0
+        assert row["baseline"]["settings"]["switches"]["matmul_tf32"] is False
+        assert row["tensorfab"]["precision"] in ("bf16", "fp16")
+        assert row["ratio"] == pytest.approx(
+            row["tensorfab"]["samples_per_s"] / row["baseline"]["samples_per_s"]
+        )
+
+
+def test_compare_reports_the_gpu_speedup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _bench(tmp_path, monkeypatch, "compare", "--quick")
+    assert result["gpu"] != "absent"
+    (row,) = result["results"]
+    assert [d["device"] for d in row["devices"]] == ["cpu", "cuda"]
+    assert row["speedup"] == row["devices"][1]["speedup"] > 0
