@@ -57,7 +57,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="run directory or model package (token classification)")
     parser.add_argument("--texts", required=True, help="CoNLL file whose sentences are sent")
-    parser.add_argument("--variant", default="int8-dynamic", choices=["fp32", "int8-dynamic"])
+    parser.add_argument(
+        "--variant",
+        default="int8-dynamic",
+        choices=["fp32", "int8-dynamic", "torch"],
+        help="an ONNX variant, or torch: the model package itself on the PyTorch backend",
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--max-seconds", type=float, default=240)
@@ -70,8 +75,11 @@ def main() -> None:
     pkg = load_package(resolve_model_dir(args.model))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        exported = export_package(pkg, Path(tmp) / "export", "ner", variants=(args.variant,))
-        version_dir = exported[0].path.parent
+        if args.variant == "torch":
+            version_dir = pkg.path
+        else:
+            exported = export_package(pkg, Path(tmp) / "export", "ner", variants=(args.variant,))
+            version_dir = exported[0].path.parent
         for mode, config in BATCHING.items():
             repo = Path(tmp) / mode
             shutil.copytree(version_dir, repo / "ner" / "1")

@@ -98,14 +98,17 @@ def create_app(options: ServerOptions) -> FastAPI:
 
 
 def _add_handlers(app: FastAPI, options: ServerOptions) -> None:
-    @app.middleware("http")
     async def auth(request: Request, call_next: Any) -> Response:
-        if options.token and request.url.path not in OPEN_PATHS:
+        if request.url.path not in OPEN_PATHS:
             given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {options.token}".encode()):
+            expected = f"Bearer {options.token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
                 headers = {"WWW-Authenticate": "Bearer"}
                 return _error("missing or wrong bearer token", 401, headers)
         return await call_next(request)
+
+    if options.token:  # only then: the middleware costs every request a little
+        app.middleware("http")(auth)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
@@ -224,9 +227,10 @@ def _add_model_routes(
         headers = {HEADER_LENGTH: str(header)}
         return Response(content, media_type="application/octet-stream", headers=headers)
 
-    async def predict_route(request: Request, name: str) -> dict[str, Any]:
+    async def predict_route(request: Request, name: str) -> JSONResponse:
         model = repo.get(name)
-        return await predict(repo, model, await read_body(request, options.max_body_bytes))
+        body = await read_body(request, options.max_body_bytes)
+        return JSONResponse(await predict(repo, model, body))  # plain JSON, no re-encoding
 
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{name}" + suffix

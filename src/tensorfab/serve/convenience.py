@@ -11,8 +11,6 @@ import asyncio
 import json
 from typing import Any
 
-import torch
-
 from tensorfab.data.imagefolder import read_image_bytes
 from tensorfab.errors import TensorfabError
 from tensorfab.serve.protocol import ProtocolError
@@ -51,7 +49,7 @@ async def _text_predictions(
     async def one(batch: Any) -> dict[int, dict[str, Any]]:
         feed = {"input_ids": batch[1].numpy(), "attention_mask": batch[2].numpy()}
         logits = (await repo.infer(model, feed))["logits"]
-        return text_rows(model.task, texts, batch, torch.from_numpy(logits))
+        return text_rows(model.task, texts, batch, logits)
 
     rows: dict[int, dict[str, Any]] = {}
     for part in await asyncio.gather(*(one(b) for b in batches)):
@@ -68,7 +66,7 @@ async def _image_prediction(
     except TensorfabError as exc:
         raise ProtocolError(str(exc)) from None
     logits = (await repo.infer(model, {"images": image[None].numpy()}))["logits"]
-    return image_rows(["request body"], torch.from_numpy(logits), model.meta["labels"])
+    return image_rows(["request body"], logits, model.meta["labels"])
 
 
 async def predict(repo: ModelRepository, model: LoadedVersion, body: bytes) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 from tensorfab.data.text_types import TextExample, TokenExample
@@ -69,16 +70,17 @@ def text_batches(
     return eval_batches(task, examples, batch_size, torch.device(device)).epoch(0)
 
 
-def _token_row(task: Any, text: str, probs: torch.Tensor, keep: torch.Tensor) -> dict[str, Any]:
+def _token_row(task: Any, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
     spans = word_spans(text)
-    best = probs[keep].max(-1)
-    tags = [task.classes[j] for j in best.indices.tolist()]
+    words = probs[keep]  # [words, C]
+    best = words.argmax(-1)
+    tags = [task.classes[j] for j in best.tolist()]
     tags += ["O"] * (len(spans) - len(tags))  # words cut by truncation
-    scores = best.values.tolist() + [0.0] * (len(spans) - len(best.values))
+    scores = words[np.arange(len(best)), best].tolist() + [0.0] * (len(spans) - len(best))
     return {"text": text, "tags": tags, "entities": decode_entities(text, spans, tags, scores)}
 
 
-def _sequence_row(task: Any, text: str, probs: torch.Tensor) -> dict[str, Any]:
+def _sequence_row(task: Any, text: str, probs: np.ndarray) -> dict[str, Any]:
     p = probs.tolist()
     top = max(range(len(p)), key=p.__getitem__)
     return {
@@ -89,13 +91,26 @@ def _sequence_row(task: Any, text: str, probs: torch.Tensor) -> dict[str, Any]:
     }
 
 
+def softmax(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis, in float64 numpy.
+
+    numpy on the host, not torch: the rows are small and this runs per request in a
+    server, where torch's intra-op thread pool would only contend with the runtime's.
+    """
+    if isinstance(logits, torch.Tensor):
+        logits = logits.detach().float().cpu().numpy()
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
 def text_rows(
-    task: Any, texts: list[str], batch: Batch, logits: torch.Tensor
+    task: Any, texts: list[str], batch: Batch, logits: torch.Tensor | np.ndarray
 ) -> dict[int, dict[str, Any]]:
     """Result rows of one batch from :func:`text_batches`, keyed by the text's index."""
-    probs = torch.softmax(logits.float(), -1).cpu()
+    probs = softmax(logits)
     token = isinstance(task, TokenClassification)
-    keep = batch[3].cpu() != IGNORE
+    keep = (batch[3] != IGNORE).cpu().numpy()
     rows = {}
     for r, i in enumerate(batch[0].tolist()):
         if token:
@@ -120,19 +135,18 @@ def predict_texts(
 
 
 def image_rows(
-    names: list[str], logits: torch.Tensor, labels: list[str], top_k: int = 3
+    names: list[str], logits: torch.Tensor | np.ndarray, labels: list[str], top_k: int = 3
 ) -> list[dict[str, Any]]:
     """Label, score and the ``top_k`` classes with probabilities for each image."""
-    probs = torch.softmax(logits.float(), -1).cpu()
     rows = []
-    for name, p in zip(names, probs, strict=True):
-        values, index = p.topk(min(top_k, len(labels)))
+    for name, p in zip(names, softmax(logits), strict=True):
+        top = np.argsort(-p, kind="stable")[: min(top_k, len(labels))]
         rows.append(
             {
                 "input": name,
-                "label": labels[int(index[0])],
-                "score": float(values[0]),
-                "top": {labels[int(i)]: float(v) for v, i in zip(values, index, strict=True)},
+                "label": labels[int(top[0])],
+                "score": float(p[top[0]]),
+                "top": {labels[int(i)]: float(p[i]) for i in top},
             }
         )
     return rows
