@@ -29,6 +29,7 @@ from tensorfab.engine.telemetry import peak_info
 from tensorfab.engine.train import setup
 from tensorfab.errors import TensorfabError
 from tensorfab.spec import parse_spec
+from tensorfab.spec.load import apply_overrides
 
 
 def side_result(
@@ -104,9 +105,29 @@ def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]
     return raw
 
 
-def run_tensorfab(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
+def ablations(workload: Any, plan: Plan, raw: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Each speed setting of the tensorfab side, switched off alone (``--set`` overrides).
+
+    What a setting buys is the full side's throughput over the run without it; settings
+    that are off already on this device (bf16 on a CPU, compile in a quick run) are skipped.
+    """
+    switches = [("fused optimizer", ["train.fused=off"])]
+    if workload.tokens:
+        switches.append(("length bucketing", ["data.length_bucketing=false"]))
+    else:
+        switches.append(("device-resident data", ["data.device_resident=off"]))
+    if plan.device.type == "cuda":
+        switches.append(("bf16 autocast and TF32", ["train.precision=fp32"]))
+    if raw["train"].get("compile"):
+        switches.append(("torch.compile", ["train.compile=false"]))
+    return switches
+
+
+def run_tensorfab(
+    workload: Any, plan: Plan, batch_size: int, advance: Any, overrides: list[str] | None = None
+) -> dict[str, Any]:
     """The engine's ``setup`` + ``train_epoch``, exactly as ``tensorfab train`` runs them."""
-    raw = tensorfab_spec(workload, plan, batch_size)
+    raw = apply_overrides(tensorfab_spec(workload, plan, batch_size), overrides or [])
     with kept_switches(), tempfile.TemporaryDirectory(prefix="tensorfab-bench-") as tmp:
         raw["output"] = {"runs_dir": tmp, "name": workload.name}
         spec = parse_spec(raw)
@@ -135,6 +156,29 @@ def run_tensorfab(workload: Any, plan: Plan, batch_size: int, advance: Any) -> d
     return result
 
 
+def ablate(
+    workload: Any, plan: Plan, batch_size: int, sides: dict[str, Any], progress: BenchProgress
+) -> list[dict[str, Any]]:
+    """The tensorfab side again with one setting off at a time, and what each one buys."""
+    full = sides["tensorfab"]
+    out = []
+    for label, overrides in ablations(workload, plan, tensorfab_spec(workload, plan, batch_size)):
+        label_off = f"{workload.name} batch {batch_size} without {label}"
+        with progress.stage(label_off, plan.total_steps) as advance:
+            run = run_tensorfab(workload, plan, batch_size, advance, overrides)
+        out.append(
+            {
+                "switched_off": label,
+                "overrides": overrides,
+                "samples_per_s": run["samples_per_s"],
+                "tokens_per_s": run["tokens_per_s"],
+                "spec": run["settings"]["spec"],
+                "speedup_from_setting": ratio(full["samples_per_s"], run["samples_per_s"]),
+            }
+        )
+    return out
+
+
 def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[str, Any]]:
     """Rows of one workload: one per batch size, baseline and tensorfab with their ratio."""
     workload = create_workload(name, plan)
@@ -148,6 +192,8 @@ def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[
                 with progress.stage(label, plan.total_steps) as advance:
                     sides[side] = run(workload, plan, batch_size, advance)
                 sides[side]["load_average_1m"] = {"before": load, "after": load_average()}
+            if plan.ablate:
+                sides["ablations"] = ablate(workload, plan, batch_size, sides, progress)
             rows.append(
                 {
                     "workload": name,

@@ -44,6 +44,7 @@ class Plan:
     steps: int
     data_dir: Path
     compile: str = "auto"  # auto | on | off, for the tensorfab side of training
+    ablate: bool = False  # also run the tensorfab side with each speed setting switched off
 
     @property
     def total_steps(self) -> int:

@@ -81,6 +81,11 @@ def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
             "--data-dir", default="../shared/data", help="folder holding mnist/ and conll2003/"
         )
         cmd.add_argument(
+            "--ablate",
+            action="store_true",
+            help="train: also run tensorfab with each speed setting off, to show what it buys",
+        )
+        cmd.add_argument(
             "--compile",
             choices=("auto", "on", "off"),
             default="auto",
@@ -137,7 +142,7 @@ def _plan(args: argparse.Namespace, device: torch.device) -> Plan:
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     if steps < 1 or warmup < 0:
         raise TensorfabError(f"--steps must be >= 1 and --warmup >= 0, not {steps} and {warmup}")
-    return Plan(device, args.quick, warmup, steps, Path(args.data_dir), args.compile)
+    return Plan(device, args.quick, warmup, steps, Path(args.data_dir), args.compile, args.ablate)
 
 
 def run(args: argparse.Namespace) -> int:

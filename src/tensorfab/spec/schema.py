@@ -6,12 +6,23 @@ is frozen: the resolved spec saved in a run directory is exactly what ran.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 Device = str  # auto | cpu | cuda | cuda:N | mps; checked by the hardware layer at run time
 Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
+
+
+def _yaml_switch(value: Any) -> Any:
+    """YAML reads a bare ``on``/``off`` as true/false; a tri-state switch takes them back."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+# auto | on | off, also when YAML or --set turned on/off into a boolean
+Switch = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_switch)]
 
 
 class _Strict(BaseModel):
@@ -46,7 +57,7 @@ class DataSpec(_Strict):
     limit_test: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
-    device_resident: Literal["auto", "on", "off"] = "auto"
+    device_resident: Switch = "auto"
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataSpec:
@@ -79,7 +90,7 @@ class TrainSpec(_Strict):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
-    fused: Literal["auto", "on", "off"] = "auto"
+    fused: Switch = "auto"
     scheduler: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     grad_accum: int = Field(1, ge=1)

@@ -103,6 +103,30 @@ def test_bench_train_quick_json(tmp_path: Path, shared_data: Path) -> None:
 
 
 @CPU_ONLY
+def test_bench_train_ablate_switches_each_setting_off_alone(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    result = _bench(
+        tmp_path, "train", "--quick", "--device", "cpu", "--json", "--ablate",
+        "--workloads", "lenet-mnist,minilm-ner", "--data-dir", str(shared_data),
+    )  # fmt: skip
+    by_workload = {}
+    for row in result["results"]:
+        full = row["tensorfab"]["samples_per_s"]
+        for a in row["ablations"]:
+            assert a["speedup_from_setting"] == pytest.approx(full / a["samples_per_s"])
+        by_workload.setdefault(row["workload"], row["ablations"])
+    lenet = {a["switched_off"]: a for a in by_workload["lenet-mnist"]}
+    assert set(lenet) == {"fused optimizer", "device-resident data"}  # no bf16 on a CPU
+    assert lenet["device-resident data"]["spec"]["data"]["device_resident"] == "off"
+    assert lenet["fused optimizer"]["spec"]["train"]["fused"] == "off"
+    assert lenet["fused optimizer"]["spec"]["data"]["device_resident"] == "auto"
+    ner = {a["switched_off"]: a for a in by_workload["minilm-ner"]}
+    assert ner["length bucketing"]["spec"]["data"]["length_bucketing"] is False
+    assert "| lenet-mnist | 64 | device-resident data |" in (tmp_path / "result.md").read_text()
+
+
+@CPU_ONLY
 def test_bench_infer_quick(tmp_path: Path, shared_data: Path) -> None:
     result = _bench(
         tmp_path,

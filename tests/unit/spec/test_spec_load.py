@@ -172,3 +172,14 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
 def test_dump_of_defaults_round_trips(tmp_path: Path) -> None:
     spec = load_spec(None)
     assert load_spec(_write(tmp_path, dump_spec(spec))) == spec
+
+
+def test_bare_on_off_switches_survive_yaml_booleans(tmp_path) -> None:
+    # YAML 1.1 reads on/off as booleans; the auto|on|off switches take them back
+    path = tmp_path / "job.yaml"
+    path.write_text("data:\n  device_resident: off\ntrain:\n  fused: on\n")
+    spec = load_spec(path, ["train.compile=false"])
+    assert (spec.data.device_resident, spec.train.fused) == ("off", "on")
+    assert load_spec(None, ["train.fused=off"]).train.fused == "off"
+    with pytest.raises(TensorfabError, match=r"train.fused: Input should be 'auto', 'on' or 'off'"):
+        load_spec(None, ["train.fused=maybe"])
