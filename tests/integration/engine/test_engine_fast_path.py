@@ -1,0 +1,38 @@
+"""The fast path changes no result: the same run with its CPU-available settings off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from tensorfab.engine.train import train
+from tensorfab.spec import load_spec
+
+
+def _run(tmp_path: Path, name: str, *overrides: str) -> tuple[dict, dict]:
+    spec = load_spec(
+        None,
+        ["train.epochs=3", "train.device=cpu", f"output.runs_dir={tmp_path}", f"name={name}",
+         *overrides],
+    )  # fmt: skip
+    result = train(spec, quiet=True)
+    weights = load_file(str(result.run_dir / "model" / "weights.safetensors"))
+    return result.report["metrics"]["test"], weights
+
+
+def test_device_resident_batches_and_fused_adam_give_the_plain_runs_results(
+    tmp_path: Path,
+) -> None:
+    fast, fast_w = _run(tmp_path, "fast", "data.device_resident=on", "train.fused=on")
+    plain, plain_w = _run(tmp_path, "plain", "data.device_resident=off", "train.fused=off")
+    resident_only, resident_w = _run(
+        tmp_path, "resident", "data.device_resident=on", "train.fused=off"
+    )
+    # the same batches in the same order: device residency changes nothing at all
+    assert all(torch.equal(resident_w[k], plain_w[k]) for k in plain_w)
+    assert resident_only["accuracy"] == plain["accuracy"]
+    # the fused optimizer is the same update with another rounding order
+    assert abs(fast["accuracy"] - plain["accuracy"]) <= 0.02
+    assert max((fast_w[k] - plain_w[k]).abs().max().item() for k in plain_w) < 1e-2
