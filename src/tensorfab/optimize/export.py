@@ -13,9 +13,12 @@ PyTorch variants for GPUs (``torch-fp16``, ``torch-bf16``, ``torch-compile``,
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,11 +123,32 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
     return ExportedModel("fp32", path, tuple(axes))
 
 
+class _PreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def _without_preprocess_advice() -> Iterator[None]:
+    """onnxruntime logs advice to pre-process on the root logger at every quantization.
+
+    Dynamic quantization deliberately skips it (it only reads the weights, which need no
+    inferred shapes), so the advice would be noise on the user's terminal.
+    """
+    root, advice = logging.getLogger(), _PreprocessAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+
+
 def quantize_dynamic_int8(fp32: ExportedModel, path: Path) -> ExportedModel:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(fp32.path), str(path), weight_type=QuantType.QInt8)
+    with _without_preprocess_advice():
+        quantize_dynamic(str(fp32.path), str(path), weight_type=QuantType.QInt8)
     import onnx
 
     onnx.checker.check_model(str(path))
@@ -188,16 +212,27 @@ def _static_options(pkg: LoadedPackage, prepared: Path) -> dict[str, Any]:
     }
 
 
+def calibration_data(pkg: LoadedPackage, samples: int) -> tuple[Any, str]:
+    """``samples`` training examples for int8-static, read before anything is written."""
+    try:
+        return load_train_split(pkg.meta, samples)
+    except TensorfabError as exc:
+        raise TensorfabError(
+            f"int8-static calibrates on the model's training data, which cannot be read "
+            f"here ({exc}); make it available or leave int8-static out of --variants"
+        ) from None
+
+
 def quantize_static_int8(
-    fp32: ExportedModel, path: Path, pkg: LoadedPackage, samples: int
+    fp32: ExportedModel, path: Path, pkg: LoadedPackage, calibration: tuple[Any, str]
 ) -> ExportedModel:
     """INT8 weights and activations (QDQ format, per-channel weights), with activation ranges
-    from ``samples`` examples of the package's training split (never the test split, which
-    the parity report then scores it on)."""
+    from examples of the package's training split (:func:`calibration_data`; never the test
+    split, which the parity report then scores it on)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    data, source = load_train_split(pkg.meta, samples)
+    data, source = calibration
     batches = eval_batches(pkg.task, data, CALIBRATION_BATCH, torch.device("cpu"))
     reader = _calibration_reader([batch_feed(pkg.meta, b) for b in batches.epoch(0)])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,9 +305,11 @@ def export_package(
     ``calibration_samples`` training examples set the activation ranges of ``int8-static``.
     """
     _check_variants(variants, calibration_samples)
+    static = "int8-static" in variants
+    calibration = calibration_data(pkg, calibration_samples) if static else None
     out: list[ExportedModel] = []
     if any(v in ONNX_VARIANTS for v in variants):
-        out += _export_onnx_variants(pkg, repo, name, version, variants, calibration_samples)
+        out += _export_onnx_variants(pkg, repo, name, version, variants, calibration)
     for variant in (v for v in variants if v in TORCH_VARIANTS):
         out.append(export_torch_variant(pkg, _version_dir(repo, name, variant, version), variant))
     for model in out:
@@ -290,7 +327,7 @@ def _export_onnx_variants(
     name: str,
     version: int,
     variants: tuple[str, ...],
-    calibration_samples: int,
+    calibration: tuple[Any, str] | None,
 ) -> list[ExportedModel]:
     out: list[ExportedModel] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -302,9 +339,9 @@ def _export_onnx_variants(
         if "int8-dynamic" in variants:
             target = _version_dir(repo, name, "int8-dynamic", version) / "model.onnx"
             out.append(quantize_dynamic_int8(fp32, target))
-        if "int8-static" in variants:
+        if calibration is not None:
             target = _version_dir(repo, name, "int8-static", version) / "model.onnx"
-            out.append(quantize_static_int8(fp32, target, pkg, calibration_samples))
+            out.append(quantize_static_int8(fp32, target, pkg, calibration))
     return out
 
 

@@ -135,3 +135,15 @@ def test_zero_calibration_samples_are_refused(lenet_run: Path, tmp_path: Path) -
     with pytest.raises(TensorfabError, match="--calibration-samples: must be at least 1"):
         export_package(load_package(lenet_run), tmp_path, "x", calibration_samples=0)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_unreadable_training_data_stops_int8_static_before_anything_is_written(
+    lenet_run: Path, tmp_path: Path
+) -> None:
+    pkg = load_package(lenet_run)
+    pkg.meta["data"]["spec"].update(format="idx", path=str(tmp_path / "gone"))
+    with pytest.raises(TensorfabError, match="int8-static calibrates on the model's training"):
+        export_package(pkg, tmp_path / "repo", "digits")
+    assert not (tmp_path / "repo").exists()
+    exported = export_package(pkg, tmp_path / "repo", "digits", variants=("fp32", "int8-dynamic"))
+    assert [e.variant for e in exported] == ["fp32", "int8-dynamic"]
