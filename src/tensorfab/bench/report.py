@@ -164,24 +164,7 @@ def _infer_table(result: dict[str, Any]) -> str:
                 f"{r['throughput_per_s']:,.1f} ({r['throughput_batch_size']}) | "
                 f"{fmt(row['ratio'], '.2f') + 'x' if side == 'tensorfab' else ''} |"
             )
-    return _title(result) + "\n".join(lines) + "\n" + _ablations(result) + _sources(result)
-
-
-def _ablations(result: dict[str, Any]) -> str:
-    """What each tensorfab setting buys: full speed over the speed without it."""
-    rows = [
-        f"| {row['workload']} | {row['batch_size']} | {a['switched_off']} | "
-        f"{a['samples_per_s']:,.1f} | {fmt(a['speedup_from_setting'], '.2f')}x |"
-        for row in result["results"]
-        for a in row.get("ablations", [])
-    ]
-    if not rows:
-        return ""
-    head = [
-        "\n| workload | batch | switched off | samples/s without it | what it buys |",
-        "| --- | ---: | --- | ---: | ---: |",
-    ]
-    return "\n".join(head + rows) + "\n"
+    return _title(result) + "\n".join(lines) + "\n" + _sources(result)
 
 
 def _micro_table(result: dict[str, Any]) -> str:
