@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The GPU checks and benchmarks, for a session lent a GPU machine (the `device` tool).
+#
+# Build the carry folder here first (scripts/device-carry.sh), then one device call per part
+# (each under the 10-minute limit and the 64 MiB carry), from the repository root:
+#   a: carry device_carry/whl device_carry/site/seqeval device_carry/data/mnist
+#      GPU test tier, bench micro, LeNet train (with --ablate) / infer / compare, MNIST example
+#   b: carry device_carry/whl device_carry/site device_carry/data/conll2003
+#      bench train --ablate and bench infer for minilm-ner and bert-base-ner
+#   c: carry as b; CoNLL time to F1 (examples/conll2003-minilm.yaml) and export --device cuda
+# Results come back as $OUT/results-<part>.tar.gz plus the part's log.
+# Smoke test on a CPU: DEVICE=cpu EXTRA=--quick TRAIN_SET="--set train.max_steps=20" \
+#   NO_INSTALL=1 PY=.venv/bin/python OUT=/tmp/out scripts/gpu-session.sh a
+set -uo pipefail
+part=${1:?usage: scripts/gpu-session.sh a|b|c}
+PY=${PY:-python3}
+OUT=${OUT:-/tmp/tensorfab-gpu-out}
+DEVICE=${DEVICE:-cuda}
+EXTRA=${EXTRA:-}
+TRAIN_SET=${TRAIN_SET:-}
+mkdir -p "$OUT"
+res=$(mktemp -d)
+data=device_carry/data
+export PYTHONUNBUFFERED=1
+if [ -z "${NO_INSTALL:-}" ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site device_carry/whl/*.whl || exit 1
+  export PYTHONPATH=$PWD/src:/tmp/site:$PWD/device_carry/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+tf() { "$PY" -m tensorfab.cli.main "$@"; }
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+case "$part" in
+  a)
+    step environment; nvidia-smi -L 2>&1; tf info --json > "$res/info.json"
+    step gpu tests; "$PY" -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$res/gpu-tests.log"
+    step bench micro; tf bench micro --device "$DEVICE" $EXTRA --out "$res/micro.json"
+    step bench train lenet; tf bench train --device "$DEVICE" $EXTRA --ablate \
+      --workloads lenet-mnist --data-dir "$data" --out "$res/train-lenet.json"
+    step bench infer lenet; tf bench infer --device "$DEVICE" $EXTRA \
+      --workloads lenet-mnist --data-dir "$data" --out "$res/infer-lenet.json"
+    step bench compare; tf bench compare --device "$DEVICE" $EXTRA \
+      --workloads lenet-mnist --data-dir "$data" --out "$res/compare-lenet.json"
+    step mnist example; /usr/bin/time -p "$PY" -m tensorfab.cli.main train examples/mnist-lenet.yaml \
+      --set "data.path=$data/mnist" --set "train.device=$DEVICE" $TRAIN_SET \
+      --name "mnist-$DEVICE" --quiet 2>&1 | tail -3
+    cp "runs/mnist-$DEVICE/report.json" "$res/mnist-report.json"
+    ;;
+  b)
+    step bench train ner; tf bench train --device "$DEVICE" $EXTRA --ablate \
+      --workloads minilm-ner,bert-base-ner --data-dir "$data" --out "$res/train-ner.json"
+    step bench infer ner; tf bench infer --device "$DEVICE" $EXTRA \
+      --workloads minilm-ner,bert-base-ner --data-dir "$data" --out "$res/infer-ner.json"
+    ;;
+  c)
+    step conll train; /usr/bin/time -p "$PY" -m tensorfab.cli.main train \
+      examples/conll2003-minilm.yaml --set "data.path=$data/conll2003/train.txt" \
+      --set "data.eval_path=$data/conll2003/valid.txt" --set "train.device=$DEVICE" $TRAIN_SET \
+      --name "conll-$DEVICE" --quiet 2>&1 | tail -3
+    cp "runs/conll-$DEVICE/report.json" "$res/conll-report.json"
+    step export; tf export "runs/conll-$DEVICE" --repo "$res/repo" --name ner --device "$DEVICE" \
+      --variants fp32,int8-dynamic,torch-fp16,torch-bf16,torch-cudagraphs \
+      --data "$data/conll2003/valid.txt" --samples 500 --latency --json > "$res/export.json"
+    rm -rf "$res/repo"/*/[0-9]*  # the models themselves stay on the machine
+    ;;
+  *) echo "unknown part $part: a, b or c" >&2; exit 2 ;;
+esac
+tar -czf "$OUT/results-$part.tar.gz" -C "$res" .
+step done; ls -la "$OUT"
