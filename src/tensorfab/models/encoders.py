@@ -128,6 +128,32 @@ def _load(
     return model.float()
 
 
+def save_encoder_config(model: nn.Module, directory: Path) -> bool:
+    """Write a Hugging Face model's architecture (``config.json``) into ``directory``.
+
+    A model package keeps it so that it rebuilds with :func:`build_from_encoder_config`
+    on a machine that has neither the pretrained encoder nor its hub cache (a server),
+    instead of loading pretrained weights only to overwrite them. False for other models.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "save_pretrained"):
+        return False
+    config.save_pretrained(str(directory))
+    return True
+
+
+def build_from_encoder_config(directory: Path, head: str = "token") -> nn.Module:
+    """The architecture saved by :func:`save_encoder_config`, with fresh fp32 weights."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise TensorfabError(f"{directory}: unreadable encoder config ({exc})") from None
+    with _quiet_transformers():
+        return _head_class(head).from_config(config).float()
+
+
 def load_tokenizer(encoder: str) -> Any:
     from transformers import AutoTokenizer
 

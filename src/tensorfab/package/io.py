@@ -25,11 +25,13 @@ from torch import nn
 from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
+from tensorfab.models.encoders import build_from_encoder_config, save_encoder_config
 from tensorfab.tasks import Task, create_task
 
 FORMAT_VERSION = 1
 META_FILE = "tensorfab.json"
 WEIGHTS_FILE = "weights.safetensors"
+ENCODER_DIR = "encoder"  # transformer packages: the architecture's config.json
 REQUIRED_KEYS = ("task", "model", "labels", "input")
 
 
@@ -72,6 +74,7 @@ def save_package(directory: str | Path, model: nn.Module, meta: dict[str, Any]) 
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    save_encoder_config(model, d / ENCODER_DIR)
     tmp_weights = d / f".{WEIGHTS_FILE}.tmp"
     save_file(_state_dict(model), str(tmp_weights), metadata={"format": "pt"})
     os.replace(tmp_weights, d / WEIGHTS_FILE)
@@ -129,11 +132,20 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
         )
 
 
+def _rebuild_model(meta: dict[str, Any], model_dir: Path) -> nn.Module:
+    """The package's architecture: from its saved encoder config when it has one, so it
+    needs neither the pretrained encoder nor a hub cache; else through the model registry."""
+    args = meta["model"].get("args", {})
+    if (model_dir / ENCODER_DIR / "config.json").is_file():
+        return build_from_encoder_config(model_dir / ENCODER_DIR, args.get("head", "token"))
+    return create_model(meta["model"]["name"], **args)
+
+
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:
     """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
     model_dir = resolve_model_dir(path)
     meta = read_meta(model_dir)
-    model = create_model(meta["model"]["name"], **meta["model"].get("args", {}))
+    model = _rebuild_model(meta, model_dir)
     try:
         state = load_file(str(model_dir / WEIGHTS_FILE))
     except (SafetensorError, OSError) as exc:

