@@ -4,7 +4,7 @@
 # Build the carry folder here first (scripts/device-carry.sh), then one device call per part
 # (each under the 10-minute limit and the 64 MiB carry), from the repository root:
 #   a: carry device_carry/whl device_carry/site/seqeval device_carry/data/mnist
-#      GPU test tier, bench micro, LeNet train (with --ablate) / infer / compare, MNIST example
+#      GPU test tier, bench micro, LeNet train (with --ablate) / infer / compare, MNIST examples
 #   b: carry device_carry/whl device_carry/site device_carry/data/conll2003
 #      bench train --ablate and bench infer for minilm-ner and bert-base-ner
 #   c: carry as b; CoNLL time to F1 (examples/conll2003-minilm.yaml) and export --device cuda
@@ -45,6 +45,10 @@ case "$part" in
       --set "data.path=$data/mnist" --set "train.device=$DEVICE" $TRAIN_SET \
       --name "mnist-$DEVICE" --quiet 2>&1 | tail -3
     cp "runs/mnist-$DEVICE/report.json" "$res/mnist-report.json"
+    step mnist batch 512; /usr/bin/time -p "$PY" -m tensorfab.cli.main train \
+      examples/mnist-lenet-b512.yaml --set "data.path=$data/mnist" --set "train.device=$DEVICE" \
+      $TRAIN_SET --name "mnist-b512-$DEVICE" --quiet 2>&1 | tail -3
+    cp "runs/mnist-b512-$DEVICE/report.json" "$res/mnist-b512-report.json"
     ;;
   b)
     step bench train ner; tf bench train --device "$DEVICE" $EXTRA --ablate \
