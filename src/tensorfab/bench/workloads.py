@@ -193,7 +193,10 @@ class NerWorkload:
         return count_sequences(batch["attention_mask"])
 
     def count_engine(self, batch: Any) -> BatchCount:
-        return count_sequences(batch[2])  # (index, input_ids, attention_mask, labels)
+        """(index, input_ids, attention_mask, labels), or packed rows whose third tensor
+        numbers each row's sequences (0 = padding): sequences are counted by ``index``."""
+        real = (batch[2] > 0).long()
+        return BatchCount(len(batch[0]), real.sum(dim=1), real.numel())
 
     def forward_flops(self, model: torch.nn.Module, meter: StepMeter) -> float:
         """Forward FLOPs of the timed steps on their real tokens (padding excluded)."""

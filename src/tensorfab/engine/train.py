@@ -77,6 +77,7 @@ def _batches(spec: JobSpec, workload: Workload, env: Any, device: torch.device) 
         env.world_size,
         spec.data.device_resident,
         spec.data.length_bucketing,
+        spec.data.packing,
     )
     eval_bs = spec.data.eval_batch_size or max(spec.data.batch_size, 1024)
     return {

@@ -45,6 +45,11 @@ class DataSpec(_Strict):
     )
     max_length: int | None = Field(None, ge=8, description="tokens; default: the encoder's")
     length_bucketing: bool = Field(False, description="batch sequences of similar length")
+    packing: bool = Field(
+        False,
+        description="token-classification training: pack each batch's sentences into rows "
+        "of up to max_length tokens, attention kept within each sentence",
+    )
     image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
     channels: Literal[1, 3] | None = None
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="digits/imagefolder split")
@@ -138,6 +143,9 @@ class JobSpec(_Strict):
                 f"data.format {self.data.format!r} does not fit task {self.task!r} "
                 f"(use {' or '.join(wanted)})"
             )
+        if self.data.packing and self.task != "token-classification":
+            # a packed row has one [CLS]: a per-sequence label would need one per sequence
+            raise ValueError(f"data.packing: only for token-classification, not {self.task!r}")
         return self
 
 

@@ -64,6 +64,7 @@ class Placement:
     world_size: int = 1
     resident: str = "auto"  # auto | on | off (fixed-size tensors only)
     bucket: bool = False  # length-aware batching (sequences only)
+    pack: bool = False  # pack training sequences into rows (token classification only)
 
 
 @dataclass

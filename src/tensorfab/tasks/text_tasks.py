@@ -62,6 +62,10 @@ class TokenClassification:
         return all_ids, all_labels, cut
 
     def logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if len(batch) == 5:  # packed rows: attention stays within each sequence
+            segments = batch[2]  # [B, T], 0 = padding (which attends to padding only)
+            within = (segments[:, :, None] == segments[:, None, :])[:, None]  # [B, 1, T, T]
+            return model(input_ids=batch[1], attention_mask=within, position_ids=batch[4]).logits
         return model(input_ids=batch[1], attention_mask=batch[2]).logits  # [B, T, C]
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -176,6 +180,7 @@ def prepare_text(
             pad_id=tokenizer.pad_token_id or 0,
             seed=where.seed,
             bucket=where.bucket or not shuffle,
+            pack_tokens=limit if where.pack and shuffle and head == "token" else None,
             **shard,
         )
 

@@ -104,3 +104,27 @@ def test_tiny_bert_ner_kill_resume_evaluate_predict(tmp_path: Path, shared_data:
     assert row["text"] == text and len(row["tags"]) == 9
     for ent in row["entities"]:
         assert text[ent["start"] : ent["end"]] == ent["text"]
+
+
+def test_packed_training_reaches_the_padded_runs_scores(tmp_path: Path, shared_data: Path) -> None:
+    """Packing changes the compute, not the optimization: same steps, scores within noise."""
+    from tensorfab.engine.train import train
+    from tensorfab.spec import load_spec
+
+    job = _job(shared_data / "conll2003")
+    sets = [job[i + 1] for i in range(0, len(job) - 1, 2) if job[i] == "--set"]
+    reports = {}
+    for packing in (False, True):
+        extra = [f"data.packing={packing}", f"output.runs_dir={tmp_path}", f"name=p-{packing}"]
+        spec = load_spec(None, [*sets, "train.checkpoint_every_steps=1000", *extra])
+        reports[packing] = train(spec, quiet=True).report
+    plain, packed = reports[False], reports[True]
+    assert packed["metrics"]["test"]["loss"] == pytest.approx(
+        plain["metrics"]["test"]["loss"], rel=0.1
+    )
+    assert (
+        abs(
+            packed["metrics"]["test"]["token_accuracy"] - plain["metrics"]["test"]["token_accuracy"]
+        )
+        < 0.05
+    )

@@ -43,3 +43,24 @@ def test_sequence_level_labels() -> None:
     b = SequenceBatches(IDS, [0, 1, 0, 1, 0, 1, 0, 1], 4, device=CPU, shuffle=False)
     _, _, _, labels = next(b.epoch(0))
     assert labels.tolist() == [0, 1, 0, 1]
+
+
+def test_packing_fills_rows_and_restarts_positions_per_sequence() -> None:
+    ids = [[10 + i] * n for i, n in enumerate((3, 7, 2, 5))]
+    tags = [[i] * len(x) for i, x in enumerate(ids)]
+    b = SequenceBatches(ids, tags, 4, device=CPU, shuffle=False, pack_tokens=10)
+    [(index, packed, segments, labels, positions)] = list(b.epoch(0))
+    assert index.tolist() == [0, 1, 2, 3]
+    # in order: 3 + 7 fill the first row; 2 + 5 the second (width 10, padded with 0)
+    assert packed.tolist() == [[10] * 3 + [11] * 7, [12] * 2 + [13] * 5 + [0] * 3]
+    assert segments.tolist() == [[1] * 3 + [2] * 7, [1] * 2 + [2] * 5 + [0] * 3]
+    assert positions.tolist() == [[0, 1, 2, *range(7)], [0, 1, *range(5), 0, 0, 0]]
+    assert labels.tolist() == [[0] * 3 + [1] * 7, [2] * 2 + [3] * 5 + [-100] * 3]
+
+
+def test_a_sequence_longer_than_the_row_gets_a_row_of_its_own() -> None:
+    b = SequenceBatches([[1] * 4, [2] * 9, [3] * 2], [[0] * 4, [0] * 9, [0] * 2], 3,
+                        device=CPU, shuffle=False, pack_tokens=6)  # fmt: skip
+    [(_, packed, segments, _, _)] = list(b.epoch(0))
+    assert segments.tolist() == [[1] * 4 + [0] * 5, [1] * 9, [1] * 2 + [0] * 7]
+    assert int((packed > 0).sum()) == 15

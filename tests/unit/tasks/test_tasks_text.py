@@ -58,3 +58,41 @@ def test_text_truncation_is_counted() -> None:
         [TextExample("a b c d e f g h i j", "pos"), TextExample("short", "neg")]
     )
     assert (len(ids[0]), len(ids[1]), labels, cut) == (8, 3, [1, 0], 1)
+
+
+@needs_tokenizer
+def test_packed_rows_give_the_loss_and_gradients_of_padded_rows() -> None:
+    import torch
+
+    from tensorfab.data.sequence_batching import SequenceBatches
+    from tensorfab.models import create_model
+    from tensorfab.models.encoders import load_tokenizer
+
+    task = TokenClassification(TAGS, load_tokenizer("minilm-l6"), max_length=64)
+    sentences = [
+        ("Peter Blackburn went to New York .", "B-PER I-PER O O B-LOC I-LOC O"),
+        ("Paris .", "B-LOC O"),
+        ("He said .", "O O O"),
+        ("John met Mary in London yesterday .", "B-PER O B-PER O B-LOC O O"),
+    ]
+    examples = [TokenExample(w.split(), t.split()) for w, t in sentences]
+    ids, labels, _ = task.encode(examples)
+    torch.manual_seed(0)
+    model = create_model("bert-tiny", num_classes=len(TAGS), head="token").eval()
+    results = []
+    for pack in (None, 24):
+        batches = SequenceBatches(ids, labels, 4, device=torch.device("cpu"), shuffle=False,
+                                  pack_tokens=pack)  # fmt: skip
+        [batch] = list(batches.epoch(0))
+        model.zero_grad()
+        loss = task.loss(task.logits(model, batch), batch)
+        loss.backward()
+        grad = model.bert.encoder.layer[0].attention.self.query.weight.grad.clone()
+        results.append((len(batch), batch[1].shape[0], loss.detach(), grad))
+    (
+        (n_plain, rows_plain, loss_plain, grad_plain),
+        (n_packed, rows_packed, loss_packed, grad_packed),
+    ) = results
+    assert (n_plain, n_packed) == (4, 5) and rows_packed < rows_plain == 4
+    torch.testing.assert_close(loss_packed, loss_plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_packed, grad_plain, rtol=1e-4, atol=1e-6)
