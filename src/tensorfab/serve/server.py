@@ -8,6 +8,7 @@ batcher finish its queue before the process exits.
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -42,17 +43,33 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def check_bindable(bind: Bind) -> None:
+    """Fail at once, before any model loads, when the address cannot be bound."""
+    family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((bind.host, bind.port))
+        except OSError as exc:
+            raise TensorfabError(
+                f"{bind.host}:{bind.port}: cannot listen there ({exc.strerror})"
+            ) from None
+
+
 def run_server(options: ServerOptions, bind: Bind) -> int | None:
     """Serve until SIGINT/SIGTERM (blocking); returns the signal that stopped it.
 
     uvicorn re-raises the signal it shut down on once it has restored the handlers it
     found; the handlers installed here record it, so the caller can exit with 128+N.
     """
+    check_bindable(bind)
     received: list[int] = []
     previous = {s: signal.signal(s, lambda n, _: received.append(n)) for s in STOP_SIGNALS}
     try:
         server = build_server(options, bind)
         server.run()
+    except SystemExit:  # uvicorn exits when it cannot start (it has logged why)
+        raise TensorfabError(f"could not serve on {bind.host}:{bind.port}") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

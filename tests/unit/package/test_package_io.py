@@ -217,3 +217,11 @@ def test_a_transformer_package_loads_without_its_pretrained_encoder(
         expected = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         got = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
     assert torch.equal(got, expected)
+
+
+def test_an_unreadable_encoder_config_is_one_error(tmp_path: Path) -> None:
+    from tensorfab.models.encoders import build_from_encoder_config
+
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(TensorfabError, match=r"unreadable encoder config"):
+        build_from_encoder_config(tmp_path)

@@ -183,3 +183,9 @@ def test_bare_on_off_switches_survive_yaml_booleans(tmp_path) -> None:
     assert load_spec(None, ["train.fused=off"]).train.fused == "off"
     with pytest.raises(TensorfabError, match=r"train.fused: Input should be 'auto', 'on' or 'off'"):
         load_spec(None, ["train.fused=maybe"])
+
+
+def test_packing_is_refused_for_a_per_text_task() -> None:
+    with pytest.raises(TensorfabError, match=r"data\.packing: only for token-classification"):
+        load_spec(None, ["task=text-classification", "data.format=text", "data.path=x.csv",
+                         "data.packing=true"])  # fmt: skip
