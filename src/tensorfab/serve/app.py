@@ -12,7 +12,6 @@ serving after any of them.
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -211,17 +210,12 @@ def _add_model_routes(
         return _model_config(repo.get(name, version))
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        start = time.perf_counter()
         model = repo.get(name, version)
-        try:
+        with metrics.request(name, model.version):
             body = await read_body(request, options.max_body_bytes)
             parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
             outputs = await repo.infer(model, parsed.inputs, parsed.parameters.get("timeout"))
             content, header = infer_response(name, model.version, parsed, outputs)
-        except Exception:
-            metrics.record_request(name, model.version, "failure", time.perf_counter() - start)
-            raise
-        metrics.record_request(name, model.version, "success", time.perf_counter() - start)
         if header is None:
             return Response(content, media_type="application/json")
         headers = {HEADER_LENGTH: str(header)}
@@ -229,8 +223,10 @@ def _add_model_routes(
 
     async def predict_route(request: Request, name: str) -> JSONResponse:
         model = repo.get(name)
-        body = await read_body(request, options.max_body_bytes)
-        return JSONResponse(await predict(repo, model, body))  # plain JSON, no re-encoding
+        with metrics.request(name, model.version):
+            body = await read_body(request, options.max_body_bytes)
+            result = await predict(repo, model, body)
+        return JSONResponse(result)  # plain JSON, no re-encoding
 
     for suffix in ("", "/versions/{version}"):
         base = "/v2/models/{name}" + suffix

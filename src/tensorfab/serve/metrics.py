@@ -7,6 +7,10 @@ sizes) and where time goes (queue vs compute).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from tensorfab.serve.batching import BatchStats
@@ -64,6 +68,17 @@ class ServerMetrics:
         self.compute.labels(model, version).observe(stats.compute_s)
         for wait in stats.queue_s:
             self.queue.labels(model, version).observe(wait)
+
+    @contextmanager
+    def request(self, model: str, version: str) -> Iterator[None]:
+        """Count the request in the block as a success or a failure, with its latency."""
+        start = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.record_request(model, version, "failure", time.perf_counter() - start)
+            raise
+        self.record_request(model, version, "success", time.perf_counter() - start)
 
     def record_request(self, model: str, version: str, outcome: str, seconds: float) -> None:
         self.requests.labels(model, version, outcome).inc()

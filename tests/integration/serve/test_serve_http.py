@@ -168,6 +168,16 @@ def test_metrics_count_requests_and_batches(server: BackgroundServer) -> None:
     assert _sample(text, "tensorfab_batch_size_count", 'model="digits"') >= 3
     assert _sample(text, "tensorfab_queue_duration_seconds_count", 'model="digits"') >= 3
     assert "tensorfab_compute_duration_seconds_bucket" in text
+    # the predict endpoint counts too
+    assert _post(server, "/v1/models/ner:predict", json={"text": "Paris ."}).status_code == 200
+    assert _post(server, "/v1/models/ner:predict", json={"text": ""}).status_code == 400
+    text = httpx.get(server.url + "/metrics").text
+    assert (
+        _sample(text, "tensorfab_inference_requests_total", 'outcome="success"', 'model="ner"') >= 1
+    )
+    assert (
+        _sample(text, "tensorfab_inference_requests_total", 'outcome="failure"', 'model="ner"') >= 1
+    )
 
 
 def _sample(text: str, metric: str, *labels: str) -> float:
