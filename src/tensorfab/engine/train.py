@@ -119,7 +119,7 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     seed_everything(spec.seed)
     args = {**workload.model_args, **spec.model.args}
     model = create_model(spec.model.name, **args).to(runtime.device)
-    compiled = torch.compile(model) if spec.train.compile else model
+    compiled = torch.compile(model, mode=spec.train.compile_mode) if spec.train.compile else model
     step_model = wrap_model(compiled, env, runtime.device)
     ctx_batches = _batches(spec, workload, env, runtime.device)
     optimizer, scheduler = _optimization(spec, model, runtime.device, len(ctx_batches["train"]))

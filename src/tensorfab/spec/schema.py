@@ -91,6 +91,11 @@ class TrainSpec(_Strict):
     device: Device = "auto"
     precision: Precision = "auto"
     compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        "default",
+        description="torch.compile mode; reduce-overhead replays CUDA graphs, for small "
+        "launch-bound models on a GPU",
+    )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -107,6 +112,12 @@ class TrainSpec(_Strict):
         None, ge=1, description="also checkpoint mid-epoch every N steps"
     )
     log_every_steps: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _mode_needs_compile(self) -> TrainSpec:
+        if self.compile_mode != "default" and not self.compile:
+            raise ValueError(f"train.compile_mode {self.compile_mode!r} needs train.compile: true")
+        return self
 
     @field_validator("device")
     @classmethod

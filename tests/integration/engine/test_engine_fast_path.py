@@ -36,3 +36,25 @@ def test_device_resident_batches_and_fused_adam_give_the_plain_runs_results(
     # the fused optimizer is the same update with another rounding order
     assert abs(fast["accuracy"] - plain["accuracy"]) <= 0.02
     assert max((fast_w[k] - plain_w[k]).abs().max().item() for k in plain_w) < 1e-2
+
+
+def test_compile_mode_reaches_torch_compile(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from tensorfab.engine import train as train_module
+    from tensorfab.engine.train import setup
+    from tensorfab.errors import TensorfabError
+
+    seen = []
+
+    def fake_compile(model: torch.nn.Module, mode: str | None = None) -> torch.nn.Module:
+        seen.append(mode)
+        return model
+
+    monkeypatch.setattr(train_module.torch, "compile", fake_compile)
+    base = ["train.device=cpu", f"output.runs_dir={tmp_path}", "train.compile=true"]
+    setup(load_spec(None, [*base, "train.compile_mode=reduce-overhead", "name=a"]), quiet=True)
+    setup(load_spec(None, [*base, "name=b"]), quiet=True)
+    assert seen == ["reduce-overhead", "default"]
+    with pytest.raises(TensorfabError, match=r"needs train\.compile: true"):
+        load_spec(None, ["train.compile_mode=max-autotune"])
