@@ -10,6 +10,7 @@ from pathlib import Path
 from tensorfab.optimize import export_package, parity_report
 from tensorfab.optimize.export import DEFAULT_VARIANTS, VARIANTS, ExportedModel
 from tensorfab.optimize.latency import heldout_lengths, latency_report
+from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
 
 HELP = (
@@ -79,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     report["files"] = {e.variant: str(e.path) for e in exported}
     if args.latency:
         report["latency"] = _latency(args, pkg, exported)
-    (Path(args.repo) / name / "export-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    folder = Path(args.repo) / name
+    (folder / "export-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "export-report.md").write_text(export_markdown(report, f"{model_dir} as {name}"))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
