@@ -113,7 +113,7 @@ def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path
     table = (tmp_path / "repo/digits/export-report.md").read_text()
     assert "| fp32 | " in table and "| ok |" in table
     assert "| torch-fp32 |" in table and "| onnx-fp32 |" in table
-    assert "| torch-cudagraphs | | | | | not checked: torch-cudagraphs needs a CUDA GPU" in table
+    assert "| torch-cudagraphs | | | | | | not checked: torch-cudagraphs needs a CUDA GPU" in table
     latency = report["latency"]
     assert latency["device"].startswith("cpu (") and latency["seq_len"] is None
     runtimes = latency["runtimes"]
