@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tensorfab.errors import TensorfabError
 from tensorfab.serve import Bind, ServerOptions, run_server
-from tensorfab.serve.server import check_bindable
 
 HELP = "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)"
 EXAMPLE = """\
@@ -55,9 +54,6 @@ def run(args: argparse.Namespace) -> int:
         announce=lambda line: print(line, flush=True),
     )
     bind = Bind(args.host, args.port, args.graceful_timeout, "warning")
-    check_bindable(bind)
-    auth = "bearer token required" if options.token else "no auth"
-    print(f"serving {repo} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
     stopped_by = run_server(options, bind)
     if stopped_by is None:
         return 0

@@ -34,6 +34,11 @@ DATATYPES: dict[str, Any] = {
 }
 
 
+def datatype_of(dtype: np.dtype) -> str:
+    """The protocol's name of a numpy dtype (FP32, INT64, ...)."""
+    return next(k for k, v in DATATYPES.items() if np.dtype(v) == dtype)
+
+
 class ProtocolError(Exception):
     """A request the server cannot serve; ``status`` is the HTTP status to answer with."""
 
@@ -143,7 +148,7 @@ def check_inputs(
     for name, array in inputs.items():
         spec = want[name]
         if array.dtype != np.dtype(DATATYPES[spec.datatype]):
-            got = next(k for k, v in DATATYPES.items() if np.dtype(v) == array.dtype)
+            got = datatype_of(array.dtype)
             raise ProtocolError(
                 f"input {name!r}: datatype {got}, the model expects {spec.datatype}"
             )
@@ -180,7 +185,7 @@ def infer_response(
         chosen = outputs
     described, blobs = [], []
     for name, array in chosen.items():
-        datatype = next(k for k, v in DATATYPES.items() if np.dtype(v) == array.dtype)
+        datatype = datatype_of(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if request.outputs.get(name, request.binary_default):
             blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()

@@ -13,13 +13,20 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.runtime import Runtime, TorchSettings, input_signature, load_runtime
+from tensorfab.optimize.runtime import (
+    Runtime,
+    TensorSpec,
+    TorchSettings,
+    input_signature,
+    load_runtime,
+)
 from tensorfab.package.io import META_FILE
 from tensorfab.serve.batching import (
     BatchPolicy,
@@ -48,6 +55,11 @@ class LoadedVersion:
     @property
     def meta(self) -> dict[str, Any]:
         return self.runtime.meta
+
+    @cached_property
+    def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """Inputs and outputs, worked out once per load rather than once per request."""
+        return input_signature(self.meta)
 
 
 @dataclass
@@ -132,12 +144,12 @@ class ModelRepository:
         path = self.root / name / version
         loop = asyncio.get_running_loop()
         runtime, task = await loop.run_in_executor(None, _open_version, path, config)
-        per_position = input_signature(runtime.meta)[1][0].shape[0] == -1
+        outputs = input_signature(runtime.meta)[1]
         batcher = DynamicBatcher(
             run=runtime,
             policy=BatchPolicy(config.max_batch_size, config.max_queue_delay_us / 1e6),
             max_queue_size=config.max_queue_size,
-            per_position=per_position,
+            per_position=outputs[0].shape[0] == -1,  # [B, T, C]: cut back to each T
             executor=self.executor,
             instances=config.instances,
             on_batch=lambda stats: self.metrics.record_batch(name, version, stats),
@@ -179,8 +191,7 @@ class ModelRepository:
     ) -> dict[str, np.ndarray]:
         """Check the inputs against the model's signature and run them through its batcher."""
         config = model.config
-        specs = input_signature(model.meta)[0]
-        rows = check_inputs(inputs, specs, config.max_batch_size or None)
+        rows = check_inputs(inputs, model.signature[0], config.max_batch_size or None)
         timeout_s = config.timeout_ms / 1e3
         if isinstance(timeout_us, int) and timeout_us > 0:
             timeout_s = min(timeout_s, timeout_us / 1e6)
@@ -221,7 +232,7 @@ def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any]:
 
 def describe(model: LoadedVersion) -> dict[str, Any]:
     """The protocol's model metadata: name, versions, platform, input and output tensors."""
-    inputs, outputs = input_signature(model.meta)
+    inputs, outputs = model.signature
 
     def tensors(specs: list) -> list[dict[str, Any]]:
         return [{"name": s.name, "datatype": s.datatype, "shape": [-1, *s.shape]} for s in specs]

@@ -63,6 +63,10 @@ def run_server(options: ServerOptions, bind: Bind) -> int | None:
     found; the handlers installed here record it, so the caller can exit with 128+N.
     """
     check_bindable(bind)
+    if options.announce:
+        auth = "bearer token required" if options.token else "no auth"
+        url = f"http://{bind.host}:{bind.port}"
+        options.announce(f"serving {options.repository} on {url} ({auth}); Ctrl-C stops")
     received: list[int] = []
     previous = {s: signal.signal(s, lambda n, _: received.append(n)) for s in STOP_SIGNALS}
     try:
