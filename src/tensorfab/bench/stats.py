@@ -1,4 +1,4 @@
-"""Summaries of repeated timings: median, percentiles and spread, with no dependencies.
+"""Summaries of repeated timings: median, percentiles and spread.
 
 Step times are skewed (a slow step now and then: a Python GC pass, another process on the
 core), so a benchmark reports the median and a spread (p10/p90 and the interquartile range)
@@ -7,24 +7,18 @@ rather than a mean that one outlier can move.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+
+import numpy as np
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) with linear interpolation between closest ranks.
-
-    The same definition as ``numpy.percentile``'s default, kept here so pure code and
-    tests need no numpy.
-    """
+    """The ``q``-th percentile (0-100), numpy's linear interpolation, with clear errors."""
     if not values:
         raise ValueError("percentile of no values")
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile q must be within 0-100, not {q}")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+    return float(np.percentile(values, q))
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
