@@ -5,9 +5,11 @@ Usage (from the repository root, with a trained NER run or package):
     .venv/bin/python benchmarks/serve_batching.py runs/ner-minilm \
         --texts ../shared/data/conll2003/valid.txt --variant int8-dynamic
 
-Exports the model once, then serves it twice from a temporary repository with
+Exports the model once, then serves it three times from a temporary repository with
 ``tensorfab serve`` in its own process: once with dynamic batching (``max_batch_size``
-32) and once with batching off (``max_batch_size: 0``, each request alone), and drives
+32, run in length groups within 25 % padding), once with the same batches padded whole to
+their longest request (``max_padding: null``), and once with batching off
+(``max_batch_size: 0``, each request alone), and drives
 each with the same bounded load (``tensorfab.serve.loadgen``) from this process. Writes
 the JSON summary with the device, date and command to ``--out``.
 """
@@ -34,7 +36,10 @@ from tensorfab.package import load_package, resolve_model_dir
 from tensorfab.serve.loadgen import LoadSpec, run_load
 
 BATCHING = {
-    "batching-on": "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n",
+    "batching-on": "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n"
+    "max_padding: 0.25\n",
+    "batching-on-one-padded-batch": "max_batch_size: 32\nmax_queue_delay_us: 5000\n"
+    "max_queue_size: 512\nmax_padding: null\n",
     "batching-off": "max_batch_size: 0\nmax_queue_size: 512\n",
 }
 
@@ -111,6 +116,8 @@ def main() -> None:
         "texts": f"{args.texts} ({len(bodies)} sentences, one per request)",
         "results": results,
         "speedup_requests_per_s": on["requests_per_s"] / off["requests_per_s"],
+        "speedup_one_padded_batch": results["batching-on-one-padded-batch"]["requests_per_s"]
+        / off["requests_per_s"],
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")

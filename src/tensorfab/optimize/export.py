@@ -376,6 +376,7 @@ def _write_config(model_dir: Path, model: ExportedModel) -> None:
         f"{backend}"
         "max_batch_size: 64\n"
         "max_queue_delay_us: 2000\n"
+        "max_padding: 0.25  # text: sub-batches of similar length; null pads to the longest\n"
         "instances: 1\n"
     )
 

@@ -4,8 +4,10 @@ The decisions are pure functions of the queue and the time (:func:`take_batch`,
 :func:`expire`, :func:`merge`, :func:`split`), so they are tested with a fake clock and no
 sleeps; :class:`DynamicBatcher` is the small asyncio loop around them. A batch starts when
 its rows reach ``max_batch_size`` or when its oldest request has waited
-``max_queue_delay_us``; variable-length inputs (token ids) are padded per batch to the
-longest request in it, and each request gets back exactly its own rows and positions.
+``max_queue_delay_us``. Variable-length inputs (token ids) are then run as sub-batches of
+similar length (:func:`length_groups`), each padded to its own longest request, and each
+request gets back exactly its own rows and positions: padding a whole batch of real
+sentences to its longest one computes mostly padding (README, "Serving", has the figures).
 The queue is bounded: a full queue rejects at once (the server answers 429) instead of
 building a backlog that would time out anyway.
 """
@@ -18,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,7 @@ class Pending:
 class BatchPolicy:
     max_batch_size: int  # 0: no batching, each request runs alone
     max_delay_s: float
+    max_padding: float | None = None  # None: one sub-batch, padded to the batch's longest
 
     def fits(self, rows: int) -> bool:
         return self.max_batch_size == 0 or rows <= self.max_batch_size
@@ -89,6 +92,36 @@ def next_deadline(queue: deque[Pending], policy: BatchPolicy) -> float | None:
     if not queue:
         return None
     return min(queue[0].arrival + policy.max_delay_s, min(p.deadline for p in queue))
+
+
+def length_of(feed: Feed) -> int:
+    """A request's positions per row: the second axis of its first input (1 when it has none)."""
+    first = next(iter(feed.values()))
+    return int(first.shape[1]) if first.ndim >= 2 else 1
+
+
+def length_groups(batch: list[Pending], max_padding: float | None) -> list[list[Pending]]:
+    """Split a batch into sub-batches of similar length, shortest first.
+
+    Requests are sorted by length and a sub-batch grows while padding every row to its
+    longest request keeps the padded positions within ``(1 + max_padding)`` times the
+    positions the requests bring. Equal lengths (images, fixed-length text) always stay one
+    sub-batch; ``None`` keeps the whole batch as one.
+    """
+    if max_padding is None or len(batch) < 2:
+        return [batch]
+    groups: list[list[Pending]] = []
+    rows = positions = 0
+    for p in sorted(batch, key=lambda p: length_of(p.feed)):
+        length = length_of(p.feed)
+        padded = (rows + p.rows) * length
+        if groups and padded <= (1.0 + max_padding) * (positions + p.rows * length):
+            groups[-1].append(p)
+            rows, positions = rows + p.rows, positions + p.rows * length
+        else:
+            groups.append([p])
+            rows, positions = p.rows, p.rows * length
+    return groups
 
 
 def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
@@ -188,9 +221,7 @@ class DynamicBatcher:
                     late,
                     RequestTimeoutError(f"timed out after {now - late.arrival:.3f} s in queue"),
                 )
-            policy = (
-                self.policy if not self._closing else BatchPolicy(self.policy.max_batch_size, 0.0)
-            )
+            policy = self.policy if not self._closing else replace(self.policy, max_delay_s=0.0)
             batch = take_batch(self.queue, now, policy)
             if batch is None:
                 await self._sleep(next_deadline(self.queue, policy), now)
@@ -205,6 +236,10 @@ class DynamicBatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _compute(self, batch: list[Pending]) -> None:
+        for group in length_groups(batch, self.policy.max_padding):
+            await self._compute_group(group)
+
+    async def _compute_group(self, batch: list[Pending]) -> None:
         start = self.clock()
         feed, slices = merge([p.feed for p in batch])
         try:

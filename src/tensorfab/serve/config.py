@@ -33,6 +33,13 @@ class ModelConfig(BaseModel):
         64, ge=0, description="rows per batch; 0 turns dynamic batching off (one request a batch)"
     )
     max_queue_delay_us: int = Field(2000, ge=0, description="longest wait to fill a batch")
+    max_padding: float | None = Field(
+        0.25,
+        ge=0,
+        description="text: run a batch as sub-batches of similar length, each padded to at "
+        "most (1 + max_padding) times its real positions; null pads the whole batch to its "
+        "longest request",
+    )
     max_queue_size: int = Field(256, ge=1, description="waiting requests; beyond: 429")
     timeout_ms: int = Field(30_000, ge=1, description="a request waiting longer fails (503)")
     instances: int = Field(1, ge=1, le=64, description="batches computed at the same time")

@@ -147,7 +147,9 @@ class ModelRepository:
         outputs = input_signature(runtime.meta)[1]
         batcher = DynamicBatcher(
             run=runtime,
-            policy=BatchPolicy(config.max_batch_size, config.max_queue_delay_us / 1e6),
+            policy=BatchPolicy(
+                config.max_batch_size, config.max_queue_delay_us / 1e6, config.max_padding
+            ),
             max_queue_size=config.max_queue_size,
             per_position=outputs[0].shape[0] == -1,  # [B, T, C]: cut back to each T
             executor=self.executor,

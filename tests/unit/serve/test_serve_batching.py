@@ -17,6 +17,7 @@ from tensorfab.serve.batching import (
     QueueFullError,
     RequestTimeoutError,
     expire,
+    length_groups,
     merge,
     next_deadline,
     split,
@@ -79,6 +80,56 @@ def test_merge_pads_token_inputs_and_split_returns_each_requests_own_positions()
     part = split(out, b, slices[1], per_position=True)
     assert part.shape == (2, 1, 2) and part.tolist() == out[1:3, :1].tolist()
     assert split(out[:, 0], b, slices[1], per_position=False).shape == (2, 2)
+
+
+def _tokens(*rows_and_lengths: tuple[int, int]) -> list[Pending]:
+    return [
+        Pending({"input_ids": np.ones((r, t), np.int64)}, r, 0.0, 9.0) for r, t in rows_and_lengths
+    ]
+
+
+def test_length_groups_keep_padding_within_the_bound_shortest_first() -> None:
+    batch = _tokens((1, 10), (1, 40), (1, 11), (2, 12), (1, 44))
+    groups = length_groups(batch, max_padding=0.25)
+    # sorted: 10, 11, 12x2, 40, 44. {10, 11, 12x2}: 4 rows x 12 = 48 padded <= 1.25 x 45;
+    # adding 40: 5 x 40 = 200 > 1.25 x 85. {40, 44}: 88 <= 1.25 x 84 = 105.
+    assert [[length for p in g for length in [p.feed["input_ids"].shape[1]]] for g in groups] == [
+        [10, 11, 12],
+        [40, 44],
+    ]
+    assert sum(len(g) for g in groups) == len(batch)
+    assert length_groups(batch, max_padding=0.0)[0] == [batch[0]]  # no padding at all allowed
+    assert length_groups(batch, max_padding=None) == [batch]  # off: one batch, as it came
+    assert len(length_groups(_tokens((1, 7), (3, 7), (2, 7)), max_padding=0.0)) == 1
+    images = [Pending({"x": np.zeros((1, 1, 28, 28))}, 1, 0.0, 9.0) for _ in range(3)]
+    assert length_groups(images, max_padding=0.0) == [images]
+
+
+def test_a_batch_of_mixed_lengths_runs_as_length_groups_and_answers_each_request() -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        seen.append(feed["input_ids"].shape)
+        return feed["input_ids"][..., None] * 2.0  # [B, T, 1]: a per-position output
+
+    async def main() -> list[np.ndarray]:
+        batcher = DynamicBatcher(
+            run=run,
+            policy=BatchPolicy(8, 0.05, max_padding=0.25),
+            max_queue_size=16,
+            per_position=True,
+            executor=ThreadPoolExecutor(1),
+        )
+        batcher.start()
+        feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
+        out = await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
+        await batcher.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert seen == [(2, 4), (2, 31)]  # {3, 4} and {30, 31}, not one 4 x 31 batch
+    assert [o.shape for o in out] == [(1, 30, 1), (1, 3, 1), (1, 31, 1), (1, 4, 1)]
+    assert [float(o.max()) for o in out] == [60.0, 6.0, 62.0, 8.0]
 
 
 def _batcher(run, **kw) -> DynamicBatcher:
