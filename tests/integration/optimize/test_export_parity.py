@@ -56,6 +56,7 @@ def test_lenet_variants_match_pytorch(lenet_run: Path, tmp_path: Path) -> None:
         "backend": "onnxruntime",
         "max_batch_size": 64,
         "max_queue_delay_us": 2000,
+        "max_padding": 0.25,
         "instances": 1,
     }
     meta = json.loads((tmp_path / "repo/digits-int8-dynamic/1/tensorfab.json").read_text())

@@ -82,6 +82,7 @@ def test_variants_land_in_the_repository_with_their_settings(ner: tuple) -> None
         "cuda_graphs": False,
         "max_batch_size": 64,
         "max_queue_delay_us": 2000,
+        "max_padding": 0.25,
         "instances": 1,
     }
     meta = json.loads((bf16 / "1/tensorfab.json").read_text())
