@@ -16,8 +16,10 @@ SHARED=${SHARED:-../shared}
 out=device_carry
 rm -rf "$out" && mkdir -p "$out/whl" "$out/site" "$out/data"
 
+# typing_extensions too: the machine has one, but pydantic and pydantic-core declare >= 4.16,
+# newer than its image may hold (pip --no-deps would not notice), and tensorfab.spec needs them.
 pins=$("$PY" -m pip freeze 2>/dev/null | grep -i -E \
-  '^(pydantic|pydantic.core|annotated.types|typing.inspection|fastapi|starlette|uvicorn|annotated.doc)==')
+  '^(pydantic|pydantic.core|annotated.types|typing.inspection|typing.extensions|fastapi|starlette|uvicorn|annotated.doc)==')
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d "$out/whl" $pins 2>/dev/null

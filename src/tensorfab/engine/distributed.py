@@ -1,7 +1,8 @@
 """Multi-process training under ``torchrun``: rank discovery, process group, DDP wrap.
 
 torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; without them the run is a single process and
-nothing here does anything. gloo serves CPU runs (and the CPU tests), NCCL GPU runs.
+nothing here does anything. gloo serves CPU runs (and the CPU tests), NCCL GPU runs (with
+gloo beside it for host-side flags).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def device_for_rank(device: str, env: DistEnv) -> str:
 
 def init_distributed(env: DistEnv, device: torch.device) -> None:
     if env.enabled and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        # NCCL for the gradients; gloo beside it for the host-side flag ``any_rank`` reduces
+        # every step (NCCL reduces no CPU tensor, and a GPU flag would sync every step).
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
 
 
