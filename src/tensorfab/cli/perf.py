@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tensorfab.errors import TensorfabError
-from tensorfab.serve.loadgen import LoadSpec, run_load
+from tensorfab.serve.loadgen import LoadSpec, failure_line, run_load
 
 HELP = "load-test a running server: concurrent clients, requests/s, p50/p99 latency"
 EXAMPLE = """\
@@ -26,7 +28,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def server_url(url: str) -> str:
+    """The server's base URL without a trailing slash; refused unless http(s)://host[:port].
+
+    Checked before any load, so a typo is one error, not N failed requests.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port raises ValueError when it is not a number
+    except ValueError as exc:
+        raise TensorfabError(f"{url}: not a server URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TensorfabError(f"{url}: not a server URL; give http://HOST:PORT")
+    return url.rstrip("/")
+
+
 def run(args: argparse.Namespace) -> int:
+    base = server_url(args.url)
     path = Path(args.texts)
     if not path.is_file():
         raise TensorfabError(f"{path}: no such file")
@@ -37,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise TensorfabError("--clients and --requests must be at least 1")
     bodies = [json.dumps({"text": t}).encode() for t in texts]
     spec = LoadSpec(
-        url=f"{args.url.rstrip('/')}/v1/models/{args.model}:predict",
+        url=f"{base}/v1/models/{args.model}:predict",
         bodies=bodies,
         clients=args.clients,
         requests=args.requests,
@@ -47,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
     summary = run_load(spec)
     if args.json:
         print(json.dumps(summary, indent=2))
-    else:
+    elif summary["succeeded"]:
         print(
             f"{summary['requests']} requests, {summary['failed']} failed, "
-            f"{summary['requests_per_s']:.1f} req/s, p50 {summary['p50_ms']:.1f} ms, "
+            f"{summary['requests_per_s']:.1f} successful req/s, p50 {summary['p50_ms']:.1f} ms, "
             f"p99 {summary['p99_ms']:.1f} ms ({summary['clients']} clients)"
         )
-    return 0 if summary["failed"] == 0 and summary["requests"] > 0 else 1
+    problem = failure_line(summary)
+    if problem is None:
+        return 0
+    print(f"error: {problem}", file=sys.stderr)
+    return 1

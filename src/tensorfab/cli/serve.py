@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tensorfab.errors import TensorfabError
 from tensorfab.serve import Bind, ServerOptions, run_server
+from tensorfab.serve.server import check_port
 
 HELP = "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)"
 EXAMPLE = """\
@@ -39,10 +40,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads computing batches")
 
 
+def _check_limits(args: argparse.Namespace) -> None:
+    """Refuse numbers the server cannot start with, as one line rather than a traceback."""
+    if args.threads < 1:
+        raise TensorfabError(f"--threads {args.threads}: must be at least 1")
+    if not args.max_body_mb > 0:
+        raise TensorfabError(f"--max-body-mb {args.max_body_mb}: must be above 0")
+    if not args.graceful_timeout >= 0:
+        raise TensorfabError(f"--graceful-timeout {args.graceful_timeout}: must be 0 or more")
+
+
 def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     if not repo.is_dir():
         raise TensorfabError(f"{repo}: no such model repository folder")
+    check_port(args.port)
+    _check_limits(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     options = ServerOptions(
         repository=repo,

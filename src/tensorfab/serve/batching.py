@@ -9,7 +9,8 @@ similar length (:func:`length_groups`), each padded to its own longest request, 
 request gets back exactly its own rows and positions: padding a whole batch of real
 sentences to its longest one computes mostly padding (README, "Serving", has the figures).
 The queue is bounded: a full queue rejects at once (the server answers 429) instead of
-building a backlog that would time out anyway.
+building a backlog that would time out anyway. When the runtime fails on a batch of
+several requests, each is run again alone, so one faulty request fails alone.
 """
 
 from __future__ import annotations
@@ -240,13 +241,24 @@ class DynamicBatcher:
             await self._compute_group(group)
 
     async def _compute_group(self, batch: list[Pending]) -> None:
+        """Run one sub-batch; if the runtime fails on it, run its requests one by one.
+
+        Requests are checked before they queue, but a runtime can still fail on one of
+        them (an input no check foresaw). Merged into a batch, that one request would fail
+        every request it was batched with, which did nothing wrong; re-running each alone
+        lets exactly the faulty ones fail, at the cost of a slower batch only when
+        something already went wrong.
+        """
         start = self.clock()
         feed, slices = merge([p.feed for p in batch])
         try:
             out = await asyncio.get_running_loop().run_in_executor(self.executor, self.run, feed)
-        except Exception as exc:  # the runtime failed: every request of the batch learns why
+        except Exception as exc:
+            if len(batch) == 1:  # alone already: this request is the faulty one
+                _fail(batch[0], exc)
+                return
             for p in batch:
-                _fail(p, exc)
+                await self._compute_group([p])
             return
         compute = self.clock() - start
         for p, where in zip(batch, slices, strict=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from tensorfab.data.imagefolder import read_image_bytes
@@ -18,6 +19,7 @@ from tensorfab.serve.repository import LoadedVersion, ModelRepository
 from tensorfab.tasks.prediction import image_rows, text_batches, text_rows
 
 MAX_TEXTS = 1024
+OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def _texts(body: bytes) -> list[str]:
@@ -57,6 +59,19 @@ async def _text_predictions(
     return [rows[i] for i in range(len(texts))]
 
 
+def _image_problem(exc: TensorfabError) -> str:
+    """Why the body is not an image, without Python's object reprs.
+
+    PIL names the stream it was given (``<_io.BytesIO object at 0x...>``), which tells a
+    client nothing and leaks an address; the decoder's own error (the exception's context)
+    is used when there is one, with any such repr cut out.
+    """
+    cause = exc.__cause__ or exc.__context__
+    detail = str(cause) if cause is not None else str(exc).removeprefix("request body: ")
+    detail = OBJECT_REPR.sub("", detail).strip().rstrip(":").strip() or "unknown format"
+    return f"request body: not an image PIL can read ({detail})"
+
+
 async def _image_prediction(
     repo: ModelRepository, model: LoadedVersion, body: bytes
 ) -> list[dict[str, Any]]:
@@ -64,7 +79,7 @@ async def _image_prediction(
     try:
         image = read_image_bytes(body, shape["channels"], shape["height"], "request body")
     except TensorfabError as exc:
-        raise ProtocolError(str(exc)) from None
+        raise ProtocolError(_image_problem(exc)) from None
     logits = (await repo.infer(model, {"images": image[None].numpy()}))["logits"]
     return image_rows(["request body"], logits, model.meta["labels"])
 

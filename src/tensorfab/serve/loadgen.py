@@ -2,8 +2,8 @@
 
 Like Triton's ``perf_analyzer`` in its simplest mode: every client sends its next request
 as soon as the previous answer arrives, until the request count or the time bound is
-reached. Reports requests/s, latency percentiles and every non-200 answer, so "no failed
-request" is checked, not assumed.
+reached. Reports successful requests/s, their latency percentiles, and every non-200
+answer with the first error it carried, so "no failed request" is checked, not assumed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,17 @@ class LoadSpec:
     token: str | None = None
 
 
+NO_RESPONSE = "0"  # the status recorded for a request that got no HTTP answer at all
+DETAIL_CHARS = 200
+
+
 async def _client(
-    http: Any, spec: LoadSpec, counter: list[int], deadline: float, out: list[tuple[float, int]]
+    http: Any,
+    spec: LoadSpec,
+    counter: list[int],
+    deadline: float,
+    out: list[tuple[float, int]],
+    errors: dict[str, str],
 ) -> None:
     headers = {"content-type": "application/json"}
     if spec.token:
@@ -41,9 +50,33 @@ async def _client(
                 spec.url, content=spec.bodies[i % len(spec.bodies)], headers=headers
             )
             status = response.status_code
-        except Exception:  # a dropped connection is a failed request, not a crash of the test
+            if status != 200 and str(status) not in errors:
+                errors[str(status)] = error_detail(response)
+        except Exception as exc:  # a dropped connection is a failed request, not a crash
             status = 0
+            errors.setdefault(NO_RESPONSE, transport_detail(exc))
         out.append((time.perf_counter() - start, status))
+
+
+def error_detail(response: Any) -> str:
+    """What a failed answer says: the protocol's ``{"error": ...}``, else its text."""
+    try:
+        message = response.json().get("error")
+    except Exception:  # not JSON, or JSON without an error field: show the text
+        message = None
+    text = message if isinstance(message, str) else response.text.strip()
+    return (text or response.reason_phrase or "no body")[:DETAIL_CHARS]
+
+
+def transport_detail(exc: Exception) -> str:
+    """Why a request got no answer, in the words a user acts on."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({str(exc) or 'connection refused'}); is the server running?"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:DETAIL_CHARS]
 
 
 async def _run(spec: LoadSpec) -> dict[str, Any]:
@@ -51,34 +84,70 @@ async def _run(spec: LoadSpec) -> dict[str, Any]:
 
     limits = httpx.Limits(max_connections=spec.clients, max_keepalive_connections=spec.clients)
     results: list[tuple[float, int]] = []
+    errors: dict[str, str] = {}
     counter = [0]
     async with httpx.AsyncClient(limits=limits, timeout=spec.max_seconds) as http:
         start = time.perf_counter()
         deadline = time.monotonic() + spec.max_seconds
         await asyncio.gather(
-            *(_client(http, spec, counter, deadline, results) for _ in range(spec.clients))
+            *(_client(http, spec, counter, deadline, results, errors) for _ in range(spec.clients))
         )
         seconds = time.perf_counter() - start
-    return summarize(results, seconds, spec.clients)
+    return summarize(results, seconds, spec.clients, errors)
 
 
-def summarize(results: list[tuple[float, int]], seconds: float, clients: int) -> dict[str, Any]:
-    """Requests/s, latency percentiles (ms) and status counts of a finished load run."""
-    latencies = np.array([t for t, _ in results]) * 1e3
+def summarize(
+    results: list[tuple[float, int]],
+    seconds: float,
+    clients: int,
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Successful requests/s, their latency percentiles (ms) and every status's count.
+
+    Throughput and latency count the 200 answers only: a 404 or a refused connection
+    comes back fast, and counting it would report a dead server as a quick one. ``errors``
+    holds the first error message seen for each failing status.
+    """
     statuses: dict[str, int] = {}
     for _, status in results:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    ok = statuses.get("200", 0)
+    latencies = np.array([t for t, status in results if status == 200]) * 1e3
+    ok = len(latencies)
     return {
         "clients": clients,
         "requests": len(results),
+        "succeeded": ok,
         "failed": len(results) - ok,
         "status_counts": statuses,
+        "errors": dict(errors or {}),
         "seconds": seconds,
-        "requests_per_s": len(results) / seconds if seconds > 0 else 0.0,
-        "p50_ms": float(np.percentile(latencies, 50)) if len(results) else None,
-        "p99_ms": float(np.percentile(latencies, 99)) if len(results) else None,
+        "requests_per_s": ok / seconds if seconds > 0 else 0.0,
+        "p50_ms": float(np.percentile(latencies, 50)) if ok else None,
+        "p99_ms": float(np.percentile(latencies, 99)) if ok else None,
     }
+
+
+def failure_line(summary: dict[str, Any]) -> str | None:
+    """Why requests failed, one line (``None`` when none did): each failing status with
+    its count and first error, e.g. ``all 5 requests failed: 404 x5 (model 'x' ...)``."""
+    failed, total = summary["failed"], summary["requests"]
+    if total == 0:
+        return "no request was sent (the time bound ran out first)"
+    if failed == 0:
+        return None
+    parts = []
+    for status, count in sorted(summary["status_counts"].items()):
+        if status == "200":
+            continue
+        label = "no response" if status == NO_RESPONSE else status
+        detail = summary["errors"].get(status)
+        parts.append(f"{label} x{count}" + (f" ({detail})" if detail else ""))
+    head = (
+        f"all {total} requests failed"
+        if failed == total
+        else f"{failed} of {total} requests failed"
+    )
+    return f"{head}: {', '.join(parts)}"
 
 
 def run_load(spec: LoadSpec) -> dict[str, Any]:

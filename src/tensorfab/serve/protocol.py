@@ -172,6 +172,43 @@ def check_inputs(
     return rows
 
 
+def check_tokens(
+    inputs: dict[str, np.ndarray], vocab_size: int | None, max_positions: int | None
+) -> None:
+    """Refuse token inputs the model cannot embed, before they join a batch.
+
+    An id outside the embedding table, an empty row or one longer than the position table
+    makes the runtime fail (onnxruntime's ``Gather idx=...``) for the whole batch the
+    request is merged into, so each request is checked alone here and answered with a 400
+    naming the input and the first offending position. ``None`` skips a bound the model
+    does not have (no position table) or that could not be worked out.
+    """
+    ids = inputs.get("input_ids")
+    if ids is None or ids.ndim != 2:
+        return
+    length = int(ids.shape[1])
+    if length < 1 or (max_positions is not None and length > max_positions):
+        most = f"1 to {max_positions}" if max_positions is not None else "at least 1"
+        raise ProtocolError(f"input 'input_ids': {length} tokens per row; the model takes {most}")
+    if vocab_size is not None:
+        outside = np.argwhere((ids < 0) | (ids >= vocab_size))
+        if len(outside):
+            at = [int(i) for i in outside[0]]
+            raise ProtocolError(
+                f"input 'input_ids': token id {int(ids[tuple(at)])} at {at} is outside "
+                f"the vocabulary (0..{vocab_size - 1})"
+            )
+    mask = inputs.get("attention_mask")
+    if mask is not None:
+        wrong = np.argwhere((mask != 0) & (mask != 1))
+        if len(wrong):
+            at = [int(i) for i in wrong[0]]
+            raise ProtocolError(
+                f"input 'attention_mask': value {int(mask[tuple(at)])} at {at}; "
+                "a mask holds only 0 and 1"
+            )
+
+
 def infer_response(
     model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
 ) -> tuple[bytes, int | None]:

@@ -10,6 +10,8 @@ task that turns texts or images into tensors for the convenience endpoint.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,13 +23,14 @@ import numpy as np
 
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.runtime import (
+    ONNX_FILE,
     Runtime,
     TensorSpec,
     TorchSettings,
     input_signature,
     load_runtime,
 )
-from tensorfab.package.io import META_FILE
+from tensorfab.package.io import ENCODER_DIR, META_FILE
 from tensorfab.serve.batching import (
     BatchPolicy,
     DynamicBatcher,
@@ -36,10 +39,24 @@ from tensorfab.serve.batching import (
 )
 from tensorfab.serve.config import ModelConfig, load_model_config
 from tensorfab.serve.metrics import ServerMetrics
-from tensorfab.serve.protocol import ProtocolError, check_inputs
+from tensorfab.serve.protocol import ProtocolError, check_inputs, check_tokens
 from tensorfab.tasks import create_task
 
 RETRY_AFTER_S = "1"
+# a tokenizer that does not know its model's length says 1e30 (transformers' "very large")
+SANE_MODEL_MAX_LENGTH = 1_000_000
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    """What a text model can embed: ids in [0, vocab_size), 1 to max_positions per row.
+
+    None where the version does not tell (no position table, an image model): that bound
+    is not checked.
+    """
+
+    vocab_size: int | None = None
+    max_positions: int | None = None
 
 
 @dataclass
@@ -51,6 +68,7 @@ class LoadedVersion:
     runtime: Runtime
     batcher: DynamicBatcher
     task: Any
+    limits: TokenLimits = TokenLimits()
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -80,6 +98,15 @@ def version_dirs(model_dir: Path) -> list[str]:
     return sorted(found, key=int)
 
 
+def repository_models(root: Path) -> list[str]:
+    """Every model folder of a repository (one with a version folder), sorted.
+
+    A function of the folder alone, so ``tensorfab serve --models`` can check the names
+    it is given before the server (and its models) start.
+    """
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and version_dirs(p))
+
+
 def _warmup_feed(meta: dict[str, Any]) -> dict[str, np.ndarray]:
     inputs, _ = input_signature(meta)
     if meta["input"]["kind"] == "image":
@@ -100,7 +127,7 @@ class ModelRepository:
 
     def names(self) -> list[str]:
         """Every model folder of the repository (loaded or not)."""
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and version_dirs(p))
+        return repository_models(self.root)
 
     def index(self) -> list[dict[str, Any]]:
         """Triton's repository index: each model version with its state and reason."""
@@ -143,7 +170,7 @@ class ModelRepository:
     async def _load_version(self, name: str, version: str, config: ModelConfig) -> LoadedVersion:
         path = self.root / name / version
         loop = asyncio.get_running_loop()
-        runtime, task = await loop.run_in_executor(None, _open_version, path, config)
+        runtime, task, limits = await loop.run_in_executor(None, _open_version, path, config)
         outputs = input_signature(runtime.meta)[1]
         batcher = DynamicBatcher(
             run=runtime,
@@ -157,7 +184,7 @@ class ModelRepository:
             on_batch=lambda stats: self.metrics.record_batch(name, version, stats),
         )
         batcher.start()
-        return LoadedVersion(name, version, config, path, runtime, batcher, task)
+        return LoadedVersion(name, version, config, path, runtime, batcher, task, limits)
 
     async def unload(self, name: str) -> None:
         """Finish the model's queued requests, then drop it."""
@@ -194,6 +221,7 @@ class ModelRepository:
         """Check the inputs against the model's signature and run them through its batcher."""
         config = model.config
         rows = check_inputs(inputs, model.signature[0], config.max_batch_size or None)
+        check_tokens(inputs, model.limits.vocab_size, model.limits.max_positions)
         timeout_s = config.timeout_ms / 1e3
         if isinstance(timeout_us, int) and timeout_us > 0:
             timeout_s = min(timeout_s, timeout_us / 1e6)
@@ -215,8 +243,9 @@ def _settings(config: ModelConfig) -> TorchSettings | None:
     return TorchSettings(config.precision, config.compile, config.cuda_graphs)
 
 
-def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any]:
-    """Load the runtime and the task of one version folder and warm it up (in a thread)."""
+def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any, TokenLimits]:
+    """Load the runtime, the task and the token limits of one version folder and warm it
+    up (in a thread)."""
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a package)")
     runtime = load_runtime(path, config.backend, config.device, config.threads, _settings(config))
@@ -225,11 +254,105 @@ def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any]:
         task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(path))
     except (KeyError, TypeError, OSError) as exc:
         raise TensorfabError(f"{path / META_FILE}: cannot rebuild the task ({exc})") from None
+    limits = TokenLimits()
+    if meta["input"]["kind"] == "text":
+        limits = token_limits(path, getattr(task, "tokenizer", None))
+        task = _truncating_within(task, limits.max_positions)
     if config.warmup:
         start = time.perf_counter()
         runtime(_warmup_feed(meta))
         meta.setdefault("serving", {})["warmup_s"] = time.perf_counter() - start
-    return runtime, task
+    return runtime, task, limits
+
+
+def token_limits(path: Path, tokenizer: Any = None) -> TokenLimits:
+    """The vocabulary size and the longest row a text model version can embed.
+
+    Read once per load from what the version folder holds: the encoder's ``config.json``
+    (model packages), else the embedding tables of ``model.onnx`` (exported graphs, whose
+    folder has no config), else the tokenizer's vocabulary. The tokenizer's
+    ``model_max_length`` caps the positions too: models such as RoBERTa keep two of their
+    position rows for padding, which the table's size alone does not show.
+    """
+    vocab, positions = _encoder_config_limits(path / ENCODER_DIR / "config.json")
+    if (vocab is None or positions is None) and (path / ONNX_FILE).is_file():
+        graph_vocab, graph_positions = _onnx_limits(path / ONNX_FILE)
+        vocab = vocab if vocab is not None else graph_vocab
+        positions = positions if positions is not None else graph_positions
+    if vocab is None and tokenizer is not None:
+        vocab = len(tokenizer)
+    told = getattr(tokenizer, "model_max_length", None)
+    if isinstance(told, int) and 0 < told < SANE_MODEL_MAX_LENGTH:
+        positions = told if positions is None else min(positions, told)
+    return TokenLimits(vocab, positions)
+
+
+def _encoder_config_limits(config_file: Path) -> tuple[int | None, int | None]:
+    """``vocab_size`` and ``max_position_embeddings`` of a Hugging Face config.json."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(config, dict):
+        return None, None
+    vocab, positions = config.get("vocab_size"), config.get("max_position_embeddings")
+    return (
+        vocab if isinstance(vocab, int) and vocab > 0 else None,
+        positions if isinstance(positions, int) and positions > 0 else None,
+    )
+
+
+def _onnx_limits(graph_file: Path) -> tuple[int | None, int | None]:
+    """Rows of the word and position embedding tables that an ONNX graph gathers from.
+
+    The word table is the one ``Gather`` indexes with the ``input_ids`` input; the position
+    table is the gathered table named ``position_embeddings`` (Hugging Face's name, kept
+    by the export). A quantized table is followed back through its ``DequantizeLinear``.
+    """
+    try:
+        import onnx
+
+        graph = onnx.load(str(graph_file), load_external_data=False).graph
+    except Exception:  # no onnx package, or a graph onnxruntime reads and onnx does not
+        return None, None
+    tables = {t.name: list(t.dims) for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def table(name: str) -> tuple[str, list[int]] | None:
+        node = producers.get(name)
+        if node is not None and node.op_type == "DequantizeLinear":
+            name = node.input[0]
+        dims = tables.get(name)
+        return (name, dims) if dims is not None and len(dims) == 2 else None
+
+    vocab = positions = None
+    for node in graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2:
+            continue
+        found = table(node.input[0])
+        if found is None:
+            continue
+        name, dims = found
+        if node.input[1] == "input_ids":
+            vocab = int(dims[0])
+        elif "position_embeddings" in name:
+            positions = int(dims[0])
+    return vocab, positions
+
+
+def _truncating_within(task: Any, max_positions: int | None) -> Any:
+    """The task, truncating texts to at most ``max_positions`` tokens.
+
+    The convenience endpoint tokenizes with the task: a task trained with a longer
+    ``max_length`` than the model's position table would make a long text fail (400)
+    instead of being cut, as ``tensorfab predict`` cuts it.
+    """
+    length = getattr(task, "max_length", None)
+    if max_positions is None or not isinstance(length, int) or length <= max_positions:
+        return task
+    if not dataclasses.is_dataclass(task):
+        return task
+    return dataclasses.replace(task, max_length=max_positions)
 
 
 def describe(model: LoadedVersion) -> dict[str, Any]:

@@ -17,8 +17,10 @@ import uvicorn
 
 from tensorfab.errors import TensorfabError
 from tensorfab.serve.app import ServerOptions, create_app
+from tensorfab.serve.repository import repository_models
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,32 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
+def check_port(port: int) -> None:
+    """Refuse a port outside 0..65535 with a message, not the socket's OverflowError."""
+    if not 0 <= port <= MAX_PORT:
+        raise TensorfabError(f"--port {port}: choose a port from 0 to {MAX_PORT}")
+
+
+def check_models(options: ServerOptions) -> None:
+    """Fail before anything starts when a model named to load is not in the repository.
+
+    Found only in the app's startup, the mistake would surface as uvicorn's traceback
+    after the "serving ..." line; here it is one error that lists the models there are.
+    """
+    if not options.models:
+        return
+    present = repository_models(options.repository)
+    for name in options.models:
+        if name not in present:
+            listed = ", ".join(present) or "none"
+            raise TensorfabError(
+                f"model {name!r}: not in the repository {options.repository} (models: {listed})"
+            )
+
+
 def check_bindable(bind: Bind) -> None:
     """Fail at once, before any model loads, when the address cannot be bound."""
+    check_port(bind.port)
     family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,6 +88,7 @@ def run_server(options: ServerOptions, bind: Bind) -> int | None:
     uvicorn re-raises the signal it shut down on once it has restored the handlers it
     found; the handlers installed here record it, so the caller can exit with 128+N.
     """
+    check_models(options)
     check_bindable(bind)
     if options.announce:
         auth = "bearer token required" if options.token else "no auth"

@@ -1,5 +1,6 @@
 """A small model repository for the server tests: digits (ONNX, and a package in 2 versions),
-a tiny BERT NER model (ONNX), and a broken model, trained on CPU in seconds."""
+a tiny BERT NER model (ONNX, and its package run by PyTorch), and a broken model, trained on
+CPU in seconds."""
 
 from __future__ import annotations
 
@@ -72,6 +73,10 @@ def serve_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_package(load_package(ner), repo, "ner", variants=("fp32",))
     (repo / "ner" / "config.yaml").write_text(
         "max_batch_size: 8\nmax_queue_delay_us: 50000\nmax_queue_size: 64\n"
+    )
+    shutil.copytree(ner / "model", repo / "ner-torch" / "1")  # the package, run by PyTorch
+    (repo / "ner-torch" / "config.yaml").write_text(
+        "backend: torch\nmax_batch_size: 8\nmax_queue_delay_us: 50000\n"
     )
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "tensorfab.json").write_text("{not json")

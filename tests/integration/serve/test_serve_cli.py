@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tensorfab.serve import BackgroundServer
 from testkit import cli_command, run_cli
@@ -57,5 +58,63 @@ def test_perf_cli_reports_a_bounded_run(server: BackgroundServer, tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["requests"] == 20 and summary["failed"] == 0 and summary["clients"] == 4
-    missing = run_cli("perf", server.url, "--model", "nope", "--texts", "texts.txt", cwd=tmp_path)
-    assert missing.returncode == 1  # every request got a 404
+    assert summary["succeeded"] == 20 and summary["requests_per_s"] > 0
+    plain = run_cli(
+        "perf", server.url, "--model", "ner", "--texts", "texts.txt",
+        "--clients", "2", "--requests", "4", cwd=tmp_path,
+    )  # fmt: skip
+    assert plain.returncode == 0 and plain.stderr == ""
+    assert plain.stdout.startswith("4 requests, 0 failed, ") and "successful req/s" in plain.stdout
+
+
+def test_perf_cli_says_why_every_request_failed(
+    server: BackgroundServer, tmp_path: Path, free_port
+) -> None:
+    (tmp_path / "texts.txt").write_text("EU rejects German call .\n")
+    common = ("--texts", "texts.txt", "--clients", "2", "--requests", "5")
+    missing = run_cli("perf", server.url, "--model", "nope", *common, cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stdout == ""  # no req/s or latency of answers that were all errors
+    assert missing.stderr.strip() == (
+        "error: all 5 requests failed: 404 x5 (model 'nope' is not in the repository)"
+    )
+    closed = f"http://127.0.0.1:{free_port()}"
+    refused = run_cli("perf", closed, "--model", "ner", *common, cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("error: all 5 requests failed: no response x5 (cannot connect")
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_perf_cli_refuses_a_url_that_is_not_a_server_before_any_load(tmp_path: Path) -> None:
+    (tmp_path / "texts.txt").write_text("EU rejects German call .\n")
+    proc = run_cli("perf", "notaurl", "--model", "ner", "--texts", "texts.txt", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: notaurl: not a server URL; give http://HOST:PORT"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--port", "99999"], "error: --port 99999: choose a port from 0 to 65535"),
+        (["--threads", "0"], "error: --threads 0: must be at least 1"),
+    ],
+)
+def test_serve_cli_refuses_numbers_it_cannot_start_with(
+    serve_repo: Path, tmp_path: Path, option: list[str], message: str
+) -> None:
+    proc = run_cli("serve", str(serve_repo), *option, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == message
+
+
+def test_serve_cli_refuses_unknown_models_before_serving(
+    serve_repo: Path, tmp_path: Path, free_port
+) -> None:
+    port = str(free_port())
+    proc = run_cli("serve", str(serve_repo), "--port", port, "--models", "ner,nope", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""  # nothing about serving
+    assert proc.stderr.strip() == (
+        f"error: model 'nope': not in the repository {serve_repo} "
+        "(models: broken, digits, digits-torch, ner, ner-torch)"
+    )

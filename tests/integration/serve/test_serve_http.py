@@ -152,7 +152,10 @@ def test_predict_endpoint_gives_entities_and_image_labels(
     row = image.json()["predictions"][0]
     assert row["label"] in [str(d) for d in range(10)] and 0 < row["score"] <= 1
     junk = _post(server, "/v1/models/digits:predict", content=b"not an image")
-    assert junk.status_code == 400 and "request body: unreadable image" in junk.json()["error"]
+    assert junk.status_code == 400
+    assert junk.json() == {
+        "error": "request body: not an image PIL can read (cannot identify image file)"
+    }
 
 
 def test_metrics_count_requests_and_batches(server: BackgroundServer) -> None:

@@ -225,3 +225,63 @@ def test_stop_finishes_queued_requests_without_waiting_for_the_delay() -> None:
 
     out, took = asyncio.run(main())
     assert out.tolist() == [[1.0]] and took < 5.0
+
+
+def test_a_batch_the_runtime_fails_on_is_rerun_alone_so_only_the_faulty_request_fails() -> None:
+    calls: list[list[float]] = []
+    recorded: list[int] = []
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        calls.append(feed["x"][:, 0].tolist())
+        if (feed["x"] < 0).any():
+            raise RuntimeError("index out of range in the runtime")
+        return feed["x"] * 10.0
+
+    async def main() -> list:
+        batcher = _batcher(run, on_batch=lambda stats: recorded.append(stats.rows))
+        batcher.start()
+        values = [1.0, 2.0, -3.0, 4.0]
+        feeds = [{"x": np.array([[v]])} for v in values]
+        out = await asyncio.gather(
+            *(batcher.submit(f, 1, 5.0) for f in feeds), return_exceptions=True
+        )
+        await batcher.stop()
+        return out
+
+    out = asyncio.run(main())
+    assert calls == [[1.0, 2.0, -3.0, 4.0], [1.0], [2.0], [-3.0], [4.0]]
+    assert [o.tolist() for o in (out[0], out[1], out[3])] == [[[10.0]], [[20.0]], [[40.0]]]
+    assert isinstance(out[2], RuntimeError) and str(out[2]) == "index out of range in the runtime"
+    assert recorded == [1, 1, 1]  # the metrics count the three requests that ran
+
+
+def test_isolation_reruns_within_a_length_group_and_trims_each_answer() -> None:
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        if (feed["input_ids"] > 1000).any():
+            raise RuntimeError("Gather idx=99999 out of bounds")
+        return feed["input_ids"][..., None] * 1.0
+
+    async def main() -> list:
+        batcher = DynamicBatcher(
+            run=run,
+            policy=BatchPolicy(8, 0.05, max_padding=0.25),
+            max_queue_size=16,
+            per_position=True,
+            executor=ThreadPoolExecutor(1),
+        )
+        batcher.start()
+        feeds = [
+            {"input_ids": np.array([[5, 6, 7]])},
+            {"input_ids": np.array([[8, 99999, 9]])},
+            {"input_ids": np.array([[4, 3]])},
+        ]
+        out = await asyncio.gather(
+            *(batcher.submit(f, 1, 5.0) for f in feeds), return_exceptions=True
+        )
+        await batcher.stop()
+        return out
+
+    good, bad, short = asyncio.run(main())
+    assert good.shape == (1, 3, 1) and good.ravel().tolist() == [5.0, 6.0, 7.0]
+    assert short.shape == (1, 2, 1) and short.ravel().tolist() == [4.0, 3.0]
+    assert isinstance(bad, RuntimeError) and "Gather idx=99999" in str(bad)

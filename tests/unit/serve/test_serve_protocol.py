@@ -14,6 +14,7 @@ from tensorfab.serve.config import ModelConfig, load_model_config
 from tensorfab.serve.protocol import (
     ProtocolError,
     check_inputs,
+    check_tokens,
     infer_response,
     parse_infer_request,
 )
@@ -125,6 +126,45 @@ def test_malformed_requests_name_the_problem(body: bytes, header: str | None, me
 def test_inputs_that_do_not_fit_the_signature_are_refused(inputs: dict, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         check_inputs(inputs, TEXT, 8)
+
+
+def _ids(rows: list[list[int]], mask: list[list[int]] | None = None) -> dict:
+    ids = np.array(rows, np.int64).reshape(len(rows), -1)
+    masks = np.ones_like(ids) if mask is None else np.array(mask, np.int64)
+    return {"input_ids": ids, "attention_mask": masks}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (_ids([[101, 5, 6, 99999999, 102]]),
+         "input 'input_ids': token id 99999999 at [0, 3] is outside the vocabulary (0..30521)"),
+        (_ids([[101, 102], [101, -1]]),
+         "input 'input_ids': token id -1 at [1, 1] is outside the vocabulary (0..30521)"),
+        (_ids([[101, 30522]]),
+         "input 'input_ids': token id 30522 at [0, 1] is outside the vocabulary (0..30521)"),
+        (_ids([[]]), "input 'input_ids': 0 tokens per row; the model takes 1 to 16"),
+        (_ids([[1] * 17]), "input 'input_ids': 17 tokens per row; the model takes 1 to 16"),
+        (_ids([[101, 7, 102]], [[1, 2, 1]]),
+         "input 'attention_mask': value 2 at [0, 1]; a mask holds only 0 and 1"),
+        (_ids([[101, 7, 102]], [[1, 1, -1]]),
+         "input 'attention_mask': value -1 at [0, 2]; a mask holds only 0 and 1"),
+    ],
+)  # fmt: skip
+def test_tokens_the_model_cannot_embed_are_refused_naming_input_and_position(
+    inputs: dict, message: str
+) -> None:
+    with pytest.raises(ProtocolError) as info:
+        check_tokens(inputs, vocab_size=30522, max_positions=16)
+    assert str(info.value) == message and info.value.status == 400
+
+
+def test_tokens_within_the_limits_pass_and_unknown_limits_are_not_checked() -> None:
+    check_tokens(_ids([[0, 30521] + [1] * 14], [[1] * 8 + [0] * 8]), 30522, 16)
+    check_tokens(_ids([[5] * 600]), vocab_size=None, max_positions=None)
+    with pytest.raises(ProtocolError, match="0 tokens per row; the model takes at least 1"):
+        check_tokens(_ids([[]]), vocab_size=None, max_positions=None)
+    check_tokens({"images": np.zeros((1, 1, 2, 2), np.uint8)}, 10, 4)  # not a text model
 
 
 def test_unknown_requested_output_is_an_error() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,15 @@ from tensorfab.serve.batching import QueueFullError, RequestTimeoutError
 from tensorfab.serve.config import ModelConfig
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError
-from tensorfab.serve.repository import LoadedVersion, ModelRepository, version_dirs
+from tensorfab.serve.repository import (
+    LoadedVersion,
+    ModelRepository,
+    TokenLimits,
+    _truncating_within,
+    repository_models,
+    token_limits,
+    version_dirs,
+)
 
 META = {"task": "image-classification", "labels": ["a", "b"],
         "input": {"kind": "image", "channels": 1, "height": 2, "width": 2}}  # fmt: skip
@@ -77,3 +87,124 @@ def test_a_missing_repository_and_version_folders(tmp_path: Path) -> None:
     for name in ("2", "10", "1", "notes", "3x"):
         (tmp_path / name).mkdir()
     assert version_dirs(tmp_path) == ["1", "2", "10"]
+
+
+TEXT_META = {"task": "token-classification", "labels": ["O", "B-PER"], "input": {"kind": "text"}}
+
+
+class _TextRuntime:
+    meta = TEXT_META
+    backend = "onnxruntime"
+
+
+def _text_version(limits: TokenLimits) -> LoadedVersion:
+    return LoadedVersion(
+        "ner", "1", ModelConfig(), Path("ner/1"), _TextRuntime(), _Batcher(None), None, limits
+    )  # type: ignore[arg-type]
+
+
+def test_token_ids_outside_the_limits_are_refused_before_they_join_a_batch(
+    tmp_path: Path,
+) -> None:
+    repo = ModelRepository(tmp_path, ServerMetrics())
+    model = _text_version(TokenLimits(vocab_size=100, max_positions=8))
+    ids = np.array([[1, 2, 100]], np.int64)
+    with pytest.raises(ProtocolError) as info:
+        asyncio.run(repo.infer(model, {"input_ids": ids, "attention_mask": np.ones_like(ids)}))
+    assert str(info.value) == (
+        "input 'input_ids': token id 100 at [0, 2] is outside the vocabulary (0..99)"
+    )
+    assert info.value.status == 400 and model.batcher.seen == []  # never queued
+    ok = np.array([[1, 2, 99]], np.int64)
+    asyncio.run(repo.infer(model, {"input_ids": ok, "attention_mask": np.ones_like(ok)}))
+    assert model.batcher.seen == [(1, 30.0)]
+
+
+class _Tokenizer:
+    def __init__(self, size: int, model_max_length: int) -> None:
+        self.size, self.model_max_length = size, model_max_length
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def test_token_limits_come_from_the_encoder_config_capped_by_the_tokenizer(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "encoder").mkdir()
+    config = {"vocab_size": 30522, "max_position_embeddings": 514}
+    (tmp_path / "encoder" / "config.json").write_text(json.dumps(config))
+    assert token_limits(tmp_path) == TokenLimits(30522, 514)
+    # RoBERTa-like: 514 position rows, 2 of them kept for padding; the tokenizer says 512
+    assert token_limits(tmp_path, _Tokenizer(30000, 512)) == TokenLimits(30522, 512)
+    huge = _Tokenizer(30000, int(1e30))  # transformers' "no limit known"
+    assert token_limits(tmp_path, huge) == TokenLimits(30522, 514)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert token_limits(empty, _Tokenizer(250, 128)) == TokenLimits(250, 128)
+    assert token_limits(empty) == TokenLimits(None, None)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_token_limits_of_an_onnx_graph_are_its_embedding_tables(
+    tmp_path: Path, quantized: bool
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    def table(name: str, rows: int) -> list:
+        if not quantized:
+            return [helper.make_tensor(name, TensorProto.FLOAT, [rows, 4], [0.0] * rows * 4)]
+        return [
+            helper.make_tensor(f"{name}_q", TensorProto.UINT8, [rows, 4], [0] * rows * 4),
+            helper.make_tensor(f"{name}_scale", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor(f"{name}_zero", TensorProto.UINT8, [], [0]),
+        ]
+
+    def source(name: str) -> tuple[str, list]:
+        if not quantized:
+            return name, []
+        node = helper.make_node(
+            "DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero"], [f"{name}_dq"]
+        )
+        return f"{name}_dq", [node]
+
+    word, word_nodes = source("bert.embeddings.word_embeddings.weight")
+    pos, pos_nodes = source("bert.embeddings.position_embeddings.weight")
+    nodes = [
+        *word_nodes,
+        *pos_nodes,
+        helper.make_node("Gather", [word, "input_ids"], ["words"]),
+        helper.make_node("Gather", [pos, "attention_mask"], ["positions"]),
+        helper.make_node("Add", ["words", "positions"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [
+            helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "t"])
+            for n in ("input_ids", "attention_mask")
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "t", 4])],
+        table("bert.embeddings.word_embeddings.weight", 50)
+        + table("bert.embeddings.position_embeddings.weight", 12),
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    assert token_limits(tmp_path) == TokenLimits(50, 12)
+    assert token_limits(tmp_path, _Tokenizer(40, 10)) == TokenLimits(50, 10)
+
+
+def test_the_convenience_task_truncates_within_the_models_positions() -> None:
+    @dataclass
+    class _Task:
+        max_length: int
+
+    assert _truncating_within(_Task(1024), 512) == _Task(512)
+    assert _truncating_within(_Task(128), 512) == _Task(128)
+    assert _truncating_within(_Task(1024), None) == _Task(1024)
+
+
+def test_repository_models_are_the_folders_with_a_version(tmp_path: Path) -> None:
+    for folder in ("b/1", "a/2", "notes", "c/old"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert repository_models(tmp_path) == ["a", "b"]
