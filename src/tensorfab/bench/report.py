@@ -51,9 +51,24 @@ def load_average() -> float | None:
         return None
 
 
-def default_out_path(device: torch.device, kind: str, date: str) -> Path:
-    """``benchmarks/results/<device>-<date>-bench-<kind>.json``: one file per sub-command."""
-    return RESULTS_DIR / f"{device.type}-{date}-bench-{kind}.json"
+def default_out_path(device: torch.device, kind: str, date: str, quick: bool = False) -> Path:
+    """``benchmarks/results/<device>-<date>-bench-<kind>[-quick][-N].json``, a file not yet there.
+
+    ``-quick`` keeps smoke-test numbers apart from real ones, and ``-2``, ``-3``... keep a
+    second run of the day from replacing results that may already be committed.
+    """
+    stem = f"{device.type}-{date}-bench-{kind}" + ("-quick" if quick else "")
+    return unused_path(RESULTS_DIR / f"{stem}.json")
+
+
+def unused_path(path: Path) -> Path:
+    """``path``, or ``path`` with ``-2``, ``-3``... before its suffix, whichever is free along
+    with the table and chart written beside it."""
+    candidate, n = path, 1
+    while any(candidate.with_suffix(s).exists() for s in (".json", ".md", ".png")):
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
 
 
 def save_results(result: dict[str, Any], out: Path) -> dict[str, str]:

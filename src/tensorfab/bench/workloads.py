@@ -45,6 +45,7 @@ class Plan:
     data_dir: Path
     compile: str = "auto"  # auto | on | off, for the tensorfab side of training
     ablate: bool = False  # also run the tensorfab side with each speed setting switched off
+    synthetic_ok: bool = True  # False for a --data-dir the user named: real MNIST or an error
 
     @property
     def total_steps(self) -> int:
@@ -78,6 +79,11 @@ def _has_mnist(folder: Path) -> bool:
     return True
 
 
+def has_mnist(data_dir: Path) -> bool:
+    """Whether lenet-mnist finds real MNIST under ``data_dir`` (else it runs on synthetic)."""
+    return _has_mnist(data_dir.resolve() / "mnist")
+
+
 class LenetMnist:
     """The GPU tutorials' CNN workload."""
 
@@ -92,6 +98,11 @@ class LenetMnist:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if _has_mnist(real):
             self.path, source = real, "real"
+        elif not plan.synthetic_ok:  # a folder the user named must hold what it is named for
+            raise TensorfabError(
+                f"--data-dir {plan.data_dir}: no MNIST in {real} (lenet-mnist needs its four "
+                "IDX files there; leave --data-dir out to run it on synthetic images)"
+            )
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="tensorfab-bench-mnist-")
             n_train = limit or 60_000

@@ -24,6 +24,7 @@ from tensorfab.bench import (
     save_results,
 )
 from tensorfab.bench.report import markdown
+from tensorfab.bench.workloads import has_mnist
 from tensorfab.errors import TensorfabError
 
 HELP = "benchmark the hardware and tensorfab against the tutorials' plain PyTorch loops"
@@ -53,6 +54,7 @@ SUBCOMMANDS = {
         "tensorfab bench compare --workloads lenet-mnist,minilm-ner",
     ),
 }
+DEFAULT_DATA_DIR = Path("../shared/data")
 DEFAULT_WORKLOADS = {"train": WORKLOAD_NAMES, "infer": WORKLOAD_NAMES, "compare": ("lenet-mnist",)}
 
 
@@ -78,7 +80,9 @@ def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
         cmd.add_argument("--steps", type=int, help="timed steps (default 100, quick 3)")
         cmd.add_argument("--warmup", type=int, help="untimed steps first (default 10, quick 1)")
         cmd.add_argument(
-            "--data-dir", default="../shared/data", help="folder holding mnist/ and conll2003/"
+            "--data-dir",
+            help=f"folder holding mnist/ and conll2003/ (default {DEFAULT_DATA_DIR}; "
+            "lenet-mnist runs on synthetic images only if that has no MNIST)",
         )
         cmd.add_argument(
             "--ablate",
@@ -96,7 +100,11 @@ def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
         type=int,
         help="CPU threads for torch (default: torch's; 1 for --quick on a CPU)",
     )
-    cmd.add_argument("--out", help="result JSON (default benchmarks/results/<device>-<date>-...)")
+    cmd.add_argument(
+        "--out",
+        help="result JSON, replaced if it exists (default: a new "
+        "benchmarks/results/<device>-<date>-bench-<suite>[-quick][-N].json)",
+    )
     cmd.add_argument("--note", help="recorded with the results, e.g. that the machine was shared")
     cmd.add_argument("--json", action="store_true", help="print only the result JSON")
 
@@ -142,27 +150,60 @@ def _plan(args: argparse.Namespace, device: torch.device) -> Plan:
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     if steps < 1 or warmup < 0:
         raise TensorfabError(f"--steps must be >= 1 and --warmup >= 0, not {steps} and {warmup}")
-    return Plan(device, args.quick, warmup, steps, Path(args.data_dir), args.compile, args.ablate)
+    data_dir = _data_dir(args)
+    return Plan(
+        device,
+        args.quick,
+        warmup,
+        steps,
+        data_dir or DEFAULT_DATA_DIR,
+        args.compile,
+        args.ablate,
+        synthetic_ok=data_dir is None,
+    )
+
+
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    """The --data-dir given (it must exist), or None for the default.
+
+    Only the default may be missing, and then lenet-mnist's synthetic stand-in is said in
+    a ``note:`` line: a typo in a named folder must not turn into made-up numbers.
+    """
+    if args.data_dir is not None:
+        given = Path(args.data_dir)
+        if not given.is_dir():
+            raise TensorfabError(f"--data-dir {given}: no such folder")
+        return given
+    if "lenet-mnist" in _workloads(args) and not has_mnist(DEFAULT_DATA_DIR):
+        print(
+            f"note: no MNIST under {DEFAULT_DATA_DIR} (the default --data-dir); lenet-mnist "
+            "runs on synthetic images of MNIST's shape",
+            file=sys.stderr,
+        )
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the suite, save JSON + table (+ chart), print the table or the JSON."""
     device = _device(args.device)
+    plan = _plan(args, device) if args.bench_command != "micro" else None  # checks options
     _set_threads(args, device)
     progress = BenchProgress(quiet=args.json)
     env = environment(device, _command(args), args.note)
-    if args.bench_command == "micro":
+    if plan is None:
         result = bench_micro(device, args.quick, progress)
     else:
         suites = {"train": bench_train, "infer": bench_infer, "compare": bench_compare}
-        result = suites[args.bench_command](_workloads(args), _plan(args, device), progress)
+        result = suites[args.bench_command](_workloads(args), plan, progress)
     result = {"kind": result["kind"], "environment": env, **result}
-    out = Path(args.out) if args.out else default_out_path(device, result["kind"], env["date"])
+    out = Path(args.out or default_out_path(device, result["kind"], env["date"], args.quick))
     save_results(result, out)
     if args.json:
         print(json.dumps(result, indent=2))
+        if not args.out:  # the default name may carry a -N suffix: say which file it is
+            print(f"json: {out}", file=sys.stderr)
     else:
-        _print(result)
+        _print(result)  # names every file written
     return 0
 
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
+from typing import Any
 
+from tensorfab.errors import TensorfabError
+from tensorfab.hardware import resolve_device
 from tensorfab.optimize import export_package, parity_report
-from tensorfab.optimize.export import DEFAULT_VARIANTS, VARIANTS, ExportedModel
-from tensorfab.optimize.latency import heldout_lengths, latency_report
+from tensorfab.optimize.export import (
+    DEFAULT_VARIANTS,
+    VARIANTS,
+    ExportedModel,
+    check_model_name,
+    check_variants,
+    check_version_number,
+    report_path,
+    resolve_version,
+)
+from tensorfab.optimize.latency import latency_report, token_lengths
+from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
 
@@ -17,6 +31,7 @@ HELP = (
     "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
     "PyTorch GPU variants, with a parity report"
 )
+DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 EXAMPLE = """\
 tensorfab export runs/digits-lenet --repo repo
 tensorfab export runs/conll2003-minilm --repo repo --name ner --calibration-samples 512 --json
@@ -28,8 +43,15 @@ tensorfab export runs/sst2-minilm --repo repo --variants fp32,torch-fp16,torch-c
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory or model package directory")
     parser.add_argument("--repo", default="repo", help="serving repository folder")
-    parser.add_argument("--name", help="model name in the repository (default: the run's name)")
-    parser.add_argument("--version", type=int, default=1, help="version folder to write")
+    parser.add_argument(
+        "--name",
+        help="model name in the repository: letters, digits, _ - . (default: the run's name)",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        help="version folder to write (default: the next free one; an existing one is refused)",
+    )
     parser.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
@@ -62,39 +84,76 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check every input, export, then score and time what was written.
+
+    The held-out data, calibration data, variants, name and version are all read or
+    checked before the first file is written, so a mistake leaves the repository as it was.
+    """
+    _check_numbers(args)
     model_dir = resolve_model_dir(args.model)
-    name = args.name or (model_dir.parent.name if model_dir.name == "model" else model_dir.name)
+    name = _model_name(args, model_dir)
+    repo = Path(args.repo)
     pkg = load_package(model_dir)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    exported = export_package(
-        pkg, Path(args.repo), name, args.version, variants, args.calibration_samples
-    )
+    check_variants(variants, args.calibration_samples)
+    heldout = heldout_data(pkg, args.data, args.samples)
+    version = resolve_version(repo, name, variants, args.version)
+    exported = export_package(pkg, repo, name, version, variants, args.calibration_samples)
     report = parity_report(
-        pkg,
-        exported,
-        data_path=args.data,
-        max_samples=args.samples,
-        tolerance=args.tolerance,
-        device=args.device,
+        pkg, exported, heldout=heldout, tolerance=args.tolerance, device=args.device
     )
+    report["version"] = version
     report["files"] = {e.variant: str(e.path) for e in exported}
     if args.latency:
-        report["latency"] = _latency(args, pkg, exported)
-    folder = Path(args.repo) / name
-    (folder / "export-report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (folder / "export-report.md").write_text(export_markdown(report, f"{model_dir} as {name}"))
+        report["latency"] = _latency(args, pkg, exported, heldout[0])
+    _write_report(report, repo, name, version, f"{model_dir} as {name} version {version}")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print(report)
+        print(f"report: {report_path(repo, name, version)}")
     return 0 if all(r["passed"] is not False for r in report["variants"].values()) else 1
 
 
-def _latency(args: argparse.Namespace, pkg: LoadedPackage, exported: list[ExportedModel]) -> dict:
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options and --device, checked before any work is done or written."""
+    if args.samples < 1:
+        raise TensorfabError(f"--samples must be at least 1, not {args.samples}")
+    if args.seq_len is not None and args.seq_len < 1:
+        raise TensorfabError(f"--seq-len must be at least 1, not {args.seq_len}")
+    if args.version is not None:
+        check_version_number(args.version)
+    if not DEVICE.fullmatch(args.device):
+        raise TensorfabError(f"--device: must be cpu, cuda, cuda:N or auto, not {args.device!r}")
+    if args.latency:  # parity falls back to the CPU with a note; timing a GPU needs one
+        resolve_device(args.device, "--device")
+
+
+def _model_name(args: argparse.Namespace, model_dir: Path) -> str:
+    """--name, else the run's folder name; either must be a plain repository model name."""
+    if args.name is not None:
+        check_model_name(args.name)
+        return args.name
+    name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    check_model_name(name, "the run folder's name (give --name)")
+    return name
+
+
+def _write_report(report: dict, repo: Path, name: str, version: int, title: str) -> None:
+    """One JSON and one markdown report per exported version: earlier ones stay."""
+    json_path = report_path(repo, name, version)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    report_path(repo, name, version, ".md").write_text(export_markdown(report, title))
+
+
+def _latency(
+    args: argparse.Namespace, pkg: LoadedPackage, exported: list[ExportedModel], data: Any
+) -> dict:
     """Text models are timed on the held-out sentences' lengths unless --seq-len is given."""
     lengths = None
     if pkg.meta["input"]["kind"] == "text" and args.seq_len is None:
-        lengths = heldout_lengths(pkg, args.data, args.samples)
+        lengths = token_lengths(pkg, data)
     return latency_report(
         pkg,
         exported,

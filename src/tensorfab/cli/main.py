@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _dispatch(argv)
+        finally:  # a closed pipe shows here, not at exit where it cannot be caught
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Parse, run the command, and turn a TensorfabError into one ``error:`` line."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -68,6 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (``tensorfab spec ... | head -5``): stop quietly.
+
+    Python's documented recipe: point stdout at devnull so the flush at exit cannot raise
+    again. The exit code is 141 (128 + SIGPIPE), what ``git log | head`` and coreutils end
+    with when killed by SIGPIPE: the output was cut short, so it is not a success (0), yet
+    no error message is due; a shell reports the pipeline by ``head``'s status anyway, and
+    ``set -o pipefail`` scripts see the same code they see for ``cat`` or ``git``.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import argparse
 import json
 
 from tensorfab.engine.inference import predict_inputs
+from tensorfab.errors import TensorfabError
+from tensorfab.hardware import resolve_device
 
 HELP = "predict labels for images, IDX files, texts, or files of texts (one per line)"
 EXAMPLE = """\
@@ -21,11 +23,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", help="image files (png, jpg, ...), IDX files, texts or text files"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--top-k", type=int, default=3, help="probabilities to show")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=3,
+        help="image models: the most probable classes to show (at most the model's classes)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.top_k < 1:  # 0 used to crash and -1 to drop the last class silently
+        raise TensorfabError(f"--top-k must be at least 1, not {args.top_k}")
+    resolve_device(args.device, "--device")  # a bad --device is named as the flag
     rows = predict_inputs(args.model, args.inputs, device=args.device, top_k=args.top_k)
     if args.json:
         print(json.dumps(rows, indent=2))

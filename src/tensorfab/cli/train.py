@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return exc.exit_code
+    if not result.is_main:
+        return 0  # under torchrun rank 0 prints the report, once
     if args.json:
         print(json.dumps(result.report, indent=2))
     elif not args.quiet:

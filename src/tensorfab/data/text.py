@@ -64,6 +64,22 @@ def text_format(path: str | Path, format: str = "auto") -> str:
     )
 
 
+def file_text_format(path: str | Path, fallback: str = "auto") -> str:
+    """The format a user's own file (``evaluate --data``) is read by: the one its name implies,
+    else ``fallback`` (the format the model was trained on).
+
+    A model trained on the PhraseBank must still score a CSV, TSV or JSONL file, so the
+    training spec's ``text_format`` cannot decide alone; it only settles names that tell
+    nothing, such as a PhraseBank-style ``my-sentences.txt``.
+    """
+    try:
+        return text_format(path, "auto")
+    except TensorfabError:
+        if fallback == "auto":
+            raise
+        return text_format(path, fallback)
+
+
 def read_text_table(
     path: str | Path, text_column: str = "text", label_column: str = "label", format: str = "auto"
 ) -> list[TextExample]:

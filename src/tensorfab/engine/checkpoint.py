@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read ``path`` with ``weights_only=True``; a file that is no checkpoint is one line.
+
+    torch's own message for such a file advises re-loading with ``weights_only=False``,
+    which runs arbitrary code from the file: that advice is never passed on.
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TensorfabError(f"{path}: cannot read checkpoint ({first})") from None
+        raise TensorfabError(f"{path}: not a readable checkpoint ({_reason(exc)})") from None
+    if not isinstance(state, dict):
+        raise TensorfabError(f"{path}: not a readable checkpoint (holds {type(state).__name__})")
+    return state
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of torch's load error: the unpickler's complaint or first sentence."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:
+        text = "unpickling failed: " + text.split("WeightsUnpickler error:", 1)[1].strip()
+    if not text:
+        return "empty or truncated file" if isinstance(exc, EOFError) else type(exc).__name__
+    first = text.splitlines()[0].split(". ")[0].rstrip(".")
+    return first if "weights_only" not in first else type(exc).__name__

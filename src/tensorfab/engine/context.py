@@ -14,6 +14,7 @@ from tensorfab.engine.distributed import DistEnv
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.rundir import MetricsLog, RunDir
 from tensorfab.engine.runtime import Runtime
+from tensorfab.engine.state import TrainState
 from tensorfab.spec import JobSpec
 from tensorfab.tasks import Task
 
@@ -40,3 +41,4 @@ class RunContext:
     tb: Any = None  # SummaryWriter on the main rank
     flops_per_sample: float | None = None  # forward pass
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings
+    start: TrainState = field(default_factory=TrainState)  # fresh, or restored on --resume

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from safetensors.torch import load_file
 
 from tensorfab.engine.context import RunContext
+from tensorfab.engine.distributed import barrier
 from tensorfab.engine.evaluate import evaluate_batches
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
@@ -83,11 +86,25 @@ def build_report(
 
 
 def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) -> dict[str, Any]:
+    """Rank 0 scores the best model on test and writes the report; the others wait for it.
+
+    Only rank 0 writes the model package, so only rank 0 may read it back: other ranks
+    reading ``weights.safetensors`` raced its writer under torchrun. They return an empty
+    report after the barrier, so every rank exits together (and exits 0).
+    """
+    if not ctx.env.is_main:
+        barrier(ctx.env)
+        return {}
+    try:
+        return _finish_main(ctx, state, status, total_s)
+    finally:
+        barrier(ctx.env)
+
+
+def _finish_main(ctx: RunContext, state: TrainState, status: str, total_s: float) -> dict[str, Any]:
     """Score the best model on test, write report, plots and the package's final metrics."""
     test, eval_sps = _test_best(ctx)
     report = build_report(ctx, state, status, test, eval_sps, total_s)
-    if not ctx.env.is_main:
-        return report
     ctx.run.plots_dir.mkdir(exist_ok=True)
     plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png")]
     # classification: per class; token classification: per tag (token level)
@@ -101,10 +118,22 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
         "plots": [str(p.relative_to(ctx.run.path)) for p in plots],
     }
     update_metrics(ctx.run.model_dir, {"test": _headline(test)})
-    write_report(ctx.run.path, report)
+    _readable_like_the_rest(write_report(ctx.run.path, report))
     if not ctx.progress.quiet:
         ctx.progress.console.print(summary_table(report))
     return report
+
+
+def _readable_like_the_rest(paths: tuple[Path, ...]) -> None:
+    """Give files written through a temp file the mode plain ``open`` gives (0644 here).
+
+    ``mkstemp`` creates 0600 files; the other run files follow the umask, and a report
+    others cannot read on a shared machine defeats its purpose.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~mask)
 
 
 def _headline(scores: dict[str, Any]) -> dict[str, Any]:
@@ -119,11 +148,11 @@ def summary_table(report: dict[str, Any]) -> Table:
     """The one-screen summary printed at the end of ``tensorfab train``."""
     t = Table(title=f"run {report['name']}: {report['status']}", show_header=False)
     test, thr, hw = report["metrics"]["test"], report["throughput"], report["hardware"]
-    best = report["metrics"]["best"]
+    best, split = report["metrics"]["best"], scored_split(report)
     rows = [
         ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
         ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}"),
-        *[(f"test {k}", _fmt(test[k])) for k in ("accuracy", "f1", "macro_f1") if k in test],
+        *[(f"{split} {k}", _fmt(test[k])) for k in ("accuracy", "f1", "macro_f1") if k in test],
         ("train samples/s", _fmt(thr["train_samples_per_s"], "{:,.0f}")),
         ("MFU", _fmt(thr["mfu"], "{:.1%}")),
         ("time", f"{report['timings']['total_s']:.1f} s ({report['steps']} steps)"),
@@ -131,3 +160,14 @@ def summary_table(report: dict[str, Any]) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def scored_split(report: dict[str, Any]) -> str:
+    """The split the final scores (``metrics.test``) come from: ``test``, or ``eval``.
+
+    With no test file of its own (CoNLL or text data with ``eval_path`` only, or a
+    held-out eval part) the data's test split *is* its eval split (``split.test: eval``),
+    and a label saying "test" would claim an unseen split the model was selected on.
+    """
+    split = report.get("data", {}).get("split") or {}
+    return "eval" if isinstance(split, dict) and split.get("test") == "eval" else "test"

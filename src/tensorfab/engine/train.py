@@ -18,6 +18,7 @@ from tensorfab.data import create_dataset
 from tensorfab.engine.checkpoint import load_checkpoint, set_rng_state
 from tensorfab.engine.context import RunContext
 from tensorfab.engine.distributed import (
+    DistEnv,
     barrier,
     device_for_rank,
     dist_env_from_environ,
@@ -29,8 +30,8 @@ from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train
 from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.report import finish_run
-from tensorfab.engine.rundir import MetricsLog, RunDir, prepare_run_dir, run_path
-from tensorfab.engine.runtime import create_runtime, seed_everything
+from tensorfab.engine.rundir import MetricsLog, RunDir, check_run_dir, open_run_dir, run_path
+from tensorfab.engine.runtime import Runtime, create_runtime, seed_everything
 from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import forward_flops_per_sample
@@ -45,7 +46,8 @@ from tensorfab.tasks import Placement, Workload, prepare_workload
 class RunResult:
     run_dir: Path
     status: str  # completed | early-stopped | max-steps
-    report: dict[str, Any]
+    report: dict[str, Any]  # empty on ranks other than 0: only rank 0 writes the report
+    is_main: bool = True  # rank 0 (or a single process): the one that prints
 
 
 def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
@@ -69,7 +71,7 @@ def _workload(spec: JobSpec) -> tuple[Workload, Any]:
     return workload, splits
 
 
-def _batches(spec: JobSpec, workload: Workload, env: Any, device: torch.device) -> dict:
+def _batches(spec: JobSpec, workload: Workload, env: DistEnv, device: torch.device) -> dict:
     where = Placement(
         device,
         spec.seed,
@@ -105,14 +107,30 @@ def _optimization(
 
 
 def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunContext:
-    """Validate, resolve hardware, load data, build model/task/optimizer, open the run dir."""
+    """Check every input and build the run; create the run directory only at the end.
+
+    Everything that can fail on bad input (device, the run-directory rules, data, metric,
+    model, and on ``resume`` the checkpoint and the metrics log) fails before the first
+    write, so a failed start leaves no directory behind and an existing one untouched:
+    a half-created ``runs/<name>`` would otherwise block that name for the corrected run.
+    """
     env = dist_env_from_environ()
     runtime = create_runtime(device_for_rank(spec.train.device, env), spec.train.precision)
     init_distributed(env, runtime.device)
-    # Only the main rank checks and creates the run directory; the others would see it
-    # already created and refuse it.
-    run = prepare_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
+    # Only the main rank checks the rules: the others might already see the directory
+    # the main rank creates below and refuse it.
+    run = check_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
+    ctx = _build(spec, env, runtime, run, quiet)
+    if resume:
+        ctx.start = restore(ctx)
+    if env.is_main:
+        open_run_dir(run, spec)
     barrier(env)
+    return ctx
+
+
+def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bool) -> RunContext:
+    """Data, task, model, batches and optimizer of ``spec``: reads inputs, writes nothing."""
     workload, splits = _workload(spec)
     task = workload.task
     _check_metric(spec, task.metric_names)
@@ -184,16 +202,20 @@ def _package_meta(
     }
 
 
+_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "state")
+
+
 def restore(ctx: RunContext) -> TrainState:
-    """Load ``last.pt`` into the context; a fresh state when there is none."""
+    """Load ``last.pt`` into the context and cut the metrics log back to its step.
+
+    ``check_run_dir`` has made sure the file exists: ``--resume`` never starts afresh.
+    """
     path = ctx.run.checkpoint
-    if not path.is_file():
-        return TrainState()
     ckpt = load_checkpoint(path)
-    ctx.model.load_state_dict(ckpt["model"])
-    ctx.optimizer.load_state_dict(ckpt["optimizer"])
-    ctx.scheduler.load_state_dict(ckpt["scheduler"])
-    ctx.scaler.load_state_dict(ckpt["scaler"])
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise TensorfabError(f"{path}: not a readable checkpoint (no {', '.join(missing)})")
+    _load_states(ctx, ckpt)
     set_rng_state(ckpt["rng"])
     state = TrainState.from_dict(ckpt["state"])
     ctx.log.truncate_after(state.global_step)
@@ -202,6 +224,20 @@ def restore(ctx: RunContext) -> TrainState:
         f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
     )
     return state
+
+
+def _load_states(ctx: RunContext, ckpt: dict[str, Any]) -> None:
+    """Model, optimizer, schedule and scaler from ``ckpt``; a mismatch is one clear line."""
+    try:
+        ctx.model.load_state_dict(ckpt["model"])
+        ctx.optimizer.load_state_dict(ckpt["optimizer"])
+        ctx.scheduler.load_state_dict(ckpt["scheduler"])
+        ctx.scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TensorfabError(
+            f"{ctx.run.checkpoint}: checkpoint does not fit this run's model or optimizer ({first})"
+        ) from None
 
 
 def _open_tensorboard(ctx: RunContext, state: TrainState) -> None:
@@ -271,7 +307,7 @@ def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunRes
     started = time.perf_counter()
     ctx = setup(spec, resume=resume, quiet=quiet)
     try:
-        state = restore(ctx) if resume else TrainState()
+        state = ctx.start
         _open_tensorboard(ctx, state)
         status = fit(ctx, state)
         report = finish_run(ctx, state, status, time.perf_counter() - started)
@@ -279,4 +315,4 @@ def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunRes
         if ctx.tb is not None:
             ctx.tb.close()
         shutdown_distributed()
-    return RunResult(ctx.run.path, status, report)
+    return RunResult(ctx.run.path, status, report, is_main=ctx.env.is_main)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -49,6 +50,9 @@ TORCH_VARIANTS = {
 VARIANTS = (*ONNX_VARIANTS, *TORCH_VARIANTS)
 DEFAULT_VARIANTS = ONNX_VARIANTS  # the torch ones target GPUs: written only when asked for
 CALIBRATION_BATCH = 32
+# Triton's model names, minus anything that could leave the repository folder
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+REPORT_PREFIX = "export-report-"
 
 
 @dataclass(frozen=True)
@@ -280,7 +284,8 @@ def unsupported_reason(model: ExportedModel, device: str) -> str | None:
     return torch_unsupported(settings, str(resolve_device(device, "--device")))
 
 
-def _check_variants(variants: tuple[str, ...], calibration_samples: int) -> None:
+def check_variants(variants: tuple[str, ...], calibration_samples: int) -> None:
+    """Known variants, at least one, and calibration examples for int8-static."""
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         raise TensorfabError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
@@ -292,19 +297,98 @@ def _check_variants(variants: tuple[str, ...], calibration_samples: int) -> None
         )
 
 
+def check_model_name(name: str, option: str = "--name") -> None:
+    """A repository model name is one folder inside the repository, never a path out of it.
+
+    Letters, digits, ``_``, ``-`` and ``.`` as Triton allows; ``.`` and ``..`` alone name
+    the repository itself or its parent, where ``--name ../evil`` would have written.
+    """
+    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+        raise TensorfabError(
+            f"{option} {name!r}: a model name is letters, digits, '_', '-' and '.' "
+            "(no path separators, not '.' or '..')"
+        )
+
+
+def variant_models(repo: Path, name: str) -> list[Path]:
+    """The repository folders one export of ``name`` may write: ``name`` and ``name-<variant>``."""
+    return [_version_dir(repo, name, v, 1).parent for v in VARIANTS]
+
+
+def _versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+def report_path(repo: Path, name: str, version: int, suffix: str = ".json") -> Path:
+    """``repo/<name>/export-report-<version>.json`` (or ``.md``): one report per export.
+
+    Named by version rather than inside a version folder because an export without fp32
+    writes no ``repo/<name>/<version>/``, and a version folder holding only a report would
+    look like a broken model version to the server.
+    """
+    return repo / name / f"{REPORT_PREFIX}{version}{suffix}"
+
+
+def next_version(repo: Path, name: str) -> int:
+    """One more than the highest version of any variant of ``name`` (or of a report), so that
+    the variants of one export share a version number, as retrains of one model do in Triton."""
+    versions = [v for model in variant_models(repo, name) for v in _versions(model)]
+    if (repo / name).is_dir():
+        numbers = (
+            p.stem.removeprefix(REPORT_PREFIX) for p in (repo / name).glob(f"{REPORT_PREFIX}*.json")
+        )
+        versions += [int(n) for n in numbers if n.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def check_version_number(version: int) -> None:
+    """Triton's version folders are numbered from 1; a ``0`` folder would never be served."""
+    if version < 1:
+        raise TensorfabError(
+            f"--version must be at least 1 (Triton's versions start at 1), not {version}"
+        )
+
+
+def resolve_version(
+    repo: Path, name: str, variants: tuple[str, ...], version: int | None = None
+) -> int:
+    """``version``, or the next free one when None; a version already written is refused.
+
+    No overwrite flag: a version a server may have loaded, and the parity report that
+    vouched for it, are replaced only by someone who removes them on purpose.
+    """
+    if version is None:
+        return next_version(repo, name)
+    check_version_number(version)
+    taken = [_version_dir(repo, name, v, version) for v in variants]
+    taken += [report_path(repo, name, version)]
+    for path in taken:
+        if path.exists():
+            raise TensorfabError(f"{path} exists; pick another --version or remove it")
+    return version
+
+
 def export_package(
     pkg: LoadedPackage,
     repo: Path,
     name: str,
-    version: int = 1,
+    version: int | None = None,
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     calibration_samples: int = 256,
 ) -> list[ExportedModel]:
     """Write each variant as its own repository model: ``repo/<name>[-variant]/<version>/``.
 
-    ``calibration_samples`` training examples set the activation ranges of ``int8-static``.
+    ``version`` None is the next free one (:func:`next_version`); an existing one is
+    refused. ``calibration_samples`` training examples set the activation ranges of
+    ``int8-static``. Everything is checked before the first file is written.
     """
-    _check_variants(variants, calibration_samples)
+    check_model_name(name)
+    check_variants(variants, calibration_samples)
+    if repo.exists() and not repo.is_dir():
+        raise TensorfabError(f"--repo {repo}: not a folder")
+    version = resolve_version(repo, name, variants, version)
     static = "int8-static" in variants
     calibration = calibration_data(pkg, calibration_samples) if static else None
     out: list[ExportedModel] = []

@@ -23,7 +23,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.hardware import describe_device, resolve_device
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
 from tensorfab.optimize.parity import heldout_data
-from tensorfab.optimize.runtime import Runtime, TorchSettings, load_runtime
+from tensorfab.optimize.runtime import Runtime, TorchSettings, load_reported_runtime
 from tensorfab.package import LoadedPackage
 
 LENGTH_WINDOW = 8  # batches per length-sorted window, see length_batches
@@ -131,7 +131,11 @@ def measure(
 
 def heldout_lengths(pkg: LoadedPackage, data_path: str | None, max_samples: int) -> list[int]:
     """Token lengths of the held-out sentences the parity report scores (text models)."""
-    data, _ = heldout_data(pkg, data_path, max_samples)
+    return token_lengths(pkg, heldout_data(pkg, data_path, max_samples)[0])
+
+
+def token_lengths(pkg: LoadedPackage, data: Any) -> list[int]:
+    """Token lengths of already-read held-out sentences (``heldout_data``'s first item)."""
     return [len(ids) for ids in pkg.task.encode(data)[0]]
 
 
@@ -140,11 +144,12 @@ def _runtimes(
 ) -> dict[str, Runtime | str]:
     """Every runtime to time, or the reason one cannot run on ``device``."""
     out: dict[str, Runtime | str] = {
-        "torch-fp32": load_runtime(pkg.path, "torch", device, settings=TorchSettings())
+        "torch-fp32": load_reported_runtime(pkg.path, "torch", device, settings=TorchSettings())
     }
     for v in variants:
         name = f"onnx-{v.variant}" if v.backend == "onnxruntime" else v.variant
-        out[name] = unsupported_reason(v, device) or load_runtime(v.version_dir, v.backend, device)
+        reason = unsupported_reason(v, device)
+        out[name] = reason or load_reported_runtime(v.version_dir, v.backend, device)
     return out
 
 

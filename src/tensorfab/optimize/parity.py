@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from tensorfab.errors import TensorfabError
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.runtime import Runtime, batch_feed, load_runtime
+from tensorfab.optimize.runtime import Runtime, batch_feed, load_reported_runtime
 from tensorfab.package import LoadedPackage
 from tensorfab.tasks.eval_data import eval_batches, load_eval_split, take_samples
 
@@ -24,7 +25,13 @@ EVAL_BATCH = 64
 
 
 def heldout_data(pkg: LoadedPackage, data_path: str | None, max_samples: int) -> tuple[Any, str]:
-    """The first ``max_samples`` held-out examples the parity (and latency) reports use."""
+    """The first ``max_samples`` held-out examples the parity (and latency) reports use.
+
+    ``tensorfab export`` reads them before it writes anything, so a wrong ``--data`` or
+    ``--samples`` leaves the repository as it was.
+    """
+    if max_samples < 1:
+        raise TensorfabError(f"--samples must be at least 1, not {max_samples}")
     data, source = load_eval_split(pkg.meta, data_path)
     return take_samples(data, torch.arange(min(len(data), max_samples))), source
 
@@ -38,10 +45,11 @@ def parity_report(
     max_samples: int = 512,
     tolerance: float = 0.01,
     device: str = "cpu",
+    heldout: tuple[Any, str] | None = None,
 ) -> dict[str, Any]:
     """Compare every variant, run on ``device``, with the PyTorch fp32 model on the CPU, on
-    up to ``max_samples`` examples."""
-    data, source = heldout_data(pkg, data_path, max_samples)
+    up to ``max_samples`` examples (or on ``heldout``, read by :func:`heldout_data`)."""
+    data, source = heldout or heldout_data(pkg, data_path, max_samples)
     batches = list(eval_batches(pkg.task, data, EVAL_BATCH, torch.device("cpu")).epoch(0))
     pkg.model.cpu().eval()
     reference = [pkg.task.logits(pkg.model, b).float() for b in batches]
@@ -71,7 +79,7 @@ def parity_report(
 def _runtime_or_reason(variant: ExportedModel, device: str) -> Runtime | str:
     """The variant's runtime, or why it cannot run on ``device`` (say fp16 on a CPU)."""
     reason = unsupported_reason(variant, device)
-    return reason or load_runtime(variant.version_dir, variant.backend, device)
+    return reason or load_reported_runtime(variant.version_dir, variant.backend, device)
 
 
 def _predictions(step: Any) -> list[int]:

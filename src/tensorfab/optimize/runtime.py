@@ -190,6 +190,24 @@ def load_runtime(
     return _torch_runtime(path, device, settings)
 
 
+def load_reported_runtime(
+    version_dir: str | Path, backend: str = "auto", device: str = "cpu", **kwargs: Any
+) -> Runtime:
+    """:func:`load_runtime` for reports, without the warnings that only repeat its notes.
+
+    A report lists each runtime's notes (``describe()``) and ``tensorfab export`` prints
+    them as ``note:`` lines; the same text as a raw RuntimeWarning with a source line
+    before it told the user nothing more. Any other warning still goes through.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime = load_runtime(version_dir, backend, device, **kwargs)
+    for w in caught:
+        if not any(str(w.message).endswith(note) for note in runtime.notes):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return runtime
+
+
 def onnx_providers(device: str, available: Sequence[str] | None = None) -> list[str]:
     """The execution providers for ``device``, best first, among those installed.
 

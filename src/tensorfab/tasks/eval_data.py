@@ -15,8 +15,12 @@ import torch
 
 from tensorfab.data import ImageData, create_dataset, load_eval_data
 from tensorfab.data.batching import TensorBatches
+from tensorfab.data.idx import MNIST_FILES, find_mnist_files
 from tensorfab.data.sequence_batching import SequenceBatches
+from tensorfab.data.text import file_text_format
 from tensorfab.errors import TensorfabError
+
+EVAL_IDX_ROLES = ("test_images", "test_labels")
 
 
 def detect_format(path: Path) -> str:
@@ -25,7 +29,27 @@ def detect_format(path: Path) -> str:
         raise TensorfabError(f"{path}: no such file or folder")
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return "imagefolder"
+    if path.is_dir():
+        _check_idx_folder(path)
     return "idx"
+
+
+def _check_idx_folder(path: Path) -> None:
+    """A folder without class folders must hold the IDX test pair; say so in one sentence.
+
+    Checked here rather than left to the IDX reader, whose message for a folder lists the
+    missing files and then the expected ones, the same names twice over for an empty folder.
+    """
+    missing = []
+    for role in EVAL_IDX_ROLES:
+        try:
+            find_mnist_files(path, (role,))
+        except TensorfabError:
+            missing.append(f"{MNIST_FILES[role]}[.gz]")
+    if missing:
+        raise TensorfabError(
+            f"{path}: no {' or '.join(missing)} (IDX test data) and no class sub-folders"
+        )
 
 
 def _remap(data: ImageData, found: list[str] | None, labels: list[str], path: Path) -> ImageData:
@@ -59,7 +83,10 @@ def _image_eval_data(meta: dict[str, Any], path: Path) -> ImageData:
 def _text_eval_data(meta: dict[str, Any], path: Path) -> list[Any]:
     spec = meta["data"]["spec"]
     fmt = "conll" if meta["task"] == "token-classification" else "text"
-    options = {k: spec[k] for k in ("text_column", "label_column", "text_format")}
+    options = {k: spec[k] for k in ("text_column", "label_column")}
+    if fmt == "text":
+        # the user's file has a format of its own: a PhraseBank model scores a CSV too
+        options["text_format"] = file_text_format(path, spec.get("text_format", "auto"))
     examples, _ = load_eval_data(fmt, str(path), **options)
     found = {t for ex in examples for t in getattr(ex, "tags", [getattr(ex, "label", None)])}
     unknown = sorted(found - set(meta["labels"]))
@@ -76,7 +103,8 @@ def _package_splits(meta: dict[str, Any]) -> tuple[Any, str]:
 
 
 def load_eval_split(meta: dict[str, Any], data_path: str | None) -> tuple[Any, str]:
-    """The package's own test split, or the user's file read by the package's format."""
+    """The package's own test split, or the user's file: images by what the path holds,
+    texts by the file's suffix (the package's text format only where the suffix says none)."""
     if data_path is None:
         splits, fmt = _package_splits(meta)
         return splits.test, f"{fmt} test split"

@@ -127,3 +127,47 @@ def test_resume_with_a_changed_spec_is_refused(tmp_path: Path) -> None:
     proc = run_cli("train", *JOB, "--set", "train.lr=0.5", "--name", "r", "--resume", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--resume with a different spec (train.lr)" in proc.stderr
+
+
+def test_resume_without_a_run_fails_and_creates_nothing(tmp_path: Path) -> None:
+    proc = run_cli("train", *JOB, "--name", "nonexist", "--resume", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: runs/nonexist: no run to resume (no checkpoints/last.pt)"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_corrupt_metrics_or_checkpoint_on_resume_is_one_line_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    first = run_cli("train", *JOB, "--set", "train.epochs=1", "--name", "c1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "runs/c1"
+    lines = len((run / "metrics.jsonl").read_text().splitlines())
+    resume = ["train", *JOB, "--set", "train.epochs=2", "--name", "c1", "--resume"]
+
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, bad\n')
+    before = _files(run)
+    proc = run_cli(*resume, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: runs/c1/metrics.jsonl:{lines + 1}: not valid JSON "
+        "(Expecting property name enclosed in double quotes)"
+    ]
+    assert _files(run) == before
+
+    (run / "checkpoints/last.pt").write_bytes(b"garbage\n")
+    before = _files(run)
+    proc = run_cli(*resume, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: runs/c1/checkpoints/last.pt: not a readable checkpoint "
+        "(unpickling failed: Unsupported operand 103)"
+    ]
+    assert _files(run) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     )
     kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
     assert kinds == {"train", "eval"}
+    # report.* go through a temp file (0600 from mkstemp): same mode as the other run files
+    modes = {rel: stat.S_IMODE((run / rel).stat().st_mode) for rel in ("report.json", "report.md")}
+    assert modes == dict.fromkeys(modes, stat.S_IMODE((run / "spec.yaml").stat().st_mode))
 
 
 def test_package_evaluates_to_the_reported_test_accuracy(tmp_path: Path) -> None:
@@ -85,10 +89,42 @@ def test_existing_run_dir_is_an_error_and_is_left_alone(tmp_path: Path) -> None:
     assert (result.run_dir / "model/weights.safetensors").read_bytes() == before
 
 
-def test_unknown_metric_fails_before_training(tmp_path: Path) -> None:
-    with pytest.raises(TensorfabError, match=r"train\.metric: 'f2'"):
-        train(_spec(tmp_path, "train.metric=f2"), quiet=True)
-    assert not (tmp_path / "runs/t/checkpoints").exists()
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("train.metric=f2", r"train\.metric: 'f2' is not a metric"),
+        ("model.name=nope", r"unknown model 'nope'"),
+        ("model.args={foo: 1}", r"model\.args for 'lenet': .*'foo'"),
+    ],
+)
+def test_bad_input_fails_before_the_run_directory_is_created(
+    tmp_path: Path, bad: str, message: str
+) -> None:
+    with pytest.raises(TensorfabError, match=message):
+        train(_spec(tmp_path, bad), quiet=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failed_start_leaves_nothing_and_the_corrected_run_takes_the_name(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    # A spec.yaml left behind by a failed start used to block the name: "already exists",
+    # then "--resume with a different spec (data.path)".
+    job = ["train", "--set", "data.format=idx", "--name", "m", "--quiet"]
+    job += [
+        arg
+        for s in ("data.limit_train=256", "data.limit_test=128", *FAST[2:])
+        for arg in ("--set", s)
+    ]
+    bad = run_cli(*job, "--set", f"data.path={tmp_path / 'mnist'}", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        f"error: {tmp_path / 'mnist'}: folder not found (expected MNIST IDX files in it)"
+    ]
+    assert not (tmp_path / "runs").exists()
+    good = run_cli(*job, "--set", f"data.path={shared_data / 'mnist'}", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert json.loads((tmp_path / "runs/m/report.json").read_text())["status"] == "completed"
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:

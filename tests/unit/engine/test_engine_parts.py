@@ -1,4 +1,5 @@
-"""The engine's small parts as pure logic: schedule, batching order, atomic checkpoints."""
+"""The engine's small parts as pure logic: schedule, batching order, atomic checkpoints,
+run-directory rules and the metrics log."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 from tensorfab.data.batching import TensorBatches
 from tensorfab.engine import checkpoint as ckpt_mod
 from tensorfab.engine.optim import create_optimizer, lr_factor
-from tensorfab.engine.rundir import MetricsLog, read_metrics
+from tensorfab.engine.rundir import MetricsLog, check_run_dir, open_run_dir, read_metrics
+from tensorfab.errors import TensorfabError
+from tensorfab.spec import load_spec
 
 CPU = torch.device("cpu")
 
@@ -76,11 +79,24 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(
     assert ckpt_mod.load_checkpoint(path) == {"step": 1}
 
 
-def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"garbage\n", "unpickling failed: Unsupported operand 103"),
+        (b"", "empty or truncated file"),
+        (b"PK\x03\x04 half a zip", "PytorchStreamReader failed reading zip archive"),
+    ],
+)
+def test_unreadable_checkpoint_is_one_line_without_unsafe_advice(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
     bad = tmp_path / "last.pt"
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match=r"last\.pt: cannot read checkpoint"):
+    bad.write_bytes(content)
+    with pytest.raises(TensorfabError) as info:
         ckpt_mod.load_checkpoint(bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}: not a readable checkpoint ({reason}")
+    assert "weights_only" not in message and "\n" not in message
 
 
 def test_metrics_log_truncates_undone_work(tmp_path: Path) -> None:
@@ -89,3 +105,54 @@ def test_metrics_log_truncates_undone_work(tmp_path: Path) -> None:
         log.append({"kind": "train", "step": step})
     log.truncate_after(10)
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [5, 10]
+
+
+def test_corrupt_metrics_log_names_the_line_and_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"kind": "train", "step": 5}\n\n{"step": 5, bad\n{"step": 15}\n')
+    before = path.read_bytes()
+    with pytest.raises(TensorfabError) as info:
+        MetricsLog(path).truncate_after(10)
+    assert str(info.value) == (
+        f"{path}:3: not valid JSON (Expecting property name enclosed in double quotes)"
+    )
+    assert path.read_bytes() == before
+    with pytest.raises(TensorfabError, match=r"metrics\.jsonl:3: not valid JSON"):
+        read_metrics(path)
+
+
+def _run_of(tmp_path: Path, name: str):
+    return load_spec(None, [f"output.runs_dir={tmp_path / 'runs'}", f"output.name={name}"])
+
+
+def test_resume_without_a_run_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    with pytest.raises(TensorfabError) as info:
+        check_run_dir(_run_of(tmp_path, "nonexist"), resume=True)
+    assert str(info.value) == (
+        f"{tmp_path / 'runs/nonexist'}: no run to resume (no checkpoints/last.pt)"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    spec = _run_of(tmp_path, "early")
+    run = check_run_dir(spec, resume=False)
+    open_run_dir(run, spec)
+    with pytest.raises(TensorfabError) as info:
+        check_run_dir(spec, resume=True)
+    assert str(info.value) == (
+        f"{run.path}: no run to resume (no checkpoints/last.pt); it stopped before its "
+        "first checkpoint: remove it or start a new run with --name"
+    )
+
+
+def test_checking_the_run_dir_writes_nothing(tmp_path: Path) -> None:
+    spec = _run_of(tmp_path, "fresh")
+    run = check_run_dir(spec, resume=False)
+    assert not run.path.exists()
+    open_run_dir(run, spec)
+    assert load_spec(run.path / "spec.yaml") == spec
+    with pytest.raises(TensorfabError, match="already exists; pass --resume"):
+        check_run_dir(spec, resume=False)
