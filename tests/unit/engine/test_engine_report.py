@@ -1,0 +1,64 @@
+"""The end of a run: which rank scores and writes, and how the summary names the split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tensorfab.engine import report as report_mod
+from tensorfab.engine.distributed import DistEnv
+from tensorfab.engine.rundir import RunDir
+from tensorfab.engine.state import TrainState
+
+
+def test_other_ranks_neither_read_nor_write_the_package_and_wait_for_rank_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rank 1 once loaded model/weights.safetensors that only rank 0 writes: under torchrun
+    # it raced rank 0 and died with FileNotFoundError. Here the file does not exist at all.
+    waits: list[DistEnv] = []
+    monkeypatch.setattr(report_mod, "barrier", waits.append)
+    env = DistEnv(rank=1, local_rank=1, world_size=2)
+    ctx = SimpleNamespace(env=env, run=RunDir(tmp_path / "runs/ddp"))
+    assert report_mod.finish_run(ctx, TrainState(), "completed", 1.0) == {}
+    assert waits == [env]
+    assert not (tmp_path / "runs").exists()
+
+
+def _report(split: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "ner",
+        "status": "completed",
+        "data": {"split": split},
+        "metrics": {
+            "test": {"f1": 0.5, "macro_f1": 0.25},
+            "best": {"metric": "f1", "value": 0.5, "epoch": 1},
+        },
+        "throughput": {"train_samples_per_s": 100.0, "mfu": None},
+        "hardware": {"device": "cpu", "device_name": "CPU", "precision": "fp32"},
+        "timings": {"total_s": 1.0},
+        "steps": 4,
+    }
+
+
+def _rows(report: dict[str, Any]) -> list[str]:
+    console = Console(record=True, width=80)
+    console.print(report_mod.summary_table(report))
+    return [line.strip("│ ").split("│")[0].strip() for line in console.export_text().splitlines()]
+
+
+def test_summary_names_the_eval_split_when_test_is_the_eval_split() -> None:
+    # CoNLL with eval_path and no test_path: the final scores come from the valid file.
+    rows = _rows(_report({"method": "given", "test": "eval"}))
+    assert "eval f1" in rows and "eval macro_f1" in rows
+    assert not [r for r in rows if r.startswith("test ")]
+
+
+def test_summary_names_the_test_split_when_it_has_its_own_data() -> None:
+    for split in ({"method": "given", "test": "given"}, {"method": "stratified"}):
+        rows = _rows(_report(split))
+        assert "test f1" in rows and "eval f1" not in rows
