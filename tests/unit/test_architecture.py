@@ -13,7 +13,8 @@ What a layer may import:
 * ``spec``, from every layer: the job spec is what every layer above it is run from, and the
   rows above list it transitively (hardware, data, models);
 * itself;
-* the shared modules that are no layer: ``tensorfab.errors``, ``tensorfab.registry`` and the
+* the shared modules that are no layer: ``tensorfab.errors``, ``tensorfab.registry``,
+  ``tensorfab.files`` and the
   package root ``tensorfab`` (for ``__version__``).
 
 Nothing but ``cli`` may import ``tensorfab.cli``.
@@ -52,7 +53,7 @@ TABLE: dict[str, set[str]] = {
     "audit": {"package", "metrics", "data", "engine"},
     "cli": set(),  # everything, see _allowed
 }
-SHARED = {"", "errors", "registry"}  # tensorfab, tensorfab.errors, tensorfab.registry
+SHARED = {"", "errors", "registry", "files"}  # tensorfab, tensorfab.errors, ...
 
 
 def _closure(layer: str) -> set[str]:

@@ -7,7 +7,6 @@ checkpoint or the new complete one. Loading uses ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
 import warnings
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path
 
 
 def rng_state() -> dict[str, Any]:
@@ -38,13 +38,8 @@ def _as_tuple(x: Any) -> Any:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

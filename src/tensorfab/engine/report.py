@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -118,22 +116,10 @@ def _finish_main(ctx: RunContext, state: TrainState, status: str, total_s: float
         "plots": [str(p.relative_to(ctx.run.path)) for p in plots],
     }
     update_metrics(ctx.run.model_dir, {"test": _headline(test)})
-    _readable_like_the_rest(write_report(ctx.run.path, report))
+    write_report(ctx.run.path, report)
     if not ctx.progress.quiet:
         ctx.progress.console.print(summary_table(report))
     return report
-
-
-def _readable_like_the_rest(paths: tuple[Path, ...]) -> None:
-    """Give files written through a temp file the mode plain ``open`` gives (0644 here).
-
-    ``mkstemp`` creates 0600 files; the other run files follow the umask, and a report
-    others cannot read on a shared machine defeats its purpose.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in paths:
-        os.chmod(path, 0o666 & ~mask)
 
 
 def _headline(scores: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,12 @@ checkpoint's step, so the log reads as one uninterrupted run.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import write_text_atomic
 from tensorfab.spec import JobSpec, dump_spec, load_spec
 
 # Fields a resumed run may change: extending training is what resuming is often for.
@@ -109,13 +109,7 @@ def _check_resumable(run: RunDir, spec: JobSpec) -> None:
 def open_run_dir(run: RunDir, spec: JobSpec) -> None:
     """Create the run directory and write the resolved spec: the run's first write."""
     run.path.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run.path / "spec.yaml", dump_spec(spec))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(run.path / "spec.yaml", dump_spec(spec))
 
 
 class MetricsLog:
@@ -139,7 +133,7 @@ class MetricsLog:
         if not (self.enabled and self.path.is_file()):
             return
         kept = [line for line, record in _parsed_lines(self.path) if record.get("step", 0) <= step]
-        _write_atomic(self.path, "".join(f"{line}\n" for line in kept))
+        write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
 
 def _parsed_lines(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import write_text_atomic
 from tensorfab.hardware.device import device_name
 from tensorfab.hardware.precision import PRECISION_DTYPES, supported_precisions
 
@@ -138,10 +139,7 @@ def _load_cache(path: Path) -> dict[str, dict[str, float]]:
 
 
 def _save_cache(path: Path, data: dict[str, dict[str, float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def measured_peak_tflops(

@@ -7,11 +7,11 @@ and keys the markdown does not know are kept in the JSON and skipped in the mark
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tensorfab.files import write_text_atomic
 
 NA = "n/a"
 
@@ -208,28 +208,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write a temp file in the same directory, then rename it over ``path``: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``run_dir``, each atomically."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = run_dir / "report.json", run_dir / "report.md"
     # a stray numpy scalar or Path must not lose the whole report: see _json_default
-    _write_atomic(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
-    _write_atomic(md_path, render_markdown(report))
+    write_text_atomic(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path
 
 

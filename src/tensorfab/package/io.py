@@ -10,7 +10,6 @@ sees weights without their description.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from torch import nn
 
 from tensorfab import __version__
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.models import create_model
 from tensorfab.models.encoders import build_from_encoder_config, save_encoder_config
 from tensorfab.tasks import Task, create_task
@@ -75,17 +75,14 @@ def save_package(directory: str | Path, model: nn.Module, meta: dict[str, Any]) 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     save_encoder_config(model, d / ENCODER_DIR)
-    tmp_weights = d / f".{WEIGHTS_FILE}.tmp"
-    save_file(_state_dict(model), str(tmp_weights), metadata={"format": "pt"})
-    os.replace(tmp_weights, d / WEIGHTS_FILE)
+    with atomic_path(d / WEIGHTS_FILE) as tmp:
+        save_file(_state_dict(model), str(tmp), metadata={"format": "pt"})
     _write_meta(d, full)
     return d
 
 
 def _write_meta(d: Path, meta: dict[str, Any]) -> None:
-    tmp_meta = d / f".{META_FILE}.tmp"
-    tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp_meta, d / META_FILE)
+    write_text_atomic(d / META_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 def update_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:

@@ -68,8 +68,8 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(
     path = tmp_path / "checkpoints" / "last.pt"
     ckpt_mod.save_checkpoint(path, {"step": 1})
 
-    def dies_half_way(obj: object, f) -> None:
-        f.write(b"partial")
+    def dies_half_way(obj: object, f: Path) -> None:
+        Path(f).write_bytes(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", dies_half_way)
@@ -77,6 +77,7 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(
         ckpt_mod.save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
     assert ckpt_mod.load_checkpoint(path) == {"step": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temp file left
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ from tensorfab.metrics import (
     render_markdown,
     write_report,
 )
-from tensorfab.metrics import report as report_module
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -200,7 +199,7 @@ def test_write_report_converts_numpy_values(tmp_path):
 def test_failed_write_keeps_old_report_and_removes_temp_file(tmp_path):
     json_path, _ = write_report(tmp_path, {"name": "old"})
     with (
-        mock.patch.object(report_module.os, "replace", side_effect=OSError("disk full")),
+        mock.patch("tensorfab.files.os.replace", side_effect=OSError("disk full")),
         pytest.raises(OSError, match="disk full"),
     ):
         write_report(tmp_path, {"name": "new"})

@@ -1,0 +1,42 @@
+"""Atomic file writes: a reader (or a crash) never sees half a file.
+
+Every file tensorfab must not leave half-written (checkpoints, weights, package
+descriptions, run specs, reports, metric logs it rewrites, caches) goes through
+:func:`atomic_path`: the writer fills a temporary file beside the target, the data is
+fsynced, and one ``os.replace`` puts it in place. The temporary file is opened the plain
+way, so the result gets the same mode as any other file the user's umask allows (0644
+usually), not ``mkstemp``'s 0600.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it when the block ends without error.
+
+    The block writes the whole file to the yielded path with whatever writer it likes
+    (``torch.save``, safetensors, ``write_text``). On an error the temporary file is
+    removed and ``path`` keeps what it held before.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
