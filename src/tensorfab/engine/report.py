@@ -15,6 +15,7 @@ from tensorfab.engine.evaluate import evaluate_batches
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
+from tensorfab.metrics.report import scored_split
 from tensorfab.package import update_metrics
 from tensorfab.package.io import WEIGHTS_FILE
 
@@ -146,14 +147,3 @@ def summary_table(report: dict[str, Any]) -> Table:
     for k, v in rows:
         t.add_row(k, v)
     return t
-
-
-def scored_split(report: dict[str, Any]) -> str:
-    """The split the final scores (``metrics.test``) come from: ``test``, or ``eval``.
-
-    With no test file of its own (CoNLL or text data with ``eval_path`` only, or a
-    held-out eval part) the data's test split *is* its eval split (``split.test: eval``),
-    and a label saying "test" would claim an unseen split the model was selected on.
-    """
-    split = report.get("data", {}).get("split") or {}
-    return "eval" if isinstance(split, dict) and split.get("test") == "eval" else "test"

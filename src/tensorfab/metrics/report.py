@@ -67,9 +67,20 @@ def _samples_per_s(x: Any) -> str:
     return NA if x is None else f"{x:,.1f}"
 
 
+def scored_split(report: Mapping[str, Any]) -> str:
+    """The split the final scores (``metrics.test``) come from: ``test``, or ``eval``.
+
+    With no test file of its own (CoNLL or text data with ``eval_path`` only, or a
+    held-out eval part) the data's test split *is* its eval split (``split.test: eval``),
+    and a label saying "test" would claim an unseen split the model was selected on.
+    """
+    split = report.get("data", {}).get("split") or {}
+    return "eval" if isinstance(split, dict) and split.get("test") == "eval" else "test"
+
+
 def _summary(report: Mapping[str, Any]) -> list[str]:
     scores = _get(report, "metrics", "test") or _get(report, "metrics", "eval") or {}
-    scores_split = "test" if _get(report, "metrics", "test") else "eval"
+    scores_split = scored_split(report) if _get(report, "metrics", "test") else "eval"
     rows = [
         ("status", str(report.get("status", NA))),
         ("task", str(report.get("task", NA))),
@@ -200,8 +211,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines += [f"Created {report['created']}.", ""]
     lines += _summary(report)
     lines += _data_and_model(report)
-    for split in ("test", "eval"):
-        lines += _split_scores(split, _get(report, "metrics", split))
+    lines += _split_scores(scored_split(report), _get(report, "metrics", "test"))
+    lines += _split_scores("eval", _get(report, "metrics", "eval"))
     lines += _history(report.get("history"))
     lines += _timings(report)
     lines += _artifacts(report.get("artifacts"))

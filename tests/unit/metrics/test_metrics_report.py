@@ -216,3 +216,13 @@ def test_markdown_escapes_pipes_in_cells():
     scores = classification_scores([0, 1], [0, 1], ["a|b", "c"])
     text = render_markdown({"metrics": {"eval": scores}})
     assert "| a\\|b | 1.0000 |" in text
+
+
+def test_markdown_names_the_split_the_final_scores_come_from():
+    scores = classification_scores([0, 1], [0, 1], ["a", "b"])
+    given = {"data": {"split": {"method": "given", "test": "eval"}}, "metrics": {"test": scores}}
+    text = render_markdown(given)  # CoNLL with eval_path only: "test" is the valid file
+    assert "| eval accuracy | 1.0000 |" in text and "## Per class (eval)" in text
+    assert "(test)" not in text and "test accuracy" not in text
+    own = {"data": {"split": {"method": "stratified"}}, "metrics": {"test": scores}}
+    assert "## Per class (test)" in render_markdown(own)
