@@ -36,17 +36,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    title = f"{result['model']} on {result['data']} ({result['n']} examples)"
-    Console().print(score_table(title, result["scores"]))
-    print(summary_line(result["scores"]))  # plain print: rich would wrap it at 80 columns
+    # title and summary by plain print: rich wraps long lines at 80 columns in a pipe
+    print(f"{result['model']} on {result['data']} ({result['n']} examples)")
+    Console().print(score_table(result["scores"]))
+    print(summary_line(result["scores"]))
     return 0
 
 
-def score_table(title: str, scores: dict[str, Any]) -> Table:
+def score_table(scores: dict[str, Any]) -> Table:
     """Entity-level scores for token classification (NER), per-class scores otherwise."""
     if "entity" in scores:
-        return entity_table(title, scores["entity"])
-    return class_table(title, scores["per_class"])
+        return entity_table(scores["entity"])
+    return class_table(scores["per_class"])
 
 
 def summary_line(scores: dict[str, Any]) -> str:
@@ -61,9 +62,9 @@ def summary_line(scores: dict[str, Any]) -> str:
     return line + (f"  loss {scores['loss']:.4f}" if "loss" in scores else "")
 
 
-def _score_table(title: str, first: str, rows: dict[str, dict[str, Any]]) -> Table:
+def _score_table(first: str, rows: dict[str, dict[str, Any]]) -> Table:
     """One row per class or entity type: precision, recall, F1, support."""
-    table = Table(title=title)
+    table = Table()
     for col in (first, "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == first else "right")
     for name, row in rows.items():
@@ -75,17 +76,17 @@ def _cells(row: dict[str, Any], support: int) -> tuple[str, ...]:
     return f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(support)
 
 
-def class_table(title: str, per_class: dict[str, dict[str, Any]]) -> Table:
+def class_table(per_class: dict[str, dict[str, Any]]) -> Table:
     """Classification scores per class (images, texts)."""
-    return _score_table(title, "class", per_class)
+    return _score_table("class", per_class)
 
 
-def entity_table(title: str, entity: dict[str, Any]) -> Table:
+def entity_table(entity: dict[str, Any]) -> Table:
     """Entity-level scores per type, then the micro average over all entities (CoNLL's F1).
 
     The overall row's support is the number of true entities, as conlleval counts them.
     """
-    table = _score_table(title, "entity type", entity["per_type"])
+    table = _score_table("entity type", entity["per_type"])
     table.add_section()
     table.add_row("all (micro)", *_cells(entity, entity["n_entities_true"]))
     return table

@@ -231,3 +231,41 @@ def test_bench_bad_numbers_are_one_clear_error(
 ) -> None:
     assert main(["bench", *argv]) == 2
     assert capsys.readouterr().err.strip() == message
+
+
+def test_a_missing_data_dir_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    argv = ["bench", "train", "--quick", "--data-dir", str(tmp_path / "nope"), "--out", str(out)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: --data-dir {tmp_path / 'nope'}: no such folder\n"
+    assert not out.exists()
+
+
+@CPU_ONLY
+def test_quick_runs_never_replace_saved_results(tmp_path: Path) -> None:
+    """Without --out: a -quick name, then -2; synthetic MNIST only for the default data dir,
+    and said in one note (../shared/data does not exist beside tmp_path)."""
+    args = ("bench", "train", "--quick", "--device", "cpu", "--workloads", "lenet-mnist")
+    date = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    results = tmp_path / "benchmarks" / "results"
+    committed = results / f"cpu-{date}-bench-train.json"
+    results.mkdir(parents=True)
+    committed.write_text("{}")
+    first = run_cli(*args, cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stderr
+    note = (
+        "note: no MNIST under ../shared/data (the default --data-dir); lenet-mnist runs on "
+        "synthetic images of MNIST's shape"
+    )
+    assert first.stderr.splitlines()[0] == note
+    quick = f"benchmarks/results/cpu-{date}-bench-train-quick"
+    assert f"json: {quick}.json" in first.stderr.splitlines()
+    second = run_cli(*args, "--json", cwd=tmp_path, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.splitlines() == [note, f"json: {quick}-2.json"]
+    assert committed.read_text() == "{}"
+    saved = json.loads((tmp_path / f"{quick}-2.json").read_text())
+    assert saved == json.loads(second.stdout)
+    assert saved["results"][0]["data"]["source"].startswith("synthetic")

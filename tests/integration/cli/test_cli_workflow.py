@@ -42,6 +42,41 @@ def test_evaluate_json_matches_the_run_report(demo_run: tuple[Path, dict]) -> No
     assert result["scores"]["accuracy"] == pytest.approx(out["test_accuracy"])
 
 
+def test_evaluate_prints_a_table_per_class_and_the_accuracy(demo_run: tuple[Path, dict]) -> None:
+    cwd, out = demo_run
+    proc = run_cli("evaluate", out["run_dir"], cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert lines[0] == f"{out['model']} on digits test split (360 examples)"
+    assert lines[2].split() == ["┃", "class", "┃", "precision", "┃", "recall", "┃", "f1", "┃",
+                                "support", "┃"]  # fmt: skip
+    rows = [line for line in lines if line.startswith("│")]
+    assert [r.split()[1] for r in rows] == [str(d) for d in range(10)]
+    assert sum(int(r.split()[-2]) for r in rows) == 360  # supports add up to the split
+    assert lines[-1].startswith(f"accuracy {out['test_accuracy']:.4f}  macro F1 ")
+
+
+def test_predict_top_k_larger_than_the_classes_shows_them_all(
+    demo_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from tensorfab.data import create_dataset
+
+    cwd, out = demo_run
+    _write_idx(
+        tmp_path / "few-images-idx3-ubyte.gz",
+        create_dataset("digits").test.images[:2, 0].numpy(),
+        0x803,
+    )
+    proc = run_cli(
+        "predict", out["run_dir"], str(tmp_path / "few-images-idx3-ubyte.gz"), "--top-k", "99",
+        "--json", cwd=cwd,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [len(r["top"]) for r in rows] == [10, 10]
+    assert all(abs(sum(r["top"].values()) - 1) < 1e-5 for r in rows)
+
+
 def test_evaluate_and_predict_a_users_own_idx_file(
     demo_run: tuple[Path, dict], tmp_path: Path
 ) -> None:

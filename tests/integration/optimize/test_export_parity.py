@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from pathlib import Path
 
 import pytest
 
+from tensorfab.cli.main import main
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize import export_package, parity_report
@@ -82,7 +86,8 @@ def test_onnx_on_cuda_without_gpu_provider_runs_on_cpu_with_a_note(
         pytest.skip("this onnxruntime has a CUDA provider")
     pkg = load_package(lenet_run)
     exported = export_package(pkg, tmp_path, "d", variants=("fp32",))
-    with pytest.warns(RuntimeWarning, match="no GPU provider"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the note says it: no RuntimeWarning repeats it
         row = parity_report(pkg, exported, max_samples=64, device="cuda")["variants"]["fp32"]
     assert row["device"] == "cpu" and row["providers"] == ["CPUExecutionProvider"]
     assert len(row["notes"]) == 1 and "'cuda' asked" in row["notes"][0]
@@ -110,8 +115,10 @@ def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path
         "skipped": "torch-cudagraphs needs a CUDA GPU (device is cpu)",
         "passed": None,
     }
-    assert (tmp_path / "repo/digits/export-report.json").is_file()
-    table = (tmp_path / "repo/digits/export-report.md").read_text()
+    assert report["version"] == 1
+    saved = json.loads((tmp_path / "repo/digits/export-report-1.json").read_text())
+    assert saved == report
+    table = (tmp_path / "repo/digits/export-report-1.md").read_text()
     assert "| fp32 | " in table and "| ok |" in table
     assert "| torch-fp32 |" in table and "| onnx-fp32 |" in table
     assert "| torch-cudagraphs | | | | | | not checked: torch-cudagraphs needs a CUDA GPU" in table
@@ -152,3 +159,62 @@ def test_unreadable_training_data_stops_int8_static_before_anything_is_written(
     assert not (tmp_path / "repo").exists()
     exported = export_package(pkg, tmp_path / "repo", "digits", variants=("fp32", "int8-dynamic"))
     assert [e.variant for e in exported] == ["fp32", "int8-dynamic"]
+
+
+def _export(lenet_run: Path, cwd: Path, *args: str) -> tuple[int, str, str]:
+    """``tensorfab export`` in this process (no interpreter start-up per call)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["export", str(lenet_run), "--repo", str(cwd / "repo"), "--samples", "64", *args]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--samples", "0"], "--samples must be at least 1, not 0"),
+        (["--version", "0"], "--version must be at least 1 (Triton's versions start at 1), not 0"),
+        (
+            ["--name", "../evil"],
+            "--name '../evil': a model name is letters, digits, '_', '-' and '.' "
+            "(no path separators, not '.' or '..')",
+        ),
+        (["--data", "nope.conll"], "nope.conll: no such file or folder"),
+        (["--seq-len", "0"], "--seq-len must be at least 1, not 0"),
+        (["--device", "gpu"], "--device: must be cpu, cuda, cuda:N or auto, not 'gpu'"),
+        (["--variants", "fp32,fp8"], "--variants: unknown ['fp8']; choose from fp32, "),
+    ],
+)
+def test_export_bad_input_is_refused_before_anything_is_written(
+    lenet_run: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, out, err = _export(lenet_run, tmp_path, *args)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "repo").exists()
+    assert not (tmp_path / "evil").exists()
+
+
+def test_export_again_writes_the_next_version_and_keeps_every_report(
+    lenet_run: Path, tmp_path: Path
+) -> None:
+    assert _export(lenet_run, tmp_path, "--variants", "fp32", "--json")[0] == 0
+    first = (tmp_path / "repo/digits/1/model.onnx").read_bytes()
+    code, out, _ = _export(lenet_run, tmp_path, "--variants", "fp32,int8-dynamic")
+    assert code == 0 and out.endswith(f"report: {tmp_path / 'repo/digits/export-report-2.json'}\n")
+    assert (tmp_path / "repo/digits/1/model.onnx").read_bytes() == first  # untouched
+    assert (tmp_path / "repo/digits/2/model.onnx").is_file()
+    assert (tmp_path / "repo/digits-int8-dynamic/2/model.onnx").is_file()  # one version each
+    one = json.loads((tmp_path / "repo/digits/export-report-1.json").read_text())
+    two = json.loads((tmp_path / "repo/digits/export-report-2.json").read_text())
+    assert (one["version"], list(one["variants"])) == (1, ["fp32"])
+    assert (two["version"], list(two["variants"])) == (2, ["fp32", "int8-dynamic"])
+
+    code, out, err = _export(lenet_run, tmp_path, "--variants", "fp32", "--version", "1")
+    assert code == 2 and out == ""
+    assert (
+        err == f"error: {tmp_path / 'repo/digits/1'} exists; pick another --version or remove it\n"
+    )
+    assert (tmp_path / "repo/digits/1/model.onnx").read_bytes() == first
+    assert json.loads((tmp_path / "repo/digits/export-report-1.json").read_text()) == one

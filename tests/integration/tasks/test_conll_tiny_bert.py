@@ -96,6 +96,7 @@ def test_tiny_bert_ner_kill_resume_evaluate_predict(tmp_path: Path, shared_data:
     assert result["n"] == 3250
     assert set(result["scores"]["entity"]) >= {"f1", "per_type", "n_entities_true"}
     assert result["scores"]["entity"]["n_entities_true"] == 5942  # SOURCE.md: valid entities
+    _check_entity_table(tmp_path, conll / "valid.txt")
 
     text = "EU rejects German call to boycott British lamb ."
     pred = run_cli("predict", "runs/killed", text, "--json", cwd=tmp_path)
@@ -104,6 +105,30 @@ def test_tiny_bert_ner_kill_resume_evaluate_predict(tmp_path: Path, shared_data:
     assert row["text"] == text and len(row["tags"]) == 9
     for ent in row["entities"]:
         assert text[ent["start"] : ent["end"]] == ent["text"]
+
+
+def _check_entity_table(tmp_path: Path, conll: Path) -> None:
+    """``evaluate`` without --json on an NER model: entity scores per type, then overall."""
+    sentences = conll.read_text().split("\n\n")[:40]  # -DOCSTART- and a few dozen sentences
+    (tmp_path / "few.conll").write_text("\n\n".join(sentences) + "\n")
+    scored = run_cli("evaluate", "runs/killed", "--data", "few.conll", "--json", cwd=tmp_path)
+    result = json.loads(scored.stdout)
+    entity = result["scores"]["entity"]
+    table = run_cli("evaluate", "runs/killed", "--data", "few.conll", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = [line.strip() for line in table.stdout.splitlines()]
+    assert lines[0] == f"runs/killed/model on few.conll ({result['n']} examples)"
+    assert lines[2].split("┃")[1].strip() == "entity type"
+    rows = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    cells = {r[0].strip(): [c.strip() for c in r[1:]] for r in rows}
+    assert list(cells) == [*sorted(entity["per_type"]), "all (micro)"]
+    assert cells["all (micro)"] == [
+        f"{entity['precision']:.4f}",
+        f"{entity['recall']:.4f}",
+        f"{entity['f1']:.4f}",
+        str(entity["n_entities_true"]),
+    ]
+    assert lines[-1].startswith(f"entity F1 {entity['f1']:.4f}  precision ")
 
 
 def test_packed_training_reaches_the_padded_runs_scores(tmp_path: Path, shared_data: Path) -> None:

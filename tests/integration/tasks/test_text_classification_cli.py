@@ -67,6 +67,38 @@ def test_train_evaluate_predict_text_classification(tmp_path: Path) -> None:
     assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
 
 
+def test_a_phrasebank_model_scores_csv_tsv_jsonl_and_phrasebank_files(tmp_path: Path) -> None:
+    """A user's file is read by its own suffix, not the training spec's text_format."""
+    lines = [f"{text}@{label}\r\n" for text, label in _rows(40)]
+    (tmp_path / "train.txt").write_text("".join(lines), encoding="latin-1")
+    sets = [
+        "task=text-classification",
+        "data.format=text",
+        "data.path=train.txt",
+        "data.text_format=phrasebank",
+        "model.name=bert-tiny",
+        "train.epochs=1",
+        "train.device=cpu",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    assert run_cli("train", *args, "--name", "pb", "--quiet", cwd=tmp_path).returncode == 0
+    rows = _rows(6)
+    _write_csv(tmp_path / "t.csv", rows)
+    (tmp_path / "t.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{x}\n" for t, x in rows))
+    jsonl = "".join(json.dumps({"text": t, "label": x}) + "\n" for t, x in rows)
+    (tmp_path / "t.jsonl").write_text(jsonl)
+    (tmp_path / "mine.txt").write_text("".join(f"{t}@{x}\n" for t, x in rows))  # the model's
+    for name in ("t.csv", "t.tsv", "t.jsonl", "mine.txt"):
+        proc = run_cli("evaluate", "runs/pb", "--data", name, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        out = [line.strip() for line in proc.stdout.splitlines()]
+        assert out[0] == f"runs/pb/model on {name} (6 examples)"
+        assert out[2].split("┃")[1].strip() == "class"
+        supports = {r.split("│")[1].strip(): r.split("│")[-2].strip() for r in out if r[0] == "│"}
+        assert supports == {"negative": "3", "positive": "3"}
+        assert out[-1].startswith("accuracy ")
+
+
 def test_unknown_label_in_a_users_file_names_it(tmp_path: Path) -> None:
     _write_csv(tmp_path / "train.csv", _rows(40))
     sets = [

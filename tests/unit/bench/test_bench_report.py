@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from tensorfab.bench.report import default_out_path, fmt, markdown, save_results
+from tensorfab.bench.report import default_out_path, fmt, markdown, save_results, unused_path
 
 
 def _side(samples_per_s: float, mfu: float | None) -> dict:
@@ -73,6 +74,24 @@ def test_save_results_writes_json_table_and_chart(tmp_path: Path) -> None:
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_default_path_names_device_date_and_suite() -> None:
+def test_default_path_names_device_date_and_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default is relative to where bench runs
     path = default_out_path(torch.device("cuda", 0), "train", "2026-11-25")
     assert path.as_posix() == "benchmarks/results/cuda-2026-11-25-bench-train.json"
+    quick = default_out_path(torch.device("cpu"), "infer", "2026-11-25", quick=True)
+    assert quick.as_posix() == "benchmarks/results/cpu-2026-11-25-bench-infer-quick.json"
+
+
+def test_default_path_never_names_results_already_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "cpu-2026-11-25-bench-train.json").write_text("{}")
+    (results / "cpu-2026-11-25-bench-train-2.md").write_text("")  # a table alone counts too
+    path = default_out_path(torch.device("cpu"), "train", "2026-11-25")
+    assert path.as_posix() == "benchmarks/results/cpu-2026-11-25-bench-train-3.json"
+    assert unused_path(tmp_path / "free.json") == tmp_path / "free.json"

@@ -36,6 +36,16 @@ def test_lenet_falls_back_to_synthetic_data_and_says_so(tmp_path: Path) -> None:
         workload.close()
 
 
+def test_a_named_data_dir_without_mnist_is_an_error_not_synthetic_data(tmp_path: Path) -> None:
+    plan = Plan(torch.device("cpu"), True, 1, 2, tmp_path, synthetic_ok=False)
+    with pytest.raises(TensorfabError) as info:
+        create_workload("lenet-mnist", plan)
+    assert str(info.value) == (
+        f"--data-dir {tmp_path}: no MNIST in {tmp_path.resolve() / 'mnist'} (lenet-mnist needs "
+        "its four IDX files there; leave --data-dir out to run it on synthetic images)"
+    )
+
+
 def test_ner_without_conll_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TensorfabError, match=r"conll2003/train.txt: CoNLL-2003 train file not"):
         create_workload("minilm-ner", _plan(tmp_path))

@@ -12,6 +12,7 @@ import pytest
 
 from tensorfab.data.text import (
     build_text,
+    file_text_format,
     read_phrasebank,
     read_text_examples,
     read_text_table,
@@ -250,3 +251,22 @@ def test_sources() -> None:
         "licence": "unknown (user data)",
         "citation": "",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback", "expected"),
+    [
+        ("t.csv", "phrasebank", "csv"),  # the file's own suffix wins over the model's format
+        ("t.TSV", "phrasebank", "tsv"),
+        ("t.jsonl", "csv", "jsonl"),
+        ("Sentences_AllAgree.txt", "csv", "phrasebank"),
+        ("mine.txt", "phrasebank", "phrasebank"),  # a suffix that says nothing: the model's
+    ],
+)
+def test_a_users_file_is_read_by_its_own_format(name: str, fallback: str, expected: str) -> None:
+    assert file_text_format(name, fallback) == expected
+
+
+def test_a_users_file_with_no_telling_suffix_and_no_format_is_refused() -> None:
+    with pytest.raises(TensorfabError, match=r"mine.txt: cannot tell the format from the suffix"):
+        file_text_format("mine.txt", "auto")
