@@ -29,6 +29,11 @@ class Bind:
     port: int = 8000
     graceful_timeout_s: float = 30.0
     log_level: str = "warning"
+    # Idle keep-alive connections stay open this long. uvicorn's default (5 s) equals httpx's
+    # and other clients' pool expiry: a client may then reuse a connection in the instant
+    # the server closes it, and that request fails with a read error, not an HTTP answer.
+    # The server must keep connections longer than any client pool keeps them.
+    keep_alive_s: int = 75
 
 
 def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
@@ -39,6 +44,7 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
         port=bind.port,
         log_level=bind.log_level,
         timeout_graceful_shutdown=int(bind.graceful_timeout_s),
+        timeout_keep_alive=bind.keep_alive_s,
         access_log=False,
         lifespan="on",
     )

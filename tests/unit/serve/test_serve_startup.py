@@ -46,3 +46,13 @@ def test_an_unreadable_image_is_named_without_pythons_object_repr() -> None:
     assert message == "request body: not an image PIL can read (cannot identify image file)"
     plain = TensorfabError("request body: unreadable image <_io.BytesIO object at 0x7f32aa>")
     assert _image_problem(plain) == ("request body: not an image PIL can read (unreadable image)")
+
+
+def test_idle_connections_outlive_a_client_pools_keep_alive(tmp_path: Path) -> None:
+    import httpx
+
+    from tensorfab.serve.server import build_server
+
+    server = build_server(ServerOptions(repository=tmp_path), Bind())
+    client_expiry = httpx.Limits().keepalive_expiry  # 5 s, uvicorn's own default too
+    assert server.config.timeout_keep_alive > client_expiry
