@@ -7,7 +7,7 @@ its rows reach ``max_batch_size`` or when its oldest request has waited
 ``max_queue_delay_us``. Variable-length inputs (token ids) are then run as sub-batches of
 similar length (:func:`length_groups`), each padded to its own longest request, and each
 request gets back exactly its own rows and positions: padding a whole batch of real
-sentences to its longest one computes mostly padding (README, "Serving", has the figures).
+sentences to its longest one computes mostly padding (README, "Measured", has the figures).
 The queue is bounded: a full queue rejects at once (the server answers 429) instead of
 building a backlog that would time out anyway. When the runtime fails on a batch of
 several requests, each is run again alone, so one faulty request fails alone.
