@@ -66,6 +66,10 @@ def scores_from_confusion(cm: np.ndarray, class_names: list[str]) -> dict[str, A
     recall = _safe_divide(true_pos, support)
     f1 = _f1(precision, recall)
     accuracy = float(_safe_divide(true_pos.sum(), n))
+    # macro F1 averages the classes that occur in the data or in the predictions, as
+    # scikit-learn does without explicit labels: a class with neither (a folder class
+    # absent from this test set) has no F1 to speak of and would count as a zero.
+    seen = (support > 0) | (predicted > 0)
     per_class = {
         name: {
             "precision": float(precision[i]),
@@ -77,7 +81,7 @@ def scores_from_confusion(cm: np.ndarray, class_names: list[str]) -> dict[str, A
     }
     return {
         "accuracy": accuracy,
-        "macro_f1": float(f1.mean()) if f1.size else 0.0,
+        "macro_f1": float(f1[seen].mean()) if seen.any() else 0.0,
         "weighted_f1": float(_safe_divide((f1 * support).sum(), n)),
         # single-label multiclass: micro precision = micro recall = accuracy, so micro F1 = accuracy
         "micro_f1": accuracy,

@@ -77,8 +77,11 @@ def test_class_absent_from_data_is_reported_with_zero_support():
         scores = classification_scores([0, 0, 1], [0, 0, 1], NAMES)
     assert scores["per_class"]["fox"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert scores["accuracy"] == 1.0
-    # like sklearn's macro average: the absent class counts with F1 0
-    assert scores["macro_f1"] == pytest.approx(2 / 3)
+    # like sklearn's macro average without explicit labels: the class that is neither in the
+    # data nor predicted is left out, not averaged in as a zero (which read 2/3 here)
+    assert scores["macro_f1"] == 1.0
+    predicted_only = classification_scores([0, 0, 1], [0, 2, 1], NAMES)  # fox predicted once
+    assert predicted_only["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
 
 
 def test_torch_tensor_inputs_match_numpy():
