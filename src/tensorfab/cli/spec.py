@@ -6,6 +6,7 @@ import argparse
 import json
 
 from tensorfab.cli.train import add_spec_arguments
+from tensorfab.models import model_entry
 from tensorfab.spec import dump_spec, load_spec
 
 HELP = "validate a job spec and print it resolved, without running anything"
@@ -19,6 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
+    # the schema cannot know the registry (spec is the lowest layer); the model's name is
+    # checked here too, so `spec` finds what `train` would refuse before any work
+    model_entry(spec.model.name)
     print(
         json.dumps(spec.model_dump(mode="json"), indent=2) if args.json else dump_spec(spec),
         end="\n" if args.json else "",

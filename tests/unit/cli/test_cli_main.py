@@ -121,3 +121,10 @@ def test_bad_set_syntax_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     _assert_one_error_line(err)
     assert "expected KEY=VALUE" in err
+
+
+def test_spec_refuses_a_model_train_would_refuse(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["spec", "--set", "model.name=nosuch"]) == 2
+    err = capsys.readouterr().err
+    _assert_one_error_line(err)
+    assert err.startswith("error: unknown model 'nosuch'; known: ")
