@@ -117,12 +117,18 @@ def _describe(
 ) -> str:
     messages = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
+        loc = list(err["loc"])
         reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown field"
+        if err["type"] == "missing" and loc and isinstance(loc[-1], int):
+            reason = f"too few items (item {loc.pop()} missing)"  # a short list for a tuple
+        path = ".".join(str(p) for p in loc)
         keys = [o.split("=", 1)[0].strip() for o in overrides]
-        overridden = any(k == path or k.startswith(f"{path}.") for k in keys)
+        # the override set this field, or a section above it, or a list/tuple item below it
+        overridden = any(
+            k == path or k.startswith(f"{path}.") or path.startswith(f"{k}.") for k in keys
+        )
         line = lines.get(path) or lines.get(path.rsplit(".", 1)[0])
         where = "--set" if overridden else (f"{source}:{line}" if line else source)
         messages.append(f"{where}: {path or 'spec'}: {reason}")

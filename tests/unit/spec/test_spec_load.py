@@ -189,3 +189,15 @@ def test_packing_is_refused_for_a_per_text_task() -> None:
     with pytest.raises(TensorfabError, match=r"data\.packing: only for token-classification"):
         load_spec(None, ["task=text-classification", "data.format=text", "data.path=x.csv",
                          "data.packing=true"])  # fmt: skip
+
+
+def test_a_short_list_from_set_is_blamed_on_set_not_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "job.yaml"
+    f.write_text("train:\n  epochs: 2\n")
+    with pytest.raises(TensorfabError) as info:
+        load_spec(f, ["data.split_fractions=[0.5,0.5]"])
+    assert str(info.value) == "--set: data.split_fractions: too few items (item 2 missing)"
+    f.write_text("data:\n  split_fractions: [0.5, 0.5]\n")
+    with pytest.raises(TensorfabError) as info:
+        load_spec(f)
+    assert str(info.value) == f"{f}:2: data.split_fractions: too few items (item 2 missing)"
