@@ -34,7 +34,7 @@ def resolve_device(name: str, field: str = "train.device") -> torch.device:
         if not mps_available():
             raise TensorfabError(
                 f"{field}: 'mps' requested but Apple MPS is not available on this machine;"
-                " use device: auto or cpu"
+                " use auto or cpu"
             )
         return torch.device("mps")
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
@@ -46,7 +46,7 @@ def _resolve_cuda(name: str, field: str) -> torch.device:
     if not torch.cuda.is_available():
         raise TensorfabError(
             f"{field}: {name!r} requested but no CUDA GPU is visible ({_torch_build()});"
-            " use device: auto or cpu"
+            " use auto or cpu"
         )
     index = int(name[5:]) if ":" in name else 0
     count = torch.cuda.device_count()

@@ -46,7 +46,7 @@ def test_cuda_without_gpu_names_field_and_build(monkeypatch: pytest.MonkeyPatch)
     msg = str(err.value)
     assert msg.startswith("train.device: 'cuda' requested but no CUDA GPU is visible")
     assert f"torch {torch.__version__}" in msg
-    assert msg.endswith("use device: auto or cpu")
+    assert msg.endswith("use auto or cpu")
     assert "\n" not in msg
 
 
