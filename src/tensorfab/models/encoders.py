@@ -121,11 +121,23 @@ def _load(
             **config,
         )
     except OSError as exc:
-        raise TensorfabError(
-            f"model.name {encoder!r}: cannot load it ({str(exc).splitlines()[0]}); give a local "
-            "directory, or a hub id already in the local cache"
-        ) from None
+        raise TensorfabError(_not_loadable(encoder, source, "it", exc)) from None
     return model.float()
+
+
+def _not_loadable(encoder: str, source: str, what: str, exc: Exception) -> str:
+    """Why an encoder did not load, without transformers' advice to check the internet.
+
+    tensorfab loads with ``local_files_only``: a hub id that is not in the cache is a
+    missing download, not a network problem, and the message says what to do about it.
+    """
+    if not Path(source).is_dir() and "huggingface.co" in str(exc):
+        return (
+            f"model.name {encoder!r}: not a local folder and not in the Hugging Face cache "
+            "(tensorfab downloads nothing at run time); download it once, e.g. "
+            f"`huggingface-cli download {source}`, or give its folder"
+        )
+    return f"model.name {encoder!r}: cannot load {what} ({str(exc).splitlines()[0]})"
 
 
 def save_encoder_config(model: nn.Module, directory: Path) -> bool:
@@ -161,7 +173,7 @@ def load_tokenizer(encoder: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=True)
     except OSError as exc:
-        raise TensorfabError(f"model.name {encoder!r}: cannot load its tokenizer ({exc})") from None
+        raise TensorfabError(_not_loadable(encoder, source, "its tokenizer", exc)) from None
 
 
 @MODELS.register(

