@@ -31,7 +31,22 @@ def detect_format(path: Path) -> str:
         return "imagefolder"
     if path.is_dir():
         _check_idx_folder(path)
+    elif not _looks_like_idx(path):
+        raise TensorfabError(
+            f"{path}: not IDX data; an image model evaluates IDX files "
+            "(e.g. t10k-images-idx3-ubyte.gz) or a folder of class folders"
+        )
     return "idx"
+
+
+def _looks_like_idx(path: Path) -> bool:
+    """IDX files open with two zero bytes, gzip with 1f 8b: anything else is some other data.
+
+    Checked before the IDX reader guesses a labels file from the name, which for a text file
+    would complain about the name instead of saying the data is of the wrong kind.
+    """
+    with open(path, "rb") as handle:
+        return handle.read(2) in (b"\x00\x00", b"\x1f\x8b")
 
 
 def _check_idx_folder(path: Path) -> None:

@@ -62,3 +62,14 @@ def test_a_folder_missing_the_labels_names_only_them(tmp_path: Path) -> None:
     assert str(info.value) == (
         f"{tmp_path}: no t10k-labels-idx1-ubyte[.gz] (IDX test data) and no class sub-folders"
     )
+
+
+def test_a_text_file_for_an_image_model_is_named_as_the_wrong_kind_of_data(tmp_path: Path) -> None:
+    conll = tmp_path / "valid.txt"
+    conll.write_text("EU B-ORG\nrejects O\n")
+    with pytest.raises(TensorfabError) as info:
+        load_eval_split(_image_model(), str(conll))
+    assert str(info.value) == (
+        f"{conll}: not IDX data; an image model evaluates IDX files "
+        "(e.g. t10k-images-idx3-ubyte.gz) or a folder of class folders"
+    )
