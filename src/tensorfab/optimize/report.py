@@ -1,7 +1,8 @@
 """The export report as markdown: a parity table and a trtexec-like latency table.
 
-Written beside ``export-report.json`` so a person can read what was shipped and how fast
-each runtime is without parsing JSON; the numbers are the JSON's, nothing recomputed.
+Written beside ``export-report-<version>.json`` so a person can read what was shipped and
+how fast each runtime is without parsing JSON; the numbers are the JSON's, nothing
+recomputed.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _latency(latency: dict[str, Any]) -> list[str]:
 
 
 def export_markdown(report: dict[str, Any], title: str) -> str:
-    """``export-report.md``: parity, then latency when it was measured."""
+    """``export-report-<version>.md``: parity, then latency when it was measured."""
     lines = [f"# tensorfab export: {title}", "", *_parity(report)]
     if report.get("latency"):
         lines += _latency(report["latency"])
