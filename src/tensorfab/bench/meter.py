@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tensorfab.hardware import cuda_index, gpu_readings
+from tensorfab.hardware import cuda_index, cuda_uuid, energy_mj, gpu_readings
 
 
 @dataclass
@@ -199,22 +199,39 @@ def _rss_peak_bytes() -> int | None:
 
 
 class PowerSampler:
-    """Mean GPU power while a block runs, sampled from NVML in a thread; None without NVML."""
+    """The GPU energy a block used, from NVML; None without NVML.
+
+    NVML's energy counter (Volta and newer) read before and after gives the energy
+    exactly. Where the board has no counter, power is sampled in a thread every
+    ``interval_s`` and its mean times the block's seconds estimates it. The GPU's index and
+    UUID are worked out on the caller's thread: a new thread's current CUDA device is GPU 0,
+    whatever device the block runs on.
+    """
 
     def __init__(self, device: torch.device, interval_s: float = 0.05) -> None:
         self.device, self.interval_s = device, interval_s
         self.watts: list[float] = []
+        self._gpu: tuple[int, str | None] | None = None
+        self._energy_mj: list[int] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PowerSampler:
-        if self.device.type == "cuda" and self._read() is not None:
+        if self.device.type != "cuda":
+            return self
+        index = cuda_index(self.device)
+        self._gpu = (index, cuda_uuid(index))
+        start = energy_mj(*self._gpu)
+        if start is not None:
+            self._energy_mj = [start]
+        elif self._read() is not None:
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
 
     def _read(self) -> float | None:
-        readings = gpu_readings(cuda_index(self.device))
+        assert self._gpu is not None
+        readings = gpu_readings(*self._gpu)
         return None if readings is None else readings.get("power_w")
 
     def _run(self) -> None:
@@ -228,9 +245,16 @@ class PowerSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._energy_mj and self._gpu is not None:
+            end = energy_mj(*self._gpu)
+            if end is not None:
+                self._energy_mj.append(end)
 
     def energy_j(self, seconds: float) -> float | None:
-        """Mean sampled power times ``seconds``; None when nothing was read."""
+        """The counter's difference, else mean sampled power times ``seconds``; None when
+        nothing was read."""
+        if len(self._energy_mj) == 2:
+            return (self._energy_mj[1] - self._energy_mj[0]) / 1000.0
         if not self.watts:
             return None
         return sum(self.watts) / len(self.watts) * seconds

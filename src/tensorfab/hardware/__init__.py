@@ -4,13 +4,14 @@ precisions, datasheet and measured peaks, NVML telemetry."""
 from tensorfab.hardware.device import (
     cpu_model,
     cuda_index,
+    cuda_uuid,
     describe_device,
     device_name,
     mps_available,
     resolve_device,
 )
 from tensorfab.hardware.info import collect_info, gpus, memory_bytes, physical_cores
-from tensorfab.hardware.nvml import driver_version, gpu_readings
+from tensorfab.hardware.nvml import driver_version, energy_mj, gpu_readings
 from tensorfab.hardware.peaks import (
     DATASHEET_PEAK_TFLOPS,
     datasheet_peak_tflops,
@@ -34,11 +35,13 @@ __all__ = [
     "collect_info",
     "cpu_model",
     "cuda_index",
+    "cuda_uuid",
     "datasheet_peak_tflops",
     "default_cache_path",
     "describe_device",
     "device_name",
     "driver_version",
+    "energy_mj",
     "gpu_readings",
     "gpus",
     "measure_matmul_tflops",

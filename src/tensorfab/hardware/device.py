@@ -73,6 +73,13 @@ def cuda_index(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
+def cuda_uuid(index: int) -> str | None:
+    """The board's UUID as CUDA sees it, which names the same GPU to NVML whatever the
+    numbering (``CUDA_VISIBLE_DEVICES``); None where torch does not expose it."""
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return str(uuid) if uuid is not None else None
+
+
 def cpu_model() -> str:
     """The CPU's marketing name from /proc/cpuinfo, else what ``platform`` knows."""
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from tensorfab.hardware.device import CPUINFO, cpu_model, mps_available
+from tensorfab.hardware.device import CPUINFO, cpu_model, cuda_uuid, mps_available
 from tensorfab.hardware.nvml import READING_KEYS, driver_version, gpu_readings
 from tensorfab.hardware.peaks import datasheet_peak_tflops
 from tensorfab.hardware.precision import precisions_for_capability, supported_precisions
@@ -76,8 +76,7 @@ def memory_bytes() -> dict[str, int | None]:
 def _gpu_info(index: int, driver: str | None) -> dict[str, Any]:
     props = torch.cuda.get_device_properties(index)
     precisions = precisions_for_capability(props.major, props.minor)
-    uuid = getattr(props, "uuid", None)
-    readings = gpu_readings(index, str(uuid) if uuid is not None else None) or {}
+    readings = gpu_readings(index, cuda_uuid(index)) or {}
     peaks = {p: datasheet_peak_tflops(props.name, p) for p in precisions}
     return {
         "index": index,

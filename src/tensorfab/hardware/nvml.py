@@ -1,4 +1,4 @@
-"""Live GPU readings (utilization, memory used, power) and the driver version from NVML.
+"""Live GPU readings (utilization, memory used, power, energy) and the driver version from NVML.
 
 NVML comes from the ``pynvml`` module of ``nvidia-ml-py``, imported only when asked. No
 library, no driver, or an unsupported query all mean "no reading" (``None``), never a crash:
@@ -74,3 +74,19 @@ def gpu_readings(index: int, uuid: str | None = None) -> dict[str, float | int |
             "memory_used_bytes": _try(lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used),
             "power_w": None if power_mw is None else power_mw / 1000.0,
         }
+
+
+def energy_mj(index: int, uuid: str | None = None) -> int | None:
+    """The GPU's energy counter in millijoules since the driver loaded; None where unsupported.
+
+    NVML counts it on Volta and newer boards: the difference of two readings is the energy
+    a block of work used, exactly, where sampling power every few ms only estimates it.
+    """
+    with _session() as nvml:
+        if nvml is None:
+            return None
+        handle = _handle(nvml, index, uuid)
+        if handle is None:
+            return None
+        value = _try(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        return int(value) if value is not None else None

@@ -83,3 +83,55 @@ def test_peak_memory_on_cpu_is_the_rss_peak() -> None:
         block += 1
     assert memory.kind.startswith("rss_peak")
     assert memory.bytes is not None and memory.bytes > 32 * 2**20
+
+
+def _fake_gpu(monkeypatch, energy: list[int | None], power: float | None) -> list[tuple]:
+    """GPU 2 with UUID 'u2' as NVML would show it; returns the (index, uuid) each read used."""
+    import tensorfab.bench.meter as meter
+
+    used: list[tuple] = []
+    monkeypatch.setattr(meter, "cuda_index", lambda device: 2)
+    monkeypatch.setattr(meter, "cuda_uuid", lambda index: f"u{index}")
+
+    def read_energy(index: int, uuid: str | None) -> int | None:
+        used.append((index, uuid))
+        return energy.pop(0)
+
+    def readings(index: int, uuid: str | None) -> dict:
+        used.append((index, uuid))
+        return {"power_w": power}
+
+    monkeypatch.setattr(meter, "energy_mj", read_energy)
+    monkeypatch.setattr(meter, "gpu_readings", readings)
+    return used
+
+
+def test_energy_is_the_counters_difference_on_the_blocks_gpu(monkeypatch) -> None:
+    from tensorfab.bench.meter import PowerSampler
+
+    used = _fake_gpu(monkeypatch, energy=[10_000, 250_000], power=300.0)
+    with PowerSampler(torch.device("cuda")) as power:
+        pass
+    assert power.energy_j(seconds=99.0) == 240.0  # (250,000 - 10,000) mJ, not 300 W x 99 s
+    assert used == [(2, "u2"), (2, "u2")] and power.watts == []
+
+
+def test_without_a_counter_power_is_sampled_from_the_same_gpu(monkeypatch) -> None:
+    import time
+
+    from tensorfab.bench.meter import PowerSampler
+
+    used = _fake_gpu(monkeypatch, energy=[None], power=200.0)
+    with PowerSampler(torch.device("cuda"), interval_s=0.005) as power:
+        time.sleep(0.03)
+    assert power.watts and set(power.watts) == {200.0}
+    assert power.energy_j(seconds=2.0) == 400.0
+    assert set(used) == {(2, "u2")}  # the sampling thread read GPU 2, not its own GPU 0
+
+
+def test_no_energy_on_a_cpu() -> None:
+    from tensorfab.bench.meter import PowerSampler
+
+    with PowerSampler(CPU) as power:
+        pass
+    assert power.energy_j(seconds=1.0) is None

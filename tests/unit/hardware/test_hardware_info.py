@@ -9,7 +9,7 @@ import types
 import pytest
 
 from tensorfab.cli import main as cli_main
-from tensorfab.hardware import collect_info, driver_version, gpu_readings
+from tensorfab.hardware import collect_info, driver_version, energy_mj, gpu_readings
 
 
 def test_collect_info_shape() -> None:
@@ -60,6 +60,18 @@ def test_nvml_reading_not_supported(monkeypatch: pytest.MonkeyPatch) -> None:
     assert driver_version() == "550.54.15"
     readings = gpu_readings(0, uuid="abc")
     assert readings == {"utilization_pct": 42, "memory_used_bytes": 2**30, "power_w": None}
+    assert energy_mj(0, uuid="abc") is None  # no nvmlDeviceGetTotalEnergyConsumption here
+
+
+def test_energy_counter_by_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlShutdown=lambda: None,
+        nvmlDeviceGetHandleByUUID=lambda u: f"handle {u}",
+        nvmlDeviceGetTotalEnergyConsumption=lambda h: 123_456 if h == "handle GPU-abc" else 0,
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    assert energy_mj(3, uuid="abc") == 123_456
 
 
 @pytest.fixture
