@@ -101,7 +101,10 @@ class BucketedGraphs:
         if self.pool is None:  # one memory pool for all buckets: they never run at once
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: a server captures a new bucket while other threads run other
+        # models on the same GPU; the default "global" mode would fail this capture on
+        # their CUDA calls, which have nothing to do with it
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             output = self.forward(*inputs)
         self.graphs[key] = (graph, inputs, output)
         return self.graphs[key]
