@@ -3,10 +3,11 @@
 #
 # Build the carry folder here first (scripts/device-carry.sh), then one device call per part
 # (each under the 10-minute limit and the 64 MiB carry), from the repository root:
-#   a: carry device_carry/whl device_carry/site/seqeval device_carry/data/mnist
-#      GPU test tier, bench micro, LeNet train (with --ablate) / infer / compare, MNIST examples
+#   t: carry device_carry/whl device_carry/site/seqeval device_carry/data/mnist
+#      the environment and the GPU test tier (its own call: compile tests take minutes)
+#   a: carry as t; bench micro, LeNet train (with --ablate) / infer / compare, MNIST examples
 #   b: carry device_carry/whl device_carry/site device_carry/data/conll2003
-#      the GPU tests that need minilm and CoNLL (skipped in a), bench train --ablate and
+#      the GPU tests that need minilm and CoNLL (skipped in t), bench train --ablate and
 #      bench infer for minilm-ner and bert-base-ner
 #   c: carry as b; CoNLL time to F1 (examples/conll2003-minilm.yaml) and export --device cuda
 # Results come back as $OUT/results-<part>.tar.gz plus the part's log. The tarball is rewritten
@@ -14,7 +15,7 @@
 # Smoke test on a CPU: DEVICE=cpu EXTRA=--quick TRAIN_SET="--set train.max_steps=20" \
 #   NO_INSTALL=1 PY=.venv/bin/python OUT=/tmp/out scripts/gpu-session.sh a
 set -uo pipefail
-part=${1:?usage: scripts/gpu-session.sh a|b|c}
+part=${1:?usage: scripts/gpu-session.sh t|a|b|c}
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/tensorfab-gpu-out}
 DEVICE=${DEVICE:-cuda}
@@ -45,9 +46,12 @@ run_train() {
 }
 
 case "$part" in
-  a)
+  t)
     step environment; nvidia-smi -L 2>&1; tf info --json > "$res/info.json"
     step gpu tests; "$PY" -m pytest -q -p no:cacheprovider tests/gpu 2>&1 | tee "$res/gpu-tests.log"
+    ;;
+  a)
+    step environment; tf info --json > "$res/info.json"
     step bench micro; tf bench micro --device "$DEVICE" $EXTRA --out "$res/micro.json"
     step bench train lenet; tf bench train --device "$DEVICE" $EXTRA --ablate \
       --workloads lenet-mnist --data-dir "$data" --out "$res/train-lenet.json"
@@ -80,6 +84,6 @@ case "$part" in
       --data "$data/conll2003/valid.txt" --samples 500 --latency --json > "$res/export.json"
     rm -rf "$res/repo"/*/[0-9]*  # the models themselves stay on the machine
     ;;
-  *) echo "unknown part $part: a, b or c" >&2; exit 2 ;;
+  *) echo "unknown part $part: t, a, b or c" >&2; exit 2 ;;
 esac
 step done; ls -la "$OUT"
