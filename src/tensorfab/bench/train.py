@@ -116,12 +116,11 @@ def ablations(workload: Any, plan: Plan, raw: dict[str, Any]) -> list[tuple[str,
     that are off already on this device (bf16 on a CPU, compile in a quick run) are skipped.
     """
     switches = [("fused optimizer", ["train.fused=off"])]
+    switches.append(("device-resident data", ["data.device_resident=off"]))
     if workload.tokens:
         switches.append(("length bucketing", ["data.length_bucketing=false"]))
         # not an "off" but the alternative: below 1x when packing would be the faster choice
         switches.append(("bucketing, packed rows instead", ["data.packing=true"]))
-    else:
-        switches.append(("device-resident data", ["data.device_resident=off"]))
     if plan.device.type == "cuda":
         switches.append(("bf16 autocast and TF32", ["train.precision=fp32"]))
     if raw["train"].get("compile"):

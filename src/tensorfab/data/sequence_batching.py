@@ -11,6 +11,13 @@ other into rows of at most ``pack_tokens`` tokens: the batch is then
 row's sequences 1, 2, ... (0 is padding) so attention can be kept within a sequence, and
 ``position_ids`` restart at 0 for each. The batch holds the same sequences, so the loss,
 the step count and the learning-rate schedule are those of the unpacked run.
+
+With ``resident`` (unpacked batches) every sequence is padded to the longest once and put
+on the device with its labels when the batches are made; each epoch then copies only its
+order there, and each batch is gathered on the device. Building batches row by row on the
+host and copying them from pageable memory every step would make the host wait for the
+device each step, which is what limits a small model on a GPU. The batches are the same
+tensors either way (tested).
 """
 
 from __future__ import annotations
@@ -20,9 +27,25 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DistributedSampler
 
-from tensorfab.data.batching import Batch
+from tensorfab.data.batching import Batch, fits_on_device
 
 BUCKET_WINDOW = 50  # batches per length-sorted window
+# "auto" keeps sequences resident in host memory up to this size; on a GPU the device's
+# own rule applies (a quarter of its memory, see data.batching.fits_on_device)
+CPU_RESIDENT_BYTES = 1 << 30
+
+
+def resident_bytes(input_ids: Sequence[Sequence[int]], per_token_labels: bool) -> int:
+    """Bytes the resident store of these sequences takes: int32 ids (and labels) padded."""
+    longest = max((len(x) for x in input_ids), default=0)
+    return len(input_ids) * longest * 4 * (2 if per_token_labels else 1)
+
+
+def sequences_fit(nbytes: int, device: torch.device) -> bool:
+    """Whether ``resident: auto`` keeps a store of ``nbytes`` on ``device``."""
+    if device.type == "cuda":
+        return fits_on_device(nbytes, device)
+    return nbytes <= CPU_RESIDENT_BYTES
 
 
 class SequenceBatches:
@@ -47,6 +70,7 @@ class SequenceBatches:
         rank: int = 0,
         world_size: int = 1,
         pack_tokens: int | None = None,
+        resident: bool = False,
     ) -> None:
         self.input_ids = [list(x) for x in input_ids]
         self.pack_tokens = pack_tokens
@@ -62,6 +86,25 @@ class SequenceBatches:
             shuffle=shuffle,
             seed=seed,
         )
+        self.resident = resident and not pack_tokens and len(self.input_ids) > 0
+        if self.resident:
+            self._store = self._resident_store()
+
+    def _resident_store(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every sequence padded to the longest (int32), its length and labels, on the device."""
+        n, longest = len(self.input_ids), int(self.lengths.max())
+        ids = torch.full((n, longest), self.pad_id, dtype=torch.int32)
+        per_token = isinstance(self.labels[0], (list, tuple))
+        labels = (
+            torch.full((n, longest), self.label_pad, dtype=torch.int32)
+            if per_token
+            else torch.tensor(list(self.labels), dtype=torch.long)
+        )
+        for i, seq in enumerate(self.input_ids):
+            ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.int32)
+            if per_token:
+                labels[i, : len(seq)] = torch.tensor(self.labels[i], dtype=torch.int32)
+        return ids.to(self.device), self.lengths.to(self.device), labels.to(self.device)
 
     @property
     def num_samples(self) -> int:
@@ -73,22 +116,46 @@ class SequenceBatches:
     def _order(self, epoch: int) -> list[torch.Tensor]:
         self.sampler.set_epoch(epoch)
         order = torch.tensor(list(self.sampler), dtype=torch.long)
-        batches = list(order.split(self.batch_size))
+        batches = [b for b in order.split(self.batch_size) if len(b)]  # none for no data
         if not self.bucket:
             return batches
         window = self.batch_size * BUCKET_WINDOW
         out = []
         for chunk in order.split(window):
             ranked = chunk[torch.argsort(self.lengths[chunk], descending=True, stable=True)]
-            out += list(ranked.split(self.batch_size))
+            out += [b for b in ranked.split(self.batch_size) if len(b)]
         if self.shuffle:  # batches of a window in a seeded random order, not longest first
             g = torch.Generator().manual_seed(self.sampler.seed + epoch)
             out = [out[i] for i in torch.randperm(len(out), generator=g).tolist()]
         return out
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
-        for index in self._order(epoch)[start_batch:]:
+        order = self._order(epoch)[start_batch:]
+        if self.resident:
+            yield from self._gathered(order)
+            return
+        for index in order:
             yield self._collate(index)
+
+    def _gathered(self, order: list[torch.Tensor]) -> Iterator[Batch]:
+        """The epoch's batches gathered on the device: one copy (the order) per epoch.
+
+        Each batch's width (its longest sequence) is read from the host's lengths, so
+        nothing in the loop waits for the device.
+        """
+        if not order:
+            return
+        ids, lengths, labels = self._store
+        rows_all = torch.cat(order).to(self.device)
+        positions = torch.arange(ids.shape[1], device=self.device)
+        start = 0
+        for index in order:
+            rows = rows_all[start : start + len(index)]
+            start += len(index)
+            width = int(self.lengths[index].max())
+            mask = (positions[:width] < lengths[rows, None]).long()
+            batch_labels = labels[rows, :width].long() if labels.dim() == 2 else labels[rows]
+            yield rows, ids[rows, :width].long(), mask, batch_labels
 
     def _collate(self, index: torch.Tensor) -> Batch:
         if self.pack_tokens:

@@ -62,7 +62,7 @@ class Placement:
     seed: int = 0
     rank: int = 0
     world_size: int = 1
-    resident: str = "auto"  # auto | on | off (fixed-size tensors only)
+    resident: str = "auto"  # auto | on | off: data kept on the device, batched there
     bucket: bool = False  # length-aware batching (sequences only)
     pack: bool = False  # pack training sequences into rows (token classification only)
 

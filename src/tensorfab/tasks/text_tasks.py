@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tensorfab.data.sequence_batching import SequenceBatches
+from tensorfab.data.sequence_batching import SequenceBatches, resident_bytes, sequences_fit
 from tensorfab.data.text_types import TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics import classification_scores, entity_scores, token_scores
@@ -169,6 +169,10 @@ def prepare_text(
     def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> Any:
         ids, labels, _ = encoded[split]
         shard = {"rank": where.rank, "world_size": where.world_size} if shuffle else {}
+        nbytes = resident_bytes(ids, per_token_labels=head == "token")
+        resident = where.resident == "on" or (
+            where.resident == "auto" and sequences_fit(nbytes, where.device)
+        )
         # Evaluation order does not matter (scores are gathered by example index), so
         # evaluation batches are always length-sorted: almost no padding is computed.
         return SequenceBatches(
@@ -181,6 +185,7 @@ def prepare_text(
             seed=where.seed,
             bucket=where.bucket or not shuffle,
             pack_tokens=limit if where.pack and shuffle and head == "token" else None,
+            resident=resident,
             **shard,
         )
 

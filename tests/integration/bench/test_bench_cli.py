@@ -122,6 +122,7 @@ def test_bench_train_ablate_switches_each_setting_off_alone(
     assert lenet["fused optimizer"]["spec"]["train"]["fused"] == "off"
     assert lenet["fused optimizer"]["spec"]["data"]["device_resident"] == "auto"
     ner = {a["switched_off"]: a for a in by_workload["minilm-ner"]}
+    assert ner["device-resident data"]["spec"]["data"]["device_resident"] == "off"
     assert ner["length bucketing"]["spec"]["data"]["length_bucketing"] is False
     assert ner["bucketing, packed rows instead"]["spec"]["data"]["packing"] is True
     assert "| lenet-mnist | 64 | device-resident data |" in (tmp_path / "result.md").read_text()

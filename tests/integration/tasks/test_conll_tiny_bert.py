@@ -153,3 +153,25 @@ def test_packed_training_reaches_the_padded_runs_scores(tmp_path: Path, shared_d
         )
         < 0.05
     )
+
+
+def test_resident_sequences_train_exactly_as_host_batches(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """Sequences kept on the device give the same batches, so the same weights and scores."""
+    from tensorfab.engine.train import setup, train
+    from tensorfab.spec import load_spec
+
+    job = _job(shared_data / "conll2003")
+    sets = [job[i + 1] for i in range(0, len(job) - 1, 2) if job[i] == "--set"]
+    runs = {}
+    for resident in ("on", "off"):
+        extra = [f"data.device_resident={resident}", f"output.runs_dir={tmp_path}"]
+        extra += [f"name=r-{resident}", "train.epochs=1", "train.checkpoint_every_steps=1000"]
+        ctx = setup(load_spec(None, [*sets, *extra, f"name=probe-{resident}"]), quiet=True)
+        assert (ctx.train.resident, ctx.eval.resident) == (resident == "on",) * 2
+        result = train(load_spec(None, [*sets, *extra]), quiet=True)
+        runs[resident] = (result.report["metrics"]["test"], _weights(result.run_dir))
+    (on, on_w), (off, off_w) = runs["on"], runs["off"]
+    assert on == off
+    assert all(torch.equal(on_w[k], off_w[k]) for k in off_w)

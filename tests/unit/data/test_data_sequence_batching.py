@@ -64,3 +64,47 @@ def test_a_sequence_longer_than_the_row_gets_a_row_of_its_own() -> None:
     [(_, packed, segments, _, _)] = list(b.epoch(0))
     assert segments.tolist() == [[1] * 4 + [0] * 5, [1] * 9, [1] * 2 + [0] * 7]
     assert int((packed > 0).sum()) == 15
+
+
+def _random_sequences(n: int, seed: int) -> tuple[list[list[int]], list[list[int]]]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 30, (n,), generator=g).tolist()
+    ids = [torch.randint(5, 30000, (k,), generator=g).tolist() for k in lengths]
+    tags = [torch.randint(0, 9, (k,), generator=g).tolist() for k in lengths]
+    return ids, tags
+
+
+def _batches(b: SequenceBatches, epoch: int, start: int = 0) -> list[list[list]]:
+    return [[t.tolist() for t in batch] for batch in b.epoch(epoch, start)]
+
+
+def test_resident_batches_are_the_host_collated_batches() -> None:
+    ids, tags = _random_sequences(103, seed=0)
+    sentence_labels = [len(x) % 3 for x in ids]
+    cases = [
+        {"labels": tags, "shuffle": True, "bucket": True},
+        {"labels": tags, "shuffle": True, "bucket": False, "rank": 1, "world_size": 2},
+        {"labels": tags, "shuffle": False, "bucket": True},  # evaluation order
+        {"labels": sentence_labels, "shuffle": True, "bucket": True},
+    ]
+    for case in cases:
+        labels = case.pop("labels")
+        host = SequenceBatches(ids, labels, 8, device=CPU, pad_id=3, seed=5, **case)
+        resident = SequenceBatches(
+            ids, labels, 8, device=CPU, pad_id=3, seed=5, resident=True, **case
+        )
+        assert resident.resident and not host.resident
+        for epoch in (0, 1):
+            assert _batches(resident, epoch) == _batches(host, epoch), case
+        assert _batches(resident, 1, start=4) == _batches(host, 1)[4:]
+        dtypes = {t.dtype for t in next(resident.epoch(0))}
+        assert dtypes == {torch.long}
+
+
+def test_packing_and_empty_splits_stay_on_the_host_path() -> None:
+    ids, tags = _random_sequences(10, seed=1)
+    packed = SequenceBatches(ids, tags, 4, device=CPU, shuffle=False, pack_tokens=64, resident=True)
+    assert not packed.resident and len(next(packed.epoch(0))) == 5
+    for bucket in (False, True):
+        empty = SequenceBatches([], [], 4, device=CPU, shuffle=False, bucket=bucket, resident=True)
+        assert not empty.resident and list(empty.epoch(0)) == [] and len(empty) == 0
