@@ -51,3 +51,21 @@ def test_gpu_epoch_is_faster_than_cpu() -> None:
     spec = load_spec(None, ["data.batch_size=512"])
     rows = compare_devices(spec, ["cpu", "cuda"])["devices"]
     assert rows[1]["speedup"] > 1.0
+
+
+def test_resident_text_batches_on_cuda_equal_the_host_collated_ones() -> None:
+    from tensorfab.data.sequence_batching import SequenceBatches
+
+    g = torch.Generator().manual_seed(0)
+    ids = [
+        torch.randint(5, 30000, (int(n),), generator=g).tolist()
+        for n in torch.randint(1, 60, (200,), generator=g)
+    ]
+    tags = [[i % 9 for i in range(len(x))] for x in ids]
+    cuda = torch.device("cuda")
+    host = SequenceBatches(ids, tags, 16, device=cuda, shuffle=True, bucket=True, seed=2)
+    resident = SequenceBatches(
+        ids, tags, 16, device=cuda, shuffle=True, bucket=True, seed=2, resident=True
+    )
+    for a, b in zip(host.epoch(1), resident.epoch(1), strict=True):
+        assert all(x.device.type == "cuda" and torch.equal(x, y) for x, y in zip(a, b, strict=True))
