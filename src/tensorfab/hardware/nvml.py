@@ -60,14 +60,20 @@ def _handle(nvml: Any, index: int, uuid: str | None) -> Any | None:
     return _try(lambda: nvml.nvmlDeviceGetHandleByIndex(index))
 
 
+@contextmanager
+def _device(index: int, uuid: str | None) -> Iterator[tuple[Any, Any] | None]:
+    """NVML and the handle of one GPU for the block, or None when either is missing."""
+    with _session() as nvml:
+        handle = None if nvml is None else _handle(nvml, index, uuid)
+        yield None if handle is None else (nvml, handle)
+
+
 def gpu_readings(index: int, uuid: str | None = None) -> dict[str, float | int | None] | None:
     """Utilization %, memory used (bytes) and power (W) of one GPU; None without NVML."""
-    with _session() as nvml:
-        if nvml is None:
+    with _device(index, uuid) as found:
+        if found is None:
             return None
-        handle = _handle(nvml, index, uuid)
-        if handle is None:
-            return None
+        nvml, handle = found
         power_mw = _try(lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         return {
             "utilization_pct": _try(lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
@@ -82,11 +88,9 @@ def energy_mj(index: int, uuid: str | None = None) -> int | None:
     NVML counts it on Volta and newer boards: the difference of two readings is the energy
     a block of work used, exactly, where sampling power every few ms only estimates it.
     """
-    with _session() as nvml:
-        if nvml is None:
+    with _device(index, uuid) as found:
+        if found is None:
             return None
-        handle = _handle(nvml, index, uuid)
-        if handle is None:
-            return None
+        nvml, handle = found
         value = _try(lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
         return int(value) if value is not None else None

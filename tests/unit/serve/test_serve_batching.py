@@ -25,6 +25,7 @@ from tensorfab.serve.batching import (
 )
 
 POLICY = BatchPolicy(max_batch_size=8, max_delay_s=0.010)
+TEXT_POLICY = BatchPolicy(8, 0.05, max_padding=0.25)
 
 
 def _queue(*rows_and_arrivals: tuple[int, float], deadline: float = 99.0) -> deque[Pending]:
@@ -113,13 +114,7 @@ def test_a_batch_of_mixed_lengths_runs_as_length_groups_and_answers_each_request
         return feed["input_ids"][..., None] * 2.0  # [B, T, 1]: a per-position output
 
     async def main() -> list[np.ndarray]:
-        batcher = DynamicBatcher(
-            run=run,
-            policy=BatchPolicy(8, 0.05, max_padding=0.25),
-            max_queue_size=16,
-            per_position=True,
-            executor=ThreadPoolExecutor(1),
-        )
+        batcher = _batcher(run, policy=TEXT_POLICY, per_position=True)
         batcher.start()
         feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
         out = await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
@@ -137,7 +132,7 @@ def _batcher(run, **kw) -> DynamicBatcher:
         run=run,
         policy=kw.pop("policy", BatchPolicy(8, 0.05)),
         max_queue_size=kw.pop("max_queue_size", 16),
-        per_position=False,
+        per_position=kw.pop("per_position", False),
         executor=ThreadPoolExecutor(2),
         **kw,
     )
@@ -262,13 +257,7 @@ def test_isolation_reruns_within_a_length_group_and_trims_each_answer() -> None:
         return feed["input_ids"][..., None] * 1.0
 
     async def main() -> list:
-        batcher = DynamicBatcher(
-            run=run,
-            policy=BatchPolicy(8, 0.05, max_padding=0.25),
-            max_queue_size=16,
-            per_position=True,
-            executor=ThreadPoolExecutor(1),
-        )
+        batcher = _batcher(run, policy=TEXT_POLICY, per_position=True)
         batcher.start()
         feeds = [
             {"input_ids": np.array([[5, 6, 7]])},
