@@ -315,10 +315,12 @@ def variant_models(repo: Path, name: str) -> list[Path]:
     return [_version_dir(repo, name, v, 1).parent for v in VARIANTS]
 
 
-def _versions(model_dir: Path) -> list[int]:
+def version_dirs(model_dir: Path) -> list[str]:
+    """The numbered version folders of a repository model, in numeric order (none: [])."""
     if not model_dir.is_dir():
         return []
-    return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(found, key=int)
 
 
 def report_path(repo: Path, name: str, version: int, suffix: str = ".json") -> Path:
@@ -334,7 +336,7 @@ def report_path(repo: Path, name: str, version: int, suffix: str = ".json") -> P
 def next_version(repo: Path, name: str) -> int:
     """One more than the highest version of any variant of ``name`` (or of a report), so that
     the variants of one export share a version number, as retrains of one model do in Triton."""
-    versions = [v for model in variant_models(repo, name) for v in _versions(model)]
+    versions = [int(v) for model in variant_models(repo, name) for v in version_dirs(model)]
     if (repo / name).is_dir():
         numbers = (
             p.stem.removeprefix(REPORT_PREFIX) for p in (repo / name).glob(f"{REPORT_PREFIX}*.json")

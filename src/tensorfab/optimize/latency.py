@@ -22,7 +22,6 @@ import torch
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import describe_device, resolve_device
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.runtime import Runtime, TorchSettings, load_reported_runtime
 from tensorfab.package import LoadedPackage
 
@@ -127,11 +126,6 @@ def measure(
         row["tokens_per_s"] = {str(b): v for b, v in tokens_per_s.items()}
         row["best_tokens_per_s"] = max(tokens_per_s.values())
     return row
-
-
-def heldout_lengths(pkg: LoadedPackage, data_path: str | None, max_samples: int) -> list[int]:
-    """Token lengths of the held-out sentences the parity report scores (text models)."""
-    return token_lengths(pkg, heldout_data(pkg, data_path, max_samples)[0])
 
 
 def token_lengths(pkg: LoadedPackage, data: Any) -> list[int]:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tensorfab.errors import TensorfabError
+from tensorfab.optimize.export import version_dirs
 from tensorfab.optimize.runtime import (
     ONNX_FILE,
     Runtime,
@@ -90,12 +91,6 @@ class ModelState:
     @property
     def ready(self) -> bool:
         return bool(self.versions)
-
-
-def version_dirs(model_dir: Path) -> list[str]:
-    """The numbered version folders of a model, in numeric order."""
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found, key=int)
 
 
 def repository_models(root: Path) -> list[str]:

@@ -14,7 +14,8 @@ from tensorfab.data import create_dataset
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize import export_package, parity_report
-from tensorfab.optimize.latency import heldout_lengths, latency_report
+from tensorfab.optimize.latency import latency_report, token_lengths
+from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.runtime import TorchSettings, load_runtime
 from tensorfab.package import LoadedPackage, load_package
 from tensorfab.serve.config import load_model_config
@@ -159,7 +160,7 @@ def test_fp16_runtime_on_cpu_is_a_clear_error(ner: tuple) -> None:
 
 def test_latency_on_the_held_out_length_mix(ner: tuple) -> None:
     pkg, exported, _ = ner
-    lengths = heldout_lengths(pkg, str(CONLL / "valid.txt"), 40)
+    lengths = token_lengths(pkg, heldout_data(pkg, str(CONLL / "valid.txt"), 40)[0])
     assert len(lengths) == 40 and min(lengths) >= 3  # [CLS] word [SEP] at least
     report = latency_report(pkg, exported, batch_sizes=(1, 8), iters=8, warmup=1, lengths=lengths)
     assert report["seq_len"] is None

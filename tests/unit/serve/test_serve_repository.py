@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tensorfab.errors import TensorfabError
+from tensorfab.optimize.export import version_dirs
 from tensorfab.serve.batching import QueueFullError, RequestTimeoutError
 from tensorfab.serve.config import ModelConfig
 from tensorfab.serve.metrics import ServerMetrics
@@ -22,7 +23,6 @@ from tensorfab.serve.repository import (
     _truncating_within,
     repository_models,
     token_limits,
-    version_dirs,
 )
 
 META = {"task": "image-classification", "labels": ["a", "b"],
