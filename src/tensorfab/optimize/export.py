@@ -36,7 +36,7 @@ from tensorfab.optimize.runtime import (
     torch_unsupported,
 )
 from tensorfab.package import LoadedPackage
-from tensorfab.package.io import META_FILE, WEIGHTS_FILE
+from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
 from tensorfab.tasks.eval_data import eval_batches, load_train_split
 
 OPSET = 17
@@ -401,9 +401,11 @@ def export_package(
     for model in out:
         _write_meta(pkg, model)
         _write_config(model.version_dir.parent, model)
-        tokenizer = pkg.path / "tokenizer"
-        if tokenizer.is_dir():
-            shutil.copytree(tokenizer, model.version_dir / "tokenizer", dirs_exist_ok=True)
+        # the tokenizer, and the encoder's config.json: the architecture a torch variant is
+        # rebuilt from, and the vocabulary and positions the server checks requests against
+        for folder in ("tokenizer", ENCODER_DIR):
+            if (pkg.path / folder).is_dir():
+                shutil.copytree(pkg.path / folder, model.version_dir / folder, dirs_exist_ok=True)
     return out
 
 

@@ -24,7 +24,6 @@ import numpy as np
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.export import version_dirs
 from tensorfab.optimize.runtime import (
-    ONNX_FILE,
     Runtime,
     TensorSpec,
     TorchSettings,
@@ -263,17 +262,12 @@ def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any, TokenL
 def token_limits(path: Path, tokenizer: Any = None) -> TokenLimits:
     """The vocabulary size and the longest row a text model version can embed.
 
-    Read once per load from what the version folder holds: the encoder's ``config.json``
-    (model packages), else the embedding tables of ``model.onnx`` (exported graphs, whose
-    folder has no config), else the tokenizer's vocabulary. The tokenizer's
+    Read once per load from the encoder's ``config.json``, which packages and every exported
+    version hold, else from the tokenizer's vocabulary. The tokenizer's
     ``model_max_length`` caps the positions too: models such as RoBERTa keep two of their
     position rows for padding, which the table's size alone does not show.
     """
     vocab, positions = _encoder_config_limits(path / ENCODER_DIR / "config.json")
-    if (vocab is None or positions is None) and (path / ONNX_FILE).is_file():
-        graph_vocab, graph_positions = _onnx_limits(path / ONNX_FILE)
-        vocab = vocab if vocab is not None else graph_vocab
-        positions = positions if positions is not None else graph_positions
     if vocab is None and tokenizer is not None:
         vocab = len(tokenizer)
     told = getattr(tokenizer, "model_max_length", None)
@@ -295,44 +289,6 @@ def _encoder_config_limits(config_file: Path) -> tuple[int | None, int | None]:
         vocab if isinstance(vocab, int) and vocab > 0 else None,
         positions if isinstance(positions, int) and positions > 0 else None,
     )
-
-
-def _onnx_limits(graph_file: Path) -> tuple[int | None, int | None]:
-    """Rows of the word and position embedding tables that an ONNX graph gathers from.
-
-    The word table is the one ``Gather`` indexes with the ``input_ids`` input; the position
-    table is the gathered table named ``position_embeddings`` (Hugging Face's name, kept
-    by the export). A quantized table is followed back through its ``DequantizeLinear``.
-    """
-    try:
-        import onnx
-
-        graph = onnx.load(str(graph_file), load_external_data=False).graph
-    except Exception:  # no onnx package, or a graph onnxruntime reads and onnx does not
-        return None, None
-    tables = {t.name: list(t.dims) for t in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-
-    def table(name: str) -> tuple[str, list[int]] | None:
-        node = producers.get(name)
-        if node is not None and node.op_type == "DequantizeLinear":
-            name = node.input[0]
-        dims = tables.get(name)
-        return (name, dims) if dims is not None and len(dims) == 2 else None
-
-    vocab = positions = None
-    for node in graph.node:
-        if node.op_type != "Gather" or len(node.input) < 2:
-            continue
-        found = table(node.input[0])
-        if found is None:
-            continue
-        name, dims = found
-        if node.input[1] == "input_ids":
-            vocab = int(dims[0])
-        elif "position_embeddings" in name:
-            positions = int(dims[0])
-    return vocab, positions
 
 
 def _truncating_within(task: Any, max_positions: int | None) -> Any:

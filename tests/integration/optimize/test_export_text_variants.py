@@ -19,6 +19,7 @@ from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.runtime import TorchSettings, load_runtime
 from tensorfab.package import LoadedPackage, load_package
 from tensorfab.serve.config import load_model_config
+from tensorfab.serve.repository import TokenLimits, token_limits
 from tensorfab.spec import load_spec
 from tensorfab.tasks.eval_data import load_train_split
 
@@ -69,8 +70,12 @@ def test_variants_land_in_the_repository_with_their_settings(ner: tuple) -> None
         ("torch-bf16", "torch"),
         ("torch-fp16", "torch"),
     ]
+    encoder = json.loads((pkg.path / "encoder/config.json").read_text())
     for model in ("ner", "ner-int8-static", "ner-torch-bf16"):
         assert (repo / model / "1/tokenizer/tokenizer.json").is_file()
+        # the architecture travels too: what the server checks token ids and lengths against
+        limits = token_limits(repo / model / "1")
+        assert limits == TokenLimits(encoder["vocab_size"], encoder["max_position_embeddings"])
     bf16 = repo / "ner-torch-bf16"
     assert (bf16 / "1/weights.safetensors").read_bytes() == (
         pkg.path / "weights.safetensors"

@@ -145,55 +145,6 @@ def test_token_limits_come_from_the_encoder_config_capped_by_the_tokenizer(
     assert token_limits(empty) == TokenLimits(None, None)
 
 
-@pytest.mark.parametrize("quantized", [False, True])
-def test_token_limits_of_an_onnx_graph_are_its_embedding_tables(
-    tmp_path: Path, quantized: bool
-) -> None:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    def table(name: str, rows: int) -> list:
-        if not quantized:
-            return [helper.make_tensor(name, TensorProto.FLOAT, [rows, 4], [0.0] * rows * 4)]
-        return [
-            helper.make_tensor(f"{name}_q", TensorProto.UINT8, [rows, 4], [0] * rows * 4),
-            helper.make_tensor(f"{name}_scale", TensorProto.FLOAT, [], [1.0]),
-            helper.make_tensor(f"{name}_zero", TensorProto.UINT8, [], [0]),
-        ]
-
-    def source(name: str) -> tuple[str, list]:
-        if not quantized:
-            return name, []
-        node = helper.make_node(
-            "DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero"], [f"{name}_dq"]
-        )
-        return f"{name}_dq", [node]
-
-    word, word_nodes = source("bert.embeddings.word_embeddings.weight")
-    pos, pos_nodes = source("bert.embeddings.position_embeddings.weight")
-    nodes = [
-        *word_nodes,
-        *pos_nodes,
-        helper.make_node("Gather", [word, "input_ids"], ["words"]),
-        helper.make_node("Gather", [pos, "attention_mask"], ["positions"]),
-        helper.make_node("Add", ["words", "positions"], ["logits"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [
-            helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "t"])
-            for n in ("input_ids", "attention_mask")
-        ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "t", 4])],
-        table("bert.embeddings.word_embeddings.weight", 50)
-        + table("bert.embeddings.position_embeddings.weight", 12),
-    )
-    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
-    assert token_limits(tmp_path) == TokenLimits(50, 12)
-    assert token_limits(tmp_path, _Tokenizer(40, 10)) == TokenLimits(50, 10)
-
-
 def test_the_convenience_task_truncates_within_the_models_positions() -> None:
     @dataclass
     class _Task:
