@@ -17,6 +17,7 @@ import torch
 
 import tensorfab
 from tensorfab.hardware import cpu_model, device_name, driver_version, physical_cores
+from tensorfab.metrics import markdown_table
 
 RESULTS_DIR = Path("benchmarks") / "results"
 
@@ -120,41 +121,46 @@ def _title(result: dict[str, Any]) -> str:
 
 
 def _train_table(result: dict[str, Any]) -> str:
-    lines = [
-        "| workload | batch | side | precision | samples/s | real tokens/s | step ms median "
-        "(p10-p90) | peak memory MB | MFU | J/sample | tensorfab/baseline |",
-        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
+    header = (
+        "workload", "batch", "side", "precision", "samples/s", "real tokens/s",
+        "step ms median (p10-p90)", "peak memory MB", "MFU", "J/sample", "tensorfab/baseline",
+    )  # fmt: skip
+    rows = []
     for row in result["results"]:
         for side in ("baseline", "tensorfab"):
-            r = row[side]
-            t = r["step_time_ms"]
-            lines.append(
-                f"| {row['workload']} | {row['batch_size']} | {side} | {r['precision']} | "
-                f"{r['samples_per_s']:,.1f} | {fmt(r['tokens_per_s'], ',.0f')} | "
-                f"{t['median']:.2f} ({t['p10']:.2f}-{t['p90']:.2f}) | "
-                f"{fmt(r['peak_memory_bytes'], ',.0f', 1e-6)} | {fmt(r['mfu'], '.1%')} | "
-                f"{fmt(r['energy_j_per_sample'], '.3g')} | "
-                f"{fmt(row['ratio'], '.2f') + 'x' if side == 'tensorfab' else ''} |"
-            )
-    return _title(result) + "\n".join(lines) + "\n" + _ablations(result) + _sources(result)
+            r, t = row[side], row[side]["step_time_ms"]
+            rows.append((
+                row["workload"], row["batch_size"], side, r["precision"],
+                f"{r['samples_per_s']:,.1f}", fmt(r["tokens_per_s"], ",.0f"),
+                f"{t['median']:.2f} ({t['p10']:.2f}-{t['p90']:.2f})",
+                fmt(r["peak_memory_bytes"], ",.0f", 1e-6), fmt(r["mfu"], ".1%"),
+                fmt(r["energy_j_per_sample"], ".3g"), _ratio(row, side),
+            ))  # fmt: skip
+    table = markdown_table(header, rows, "lrllrrlrrrr")
+    return _title(result) + _lines(table) + _ablations(result) + _sources(result)
+
+
+def _ratio(row: dict[str, Any], side: str) -> str:
+    """The tensorfab/baseline ratio, written on the tensorfab row only."""
+    return fmt(row["ratio"], ".2f") + "x" if side == "tensorfab" else ""
+
+
+def _lines(table: list[str]) -> str:
+    return "\n".join(table) + "\n"
 
 
 def _ablations(result: dict[str, Any]) -> str:
     """What each tensorfab setting buys: full speed over the speed without it."""
     rows = [
-        f"| {row['workload']} | {row['batch_size']} | {a['switched_off']} | "
-        f"{a['samples_per_s']:,.1f} | {fmt(a['speedup_from_setting'], '.2f')}x |"
+        (row["workload"], row["batch_size"], a["switched_off"], f"{a['samples_per_s']:,.1f}",
+         fmt(a["speedup_from_setting"], ".2f") + "x")
         for row in result["results"]
         for a in row.get("ablations", [])
-    ]
+    ]  # fmt: skip
     if not rows:
         return ""
-    head = [
-        "\n| workload | batch | switched off | samples/s without it | what it buys |",
-        "| --- | ---: | --- | ---: | ---: |",
-    ]
-    return "\n".join(head + rows) + "\n"
+    header = ("workload", "batch", "switched off", "samples/s without it", "what it buys")
+    return "\n" + _lines(markdown_table(header, rows, "lrlrr"))
 
 
 def _sources(result: dict[str, Any]) -> str:
@@ -165,44 +171,40 @@ def _sources(result: dict[str, Any]) -> str:
 
 
 def _infer_table(result: dict[str, Any]) -> str:
-    lines = [
-        "| workload | side | precision | batch-1 p50 ms | batch-1 p99 ms | throughput/s "
-        "(batch) | tensorfab/baseline |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for row in result["results"]:
-        for side in ("baseline", "tensorfab"):
-            r = row[side]
-            lines.append(
-                f"| {row['workload']} | {side} | {r['precision']} | "
-                f"{r['batch1_latency_ms']['p50']:.2f} | {r['batch1_latency_ms']['p99']:.2f} | "
-                f"{r['throughput_per_s']:,.1f} ({r['throughput_batch_size']}) | "
-                f"{fmt(row['ratio'], '.2f') + 'x' if side == 'tensorfab' else ''} |"
-            )
-    return _title(result) + "\n".join(lines) + "\n" + _sources(result)
+    header = (
+        "workload", "side", "precision", "batch-1 p50 ms", "batch-1 p99 ms",
+        "throughput/s (batch)", "tensorfab/baseline",
+    )  # fmt: skip
+    rows = [
+        (row["workload"], side, r["precision"], f"{r['batch1_latency_ms']['p50']:.2f}",
+         f"{r['batch1_latency_ms']['p99']:.2f}",
+         f"{r['throughput_per_s']:,.1f} ({r['throughput_batch_size']})", _ratio(row, side))
+        for row in result["results"]
+        for side, r in ((s, row[s]) for s in ("baseline", "tensorfab"))
+    ]  # fmt: skip
+    return _title(result) + _lines(markdown_table(header, rows, "lllrrrr")) + _sources(result)
 
 
 def _micro_table(result: dict[str, Any]) -> str:
-    lines = ["| measure | value |", "| --- | ---: |"]
-    for precision, row in result["matmul"].items():
-        lines.append(f"| matmul {precision} TFLOP/s | {fmt(row['tflops'], '.3g')} |")
-    for name, value in result["bandwidth_gb_s"].items():
-        lines.append(f"| {name} GB/s | {fmt(value, '.3g')} |")
-    return _title(result) + "\n".join(lines) + "\n"
+    rows = [
+        (f"matmul {precision} TFLOP/s", fmt(row["tflops"], ".3g"))
+        for precision, row in result["matmul"].items()
+    ]
+    rows += [
+        (f"{name} GB/s", fmt(value, ".3g")) for name, value in result["bandwidth_gb_s"].items()
+    ]
+    return _title(result) + _lines(markdown_table(("measure", "value"), rows, "lr"))
 
 
 def _compare_table(result: dict[str, Any]) -> str:
-    lines = [
-        "| workload | device | epoch s | samples/s | speed-up |",
-        "| --- | --- | ---: | ---: | ---: |",
-    ]
-    for cmp in result["results"]:
-        for row in cmp["devices"]:
-            lines.append(
-                f"| {cmp['workload']} | {row['device']} ({row['device_name']}) | "
-                f"{row['epoch_s']:.3f} | {row['samples_per_s']:,.1f} | {row['speedup']:.2f}x |"
-            )
-    return _title(result) + "\n".join(lines) + "\n"
+    rows = [
+        (cmp["workload"], f"{row['device']} ({row['device_name']})", f"{row['epoch_s']:.3f}",
+         f"{row['samples_per_s']:,.1f}", f"{row['speedup']:.2f}x")
+        for cmp in result["results"]
+        for row in cmp["devices"]
+    ]  # fmt: skip
+    header = ("workload", "device", "epoch s", "samples/s", "speed-up")
+    return _title(result) + _lines(markdown_table(header, rows, "llrrr"))
 
 
 def bar_chart(result: dict[str, Any], path: Path) -> None:

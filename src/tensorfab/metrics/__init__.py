@@ -9,7 +9,13 @@ from tensorfab.metrics.classification import (
     scores_from_confusion,
 )
 from tensorfab.metrics.plots import plot_confusion_matrix, plot_curves
-from tensorfab.metrics.report import format_metric, format_percent, render_markdown, write_report
+from tensorfab.metrics.report import (
+    format_metric,
+    format_percent,
+    markdown_table,
+    render_markdown,
+    write_report,
+)
 from tensorfab.metrics.sequence import entity_scores, sequence_report_markdown, token_scores
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "entity_scores",
     "format_metric",
     "format_percent",
+    "markdown_table",
     "plot_confusion_matrix",
     "plot_curves",
     "render_markdown",

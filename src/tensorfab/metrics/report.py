@@ -36,12 +36,25 @@ def format_percent(x: float | None, digits: int = 2) -> str:
     return f"{100.0 * x:.{digits}f}%"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        # a "|" inside a cell (say, in a class name) would split the column
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = ""
+) -> list[str]:
+    """A markdown table's lines; ``align`` has an ``r`` for each right-aligned column.
 
-    return [line(header), "|" + "|".join(" --- " for _ in header) + "|", *map(line, rows), ""]
+    The one table writer of the run, export and bench reports, so all escape alike.
+    """
+
+    def line(cells: Sequence[Any]) -> str:
+        # a "|" inside a cell (say, in a class name) would split the column
+        text = [str(cell).replace("|", "\\|") for cell in cells]
+        return "|" + "|".join(f" {t} " if t else " " for t in text) + "|"
+
+    rule = [("---:" if a == "r" else "---") for a in align.ljust(len(header), "l")]
+    return [line(header), line(rule), *map(line, rows)]
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [*markdown_table(header, rows), ""]
 
 
 def _get(report: Mapping[str, Any], *keys: str) -> Any:
