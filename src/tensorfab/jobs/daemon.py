@@ -1,0 +1,154 @@
+"""``tensorfab jobs up``: one scheduler daemon per node, its API and its agent loop.
+
+:func:`run_daemon` opens the store (refusing a network filesystem, a second daemon, a
+corrupt or locked database, each in one line), reads the node's inventory and the tokens
+file, recovers the jobs a previous daemon left, binds the API (loopback unless a tokens file
+authenticates callers), writes ``daemon.json`` (URL and pid) for the CLI to find it, and
+runs the agent's loop on a thread beside uvicorn until SIGINT/SIGTERM. Running jobs are not
+stopped when the daemon stops: their supervisors live on and the next daemon adopts them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from tensorfab.errors import TensorfabError
+from tensorfab.files import write_text_atomic
+from tensorfab.jobs.agent import Agent, AgentConfig
+from tensorfab.jobs.api import ApiOptions, create_app
+from tensorfab.jobs.backend import LocalBackend
+from tensorfab.jobs.inventory import discover
+from tensorfab.jobs.policy import PolicyConfig
+from tensorfab.jobs.store import Store
+
+DAEMON_FILE = "daemon.json"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def default_state_dir() -> Path:
+    return Path.home() / ".tensorfab" / "jobs"
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    state_dir: Path = field(default_factory=default_state_dir)
+    host: str = "127.0.0.1"
+    port: int = 8321
+    simulate_gpus: int | None = None
+    cpu_slots: int | None = None
+    tokens_file: Path | None = None
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    allow_test_jobs: bool = False
+    tick_s: float = 0.2
+    announce: Callable[[str], None] | None = None
+
+
+def _tokens(options: DaemonOptions) -> object | None:
+    if options.tokens_file is None:
+        if options.host not in LOOPBACK:
+            raise TensorfabError(
+                f"--host {options.host}: without --tokens the daemon is single-user and "
+                "listens on loopback only"
+            )
+        return None
+    from tensorfab.auth import load_tokens
+
+    return load_tokens(options.tokens_file)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise TensorfabError(f"{host}:{port}: cannot listen there ({exc.strerror})") from None
+    sock.listen(128)
+    return sock
+
+
+def url_of(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class Daemon:
+    """A started daemon: store, agent thread and API socket (for ``jobs up`` and tests)."""
+
+    def __init__(self, options: DaemonOptions) -> None:
+        self.options = options
+        tokens = _tokens(options)
+        self.store = Store(options.state_dir)
+        try:
+            inventory = discover(options.simulate_gpus)
+            config = AgentConfig(options.policy, options.cpu_slots, options.tick_s)
+            self.agent = Agent(self.store, inventory, LocalBackend(), config)
+            self.agent.recover()
+            self.sock = _bind(options.host, options.port)
+        except BaseException:
+            self.store.close()
+            raise
+        self.url = url_of(self.sock, options.host)
+        api = ApiOptions(tokens, getpass.getuser(), options.allow_test_jobs)
+        config = uvicorn.Config(
+            create_app(self.agent, api), log_level="warning", access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.loop = threading.Thread(target=self._agent_loop, name="jobs-agent", daemon=True)
+
+    def _agent_loop(self) -> None:
+        try:
+            self.agent.run()
+        except BaseException:
+            self.server.should_exit = True  # a broken agent must not leave a deaf daemon up
+            raise
+
+    def _write_daemon_file(self) -> None:
+        record = {"url": self.url, "pid": os.getpid(), "started_at": time.time()}
+        write_text_atomic(self.options.state_dir / DAEMON_FILE, json.dumps(record))
+
+    def serve(self) -> None:
+        """Run until the server is told to exit (signal, or :meth:`stop` from another thread)."""
+        self.loop.start()
+        self._write_daemon_file()
+        if self.options.announce:
+            inv = self.agent.inventory
+            kind = "simulated " if inv.simulated else ""
+            self.options.announce(
+                f"jobs daemon on {self.url}: {len(inv.gpus)} {kind}GPUs, "
+                f"{len(self.agent.node.cores)} CPU slots, state in {self.options.state_dir}"
+            )
+        try:
+            self.server.run(sockets=[self.sock])
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+    def close(self) -> None:
+        self.agent.stopped.set()
+        self.agent.wake.set()
+        if self.loop.is_alive():
+            self.loop.join(timeout=30)
+        (self.options.state_dir / DAEMON_FILE).unlink(missing_ok=True)
+        self.sock.close()
+        self.store.close()
+
+
+def run_daemon(options: DaemonOptions) -> None:
+    """``jobs up``: serve this node until SIGINT/SIGTERM."""
+    Daemon(options).serve()
