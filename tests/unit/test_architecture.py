@@ -14,7 +14,7 @@ What a layer may import:
   rows above list it transitively (hardware, data, models);
 * itself;
 * the shared modules that are no layer: ``tensorfab.errors``, ``tensorfab.registry``,
-  ``tensorfab.files`` and the
+  ``tensorfab.files``, ``tensorfab.auth`` and the
   package root ``tensorfab`` (for ``__version__``).
 
 Nothing but ``cli`` may import ``tensorfab.cli``.
@@ -53,7 +53,7 @@ TABLE: dict[str, set[str]] = {
     "audit": {"package", "metrics", "data", "engine"},
     "cli": set(),  # everything, see _allowed
 }
-SHARED = {"", "errors", "registry", "files"}  # tensorfab, tensorfab.errors, ...
+SHARED = {"", "errors", "registry", "files", "auth"}  # tensorfab, tensorfab.errors, ...
 
 
 def _closure(layer: str) -> set[str]:

@@ -11,7 +11,6 @@ serving after any of them.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from tensorfab import __version__
+from tensorfab.auth import TokenTable, install_auth
 from tensorfab.serve.convenience import predict
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import (
@@ -97,17 +97,8 @@ def create_app(options: ServerOptions) -> FastAPI:
 
 
 def _add_handlers(app: FastAPI, options: ServerOptions) -> None:
-    async def auth(request: Request, call_next: Any) -> Response:
-        if request.url.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {options.token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                headers = {"WWW-Authenticate": "Bearer"}
-                return _error("missing or wrong bearer token", 401, headers)
-        return await call_next(request)
-
     if options.token:  # only then: the middleware costs every request a little
-        app.middleware("http")(auth)
+        install_auth(app, TokenTable.single(options.token), OPEN_PATHS)
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
