@@ -27,6 +27,7 @@ COMMANDS = {
     "serve": "tensorfab.cli.serve",
     "perf": "tensorfab.cli.perf",
     "spec": "tensorfab.cli.spec",
+    "jobs": "tensorfab.cli.jobs",
 }
 
 

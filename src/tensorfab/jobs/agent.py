@@ -87,12 +87,14 @@ class Agent:
         backend: Backend,
         config: AgentConfig,
         clock: Callable[[], float] = time.time,
+        policy: Callable[[State, float, PolicyConfig], list[Any]] = decide,
     ) -> None:
         self.store = store
         self.inventory = inventory
         self.backend = backend
         self.config = config
         self.clock = clock
+        self.decide = policy
         self.node = node_of(inventory, config.cpu_slots)
         self.handles: dict[int, Handle] = {}
         self.usage: dict[str, float] = {}
@@ -219,7 +221,7 @@ class Agent:
 
     def _schedule(self) -> None:
         now = self.clock()
-        actions = decide(self.snapshot(now), now, self.config.policy)
+        actions = self.decide(self.snapshot(now), now, self.config.policy)
         for action in actions:
             if isinstance(action, Start):
                 self._start(action, now)
@@ -346,20 +348,28 @@ class Agent:
         if code == 0:
             return "succeeded", "exit 0", {"exit_code": 0}
         if why == PREEMPTED_BY_SIGNAL:
-            return "preempted", f"preempted (exit {code}); back in the queue", {
-                "exit_code": code,
-                "preemptions": job["preemptions"] + 1,
-            }
+            return (
+                "preempted",
+                f"preempted (exit {code}); back in the queue",
+                {
+                    "exit_code": code,
+                    "preemptions": job["preemptions"] + 1,
+                },
+            )
         if why == TIME_LIMIT:
             return "failed", "time limit", {"exit_code": code}
         if code is None:
             return "queued", "its supervisor is gone (daemon or node went down); requeued", {}
         if job["retries_used"] < job["retries"]:
             used = job["retries_used"] + 1
-            return "queued", f"exit {code}; retry {used} of {job['retries']}", {
-                "exit_code": code,
-                "retries_used": used,
-            }
+            return (
+                "queued",
+                f"exit {code}; retry {used} of {job['retries']}",
+                {
+                    "exit_code": code,
+                    "retries_used": used,
+                },
+            )
         return "failed", f"exit {code}", {"exit_code": code}
 
     # -- energy -----------------------------------------------------------------------------
@@ -387,4 +397,3 @@ class Agent:
         if now is None:
             return None
         return sum(now[g] - start[g] for g in start) / 1000.0
-

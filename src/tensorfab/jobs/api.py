@@ -55,112 +55,123 @@ def job_view(row: dict[str, Any], now: float) -> dict[str, Any]:
     return view
 
 
-def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
-    app = FastAPI(title="tensorfab jobs", docs_url=None, redoc_url=None)
-    store = agent.store
-    if options.tokens is not None:
-        from tensorfab.auth import install_auth
+class _Routes:
+    """The route handlers, bound to one agent (its store) and the API's options."""
 
-        install_auth(app, options.tokens, open_paths=("/health",))
+    def __init__(self, agent: Agent, options: ApiOptions) -> None:
+        self.agent = agent
+        self.store = agent.store
+        self.options = options
 
-    def caller(request: Request) -> Caller:
+    def caller(self, request: Request) -> Caller:
         identity = getattr(request.state, "identity", None)
         if identity is None:
-            return Caller(options.local_user, ("default",))
+            return Caller(self.options.local_user, ("default",))
         return Caller(identity.user, tuple(identity.teams))
 
-    def owned(request: Request, job_id: int) -> dict[str, Any] | JSONResponse:
-        row = store.get(job_id)
-        if row is None:
-            return _error(f"job {job_id}: no such job", 404)
-        who = caller(request)
-        if options.tokens is not None and row["user"] != who.user:
-            return _error(f"job {job_id}: belongs to {row['user']}, not {who.user}", 403)
-        return row
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "node": self.agent.node.name}
 
-    @app.exception_handler(TensorfabError)
-    async def bad_input(_request: Request, exc: TensorfabError) -> JSONResponse:
-        return _error(str(exc))
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"ok": True, "node": agent.node.name}
-
-    @app.post("/jobs")
-    async def submit(request: Request) -> JSONResponse:
+    async def submit(self, request: Request) -> JSONResponse:
         try:
             body = await request.json()
         except ValueError:
             return _error("request: body is not JSON")
         req = request_from_json(body)
-        job, spec = build_job(req, caller(request), agent.node, options.allow_test_jobs)
+        allow = self.options.allow_test_jobs
+        job, spec = build_job(req, self.caller(request), self.agent.node, allow)
         job.spec = spec
-        job_id = store.add(job, time.time())
+        job_id = self.store.add(job, time.time())
         if spec is not None:
-            write_text_atomic(job_dir(store, job_id) / "spec.yaml", spec)
-        agent.wake.set()
+            write_text_atomic(job_dir(self.store, job_id) / "spec.yaml", spec)
+        self.agent.wake.set()
         return JSONResponse({"id": job_id, "run_dir": job.run_dir}, status_code=201)
 
-    @app.get("/jobs")
-    def list_jobs(all: bool = False) -> list[dict[str, Any]]:
+    def list_jobs(self, all: bool = False) -> list[dict[str, Any]]:
         now = time.time()
         states = None if all else ("queued", "held", "running", "preempted")
-        return [job_view(r, now) for r in store.jobs(states)]
+        return [job_view(r, now) for r in self.store.jobs(states)]
 
-    @app.get("/jobs/{job_id}")
-    def show(job_id: int, request: Request) -> Any:
-        row = store.get(job_id)
+    def show(self, job_id: int) -> Any:
+        row = self.store.get(job_id)
         if row is None:
             return _error(f"job {job_id}: no such job", 404)
         view = job_view(row, time.time())
-        view["events"] = store.events(job_id)
-        view["job_dir"] = str(job_dir(store, job_id))
+        view["events"] = self.store.events(job_id)
+        view["job_dir"] = str(job_dir(self.store, job_id))
         return view
 
-    @app.get("/jobs/{job_id}/logs")
-    def logs(job_id: int, stream: str = "stdout", offset: int = 0) -> Any:
-        row = store.get(job_id)
+    def logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> Any:
+        row = self.store.get(job_id)
         if row is None:
             return _error(f"job {job_id}: no such job", 404)
         if stream not in ("stdout", "stderr"):
             return _error(f"stream {stream!r}: use stdout or stderr")
-        path = job_dir(store, job_id) / (STDOUT if stream == "stdout" else STDERR)
+        path = job_dir(self.store, job_id) / (STDOUT if stream == "stdout" else STDERR)
         text, new_offset = _read_chunk(path, offset)
         return {"text": text, "offset": new_offset, "ended": row["state"] in ENDED}
 
-    @app.post("/jobs/{job_id}/{action}")
-    def act(job_id: int, action: str, request: Request) -> Any:
+    def act(self, job_id: int, action: str, request: Request) -> Any:
         if action not in ACTIONS:
             return _error(f"action {action!r}: use cancel, hold or release", 404)
-        row = owned(request, job_id)
-        if isinstance(row, JSONResponse):
-            return row
-        who = caller(request).user
+        row = self.store.get(job_id)
+        if row is None:
+            return _error(f"job {job_id}: no such job", 404)
+        who = self.caller(request).user
+        if self.options.tokens is not None and row["user"] != who:
+            return _error(f"job {job_id}: belongs to {row['user']}, not {who}", 403)
         if action == "cancel" and row["state"] == "running":
-            if not row["stop_reason"] or row["stop_reason"] != "cancel":
-                store.update(job_id, stop_reason="cancel", stop_sent_at=None)
-                store.note(job_id, "running", f"cancel requested by {who}")
-            agent.wake.set()
-            return {"id": job_id, "state": "running", "stopping": True}
+            return self._cancel_running(row, who)
         allowed, target = ACTIONS[action]
-        if not store.change_if(job_id, allowed, target, f"{action} by {who}"):
+        if not self.store.change_if(job_id, allowed, target, f"{action} by {who}"):
             return _error(f"job {job_id}: is {row['state']}; cannot {action} it", 409)
-        agent.wake.set()
+        self.agent.wake.set()
         return {"id": job_id, "state": target}
 
-    @app.get("/node")
-    def node() -> dict[str, Any]:
-        return node_view(agent)
+    def _cancel_running(self, row: dict[str, Any], who: str) -> dict[str, Any]:
+        """Mark a running job for stopping; the agent signals it and ends it cancelled."""
+        if row["stop_reason"] != "cancel":
+            self.store.update(row["id"], stop_reason="cancel", stop_sent_at=None)
+            self.store.note(row["id"], "running", f"cancel requested by {who}")
+        self.agent.wake.set()
+        return {"id": row["id"], "state": "running", "stopping": True}
 
-    @app.get("/report")
-    def report(since_s: float = 7 * 86400) -> list[dict[str, Any]]:
+    def node(self) -> dict[str, Any]:
+        return node_view(self.agent)
+
+    def report(self, since_s: float = 7 * 86400) -> list[dict[str, Any]]:
         now = time.time()
-        return [job_view(r, now) for r in store.jobs(since=now - since_s)]
+        return [job_view(r, now) for r in self.store.jobs(since=now - since_s)]
 
-    @app.get("/metrics")
-    def metrics() -> PlainTextResponse:
-        return PlainTextResponse(metrics_text(agent), media_type="text/plain; version=0.0.4")
+    def metrics(self) -> PlainTextResponse:
+        return PlainTextResponse(metrics_text(self.agent), media_type=PROMETHEUS_TYPE)
 
+
+PROMETHEUS_TYPE = "text/plain; version=0.0.4"
+
+
+def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
+    """The API over ``agent``; with a token table every route but /health needs a token."""
+    app = FastAPI(title="tensorfab jobs", docs_url=None, redoc_url=None)
+    if options.tokens is not None:
+        from tensorfab.auth import install_auth
+
+        install_auth(app, options.tokens, open_paths=("/health",))
+    routes = _Routes(agent, options)
+    app.add_api_route("/health", routes.health, methods=["GET"])
+    app.add_api_route("/jobs", routes.submit, methods=["POST"])
+    app.add_api_route("/jobs", routes.list_jobs, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}", routes.show, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}/logs", routes.logs, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}/{action}", routes.act, methods=["POST"])
+    app.add_api_route("/node", routes.node, methods=["GET"])
+    app.add_api_route("/report", routes.report, methods=["GET"])
+    app.add_api_route("/metrics", routes.metrics, methods=["GET"])
+
+    async def bad_input(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(str(exc))
+
+    app.add_exception_handler(TensorfabError, bad_input)
     return app
 
 

@@ -182,12 +182,12 @@ class LocalBackend:
         """
         if _read_exit(job_dir, attempt) is not None:
             return Handle(job_id, attempt, job_dir)
-        info = read_json(job_dir / SUPERVISOR)
+        info = read_json(job_dir / SUPERVISOR) or {}
         alive = not _lock_free(job_dir)
-        if alive and info and info.get("attempt") == attempt:
-            if _same_process(info.get("pid"), info.get("start_ticks")):
-                return Handle(job_id, attempt, job_dir)
-        if alive and info is None:  # started just before the old daemon died
+        if alive and not info:  # started just before the old daemon died
+            return Handle(job_id, attempt, job_dir)
+        ours = info.get("attempt") == attempt
+        if alive and ours and _same_process(info.get("pid"), info.get("start_ticks")):
             return Handle(job_id, attempt, job_dir)
         self._kill_orphan(Handle(job_id, attempt, job_dir))
         return None

@@ -258,9 +258,7 @@ class Store:
             _event(db, job_id, now, "running", f"started on {where}")
         return True
 
-    def transition(
-        self, job_id: int, state: str, reason: str, now: float, **changes: Any
-    ) -> None:
+    def transition(self, job_id: int, state: str, reason: str, now: float, **changes: Any) -> None:
         """Set ``state`` (and any column in ``changes``) and record the event, in one go."""
         if state not in STATES:
             raise ValueError(f"unknown job state {state!r}")
@@ -364,8 +362,7 @@ def _db_error(path: Path, exc: sqlite3.Error) -> TensorfabError:
     text = str(exc)
     if "locked" in text or "busy" in text:
         return TensorfabError(
-            f"{path}: the job database is locked by another process ({text}); "
-            "nothing was changed"
+            f"{path}: the job database is locked by another process ({text}); nothing was changed"
         )
     return TensorfabError(
         f"{path}: not a usable job database ({text}); it was left as it is: "

@@ -18,6 +18,7 @@ from the backend, for its whole life: a free lock means no supervisor lives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,10 +134,8 @@ def _forward_signals(pgid: int) -> None:
     """SIGTERM/SIGINT to the supervisor reach the job's process group instead."""
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
