@@ -8,7 +8,7 @@ from tensorfab.metrics.classification import (
     confusion_matrix,
     scores_from_confusion,
 )
-from tensorfab.metrics.plots import plot_confusion_matrix, plot_curves
+from tensorfab.metrics.plots import plot_confusion_matrix, plot_curves, plot_stacked_bars
 from tensorfab.metrics.report import (
     format_metric,
     format_percent,
@@ -27,6 +27,7 @@ __all__ = [
     "markdown_table",
     "plot_confusion_matrix",
     "plot_curves",
+    "plot_stacked_bars",
     "render_markdown",
     "scores_from_confusion",
     "sequence_report_markdown",

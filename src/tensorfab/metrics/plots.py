@@ -1,4 +1,4 @@
-"""Run plots as PNG files: loss/metric curves per epoch and the confusion matrix.
+"""Plots as PNG files: loss/metric curves per epoch, the confusion matrix, stacked bars.
 
 matplotlib is imported inside each function, and figures are drawn with the Agg canvas directly
 (``matplotlib.figure.Figure``, not pyplot): importing this module costs nothing, it works without a
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tensorfab.files import atomic_path
 
 MAX_ANNOTATED_CLASSES = 20
 
@@ -86,10 +88,41 @@ def plot_curves(
 
 def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path
+
+
+def plot_stacked_bars(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    path: Path,
+    ylabel: str,
+    title: str = "",
+) -> Path:
+    """One bar per label (say, a day), stacked from one segment per series (say, a team).
+
+    Every series holds one value per label; the legend lists the series in the order given.
+    """
+    if not labels or not series:
+        raise ValueError("nothing to plot: no labels or no series")
+    for name, values in series.items():
+        if len(values) != len(labels):
+            raise ValueError(f"series {name!r}: {len(values)} values for {len(labels)} labels")
+    fig = _figure(max(6.0, 0.5 * len(labels) + 2), 4)
+    ax = fig.subplots()
+    bottom = np.zeros(len(labels))
+    for name, values in series.items():
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom += np.asarray(values, dtype=np.float64)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
 
 
 def _annotate(ax: Any, counts: np.ndarray, shown: np.ndarray, normalize: bool) -> None:

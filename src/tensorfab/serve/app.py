@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from tensorfab import __version__
 from tensorfab.auth import TokenTable, install_auth
+from tensorfab.metrics.prometheus import CONTENT_TYPE
 from tensorfab.serve.convenience import predict
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import (
@@ -142,7 +143,7 @@ def _add_health_routes(
             for v in state.versions.values():
                 depth = len(v.batcher.queue)
                 app.state.metrics.queue_depth.labels(state.name, v.version).set(depth)
-        return Response(app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def _add_repository_routes(app: FastAPI, repo: ModelRepository) -> None:

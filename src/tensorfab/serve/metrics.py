@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
+from tensorfab.metrics.prometheus import new_registry, render
 from tensorfab.serve.batching import BatchStats
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -23,7 +24,7 @@ class ServerMetrics:
     """The server's metric families; one instance per server (tests run several)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = new_registry()
         labels = ["model", "version"]
         self.requests = Counter(
             "tensorfab_inference_requests",
@@ -86,4 +87,4 @@ class ServerMetrics:
             self.latency.labels(model, version).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render(self.registry)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tensorfab.metrics import plot_confusion_matrix, plot_curves
+from tensorfab.metrics import plot_confusion_matrix, plot_curves, plot_stacked_bars
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [
@@ -68,3 +68,17 @@ def test_plot_confusion_matrix_many_classes_is_not_annotated(tmp_path):
 def test_plot_confusion_matrix_shape_mismatch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match=r"shape \(2, 2\) does not match 3 class names"):
         plot_confusion_matrix(np.eye(2), ["a", "b", "c"], tmp_path / "cm.png")
+
+
+def test_plot_stacked_bars_writes_png(tmp_path):
+    days = ["2026-11-29", "2026-11-30"]
+    path = plot_stacked_bars(days, {"a": [1.0, 2.0], "b": [0.5, 0.0]}, tmp_path / "s.png", "h")
+    assert_png(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.png"]  # written atomically, no temp left
+
+
+def test_plot_stacked_bars_needs_one_value_per_label(tmp_path):
+    with pytest.raises(ValueError, match=r"series 'a': 1 values for 2 labels"):
+        plot_stacked_bars(["x", "y"], {"a": [1.0]}, tmp_path / "s.png", "h")
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_stacked_bars([], {}, tmp_path / "s.png", "h")
