@@ -473,13 +473,45 @@ def cmd_top(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from tensorfab.cli.jobs_report import print_report
+def usage_record(row: dict[str, Any]) -> Any:
+    """A daemon's report row as accounting's :class:`JobUsage`."""
+    from tensorfab.jobs.accounting import JobUsage
 
-    since_s = parse_duration(args.since, "--since")
+    return JobUsage(
+        id=row["id"],
+        user=row["user"],
+        team=row["team"],
+        state=row["state"],
+        submit_time=row["submitted_at"],
+        start_time=row["started_at"],
+        end_time=row["ended_at"],
+        gpus=row["gpus"],
+        cpus=row["cpus"],
+        wait_s=row["wait_s"],
+        run_s=row["run_s"],
+        energy_j=row["energy_j"],
+        preemptions=row["preemptions"],
+        retries=row["retries_used"],
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tensorfab.jobs import accounting
+
+    now = time.time()
+    since = accounting.parse_since(args.since, now)
     with _client(args) as client:
-        rows = client.report(since_s)
-    print_report(rows, args)
+        records = [usage_record(r) for r in client.report(since)]
+    rows = accounting.summarize(records, since, args.by, now)
+    if args.json:
+        print(accounting.to_json(rows, args.by, since, now))
+    elif args.csv:
+        sys.stdout.write(accounting.to_csv(rows))
+    else:
+        print(accounting.to_markdown(rows, args.by))
+    if args.plot:
+        path = accounting.plot_usage(records, since, now, args.plot, args.by)
+        print(f"plot: {path}", file=sys.stderr)
     return 0
 
 

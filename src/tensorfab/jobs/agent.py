@@ -32,6 +32,7 @@ from typing import Any
 from tensorfab.files import write_text_atomic
 from tensorfab.jobs.backend import GONE, Backend, Ended, Gone, Handle, Launch
 from tensorfab.jobs.inventory import Inventory
+from tensorfab.jobs.metrics import JobsMetrics
 from tensorfab.jobs.policy import (
     Cancel,
     Job,
@@ -45,7 +46,7 @@ from tensorfab.jobs.policy import (
     decay_usage,
     decide,
 )
-from tensorfab.jobs.store import ENDED, Store
+from tensorfab.jobs.store import ENDED, WAITING, Store
 
 LIVE = ("queued", "held", "running", "preempted")
 PREEMPTED_BY_SIGNAL = "preempt"
@@ -99,6 +100,7 @@ class Agent:
         self.handles: dict[int, Handle] = {}
         self.usage: dict[str, float] = {}
         self.last_usage_at = clock()
+        self.metrics = JobsMetrics()
         self.wake = threading.Event()
         self.stopped = threading.Event()
 
@@ -140,6 +142,23 @@ class Agent:
         self._signal_stops()
         self._update_usage()
         self._schedule()
+        self._update_metrics()
+
+    def _update_metrics(self) -> None:
+        live = self.store.jobs(LIVE)
+        waiting: dict[str, int] = {}
+        for job in live:
+            if job["state"] in (*WAITING, "held"):
+                waiting[job["state"]] = waiting.get(job["state"], 0) + 1
+        running = [j for j in live if j["state"] == "running"]
+        allocated = sum(len(j["devices"]) for j in running)
+        idle = len(self.inventory.gpus) - allocated
+        self.metrics.update(waiting, running=len(running), gpus_allocated=allocated, gpus_idle=idle)
+
+    def ended(self, state: str) -> None:
+        """Count a job that reached a final state (for /metrics)."""
+        if state in ENDED:
+            self.metrics.ended(state)
 
     def _reap(self) -> None:
         for job_id, handle in list(self.handles.items()):
@@ -229,10 +248,10 @@ class Agent:
                 self._mark_stop(action.job_id, PREEMPTED_BY_SIGNAL, action.reason)
             elif isinstance(action, Stop):
                 self._mark_stop(action.job_id, TIME_LIMIT, action.reason)
-            elif isinstance(action, Cancel):
-                self.store.change_if(
-                    action.job_id, ("queued", "held", "preempted"), "cancelled", action.reason
-                )
+            elif isinstance(action, Cancel) and self.store.change_if(
+                action.job_id, ("queued", "held", "preempted"), "cancelled", action.reason
+            ):
+                self.ended("cancelled")
         if any(isinstance(a, (Preempt, Stop)) for a in actions):
             self._signal_stops()
 
@@ -247,8 +266,10 @@ class Agent:
     def _start(self, action: Start, now: float) -> None:
         gpus = {g.index: g for g in self.inventory.gpus}
         devices = [gpus[i].id for i in action.devices]
+        queued_at = (self.store.get(action.job_id) or {}).get("queued_at", now)
         if not self.store.claim(action.job_id, devices, list(action.cores), now):
             return  # cancelled or held meanwhile: nothing to start
+        self.metrics.observe_wait(now - queued_at)
         job = self.store.get(action.job_id)
         assert job is not None
         self.store.update(job["id"], energy_start=self._energy(devices))
@@ -256,6 +277,7 @@ class Agent:
             self.handles[job["id"]] = self.backend.start(self._launch(job))
         except OSError as exc:
             self.store.transition(job["id"], "failed", f"could not start: {exc}", self.clock())
+            self.ended("failed")
 
     def _launch(self, job: dict[str, Any]) -> Launch:
         folder = job_dir(self.store, job["id"])
@@ -326,6 +348,7 @@ class Agent:
         costs = self._costs(job, ran)
         state, reason, extra = self._outcome(job, result)
         self.store.transition(job["id"], state, reason, now, **costs, **extra)
+        self.ended(state)
         self.wake.set()
 
     def _costs(self, job: dict[str, Any], ran: float) -> dict[str, Any]:

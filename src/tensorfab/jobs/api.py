@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
@@ -24,6 +24,7 @@ from tensorfab.jobs.agent import Agent, job_dir
 from tensorfab.jobs.store import ENDED, WAITING
 from tensorfab.jobs.submit import Caller, build_job, request_from_json
 from tensorfab.jobs.supervisor import STDERR, STDOUT
+from tensorfab.metrics.prometheus import CONTENT_TYPE
 
 MAX_LOG_CHUNK = 1 << 20
 ACTIONS = {
@@ -125,6 +126,7 @@ class _Routes:
         allowed, target = ACTIONS[action]
         if not self.store.change_if(job_id, allowed, target, f"{action} by {who}"):
             return _error(f"job {job_id}: is {row['state']}; cannot {action} it", 409)
+        self.agent.ended(target)
         self.agent.wake.set()
         return {"id": job_id, "state": target}
 
@@ -139,15 +141,14 @@ class _Routes:
     def node(self) -> dict[str, Any]:
         return node_view(self.agent)
 
-    def report(self, since_s: float = 7 * 86400) -> list[dict[str, Any]]:
-        now = time.time()
-        return [job_view(r, now) for r in self.store.jobs(since=now - since_s)]
+    def report(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Stored rows (closed waits and runs) of jobs that ended at/after ``since`` or live."""
+        rows = self.store.jobs()
+        keep = [r for r in rows if r["ended_at"] is None or r["ended_at"] >= since]
+        return [{k: v for k, v in r.items() if k not in ("spec", "energy_start")} for r in keep]
 
-    def metrics(self) -> PlainTextResponse:
-        return PlainTextResponse(metrics_text(self.agent), media_type=PROMETHEUS_TYPE)
-
-
-PROMETHEUS_TYPE = "text/plain; version=0.0.4"
+    def metrics(self) -> Response:
+        return Response(self.agent.metrics.render(), media_type=CONTENT_TYPE)
 
 
 def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
@@ -220,10 +221,3 @@ def _readings(index: int, gpu_id: str) -> dict[str, Any] | None:
     from tensorfab.hardware import gpu_readings
 
     return gpu_readings(index, gpu_id.removeprefix("GPU-"))
-
-
-def metrics_text(agent: Agent) -> str:
-    """Queue depth, running jobs, allocated/idle GPUs and waits, in Prometheus' text format."""
-    from tensorfab.jobs.metrics import render_metrics
-
-    return render_metrics(agent.store, agent.inventory)

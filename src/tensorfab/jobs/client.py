@@ -90,8 +90,8 @@ class JobsClient:
     def node(self) -> dict[str, Any]:
         return self._call("GET", "/node")
 
-    def report(self, since_s: float) -> list[dict[str, Any]]:
-        return self._call("GET", "/report", params={"since_s": since_s})
+    def report(self, since: float) -> list[dict[str, Any]]:
+        return self._call("GET", "/report", params={"since": since})
 
     def metrics(self) -> str:
         try:
