@@ -10,10 +10,14 @@ stopped when the daemon stops: their supervisors live on and the next daemon ado
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +34,7 @@ from tensorfab.jobs.backend import LocalBackend
 from tensorfab.jobs.inventory import discover
 from tensorfab.jobs.policy import PolicyConfig
 from tensorfab.jobs.store import Store
+from tensorfab.jobs.supervisor import SUPERVISOR, read_json, start_ticks
 
 DAEMON_FILE = "daemon.json"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -152,3 +157,72 @@ class Daemon:
 def run_daemon(options: DaemonOptions) -> None:
     """``jobs up``: serve this node until SIGINT/SIGTERM."""
     Daemon(options).serve()
+
+
+class DaemonProcess:
+    """``tensorfab jobs up`` as a child process: for tests and the load benchmark.
+
+    Started with ``--port 0``; ``url`` is read from the ``daemon.json`` it writes. Every
+    wait is bounded. :meth:`close` stops the daemon and then every job process it left, so
+    a test leaves nothing running.
+    """
+
+    def __init__(self, state_dir: Path, args: list[str], cwd: Path | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.args = args
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout_s: float = 120.0) -> DaemonProcess:
+        command = [sys.executable, "-m", "tensorfab.cli.main", "jobs", "up", "--port", "0"]
+        command += ["--state-dir", str(self.state_dir), *self.args]
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "daemon.log", "ab") as log:
+            self.process = subprocess.Popen(command, cwd=self.cwd, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout_s
+        while (read_json(self.state_dir / DAEMON_FILE) or {}).get("pid") != self.process.pid:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log_text = (self.state_dir / "daemon.log").read_text(errors="replace")
+                raise RuntimeError(f"jobs daemon did not start:\n{log_text[-2000:]}")
+            time.sleep(0.05)
+        self.url = (read_json(self.state_dir / DAEMON_FILE) or {})["url"]
+        return self
+
+    def kill(self) -> None:
+        """``kill -9`` the daemon (its jobs live on)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def close(self) -> None:
+        self.stop()
+        kill_leftover_jobs(self.state_dir)
+
+    def __enter__(self) -> DaemonProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def kill_leftover_jobs(state_dir: Path) -> None:
+    """SIGKILL every job process group and supervisor recorded under ``state_dir``."""
+    for record in (state_dir / "jobs").glob(f"*/{SUPERVISOR}"):
+        info = read_json(record) or {}
+        for pid_key, ticks_key, group in (
+            ("child_pid", "child_start_ticks", True),
+            ("pid", "start_ticks", False),
+        ):
+            pid = info.get(pid_key)
+            if pid and start_ticks(int(pid)) == info.get(ticks_key):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    (os.killpg if group else os.kill)(int(pid), signal.SIGKILL)
