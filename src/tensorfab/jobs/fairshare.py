@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 def decay_usage(
     usage: Mapping[str, float], elapsed_s: float, half_life_s: float
 ) -> dict[str, float]:
-    """``usage`` after ``elapsed_s`` more seconds of exponential decay (half-life ``half_life_s``)."""
+    """``usage`` after ``elapsed_s`` more seconds of exponential decay with ``half_life_s``."""
     if elapsed_s < 0:
         raise ValueError(f"elapsed_s must be >= 0, got {elapsed_s}")
     if half_life_s <= 0:

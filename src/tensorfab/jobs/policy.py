@@ -72,6 +72,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from tensorfab.jobs.fairshare import charge, decay_usage
 
@@ -98,8 +99,7 @@ POLICIES = ("fifo", "priority", "fair")
 _EMPTY: Mapping = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """One node's part of a job wider than a node: the node, its GPUs and its cores."""
 
     node: str
@@ -231,9 +231,8 @@ def _fits_whole_nodes(job: Job, nodes: tuple[Node, ...]) -> str | None:
     usable = [n for n in nodes if n.mem_bytes >= job.mem_bytes and len(n.cores) >= 1]
     total = sum(len(n.gpus) for n in usable)
     if total < job.gpus:
-        return (
-            f"job {job.id}: asks for {job.gpus} GPUs, the cluster has {total}"
-            + (" on nodes with enough memory" if len(usable) < len(nodes) else "")
+        return f"job {job.id}: asks for {job.gpus} GPUs, the cluster has {total}" + (
+            " on nodes with enough memory" if len(usable) < len(nodes) else ""
         )
     return None
 

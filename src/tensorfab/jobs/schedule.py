@@ -1,7 +1,400 @@
-"""The machinery behind :func:`tensorfab.jobs.policy.decide` (in progress)."""
+"""The machinery behind :func:`tensorfab.jobs.policy.decide`: one pass over an ordered queue.
+
+The rules are described in :mod:`tensorfab.jobs.policy`; this module applies them: time-limit
+stops, dependency cancels, the queue order, starts, preemption and the EASY reservation.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-def schedule(state, now, config):  # noqa: ANN001 -- filled in by the next commit
-    raise NotImplementedError("jobs.schedule: the policy logic lands in the next commit")
+from tensorfab.jobs.fairshare import fair_factors
+from tensorfab.jobs.placement import Cluster, Placement, Pool, Request, held_gpus
+from tensorfab.jobs.policy import (
+    QUEUED,
+    Action,
+    Cancel,
+    Job,
+    PolicyConfig,
+    Preempt,
+    Start,
+    State,
+    Stop,
+    job_end,
+)
+
+MAX_VICTIM_SEARCH = 12  # more candidates on one node than this: youngest first, no subsets
+
+
+@dataclass
+class Reservation:
+    """The EASY reservation of the head job: when, where, and what it leaves over there."""
+
+    time: float
+    nodes: frozenset[str]
+    spare: Request  # on a single reserved node; nothing on the whole nodes of a wide job
+
+    def allows(self, pool: Pool, req: Request, ends: float) -> bool:
+        if ends <= self.time:
+            return True
+        if pool.node.name not in self.nodes:
+            return True
+        s = self.spare
+        return req.gpus <= s.gpus and req.cpus <= s.cpus and req.mem <= s.mem
+
+
+@dataclass
+class Pass:
+    """The working state of one decide call."""
+
+    state: State
+    now: float
+    config: PolicyConfig
+    cluster: Cluster
+    running: dict[int, Job]
+    stopping: set[int]
+    promised: set[int] = field(default_factory=set)  # stopping jobs whose resources are spoken for
+    started: list[tuple[Job, list[Placement]]] = field(default_factory=list)
+    team_gpus: dict[str, int] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list)
+    failed_preempts: set[tuple] = field(default_factory=set)
+
+
+def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
+    """Stops, then cancels, then starts and preemptions in queue order."""
+    running = {j.id: j for j in state.jobs if j.state == "running"}
+    actions: list[Action] = _stops(running.values(), state.stopping, now)
+    stopping = set(state.stopping) | {a.job_id for a in actions}
+    cancels, waiting = _cancels(state)
+    actions += cancels
+    cancelled = {a.job_id for a in cancels}
+    run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
+    run.actions = actions
+    run.team_gpus = _team_gpus(running.values(), stopping)
+    ready = [
+        j for j in state.jobs if j.state in QUEUED and j.id not in cancelled and j.id not in waiting
+    ]
+    _fill(run, sorted(ready, key=_order_key(run, ready)))
+    return run.actions
+
+
+def _stops(running: Iterable[Job], stopping: frozenset[int], now: float) -> list[Action]:
+    out: list[Action] = []
+    for job in sorted(running, key=lambda j: j.id):
+        if job.id not in stopping and now >= job_end(job):
+            out.append(Stop(job.id, f"time limit of {job.time_limit_s:g} s reached"))
+    return out
+
+
+def _cancels(state: State) -> tuple[list[Action], set[int]]:
+    """Jobs to cancel (a dependency failed, was cancelled or is unknown) and jobs still waiting."""
+    live = {j.id: j for j in state.jobs}
+    dependent = sorted((j for j in state.jobs if j.after and j.state != "running"), key=_id)
+    cancelled: dict[int, str] = {}
+    changed = True
+    while changed:  # a cancel makes the jobs after it cancelled too, in the same call
+        changed = False
+        for job in dependent:
+            if job.id in cancelled:
+                continue
+            reason = _broken_dependency(job, state.finished, live, cancelled)
+            if reason:
+                cancelled[job.id] = reason
+                changed = True
+    waiting = {
+        j.id
+        for j in dependent
+        if j.id not in cancelled and any(state.finished.get(d) != "succeeded" for d in j.after)
+    }
+    actions: list[Action] = [Cancel(i, cancelled[i]) for i in sorted(cancelled)]
+    return actions, waiting
+
+
+def _broken_dependency(
+    job: Job, finished: Mapping[int, str], live: Mapping[int, Job], cancelled: Mapping[int, str]
+) -> str | None:
+    for dep in job.after:
+        if dep in cancelled:
+            return f"dependency {dep} was cancelled"
+        outcome = finished.get(dep)
+        if outcome in ("failed", "cancelled"):
+            return f"dependency {dep} {outcome}"
+        if outcome is None and dep not in live:
+            return f"dependency {dep} is unknown"
+    return None
+
+
+def _id(job: Job) -> int:
+    return job.id
+
+
+def _team_gpus(running: Iterable[Job], stopping: set[int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for job in running:
+        if job.id not in stopping:
+            out[job.team] = out.get(job.team, 0) + held_gpus(job)
+    return out
+
+
+def queued_since(job: Job) -> float:
+    return job.submit_time if job.queued_since is None else job.queued_since
+
+
+def _order_key(run: Pass, ready: list[Job]):
+    """The queue order as a sort key: ageing, then within-quota, then the policy's rule."""
+    config, now = run.config, run.now
+    policy = config.policy
+    factors: Mapping[str, float] = {}
+    if policy == "fair":
+        teams = {j.team for j in ready} | set(run.state.usage) | set(run.team_gpus)
+        factors = fair_factors(run.state.usage, config.shares, teams)
+    max_wait = math.inf if config.max_wait_s is None else config.max_wait_s
+    quotas, team_gpus = config.quotas, run.team_gpus
+
+    def key(job: Job) -> tuple:
+        since = queued_since(job)
+        if now - since > max_wait:
+            return (0, 0, 0.0, since, job.id)
+        quota = quotas.get(job.team)
+        tier = 1 if quota is not None and team_gpus.get(job.team, 0) + job.gpus <= quota else 2
+        if policy == "fifo":
+            return (tier, 0, 0.0, since, job.id)
+        return (tier, -job.priority, -factors.get(job.team, 0.0), since, job.id)
+
+    return key
+
+
+def _fill(run: Pass, order: list[Job]) -> None:
+    """Start jobs in order; the first that can neither start nor preempt becomes the head."""
+    reservation: Reservation | None = None
+    for job in order:
+        req = Request.of(job)
+        if reservation is None:
+            if _try_start(run, job, req, None) or _try_preempt(run, job, req):
+                continue
+            if not run.config.backfill:
+                return
+            reservation = _reserve(run, job, req)
+            if reservation is None:  # no reservation can be promised: nothing may jump ahead
+                return
+        else:
+            _try_start(run, job, req, reservation)
+
+
+def _try_start(run: Pass, job: Job, req: Request, reservation: Reservation | None) -> bool:
+    cluster = run.cluster
+    if not cluster.might_fit(req):
+        return False
+    allowed = None
+    if reservation is not None:
+        ends = run.now + job.time_limit_s
+        allowed = lambda pool: reservation.allows(pool, req, ends)  # noqa: E731
+    parts = cluster.place(req, allowed)
+    if parts is None:
+        return False
+    if reservation is not None:
+        _spend(reservation, parts, req, run.now + job.time_limit_s)
+    cluster.take(parts, job.mem_bytes)
+    run.started.append((job, parts))
+    first = parts[0]
+    run.actions.append(Start(job.id, first.node, first.devices, first.cores, tuple(parts[1:])))
+    return True
+
+
+def _spend(reservation: Reservation, parts: list[Placement], req: Request, ends: float) -> None:
+    """A backfilled job on the reserved node that outlives the reservation uses its spare."""
+    if ends <= reservation.time:
+        return
+    if any(p.node in reservation.nodes for p in parts):
+        s = reservation.spare
+        reservation.spare = Request(s.gpus - req.gpus, s.cpus - req.cpus, s.mem - req.mem)
+
+
+# -- preemption ------------------------------------------------------------------------------
+
+
+def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
+    """Preempt the fewest (then youngest) victims on one node that let ``job`` start there."""
+    config = run.config
+    if not config.preemption or job.gpus > run.cluster.widest:
+        return False
+    reclaim = _within_quota(run, job)
+    memo = (job.priority, req, reclaim, job.team if reclaim else "")
+    if memo in run.failed_preempts:
+        return False
+    best = None
+    for pool in run.cluster.pools.values():
+        if len(pool.node.gpus) < req.gpus or len(pool.node.cores) < req.cpus:
+            continue
+        choice = _victims_on(run, pool, job, req, reclaim)
+        if choice is not None and (best is None or choice[0] < best[0]):
+            best = choice
+    if best is None:
+        run.failed_preempts.add(memo)
+        return False
+    _, pool, victims, freeing = best
+    for victim in victims:
+        why = f"for job {job.id} (priority {job.priority} > {victim.priority})"
+        if victim.priority >= job.priority or config.policy == "fifo":
+            why = f"quota reclaim for team {job.team} (job {job.id})"
+        run.actions.append(Preempt(victim.id, why))
+        run.stopping.add(victim.id)
+    run.promised.update(v.id for v in victims)
+    run.promised.update(freeing)
+    run.cluster.hold(pool.node.name, req)
+    return True
+
+
+def _within_quota(run: Pass, job: Job) -> bool:
+    quota = run.config.quotas.get(job.team)
+    return quota is not None and run.team_gpus.get(job.team, 0) + job.gpus <= quota
+
+
+def _may_preempt(run: Pass, job: Job, victim: Job, reclaim: bool) -> bool:
+    if not victim.preemptible or victim.id in run.stopping:
+        return False
+    if run.config.policy != "fifo" and victim.priority < job.priority:
+        return True
+    if reclaim and victim.team != job.team:
+        quota = run.config.quotas.get(victim.team, 0)
+        return run.team_gpus.get(victim.team, 0) > quota
+    return False
+
+
+def _on_node(job: Job, node: str) -> tuple[int, int, int]:
+    if job.node == node:
+        return len(job.devices), len(job.cores), job.mem_bytes
+    for part in job.extra:
+        if part.node == node:
+            return len(part.devices), len(part.cores), job.mem_bytes
+    return 0, 0, 0
+
+
+def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
+    """(rank, pool, victims, stopping jobs counted) for the best victim set here, or None."""
+    name = pool.node.name
+    have = [pool.n_gpus, pool.n_cores, pool.mem]
+    freeing = []
+    candidates = []
+    for other in run.running.values():
+        used = _on_node(other, name)
+        if used == (0, 0, 0) or other.id in run.promised:
+            continue
+        if other.id in run.stopping:
+            freeing.append(other.id)
+            have = [h + u for h, u in zip(have, used, strict=False)]
+        elif _may_preempt(run, job, other, reclaim):
+            candidates.append((other, used))
+    need = (req.gpus, req.cpus, req.mem)
+    victims = _fewest_youngest(candidates, have, need)
+    if victims is None:
+        return None
+    youth = tuple(sorted((-(v.start_time or 0.0), -v.id) for v in victims))
+    return (len(victims), youth, pool.index), pool, victims, freeing
+
+
+def _fewest_youngest(candidates: list, have: list[int], need: tuple[int, int, int]):
+    """The smallest set of candidates freeing enough, the youngest among sets that small."""
+    if all(h >= n for h, n in zip(have, need, strict=False)):
+        return []
+    candidates.sort(key=lambda c: (-(c[0].start_time or 0.0), -c[0].id))  # youngest first
+    if len(candidates) > MAX_VICTIM_SEARCH:
+        return _greedy(candidates, have, need)
+    for size in range(1, len(candidates) + 1):
+        for combo in itertools.combinations(candidates, size):  # youngest sets come first
+            if _frees_enough(combo, have, need):
+                return [c[0] for c in combo]
+    return None
+
+
+def _greedy(candidates: list, have: list[int], need: tuple[int, int, int]):
+    chosen = []
+    for cand in candidates:
+        chosen.append(cand)
+        if _frees_enough(chosen, have, need):
+            return [c[0] for c in chosen]
+    return None
+
+
+def _frees_enough(combo: Iterable, have: list[int], need: tuple[int, int, int]) -> bool:
+    total = list(have)
+    for _, used in combo:
+        total = [t + u for t, u in zip(total, used, strict=False)]
+    return all(t >= n for t, n in zip(total, need, strict=False))
+
+
+# -- the EASY reservation --------------------------------------------------------------------
+
+
+def _releases(run: Pass) -> list[tuple[float, str, tuple[int, int, int]]]:
+    """(time, node, (gpus, cores, mem)) that running and just-started jobs give back, by time."""
+    out = []
+    grace_end = run.now + run.config.grace_s
+    for job in run.running.values():
+        if job.id in run.promised:
+            continue
+        end = grace_end if job.id in run.stopping else job_end(job)
+        if math.isfinite(end):
+            out.append((end, job.node, (len(job.devices), len(job.cores), job.mem_bytes)))
+            out += [(end, p.node, (len(p.devices), len(p.cores), job.mem_bytes)) for p in job.extra]
+    for job, parts in run.started:
+        end = run.now + job.time_limit_s
+        if math.isfinite(end):
+            out += [(end, p.node, (len(p.devices), len(p.cores), job.mem_bytes)) for p in parts]
+    out.sort(key=lambda r: (r[0], r[1]))
+    return out
+
+
+def _reserve(run: Pass, job: Job, req: Request) -> Reservation | None:
+    """When and where the head job will fit as running jobs reach their time limits."""
+    if job.gpus > run.cluster.widest:
+        return _reserve_wide(run, req)
+    pools = run.cluster.pools
+    free = {name: [p.n_gpus, p.n_cores, p.mem] for name, p in pools.items()}
+    need = (req.gpus, req.cpus, req.mem)
+    for time, group in itertools.groupby(_releases(run), key=lambda r: r[0]):
+        touched = set()
+        for _, node, used in group:
+            if node in free:
+                free[node] = [f + u for f, u in zip(free[node], used, strict=False)]
+                touched.add(node)
+        fitting = [n for n in touched if all(f >= x for f, x in zip(free[n], need, strict=False))]
+        if fitting:
+            node = min(fitting, key=lambda n: (free[n][0] - req.gpus, pools[n].index))
+            g, c, m = free[node]
+            return Reservation(
+                time, frozenset([node]), Request(g - req.gpus, c - req.cpus, m - req.mem)
+            )
+    return None
+
+
+def _reserve_wide(run: Pass, req: Request) -> Reservation | None:
+    """A job wider than a node waits for whole nodes: the earliest set of nodes to go idle."""
+    pools = run.cluster.pools
+    given = {name: [p.n_gpus, p.n_cores, p.mem] for name, p in pools.items()}
+    last = dict.fromkeys(pools, run.now)
+    for time, node, used in _releases(run):
+        if node in given:
+            given[node] = [g + u for g, u in zip(given[node], used, strict=False)]
+            last[node] = max(last[node], time)
+    idle_at = {}
+    for name, pool in pools.items():  # a node with a hold or an endless job never goes idle
+        n = pool.node
+        whole = given[name] == [len(n.gpus), len(n.cores), n.mem_bytes]
+        idle_at[name] = last[name] if whole else math.inf
+    ranked = sorted(
+        (n for n in pools if pools[n].node.mem_bytes >= req.mem),
+        key=lambda n: (idle_at[n], -len(pools[n].node.gpus), pools[n].index),
+    )
+    chosen, total = [], 0
+    for name in ranked:
+        if total >= req.gpus or not math.isfinite(idle_at[name]):
+            break
+        chosen.append(name)
+        total += len(pools[name].node.gpus)
+    if total < req.gpus:
+        return None
+    return Reservation(max(idle_at[n] for n in chosen), frozenset(chosen), Request(0, 0, 0))

@@ -1,0 +1,209 @@
+"""Job traces for the simulator: read and write JSON lines, and generate Philly-shaped ones.
+
+A trace is one JSON object per line (``.jsonl``, or ``.jsonl.gz``)::
+
+    {"submit_time": 12.5, "gpus": 4, "duration_s": 3600, "time_limit_s": 5400,
+     "priority": 4, "team": "t1", "user": "t1-u0"}
+
+``preemptible`` (default true: simulated jobs are resumable training) and ``cpus`` (default
+4 per GPU, at least 1) are optional.
+
+The generator follows the workload that Jeon et al. describe for Microsoft's Philly cluster
+("Analysis of Large-Scale Multi-Tenant GPU Clusters for DNN Training Workloads", USENIX ATC
+2019): most jobs ask for one GPU, a few for a whole 8-GPU server or more; run times are
+heavy-tailed, from minutes to days, and bigger jobs run longer. The parameters below are our
+reading of that shape, not a fit to the raw trace (which this repository does not carry):
+
+* GPUs per job: 1 (70 %), 2 (10 %), 4 (10 %), 8 (6 %), 16 (3 %), 32 (1 %): single-GPU jobs
+  dominate the count while the rare 8+ GPU jobs hold a large part of the GPU time, as in Philly.
+* Run time: log-normal, median 20 minutes for a 1-GPU job times ``gpus ** 0.3`` (larger jobs run
+  longer), sigma 1.6 (heavy tail: the top 5 % run about 14x the median), capped at 7 days.
+* Time limit: what a user asks for, the run time times ``1 + Exp(mean 0.5)`` rounded up to
+  5 minutes: always enough, rarely tight, as backfilling schedulers see it.
+* Arrivals: a Poisson process whose rate gives the requested offered load on the cluster:
+  ``rate = load * cluster_gpus / E[gpus * duration]``, with the expectation taken over the
+  distributions above (estimated from a large sample with the same seed).
+* Teams: 8, with Zipf-like sizes (Philly's virtual clusters differ a lot in size), 4 users
+  each; priority classes: normal (4) 80 %, high (7) 10 %, low (2) 10 %.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path
+
+GPU_COUNTS = (1, 2, 4, 8, 16, 32)
+GPU_WEIGHTS = (0.70, 0.10, 0.10, 0.06, 0.03, 0.01)
+MEDIAN_S = 20 * 60.0
+SIZE_EXPONENT = 0.3
+SIGMA = 1.6
+MAX_DURATION_S = 7 * 24 * 3600.0
+LIMIT_SLACK_MEAN = 0.5
+LIMIT_ROUND_S = 300.0
+TEAMS = 8
+USERS_PER_TEAM = 4
+PRIORITIES = ((4, 0.8), (7, 0.1), (2, 0.1))
+CPUS_PER_GPU = 4
+
+
+@dataclass(frozen=True)
+class TraceJob:
+    """One job of a trace."""
+
+    submit_time: float
+    gpus: int
+    duration_s: float
+    time_limit_s: float
+    priority: int
+    team: str
+    user: str
+    preemptible: bool = True
+    cpus: int | None = None  # None: CPUS_PER_GPU per GPU, at least 1
+
+    @property
+    def cores(self) -> int:
+        return self.cpus if self.cpus is not None else max(1, CPUS_PER_GPU * self.gpus)
+
+
+def _open_text(path: Path, mode: str) -> io.TextIOBase:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def load_trace(path: Path) -> list[TraceJob]:
+    """The jobs of a trace file, by submit time; a bad line is an error naming file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TensorfabError(f"{path}: no such trace file")
+    jobs = []
+    try:
+        with _open_text(path, "r") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    jobs.append(parse_job(line, f"{path}:{lineno}"))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise TensorfabError(f"{path}: cannot read the trace ({exc})") from None
+    if not jobs:
+        raise TensorfabError(f"{path}: the trace has no jobs")
+    jobs.sort(key=lambda j: j.submit_time)
+    return jobs
+
+
+REQUIRED = ("submit_time", "gpus", "duration_s")
+
+
+def parse_job(line: str, where: str) -> TraceJob:
+    """One trace line as a job; ``where`` (file:line) names the place in errors."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise TensorfabError(f"{where}: not JSON ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise TensorfabError(f"{where}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise TensorfabError(f"{where}: missing {', '.join(missing)}")
+    try:
+        job = TraceJob(
+            submit_time=float(raw["submit_time"]),
+            gpus=int(raw["gpus"]),
+            duration_s=float(raw["duration_s"]),
+            time_limit_s=float(raw.get("time_limit_s", math.inf)),
+            priority=int(raw.get("priority", 4)),
+            team=str(raw.get("team", "default")),
+            user=str(raw.get("user", "user")),
+            preemptible=bool(raw.get("preemptible", True)),
+            cpus=None if raw.get("cpus") is None else int(raw["cpus"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise TensorfabError(f"{where}: {exc}") from None
+    _check(job, where)
+    return job
+
+
+def _check(job: TraceJob, where: str) -> None:
+    if job.gpus < 0 or job.duration_s < 0 or job.submit_time < 0:
+        raise TensorfabError(f"{where}: gpus, duration_s and submit_time must be >= 0")
+    if not job.time_limit_s > 0:
+        raise TensorfabError(f"{where}: time_limit_s must be > 0")
+    if not 0 <= job.priority <= 9:
+        raise TensorfabError(f"{where}: priority must be 0..9, got {job.priority}")
+    if job.cpus is not None and job.cpus < 1:
+        raise TensorfabError(f"{where}: cpus must be >= 1")
+
+
+def save_trace(jobs: list[TraceJob], path: Path) -> None:
+    """Write ``jobs`` as JSON lines (gzip when the name ends in .gz), atomically."""
+    path = Path(path)
+    lines = "".join(json.dumps(_row(j), separators=(",", ":")) + "\n" for j in jobs)
+    with atomic_path(path) as tmp:
+        if path.name.endswith(".gz"):
+            # mtime=0: the same trace gives the same bytes
+            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+                gz.write(lines.encode("utf-8"))
+        else:
+            tmp.write_text(lines, encoding="utf-8")
+
+
+def _row(job: TraceJob) -> dict:
+    row = asdict(job)
+    if row["cpus"] is None:
+        del row["cpus"]
+    if row["preemptible"]:
+        del row["preemptible"]
+    return row
+
+
+def _draw(rng: random.Random) -> tuple[int, float, float]:
+    gpus = rng.choices(GPU_COUNTS, GPU_WEIGHTS)[0]
+    median = MEDIAN_S * gpus**SIZE_EXPONENT
+    duration = min(MAX_DURATION_S, math.exp(rng.gauss(math.log(median), SIGMA)))
+    duration = max(60.0, round(duration))
+    slack = 1.0 + rng.expovariate(1.0 / LIMIT_SLACK_MEAN)
+    limit = math.ceil(duration * slack / LIMIT_ROUND_S) * LIMIT_ROUND_S
+    return gpus, duration, limit
+
+
+def mean_gpu_seconds(seed: int, samples: int = 200_000) -> float:
+    """E[gpus * duration] of the generator's distributions, from a large seeded sample."""
+    rng = random.Random(f"mean-{seed}")
+    total = 0.0
+    for _ in range(samples):
+        gpus, duration, _ = _draw(rng)
+        total += gpus * duration
+    return total / samples
+
+
+def _teams(rng: random.Random) -> Iterator[tuple[str, str, int]]:
+    weights = [1.0 / (i + 1) for i in range(TEAMS)]  # Zipf-like team sizes
+    prios, prio_weights = zip(*PRIORITIES, strict=False)
+    while True:
+        t = rng.choices(range(TEAMS), weights)[0]
+        user = f"t{t}-u{rng.randrange(USERS_PER_TEAM)}"
+        yield f"t{t}", user, rng.choices(prios, prio_weights)[0]
+
+
+def generate_trace(count: int, seed: int, load: float, cluster_gpus: int) -> list[TraceJob]:
+    """``count`` Philly-shaped jobs arriving at the rate that offers ``load`` to the cluster."""
+    if count < 1 or not load > 0 or cluster_gpus < 1:
+        raise TensorfabError("--generate needs N >= 1, --load > 0 and --gpus >= 1")
+    rate = load * cluster_gpus / mean_gpu_seconds(seed)
+    rng = random.Random(seed)
+    who = _teams(rng)
+    jobs, clock = [], 0.0
+    for _ in range(count):
+        clock += rng.expovariate(rate)
+        gpus, duration, limit = _draw(rng)
+        team, user, priority = next(who)
+        jobs.append(TraceJob(round(clock, 3), gpus, duration, limit, priority, team, user))
+    return jobs
