@@ -81,12 +81,27 @@ class _Routes:
         req = request_from_json(body)
         allow = self.options.allow_test_jobs
         job, spec = build_job(req, self.caller(request), self.agent.node, allow)
+        if job.run_dir:
+            self._check_run_dir(job.run_dir)
         job.spec = spec
         job_id = self.store.add(job, time.time())
         if spec is not None:
             write_text_atomic(job_dir(self.store, job_id) / "spec.yaml", spec)
         self.agent.wake.set()
         return JSONResponse({"id": job_id, "run_dir": job.run_dir}, status_code=201)
+
+    def _check_run_dir(self, run_dir: str) -> None:
+        """A train job needs a run directory of its own: not there yet, not another job's."""
+        if Path(run_dir).exists():
+            raise TensorfabError(
+                f"{run_dir}: run directory already exists; set output.name (--set "
+                "output.name=NEW) or --run-dir to start another run"
+            )
+        for row in self.store.jobs(("queued", "held", "running", "preempted")):
+            if row["run_dir"] == run_dir:
+                raise TensorfabError(
+                    f"{run_dir}: job {row['id']} already writes this run directory"
+                )
 
     def list_jobs(self, all: bool = False) -> list[dict[str, Any]]:
         now = time.time()
