@@ -8,7 +8,9 @@ stops the daemon and kills any job process left, whatever the test's outcome.
 
 from __future__ import annotations
 
+import getpass
 import importlib.util
+import json
 import os
 import signal
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tensorfab.cli.main import main
 from tensorfab.jobs.client import JobsClient
 from tensorfab.jobs.daemon import DaemonProcess
 from tensorfab.jobs.supervisor import SUPERVISOR, read_json
@@ -105,7 +108,7 @@ def test_load_of_30_short_jobs(tmp_path: Path) -> None:
 
 
 def test_kill_9_of_daemon_and_jobs_loses_nothing_and_runs_nothing_twice(
-    tmp_path: Path, daemons: Callable[..., DaemonProcess]
+    tmp_path: Path, daemons: Callable[..., DaemonProcess], capsys: pytest.CaptureFixture[str]
 ) -> None:
     daemon = daemons("--simulate-gpus", "3", "--cpus", "3", "--grace", "5s")
     state = tmp_path / "state"
@@ -141,6 +144,28 @@ def test_kill_9_of_daemon_and_jobs_loses_nothing_and_runs_nothing_twice(
     assert not [j for j in listed if j["state"] not in FINAL]
     for name in names.values():
         assert (tmp_path / "runs" / name / "model" / "weights.safetensors").is_file()
+    _check_cli_views(restarted.url, capsys, retried)
+
+
+def _check_cli_views(url: str, capsys: pytest.CaptureFixture[str], retried: int) -> None:
+    """``jobs ls``, ``show`` and ``report`` against the live daemon, in-process."""
+    capsys.readouterr()
+    assert main(["jobs", "ls", "--all", "--json", "--url", url]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [j["state"] for j in listed] == ["succeeded"] * 3
+    assert main(["jobs", "show", str(retried), "--url", url]) == 0
+    shown = capsys.readouterr().out
+    assert f"job {retried}" in shown and "exit 137; retry 1 of 1" in shown
+    assert main(["jobs", "report", "--since", "1d", "--by", "user", "--json", "--url", url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["rows"]
+    assert (row["key"], row["jobs"], row["retries"], row["failures"]) == (
+        getpass.getuser(),
+        3,
+        1,
+        0,
+    )
+    assert row["gpu_hours"] > 0
 
 
 def test_preemption_starts_the_urgent_job_in_time_and_loses_nothing(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tensorfab.auth import Identity, TokenTable, hash_token
+from tensorfab.auth import Identity, TokenTable, hash_token, load_tokens
 from tensorfab.jobs.agent import Agent, AgentConfig
 from tensorfab.jobs.api import ApiOptions, create_app
 from tensorfab.jobs.backend import LocalBackend
@@ -178,3 +178,10 @@ def test_node_view_shows_who_runs_where(agent: Agent, tmp_path) -> None:
         "team": "default",
         "readings": None,
     }
+
+
+def test_the_example_tokens_file_loads() -> None:
+    table = load_tokens(REPO / "examples" / "jobs" / "tokens.yaml")
+    assert table.identify("alice-secret-token") == Identity("alice", ("vision", "nlp"))
+    assert table.identify("carol-secret-token") == Identity("carol", ("speech",))
+    assert table.identify("alice-secret-token ") is None
