@@ -6,12 +6,13 @@ stops, dependency cancels, the queue order, starts, preemption and the EASY rese
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tensorfab.jobs.fairshare import fair_factors
+from tensorfab.jobs.fairshare import share_of
 from tensorfab.jobs.placement import Cluster, Placement, Pool, Request, held_gpus
 from tensorfab.jobs.policy import (
     QUEUED,
@@ -77,7 +78,7 @@ def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
     ready = [
         j for j in state.jobs if j.state in QUEUED and j.id not in cancelled and j.id not in waiting
     ]
-    _fill(run, sorted(ready, key=_order_key(run, ready)))
+    _fill(run, _ordered(run, ready))
     return run.actions
 
 
@@ -143,31 +144,88 @@ def queued_since(job: Job) -> float:
     return job.submit_time if job.queued_since is None else job.queued_since
 
 
-def _order_key(run: Pass, ready: list[Job]):
-    """The queue order as a sort key: ageing, then within-quota, then the policy's rule."""
+def _order_key(run: Pass):
+    """The queue order as a sort key: ageing, then within-quota, then fifo or priority.
+
+    Under ``fair`` the teams' turns within one (tier, priority) group are interleaved by
+    :func:`_fair_order`, since they change as jobs start.
+    """
     config, now = run.config, run.now
-    policy = config.policy
-    factors: Mapping[str, float] = {}
-    if policy == "fair":
-        teams = {j.team for j in ready} | set(run.state.usage) | set(run.team_gpus)
-        factors = fair_factors(run.state.usage, config.shares, teams)
+    fifo = config.policy == "fifo"
     max_wait = math.inf if config.max_wait_s is None else config.max_wait_s
     quotas, team_gpus = config.quotas, run.team_gpus
 
     def key(job: Job) -> tuple:
         since = queued_since(job)
         if now - since > max_wait:
-            return (0, 0, 0.0, since, job.id)
+            return (0, 0, since, job.id)
         quota = quotas.get(job.team)
         tier = 1 if quota is not None and team_gpus.get(job.team, 0) + job.gpus <= quota else 2
-        if policy == "fifo":
-            return (tier, 0, 0.0, since, job.id)
-        return (tier, -job.priority, -factors.get(job.team, 0.0), since, job.id)
+        return (tier, 0 if fifo else -job.priority, since, job.id)
 
     return key
 
 
-def _fill(run: Pass, order: list[Job]) -> None:
+def _ordered(run: Pass, ready: list[Job]) -> Iterator[Job]:
+    order = sorted(ready, key=_order_key(run))
+    if run.config.policy != "fair":
+        return iter(order)
+    return _fair_order(run, order)
+
+
+def _fair_order(run: Pass, order: list[Job]) -> Iterator[Job]:
+    """Within each (tier, priority) group, the team with the least usage per share goes next.
+
+    Usage here is projected: the decayed usage the caller passed plus, for every running job
+    and every job this pass starts, its GPUs times the time it has left (to its time limit, at
+    most ``fair_lookahead_s``). So one pass does not hand a team that was behind every free
+    GPU at once. Ordering by ``usage / share`` is ordering by Slurm's factor
+    ``2 ** -(usage fraction / share fraction)``, since both fractions share their totals.
+    """
+    config, key = run.config, _order_key(run)
+    used = _projected_usage(run)
+    for (tier, _), group in itertools.groupby(order, key=lambda j: key(j)[:2]):
+        if tier == 0:  # aged jobs: oldest first, before any other rule
+            yield from group
+            continue
+        queues: dict[str, list[Job]] = {}
+        for job in group:
+            queues.setdefault(job.team, []).append(job)
+        heap = [(_ratio(used, config, t), key(q[0])[2:], t, 0) for t, q in queues.items()]
+        heapq.heapify(heap)
+        while heap:
+            _, _, team, i = heapq.heappop(heap)
+            job, before = queues[team][i], len(run.started)
+            yield job
+            if len(run.started) > before:  # it started: its team used more
+                used[team] = used.get(team, 0.0) + job.gpus * _lookahead(config, job.time_limit_s)
+            if i + 1 < len(queues[team]):
+                nxt = queues[team][i + 1]
+                heapq.heappush(heap, (_ratio(used, config, team), key(nxt)[2:], team, i + 1))
+
+
+def _projected_usage(run: Pass) -> dict[str, float]:
+    used = dict(run.state.usage)
+    for job in run.running.values():
+        if job.id not in run.stopping:
+            left = job_end(job) - run.now
+            used[job.team] = used.get(job.team, 0.0) + held_gpus(job) * _lookahead(run.config, left)
+    return used
+
+
+def _lookahead(config: PolicyConfig, left_s: float) -> float:
+    return max(0.0, min(left_s, config.fair_lookahead_s))
+
+
+def _ratio(used: Mapping[str, float], config: PolicyConfig, team: str) -> float:
+    share = share_of(config.shares, team)
+    use = used.get(team, 0.0)
+    if share <= 0:
+        return math.inf if use > 0 else 0.0
+    return use / share
+
+
+def _fill(run: Pass, order: Iterable[Job]) -> None:
     """Start jobs in order; the first that can neither start nor preempt becomes the head."""
     reservation: Reservation | None = None
     for job in order:
