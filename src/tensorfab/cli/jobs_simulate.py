@@ -22,17 +22,28 @@ tensorfab jobs simulate --generate 10000 --seed 0 --load 0.9 --gpus 1024 --out t
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", nargs="?", help="trace file (.jsonl or .jsonl.gz)")
-    parser.add_argument("--gpus", type=int, default=1024, help="GPUs in the virtual cluster")
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node")
-    parser.add_argument("--policy", choices=POLICIES, default="fair", help="queue order")
+    parser.add_argument(
+        "--gpus", type=int, default=1024, help="GPUs in the virtual cluster (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=8, help="GPUs per node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--policy", choices=POLICIES, default="fair", help="queue order (default: %(default)s)"
+    )
     parser.add_argument(
         "--backfill", action="store_true", help="EASY backfill into gaps (default: off)"
     )
     parser.add_argument("--no-preemption", action="store_true", help="never preempt running jobs")
-    parser.add_argument("--grace-s", type=float, default=30.0, help="grace after SIGTERM")
+    parser.add_argument(
+        "--grace-s", type=float, default=30.0, help="grace after SIGTERM (default: %(default)s)"
+    )
     parser.add_argument("--max-wait-s", type=float, default=None, help="ageing (default: none)")
     parser.add_argument(
-        "--half-life-s", type=float, default=7 * 24 * 3600.0, help="fair-share usage half-life"
+        "--half-life-s",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="fair-share usage half-life (default: %(default)s)",
     )
     parser.add_argument(
         "--share",
@@ -57,8 +68,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     gen = parser.add_argument_group("generate a Philly-shaped trace instead of replaying one")
     gen.add_argument("--generate", type=int, metavar="N", help="number of jobs to generate")
-    gen.add_argument("--seed", type=int, default=0, help="random seed")
-    gen.add_argument("--load", type=float, default=0.9, help="offered load on --gpus")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    gen.add_argument(
+        "--load", type=float, default=0.9, help="offered load on --gpus (default: %(default)s)"
+    )
     gen.add_argument("--out", help="where to write the trace (.jsonl or .jsonl.gz)")
 
 
@@ -67,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
         return _generate(args)
     if not args.trace:
         raise TensorfabError("give a TRACE file to replay, or --generate N --out FILE")
-    trace = load_trace(Path(args.trace))
     config = SimConfig(
         gpus=args.gpus,
         gpus_per_node=args.gpus_per_node,
         policy=policy_config(args),
         horizon_s=args.horizon_s,
     )
+    trace = load_trace(Path(args.trace))
     report = simulate(trace, config, progress=_progress())
     report["trace"] = args.trace
     if args.json:
