@@ -126,12 +126,32 @@ class Cluster:
             if p.is_idle():
                 idle += p.n_gpus
         self.max_gpus, self.max_cores, self.idle_gpus = max_gpus, max_cores, idle
+        self._stale = False
 
-    def might_fit(self, req: Request) -> bool:
+    def _taken_from(
+        self, pool: Pool, devices: Iterable[int], cores: Iterable[int], mem: int
+    ) -> None:
+        """Take from one pool, keeping the cluster-wide maxima right without a full rescan."""
+        was_idle, had_gpus, had_cores = pool.is_idle(), pool.n_gpus, pool.n_cores
+        pool.take(devices, cores, mem)
+        if was_idle:
+            self.idle_gpus -= had_gpus
+        if had_gpus == self.max_gpus or had_cores == self.max_cores:
+            self._stale = True  # it may have held the maximum: rescan when next asked
+
+    def might_fit(self, gpus: int, cpus: int) -> bool:
         """A cheap necessary condition, so most of a long queue is passed over in O(1)."""
-        if req.gpus > self.widest:
-            return req.gpus <= self.idle_gpus
-        return req.gpus <= self.max_gpus and req.cpus <= self.max_cores
+        if self._stale:
+            self._refresh()
+        if gpus > self.widest:
+            return gpus <= self.idle_gpus
+        return gpus <= self.max_gpus and cpus <= self.max_cores
+
+    def exhausted(self) -> bool:
+        """No free core anywhere: no job (each needs one) can start."""
+        if self._stale:
+            self._refresh()
+        return self.max_cores == 0
 
     def place(
         self, req: Request, allowed: Callable[[Pool], bool] | None = None
@@ -175,14 +195,13 @@ class Cluster:
         for part in parts:
             pool = self.pools.get(part.node)
             if pool is not None:
-                pool.take(part.devices, part.cores, mem)
-        self._refresh()
+                self._taken_from(pool, part.devices, part.cores, mem)
 
     def hold(self, node: str, req: Request) -> None:
         """Keep up to ``req`` of what is free on ``node`` for a job waiting for its victims."""
         pool = self.pools[node]
-        pool.take(pool.gpus[: req.gpus], pool.cores[: req.cpus], min(req.mem, max(pool.mem, 0)))
-        self._refresh()
+        mem = min(req.mem, max(pool.mem, 0))
+        self._taken_from(pool, pool.gpus[: req.gpus], pool.cores[: req.cpus], mem)
 
 
 def choose_gpus(

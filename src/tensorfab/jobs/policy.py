@@ -44,6 +44,10 @@ The rules, in the order they apply
   ``priority`` (priority class, then queue time) or ``fair`` (priority class, then the team's
   fair-share factor ``2 ** -(usage_fraction / share_fraction)`` as Slurm's classic
   multifactor plugin computes it, then queue time). Ties go to the lower job id.
+  The fair factor is taken on *projected* usage: the decayed usage passed in, plus each
+  running job's GPUs times the time it has left (to its limit, at most
+  ``fair_lookahead_s``), and it is updated as the pass starts jobs, so a team that was
+  behind gets its turn without taking every free GPU at once.
 * Jobs start in that order while they fit. A job that does not fit may preempt (below).
   The first job that can neither start nor preempt is the *head*: without backfill nothing
   after it starts; with backfill (EASY) it gets a reservation at the earliest time running
@@ -154,6 +158,8 @@ class PolicyConfig:
     quotas: Mapping[str, int] = field(default_factory=lambda: _EMPTY)  # team -> guaranteed GPUs
     preemption: bool = True
     grace_s: float = 30.0
+    # fair: a running job counts as used this far ahead (at most its time left), see the docs
+    fair_lookahead_s: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ stops, dependency cancels, the queue order, starts, preemption and the EASY rese
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from tensorfab.jobs.fairshare import fair_factors
+from tensorfab.jobs.fairshare import share_of
 from tensorfab.jobs.placement import Cluster, Placement, Pool, Request, held_gpus
 from tensorfab.jobs.policy import (
     QUEUED,
@@ -61,6 +62,8 @@ class Pass:
     team_gpus: dict[str, int] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     failed_preempts: set[tuple] = field(default_factory=set)
+    by_node: dict[str, list[tuple[Job, tuple[int, int, int]]]] = field(default_factory=dict)
+    lowest_preemptible: float = math.inf  # the lowest priority among preemptible running jobs
 
 
 def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
@@ -74,10 +77,11 @@ def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
     run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
     run.actions = actions
     run.team_gpus = _team_gpus(running.values(), stopping)
+    _index_running(run)
     ready = [
         j for j in state.jobs if j.state in QUEUED and j.id not in cancelled and j.id not in waiting
     ]
-    _fill(run, sorted(ready, key=_order_key(run, ready)))
+    _fill(run, _ordered(run, ready))
     return run.actions
 
 
@@ -143,36 +147,95 @@ def queued_since(job: Job) -> float:
     return job.submit_time if job.queued_since is None else job.queued_since
 
 
-def _order_key(run: Pass, ready: list[Job]):
-    """The queue order as a sort key: ageing, then within-quota, then the policy's rule."""
+def _order_key(run: Pass):
+    """The queue order as a sort key: ageing, then within-quota, then fifo or priority.
+
+    Under ``fair`` the teams' turns within one (tier, priority) group are interleaved by
+    :func:`_fair_order`, since they change as jobs start.
+    """
     config, now = run.config, run.now
-    policy = config.policy
-    factors: Mapping[str, float] = {}
-    if policy == "fair":
-        teams = {j.team for j in ready} | set(run.state.usage) | set(run.team_gpus)
-        factors = fair_factors(run.state.usage, config.shares, teams)
+    fifo = config.policy == "fifo"
     max_wait = math.inf if config.max_wait_s is None else config.max_wait_s
     quotas, team_gpus = config.quotas, run.team_gpus
 
     def key(job: Job) -> tuple:
         since = queued_since(job)
         if now - since > max_wait:
-            return (0, 0, 0.0, since, job.id)
+            return (0, 0, since, job.id)
         quota = quotas.get(job.team)
         tier = 1 if quota is not None and team_gpus.get(job.team, 0) + job.gpus <= quota else 2
-        if policy == "fifo":
-            return (tier, 0, 0.0, since, job.id)
-        return (tier, -job.priority, -factors.get(job.team, 0.0), since, job.id)
+        return (tier, 0 if fifo else -job.priority, since, job.id)
 
     return key
 
 
-def _fill(run: Pass, order: list[Job]) -> None:
+def _ordered(run: Pass, ready: list[Job]) -> Iterator[Job]:
+    key = _order_key(run)
+    keyed = sorted(((key(j), j) for j in ready), key=lambda kj: kj[0])
+    if run.config.policy != "fair":
+        return (j for _, j in keyed)
+    return _fair_order(run, keyed)
+
+
+def _fair_order(run: Pass, keyed: list[tuple[tuple, Job]]) -> Iterator[Job]:
+    """Within each (tier, priority) group, the team with the least usage per share goes next.
+
+    Usage here is projected: the decayed usage the caller passed plus, for every running job
+    and every job this pass starts, its GPUs times the time it has left (to its time limit, at
+    most ``fair_lookahead_s``). So one pass does not hand a team that was behind every free
+    GPU at once. Ordering by ``usage / share`` is ordering by Slurm's factor
+    ``2 ** -(usage fraction / share fraction)``, since both fractions share their totals.
+    """
+    config = run.config
+    used = _projected_usage(run)
+    for (tier, _), group in itertools.groupby(keyed, key=lambda kj: kj[0][:2]):
+        if tier == 0:  # aged jobs: oldest first, before any other rule
+            yield from (j for _, j in group)
+            continue
+        queues: dict[str, list[tuple[tuple, Job]]] = {}
+        for kj in group:
+            queues.setdefault(kj[1].team, []).append(kj)
+        heap = [(_ratio(used, config, t), q[0][0][2:], t, 0) for t, q in queues.items()]
+        heapq.heapify(heap)
+        while heap:
+            _, _, team, i = heapq.heappop(heap)
+            job, before = queues[team][i][1], len(run.started)
+            yield job
+            if len(run.started) > before:  # it started: its team used more
+                used[team] = used.get(team, 0.0) + job.gpus * _lookahead(config, job.time_limit_s)
+            if i + 1 < len(queues[team]):
+                nxt = queues[team][i + 1][0][2:]
+                heapq.heappush(heap, (_ratio(used, config, team), nxt, team, i + 1))
+
+
+def _projected_usage(run: Pass) -> dict[str, float]:
+    used = dict(run.state.usage)
+    for job in run.running.values():
+        if job.id not in run.stopping:
+            left = job_end(job) - run.now
+            used[job.team] = used.get(job.team, 0.0) + held_gpus(job) * _lookahead(run.config, left)
+    return used
+
+
+def _lookahead(config: PolicyConfig, left_s: float) -> float:
+    return max(0.0, min(left_s, config.fair_lookahead_s))
+
+
+def _ratio(used: Mapping[str, float], config: PolicyConfig, team: str) -> float:
+    share = share_of(config.shares, team)
+    use = used.get(team, 0.0)
+    if share <= 0:
+        return math.inf if use > 0 else 0.0
+    return use / share
+
+
+def _fill(run: Pass, order: Iterable[Job]) -> None:
     """Start jobs in order; the first that can neither start nor preempt becomes the head."""
     reservation: Reservation | None = None
+    cluster = run.cluster
     for job in order:
-        req = Request.of(job)
         if reservation is None:
+            req = Request.of(job)
             if _try_start(run, job, req, None) or _try_preempt(run, job, req):
                 continue
             if not run.config.backfill:
@@ -180,13 +243,15 @@ def _fill(run: Pass, order: list[Job]) -> None:
             reservation = _reserve(run, job, req)
             if reservation is None:  # no reservation can be promised: nothing may jump ahead
                 return
-        else:
-            _try_start(run, job, req, reservation)
+        elif cluster.exhausted():  # every core is taken: no later job can start
+            return
+        elif cluster.might_fit(job.gpus, job.cpus):
+            _try_start(run, job, Request.of(job), reservation)
 
 
 def _try_start(run: Pass, job: Job, req: Request, reservation: Reservation | None) -> bool:
     cluster = run.cluster
-    if not cluster.might_fit(req):
+    if not cluster.might_fit(req.gpus, req.cpus):
         return False
     allowed = None
     if reservation is not None:
@@ -222,6 +287,9 @@ def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     if not config.preemption or job.gpus > run.cluster.widest:
         return False
     reclaim = _within_quota(run, job)
+    by_priority = config.policy != "fifo" and run.lowest_preemptible < job.priority
+    if not (by_priority or reclaim) and not run.stopping:
+        return False  # nobody could be preempted for it, and nothing is on its way out
     memo = (job.priority, req, reclaim, job.team if reclaim else "")
     if memo in run.failed_preempts:
         return False
@@ -264,6 +332,24 @@ def _may_preempt(run: Pass, job: Job, victim: Job, reclaim: bool) -> bool:
     return False
 
 
+def _index_running(run: Pass) -> None:
+    """Running jobs by node, youngest first, with what each holds there (victim search)."""
+    for job in sorted(run.running.values(), key=_youth):
+        if job.node is None:
+            continue
+        parts = ((job.node, job.devices, job.cores), *job.extra)
+        for node, devices, cores in parts:
+            run.by_node.setdefault(node, []).append(
+                (job, (len(devices), len(cores), job.mem_bytes))
+            )
+        if job.preemptible:
+            run.lowest_preemptible = min(run.lowest_preemptible, job.priority)
+
+
+def _youth(job: Job) -> tuple[float, int]:
+    return (-(job.start_time or 0.0), -job.id)
+
+
 def _on_node(job: Job, node: str) -> tuple[int, int, int]:
     if job.node == node:
         return len(job.devices), len(job.cores), job.mem_bytes
@@ -279,9 +365,8 @@ def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
     have = [pool.n_gpus, pool.n_cores, pool.mem]
     freeing = []
     candidates = []
-    for other in run.running.values():
-        used = _on_node(other, name)
-        if used == (0, 0, 0) or other.id in run.promised:
+    for other, used in run.by_node.get(name, ()):
+        if other.id in run.promised:
             continue
         if other.id in run.stopping:
             freeing.append(other.id)
@@ -292,7 +377,7 @@ def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
     victims = _fewest_youngest(candidates, have, need)
     if victims is None:
         return None
-    youth = tuple(sorted((-(v.start_time or 0.0), -v.id) for v in victims))
+    youth = tuple(sorted(_youth(v) for v in victims))
     return (len(victims), youth, pool.index), pool, victims, freeing
 
 
@@ -300,7 +385,9 @@ def _fewest_youngest(candidates: list, have: list[int], need: tuple[int, int, in
     """The smallest set of candidates freeing enough, the youngest among sets that small."""
     if all(h >= n for h, n in zip(have, need, strict=False)):
         return []
-    candidates.sort(key=lambda c: (-(c[0].start_time or 0.0), -c[0].id))  # youngest first
+    if not _frees_enough(candidates, have, need):  # not even all of them together
+        return None
+    # candidates come youngest first (see _index_running)
     if len(candidates) > MAX_VICTIM_SEARCH:
         return _greedy(candidates, have, need)
     for size in range(1, len(candidates) + 1):

@@ -8,9 +8,10 @@ live jobs only, actions applied in order). A preempted job keeps the work it did
 checkpoints in its grace period) and resumes with the rest; its time limit keeps running.
 
 Reported: GPU utilisation (busy GPU-seconds over cluster GPUs times the span from the first
-submit to the last end), mean and p95 job completion time (JCT = end - submit) and wait
-(JCT minus run time) of the jobs that finished, the fair-share error and GPU-hours per
-team, preemptions, time-limit stops, and the number of ``decide`` calls.
+submit to the last end; and the same over the arrival window, first to last submit, where
+a finite trace is in its steady state), mean and p95 job completion time (JCT = end -
+submit) and wait (JCT minus run time) of the jobs that finished, the fair-share error and
+GPU-hours per team, preemptions, time-limit stops, and the number of ``decide`` calls.
 
 Fair-share error: at every moment the GPUs in use are split among the teams with demand
 (queued or running jobs) by weighted max-min (water-filling with the teams' shares as
@@ -111,6 +112,8 @@ class Simulation:
         self.team_demand: dict[str, int] = {}
         self.now = 0.0
         self.stats = Stats()
+        submits = [tj.submit_time for tj in trace]
+        self.stats.window = (min(submits, default=0.0), max(submits, default=0.0))
 
     def _admit(self, job_id: int, tj: TraceJob) -> None:
         job = Job(
@@ -232,11 +235,13 @@ class Simulation:
         self._push(self.now + self.config.policy.grace_s, STOPPED, sj.job.id, sj.token)
 
     def _stopped(self, sj: SimJob) -> None:
-        ran = self.now - (sj.job.start_time or self.now)
+        start = sj.job.start_time
+        ran = self.now - (self.now if start is None else start)
         sj.remaining_s -= ran
         sj.limit_left_s -= ran
+        kind = sj.stop_kind
         self._release(sj)
-        if sj.stop_kind == "stop":
+        if kind == "stop":
             self.stats.stops += 1
             self._end(sj, "failed")
             return
@@ -276,6 +281,8 @@ class Stats:
 
     busy: int = 0  # GPUs held right now
     busy_gpu_s: float = 0.0
+    window: tuple[float, float] = (0.0, 0.0)  # first and last submit time
+    window_busy_gpu_s: float = 0.0
     misplaced_gpu_s: float = 0.0
     team_gpu_s: dict[str, float] = field(default_factory=dict)
     first_start: dict[int, float] = field(default_factory=dict)
@@ -288,12 +295,20 @@ class Stats:
 
     def account(self, sim: Simulation, dt: float) -> None:
         self.busy_gpu_s += self.busy * dt
+        overlap = min(sim.now + dt, self.window[1]) - max(sim.now, self.window[0])
+        if overlap > 0:
+            self.window_busy_gpu_s += self.busy * overlap
         for team, gpus in sim.team_running.items():
             self.team_gpu_s[team] = self.team_gpu_s.get(team, 0.0) + gpus * dt
         if self.busy:
             fair = fair_split(self.busy, sim.team_demand, sim.config.policy.shares)
             off = sum(abs(sim.team_running.get(t, 0) - fair.get(t, 0.0)) for t in _teams(sim))
             self.misplaced_gpu_s += off / 2 * dt
+
+    def _window_utilisation(self, gpus: int) -> float:
+        """Busy share of the cluster while jobs still arrive (the trace's steady part)."""
+        width = self.window[1] - self.window[0]
+        return self.window_busy_gpu_s / (gpus * width) if width > 0 else 0.0
 
     def report(self, sim: Simulation, wall_s: float) -> dict:
         done = [sj for sj in sim.jobs.values() if sj.outcome == "succeeded"]
@@ -316,6 +331,7 @@ class Stats:
             "unfinished": outcomes.count(None),
             "span_s": span,
             "utilisation": self.busy_gpu_s / (sim.config.gpus * span),
+            "utilisation_arrivals": self._window_utilisation(sim.config.gpus),
             "mean_jct_s": _mean(jct),
             "p95_jct_s": _p95(jct),
             "mean_wait_s": _mean(wait),

@@ -21,8 +21,8 @@ reading of that shape, not a fit to the raw trace (which this repository does no
 * Time limit: what a user asks for, the run time times ``1 + Exp(mean 0.5)`` rounded up to
   5 minutes: always enough, rarely tight, as backfilling schedulers see it.
 * Arrivals: a Poisson process whose rate gives the requested offered load on the cluster:
-  ``rate = load * cluster_gpus / E[gpus * duration]``, with the expectation taken over the
-  distributions above (estimated from a large sample with the same seed).
+  ``rate = load * cluster_gpus / E[gpus * duration]``, with the expectation computed in
+  closed form from the distributions above (:func:`mean_gpu_seconds`).
 * Teams: 8, with Zipf-like sizes (Philly's virtual clusters differ a lot in size), 4 users
   each; priority classes: normal (4) 80 %, high (7) 10 %, low (2) 10 %.
 """
@@ -149,7 +149,10 @@ def save_trace(jobs: list[TraceJob], path: Path) -> None:
     with atomic_path(path) as tmp:
         if path.name.endswith(".gz"):
             # mtime=0: the same trace gives the same bytes
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            with (
+                open(tmp, "wb") as raw,
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
+            ):
                 gz.write(lines.encode("utf-8"))
         else:
             tmp.write_text(lines, encoding="utf-8")
@@ -174,14 +177,29 @@ def _draw(rng: random.Random) -> tuple[int, float, float]:
     return gpus, duration, limit
 
 
-def mean_gpu_seconds(seed: int, samples: int = 200_000) -> float:
-    """E[gpus * duration] of the generator's distributions, from a large seeded sample."""
-    rng = random.Random(f"mean-{seed}")
+def mean_gpu_seconds() -> float:
+    """E[gpus * duration] of the generator's distributions, in closed form.
+
+    The run time is a log-normal clipped to [60 s, MAX_DURATION_S]; for ``X`` log-normal
+    (mu, sigma), ``E[X; a < X < b] = exp(mu + sigma^2 / 2) * (Phi(B) - Phi(A))`` with
+    ``A, B = (ln a - mu - sigma^2) / sigma, (ln b - mu - sigma^2) / sigma``. (Rounding to whole
+    seconds is left out: it moves the mean by far less than a second.)
+    """
+    lo, hi = 60.0, MAX_DURATION_S
     total = 0.0
-    for _ in range(samples):
-        gpus, duration, _ = _draw(rng)
-        total += gpus * duration
-    return total / samples
+    for gpus, weight in zip(GPU_COUNTS, GPU_WEIGHTS, strict=True):
+        mu, s = math.log(MEDIAN_S * gpus**SIZE_EXPONENT), SIGMA
+        below, above = _phi((math.log(lo) - mu) / s), 1 - _phi((math.log(hi) - mu) / s)
+        inside = math.exp(mu + s * s / 2) * (
+            _phi((math.log(hi) - mu - s * s) / s) - _phi((math.log(lo) - mu - s * s) / s)
+        )
+        total += weight * gpus * (lo * below + inside + hi * above)
+    return total
+
+
+def _phi(x: float) -> float:
+    """The standard normal CDF."""
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
 def _teams(rng: random.Random) -> Iterator[tuple[str, str, int]]:
@@ -197,7 +215,7 @@ def generate_trace(count: int, seed: int, load: float, cluster_gpus: int) -> lis
     """``count`` Philly-shaped jobs arriving at the rate that offers ``load`` to the cluster."""
     if count < 1 or not load > 0 or cluster_gpus < 1:
         raise TensorfabError("--generate needs N >= 1, --load > 0 and --gpus >= 1")
-    rate = load * cluster_gpus / mean_gpu_seconds(seed)
+    rate = load * cluster_gpus / mean_gpu_seconds()
     rng = random.Random(seed)
     who = _teams(rng)
     jobs, clock = [], 0.0

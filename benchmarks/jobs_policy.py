@@ -1,0 +1,260 @@
+"""The scheduling policies compared on the committed Philly-shaped trace, and decide's cost.
+
+    .venv/bin/python benchmarks/jobs_policy.py            # writes benchmarks/results/...
+    .venv/bin/python benchmarks/jobs_policy.py --quick    # 2,000 jobs, no files written
+
+Part 1 replays ``benchmarks/traces/philly-10k-load0.9.jsonl.gz`` (10,000 jobs, offered load
+0.9 on 1,024 GPUs, 8 per node) under fifo, priority and fair, each without and with EASY
+backfill, through ``tensorfab.jobs.simulate`` (the same ``decide`` the daemon calls).
+Part 2 times one ``decide`` over 10,000 queued jobs: on a full 1,024-GPU cluster (nothing
+can start, every job is looked at) and on an idle one (about a thousand jobs start).
+
+Results: ``benchmarks/results/cpu-2026-11-30-jobs-simulate.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from tensorfab.files import write_text_atomic
+from tensorfab.jobs.policy import Job, PolicyConfig, State, decide
+from tensorfab.jobs.simulate import SimConfig, build_nodes, simulate
+from tensorfab.jobs.trace import generate_trace, load_trace
+from tensorfab.metrics.report import markdown_table
+
+TRACE = Path("benchmarks/traces/philly-10k-load0.9.jsonl.gz")
+RESULTS = Path("benchmarks/results/cpu-2026-11-30-jobs-simulate")
+COMMAND = "python benchmarks/jobs_policy.py"
+NOW = 250_000.0  # after the last queued job was submitted
+RUNS = [(p, b) for p in ("fifo", "priority", "fair") for b in (False, True)]
+
+
+def compare(trace: list, gpus: int) -> list[dict]:
+    rows = []
+    for policy, backfill in RUNS:
+        config = SimConfig(gpus=gpus, policy=PolicyConfig(policy=policy, backfill=backfill))
+        report = simulate(trace, config)
+        print(_line(report), file=sys.stderr, flush=True)
+        rows.append(report)
+    return rows
+
+
+def _line(r: dict) -> str:
+    return (
+        f"{r['policy']:8s} backfill={r['backfill']!s:5s} util {r['utilisation']:.3f} "
+        f"(arrivals {r['utilisation_arrivals']:.3f}) JCT {r['mean_jct_s']:.0f} s "
+        f"p95 {r['p95_jct_s']:.0f} s wait {r['mean_wait_s']:.0f} s fair-err "
+        f"{r['fair_share_error']:.3f} preempt {r['preemptions']} in {r['wall_s']:.1f} s"
+    )
+
+
+def queued_jobs(count: int, seed: int = 0) -> list[Job]:
+    """``count`` queued jobs shaped like the trace (GPUs, teams, priorities, limits)."""
+    rng = random.Random(seed)
+    out = []
+    for i, tj in enumerate(generate_trace(count, seed, 0.9, 1024), 1):
+        out.append(
+            Job(
+                i,
+                tj.user,
+                tj.team,
+                tj.priority,
+                tj.gpus,
+                min(32, 4 * tj.gpus),
+                0,
+                tj.time_limit_s,
+                tj.submit_time,
+                "queued",
+                preemptible=rng.random() < 0.5,
+            )
+        )
+    return out
+
+
+def full_cluster(nodes) -> list[Job]:
+    """Every GPU busy with a 1-GPU job (half of them preemptible), limits spread over 10 h."""
+    rng = random.Random(1)
+    out, jid = [], 1_000_000
+    for node in nodes:
+        for g in node.gpus:
+            jid += 1
+            out.append(
+                Job(
+                    jid,
+                    "r",
+                    f"t{rng.randrange(8)}",
+                    rng.choice((2, 4, 7)),
+                    1,
+                    4,
+                    0,
+                    rng.uniform(600, 36000),
+                    NOW - 500,
+                    "running",
+                    preemptible=rng.random() < 0.5,
+                    start_time=NOW - rng.uniform(0, 500),
+                    node=node.name,
+                    devices=(g,),
+                    cores=tuple(range(4 * g, 4 * g + 4)),
+                )
+            )
+    return out
+
+
+def time_decide(state: State, now: float, config: PolicyConfig, repeat: int = 9) -> dict:
+    """Wall and CPU time of one decide; the machine is shared, so CPU time is the steadier."""
+    walls, cpus, actions = [], [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        actions = decide(state, now, config)
+        cpus.append(time.process_time() - cpu)
+        walls.append(time.perf_counter() - wall)
+    return {
+        "median_ms": statistics.median(walls) * 1e3,
+        "min_ms": min(walls) * 1e3,
+        "cpu_median_ms": statistics.median(cpus) * 1e3,
+        "actions": len(actions),
+    }
+
+
+def decision_timing(count: int) -> list[dict]:
+    nodes = build_nodes(SimConfig(gpus=1024))
+    queued = queued_jobs(count)
+    usage = {f"t{i}": 1000.0 * i for i in range(8)}
+    rows = []
+    for label, running in (
+        ("full 1,024-GPU cluster", full_cluster(nodes)),
+        ("idle 1,024-GPU cluster", []),
+    ):
+        state = State(nodes, tuple(running + queued), {}, usage)
+        for policy in ("fifo", "fair"):
+            config = PolicyConfig(policy=policy, backfill=True)
+            row = {
+                "cluster": label,
+                "queued": count,
+                "running": len(running),
+                "policy": f"{policy} + backfill",
+                **time_decide(state, 200_000.0, config),
+            }
+            print(row, file=sys.stderr, flush=True)
+            rows.append(row)
+    return rows
+
+
+def markdown(doc: dict) -> str:
+    lines = [
+        "# tensorfab jobs simulate: policy comparison",
+        "",
+        f"Device: {doc['device']}. Date: {doc['date']}. Command: `{doc['command']}`.",
+        f"Trace: `{doc['trace']}` ({doc['jobs']} jobs, offered load 0.9 on "
+        f"{doc['gpus']} GPUs, 8 per node).",
+        "",
+        *markdown_table(
+            [
+                "policy",
+                "backfill",
+                "util.",
+                "util. (arrivals)",
+                "mean JCT h",
+                "p95 JCT h",
+                "mean wait h",
+                "p95 wait h",
+                "fair-share err.",
+                "preempt.",
+                "sim s",
+            ],
+            [
+                [
+                    r["policy"],
+                    "yes" if r["backfill"] else "no",
+                    f"{r['utilisation']:.3f}",
+                    f"{r['utilisation_arrivals']:.3f}",
+                    f"{r['mean_jct_s'] / 3600:.3f}",
+                    f"{r['p95_jct_s'] / 3600:.2f}",
+                    f"{r['mean_wait_s'] / 3600:.3f}",
+                    f"{r['p95_wait_s'] / 3600:.2f}",
+                    f"{r['fair_share_error']:.3f}",
+                    r["preemptions"],
+                    f"{r['wall_s']:.1f}",
+                ]
+                for r in doc["policies"]
+            ],
+            "lrrrrrrrrrr",
+        ),
+        "",
+        "One `decide` over 10,000 queued jobs:",
+        "",
+        *markdown_table(
+            [
+                "cluster",
+                "running",
+                "policy",
+                "wall median ms",
+                "wall min ms",
+                "CPU median ms",
+                "actions",
+            ],
+            [
+                [
+                    r["cluster"],
+                    r["running"],
+                    r["policy"],
+                    f"{r['median_ms']:.1f}",
+                    f"{r['min_ms']:.1f}",
+                    f"{r['cpu_median_ms']:.1f}",
+                    r["actions"],
+                ]
+                for r in doc["decide"]
+            ],
+            "lrlrrrr",
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 jobs, no files written")
+    args = parser.parse_args()
+    trace = load_trace(TRACE)
+    if args.quick:
+        trace = trace[:2000]
+    doc = {
+        "device": f"cpu ({platform.processor() or platform.machine()}, 2 cores shared)",
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "command": COMMAND,
+        "trace": str(TRACE),
+        "jobs": len(trace),
+        "gpus": 1024,
+        "policies": compare(trace, 1024),
+        "decide": decision_timing(2000 if args.quick else 10_000),
+    }
+    fifo = next(r for r in doc["policies"] if r["policy"] == "fifo" and not r["backfill"])
+    fair = next(r for r in doc["policies"] if r["policy"] == "fair" and r["backfill"])
+    doc["targets"] = {
+        "fair_backfill_jct_vs_fifo": fair["mean_jct_s"] / fifo["mean_jct_s"] - 1
+        if fifo["mean_jct_s"]
+        else math.nan,
+        "fair_backfill_util_minus_fifo": fair["utilisation"] - fifo["utilisation"],
+        "max_sim_wall_s": max(r["wall_s"] for r in doc["policies"]),
+        "max_decide_10k_wall_median_ms": max(r["median_ms"] for r in doc["decide"]),
+        "max_decide_10k_cpu_median_ms": max(r["cpu_median_ms"] for r in doc["decide"]),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    print(json.dumps(doc["targets"], indent=2))
+    if not args.quick:
+        write_text_atomic(RESULTS.with_suffix(".json"), json.dumps(doc, indent=2) + "\n")
+        write_text_atomic(RESULTS.with_suffix(".md"), markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

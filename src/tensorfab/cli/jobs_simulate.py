@@ -1,0 +1,171 @@
+"""``tensorfab jobs simulate``: replay a job trace through the scheduler, or generate one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tensorfab.errors import TensorfabError
+from tensorfab.jobs.policy import POLICIES, PolicyConfig
+from tensorfab.jobs.simulate import SimConfig, simulate
+from tensorfab.jobs.trace import generate_trace, load_trace, save_trace
+
+HELP = "replay a job trace through the scheduler on a virtual GPU cluster (or generate a trace)"
+EXAMPLE = """\
+tensorfab jobs simulate benchmarks/traces/philly-10k-load0.9.jsonl.gz --policy fair --backfill
+tensorfab jobs simulate --generate 10000 --seed 0 --load 0.9 --gpus 1024 --out trace.jsonl.gz"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", nargs="?", help="trace file (.jsonl or .jsonl.gz)")
+    parser.add_argument(
+        "--gpus", type=int, default=1024, help="GPUs in the virtual cluster (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=8, help="GPUs per node (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--policy", choices=POLICIES, default="fair", help="queue order (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--backfill", action="store_true", help="EASY backfill into gaps (default: off)"
+    )
+    parser.add_argument("--no-preemption", action="store_true", help="never preempt running jobs")
+    parser.add_argument(
+        "--grace-s", type=float, default=30.0, help="grace after SIGTERM (default: %(default)s)"
+    )
+    parser.add_argument("--max-wait-s", type=float, default=None, help="ageing (default: none)")
+    parser.add_argument(
+        "--half-life-s",
+        type=float,
+        default=7 * 24 * 3600.0,
+        help="fair-share usage half-life (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--share",
+        action="append",
+        default=[],
+        metavar="TEAM=X",
+        help="a team's fair share (default 1.0 each; repeatable)",
+    )
+    parser.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="TEAM=N",
+        help="GPUs guaranteed to a team (repeatable)",
+    )
+    parser.add_argument(
+        "--horizon-s",
+        type=float,
+        default=None,
+        help="stop at this virtual time (default: when every job ended)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    gen = parser.add_argument_group("generate a Philly-shaped trace instead of replaying one")
+    gen.add_argument("--generate", type=int, metavar="N", help="number of jobs to generate")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    gen.add_argument(
+        "--load", type=float, default=0.9, help="offered load on --gpus (default: %(default)s)"
+    )
+    gen.add_argument("--out", help="where to write the trace (.jsonl or .jsonl.gz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.generate is not None:
+        return _generate(args)
+    if not args.trace:
+        raise TensorfabError("give a TRACE file to replay, or --generate N --out FILE")
+    config = SimConfig(
+        gpus=args.gpus,
+        gpus_per_node=args.gpus_per_node,
+        policy=policy_config(args),
+        horizon_s=args.horizon_s,
+    )
+    trace = load_trace(Path(args.trace))
+    report = simulate(trace, config, progress=_progress())
+    report["trace"] = args.trace
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def policy_config(args: argparse.Namespace) -> PolicyConfig:
+    """The policy the flags describe."""
+    for name in ("grace_s", "half_life_s"):
+        if not getattr(args, name) > 0:
+            raise TensorfabError(f"--{name.replace('_', '-')} must be > 0")
+    return PolicyConfig(
+        policy=args.policy,
+        backfill=args.backfill,
+        max_wait_s=args.max_wait_s,
+        usage_half_life_s=args.half_life_s,
+        shares=_pairs(args.share, "--share", float),
+        quotas=_pairs(args.quota, "--quota", int),
+        preemption=not args.no_preemption,
+        grace_s=args.grace_s,
+    )
+
+
+def _pairs(items: list[str], flag: str, kind: Callable) -> dict:
+    out = {}
+    for item in items:
+        team, sep, value = item.partition("=")
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if not sep or not team or number is None or number < 0:
+            raise TensorfabError(f"{flag} {item!r}: give TEAM=NUMBER (a number >= 0)")
+        out[team] = number
+    return out
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if not args.out:
+        raise TensorfabError("--generate needs --out FILE")
+    jobs = generate_trace(args.generate, args.seed, args.load, args.gpus)
+    save_trace(jobs, Path(args.out))
+    hours = (jobs[-1].submit_time - jobs[0].submit_time) / 3600
+    print(
+        f"{len(jobs)} jobs over {hours:.1f} h of arrivals, offered load {args.load:g} "
+        f"on {args.gpus} GPUs -> {args.out}"
+    )
+    return 0
+
+
+def _progress() -> Callable[[int, int], None]:
+    """Jobs ended / all, with an ETA, on stderr once a run takes more than a few seconds."""
+    began = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        spent = time.monotonic() - began
+        if spent < 3 or not done:
+            return
+        eta = spent * (total - done) / done
+        print(f"  {done}/{total} jobs ended, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    return show
+
+
+def format_report(r: dict) -> str:
+    """The report as a few readable lines."""
+    lines = [
+        f"{r['policy']}{' + backfill' if r['backfill'] else ''} on {r['gpus']} GPUs "
+        f"({r['gpus_per_node']} per node): {r['succeeded']}/{r['jobs']} jobs succeeded, "
+        f"{r['failed']} failed, {r['unfinished']} unfinished",
+        f"  utilisation {r['utilisation']:.1%} (arrival window {r['utilisation_arrivals']:.1%})",
+        f"  JCT mean {r['mean_jct_s'] / 3600:.2f} h, p95 {r['p95_jct_s'] / 3600:.2f} h; "
+        f"wait mean {r['mean_wait_s'] / 3600:.2f} h, p95 {r['p95_wait_s'] / 3600:.2f} h",
+        f"  fair-share error {r['fair_share_error']:.1%}; preemptions {r['preemptions']}, "
+        f"time-limit stops {r['time_limit_stops']}",
+        "  GPU-hours by team: " + ", ".join(f"{t} {h:.0f}" for t, h in r["team_gpu_hours"].items()),
+        f"  {r['decisions']} decisions in {r['wall_s']:.1f} s",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Trace files (round trip, errors naming file:line), the generator, and the simulate command."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import math
+from collections import Counter
+
+import pytest
+
+from tensorfab.cli import jobs_simulate
+from tensorfab.errors import TensorfabError
+from tensorfab.jobs.trace import (
+    GPU_COUNTS,
+    GPU_WEIGHTS,
+    TraceJob,
+    generate_trace,
+    load_trace,
+    mean_gpu_seconds,
+    save_trace,
+)
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    jobs_simulate.configure(parser)
+    return jobs_simulate.run(parser.parse_args(list(argv)))
+
+
+def test_round_trip_plain_and_gzip(tmp_path):
+    jobs = [
+        TraceJob(0.0, 1, 60.0, 120.0, 4, "t0", "t0-u0"),
+        TraceJob(5.5, 8, 3600.0, math.inf, 7, "t1", "t1-u1", preemptible=False, cpus=16),
+    ]
+    for name in ("t.jsonl", "t.jsonl.gz"):
+        save_trace(jobs, tmp_path / name)
+        assert load_trace(tmp_path / name) == jobs
+    with gzip.open(tmp_path / "t.jsonl.gz", "rt") as f:
+        assert json.loads(f.readline())["gpus"] == 1
+    save_trace(jobs, tmp_path / "again.jsonl.gz")  # gzip without a timestamp: same bytes
+    assert (tmp_path / "again.jsonl.gz").read_bytes() == (tmp_path / "t.jsonl.gz").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "t.jsonl:2: not JSON"),
+        ("[1, 2]", "t.jsonl:2: expected a JSON object"),
+        ('{"gpus": 1}', "t.jsonl:2: missing submit_time, duration_s"),
+        ('{"submit_time": 0, "gpus": "x", "duration_s": 1}', "t.jsonl:2: invalid literal"),
+        ('{"submit_time": 0, "gpus": 1, "duration_s": 1, "priority": 12}', "priority must be 0..9"),
+        ('{"submit_time": 0, "gpus": -1, "duration_s": 1}', "t.jsonl:2: gpus, duration_s"),
+        ('{"submit_time": 0, "gpus": 1, "duration_s": 1, "time_limit_s": 0}', "time_limit_s"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"submit_time": 0, "gpus": 1, "duration_s": 1}\n' + line + "\n")
+    with pytest.raises(TensorfabError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_trace(path)
+
+
+def test_missing_and_empty_trace(tmp_path):
+    with pytest.raises(TensorfabError, match="no such trace file"):
+        load_trace(tmp_path / "nope.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(TensorfabError, match="the trace has no jobs"):
+        load_trace(tmp_path / "empty.jsonl")
+
+
+def test_generator_is_seeded_and_philly_shaped():
+    a = generate_trace(3000, seed=3, load=0.9, cluster_gpus=1024)
+    assert a == generate_trace(3000, seed=3, load=0.9, cluster_gpus=1024)
+    assert a != generate_trace(3000, seed=4, load=0.9, cluster_gpus=1024)
+    counts = Counter(j.gpus for j in a)
+    for gpus, weight in zip(GPU_COUNTS, GPU_WEIGHTS, strict=True):
+        assert abs(counts[gpus] / len(a) - weight) < 0.03, (gpus, counts[gpus])
+    durations = sorted(j.duration_s for j in a if j.gpus == 1)
+    median = durations[len(durations) // 2]
+    assert 15 * 60 < median < 26 * 60  # log-normal, median 20 minutes for 1 GPU
+    assert all(j.time_limit_s >= j.duration_s and j.time_limit_s % 300 == 0 for j in a)
+    # arrivals: mean gap = E[gpus * duration] / (load * GPUs)
+    gap = a[-1].submit_time / len(a)
+    assert gap == pytest.approx(mean_gpu_seconds() / (0.9 * 1024), rel=0.08)
+
+
+def test_mean_gpu_seconds_matches_a_large_sample():
+    jobs = generate_trace(20000, seed=7, load=1.0, cluster_gpus=1024)
+    sample = sum(j.gpus * j.duration_s for j in jobs) / len(jobs)
+    assert sample == pytest.approx(mean_gpu_seconds(), rel=0.1)  # heavy tail: a loose bound
+
+
+def test_cli_generates_then_replays(tmp_path, capsys):
+    out = tmp_path / "trace.jsonl.gz"
+    assert (
+        run_cli(
+            "--generate", "60", "--seed", "1", "--load", "0.5", "--gpus", "64", "--out", str(out)
+        )
+        == 0
+    )
+    assert "60 jobs" in capsys.readouterr().out
+    assert len(load_trace(out)) == 60
+    assert run_cli(str(out), "--gpus", "64", "--policy", "fair", "--backfill", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["jobs"] == 60 and report["succeeded"] == 60 and report["backfill"] is True
+    assert 0 < report["utilisation"] <= 1
+    assert run_cli(str(out), "--gpus", "64", "--policy", "fifo") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("fifo on 64 GPUs (8 per node): 60/60 jobs succeeded")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "give a TRACE file to replay, or --generate N --out FILE"),
+        (["--generate", "10"], "--generate needs --out FILE"),
+        (["x.jsonl", "--share", "a"], "--share 'a': give TEAM=NUMBER"),
+        (["x.jsonl", "--quota", "a=-1"], "--quota 'a=-1': give TEAM=NUMBER"),
+        (["x.jsonl", "--grace-s", "0"], "--grace-s must be > 0"),
+    ],
+)
+def test_cli_errors(argv, message):
+    with pytest.raises(TensorfabError, match=message.replace("(", r"\(")):
+        run_cli(*argv)
+
+
+def test_cli_help_has_example_and_defaults():
+    parser = argparse.ArgumentParser(epilog=jobs_simulate.EXAMPLE)
+    jobs_simulate.configure(parser)
+    text = parser.format_help()
+    assert "--generate N" in text and "--backfill" in text
+    assert "tensorfab jobs simulate --generate" in jobs_simulate.EXAMPLE
