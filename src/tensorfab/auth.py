@@ -13,6 +13,7 @@ Two kinds of token table:
 
       TOKEN=$(python -c "import secrets; print(secrets.token_urlsafe(32))")
       printf '%s' "$TOKEN" | sha256sum      # or: python -m tensorfab.auth "$TOKEN"
+      python -c "import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())" $TOKEN
 
       # tokens.yaml
       - user: alice

@@ -15,6 +15,7 @@ EXAMPLE = """\
 tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
 tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
 tensorfab train examples/digits-lenet.yaml --resume          # continue after a kill
+tensorfab train examples/digits-lenet.yaml --resume --set train.epochs=20   # train on
 torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.yaml"""
 
 
@@ -34,7 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--name", help="run directory name (default: the spec's name)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run from its last checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run from its last checkpoint; a run that is already complete is "
+        "left as it is (exit 0), one given more train.epochs trains on",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
@@ -52,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         return exc.exit_code
     if not result.is_main:
         return 0  # under torchrun rank 0 prints the report, once
+    if result.message and not (args.quiet or args.json):
+        print(result.message, file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps(result.report, indent=2))
     elif not args.quiet:

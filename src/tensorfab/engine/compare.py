@@ -34,8 +34,8 @@ def time_epoch(spec: JobSpec, device: str) -> dict[str, Any]:
         for epoch in range(2):
             state.epoch, state.batch_in_epoch = epoch, 0
             train_epoch(ctx, state, stop)
-    seconds = ctx.info["train_time_s"][-1]
-    samples = ctx.info["train_samples"][-1]
+    seconds = state.train_time_s[-1]
+    samples = state.train_samples[-1]
     return {
         "device": device,
         "device_name": ctx.runtime.describe()["device_name"],

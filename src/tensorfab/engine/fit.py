@@ -151,9 +151,10 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
     pace = {"t0": time.perf_counter(), "samples": 0.0}
     n_batches = len(ctx.train)
     ctx.step_model.train()
-    for i, batch in enumerate(
-        ctx.train.epoch(state.epoch, state.batch_in_epoch), state.batch_in_epoch
-    ):
+    # resumed from a checkpoint taken at max_steps: no step past it, only the evaluation
+    done = bool(spec.max_steps and state.global_step >= spec.max_steps)
+    batches = iter(()) if done else ctx.train.epoch(state.epoch, state.batch_in_epoch)
+    for i, batch in enumerate(batches, state.batch_in_epoch):
         last_micro = (i + 1) % spec.grad_accum == 0 or i + 1 == n_batches
         try:
             loss = _backward(ctx, batch, sync=last_micro)
@@ -183,8 +184,8 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
             break
     if guard.batches:
         _log_step(ctx, state, guard, pace)
-    ctx.info.setdefault("train_samples", []).append(pace["samples"])
-    ctx.info.setdefault("train_time_s", []).append(time.perf_counter() - pace["t0"])
+    state.train_samples.append(pace["samples"])
+    state.train_time_s.append(time.perf_counter() - pace["t0"])
     return not (spec.max_steps and state.global_step >= spec.max_steps)
 
 

@@ -20,9 +20,10 @@ from tensorfab.package import update_metrics
 from tensorfab.package.io import WEIGHTS_FILE
 
 
-def _throughput(ctx: RunContext, eval_sps: float) -> dict[str, Any]:
-    samples = sum(ctx.info.get("train_samples", [])) * ctx.env.world_size
-    seconds = sum(ctx.info.get("train_time_s", []))
+def _throughput(ctx: RunContext, state: TrainState, eval_sps: float) -> dict[str, Any]:
+    """Training speed over every epoch of the run, those before a resume included."""
+    samples = sum(state.train_samples) * ctx.env.world_size
+    seconds = sum(state.train_time_s)
     sps = samples / seconds if seconds else 0.0
     train_flops = 3 * ctx.flops_per_sample if ctx.flops_per_sample else None
     peaks = peak_info(ctx.runtime.device, ctx.runtime.precision)
@@ -32,7 +33,7 @@ def _throughput(ctx: RunContext, eval_sps: float) -> dict[str, Any]:
         "train_flops_per_sample": train_flops,
         "mfu": model_flops_utilization(train_flops, sps, peaks["peak_tflops"]),
         **peaks,
-        "epoch_time_s": ctx.info.get("train_time_s", []),
+        "epoch_time_s": state.train_time_s,
     }
 
 
@@ -73,10 +74,10 @@ def build_report(
                 "epoch": state.best_epoch,
             },
         },
-        "throughput": _throughput(ctx, eval_sps),
+        "throughput": _throughput(ctx, state, eval_sps),
         "timings": {
             "total_s": total_s,
-            "train_s": sum(info.get("train_time_s", [])),
+            "train_s": sum(state.train_time_s),
             "eval_s": info.get("eval_time_s", 0.0),
         },
         "history": state.history,

@@ -6,6 +6,7 @@ arguments and prints.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -45,9 +46,10 @@ from tensorfab.tasks import Placement, Workload, prepare_workload
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | early-stopped | max-steps
+    status: str  # completed | early-stopped | max-steps | already-complete (nothing done)
     report: dict[str, Any]  # empty on ranks other than 0: only rank 0 writes the report
     is_main: bool = True  # rank 0 (or a single process): the one that prints
+    message: str = ""  # for already-complete: the one line that says so
 
 
 def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
@@ -106,13 +108,20 @@ def _optimization(
     return optimizer, scheduler
 
 
-def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunContext:
+def setup(
+    spec: JobSpec,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    saved: dict[str, Any] | None = None,
+) -> RunContext:
     """Check every input and build the run; create the run directory only at the end.
 
     Everything that can fail on bad input (device, the run-directory rules, data, metric,
     model, and on ``resume`` the checkpoint and the metrics log) fails before the first
     write, so a failed start leaves no directory behind and an existing one untouched:
     a half-created ``runs/<name>`` would otherwise block that name for the corrected run.
+    ``saved`` is the run's checkpoint when the caller has read it already (``train``).
     """
     env = dist_env_from_environ()
     runtime = create_runtime(device_for_rank(spec.train.device, env), spec.train.precision)
@@ -122,7 +131,7 @@ def setup(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunCon
     run = check_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
     ctx = _build(spec, env, runtime, run, quiet)
     if resume:
-        ctx.start = restore(ctx)
+        ctx.start = restore(ctx, saved)
     if env.is_main:
         open_run_dir(run, spec)
     barrier(env)
@@ -205,25 +214,81 @@ def _package_meta(
 _CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "state")
 
 
-def restore(ctx: RunContext) -> TrainState:
-    """Load ``last.pt`` into the context and cut the metrics log back to its step.
-
-    ``check_run_dir`` has made sure the file exists: ``--resume`` never starts afresh.
-    """
-    path = ctx.run.checkpoint
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """``last.pt`` with every part a resume needs, or one line saying what is missing."""
     ckpt = load_checkpoint(path)
     missing = [k for k in _CHECKPOINT_KEYS if k not in ckpt]
     if missing:
         raise TensorfabError(f"{path}: not a readable checkpoint (no {', '.join(missing)})")
+    return ckpt
+
+
+def _finished(state: TrainState, spec: JobSpec) -> str | None:
+    t = spec.train
+    return state.finished(t.epochs, t.max_steps, t.early_stopping.patience)
+
+
+def restore(ctx: RunContext, saved: dict[str, Any] | None = None) -> TrainState:
+    """Load ``last.pt`` (or ``saved``, read from it) into the context; cut the metrics log.
+
+    ``check_run_dir`` has made sure the file exists: ``--resume`` never starts afresh.
+    """
+    ckpt = saved if saved is not None else read_checkpoint(ctx.run.checkpoint)
     _load_states(ctx, ckpt)
     set_rng_state(ckpt["rng"])
     state = TrainState.from_dict(ckpt["state"])
     ctx.log.truncate_after(state.global_step)
-    ctx.progress.log(
-        f"resuming {ctx.run.path} from step {state.global_step} "
-        f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
-    )
+    if _finished(state, ctx.spec):
+        ctx.progress.log(
+            f"run {ctx.run.path} ended training at step {state.global_step}; "
+            "writing its missing report"
+        )
+    else:
+        ctx.progress.log(
+            f"resuming {ctx.run.path} from step {state.global_step} "
+            f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
+        )
     return state
+
+
+def _saved_report(run: RunDir) -> dict[str, Any] | None:
+    try:
+        report = json.loads((run.path / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _complete_line(run: RunDir, state: TrainState, spec: JobSpec, status: str) -> str:
+    where = f"epoch {state.epoch}/{spec.train.epochs}, step {state.global_step}"
+    if status == "early-stopped":
+        where = f"stopped early at {where}; raise train.early_stopping.patience to continue"
+    elif status == "max-steps":
+        where = f"train.max_steps={spec.train.max_steps} reached at {where}"
+    return f"run {run.path} is already complete ({where}); nothing to do"
+
+
+def completed_run(spec: JobSpec, saved: dict[str, Any]) -> RunResult | None:
+    """The finished run that ``--resume`` of ``spec`` would find, or None if work is left.
+
+    "Complete" needs two facts, each written by the engine in order at the end of a run:
+    the checkpoint's state has met the loop's end conditions under ``spec`` (the last
+    checkpoint is written after the last evaluation), and ``report.json`` holds that same
+    step (the report is the run's last write). A crash between the two leaves a finished
+    checkpoint without its report: that run is not complete, and ``--resume`` writes the
+    report without training (``fit`` returns at once). Neither a marker file of its own
+    nor the planned step count is needed: the state already says how the loop would end,
+    and a raised limit (``--set train.epochs=<more>``) extends the run as resuming did.
+    Reads only: a complete run's directory is left exactly as it was.
+    """
+    run = RunDir(run_path(spec))
+    state = TrainState.from_dict(saved["state"])
+    status = _finished(state, spec)
+    report = _saved_report(run)
+    if status is None or report is None or report.get("steps") != state.global_step:
+        return None
+    line = _complete_line(run, state, spec, status)
+    return RunResult(run.path, "already-complete", report, dist_env_from_environ().is_main, line)
 
 
 def _load_states(ctx: RunContext, ckpt: dict[str, Any]) -> None:
@@ -274,6 +339,9 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
 def fit(ctx: RunContext, state: TrainState) -> str:
     """Run epochs from ``state`` to the end; returns how training ended."""
     spec = ctx.spec.train
+    ended = _finished(state, ctx.spec)
+    if ended:  # resumed after the last checkpoint: only the report is left to write
+        return ended
     with stop_on_signals() as stop:
         while state.epoch < spec.epochs:
             ctx.progress.start_epoch(
@@ -303,9 +371,19 @@ def _epoch_summary(record: dict[str, Any], metric: str) -> str:
 
 
 def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunResult:
-    """Train ``spec`` to the end (or resume it) and write the whole run directory."""
+    """Train ``spec`` to the end (or resume it) and write the whole run directory.
+
+    ``resume`` of a run that is already complete changes nothing and returns its report
+    with status ``already-complete`` (a scheduler may requeue a job that had finished).
+    """
     started = time.perf_counter()
-    ctx = setup(spec, resume=resume, quiet=quiet)
+    saved = None
+    if resume:
+        saved = read_checkpoint(check_run_dir(spec, resume=True).checkpoint)
+        done = completed_run(spec, saved)
+        if done is not None:
+            return done
+    ctx = setup(spec, resume=resume, quiet=quiet, saved=saved)
     try:
         state = ctx.start
         _open_tensorboard(ctx, state)

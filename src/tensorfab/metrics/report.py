@@ -237,9 +237,10 @@ def write_report(run_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = run_dir / "report.json", run_dir / "report.md"
+    # report.json last: a run's engine takes it as the sign that the whole report is there
+    write_text_atomic(md_path, render_markdown(report))
     # a stray numpy scalar or Path must not lose the whole report: see _json_default
     write_text_atomic(json_path, json.dumps(report, indent=2, default=_json_default) + "\n")
-    write_text_atomic(md_path, render_markdown(report))
     return json_path, md_path
 
 
