@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tensorfab.cli import jobs_simulate
 from tensorfab.errors import TensorfabError
 
 HELP = "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)"
@@ -26,7 +26,6 @@ tensorfab jobs report --since 7d --by team --csv"""
 
 UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 UNITS_B = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-SIMULATE = "tensorfab.cli.jobs_simulate"
 
 
 # -- parsing helpers ----------------------------------------------------------------------
@@ -69,7 +68,7 @@ def _sub(subs: Any, name: str, help: str, example: str) -> argparse.ArgumentPars
         name,
         help=help,
         description=help,
-        epilog=f"example:\n  {example}",
+        epilog="example:\n  " + example.replace("\n", "\n  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -226,10 +225,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _configure_submit(subs)
     _configure_queries(subs)
     _configure_watch(subs)
-    if importlib.util.find_spec(SIMULATE) is not None:
-        module = importlib.import_module(SIMULATE)
-        p = _sub(subs, "simulate", module.HELP, module.EXAMPLE.strip())
-        module.configure(p)
+    p = _sub(subs, "simulate", jobs_simulate.HELP, jobs_simulate.EXAMPLE.strip())
+    jobs_simulate.configure(p)
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -534,10 +531,10 @@ def run(args: argparse.Namespace) -> int:
     if name is None:
         raise TensorfabError(
             "jobs: give a subcommand (up, submit, ls, show, logs, cancel, hold, release, top, "
-            "report); see tensorfab jobs --help"
+            "report, simulate); see tensorfab jobs --help"
         )
     if name == "simulate":
-        return int(importlib.import_module(SIMULATE).run(args) or 0)
+        return int(jobs_simulate.run(args) or 0)
     return int(COMMANDS[name](args) or 0)
 
 

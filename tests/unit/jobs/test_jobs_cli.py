@@ -145,3 +145,16 @@ def test_simulated_inventory_has_no_topology() -> None:
     assert [g.id for g in inventory.gpus] == ["sim0", "sim1", "sim2"]
     assert inventory.simulated and inventory.distance == {}
     assert inventory.cores and inventory.memory_bytes > 0
+
+
+SUBCOMMANDS = ["up", "submit", "ls", "show", "logs", "cancel", "hold", "release", "top", "report"]
+
+
+@pytest.mark.parametrize("name", [*SUBCOMMANDS, "simulate"])
+def test_every_subcommand_help_has_an_example(name: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["jobs", name, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: tensorfab jobs {name}")
+    assert f"tensorfab jobs {name}" in out.split("example:", 1)[1]
