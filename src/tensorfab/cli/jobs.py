@@ -470,35 +470,13 @@ def cmd_top(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
 
 
-def usage_record(row: dict[str, Any]) -> Any:
-    """A daemon's report row as accounting's :class:`JobUsage`."""
-    from tensorfab.jobs.accounting import JobUsage
-
-    return JobUsage(
-        id=row["id"],
-        user=row["user"],
-        team=row["team"],
-        state=row["state"],
-        submit_time=row["submitted_at"],
-        start_time=row["started_at"],
-        end_time=row["ended_at"],
-        gpus=row["gpus"],
-        cpus=row["cpus"],
-        wait_s=row["wait_s"],
-        run_s=row["run_s"],
-        energy_j=row["energy_j"],
-        preemptions=row["preemptions"],
-        retries=row["retries_used"],
-    )
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from tensorfab.jobs import accounting
 
     now = time.time()
     since = accounting.parse_since(args.since, now)
     with _client(args) as client:
-        records = [usage_record(r) for r in client.report(since)]
+        records = client.usage(since)
     rows = accounting.summarize(records, since, args.by, now)
     if args.json:
         print(accounting.to_json(rows, args.by, since, now))

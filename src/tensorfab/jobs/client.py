@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from tensorfab.errors import TensorfabError
+from tensorfab.jobs.accounting import JobUsage
 
 DAEMON_FILE = "daemon.json"
 START_HINT = "start it with: tensorfab jobs up"
@@ -93,8 +94,32 @@ class JobsClient:
     def report(self, since: float) -> list[dict[str, Any]]:
         return self._call("GET", "/report", params={"since": since})
 
+    def usage(self, since: float) -> list[JobUsage]:
+        """Accounting records of the jobs that ended at/after ``since`` or have not ended."""
+        return [usage_record(r) for r in self.report(since)]
+
     def metrics(self) -> str:
         try:
             return self.http.get("/metrics").text
         except httpx.TransportError:
             raise TensorfabError(f"no jobs daemon answers at {self.url}; {START_HINT}") from None
+
+
+def usage_record(row: dict[str, Any]) -> JobUsage:
+    """A daemon's report row (closed waits and runs) as accounting's :class:`JobUsage`."""
+    return JobUsage(
+        id=row["id"],
+        user=row["user"],
+        team=row["team"],
+        state=row["state"],
+        submit_time=row["submitted_at"],
+        start_time=row["started_at"],
+        end_time=row["ended_at"],
+        gpus=row["gpus"],
+        cpus=row["cpus"],
+        wait_s=row["wait_s"],
+        run_s=row["run_s"],
+        energy_j=row["energy_j"],
+        preemptions=row["preemptions"],
+        retries=row["retries_used"],
+    )

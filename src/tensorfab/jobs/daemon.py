@@ -31,17 +31,13 @@ from tensorfab.files import write_text_atomic
 from tensorfab.jobs.agent import Agent, AgentConfig
 from tensorfab.jobs.api import ApiOptions, create_app
 from tensorfab.jobs.backend import LocalBackend
+from tensorfab.jobs.client import DAEMON_FILE, default_state_dir
 from tensorfab.jobs.inventory import discover
 from tensorfab.jobs.policy import PolicyConfig
 from tensorfab.jobs.store import Store
 from tensorfab.jobs.supervisor import SUPERVISOR, read_json, start_ticks
 
-DAEMON_FILE = "daemon.json"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def default_state_dir() -> Path:
-    return Path.home() / ".tensorfab" / "jobs"
 
 
 @dataclass(frozen=True)
