@@ -109,10 +109,14 @@ class Daemon:
         )
         self.server = uvicorn.Server(config)
         self.loop = threading.Thread(target=self._agent_loop, name="jobs-agent", daemon=True)
+        self.failure: TensorfabError | None = None
 
     def _agent_loop(self) -> None:
         try:
             self.agent.run()
+        except TensorfabError as exc:  # the database became locked or unreadable
+            self.failure = exc
+            self.server.should_exit = True
         except BaseException:
             self.server.should_exit = True  # a broken agent must not leave a deaf daemon up
             raise
@@ -136,6 +140,8 @@ class Daemon:
             self.server.run(sockets=[self.sock])
         finally:
             self.close()
+        if self.failure is not None:
+            raise self.failure
 
     def stop(self) -> None:
         self.server.should_exit = True

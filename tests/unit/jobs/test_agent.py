@@ -266,3 +266,65 @@ def test_usage_decays_and_charges_running_gpus(parts, tmp_path) -> None:
     agent.tick()
     assert agent.usage["vision"] == pytest.approx(20.0, rel=1e-4)  # 2 GPUs x 10 s
     assert math.isinf(script.seen[-1].jobs[0].time_limit_s)
+
+
+def _real_policy_agent(
+    tmp_path: Path, inventory: Inventory = INVENTORY
+) -> tuple[Agent, FakeBackend]:
+    store = Store(tmp_path / "real", mounts="/dev/vda / ext4 rw 0 0\n")
+    backend = FakeBackend()
+    config = AgentConfig(PolicyConfig(grace_s=30.0), cpu_slots=4)
+    return Agent(store, inventory, backend, config, clock=Clock()), backend
+
+
+def _command(agent: Agent, tmp_path: Path, **kw: Any) -> int:
+    job = NewJob("alice", "vision", "command", ["info"], str(tmp_path), **kw)
+    return agent.store.add(job, agent.clock())
+
+
+def test_real_policy_dependencies_gangs_and_preemption(tmp_path) -> None:
+    agent, backend = _real_policy_agent(tmp_path)
+    first = _train(agent, tmp_path, gpus=2, priority=2)
+    after = _command(agent, tmp_path, gpus=1, after=[first])
+    agent.tick()
+    assert [launch.job_id for launch in backend.launches] == [first]  # `after` waits
+    assert agent.store.get(first)["devices"] == ["sim0", "sim1"]  # the whole gang at once
+    urgent = _command(agent, tmp_path, gpus=1, priority=9)
+    agent.tick()
+    # the low-priority training job is preemptible; the urgent one waits for its GPUs
+    assert backend.signals == [(first, signal.SIGTERM)]
+    assert agent.store.get(urgent)["state"] == "queued"
+    backend.results[first] = Ended(143, 0.0, 1.0)
+    agent.tick()
+    agent.tick()
+    assert agent.store.get(first)["state"] == "preempted"
+    assert agent.store.get(urgent)["state"] == "running"
+    assert agent.store.get(after)["state"] == "queued"  # its dependency has not succeeded
+    agent.store.close()
+
+
+def test_command_jobs_are_never_preempted(tmp_path) -> None:
+    agent, backend = _real_policy_agent(tmp_path)
+    low = _command(agent, tmp_path, gpus=2, priority=0)
+    agent.tick()
+    _command(agent, tmp_path, gpus=2, priority=9)
+    agent.tick()
+    assert backend.signals == [] and agent.store.get(low)["state"] == "running"
+    agent.store.close()
+
+
+def test_real_gpus_get_uuids_and_energy_from_nvml(tmp_path, monkeypatch) -> None:
+    import tensorfab.hardware as hardware
+
+    gpus = [Gpu("GPU-aaa", 0, "H100", 80 * 2**30), Gpu("GPU-bbb", 1, "H100", 80 * 2**30)]
+    readings = {"aaa": 1_000_000, "bbb": 5_000_000}  # mJ since the driver loaded
+    monkeypatch.setattr(hardware, "energy_mj", lambda index, uuid: readings[uuid])
+    agent, backend = _real_policy_agent(tmp_path, Inventory(gpus, [0, 1], 2**34))
+    job_id = _train(agent, tmp_path, gpus=2)
+    agent.tick()
+    assert backend.launches[0].env["CUDA_VISIBLE_DEVICES"] == "GPU-aaa,GPU-bbb"
+    readings.update(aaa=1_600_000, bbb=5_400_000)  # 600 J + 400 J during the job
+    backend.results[job_id] = Ended(0, 0.0, 10.0)
+    agent.tick()
+    assert agent.store.get(job_id)["energy_j"] == pytest.approx(1000.0)
+    agent.store.close()

@@ -10,7 +10,8 @@ import pytest
 from tensorfab.cli.jobs import jobs_table, parse_bytes, parse_duration, top_frame
 from tensorfab.cli.main import main
 from tensorfab.errors import TensorfabError
-from tensorfab.jobs.inventory import Gpu, discover, gpu_distance
+from tensorfab.jobs.agent import node_of
+from tensorfab.jobs.inventory import Gpu, Inventory, discover, gpu_distance
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -135,6 +136,8 @@ def test_gpu_distance_from_nvml_topology_levels() -> None:
     levels = {(0, 1): 10, (0, 2): 50, (1, 2): 50}
     distance = gpu_distance(gpus, lambda a, b: levels[(a.index, b.index)])
     assert distance == {(0, 1): 1, (1, 0): 1, (0, 2): 5, (2, 0): 5, (1, 2): 5, (2, 1): 5}
+    node = node_of(Inventory(gpus, [0, 1], 2**34, distance), cpu_slots=None)
+    assert (node.gpus, node.cores, node.gpu_distance) == ((0, 1, 2), (0, 1), distance)
     # one unknown pair: no table at all rather than a misleading partial one
     assert gpu_distance(gpus, lambda a, b: None if b.index == 2 else 10) == {}
     assert gpu_distance(gpus[:1], lambda a, b: 10) == {}
@@ -144,6 +147,7 @@ def test_simulated_inventory_has_no_topology() -> None:
     inventory = discover(simulate_gpus=3)
     assert [g.id for g in inventory.gpus] == ["sim0", "sim1", "sim2"]
     assert inventory.simulated and inventory.distance == {}
+    assert node_of(inventory, cpu_slots=16).gpu_distance is None
     assert inventory.cores and inventory.memory_bytes > 0
 
 
