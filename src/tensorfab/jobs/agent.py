@@ -284,10 +284,13 @@ class Agent:
         physical = self.inventory.cores
         cores = sorted({physical[slot % len(physical)] for slot in job["cores"]})
         simulated = self.inventory.simulated
+        # torchrun starts one process per GPU: they share the job's cores
+        processes = job["gpus"] if job["kind"] == "train" and job["gpus"] > 1 else 1
+        threads = str(max(1, len(job["cores"]) // processes))
         env = {
             "CUDA_VISIBLE_DEVICES": "" if simulated else ",".join(job["devices"]),
-            "OMP_NUM_THREADS": str(len(job["cores"])),
-            "MKL_NUM_THREADS": str(len(job["cores"])),
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
             "PYTHONUNBUFFERED": "1",
             "TENSORFAB_JOB_ID": str(job["id"]),
             "TENSORFAB_JOB_DEVICES": ",".join(job["devices"]),

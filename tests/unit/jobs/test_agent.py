@@ -320,9 +320,12 @@ def test_real_gpus_get_uuids_and_energy_from_nvml(tmp_path, monkeypatch) -> None
     readings = {"aaa": 1_000_000, "bbb": 5_000_000}  # mJ since the driver loaded
     monkeypatch.setattr(hardware, "energy_mj", lambda index, uuid: readings[uuid])
     agent, backend = _real_policy_agent(tmp_path, Inventory(gpus, [0, 1], 2**34))
-    job_id = _train(agent, tmp_path, gpus=2)
+    job_id = _train(agent, tmp_path, gpus=2, cpus=2)
     agent.tick()
-    assert backend.launches[0].env["CUDA_VISIBLE_DEVICES"] == "GPU-aaa,GPU-bbb"
+    launch = backend.launches[0]
+    assert launch.env["CUDA_VISIBLE_DEVICES"] == "GPU-aaa,GPU-bbb"
+    assert "--nproc_per_node=2" in launch.argv  # torchrun, one process per GPU ...
+    assert launch.env["OMP_NUM_THREADS"] == "1"  # ... sharing the job's 2 cores
     readings.update(aaa=1_600_000, bbb=5_400_000)  # 600 J + 400 J during the job
     backend.results[job_id] = Ended(0, 0.0, 10.0)
     agent.tick()
