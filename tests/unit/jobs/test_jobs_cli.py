@@ -162,3 +162,33 @@ def test_every_subcommand_help_has_an_example(name: str, capsys) -> None:
     out = capsys.readouterr().out
     assert out.startswith(f"usage: tensorfab jobs {name}")
     assert f"tensorfab jobs {name}" in out.split("example:", 1)[1]
+
+
+class _FakeLogs:
+    """A daemon answering /logs: the job writes two chunks, then ends."""
+
+    def __init__(self) -> None:
+        self.chunks = [("epoch 1\n", False), ("", False), ("epoch 2\n", True), ("", True)]
+        self.offsets: list[int] = []
+
+    def logs(self, job_id: int, stream: str, offset: int) -> dict:
+        self.offsets.append(offset)
+        text, ended = self.chunks.pop(0)
+        return {"text": text, "offset": offset + len(text), "ended": ended}
+
+    def __enter__(self) -> _FakeLogs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_logs_follow_reads_on_from_its_offset_until_the_job_ended(monkeypatch, capsys) -> None:
+    import tensorfab.cli.jobs as cli_jobs
+
+    fake = _FakeLogs()
+    monkeypatch.setattr(cli_jobs, "_client", lambda args: fake)
+    monkeypatch.setattr(cli_jobs.time, "sleep", lambda s: None)
+    assert main(["jobs", "logs", "4", "-f"]) == 0
+    assert capsys.readouterr().out == "epoch 1\nepoch 2\n"
+    assert fake.offsets == [0, 8, 8, 16]
