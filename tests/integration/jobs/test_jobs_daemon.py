@@ -64,6 +64,16 @@ def digits_job(tmp_path: Path, name: str, **kw: Any) -> dict[str, Any]:
     return {"kind": "train", "cwd": str(tmp_path), "spec_yaml": dump_spec(spec), **kw}
 
 
+def outcome(shows: list[dict[str, Any]]) -> str:
+    """Each job's state, history and last error lines: what a failed assertion shows."""
+    parts = []
+    for show in shows:
+        err = Path(show["job_dir"]) / "stderr.log"
+        tail = err.read_text(errors="replace")[-1500:] if err.is_file() else ""
+        parts.append(f"job {show['id']} {show['state']}: {reasons(show)}\n{tail}")
+    return "\n".join(parts)
+
+
 def all_ended(client: JobsClient, ids: list[int]) -> list[dict[str, Any]] | None:
     shows = [client.show(i) for i in ids]
     return shows if all(s["state"] in FINAL for s in shows) else None
@@ -133,7 +143,7 @@ def test_kill_9_of_daemon_and_jobs_loses_nothing_and_runs_nothing_twice(
         shows = wait_for(lambda: all_ended(client, list(names)), 240, "all jobs to end")
         listed = client.jobs(all=True)
     by_id = {s["id"]: s for s in shows}
-    assert [s["state"] for s in shows] == ["succeeded"] * 3
+    assert [s["state"] for s in shows] == ["succeeded"] * 3, outcome(shows)
     assert all(final_events(s) == ["succeeded"] for s in shows)
     assert (by_id[retried]["retries_used"], by_id[retried]["attempt"]) == (1, 2)
     assert "exit 137; retry 1 of 1" in reasons(by_id[retried])
@@ -183,7 +193,7 @@ def test_preemption_starts_the_urgent_job_in_time_and_loses_nothing(
     ref, vic, urg = shows
     started = next(e["at"] for e in urg["events"] if e["state"] == "running")
     assert started - submitted <= grace_s + 2
-    assert [s["state"] for s in shows] == ["succeeded"] * 3
+    assert [s["state"] for s in shows] == ["succeeded"] * 3, outcome(shows)
     assert (vic["preemptions"], vic["attempt"], vic["retries_used"]) == (1, 2, 0)
     assert "preempted" in [e["state"] for e in vic["events"]]
     assert final_events(vic) == ["succeeded"]
