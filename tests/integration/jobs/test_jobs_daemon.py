@@ -185,6 +185,9 @@ def test_preemption_starts_the_urgent_job_in_time_and_loses_nothing(
     daemon = daemons("--simulate-gpus", "2", "--cpus", "2", "--grace", f"{grace_s}s")
     with JobsClient(daemon.url) as client:
         reference = client.submit(digits_job(tmp_path, "reference", gpus=1))["id"]
+        # started after the reference, the victim is the youngest lower-priority job: the one
+        # the policy preempts (two jobs started in one pass would tie)
+        wait_for(lambda: client.show(reference)["state"] == "running", 60, "the reference")
         victim = client.submit(digits_job(tmp_path, "victim", gpus=1, priority="low"))["id"]
         wait_for(lambda: has_checkpoint(tmp_path, "victim"), 120, "the victim to train")
         submitted = time.time()
