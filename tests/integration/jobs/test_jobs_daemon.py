@@ -205,3 +205,36 @@ def test_preemption_starts_the_urgent_job_in_time_and_loses_nothing(
         tmp_path / "runs" / n / "model" / "weights.safetensors" for n in ("reference", "victim")
     ]
     assert weights[0].read_bytes() == weights[1].read_bytes()
+
+
+def test_cli_submit_snapshots_the_spec_and_holds_releases_cancels(
+    tmp_path: Path,
+    daemons: Callable[..., DaemonProcess],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    daemon = daemons("--simulate-gpus", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TENSORFAB_JOBS_URL", daemon.url)
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(DIGITS.read_text())
+    argv = ["jobs", "submit", str(spec), "--hold", "--gpus", "1", "--set", "train.epochs=2"]
+    assert main([*argv, "--priority", "urgent", "--time", "1h30m", "--mem", "1G"]) == 0
+    out = capsys.readouterr().out
+    job_id = int(out.split()[2])
+    assert out == f"submitted job {job_id} (run dir {tmp_path}/runs/digits-lenet)\n"
+    spec.write_text(spec.read_text().replace("epochs: 15", "epochs: 99"))  # edited later
+    assert main(["jobs", "show", str(job_id), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["state"], shown["priority"], shown["time_limit_s"]) == ("held", 9, 5400.0)
+    assert (shown["mem_bytes"], shown["cwd"]) == (2**30, str(tmp_path))
+    snapshot = load_spec(Path(shown["job_dir"]) / "spec.yaml")
+    assert snapshot.train.epochs == 2 and snapshot.output.name == "digits-lenet"
+    assert main(["jobs", "release", str(job_id)]) == 0
+    assert main(["jobs", "cancel", str(job_id)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"job {job_id}: queued"
+    assert lines[1] in (f"job {job_id}: cancelled", f"job {job_id}: stopping (SIGTERM, then "
+                        "SIGKILL after the grace period)")  # fmt: skip
+    assert main(["jobs", "submit", "--", "tensorfab", "jobs", "ls"]) == 2
+    assert capsys.readouterr().err == "error: args: a job cannot run 'tensorfab jobs'\n"
