@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -267,8 +268,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         allow_test_jobs=args.test_jobs,
         announce=lambda line: print(line, flush=True),
     )
-    run_daemon(options)
-    return 0
+    stopped_by = run_daemon(options)
+    if stopped_by is None:
+        return 0
+    name = signal.Signals(stopped_by).name
+    print(f"stopped on {name}; running jobs keep running and the next `jobs up` adopts them")
+    return 128 + stopped_by
 
 
 def submit_request(args: argparse.Namespace) -> dict[str, Any]:

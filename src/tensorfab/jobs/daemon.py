@@ -125,8 +125,29 @@ class Daemon:
         record = {"url": self.url, "pid": os.getpid(), "started_at": time.time()}
         write_text_atomic(self.options.state_dir / DAEMON_FILE, json.dumps(record))
 
-    def serve(self) -> None:
-        """Run until the server is told to exit (signal, or :meth:`stop` from another thread)."""
+    def serve(self) -> int | None:
+        """Run until SIGINT/SIGTERM or :meth:`stop`; returns the signal that stopped it.
+
+        uvicorn re-raises the signal it shut down on once it has restored the handlers it
+        found; the handlers installed here record it instead, so the daemon closes its store
+        and removes ``daemon.json`` before the process exits (with 128+N).
+        """
+        received: list[int] = []
+
+        def record(signum: int, _frame: object) -> None:
+            received.append(signum)
+            self.server.should_exit = True  # also when it comes before uvicorn took over
+
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.signal(s, record) for s in stops}
+        try:
+            self._serve()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return received[0] if received else None
+
+    def _serve(self) -> None:
         self.loop.start()
         self._write_daemon_file()
         if self.options.announce:
@@ -156,9 +177,9 @@ class Daemon:
         self.store.close()
 
 
-def run_daemon(options: DaemonOptions) -> None:
-    """``jobs up``: serve this node until SIGINT/SIGTERM."""
-    Daemon(options).serve()
+def run_daemon(options: DaemonOptions) -> int | None:
+    """``jobs up``: serve this node until SIGINT/SIGTERM; returns that signal."""
+    return Daemon(options).serve()
 
 
 class DaemonProcess:

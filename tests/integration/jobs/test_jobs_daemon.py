@@ -238,3 +238,8 @@ def test_cli_submit_snapshots_the_spec_and_holds_releases_cancels(
                         "SIGKILL after the grace period)")  # fmt: skip
     assert main(["jobs", "submit", "--", "tensorfab", "jobs", "ls"]) == 2
     assert capsys.readouterr().err == "error: args: a job cannot run 'tensorfab jobs'\n"
+    daemon.stop()  # SIGTERM: the daemon closes its store and says how it stopped
+    assert daemon.process is not None and daemon.process.returncode == 143
+    assert not (tmp_path / "state" / "daemon.json").exists()
+    log = (tmp_path / "state" / "daemon.log").read_text()
+    assert "stopped on SIGTERM; running jobs keep running" in log
