@@ -59,8 +59,8 @@ def daemons(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
         daemon.close()
 
 
-def digits_job(tmp_path: Path, name: str, **kw: Any) -> dict[str, Any]:
-    spec = load_spec(DIGITS, [*DIGITS_SETTINGS, f"output.name={name}"])
+def digits_job(tmp_path: Path, name: str, *settings: str, **kw: Any) -> dict[str, Any]:
+    spec = load_spec(DIGITS, [*DIGITS_SETTINGS, f"output.name={name}", *settings])
     return {"kind": "train", "cwd": str(tmp_path), "spec_yaml": dump_spec(spec), **kw}
 
 
@@ -124,7 +124,10 @@ def test_kill_9_of_daemon_and_jobs_loses_nothing_and_runs_nothing_twice(
     state = tmp_path / "state"
     with JobsClient(daemon.url) as client:
         retried = client.submit(digits_job(tmp_path, "retried", gpus=1, retries=1))["id"]
-        adopted = client.submit(digits_job(tmp_path, "adopted", gpus=1))["id"]
+        # five epochs: it must outlive the daemon although it may have a core to itself (3
+        # slots on 2 cores) while the other two share one
+        long = "train.epochs=5"
+        adopted = client.submit(digits_job(tmp_path, "adopted", long, gpus=1))["id"]
         gone = client.submit(digits_job(tmp_path, "gone", gpus=1))["id"]
         names = {retried: "retried", adopted: "adopted", gone: "gone"}
         wait_for(
