@@ -361,20 +361,20 @@ def _on_node(job: Job, node: str) -> tuple[int, int, int]:
 
 def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
     """(rank, pool, victims, stopping jobs counted) for the best victim set here, or None."""
-    name = pool.node.name
     have = [pool.n_gpus, pool.n_cores, pool.mem]
-    freeing = []
-    candidates = []
-    for other, used in run.by_node.get(name, ()):
-        if other.id in run.promised:
+    freeing, candidates = [], []
+    promised, stopping = run.promised, run.stopping
+    for other, used in run.by_node.get(pool.node.name, ()):
+        if other.id in promised:
             continue
-        if other.id in run.stopping:
+        if other.id in stopping:
             freeing.append(other.id)
-            have = [h + u for h, u in zip(have, used, strict=False)]
-        elif _may_preempt(run, job, other, reclaim):
+            have = [h + u for h, u in zip(have, used, strict=True)]
+        elif other.preemptible and _may_preempt(run, job, other, reclaim):
             candidates.append((other, used))
-    need = (req.gpus, req.cpus, req.mem)
-    victims = _fewest_youngest(candidates, have, need)
+    if not candidates and not freeing:  # it did not fit as things are: nothing changes here
+        return None
+    victims = _fewest_youngest(candidates, have, (req.gpus, req.cpus, req.mem))
     if victims is None:
         return None
     youth = tuple(sorted(_youth(v) for v in victims))
@@ -407,10 +407,10 @@ def _greedy(candidates: list, have: list[int], need: tuple[int, int, int]):
 
 
 def _frees_enough(combo: Iterable, have: list[int], need: tuple[int, int, int]) -> bool:
-    total = list(have)
-    for _, used in combo:
-        total = [t + u for t, u in zip(total, used, strict=False)]
-    return all(t >= n for t, n in zip(total, need, strict=False))
+    gpus, cores, mem = have
+    for _, (g, c, m) in combo:
+        gpus, cores, mem = gpus + g, cores + c, mem + m
+    return gpus >= need[0] and cores >= need[1] and mem >= need[2]
 
 
 # -- the EASY reservation --------------------------------------------------------------------
