@@ -62,7 +62,7 @@ class Pass:
     team_gpus: dict[str, int] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     failed_preempts: set[tuple] = field(default_factory=set)
-    by_node: dict[str, list[tuple[Job, tuple[int, int, int]]]] = field(default_factory=dict)
+    by_node: dict[str, list[tuple[Job, tuple[int, int, int]]]] | None = None  # when needed
     lowest_preemptible: float = math.inf  # the lowest priority among preemptible running jobs
 
 
@@ -74,23 +74,23 @@ def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
     cancels, waiting = _cancels(state)
     actions += cancels
     cancelled = {a.job_id for a in cancels}
-    run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
-    run.actions = actions
-    run.team_gpus = _team_gpus(running.values(), stopping)
-    _index_running(run)
     ready = [
         j for j in state.jobs if j.state in QUEUED and j.id not in cancelled and j.id not in waiting
     ]
+    if not ready:  # nothing to start or to preempt for
+        return actions
+    run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
+    run.actions = actions
+    run.team_gpus = _team_gpus(running.values(), stopping)
     _fill(run, _ordered(run, ready))
     return run.actions
 
 
 def _stops(running: Iterable[Job], stopping: frozenset[int], now: float) -> list[Action]:
-    out: list[Action] = []
-    for job in sorted(running, key=lambda j: j.id):
-        if job.id not in stopping and now >= job_end(job):
-            out.append(Stop(job.id, f"time limit of {job.time_limit_s:g} s reached"))
-    return out
+    over = [j for j in running if j.id not in stopping and now >= job_end(j)]
+    return [
+        Stop(j.id, f"time limit of {j.time_limit_s:g} s reached") for j in sorted(over, key=_id)
+    ]
 
 
 def _cancels(state: State) -> tuple[list[Action], set[int]]:
@@ -283,13 +283,9 @@ def _spend(reservation: Reservation, parts: list[Placement], req: Request, ends:
 
 def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     """Preempt the fewest (then youngest) victims on one node that let ``job`` start there."""
-    config = run.config
-    if not config.preemption or job.gpus > run.cluster.widest:
+    reclaim = _may_look_for_victims(run, job)
+    if reclaim is None:
         return False
-    reclaim = _within_quota(run, job)
-    by_priority = config.policy != "fifo" and run.lowest_preemptible < job.priority
-    if not (by_priority or reclaim) and not run.stopping:
-        return False  # nobody could be preempted for it, and nothing is on its way out
     memo = (job.priority, req, reclaim, job.team if reclaim else "")
     if memo in run.failed_preempts:
         return False
@@ -306,7 +302,7 @@ def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     _, pool, victims, freeing = best
     for victim in victims:
         why = f"for job {job.id} (priority {job.priority} > {victim.priority})"
-        if victim.priority >= job.priority or config.policy == "fifo":
+        if victim.priority >= job.priority or run.config.policy == "fifo":
             why = f"quota reclaim for team {job.team} (job {job.id})"
         run.actions.append(Preempt(victim.id, why))
         run.stopping.add(victim.id)
@@ -314,6 +310,19 @@ def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     run.promised.update(freeing)
     run.cluster.hold(pool.node.name, req)
     return True
+
+
+def _may_look_for_victims(run: Pass, job: Job) -> bool | None:
+    """None when no victim can exist for ``job``; else whether it reclaims its quota."""
+    if not run.config.preemption or job.gpus > run.cluster.widest:
+        return None
+    if run.by_node is None:
+        _index_running(run)
+    reclaim = _within_quota(run, job)
+    by_priority = run.config.policy != "fifo" and run.lowest_preemptible < job.priority
+    if not (by_priority or reclaim) and not run.stopping:
+        return None  # nobody could be preempted for it, and nothing is on its way out
+    return reclaim
 
 
 def _within_quota(run: Pass, job: Job) -> bool:
@@ -334,6 +343,7 @@ def _may_preempt(run: Pass, job: Job, victim: Job, reclaim: bool) -> bool:
 
 def _index_running(run: Pass) -> None:
     """Running jobs by node, youngest first, with what each holds there (victim search)."""
+    run.by_node = {}
     for job in sorted(run.running.values(), key=_youth):
         if job.node is None:
             continue
@@ -364,7 +374,7 @@ def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
     have = [pool.n_gpus, pool.n_cores, pool.mem]
     freeing, candidates = [], []
     promised, stopping = run.promised, run.stopping
-    for other, used in run.by_node.get(pool.node.name, ()):
+    for other, used in (run.by_node or {}).get(pool.node.name, ()):
         if other.id in promised:
             continue
         if other.id in stopping:

@@ -132,3 +132,13 @@ def test_cli_help_has_example_and_defaults():
     text = parser.format_help()
     assert "--generate N" in text and "--backfill" in text
     assert "tensorfab jobs simulate --generate" in jobs_simulate.EXAMPLE
+
+
+def test_progress_shows_count_and_eta_after_a_few_seconds(monkeypatch, capsys):
+    clock = iter([100.0, 101.0, 110.0])  # start, a quick update (silent), one 10 s in
+    monkeypatch.setattr(jobs_simulate.time, "monotonic", lambda: next(clock))
+    show = jobs_simulate._progress()
+    show(100, 1000)
+    assert capsys.readouterr().err == ""
+    show(250, 1000)
+    assert capsys.readouterr().err == "  250/1000 jobs ended, ETA 30 s\n"
