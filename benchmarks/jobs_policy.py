@@ -152,6 +152,16 @@ def decision_timing(count: int) -> list[dict]:
     return rows
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def policy_table(part: dict) -> list[str]:
     header = [
         "policy",
@@ -267,7 +277,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 jobs, no files written")
     args = parser.parse_args()
     doc = {
-        "device": f"cpu ({platform.processor() or platform.machine()}, 2 cores shared)",
+        "device": f"cpu ({cpu_name()}, {os.cpu_count()} cores, shared with other sessions)",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "command": COMMAND,
         "traces": [replay(TRACE, 1024, args.quick), replay(SMALL_TRACE, 256, args.quick)],
