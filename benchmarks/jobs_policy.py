@@ -196,7 +196,7 @@ def policy_table(part: dict) -> list[str]:
     return [
         f"### `{part['trace']}` on {part['gpus']} GPUs (8 per node), {part['jobs']} jobs",
         "",
-        *markdown_table(header, rows, "lrrrrrrrrrr"),
+        *markdown_table(header, rows, "llrrrrrrrrr"),
         "",
         f"fair + backfill vs fifo: mean JCT {t['fair_backfill_jct_vs_fifo']:+.1%}, "
         f"utilisation {t['fair_backfill_util_minus_fifo']:+.4f} (whole span), "
