@@ -126,6 +126,13 @@ def test_cli_errors(argv, message):
         run_cli(*argv)
 
 
+def test_cli_names_the_trace_of_a_job_that_never_fits(tmp_path):
+    path = tmp_path / "t.jsonl"
+    save_trace([TraceJob(0.0, 16, 60.0, 120.0, 4, "a", "u")], path)
+    with pytest.raises(TensorfabError, match=r"t.jsonl: trace job 1 .*asks for 16 GPUs"):
+        run_cli(str(path), "--gpus", "8")
+
+
 def test_cli_help_has_example_and_defaults():
     parser = argparse.ArgumentParser(epilog=jobs_simulate.EXAMPLE)
     jobs_simulate.configure(parser)
