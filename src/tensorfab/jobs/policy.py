@@ -248,7 +248,8 @@ def _fits_whole_nodes(job: Job, nodes: tuple[Node, ...]) -> str | None:
 
 def decide(state: State, now: float, config: PolicyConfig) -> list[Action]:
     """The actions to take at ``now``: stops, cancels, then starts and preemptions in order."""
-    from tensorfab.jobs.schedule import schedule  # the machinery lives beside this module
+    # imported here, not at the top: schedule.py imports the types defined above
+    from tensorfab.jobs.schedule import schedule
 
     if config.policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {config.policy!r}")
