@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         horizon_s=args.horizon_s,
     )
     trace = load_trace(Path(args.trace))
-    report = simulate(trace, config, progress=_progress())
+    try:
+        report = simulate(trace, config, progress=_progress())
+    except TensorfabError as exc:  # name the file: the simulator only knows the job
+        raise TensorfabError(f"{args.trace}: {exc}") from None
     report["trace"] = args.trace
     if args.json:
         print(json.dumps(report, indent=2))

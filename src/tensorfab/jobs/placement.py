@@ -116,41 +116,50 @@ class Cluster:
             cores &= set(node.cores)
             self.pools[node.name] = Pool(node, i, gpus, cores, node.mem_bytes - mem[0])
         self.widest = max((len(n.node.gpus) for n in self.pools.values()), default=0)
-        self._refresh()
+        # pools by free GPU count (best fit looks at the fullest that fit first) and how
+        # many pools have each free core count: the maxima without rescanning every node
+        self._by_gpus: dict[int, dict[str, Pool]] = {}
+        self._core_counts: dict[int, int] = {}
+        self.idle_gpus = 0
+        for pool in self.pools.values():
+            self._file(pool, +1)
+            if pool.is_idle():
+                self.idle_gpus += pool.n_gpus
 
-    def _refresh(self) -> None:
-        max_gpus = max_cores = idle = 0
-        for p in self.pools.values():
-            max_gpus = max(max_gpus, p.n_gpus)
-            max_cores = max(max_cores, p.n_cores)
-            if p.is_idle():
-                idle += p.n_gpus
-        self.max_gpus, self.max_cores, self.idle_gpus = max_gpus, max_cores, idle
-        self._stale = False
+    def _file(self, pool: Pool, sign: int) -> None:
+        """Add (+1) or remove (-1) ``pool`` in the indexes under its current free counts."""
+        if sign > 0:
+            self._by_gpus.setdefault(pool.n_gpus, {})[pool.node.name] = pool
+        else:
+            del self._by_gpus[pool.n_gpus][pool.node.name]
+        self._core_counts[pool.n_cores] = self._core_counts.get(pool.n_cores, 0) + sign
+
+    @property
+    def max_gpus(self) -> int:
+        return max((n for n, pools in self._by_gpus.items() if pools), default=0)
+
+    @property
+    def max_cores(self) -> int:
+        return max((n for n, count in self._core_counts.items() if count), default=0)
 
     def _taken_from(
         self, pool: Pool, devices: Iterable[int], cores: Iterable[int], mem: int
     ) -> None:
-        """Take from one pool, keeping the cluster-wide maxima right without a full rescan."""
-        was_idle, had_gpus, had_cores = pool.is_idle(), pool.n_gpus, pool.n_cores
+        """Take from one pool, keeping the indexes and the idle count right."""
+        if pool.is_idle():
+            self.idle_gpus -= pool.n_gpus
+        self._file(pool, -1)
         pool.take(devices, cores, mem)
-        if was_idle:
-            self.idle_gpus -= had_gpus
-        if had_gpus == self.max_gpus or had_cores == self.max_cores:
-            self._stale = True  # it may have held the maximum: rescan when next asked
+        self._file(pool, +1)
 
     def might_fit(self, gpus: int, cpus: int) -> bool:
         """A cheap necessary condition, so most of a long queue is passed over in O(1)."""
-        if self._stale:
-            self._refresh()
         if gpus > self.widest:
             return gpus <= self.idle_gpus
         return gpus <= self.max_gpus and cpus <= self.max_cores
 
     def exhausted(self) -> bool:
         """No free core anywhere: no job (each needs one) can start."""
-        if self._stale:
-            self._refresh()
         return self.max_cores == 0
 
     def place(
@@ -160,11 +169,14 @@ class Cluster:
         if req.gpus > self.widest:
             return self._place_wide(req, allowed)
         best = None
-        for pool in self.pools.values():
-            if pool.fits(req.gpus, req.cpus, req.mem) and (allowed is None or allowed(pool)):
-                rank = (pool.n_gpus - req.gpus, pool.n_cores - req.cpus, pool.index)
-                if best is None or rank < best[0]:
-                    best = (rank, pool)
+        for free in sorted(n for n, pools in self._by_gpus.items() if n >= req.gpus and pools):
+            for pool in self._by_gpus[free].values():  # best fit: the fewest GPUs left over
+                if pool.fits(req.gpus, req.cpus, req.mem) and (allowed is None or allowed(pool)):
+                    rank = (pool.n_cores - req.cpus, pool.index)
+                    if best is None or rank < best[0]:
+                        best = (rank, pool)
+            if best is not None:
+                break
         if best is None:
             return None
         pool = best[1]

@@ -62,7 +62,7 @@ class Pass:
     team_gpus: dict[str, int] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     failed_preempts: set[tuple] = field(default_factory=set)
-    by_node: dict[str, list[tuple[Job, tuple[int, int, int]]]] = field(default_factory=dict)
+    by_node: dict[str, list[tuple[Job, tuple[int, int, int]]]] | None = None  # when needed
     lowest_preemptible: float = math.inf  # the lowest priority among preemptible running jobs
 
 
@@ -74,23 +74,23 @@ def schedule(state: State, now: float, config: PolicyConfig) -> list[Action]:
     cancels, waiting = _cancels(state)
     actions += cancels
     cancelled = {a.job_id for a in cancels}
-    run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
-    run.actions = actions
-    run.team_gpus = _team_gpus(running.values(), stopping)
-    _index_running(run)
     ready = [
         j for j in state.jobs if j.state in QUEUED and j.id not in cancelled and j.id not in waiting
     ]
+    if not ready:  # nothing to start or to preempt for
+        return actions
+    run = Pass(state, now, config, Cluster(state.nodes, running.values()), running, stopping)
+    run.actions = actions
+    run.team_gpus = _team_gpus(running.values(), stopping)
     _fill(run, _ordered(run, ready))
     return run.actions
 
 
 def _stops(running: Iterable[Job], stopping: frozenset[int], now: float) -> list[Action]:
-    out: list[Action] = []
-    for job in sorted(running, key=lambda j: j.id):
-        if job.id not in stopping and now >= job_end(job):
-            out.append(Stop(job.id, f"time limit of {job.time_limit_s:g} s reached"))
-    return out
+    over = [j for j in running if j.id not in stopping and now >= job_end(j)]
+    return [
+        Stop(j.id, f"time limit of {j.time_limit_s:g} s reached") for j in sorted(over, key=_id)
+    ]
 
 
 def _cancels(state: State) -> tuple[list[Action], set[int]]:
@@ -283,13 +283,9 @@ def _spend(reservation: Reservation, parts: list[Placement], req: Request, ends:
 
 def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     """Preempt the fewest (then youngest) victims on one node that let ``job`` start there."""
-    config = run.config
-    if not config.preemption or job.gpus > run.cluster.widest:
+    reclaim = _may_look_for_victims(run, job)
+    if reclaim is None:
         return False
-    reclaim = _within_quota(run, job)
-    by_priority = config.policy != "fifo" and run.lowest_preemptible < job.priority
-    if not (by_priority or reclaim) and not run.stopping:
-        return False  # nobody could be preempted for it, and nothing is on its way out
     memo = (job.priority, req, reclaim, job.team if reclaim else "")
     if memo in run.failed_preempts:
         return False
@@ -306,7 +302,7 @@ def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     _, pool, victims, freeing = best
     for victim in victims:
         why = f"for job {job.id} (priority {job.priority} > {victim.priority})"
-        if victim.priority >= job.priority or config.policy == "fifo":
+        if victim.priority >= job.priority or run.config.policy == "fifo":
             why = f"quota reclaim for team {job.team} (job {job.id})"
         run.actions.append(Preempt(victim.id, why))
         run.stopping.add(victim.id)
@@ -314,6 +310,19 @@ def _try_preempt(run: Pass, job: Job, req: Request) -> bool:
     run.promised.update(freeing)
     run.cluster.hold(pool.node.name, req)
     return True
+
+
+def _may_look_for_victims(run: Pass, job: Job) -> bool | None:
+    """None when no victim can exist for ``job``; else whether it reclaims its quota."""
+    if not run.config.preemption or job.gpus > run.cluster.widest:
+        return None
+    if run.by_node is None:
+        _index_running(run)
+    reclaim = _within_quota(run, job)
+    by_priority = run.config.policy != "fifo" and run.lowest_preemptible < job.priority
+    if not (by_priority or reclaim) and not run.stopping:
+        return None  # nobody could be preempted for it, and nothing is on its way out
+    return reclaim
 
 
 def _within_quota(run: Pass, job: Job) -> bool:
@@ -334,6 +343,7 @@ def _may_preempt(run: Pass, job: Job, victim: Job, reclaim: bool) -> bool:
 
 def _index_running(run: Pass) -> None:
     """Running jobs by node, youngest first, with what each holds there (victim search)."""
+    run.by_node = {}
     for job in sorted(run.running.values(), key=_youth):
         if job.node is None:
             continue
@@ -361,20 +371,20 @@ def _on_node(job: Job, node: str) -> tuple[int, int, int]:
 
 def _victims_on(run: Pass, pool: Pool, job: Job, req: Request, reclaim: bool):
     """(rank, pool, victims, stopping jobs counted) for the best victim set here, or None."""
-    name = pool.node.name
     have = [pool.n_gpus, pool.n_cores, pool.mem]
-    freeing = []
-    candidates = []
-    for other, used in run.by_node.get(name, ()):
-        if other.id in run.promised:
+    freeing, candidates = [], []
+    promised, stopping = run.promised, run.stopping
+    for other, used in (run.by_node or {}).get(pool.node.name, ()):
+        if other.id in promised:
             continue
-        if other.id in run.stopping:
+        if other.id in stopping:
             freeing.append(other.id)
-            have = [h + u for h, u in zip(have, used, strict=False)]
-        elif _may_preempt(run, job, other, reclaim):
+            have = [h + u for h, u in zip(have, used, strict=True)]
+        elif other.preemptible and _may_preempt(run, job, other, reclaim):
             candidates.append((other, used))
-    need = (req.gpus, req.cpus, req.mem)
-    victims = _fewest_youngest(candidates, have, need)
+    if not candidates and not freeing:  # it did not fit as things are: nothing changes here
+        return None
+    victims = _fewest_youngest(candidates, have, (req.gpus, req.cpus, req.mem))
     if victims is None:
         return None
     youth = tuple(sorted(_youth(v) for v in victims))
@@ -407,10 +417,10 @@ def _greedy(candidates: list, have: list[int], need: tuple[int, int, int]):
 
 
 def _frees_enough(combo: Iterable, have: list[int], need: tuple[int, int, int]) -> bool:
-    total = list(have)
-    for _, used in combo:
-        total = [t + u for t, u in zip(total, used, strict=False)]
-    return all(t >= n for t, n in zip(total, need, strict=False))
+    gpus, cores, mem = have
+    for _, (g, c, m) in combo:
+        gpus, cores, mem = gpus + g, cores + c, mem + m
+    return gpus >= need[0] and cores >= need[1] and mem >= need[2]
 
 
 # -- the EASY reservation --------------------------------------------------------------------

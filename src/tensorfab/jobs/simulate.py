@@ -131,7 +131,9 @@ class Simulation:
         )
         problem = fits_anywhere(job, self.nodes)
         if problem:
-            raise TensorfabError(f"trace job {job_id} (submit_time {tj.submit_time:g}): {problem}")
+            raise TensorfabError(
+                f"trace job {job_id} (by submit time; submit_time {tj.submit_time:g}): {problem}"
+            )
         self.jobs[job_id] = SimJob(tj, job, tj.duration_s, tj.time_limit_s)
         self._push(tj.submit_time, ARRIVE, job_id, 0)
 
@@ -221,7 +223,6 @@ class Simulation:
             time_limit_s=sj.limit_left_s,
         )
         self.live[sj.job.id] = sj.job
-        self.stats.started(sj, now)
         gpus = held_gpus(sj.job)
         self.team_running[sj.job.team] = self.team_running.get(sj.job.team, 0) + gpus
         self.stats.busy += gpus
@@ -285,13 +286,9 @@ class Stats:
     window_busy_gpu_s: float = 0.0
     misplaced_gpu_s: float = 0.0
     team_gpu_s: dict[str, float] = field(default_factory=dict)
-    first_start: dict[int, float] = field(default_factory=dict)
     preemptions: int = 0
     stops: int = 0
     decisions: int = 0
-
-    def started(self, sj: SimJob, now: float) -> None:
-        self.first_start.setdefault(sj.job.id, now)
 
     def account(self, sim: Simulation, dt: float) -> None:
         self.busy_gpu_s += self.busy * dt

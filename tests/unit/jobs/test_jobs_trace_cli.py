@@ -126,9 +126,26 @@ def test_cli_errors(argv, message):
         run_cli(*argv)
 
 
+def test_cli_names_the_trace_of_a_job_that_never_fits(tmp_path):
+    path = tmp_path / "t.jsonl"
+    save_trace([TraceJob(0.0, 16, 60.0, 120.0, 4, "a", "u")], path)
+    with pytest.raises(TensorfabError, match=r"t.jsonl: trace job 1 .*asks for 16 GPUs"):
+        run_cli(str(path), "--gpus", "8")
+
+
 def test_cli_help_has_example_and_defaults():
     parser = argparse.ArgumentParser(epilog=jobs_simulate.EXAMPLE)
     jobs_simulate.configure(parser)
     text = parser.format_help()
     assert "--generate N" in text and "--backfill" in text
     assert "tensorfab jobs simulate --generate" in jobs_simulate.EXAMPLE
+
+
+def test_progress_shows_count_and_eta_after_a_few_seconds(monkeypatch, capsys):
+    clock = iter([100.0, 101.0, 110.0])  # start, a quick update (silent), one 10 s in
+    monkeypatch.setattr(jobs_simulate.time, "monotonic", lambda: next(clock))
+    show = jobs_simulate._progress()
+    show(100, 1000)
+    assert capsys.readouterr().err == ""
+    show(250, 1000)
+    assert capsys.readouterr().err == "  250/1000 jobs ended, ETA 30 s\n"

@@ -74,7 +74,8 @@ def test_multi_node_job_takes_whole_nodes():
 
 def test_job_that_never_fits_is_refused():
     with pytest.raises(
-        TensorfabError, match=r"trace job 1 \(submit_time 0\): job 1: asks for 4 GPUs"
+        TensorfabError,
+        match=r"trace job 1 \(by submit time; submit_time 0\): job 1: asks for 4 GPUs",
     ):
         simulate([tj(0, 4, 10)], cfg(gpus=2))
 
