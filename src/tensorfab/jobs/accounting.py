@@ -7,8 +7,9 @@ a function of those records and an explicit ``now``, so it is tested with hand-m
 Times are Unix seconds (UTC). ``wait_s`` and ``run_s`` are the totals of the job's closed
 intervals, as the store keeps them (a preempted job waits and runs more than once). A job
 still running (``end_time`` None, ``start_time`` set) counts its open run up to ``now``; a
-job that never started counts its wait up to ``now``. So a report taken mid-run charges
-what has been used so far, and the same report later only ever grows.
+job waiting now counts its open wait up to ``now`` (from ``queued_time``, or from its
+submission if it never started). So a report taken mid-run charges what has been used so
+far, and the same report later only ever grows.
 
 A job belongs to a report window ``[since, now]`` when it ended inside it or has not ended;
 it is charged whole. The daily plot spreads each job's run over the days it covered.
@@ -53,6 +54,7 @@ class JobUsage:
     energy_j: float | None = None  # NVML energy of the job's GPUs; None where unknown
     preemptions: int = 0
     retries: int = 0
+    queued_time: float | None = None  # when a waiting job last entered the queue
 
     def run_seconds(self, now: float) -> float:
         """Seconds run so far: closed runs plus, while running, the open one up to ``now``."""
@@ -61,10 +63,13 @@ class JobUsage:
         return self.run_s
 
     def wait_seconds(self, now: float) -> float:
-        """Seconds waited: closed waits, or up to ``now`` for a job that never started."""
-        if self.start_time is None and self.end_time is None:
-            return self.wait_s + max(0.0, now - self.submit_time)
-        return self.wait_s
+        """Seconds waited: closed waits, plus the open wait of a job waiting now."""
+        if self.end_time is not None or self.state == "running":
+            return self.wait_s
+        since = self.queued_time
+        if since is None and self.start_time is None:
+            since = self.submit_time
+        return self.wait_s + (max(0.0, now - since) if since is not None else 0.0)
 
     def gpu_hours(self, now: float) -> float:
         return self.gpus * self.run_seconds(now) / 3600.0

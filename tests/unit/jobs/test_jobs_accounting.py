@@ -65,6 +65,16 @@ def test_job_usage_counts_a_running_job_up_to_now() -> None:
     assert JOBS[3].wait_seconds(NOW) == H and JOBS[3].gpu_hours(NOW) == 0.0
 
 
+def test_a_requeued_job_waits_again_from_its_requeue() -> None:
+    # ran 1 h after waiting 0.5 h, preempted 2 h ago, back in the queue since then
+    requeued = _job(7, "erin", "nlp", "preempted", start_time=NOW - 3 * H, gpus=2,
+                    wait_s=0.5 * H, run_s=H, preemptions=1, queued_time=NOW - 2 * H)  # fmt: skip
+    assert requeued.wait_seconds(NOW) == 2.5 * H
+    assert requeued.run_seconds(NOW) == H and requeued.gpu_hours(NOW) == 2.0  # not running
+    unknown = _job(8, "erin", "nlp", "preempted", start_time=NOW - 3 * H, wait_s=0.5 * H)
+    assert unknown.wait_seconds(NOW) == 0.5 * H  # no requeue time given: closed waits only
+
+
 def test_summarize_by_team_hand_computed() -> None:
     nlp, vision = summarize(JOBS, since=WEEK, by="team", now=NOW)
     # nlp: jobs 3, 4, 5 -> GPU-h 10 + 0 + 4, CPU-h 20 + 0 + 4; waits 1 h, 1 h, 0
