@@ -118,6 +118,7 @@ def usage_record(row: dict[str, Any]) -> JobUsage:
         gpus=row["gpus"],
         cpus=row["cpus"],
         wait_s=row["wait_s"],
+        queued_time=row["queued_at"] if row["state"] in ("queued", "held", "preempted") else None,
         run_s=row["run_s"],
         energy_j=row["energy_j"],
         preemptions=row["preemptions"],

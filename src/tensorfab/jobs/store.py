@@ -289,11 +289,13 @@ class Store:
         """Move a job to ``state`` only from one of ``allowed`` (hold, release, cancel)."""
         now = time.time()
         marks = ",".join("?" * len(allowed))
-        extra = ", queued_at=?" if state in WAITING else ", ended_at=?"
+        # back in the queue: its wait restarts now; ended: it ends now; held: neither
+        column = "queued_at" if state in WAITING else "ended_at" if state in ENDED else "state"
+        value = state if column == "state" else now
         with self.tx() as db:
             cur = db.execute(
-                f"UPDATE jobs SET state=?{extra} WHERE id=? AND state IN ({marks})",
-                (state, now, job_id, *allowed),
+                f"UPDATE jobs SET state=?, {column}=? WHERE id=? AND state IN ({marks})",
+                (state, value, job_id, *allowed),
             )
             if cur.rowcount != 1:
                 return False

@@ -108,6 +108,9 @@ def test_claim_is_atomic_across_threads(store: Store) -> None:
 def test_claim_refuses_held_and_cancelled_jobs(store: Store) -> None:
     held = store.add(_job(hold=True), now=0.0)
     assert not store.claim(held, [], [0], 1.0)
+    assert store.change_if(held, ("held",), "queued", "release by alice")
+    assert store.change_if(held, ("queued",), "held", "hold by alice")
+    assert store.get(held)["ended_at"] is None  # held is not ended
     queued = store.add(_job(), now=0.0)
     assert store.change_if(queued, ("queued",), "cancelled", "cancel by alice")
     assert not store.claim(queued, [], [0], 1.0)
