@@ -22,7 +22,7 @@ from tensorfab.optimize.export import (
     report_path,
     resolve_version,
 )
-from tensorfab.optimize.latency import latency_report, token_lengths
+from tensorfab.optimize.latency import latency_report
 from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
@@ -150,10 +150,8 @@ def _write_report(report: dict, repo: Path, name: str, version: int, title: str)
 def _latency(
     args: argparse.Namespace, pkg: LoadedPackage, exported: list[ExportedModel], data: Any
 ) -> dict:
-    """Text models are timed on the held-out sentences' lengths unless --seq-len is given."""
-    lengths = None
-    if pkg.meta["input"]["kind"] == "text" and args.seq_len is None:
-        lengths = token_lengths(pkg, data)
+    """Sequence models are timed on the held-out examples' lengths unless --seq-len is given."""
+    lengths = pkg.task.input_lengths(data) if args.seq_len is None else None
     return latency_report(
         pkg,
         exported,
