@@ -18,6 +18,11 @@ What a layer may import:
   package root ``tensorfab`` (for ``__version__``).
 
 Nothing but ``cli`` may import ``tensorfab.cli``.
+
+Within a layer, modules import each other without a cycle (module level or inside a
+function: a function-level import only hides a cycle). The one exception is a layer's
+``registry.py``, whose functions import the modules that register into it, so that
+building one model does not import every family at start-up.
 """
 
 from __future__ import annotations
@@ -142,6 +147,69 @@ def _violations(root: Path, allowed: set[str], repo: Path = REPO) -> list[str]:
     return bad
 
 
+def _module_name(path: Path) -> str:
+    return ".".join(_module_parts(path))
+
+
+def _layer_edges(source: str, module: str, package: list[str], known: set[str]) -> set[str]:
+    """The modules of ``known`` that ``source`` (module ``module``) imports, each
+    ``from a import b`` naming ``a.b`` where that is a module; registry.py's lazy imports
+    of the modules that register into it are left out (see the module docstring)."""
+    lazy: set[int] = set()
+    tree = ast.parse(source)
+    if module.endswith(".registry"):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                lazy |= {id(n) for n in ast.walk(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in lazy or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+            continue
+        base = node.module or ""
+        if node.level:
+            anchor = package[: len(package) - (node.level - 1)]
+            base = ".".join([*anchor, base] if base else anchor)
+        for alias in node.names:
+            full = f"{base}.{alias.name}"
+            found.add(full if full in known else base)
+    return {m for m in found & known if m != module}
+
+
+def _layer_graph(layer_dir: Path) -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in sorted(layer_dir.rglob("*.py"))}
+    graph = {}
+    for name, path in paths.items():
+        package = _module_parts(path) if path.name == "__init__.py" else name.split(".")[:-1]
+        graph[name] = _layer_edges(path.read_text(encoding="utf-8"), name, package, set(paths))
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as [a, b, ..., a], or [] when there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
 def test_every_layer_folder_is_in_the_table() -> None:
     # a new folder must get a row here (and in ARCHITECTURE.md) before it can be checked
     assert set(_layer_dirs()) <= set(TABLE), set(_layer_dirs()) - set(TABLE)
@@ -161,6 +229,26 @@ def test_layer_imports_follow_the_table(layer: str) -> None:
     bad = _violations(SRC / layer, allowed)
     shown = ", ".join(sorted(f"tensorfab.{a}" if a else "tensorfab" for a in allowed))
     assert not bad, f"{layer} may import only {shown}; found:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("layer", [d for d in sorted(TABLE) if (SRC / d).is_dir()])
+def test_modules_of_a_layer_import_each_other_without_a_cycle(layer: str) -> None:
+    cycle = _cycle(_layer_graph(SRC / layer))
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_cycle_check_sees_function_level_imports_and_spares_registry_loaders() -> None:
+    known = {"tensorfab.m.a", "tensorfab.m.b", "tensorfab.m.registry", "tensorfab.m"}
+    a = "from tensorfab.m.b import x\n"
+    b = "def f():\n    from tensorfab.m import a\n"  # hidden in a function: still an edge
+    assert _layer_edges(a, "tensorfab.m.a", ["tensorfab", "m"], known) == {"tensorfab.m.b"}
+    assert _layer_edges(b, "tensorfab.m.b", ["tensorfab", "m"], known) == {"tensorfab.m.a"}
+    graph = {"tensorfab.m.a": {"tensorfab.m.b"}, "tensorfab.m.b": {"tensorfab.m.a"}}
+    assert _cycle(graph) == ["tensorfab.m.a", "tensorfab.m.b", "tensorfab.m.a"]
+    assert _cycle({"tensorfab.m.a": {"tensorfab.m.b"}, "tensorfab.m.b": set()}) == []
+    loader = "from tensorfab.m.a import y\ndef load():\n    from tensorfab.m import b\n"
+    edges = _layer_edges(loader, "tensorfab.m.registry", ["tensorfab", "m"], known)
+    assert edges == {"tensorfab.m.a"}
 
 
 def test_shared_modules_import_no_layer() -> None:

@@ -12,20 +12,18 @@ from typing import Any
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import resolve_device
 from tensorfab.optimize import export_package, parity_report
-from tensorfab.optimize.export import (
-    DEFAULT_VARIANTS,
-    VARIANTS,
-    ExportedModel,
-    check_model_name,
-    check_variants,
-    check_version_number,
-    report_path,
-    resolve_version,
-)
+from tensorfab.optimize.export import DEFAULT_VARIANTS, ExportedModel, check_variants
 from tensorfab.optimize.latency import latency_report
 from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
+from tensorfab.package.repository import (
+    VARIANTS,
+    check_model_name,
+    check_version_number,
+    report_path,
+    resolve_version,
+)
 
 HELP = (
     "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "

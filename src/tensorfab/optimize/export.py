@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import tempfile
 import warnings
@@ -37,9 +36,18 @@ from tensorfab.optimize.runtime import (
 )
 from tensorfab.package import LoadedPackage
 from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
+from tensorfab.package.repository import (
+    VARIANTS,
+    ModelConfig,
+    check_model_name,
+    resolve_version,
+    version_dir,
+    write_model_config,
+)
 from tensorfab.tasks.eval_data import eval_batches, load_train_split
 
 OPSET = 17
+# with TORCH_VARIANTS: the repository layout's VARIANTS, in that order (tested)
 ONNX_VARIANTS = ("fp32", "int8-dynamic", "int8-static")
 TORCH_VARIANTS = {
     "torch-fp16": TorchSettings(precision="fp16"),
@@ -47,12 +55,11 @@ TORCH_VARIANTS = {
     "torch-compile": TorchSettings(compile=True),
     "torch-cudagraphs": TorchSettings(cuda_graphs=True),
 }
-VARIANTS = (*ONNX_VARIANTS, *TORCH_VARIANTS)
 DEFAULT_VARIANTS = ONNX_VARIANTS  # the torch ones target GPUs: written only when asked for
 CALIBRATION_BATCH = 32
-# Triton's model names, minus anything that could leave the repository folder
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-REPORT_PREFIX = "export-report-"
+# the serving settings export writes into a new config.yaml beside the backend's own, so
+# that the ones people tune first are in the file to edit
+TUNED_FIELDS = ("max_batch_size", "max_queue_delay_us", "max_padding", "instances")
 
 
 @dataclass(frozen=True)
@@ -297,81 +304,6 @@ def check_variants(variants: tuple[str, ...], calibration_samples: int) -> None:
         )
 
 
-def check_model_name(name: str, option: str = "--name") -> None:
-    """A repository model name is one folder inside the repository, never a path out of it.
-
-    Letters, digits, ``_``, ``-`` and ``.`` as Triton allows; ``.`` and ``..`` alone name
-    the repository itself or its parent, where ``--name ../evil`` would have written.
-    """
-    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
-        raise TensorfabError(
-            f"{option} {name!r}: a model name is letters, digits, '_', '-' and '.' "
-            "(no path separators, not '.' or '..')"
-        )
-
-
-def variant_models(repo: Path, name: str) -> list[Path]:
-    """The repository folders one export of ``name`` may write: ``name`` and ``name-<variant>``."""
-    return [_version_dir(repo, name, v, 1).parent for v in VARIANTS]
-
-
-def version_dirs(model_dir: Path) -> list[str]:
-    """The numbered version folders of a repository model, in numeric order (none: [])."""
-    if not model_dir.is_dir():
-        return []
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found, key=int)
-
-
-def report_path(repo: Path, name: str, version: int, suffix: str = ".json") -> Path:
-    """``repo/<name>/export-report-<version>.json`` (or ``.md``): one report per export.
-
-    Named by version rather than inside a version folder because an export without fp32
-    writes no ``repo/<name>/<version>/``, and a version folder holding only a report would
-    look like a broken model version to the server.
-    """
-    return repo / name / f"{REPORT_PREFIX}{version}{suffix}"
-
-
-def next_version(repo: Path, name: str) -> int:
-    """One more than the highest version of any variant of ``name`` (or of a report), so that
-    the variants of one export share a version number, as retrains of one model do in Triton."""
-    versions = [int(v) for model in variant_models(repo, name) for v in version_dirs(model)]
-    if (repo / name).is_dir():
-        numbers = (
-            p.stem.removeprefix(REPORT_PREFIX) for p in (repo / name).glob(f"{REPORT_PREFIX}*.json")
-        )
-        versions += [int(n) for n in numbers if n.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def check_version_number(version: int) -> None:
-    """Triton's version folders are numbered from 1; a ``0`` folder would never be served."""
-    if version < 1:
-        raise TensorfabError(
-            f"--version must be at least 1 (Triton's versions start at 1), not {version}"
-        )
-
-
-def resolve_version(
-    repo: Path, name: str, variants: tuple[str, ...], version: int | None = None
-) -> int:
-    """``version``, or the next free one when None; a version already written is refused.
-
-    No overwrite flag: a version a server may have loaded, and the parity report that
-    vouched for it, are replaced only by someone who removes them on purpose.
-    """
-    if version is None:
-        return next_version(repo, name)
-    check_version_number(version)
-    taken = [_version_dir(repo, name, v, version) for v in variants]
-    taken += [report_path(repo, name, version)]
-    for path in taken:
-        if path.exists():
-            raise TensorfabError(f"{path} exists; pick another --version or remove it")
-    return version
-
-
 def export_package(
     pkg: LoadedPackage,
     repo: Path,
@@ -397,7 +329,7 @@ def export_package(
     if any(v in ONNX_VARIANTS for v in variants):
         out += _export_onnx_variants(pkg, repo, name, version, variants, calibration)
     for variant in (v for v in variants if v in TORCH_VARIANTS):
-        out.append(export_torch_variant(pkg, _version_dir(repo, name, variant, version), variant))
+        out.append(export_torch_variant(pkg, version_dir(repo, name, variant, version), variant))
     for model in out:
         _write_meta(pkg, model)
         _write_config(model.version_dir.parent, model)
@@ -420,15 +352,15 @@ def _export_onnx_variants(
     out: list[ExportedModel] = []
     with tempfile.TemporaryDirectory() as tmp:
         # the fp32 graph is what quantization starts from; kept in the repository only if asked
-        where = _version_dir(repo, name, "fp32", version) if "fp32" in variants else Path(tmp)
+        where = version_dir(repo, name, "fp32", version) if "fp32" in variants else Path(tmp)
         fp32 = export_onnx(pkg, where / "model.onnx")
         if "fp32" in variants:
             out.append(fp32)
         if "int8-dynamic" in variants:
-            target = _version_dir(repo, name, "int8-dynamic", version) / "model.onnx"
+            target = version_dir(repo, name, "int8-dynamic", version) / "model.onnx"
             out.append(quantize_dynamic_int8(fp32, target))
         if calibration is not None:
-            target = _version_dir(repo, name, "int8-static", version) / "model.onnx"
+            target = version_dir(repo, name, "int8-static", version) / "model.onnx"
             out.append(quantize_static_int8(fp32, target, pkg, calibration))
     return out
 
@@ -444,31 +376,16 @@ def _write_meta(pkg: LoadedPackage, model: ExportedModel) -> None:
 
 def _write_config(model_dir: Path, model: ExportedModel) -> None:
     """The repository entry's serving settings (Triton's config.pbtxt, as YAML); kept if present."""
-    config = model_dir / "config.yaml"
-    if config.exists():  # a user's tuned settings are never overwritten
-        return
     if model.backend == "torch":
         settings = TORCH_VARIANTS[model.variant]
         gpu_only = torch_unsupported(settings, "cpu") is not None
-        backend = (
-            f"backend: torch  # {model.variant}: the model package run by PyTorch\n"
-            + ("device: cuda  # needs a CUDA GPU\n" if gpu_only else "device: auto\n")
-            + f"precision: {settings.precision}  # fp32 | fp16 | bf16\n"
-            f"compile: {str(settings.compile).lower()}\n"
-            f"cuda_graphs: {str(settings.cuda_graphs).lower()}\n"
+        config = ModelConfig(
+            backend="torch", device="cuda" if gpu_only else "auto", **settings.as_dict()
         )
+        notes = {"backend": f"{model.variant}: the model package run by PyTorch"}
+        if gpu_only:
+            notes["device"] = "needs a CUDA GPU"
     else:
-        backend = f"backend: onnxruntime  # {model.variant} ONNX graph\n"
-    config.write_text(
-        "# serving settings for every version of this model\n"
-        f"{backend}"
-        "max_batch_size: 64\n"
-        "max_queue_delay_us: 2000\n"
-        "max_padding: 0.25  # text: sub-batches of similar length; null pads to the longest\n"
-        "instances: 1\n"
-    )
-
-
-def _version_dir(repo: Path, name: str, variant: str, version: int) -> Path:
-    model = name if variant == "fp32" else f"{name}-{variant}"
-    return repo / model / str(version)
+        config = ModelConfig(backend="onnxruntime")
+        notes = {"backend": f"{model.variant} ONNX graph"}
+    write_model_config(model_dir, config, TUNED_FIELDS, notes)

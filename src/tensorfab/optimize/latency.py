@@ -22,7 +22,7 @@ import torch
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import describe_device, resolve_device
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.runtime import Runtime, TorchSettings, load_reported_runtime
+from tensorfab.optimize.runtime import LoadedModel, TorchSettings, load_reported_runtime
 from tensorfab.package import LoadedPackage
 
 LENGTH_WINDOW = 8  # batches per length-sorted window, see length_batches
@@ -135,9 +135,9 @@ def token_lengths(pkg: LoadedPackage, data: Any) -> list[int]:
 
 def _runtimes(
     pkg: LoadedPackage, variants: list[ExportedModel], device: str
-) -> dict[str, Runtime | str]:
+) -> dict[str, LoadedModel | str]:
     """Every runtime to time, or the reason one cannot run on ``device``."""
-    out: dict[str, Runtime | str] = {
+    out: dict[str, LoadedModel | str] = {
         "torch-fp32": load_reported_runtime(pkg.path, "torch", device, settings=TorchSettings())
     }
     for v in variants:

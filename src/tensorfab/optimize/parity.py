@@ -17,7 +17,7 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.runtime import Runtime, batch_feed, load_reported_runtime
+from tensorfab.optimize.runtime import LoadedModel, batch_feed, load_reported_runtime
 from tensorfab.package import LoadedPackage
 from tensorfab.tasks.eval_data import eval_batches, load_eval_split, take_samples
 
@@ -76,7 +76,7 @@ def parity_report(
     }
 
 
-def _runtime_or_reason(variant: ExportedModel, device: str) -> Runtime | str:
+def _runtime_or_reason(variant: ExportedModel, device: str) -> LoadedModel | str:
     """The variant's runtime, or why it cannot run on ``device`` (say fp16 on a CPU)."""
     reason = unsupported_reason(variant, device)
     return reason or load_reported_runtime(variant.version_dir, variant.backend, device)

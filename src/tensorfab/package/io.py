@@ -24,8 +24,7 @@ from torch import nn
 from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
-from tensorfab.models import create_model
-from tensorfab.models.encoders import build_from_encoder_config, save_encoder_config
+from tensorfab.models import create_model, save_encoder_config
 from tensorfab.tasks import Task, create_task
 
 FORMAT_VERSION = 1
@@ -130,12 +129,12 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
 
 
 def _rebuild_model(meta: dict[str, Any], model_dir: Path) -> nn.Module:
-    """The package's architecture: from its saved encoder config when it has one, so it
-    needs neither the pretrained encoder nor a hub cache; else through the model registry."""
+    """The package's architecture through the model registry: from its saved encoder config
+    when it has one, so it needs neither the pretrained encoder nor a hub cache."""
     args = meta["model"].get("args", {})
-    if (model_dir / ENCODER_DIR / "config.json").is_file():
-        return build_from_encoder_config(model_dir / ENCODER_DIR, args.get("head", "token"))
-    return create_model(meta["model"]["name"], **args)
+    saved = model_dir / ENCODER_DIR
+    encoder_config = saved if (saved / "config.json").is_file() else None
+    return create_model(meta["model"]["name"], encoder_config=encoder_config, **args)
 
 
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:

@@ -1,8 +1,9 @@
 """The model repository as the server sees it: which models exist, load, unload, infer.
 
 ``repo/<model>/config.yaml`` (optional) and ``repo/<model>/<version>/`` folders, as Triton
-lays them out. A model that fails to load is recorded with the reason (reported by the
-repository index and by its ``ready`` endpoint) and never stops the others. Each loaded
+lays them out (``package.repository``). A model that fails to load is recorded with the
+reason (reported by the repository index and by its ``ready`` endpoint) and never stops
+the others. Each loaded
 version has its runtime (``optimize.runtime``), its own :class:`DynamicBatcher`, and the
 task that turns texts or images into tensors for the convenience endpoint.
 """
@@ -22,22 +23,26 @@ from typing import Any
 import numpy as np
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.export import version_dirs
 from tensorfab.optimize.runtime import (
-    Runtime,
+    LoadedModel,
     TensorSpec,
     TorchSettings,
     input_signature,
     load_runtime,
 )
 from tensorfab.package.io import ENCODER_DIR, META_FILE
+from tensorfab.package.repository import (
+    ModelConfig,
+    load_model_config,
+    repository_models,
+    version_dirs,
+)
 from tensorfab.serve.batching import (
     BatchPolicy,
     DynamicBatcher,
     QueueFullError,
     RequestTimeoutError,
 )
-from tensorfab.serve.config import ModelConfig, load_model_config
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError, check_inputs, check_tokens
 from tensorfab.tasks import create_task
@@ -65,7 +70,7 @@ class LoadedVersion:
     version: str
     config: ModelConfig
     path: Path
-    runtime: Runtime
+    runtime: LoadedModel
     batcher: DynamicBatcher
     task: Any
     limits: TokenLimits = TokenLimits()
@@ -90,15 +95,6 @@ class ModelState:
     @property
     def ready(self) -> bool:
         return bool(self.versions)
-
-
-def repository_models(root: Path) -> list[str]:
-    """Every model folder of a repository (one with a version folder), sorted.
-
-    A function of the folder alone, so ``tensorfab serve --models`` can check the names
-    it is given before the server (and its models) start.
-    """
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and version_dirs(p))
 
 
 def _warmup_feed(meta: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -237,7 +233,7 @@ def _settings(config: ModelConfig) -> TorchSettings | None:
     return TorchSettings(config.precision, config.compile, config.cuda_graphs)
 
 
-def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any, TokenLimits]:
+def _open_version(path: Path, config: ModelConfig) -> tuple[LoadedModel, Any, TokenLimits]:
     """Load the runtime, the task and the token limits of one version folder and warm it
     up (in a thread)."""
     if not (path / META_FILE).is_file():

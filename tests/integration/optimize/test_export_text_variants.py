@@ -18,7 +18,7 @@ from tensorfab.optimize.latency import latency_report, token_lengths
 from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.runtime import TorchSettings, load_runtime
 from tensorfab.package import LoadedPackage, load_package
-from tensorfab.serve.config import load_model_config
+from tensorfab.package.repository import load_model_config
 from tensorfab.serve.repository import TokenLimits, token_limits
 from tensorfab.spec import load_spec
 from tensorfab.tasks.eval_data import load_train_split

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.export import version_dirs
+from tensorfab.package.repository import ModelConfig, repository_models, version_dirs
 from tensorfab.serve.batching import QueueFullError, RequestTimeoutError
-from tensorfab.serve.config import ModelConfig
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError
 from tensorfab.serve.repository import (
@@ -21,7 +20,6 @@ from tensorfab.serve.repository import (
     ModelRepository,
     TokenLimits,
     _truncating_within,
-    repository_models,
     token_limits,
 )
 
