@@ -23,6 +23,10 @@ Within a layer, modules import each other without a cycle (module level or insid
 function: a function-level import only hides a cycle). The one exception is a layer's
 ``registry.py``, whose functions import the modules that register into it, so that
 building one model does not import every family at start-up.
+
+And no layer but ``tasks`` branches on what a model reads (ARCHITECTURE.md, the task
+contract): no ``["input"]["kind"]``, no compare with "image"/"text" or a task's name, no
+``isinstance`` with a task class. What differs between tasks is a method of the task.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ TABLE: dict[str, set[str]] = {
     "cli": set(),  # everything, see _allowed
 }
 SHARED = {"", "errors", "registry", "files"}  # tensorfab, tensorfab.errors, ...
+TASKS_DIR = SRC / "tasks"
+INPUT_KINDS = {"image", "text"}
+# Outside tasks/, and why a task name may be compared there: the job spec is validated
+# below the tasks layer (spec imports no layer), so it names the tasks its checks concern.
+KIND_BRANCHING_EXEMPT = {"spec/schema.py"}
 
 
 def _closure(layer: str) -> set[str]:
@@ -295,6 +304,101 @@ def test_violation_message_names_file_line_and_import(tmp_path: Path) -> None:
     (fake_layer / "bad.py").write_text("def f():\n    from tensorfab.cli import main\n")
     bad = _violations(fake_layer, _allowed("models"), repo=tmp_path)
     assert bad == ["src/tensorfab/models/bad.py:2: imports tensorfab.cli"]
+
+
+def _task_words() -> set[str]:
+    """The words a branch on the kind of task would compare with: input kinds, task names."""
+    from tensorfab.tasks import register_all
+
+    return INPUT_KINDS | set(register_all().names())
+
+
+def _task_classes() -> set[str]:
+    """Classes the task modules define (the contract's own types in base.py excepted)."""
+    names = set()
+    for path in TASKS_DIR.glob("*.py"):
+        if path.name != "base.py":
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names |= {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    return names
+
+
+def _const(node: ast.AST) -> object:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def _kind_branches(source: str, words: set[str], classes: set[str]) -> Iterator[tuple[int, str]]:
+    """(line, what) for each branch on the kind of task in ``source``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and _const(node.slice) == "kind":
+            inner = node.value
+            if isinstance(inner, ast.Subscript) and _const(inner.slice) == "input":
+                yield node.lineno, '["input"]["kind"]'
+        elif isinstance(node, ast.Compare):
+            for side in [node.left, *node.comparators]:
+                values = side.elts if isinstance(side, ast.Tuple | ast.Set | ast.List) else [side]
+                hit = [_const(v) for v in values if _const(v) in words]
+                if hit:
+                    yield node.lineno, f"compares with {hit[0]!r}"
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "isinstance":
+            kinds = node.args[1] if len(node.args) > 1 else None
+            named = kinds.elts if isinstance(kinds, ast.Tuple) else [kinds]
+            for n in named:
+                name = getattr(n, "id", None) or getattr(n, "attr", None)
+                if name in classes:
+                    yield node.lineno, f"isinstance(..., {name})"
+
+
+def _kind_violations(root: Path, words: set[str], classes: set[str]) -> list[str]:
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "tasks" or rel.as_posix() in KIND_BRANCHING_EXEMPT:
+            continue
+        for line, what in _kind_branches(path.read_text(encoding="utf-8"), words, classes):
+            bad.append(f"src/tensorfab/{rel.as_posix()}:{line}: {what}")
+    return bad
+
+
+def test_no_input_kind_branching_outside_tasks() -> None:
+    bad = _kind_violations(SRC, _task_words(), _task_classes())
+    assert not bad, (
+        "branch on the kind of task only inside src/tensorfab/tasks/ (make it a Task "
+        "method, see ARCHITECTURE.md); found:\n" + "\n".join(bad)
+    )
+
+
+def test_kind_branching_check_sees_each_form(tmp_path: Path) -> None:
+    # the checker itself: each form it must catch, and look-alikes it must leave alone
+    source = (
+        'if meta["input"]["kind"] == "x":\n'  # 1: the kind subscript
+        "    pass\n"
+        'if meta["task"] != "token-classification":\n'  # 3: a task name
+        "    pass\n"
+        'ok = kind in ("image", "other")\n'  # 5: an input kind in a tuple
+        "ok = isinstance(task, TokenClassification)\n"  # 6: a task class
+        "ok = isinstance(task, (int, tasks.TextClassification))\n"  # 7: by attribute
+        'ok = result["kind"] == "compare"\n'  # 8: another kind of "kind": fine
+        'd = {"text": t}\n'  # 9: a key, not a compare: fine
+    )
+    words = {"image", "text", "token-classification"}
+    classes = {"TokenClassification", "TextClassification"}
+    found = sorted(_kind_branches(source, words, classes))
+    assert found == [
+        (1, '["input"]["kind"]'),
+        (3, "compares with 'token-classification'"),
+        (5, "compares with 'image'"),
+        (6, "isinstance(..., TokenClassification)"),
+        (7, "isinstance(..., TextClassification)"),
+    ]
+    layer = tmp_path / "serve"
+    layer.mkdir()
+    (layer / "x.py").write_text("a = 1\nif kind == 'text':\n    pass\n")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "y.py").write_text("if kind == 'text':\n    pass\n")
+    assert _kind_violations(tmp_path, words, classes) == [
+        "src/tensorfab/serve/x.py:2: compares with 'text'"
+    ]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

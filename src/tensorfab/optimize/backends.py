@@ -25,7 +25,6 @@ from tensorfab.optimize.runtime import (
     LoadConfig,
     LoadedModel,
     TorchSettings,
-    input_signature,
     onnx_session,
     provider_notes,
     torch_forward,
@@ -33,6 +32,7 @@ from tensorfab.optimize.runtime import (
 )
 from tensorfab.package import load_package
 from tensorfab.package.io import META_FILE, WEIGHTS_FILE, read_meta
+from tensorfab.tasks import OUTPUT
 
 
 @BACKENDS.register("onnxruntime", files=(ONNX_FILE,), rank=0)
@@ -48,7 +48,7 @@ def load_onnx(path: Path, config: LoadConfig) -> LoadedModel:
     where = (config.device if config.device.startswith("cuda") else "cuda") if gpu else "cpu"
 
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(["logits"], feed)[0]
+        return session.run([OUTPUT], feed)[0]
 
     return LoadedModel("onnxruntime", where, meta, run, providers, notes)
 
@@ -67,7 +67,7 @@ def load_torch(path: Path, config: LoadConfig) -> LoadedModel:
     pkg = load_package(path, dev)
     graph = inference_graph(pkg)[0]
     forward = torch_forward(graph, settings, dev)
-    names = [t.name for t in input_signature(pkg.meta)[0]]
+    names = [t.name for t in pkg.task.signature()[0]]
 
     @torch.inference_mode()
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:

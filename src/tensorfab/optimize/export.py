@@ -23,17 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import resolve_device
-from tensorfab.optimize.runtime import (
-    TorchSettings,
-    batch_feed,
-    input_signature,
-    torch_unsupported,
-)
+from tensorfab.optimize.runtime import TorchSettings, torch_unsupported
 from tensorfab.package import LoadedPackage
 from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
 from tensorfab.package.repository import (
@@ -44,6 +40,8 @@ from tensorfab.package.repository import (
     version_dir,
     write_model_config,
 )
+from tensorfab.tasks import OUTPUT
+from tensorfab.tasks.base import signature_axes
 from tensorfab.tasks.eval_data import eval_batches, load_train_split
 
 OPSET = 17
@@ -75,40 +73,15 @@ class ExportedModel:
         return self.path.parent
 
 
-class _ImageGraph(nn.Module):
-    """uint8 images [B, C, H, W] -> logits [B, classes], preprocessing included."""
-
-    def __init__(self, pkg: LoadedPackage) -> None:
-        super().__init__()
-        self.model, self.task = pkg.model, pkg.task
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.task.inputs(images))
-
-
-class _TextGraph(nn.Module):
-    """token ids and attention mask [B, T] -> logits ([B, T, C] or [B, C])."""
-
-    def __init__(self, pkg: LoadedPackage) -> None:
-        super().__init__()
-        self.model = pkg.model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
 def inference_graph(
     pkg: LoadedPackage,
 ) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, Any]]:
-    shape = pkg.meta["input"]
-    if shape["kind"] == "image":
-        example = (
-            torch.zeros(2, shape["channels"], shape["height"], shape["width"], dtype=torch.uint8),
-        )
-        return _ImageGraph(pkg).eval(), example, {"images": {0: "batch"}}
-    ids = torch.ones(2, 8, dtype=torch.long)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    return _TextGraph(pkg).eval(), (ids, torch.ones_like(ids)), axes
+    """The task's graph, example inputs (batch 2, sequences of 8) and ONNX dynamic axes."""
+    task = pkg.task
+    signature = task.signature()
+    feed = task.example_feed([8, 8], np.random.default_rng(0))
+    example = tuple(torch.from_numpy(feed[s.name]) for s in signature[0])
+    return task.graph(pkg.model), example, signature_axes(signature)
 
 
 def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
@@ -117,6 +90,7 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
 
     pkg.model.cpu()
     graph, example, axes = inference_graph(pkg)
+    inputs = [s.name for s in pkg.task.signature()[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but dependable
         warnings.simplefilter("ignore")
@@ -126,12 +100,12 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=list(axes),
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            input_names=inputs,
+            output_names=[OUTPUT],
+            dynamic_axes=axes,
         )
     onnx.checker.check_model(str(path))
-    return ExportedModel("fp32", path, tuple(axes))
+    return ExportedModel("fp32", path, tuple(inputs))
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -180,49 +154,6 @@ def _calibration_reader(feeds: list[dict[str, Any]]) -> Any:
     return Reader()
 
 
-def _activation_matmuls(model_path: Path) -> list[str]:
-    """Names of the MatMul/Gemm nodes whose B input is computed, not a constant weight.
-
-    onnxruntime's ``MatMulConstBOnly`` option is not applied by its QDQ quantizer, so the
-    attention matmuls are excluded by name instead.
-    """
-    import onnx
-
-    graph = onnx.load(str(model_path)).graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type in ("MatMul", "Gemm") and n.input[1] not in constants
-    ]
-
-
-def _static_options(pkg: LoadedPackage, prepared: Path) -> dict[str, Any]:
-    """What to quantize: everything for CNNs, only the weight matmuls of transformer encoders.
-
-    In an encoder, quantizing the activations of softmax, layer norm, the residual adds and
-    GELU costs accuracy (their ranges are wide and set by outliers) for little speed, and so
-    do the attention matmuls Q·K^T and P·V whose both sides are activations. So only
-    MatMul/Gemm with a constant weight are quantized, their outputs stay fp32 (the bias add
-    and the attention mask add follow them), and each quantized input gets its own Q/DQ
-    pair: on the tiny NER model, quantizing every op instead gave 3.6x the mean logit error
-    (word agreement with fp32 0.975 against 0.994) and met zero-width ranges. The embedding Gather
-    stays fp32 too: with no quantized consumer, its DequantizeLinear runs over the whole
-    table on every call (measured 1.7x slower at batch 1).
-    """
-    if pkg.meta["input"]["kind"] == "image":
-        return {"op_types_to_quantize": None, "extra_options": {}}
-    return {
-        "op_types_to_quantize": ["MatMul", "Gemm"],
-        "nodes_to_exclude": _activation_matmuls(prepared),
-        "extra_options": {
-            "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
-            "DedicatedQDQPair": True,
-        },
-    }
-
-
 def calibration_data(pkg: LoadedPackage, samples: int) -> tuple[Any, str]:
     """``samples`` training examples for int8-static, read before anything is written."""
     try:
@@ -245,7 +176,7 @@ def quantize_static_int8(
 
     data, source = calibration
     batches = eval_batches(pkg.task, data, CALIBRATION_BATCH, torch.device("cpu"))
-    reader = _calibration_reader([batch_feed(pkg.meta, b) for b in batches.epoch(0)])
+    reader = _calibration_reader([pkg.task.feed(b) for b in batches.epoch(0)])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # shape inference and constant folding first, as onnxruntime advises: the quantizer
@@ -260,7 +191,7 @@ def quantize_static_int8(
             per_channel=True,  # one scale per output channel: conv/linear rows differ widely
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            **_static_options(pkg, prepared),
+            **pkg.task.quantize_options(prepared),  # which ops: the task's choice
         )
     import onnx
 
@@ -276,7 +207,7 @@ def export_torch_variant(pkg: LoadedPackage, version_dir: Path, variant: str) ->
     settings = TORCH_VARIANTS[variant]
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(pkg.path / WEIGHTS_FILE, version_dir / WEIGHTS_FILE)
-    names = tuple(t.name for t in input_signature(pkg.meta)[0])
+    names = tuple(t.name for t in pkg.task.signature()[0])
     details = {"runtime": {"variant": variant, **settings.as_dict()}}
     return ExportedModel(variant, version_dir / WEIGHTS_FILE, names, "torch", details)
 

@@ -28,6 +28,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.optimize.graphs import BucketedGraphs
 from tensorfab.package.io import META_FILE
 from tensorfab.registry import Entry, Registry
+from tensorfab.tasks import TensorSpec, task_from_meta
 
 ONNX_FILE = "model.onnx"
 AUTO = "auto"  # the backend whose files the version holds (see detect_backend)
@@ -39,34 +40,9 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One named tensor of a model's signature; ``shape`` excludes the batch axis (-1: any)."""
-
-    name: str
-    datatype: str  # KServe v2 / Triton datatype name: UINT8, INT64, FP32, ...
-    shape: tuple[int, ...]
-
-
 def input_signature(meta: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of a package's inference graph (see ``optimize.export``)."""
-    shape = meta["input"]
-    classes = len(meta["labels"])
-    if shape["kind"] == "image":
-        image = (shape["channels"], shape["height"], shape["width"])
-        return [TensorSpec("images", "UINT8", image)], [TensorSpec("logits", "FP32", (classes,))]
-    inputs = [TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))]
-    per_token = meta["task"] == "token-classification"
-    logits = (-1, classes) if per_token else (classes,)
-    return inputs, [TensorSpec("logits", "FP32", logits)]
-
-
-def batch_feed(meta: dict[str, Any], batch: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    """A task batch as a runtime's input: image batches are (images, labels), text batches
-    (index, ids, mask, labels), the graph takes the images or the ids and mask."""
-    names = [t.name for t in input_signature(meta)[0]]
-    inputs = batch[:1] if meta["input"]["kind"] == "image" else batch[1:3]
-    return {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
+    """Inputs and outputs of a version's inference graph: its task's signature."""
+    return task_from_meta(meta).signature()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.models import create_model, save_encoder_config
-from tensorfab.tasks import Task, create_task
+from tensorfab.tasks import Task, task_from_meta
 
 FORMAT_VERSION = 1
 META_FILE = "tensorfab.json"
@@ -148,5 +148,5 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
         raise TensorfabError(f"{model_dir / WEIGHTS_FILE}: cannot read weights ({exc})") from None
     _check_fit(model, state, model_dir / WEIGHTS_FILE, meta["model"]["name"])
     model.load_state_dict(state)
-    task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(model_dir))
+    task = task_from_meta(meta, package_dir=str(model_dir))
     return LoadedPackage(model.to(device).eval(), task, meta, model_dir)

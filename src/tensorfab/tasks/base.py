@@ -76,7 +76,8 @@ class Inputs:
 
     data: Any
     names: list[str]
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # "name: what was done", for people
+    example_notes: dict[int, list[str]] = field(default_factory=dict)  # by example index
 
 
 class Task(Protocol):
@@ -218,3 +219,8 @@ def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:
         for s in inputs
     }
     return {**axes, **{s.name: {0: "batch"} for s in outputs}}
+
+
+def variable_length(signature: Signature) -> bool:
+    """Whether a graph takes sequences (an input with a -1 axis) rather than fixed sizes."""
+    return any(-1 in s.shape for s in signature[0])

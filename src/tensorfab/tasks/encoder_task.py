@@ -151,12 +151,16 @@ class EncoderTask:
         return {"input_ids": batch[1].cpu().numpy(), "attention_mask": batch[2].cpu().numpy()}
 
     def example_feed(self, lengths: Sequence[int], rng: np.random.Generator) -> Feed:
-        """Random token ids (1000..20000) at the given lengths, padded to the longest."""
+        """Random token ids (1000..20000, within the vocabulary) at the given lengths,
+        padded to the longest."""
+        tokenizer = self._maybe_tok()
+        high = min(20000, len(tokenizer)) if tokenizer is not None else 20000
+        low = min(1000, high - 1)
         width = max(lengths)
         ids = np.zeros((len(lengths), width), dtype=np.int64)
         mask = np.zeros_like(ids)
         for row, n in enumerate(lengths):
-            ids[row, :n] = rng.integers(1000, 20000, n)
+            ids[row, :n] = rng.integers(low, high, n)
             mask[row, :n] = 1
         return {"input_ids": ids, "attention_mask": mask}
 
@@ -223,24 +227,14 @@ class EncoderTask:
         }
 
     def serving_limits(self, version_dir: Path) -> ServingLimits:
-        """The vocabulary size and the longest row a version can embed.
-
-        Read once per load from the encoder's ``config.json``, which packages and every
-        exported version hold, else from the tokenizer's vocabulary. The tokenizer's
-        ``model_max_length`` caps the positions too: models such as RoBERTa keep two of their
-        position rows for padding, which the table's size alone does not show.
-        """
-        vocab, positions = encoder_config_limits(version_dir / ENCODER_CONFIG)
-        tokenizer = self.tokenizer if self.tokenizer is not None else self._maybe_tok()
-        if vocab is None and tokenizer is not None:
-            vocab = len(tokenizer)
-        told = getattr(tokenizer, "model_max_length", None)
-        if isinstance(told, int) and 0 < told < SANE_MODEL_MAX_LENGTH:
-            positions = told if positions is None else min(positions, told)
-        return ServingLimits(vocab, positions)
+        """Token ids and row lengths the version can embed (see :func:`token_limits`)."""
+        return token_limits(version_dir, self._maybe_tok())
 
     def _maybe_tok(self) -> Any:
-        return self.tok() if self.tokenizer_source is not None else None
+        """The tokenizer if there is one to load, else None."""
+        if self.tokenizer is None and self.tokenizer_source is None:
+            return None
+        return self.tok()
 
     def within(self, limits: ServingLimits) -> EncoderTask:
         """This task truncating texts to at most ``max_positions`` tokens.
@@ -279,6 +273,23 @@ def request_texts(body: bytes) -> list[str]:
     if not all(t.strip() for t in texts):
         raise TensorfabError("request body: empty text")
     return texts
+
+
+def token_limits(version_dir: Path, tokenizer: Any = None) -> ServingLimits:
+    """The vocabulary size and the longest row a text model version can embed.
+
+    Read once per load from the encoder's ``config.json``, which packages and every exported
+    version hold, else from the tokenizer's vocabulary. The tokenizer's ``model_max_length``
+    caps the positions too: models such as RoBERTa keep two of their position rows for
+    padding, which the table's size alone does not show.
+    """
+    vocab, positions = encoder_config_limits(version_dir / ENCODER_CONFIG)
+    if vocab is None and tokenizer is not None:
+        vocab = len(tokenizer)
+    told = getattr(tokenizer, "model_max_length", None)
+    if isinstance(told, int) and 0 < told < SANE_MODEL_MAX_LENGTH:
+        positions = told if positions is None else min(positions, told)
+    return ServingLimits(vocab, positions)
 
 
 def encoder_config_limits(config_file: Path) -> tuple[int | None, int | None]:

@@ -22,7 +22,7 @@ from torch import nn
 from tensorfab.data import ImageData, ImageSplits, load_eval_data, stratified_split
 from tensorfab.data.batching import TensorBatches, fits_on_device
 from tensorfab.data.idx import MNIST_FILES, find_mnist_files, read_idx_images
-from tensorfab.data.imagefolder import IMAGE_SUFFIXES, read_image_bytes, read_image_file
+from tensorfab.data.imagefolder import IMAGE_SUFFIXES
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics import classification_scores
 from tensorfab.tasks.base import (
@@ -38,6 +38,13 @@ from tensorfab.tasks.base import (
     Workload,
 )
 from tensorfab.tasks.flops import counted_flops
+from tensorfab.tasks.image_inputs import (
+    DEFAULT_MAX_PIXELS,
+    TrainingForm,
+    decode_image,
+    measure_polarity,
+    to_training_form,
+)
 from tensorfab.tasks.prediction import image_rows
 from tensorfab.tasks.registry import TASKS
 
@@ -63,6 +70,7 @@ class ImageClassification:
     mean: list[float] = field(default_factory=lambda: [0.0])
     std: list[float] = field(default_factory=lambda: [1.0])
     image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) the model takes
+    polarity: str = "none"  # of the training images (tasks.image_inputs), "none": photos
     name: str = "image-classification"
     metric_names: tuple[str, ...] = ("accuracy", "macro_f1", "weighted_f1", "micro_f1", "loss")
 
@@ -149,38 +157,52 @@ class ImageClassification:
         return {"op_types_to_quantize": None, "extra_options": {}}
 
     # --- people's inputs and answers ----------------------------------------------------
+    def training_form(self) -> TrainingForm:
+        """Channels, size and polarity of the training images: what people's images become."""
+        c, h, w = self.image_shape
+        return TrainingForm(c, h, w, self.polarity)  # type: ignore[arg-type]
+
     def read_inputs(self, items: list[str]) -> Inputs:
-        """Image files (PNG, JPEG, ...) and IDX image files, each checked for the model's shape."""
-        c, h, _ = self.image_shape
-        images, names = [], []
+        """Image files (PNG, JPEG, ...), brought to the training form with a note on each
+        change, and IDX image files (already in it); checked for the model's shape."""
+        inputs = Inputs(None, [])
+        images = []
         for item in items:
             p = Path(item)
             if not p.is_file():
                 raise TensorfabError(f"{p}: no such file")
             if p.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(read_image_file(p, c, h)[None])
-                names.append(str(p))
-            else:
-                batch = read_idx_images(p)
-                images.append(batch)
-                names += [f"{p}[{i}]" for i in range(len(batch))]
-        stacked = torch.cat(images)
-        if tuple(stacked.shape[1:]) != self.image_shape:
+                images.append(self._converted(decode_image(p), str(p), inputs))
+                continue
+            batch = read_idx_images(p)
+            images.append(batch)
+            inputs.names += [f"{p}[{i}]" for i in range(len(batch))]
+        inputs.data = torch.cat(images)
+        if tuple(inputs.data.shape[1:]) != self.image_shape:
             raise TensorfabError(
-                f"inputs are {tuple(stacked.shape[1:])} images; the model expects "
+                f"inputs are {tuple(inputs.data.shape[1:])} images; the model expects "
                 f"{self.image_shape}"
             )
-        return Inputs(stacked, names)
+        return inputs
+
+    def _converted(self, image: Any, name: str, inputs: Inputs) -> torch.Tensor:
+        """One decoded image in the training form, its notes kept under its index."""
+        array, notes = to_training_form(image, self.training_form())
+        if notes:
+            inputs.example_notes[len(inputs.names)] = notes
+            inputs.notes.append(f"{name}: {'; '.join(notes)}")
+        inputs.names.append(name)
+        return torch.from_numpy(np.ascontiguousarray(array))[None]
 
     def decode_request(self, body: bytes, limits: ServingLimits) -> Inputs:
-        """One encoded image (PNG, JPEG, ...) as the body."""
-        del limits
-        c, h, _ = self.image_shape
+        """One encoded image (PNG, JPEG, ...) as the body, refused over ``max_pixels``."""
         try:
-            image = read_image_bytes(body, c, h, "request body")
+            image = decode_image(body, "request body", limits.max_pixels or DEFAULT_MAX_PIXELS)
         except TensorfabError as exc:
             raise TensorfabError(_image_problem(exc)) from None
-        return Inputs(image[None], ["request body"])
+        inputs = Inputs(None, [])
+        inputs.data = self._converted(image, "request body", inputs)
+        return inputs
 
     def input_batches(
         self, inputs: Inputs, batch_size: int | None = None
@@ -193,11 +215,15 @@ class ImageClassification:
         self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
     ) -> dict[int, dict[str, Any]]:
         names = inputs.names[key : key + len(logits)]
-        return dict(enumerate(image_rows(names, logits, self.classes, top_k), start=key))
+        rows = dict(enumerate(image_rows(names, logits, self.classes, top_k), start=key))
+        for i, row in rows.items():
+            if i in inputs.example_notes:
+                row["notes"] = list(inputs.example_notes[i])
+        return rows
 
     def serving_limits(self, version_dir: Path) -> ServingLimits:
         del version_dir
-        return ServingLimits()
+        return ServingLimits(max_pixels=DEFAULT_MAX_PIXELS)
 
     def within(self, limits: ServingLimits) -> ImageClassification:
         del limits
@@ -228,7 +254,8 @@ def prepare_images(
         train, evals = train.subset(keep), train.subset(held)
     mean, std = channel_stats(train.images)
     _, c, h, w = train.images.shape
-    task = ImageClassification(list(splits.classes), mean, std, (c, h, w))
+    polarity = measure_polarity(train.images.numpy())
+    task = ImageClassification(list(splits.classes), mean, std, (c, h, w), polarity)
     parts = {"train": train, "eval": evals, "test": test}
 
     def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> TensorBatches:
@@ -250,7 +277,14 @@ def prepare_images(
 
     meta = {
         "labels": list(splits.classes),
-        "input": {"kind": "image", "channels": c, "height": h, "width": w, "dtype": "uint8"},
+        "input": {
+            "kind": "image",
+            "channels": c,
+            "height": h,
+            "width": w,
+            "dtype": "uint8",
+            "polarity": polarity,
+        },
         "preprocessing": {"scale": "x / 255", "mean": mean, "std": std},
         "task_config": task.config(),
     }
@@ -269,9 +303,11 @@ def build_image_classification(
 ) -> ImageClassification:
     del package_dir  # an image task needs no files besides the weights
     c = 1 if mean is None else len(mean)
-    shape = input_spec or {"channels": c, "height": 28, "width": 28}
-    image = (shape["channels"], shape["height"], shape["width"])
-    return ImageClassification(list(classes), mean or [0.0] * c, std or [1.0] * c, image)
+    form = TrainingForm.from_input(input_spec or {"channels": c, "height": 28, "width": 28})
+    image = (form.channels, form.height, form.width)
+    return ImageClassification(
+        list(classes), mean or [0.0] * c, std or [1.0] * c, image, form.polarity
+    )
 
 
 def detect_format(path: Path) -> str:

@@ -52,7 +52,7 @@ def task_from_meta(meta: dict[str, Any], package_dir: str | None = None) -> Task
             input_spec=meta.get("input"),
         )
     except (KeyError, TypeError) as exc:
-        raise TensorfabError(f"task {meta.get('task')!r}: cannot rebuild it ({exc})") from None
+        raise TensorfabError(f"cannot rebuild the task {meta.get('task')!r} ({exc})") from None
 
 
 def prepare_workload(name: str, splits: Any, **options: Any) -> Workload:
