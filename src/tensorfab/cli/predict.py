@@ -55,6 +55,7 @@ def format_row(row: dict) -> str:
         return f"{row['text']}\n  {found or '(no entities)'}"
     if "top" in row:
         top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
-        return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}"
+        notes = "".join(f"\n  note: {n}" for n in row.get("notes", []))
+        return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}{notes}"
     probs = "  ".join(f"{k}:{v:.3f}" for k, v in row["probabilities"].items())
     return f"{row['label']}\t{row['score']:.4f}\t{probs}\t{row['text']}"
