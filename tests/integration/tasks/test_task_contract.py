@@ -44,6 +44,7 @@ NER = [
     ("John Smith works for Reuters in London .", "B-PER I-PER O O B-ORG O B-LOC O"),
 ]
 SENTIMENT = [("profit rose sharply", "positive"), ("losses widened again", "negative")]
+TEXT_OVERRIDES = ("model.name=bert-tiny", "data.batch_size=8", "train.epochs=1")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Case:
     write_data: Callable[[Path], None]
     inputs: Callable[[Path], list[str]]  # predict's arguments
     body: Callable[[list[str]], bytes]  # the same inputs as one predict request
+    served: Callable[[list[dict]], list[dict]] = lambda rows: rows  # predict's rows it answers
 
 
 def _conll(tmp: Path) -> None:
@@ -94,21 +96,27 @@ CASES: dict[str, Case] = {
         lambda tmp: None,
         _digit_pngs,
         lambda items: Path(items[2]).read_bytes(),  # the black-on-white one
+        lambda rows: [{**rows[2], "input": "request body"}],  # one image, named as the body
     ),
     "token-classification": Case(
-        ("data.format=conll", "data.path=ner.txt", "data.eval_path=ner.txt", "train.metric=f1"),
+        (
+            *TEXT_OVERRIDES,
+            "data.format=conll",
+            "data.path=ner.txt",
+            "data.eval_path=ner.txt",
+            "train.metric=f1",
+        ),
         _conll,
         _texts,
         lambda items: json.dumps({"instances": items}).encode(),
     ),
     "text-classification": Case(
-        ("data.format=text", "data.path=sent.csv", "data.eval_path=sent.csv"),
+        (*TEXT_OVERRIDES, "data.format=text", "data.path=sent.csv", "data.eval_path=sent.csv"),
         _csv,
         _texts,
         lambda items: json.dumps({"instances": items}).encode(),
     ),
 }
-TEXT_OVERRIDES = ("model.name=bert-tiny", "data.batch_size=8", "train.epochs=1")
 
 
 def _free_port() -> int:
@@ -125,13 +133,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for name in sorted(register_all().names()):
         case = CASES[name]
         case.write_data(tmp)
-        text = () if name == "image-classification" else TEXT_OVERRIDES
         overrides = [
             f"task={name}",
             "train.device=cpu",
             f"output.runs_dir={tmp / 'runs'}",
             f"name={name}",
-            *text,
             *(o.replace("path=", f"path={tmp}/") for o in case.overrides),
         ]
         runs[name] = train(load_spec(None, overrides), quiet=True).run_dir
@@ -193,11 +199,7 @@ def test_evaluate_predict_onnx_and_served_answers_agree(
     )
     assert answer.status_code == 200, answer.text
     served = answer.json()["predictions"]
-    if name == "image-classification":  # one image per request, named as the body
-        expected = [{**rows[2], "input": "request body"}]
-    else:
-        expected = rows
-    _same(served, expected, f"{name} served")
+    _same(served, case.served(rows), f"{name} served")
     assert answer.json().get("notes", []) == [
         f"request body: {'; '.join(r['notes'])}" for r in served if "notes" in r
     ]
