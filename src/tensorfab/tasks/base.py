@@ -175,10 +175,6 @@ class Task(Protocol):
         ...
 
     # --- model FLOPs (MFU) --------------------------------------------------------------
-    def token_count(self, batch: Batch) -> TokenCount:
-        """Samples and real (unpadded) tokens of a training batch."""
-        ...
-
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """FLOPs one forward pass needs over ``count`` (real tokens only, as MFU counts)."""
         ...

@@ -192,13 +192,15 @@ class ImageClassification:
             inputs.example_notes[len(inputs.names)] = notes
             inputs.notes.append(f"{name}: {'; '.join(notes)}")
         inputs.names.append(name)
-        return torch.from_numpy(np.ascontiguousarray(array))[None]
+        return torch.from_numpy(np.array(array, dtype=np.uint8))[None]  # a writable copy
 
     def decode_request(self, body: bytes, limits: ServingLimits) -> Inputs:
         """One encoded image (PNG, JPEG, ...) as the body, refused over ``max_pixels``."""
         try:
             image = decode_image(body, "request body", limits.max_pixels or DEFAULT_MAX_PIXELS)
         except TensorfabError as exc:
+            if exc.__cause__ is None and exc.__context__ is None:
+                raise  # refused before decoding (over the pixel limit): said as it is
             raise TensorfabError(_image_problem(exc)) from None
         inputs = Inputs(None, [])
         inputs.data = self._converted(image, "request body", inputs)
@@ -234,7 +236,13 @@ class ImageClassification:
         """Every image costs the same: one example counted by ``FlopCounterMode``."""
         device = next(model.parameters()).device
         example = torch.zeros(1, *self.image_shape, dtype=torch.uint8, device=device)
-        return float(count.samples * counted_flops(lambda: model(self.inputs(example))))
+        training = model.training
+        model.eval()  # counting must not move batch-norm statistics
+        try:
+            per_image = counted_flops(lambda: model(self.inputs(example)))
+        finally:
+            model.train(training)
+        return float(count.samples * per_image)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
