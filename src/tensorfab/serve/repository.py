@@ -3,9 +3,9 @@
 ``repo/<model>/config.yaml`` (optional) and ``repo/<model>/<version>/`` folders, as Triton
 lays them out (``package.repository``). A model that fails to load is recorded with the
 reason (reported by the repository index and by its ``ready`` endpoint) and never stops
-the others. Each loaded
-version has its runtime (``optimize.runtime``), its own :class:`DynamicBatcher`, and the
-task that turns texts or images into tensors for the convenience endpoint.
+the others. Each loaded version has its :class:`~tensorfab.optimize.runtime.LoadedModel`
+(loaded through the backend registry), its own :class:`DynamicBatcher`, and the task that
+turns texts or images into tensors for the convenience endpoint.
 """
 
 from __future__ import annotations
