@@ -14,6 +14,7 @@ the defaults are said once and what export writes reads back as the same setting
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,7 @@ VARIANTS = (
     "torch-cudagraphs",
 )
 CONFIG_HEADER = "# serving settings for every version of this model"
+CONFIG_WIDTH = 100  # longer comments are wrapped above their setting
 
 
 class ModelConfig(BaseModel):
@@ -94,7 +96,8 @@ def config_yaml(
     config: ModelConfig, fields: Iterable[str] = (), notes: dict[str, str] | None = None
 ) -> str:
     """``config`` as config.yaml text: the fields set on it plus ``fields``, in declaration
-    order, each with its description as a comment (``notes`` replaces it per field).
+    order, each with its description as a comment (``notes`` replaces it per field); a
+    comment too long for the line goes above it.
 
     Fields left out keep their defaults when read back, so :func:`load_model_config` of the
     text gives an equal config.
@@ -102,12 +105,18 @@ def config_yaml(
     shown = set(config.model_fields_set) | set(fields)
     lines = [CONFIG_HEADER]
     for name, info in ModelConfig.model_fields.items():
-        if name not in shown:
-            continue
-        setting = yaml.safe_dump({name: getattr(config, name)}, default_flow_style=False)
-        comment = (notes or {}).get(name, info.description)
-        lines.append(setting.strip() + (f"  # {comment}" if comment else ""))
+        if name in shown:
+            setting = yaml.safe_dump({name: getattr(config, name)}, default_flow_style=False)
+            lines += _commented(setting.strip(), (notes or {}).get(name, info.description))
     return "\n".join(lines) + "\n"
+
+
+def _commented(setting: str, comment: str | None) -> list[str]:
+    if not comment:
+        return [setting]
+    if len(setting) + len(comment) + 4 <= CONFIG_WIDTH:
+        return [f"{setting}  # {comment}"]
+    return [f"# {line}" for line in textwrap.wrap(comment, CONFIG_WIDTH - 2)] + [setting]
 
 
 def write_model_config(

@@ -3,9 +3,9 @@
 ``repo/<model>/config.yaml`` (optional) and ``repo/<model>/<version>/`` folders, as Triton
 lays them out (``package.repository``). A model that fails to load is recorded with the
 reason (reported by the repository index and by its ``ready`` endpoint) and never stops
-the others. Each loaded
-version has its runtime (``optimize.runtime``), its own :class:`DynamicBatcher`, and the
-task that turns texts or images into tensors for the convenience endpoint.
+the others. Each loaded version has its :class:`~tensorfab.optimize.runtime.LoadedModel`
+(loaded through the backend registry), its own :class:`DynamicBatcher`, and the task that
+turns texts or images into tensors for the convenience endpoint.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from tensorfab.optimize.runtime import (
     LoadedModel,
     TensorSpec,
     TorchSettings,
+    backend_names,
     input_signature,
     load_runtime,
 )
 from tensorfab.package.io import META_FILE
 from tensorfab.package.repository import (
+    CONFIG_FILE,
     ModelConfig,
     load_model_config,
     repository_models,
@@ -122,7 +124,7 @@ class ModelRepository:
         state = ModelState(name)
         self.models[name] = state
         try:
-            state.config = load_model_config(self.root / name)
+            state.config = _checked_config(self.root / name)
             versions = version_dirs(self.root / name)
             if state.config.versions == "latest":
                 versions = versions[-1:]
@@ -202,6 +204,17 @@ class ModelRepository:
         except RequestTimeoutError as exc:
             raise ProtocolError(f"request {exc}", 503, {"Retry-After": RETRY_AFTER_S}) from None
         return {OUTPUT: np.asarray(logits, dtype=np.float32)}
+
+
+def _checked_config(model_dir: Path) -> ModelConfig:
+    """The model's config.yaml, its backend one that is registered (named in the file)."""
+    config = load_model_config(model_dir)
+    if config.backend not in backend_names():
+        choices = ", ".join(backend_names())
+        raise TensorfabError(
+            f"{model_dir / CONFIG_FILE}: backend {config.backend!r}; choose from {choices}"
+        )
+    return config
 
 
 def _settings(config: ModelConfig) -> TorchSettings | None:

@@ -153,3 +153,15 @@ def test_repository_models_are_the_folders_with_a_version(tmp_path: Path) -> Non
     for folder in ("b/1", "a/2", "notes", "c/old"):
         (tmp_path / folder).mkdir(parents=True)
     assert repository_models(tmp_path) == ["a", "b"]
+
+
+def test_a_backend_nobody_registered_fails_the_model_naming_its_config(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "config.yaml").write_text("backend: tensorrt\n")
+    repo = ModelRepository(tmp_path, ServerMetrics())
+    state = asyncio.run(repo.load("m"))
+    assert not state.ready
+    assert state.reason == (
+        f"failed to load: {tmp_path / 'm' / 'config.yaml'}: backend 'tensorrt'; "
+        "choose from auto, onnxruntime, torch"
+    )
