@@ -15,7 +15,6 @@ from tensorfab.engine.compare import available_devices, compare_devices
 from tensorfab.engine.train import train
 from tensorfab.spec import load_spec
 
-HELP = "train LeNet on the embedded digits data, evaluate it, show CPU vs GPU speed-up"
 EXAMPLE = "tensorfab demo\ntensorfab demo --epochs 5 --json"
 
 

@@ -27,10 +27,6 @@ from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
 
-HELP = (
-    "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
-    "PyTorch GPU variants, with a parity report"
-)
 DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 EXAMPLE = """\
 tensorfab export runs/digits-lenet --repo repo

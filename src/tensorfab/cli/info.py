@@ -11,7 +11,6 @@ from rich.table import Table
 
 from tensorfab.hardware import collect_info
 
-HELP = "show the CPU, memory, torch build and GPUs (precisions, peaks, live readings)"
 EXAMPLE = """
 tensorfab info
 tensorfab info --json > hardware.json
