@@ -39,6 +39,7 @@ POLARITY_AGREEMENT = 0.9
 POLARITY_MARGIN = 32
 # Ink is what is brighter than this share of the brightest ink (after levelling).
 INK_SHARE = 0.1
+EXIF_ORIENTATION = 0x0112
 # Polarity is measured on at most this many evenly spaced training images.
 POLARITY_SAMPLE = 2000
 
@@ -118,13 +119,14 @@ def _centre_mean(grey: np.ndarray) -> np.ndarray:
 def to_training_form(image: Image.Image, spec: TrainingForm) -> tuple[np.ndarray, list[str]]:
     """``image`` as the model saw its training data: uint8 [C, H, W] and notes on each change.
 
-    For a polarity "none" model: converted to grey/RGB and resized, as training read images.
-    For a digit-like model: transparency flattened onto white, inverted when the background
+    A photo is first turned upright by its EXIF orientation. For a polarity "none" model:
+    converted to grey/RGB and resized, as training read images. For a digit-like model:
+    transparency flattened onto white, inverted when the background
     is the opposite of training's, then fitted and centred as MNIST; an image already in
     that form passes unchanged, with no notes.
     """
     notes: list[str] = []
-    image = _flatten_alpha(image, notes)
+    image = _flatten_alpha(_upright(image, notes), notes)
     if spec.polarity == "none":
         return _as_trained(image, spec, notes), notes
     grey = np.asarray(image.convert("L"), dtype=np.uint8)
@@ -150,6 +152,17 @@ def _note_colour(image: Image.Image, channels: int, notes: list[str]) -> None:
     """Say so when a colour image is read as grey: its colour is dropped."""
     if channels == 1 and image.mode not in ("1", "L", "LA", "I", "I;16", "F", "P"):
         notes.append("converted colour to grey")
+
+
+def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
+    """A photo turned as its camera's EXIF orientation says (phones store it sideways)."""
+    from PIL import ImageOps
+
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation == 1:
+        return image
+    notes.append(f"turned upright (EXIF orientation {orientation})")
+    return ImageOps.exif_transpose(image)
 
 
 def _flatten_alpha(image: Image.Image, notes: list[str]) -> Image.Image:
