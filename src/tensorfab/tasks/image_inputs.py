@@ -7,7 +7,8 @@ polarity, measured from the border against the centre: a black-on-white digit dr
 way is inverted for a model trained on white-on-black, then fitted and centred as MNIST was
 made (the ink's bounding box scaled so its longer side is 20 px of 28, pasted so its centre of
 mass sits at the centre). Each change is said in a note. Images without a plain background
-(photos) are only converted to the trained channels and size, as training read them.
+(photos) are only turned upright (EXIF) and converted to the trained channels and size, as
+training read them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Polarity = Literal["light-on-dark", "dark-on-light", "none"]
-POLARITIES: tuple[str, ...] = ("light-on-dark", "dark-on-light", "none")
+POLARITIES: tuple[str, ...] = get_args(Polarity)
 
 # 50 million pixels: a 48-megapixel phone photo still decodes (about 150 MB as RGB), a
 # 13000x13000 PNG (169 million pixels from a 20 KB file) does not.
@@ -39,9 +40,9 @@ POLARITY_AGREEMENT = 0.9
 POLARITY_MARGIN = 32
 # Ink is what is brighter than this share of the brightest ink (after levelling).
 INK_SHARE = 0.1
-EXIF_ORIENTATION = 0x0112
 # Polarity is measured on at most this many evenly spaced training images.
 POLARITY_SAMPLE = 2000
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
 
 
 @dataclass(frozen=True)
