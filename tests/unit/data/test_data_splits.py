@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sklearn.model_selection  # noqa: F401  (its first import takes a second: at collection)
 import torch
 
 from tensorfab.data import stratified_split
