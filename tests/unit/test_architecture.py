@@ -421,3 +421,120 @@ def test_digits_example_is_the_demo_job() -> None:
     from_file.pop("output")
     demo.pop("output")
     assert from_file == demo
+
+
+# --- Every file write goes through tensorfab.files.atomic_path -------------------------------
+# A writer call is fine inside ``with atomic_path(...) as tmp:`` (or as write_text_atomic, which
+# is one); anywhere else it is a direct write that a crash can leave half done. Not data files,
+# so allowed by (file, text on the line): the metrics log is appended a line at a time (its
+# rewrite on resume is atomic), and /proc/self/clear_refs is a kernel switch, not a file.
+# Libraries that write whole directories or graphs themselves (TensorBoard's SummaryWriter,
+# save_pretrained, shutil.copytree, torch.onnx.export, onnxruntime's quantizers) are not calls
+# this rule can see into.
+DIRECT_WRITE_ALLOWED = {
+    ("engine/rundir.py", 'open(self.path, "a"'): "append-only metrics.jsonl",
+    ("bench/meter.py", 'Path("/proc/self/clear_refs").write_text'): "kernel control file",
+}
+WRITE_METHODS = {"write_text", "write_bytes", "savefig"}
+SAVE_MODULES = {"torch", "np", "numpy"}  # torch.save, np.save
+DUMPS = {"dump", "safe_dump"}  # json.dump / yaml.dump to an open stream
+COPIES = {"copy", "copy2", "copyfile"}  # shutil
+
+
+def _is_write_mode(node: ast.AST) -> bool:
+    value = node.value if isinstance(node, ast.Constant) else None
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 3
+        and set(value) <= set("rwaxbt+")
+        and (bool(set(value) & set("wax+")))
+    )
+
+
+def _writer(call: ast.Call) -> str | None:
+    """The name of the file-writing call ``call`` is (``write_text``, ``open``...), else None."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    owner = getattr(func.value, "id", "") if isinstance(func, ast.Attribute) else ""
+    modes = [*call.args[:2], *(k.value for k in call.keywords if k.arg == "mode")]
+    stream = len(call.args) >= 2 or any(k.arg == "stream" for k in call.keywords)
+    if (
+        name in WRITE_METHODS
+        or (name == "save" and owner in SAVE_MODULES)
+        or (name in DUMPS and owner in ("json", "yaml") and stream)
+        or (name in COPIES and owner == "shutil")
+        or (name == "save_file")
+        or (name == "open" and any(_is_write_mode(m) for m in modes))
+    ):
+        return name
+    return None
+
+
+def _is_atomic_block(node: ast.AST) -> bool:
+    if not isinstance(node, (ast.With, ast.AsyncWith)):
+        return False
+    for item in node.items:
+        func = getattr(item.context_expr, "func", None)
+        if getattr(func, "id", None) == "atomic_path" or getattr(func, "attr", "") == "atomic_path":
+            return True
+    return False
+
+
+def _writes(tree: ast.AST, inside: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, writer) for every writer call in ``tree`` outside an ``atomic_path`` block."""
+    inside = inside or _is_atomic_block(tree)
+    if isinstance(tree, ast.Call) and not inside:
+        name = _writer(tree)
+        if name:
+            yield tree.lineno, name
+    for child in ast.iter_child_nodes(tree):
+        yield from _writes(child, inside)
+
+
+def _direct_writes(root: Path, repo: Path = REPO) -> list[str]:
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "files.py" and path.parent == root:
+            continue  # the one place that writes files
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        where = path.relative_to(root).as_posix()
+        for line, name in _writes(ast.parse(source)):
+            if not any(f == where and text in lines[line - 1] for f, text in DIRECT_WRITE_ALLOWED):
+                bad.append(f"{path.relative_to(repo)}:{line}: {name}() writes a file directly")
+    return bad
+
+
+def test_every_file_write_goes_through_atomic_path() -> None:
+    assert _direct_writes(SRC) == [], "write through tensorfab.files.atomic_path"
+
+
+def test_direct_write_rule_sees_each_writer(tmp_path: Path) -> None:
+    root = tmp_path / "src" / "tensorfab"
+    (root / "engine").mkdir(parents=True)
+    (root / "files.py").write_text("open(p, 'w')\n")  # the one place allowed
+    (root / "engine" / "bad.py").write_text(
+        "import json, shutil, torch\n"
+        "from tensorfab.files import atomic_path\n"
+        "p.write_text('x')\n"
+        "with open(p, 'wb') as f:\n"
+        "    json.dump({}, f)\n"
+        "torch.save(state, p)\n"
+        "fig.savefig(p)\n"
+        "shutil.copy2(a, b)\n"
+        "with atomic_path(p) as tmp:\n"
+        "    tmp.write_bytes(b'')\n"
+        "    torch.save(state, tmp)\n"
+        "open(p).read()\n"
+        "p.open('a')\n"
+        "json.dumps({})\n"
+    )
+    assert _direct_writes(root, repo=tmp_path) == [
+        "src/tensorfab/engine/bad.py:3: write_text() writes a file directly",
+        "src/tensorfab/engine/bad.py:4: open() writes a file directly",
+        "src/tensorfab/engine/bad.py:5: dump() writes a file directly",
+        "src/tensorfab/engine/bad.py:6: save() writes a file directly",
+        "src/tensorfab/engine/bad.py:7: savefig() writes a file directly",
+        "src/tensorfab/engine/bad.py:8: copy2() writes a file directly",
+        "src/tensorfab/engine/bad.py:13: open() writes a file directly",
+    ]

@@ -28,6 +28,7 @@ from tensorfab.data.idx import MNIST_FILES, find_mnist_files
 from tensorfab.data.splits import limit_splits
 from tensorfab.data.text_types import limit_text_splits
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path
 from tensorfab.models.encoders import minilm_dir
 from tensorfab.tasks import TokenCount
 from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
@@ -57,7 +58,8 @@ class Plan:
 def write_idx(path: Path, array: torch.Tensor) -> None:
     """A uint8 tensor as a raw IDX file (magic 0x0000 08 ndim, big-endian dims, the bytes)."""
     header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
-    path.write_bytes(header + array.contiguous().numpy().tobytes())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + array.contiguous().numpy().tobytes())
 
 
 def synthetic_mnist(folder: Path, n_train: int, n_test: int, seed: int = 0) -> Path:

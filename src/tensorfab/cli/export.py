@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import write_text_atomic
 from tensorfab.hardware import resolve_device
 from tensorfab.optimize import export_package, parity_report
 from tensorfab.optimize.export import DEFAULT_VARIANTS, ExportedModel, check_variants
@@ -25,10 +26,6 @@ from tensorfab.package.repository import (
     resolve_version,
 )
 
-HELP = (
-    "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
-    "PyTorch GPU variants, with a parity report"
-)
 DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 EXAMPLE = """\
 tensorfab export runs/digits-lenet --repo repo
@@ -141,8 +138,8 @@ def _write_report(report: dict, repo: Path, name: str, version: int, title: str)
     """One JSON and one markdown report per exported version: earlier ones stay."""
     json_path = report_path(repo, name, version)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    report_path(repo, name, version, ".md").write_text(export_markdown(report, title))
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(report_path(repo, name, version, ".md"), export_markdown(report, title))
 
 
 def _latency(

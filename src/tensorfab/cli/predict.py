@@ -9,7 +9,6 @@ from tensorfab.engine.inference import predict_inputs
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import resolve_device
 
-HELP = "predict labels for images, IDX files, texts, or files of texts (one per line)"
 EXAMPLE = """\
 tensorfab predict runs/digits-lenet digit.png another.png
 tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tensorfab.files import atomic_path
+
 MAX_ANNOTATED_CLASSES = 20
 
 
@@ -88,7 +90,8 @@ def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.hardware import resolve_device
 from tensorfab.optimize.runtime import TorchSettings, torch_unsupported
 from tensorfab.package import LoadedPackage
@@ -206,7 +207,8 @@ def export_torch_variant(pkg: LoadedPackage, version_dir: Path, variant: str) ->
     """A copy of the package that the torch runtime runs with the variant's settings."""
     settings = TORCH_VARIANTS[variant]
     version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(pkg.path / WEIGHTS_FILE, version_dir / WEIGHTS_FILE)
+    with atomic_path(version_dir / WEIGHTS_FILE) as tmp:
+        shutil.copy2(pkg.path / WEIGHTS_FILE, tmp)
     names = tuple(t.name for t in pkg.task.signature()[0])
     details = {"runtime": {"variant": variant, **settings.as_dict()}}
     return ExportedModel(variant, version_dir / WEIGHTS_FILE, names, "torch", details)
@@ -302,7 +304,7 @@ def _write_meta(pkg: LoadedPackage, model: ExportedModel) -> None:
     else:
         onnx_info = {"variant": model.variant, "opset": OPSET, "inputs": list(model.input_names)}
         meta = {**pkg.meta, "onnx": {**onnx_info, **model.details}}
-    (model.version_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(model.version_dir / META_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 def _write_config(model_dir: Path, model: ExportedModel) -> None:

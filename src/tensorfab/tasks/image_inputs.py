@@ -7,7 +7,8 @@ polarity, measured from the border against the centre: a black-on-white digit dr
 way is inverted for a model trained on white-on-black, then fitted and centred as MNIST was
 made (the ink's bounding box scaled so its longer side is 20 px of 28, pasted so its centre of
 mass sits at the centre). Each change is said in a note. Images without a plain background
-(photos) are only converted to the trained channels and size, as training read them.
+(photos) are only turned upright (EXIF) and converted to the trained channels and size, as
+training read them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 Polarity = Literal["light-on-dark", "dark-on-light", "none"]
-POLARITIES: tuple[str, ...] = ("light-on-dark", "dark-on-light", "none")
+POLARITIES: tuple[str, ...] = get_args(Polarity)
 
 # 50 million pixels: a 48-megapixel phone photo still decodes (about 150 MB as RGB), a
 # 13000x13000 PNG (169 million pixels from a 20 KB file) does not.
@@ -41,6 +42,7 @@ POLARITY_MARGIN = 32
 INK_SHARE = 0.1
 # Polarity is measured on at most this many evenly spaced training images.
 POLARITY_SAMPLE = 2000
+EXIF_ORIENTATION = 0x0112  # the EXIF tag that says how the camera was held
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,14 @@ def _centre_mean(grey: np.ndarray) -> np.ndarray:
 def to_training_form(image: Image.Image, spec: TrainingForm) -> tuple[np.ndarray, list[str]]:
     """``image`` as the model saw its training data: uint8 [C, H, W] and notes on each change.
 
-    For a polarity "none" model: converted to grey/RGB and resized, as training read images.
-    For a digit-like model: transparency flattened onto white, inverted when the background
+    A photo is first turned upright by its EXIF orientation. For a polarity "none" model:
+    converted to grey/RGB and resized, as training read images. For a digit-like model:
+    transparency flattened onto white, inverted when the background
     is the opposite of training's, then fitted and centred as MNIST; an image already in
     that form passes unchanged, with no notes.
     """
     notes: list[str] = []
-    image = _flatten_alpha(image, notes)
+    image = _flatten_alpha(_upright(image, notes), notes)
     if spec.polarity == "none":
         return _as_trained(image, spec, notes), notes
     grey = np.asarray(image.convert("L"), dtype=np.uint8)
@@ -150,6 +153,17 @@ def _note_colour(image: Image.Image, channels: int, notes: list[str]) -> None:
     """Say so when a colour image is read as grey: its colour is dropped."""
     if channels == 1 and image.mode not in ("1", "L", "LA", "I", "I;16", "F", "P"):
         notes.append("converted colour to grey")
+
+
+def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
+    """A photo turned as its camera's EXIF orientation says (phones store it sideways)."""
+    from PIL import ImageOps
+
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation == 1:
+        return image
+    notes.append(f"turned upright (EXIF orientation {orientation})")
+    return ImageOps.exif_transpose(image)
 
 
 def _flatten_alpha(image: Image.Image, notes: list[str]) -> Image.Image:

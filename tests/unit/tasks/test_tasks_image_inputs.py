@@ -180,3 +180,17 @@ def test_training_form_from_input_record() -> None:
     assert TrainingForm.from_input({**record, "polarity": "light-on-dark"}) == MNIST_FORM
     with pytest.raises(TensorfabError, match=r"input.polarity: 'upside' is not one of"):
         TrainingForm.from_input({**record, "polarity": "upside"})
+
+
+def test_sideways_photo_turned_upright() -> None:
+    image = Image.new("L", (30, 20), 0)
+    image.putpixel((0, 0), 255)  # top left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned 90 degrees anticlockwise: show it turned clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    form = TrainingForm(channels=1, height=30, width=20)
+    array, notes = to_training_form(decode_image(buffer.getvalue()), form)
+    assert notes == ["turned upright (EXIF orientation 6)"]
+    assert array.shape == (1, 30, 20)
+    assert array[0, 0, 19] == 255 and int(array.sum()) == 255  # now top right
