@@ -156,8 +156,11 @@ class Task(Protocol):
         """A served ``:predict`` request body as inputs (TensorfabError: a bad request)."""
         ...
 
-    def input_batches(self, inputs: Inputs, batch_size: int) -> Iterable[tuple[Feed, Any]]:
-        """Inputs as graph feeds, each with the key :meth:`rows` needs to read its logits."""
+    def input_batches(
+        self, inputs: Inputs, batch_size: int | None = None
+    ) -> Iterable[tuple[Feed, Any]]:
+        """Inputs as graph feeds (``batch_size`` rows each; None: the task's own size), each
+        with the key :meth:`rows` needs to read its logits."""
         ...
 
     def rows(
