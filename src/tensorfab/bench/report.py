@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import tensorfab
+from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.hardware import cpu_model, device_name, driver_version, physical_cores
 from tensorfab.metrics import markdown_table
 
@@ -79,14 +80,14 @@ def save_results(result: dict[str, Any], out: Path) -> dict[str, str]:
     table = markdown(result)
     if table:
         md = out.with_suffix(".md")
-        md.write_text(table)
+        write_text_atomic(md, table)
         files["markdown"] = str(md)
     if result.get("kind") in ("train", "infer") and result.get("results"):
         png = out.with_suffix(".png")
         bar_chart(result, png)
         files["chart"] = str(png)
     result["files"] = files
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     return files
 
 
@@ -235,4 +236,5 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
     ax.set_title(f"bench {result['kind']}: {env['device_name']}, {env['date']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from tensorfab.bench.flops import TRAIN_FLOPS_FACTOR, train_mfu
 from tensorfab.bench.meter import MeteredBatches, PeakMemory, PowerSampler, StepMeter
 from tensorfab.bench.progress import BenchProgress
 from tensorfab.bench.report import load_average
@@ -25,11 +24,12 @@ from tensorfab.bench.workloads import Plan, create_workload
 from tensorfab.engine.fit import train_epoch
 from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
-from tensorfab.engine.telemetry import peak_info
+from tensorfab.engine.telemetry import peak_info, train_mfu
 from tensorfab.engine.train import setup
 from tensorfab.errors import TensorfabError
 from tensorfab.spec import parse_spec
 from tensorfab.spec.load import apply_overrides
+from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
 def side_result(

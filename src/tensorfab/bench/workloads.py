@@ -22,14 +22,17 @@ from typing import Any
 import torch
 
 from tensorfab.bench.baselines import bert_base_ner, lenet_mnist, minilm_ner, ner
-from tensorfab.bench.flops import EncoderShape, encoder_forward_flops, lenet_forward_flops
 from tensorfab.bench.meter import BatchCount, StepMeter, count_images, count_sequences
 from tensorfab.data import create_dataset
 from tensorfab.data.idx import MNIST_FILES, find_mnist_files
 from tensorfab.data.splits import limit_splits
 from tensorfab.data.text_types import limit_text_splits
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path
 from tensorfab.models.encoders import minilm_dir
+from tensorfab.tasks import TokenCount
+from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
+from tensorfab.tasks.image_classification import ImageClassification
 
 WORKLOAD_NAMES = ("lenet-mnist", "bert-base-ner", "minilm-ner")
 
@@ -55,7 +58,8 @@ class Plan:
 def write_idx(path: Path, array: torch.Tensor) -> None:
     """A uint8 tensor as a raw IDX file (magic 0x0000 08 ndim, big-endian dims, the bytes)."""
     header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
-    path.write_bytes(header + array.contiguous().numpy().tobytes())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(header + array.contiguous().numpy().tobytes())
 
 
 def synthetic_mnist(folder: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
@@ -126,9 +130,9 @@ class LenetMnist:
         return count_images(batch)
 
     def forward_flops(self, model: torch.nn.Module, meter: StepMeter) -> float:
-        """Forward FLOPs of the timed steps: every sample costs the same."""
-        del model  # both sides train the same LeNet on 28x28 images
-        return float(lenet_forward_flops()) * meter.samples
+        """Forward FLOPs of the timed steps: every sample costs the same (the task's count)."""
+        task = ImageClassification([str(i) for i in range(10)], image_shape=(1, 28, 28))
+        return task.forward_flops(model, TokenCount(meter.samples))
 
     def engine_spec(self, batch_size: int, max_steps: int | None, compile: bool) -> dict:
         """The job ``tensorfab train`` would run, at its best settings."""

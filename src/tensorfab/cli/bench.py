@@ -27,7 +27,6 @@ from tensorfab.bench.report import markdown
 from tensorfab.bench.workloads import has_mnist
 from tensorfab.errors import TensorfabError
 
-HELP = "benchmark the hardware and tensorfab against the tutorials' plain PyTorch loops"
 EXAMPLE = """\
 tensorfab bench micro
 tensorfab bench train --workloads lenet-mnist --device cpu

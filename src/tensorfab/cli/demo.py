@@ -11,11 +11,8 @@ import json
 import sys
 import time
 
-from tensorfab.engine.compare import available_devices, compare_devices
-from tensorfab.engine.train import train
 from tensorfab.spec import load_spec
 
-HELP = "train LeNet on the embedded digits data, evaluate it, show CPU vs GPU speed-up"
 EXAMPLE = "tensorfab demo\ntensorfab demo --epochs 5 --json"
 
 
@@ -31,6 +28,9 @@ DEMO_OVERRIDES = ["name=digits-lenet", "train.epochs=15"]
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.engine.compare import available_devices, compare_devices  # torch, when run
+    from tensorfab.engine.train import train
+
     overrides = [
         f"output.runs_dir={args.runs_dir}",
         f"output.name=demo-{time.strftime('%Y%m%d-%H%M%S')}",

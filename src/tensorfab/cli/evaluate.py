@@ -12,7 +12,6 @@ from rich.table import Table
 from tensorfab.engine.inference import evaluate_model
 from tensorfab.hardware import resolve_device
 
-HELP = "score a trained model on its test split or on your own labelled data"
 EXAMPLE = """\
 tensorfab evaluate runs/digits-lenet
 tensorfab evaluate runs/mnist-lenet --data ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json

@@ -10,27 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import write_text_atomic
 from tensorfab.hardware import resolve_device
 from tensorfab.optimize import export_package, parity_report
-from tensorfab.optimize.export import (
-    DEFAULT_VARIANTS,
+from tensorfab.optimize.export import DEFAULT_VARIANTS, ExportedModel, check_variants
+from tensorfab.optimize.latency import latency_report
+from tensorfab.optimize.parity import heldout_data
+from tensorfab.optimize.report import export_markdown
+from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
+from tensorfab.package.repository import (
     VARIANTS,
-    ExportedModel,
     check_model_name,
-    check_variants,
     check_version_number,
     report_path,
     resolve_version,
 )
-from tensorfab.optimize.latency import latency_report, token_lengths
-from tensorfab.optimize.parity import heldout_data
-from tensorfab.optimize.report import export_markdown
-from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
 
-HELP = (
-    "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
-    "PyTorch GPU variants, with a parity report"
-)
 DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 EXAMPLE = """\
 tensorfab export runs/digits-lenet --repo repo
@@ -143,17 +138,15 @@ def _write_report(report: dict, repo: Path, name: str, version: int, title: str)
     """One JSON and one markdown report per exported version: earlier ones stay."""
     json_path = report_path(repo, name, version)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    report_path(repo, name, version, ".md").write_text(export_markdown(report, title))
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(report_path(repo, name, version, ".md"), export_markdown(report, title))
 
 
 def _latency(
     args: argparse.Namespace, pkg: LoadedPackage, exported: list[ExportedModel], data: Any
 ) -> dict:
-    """Text models are timed on the held-out sentences' lengths unless --seq-len is given."""
-    lengths = None
-    if pkg.meta["input"]["kind"] == "text" and args.seq_len is None:
-        lengths = token_lengths(pkg, data)
+    """Sequence models are timed on the held-out examples' lengths unless --seq-len is given."""
+    lengths = pkg.task.input_lengths(data) if args.seq_len is None else None
     return latency_report(
         pkg,
         exported,

@@ -9,9 +9,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tensorfab.hardware import collect_info
-
-HELP = "show the CPU, memory, torch build and GPUs (precisions, peaks, live readings)"
 EXAMPLE = """
 tensorfab info
 tensorfab info --json > hardware.json
@@ -23,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.hardware import collect_info  # torch: imported when run, not for --help
+
     info = collect_info()
     if args.json:
         print(json.dumps(info, indent=2))

@@ -15,7 +15,6 @@ from typing import Any
 from tensorfab.cli import jobs_simulate
 from tensorfab.errors import TensorfabError
 
-HELP = "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)"
 EXAMPLE = """\
 tensorfab jobs up --simulate-gpus 4 &                 # the daemon (loopback, single user)
 tensorfab jobs submit examples/digits-lenet.yaml --gpus 1 --priority high --time 2h \\
@@ -522,5 +521,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

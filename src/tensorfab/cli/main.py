@@ -1,8 +1,10 @@
 """``tensorfab``: a table from command name to module, nothing more.
 
-Each command module defines ``HELP`` (one line), ``EXAMPLE`` (shown by ``--help``),
-``configure(parser)`` and ``run(args) -> int``. A :class:`TensorfabError` anywhere ends
-in one ``error: ...`` line and exit code 2.
+Each command module defines ``EXAMPLE`` (shown by ``--help``), ``configure(parser)`` and
+``run(args) -> int``; its one-line help lives in :data:`COMMANDS`. Only the command that runs
+is imported, so ``tensorfab --help`` imports no torch and a command whose extra is not
+installed cannot break the others. A :class:`TensorfabError` anywhere ends in one
+``error: ...`` line and exit code 2; so does a missing optional dependency, naming its extra.
 """
 
 from __future__ import annotations
@@ -10,28 +12,70 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from functools import cache
+from types import ModuleType
 
 from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 
-COMMANDS = {
-    "train": "tensorfab.cli.train",
-    "evaluate": "tensorfab.cli.evaluate",
-    "predict": "tensorfab.cli.predict",
-    "info": "tensorfab.cli.info",
-    "demo": "tensorfab.cli.demo",
-    "export": "tensorfab.cli.export",
-    "bench": "tensorfab.cli.bench",
-    "serve": "tensorfab.cli.serve",
-    "perf": "tensorfab.cli.perf",
-    "spec": "tensorfab.cli.spec",
-    "jobs": "tensorfab.cli.jobs",
+# name -> (module, one-line help). A new command is one entry here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "tensorfab.cli.train",
+        "train a model from a job spec (YAML), or resume an interrupted run",
+    ),
+    "evaluate": (
+        "tensorfab.cli.evaluate",
+        "score a trained model on its test split or on your own labelled data",
+    ),
+    "predict": (
+        "tensorfab.cli.predict",
+        "predict labels for images, IDX files, texts, or files of texts (one per line)",
+    ),
+    "info": (
+        "tensorfab.cli.info",
+        "show the CPU, memory, torch build and GPUs (precisions, peaks, live readings)",
+    ),
+    "demo": (
+        "tensorfab.cli.demo",
+        "train LeNet on the embedded digits data, evaluate it, show CPU vs GPU speed-up",
+    ),
+    "export": (
+        "tensorfab.cli.export",
+        "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
+        "PyTorch GPU variants, with a parity report",
+    ),
+    "bench": (
+        "tensorfab.cli.bench",
+        "benchmark the hardware and tensorfab against the tutorials' plain PyTorch loops",
+    ),
+    "serve": (
+        "tensorfab.cli.serve",
+        "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)",
+    ),
+    "perf": (
+        "tensorfab.cli.perf",
+        "load-test a running server: concurrent clients, requests/s, p50/p99 latency",
+    ),
+    "spec": (
+        "tensorfab.cli.spec",
+        "validate a job spec and print it resolved, without running anything",
+    ),
+    "jobs": (
+        "tensorfab.cli.jobs",
+        "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)",
+    ),
 }
+# "fastapi>=0.110; extra == \"serve\"" in the installed package's requirements (pyproject's
+# optional-dependencies): the distribution name and its extra.
+EXTRA_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*).*;.*\bextra\s*==\s*[\"']([^\"']+)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported and its options added."""
     parser = argparse.ArgumentParser(
         prog="tensorfab",
         description=(
@@ -42,18 +86,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tensorfab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, (module_name, help_text) in COMMANDS.items():
         cmd = sub.add_parser(
             name,
-            help=module.HELP,
-            description=module.HELP,
-            epilog="example:\n  " + module.EXAMPLE.strip().replace("\n", "\n  "),
+            help=help_text,
+            description=help_text,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.configure(cmd)
-        cmd.set_defaults(_run=module.run)
+        if name == command:
+            _configure(cmd, importlib.import_module(module_name))
     return parser
+
+
+def _configure(cmd: argparse.ArgumentParser, module: ModuleType) -> None:
+    """The command's own options, example and run function."""
+    cmd.epilog = "example:\n  " + module.EXAMPLE.strip().replace("\n", "\n  ")
+    module.configure(cmd)
+    cmd.set_defaults(_run=module.run)
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+@cache
+def extra_packages() -> dict[str, str]:
+    """Import name -> extra, for every optional dependency of the installed tensorfab."""
+    import importlib.metadata  # only when a module is missing: 40 ms of start-up otherwise
+
+    try:
+        requires = importlib.metadata.requires("tensorfab") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    extras: dict[str, str] = {}
+    for requirement in requires:
+        match = EXTRA_REQUIREMENT.match(requirement)
+        if match:  # the first extra that names a package is the one to suggest
+            extras.setdefault(match[1].lower().replace("-", "_").replace(".", "_"), match[2])
+    return extras
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that installs the module ``exc`` found missing, or None if none does."""
+    return extra_packages().get((exc.name or "").split(".")[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,15 +144,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: Sequence[str] | None) -> int:
     """Parse, run the command, and turn a TensorfabError into one ``error:`` line."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_in(argv)
     try:
+        parser = build_parser(command)
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
         return int(args._run(args) or 0)
     except TensorfabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"error: 'tensorfab {command}' needs the {extra} extra: "
+            f"pip install 'tensorfab[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

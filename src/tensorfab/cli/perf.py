@@ -10,9 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tensorfab.errors import TensorfabError
-from tensorfab.serve.loadgen import LoadSpec, failure_line, run_load
 
-HELP = "load-test a running server: concurrent clients, requests/s, p50/p99 latency"
 EXAMPLE = """\
 tensorfab perf http://127.0.0.1:8000 --model ner --texts lines.txt --clients 32 --requests 2000"""
 
@@ -44,6 +42,8 @@ def server_url(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.serve.loadgen import LoadSpec, failure_line, run_load  # the serve extra
+
     base = server_url(args.url)
     path = Path(args.texts)
     if not path.is_file():

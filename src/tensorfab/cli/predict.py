@@ -9,7 +9,6 @@ from tensorfab.engine.inference import predict_inputs
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import resolve_device
 
-HELP = "predict labels for images, IDX files, texts, or files of texts (one per line)"
 EXAMPLE = """\
 tensorfab predict runs/digits-lenet digit.png another.png
 tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json
@@ -55,6 +54,7 @@ def format_row(row: dict) -> str:
         return f"{row['text']}\n  {found or '(no entities)'}"
     if "top" in row:
         top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
-        return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}"
+        notes = "".join(f"\n  note: {n}" for n in row.get("notes", []))
+        return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}{notes}"
     probs = "  ".join(f"{k}:{v:.3f}" for k, v in row["probabilities"].items())
     return f"{row['label']}\t{row['score']:.4f}\t{probs}\t{row['text']}"

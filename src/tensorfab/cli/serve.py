@@ -8,10 +8,7 @@ import signal
 from pathlib import Path
 
 from tensorfab.errors import TensorfabError
-from tensorfab.serve import Bind, ServerOptions, run_server
-from tensorfab.serve.server import check_port
 
-HELP = "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)"
 EXAMPLE = """\
 tensorfab export runs/conll2003-minilm --repo repo --name ner
 tensorfab serve repo --port 8000
@@ -51,6 +48,9 @@ def _check_limits(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.serve import Bind, ServerOptions, run_server  # the serve extra, when run
+    from tensorfab.serve.server import check_port
+
     repo = Path(args.repo)
     if not repo.is_dir():
         raise TensorfabError(f"{repo}: no such model repository folder")

@@ -6,10 +6,8 @@ import argparse
 import json
 
 from tensorfab.cli.train import add_spec_arguments
-from tensorfab.models import model_entry
 from tensorfab.spec import dump_spec, load_spec
 
-HELP = "validate a job spec and print it resolved, without running anything"
 EXAMPLE = "tensorfab spec examples/mnist-lenet.yaml --set train.epochs=3 --json"
 
 
@@ -19,6 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.models import model_entry  # torch: imported when run, not for --help
+
     spec = load_spec(args.spec, args.overrides)
     # the schema cannot know the registry (spec is the lowest layer); the model's name is
     # checked here too, so `spec` finds what `train` would refuse before any work

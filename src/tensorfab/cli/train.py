@@ -6,11 +6,8 @@ import argparse
 import json
 import sys
 
-from tensorfab.engine.fit import Interrupted
-from tensorfab.engine.train import train
 from tensorfab.spec import load_spec
 
-HELP = "train a model from a job spec (YAML), or resume an interrupted run"
 EXAMPLE = """\
 tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
 tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
@@ -45,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.engine.fit import Interrupted  # torch: imported when training, not for --help
+    from tensorfab.engine.train import train
+
     overrides = list(args.overrides)
     if args.name:
         overrides.append(f"output.name={args.name}")

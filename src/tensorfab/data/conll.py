@@ -9,13 +9,13 @@ scheme the rest of tensorfab sees.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tensorfab.data.registry import DATASETS
+from tensorfab.data.splits import split_rows
 from tensorfab.data.text_types import TextSplits, TokenExample, limit_text_splits, read_text_file
 from tensorfab.errors import TensorfabError
 
@@ -141,18 +141,6 @@ def conll_source(path: str | Path) -> dict[str, str]:
     return {"name": Path(path).stem, "path": str(path), "licence": USER_LICENCE, "citation": ""}
 
 
-def held_out_rows(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split ``range(n)`` into (keep, held), ``round(n * fraction)`` held (at least one).
-
-    Seeded and deterministic; both parts keep the file order.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise TensorfabError(f"eval fraction must be between 0 and 1, got {fraction}")
-    n_held = min(max(round(n * fraction), 1), n - 1)
-    held = set(random.Random(seed).sample(range(n), n_held))
-    return [i for i in range(n) if i not in held], sorted(held)
-
-
 def load_conll_eval(path: str | Path) -> tuple[list[TokenExample], None]:
     """A user's own CoNLL file, for ``evaluate --data``."""
     return read_conll(path), None
@@ -188,7 +176,10 @@ def build_conll(
             raise TensorfabError(
                 f"{path}: {len(train)} sentence, too few to hold out an eval split; give eval_path"
             )
-        keep, held = held_out_rows(len(train), eval_fraction, split_seed)
+        rows = [0] * len(train)  # sentences have no single label: one class, unstratified
+        keep, held = split_rows(
+            rows, eval_fraction, split_seed, algorithm="unstratified", what="eval"
+        )
         train, eval_part = [train[i] for i in keep], [train[i] for i in held]
         split.update(eval_fraction=eval_fraction, seed=split_seed)
     test = eval_part

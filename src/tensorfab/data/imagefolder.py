@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -46,16 +47,37 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _open_image(path: Path | BinaryIO, where: str | None = None) -> Image.Image:
-    """Decode an image file (a path or an open binary stream); ``where`` names it in errors."""
+def open_image(
+    path: Path | BinaryIO, where: str | None = None, max_pixels: int | None = None
+) -> Image.Image:
+    """Decode an image file (a path or an open binary stream); ``where`` names it in errors.
+
+    The one image decoder. With ``max_pixels``, an image whose header declares more pixels
+    is refused before any pixel is decoded (a decompression bomb: a 20 KB PNG can declare
+    13000x13000); without it, Pillow's own limit applies.
+    """
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
+        with warnings.catch_warnings():
+            if max_pixels is not None:  # ours is the check; Pillow's warning would repeat it
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(image.size, max_pixels, where or str(path))
+                image.load()
+                return image.copy()
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise TensorfabError(f"{where or path}: unreadable image ({exc})") from None
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, where: str) -> None:
+    """Refuse an image whose declared width x height exceeds ``max_pixels``."""
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise TensorfabError(
+            f"{where}: image is {width}x{height} = {width * height:,} pixels, over the limit "
+            f"of {max_pixels:,} pixels; refused before decoding (a decompression bomb?)"
+        )
 
 
 def _pick_channels(images: list[Image.Image], channels: int | None) -> int:
@@ -81,8 +103,8 @@ def _pick_size(
     return first
 
 
-def _to_array(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 [C, H, W]."""
+def to_array(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """One image as uint8 [C, H, W]: grey (1 channel) or RGB (3), resized to (w, h)."""
     from PIL import Image
 
     image = image.convert("L" if channels == 1 else "RGB")
@@ -102,10 +124,10 @@ def _read_folder(
         found = image_files(folder)
         files += found
         labels += [label] * len(found)
-    images = [_open_image(f) for f in files]
+    images = [open_image(f) for f in files]
     channels = _pick_channels(images, channels)
     size = size or _pick_size(images, files, image_size)
-    arrays = np.stack([_to_array(im, channels, size) for im in images])
+    arrays = np.stack([to_array(im, channels, size) for im in images])
     data = ImageData(torch.from_numpy(arrays), torch.tensor(labels, dtype=torch.int64))
     return data, [f.name for f in folders], size
 
@@ -174,10 +196,10 @@ def build_imagefolder(
 
 def read_image_file(path: str | Path, channels: int, size: int) -> torch.Tensor:
     """One image file as uint8 [C, H, W] at the given square size (for predict)."""
-    return torch.from_numpy(_to_array(_open_image(Path(path)), channels, (size, size)).copy())
+    return torch.from_numpy(to_array(open_image(Path(path)), channels, (size, size)).copy())
 
 
 def read_image_bytes(data: bytes, channels: int, size: int, where: str) -> torch.Tensor:
     """An encoded image (PNG, JPEG, ...) as uint8 [C, H, W] at the given square size."""
-    image = _open_image(io.BytesIO(data), where)
-    return torch.from_numpy(_to_array(image, channels, (size, size)).copy())
+    image = open_image(io.BytesIO(data), where)
+    return torch.from_numpy(to_array(image, channels, (size, size)).copy())

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.data.registry import DATASETS
+from tensorfab.data.splits import split_rows
 from tensorfab.data.text_types import TextExample, TextSplits, limit_text_splits, read_text_file
 from tensorfab.errors import TensorfabError
 
@@ -230,28 +231,14 @@ def stratified_three_way(
 ) -> tuple[list[int], list[int], list[int]]:
     """Row indices (train, eval, test) by a seeded stratified split with sizes ``fractions``.
 
-    scikit-learn's ``train_test_split`` twice: test first, then eval from the rest; the
-    eval and test sizes are rounded from the whole count. Each part comes shuffled.
+    Two "sklearn" splits: test first, then eval from the rest; the eval and test sizes are
+    rounded from the whole count. Each part comes shuffled.
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(labels)
     n_test, n_eval = round(n * fractions[2]), round(n * fractions[1])
-    rest, test = train_test_split(
-        list(range(n)), test_size=n_test, random_state=seed, stratify=labels
-    )
-    train, eval_rows = stratified_two_way([labels[i] for i in rest], n_eval, seed)
-    return [rest[i] for i in train], [rest[i] for i in eval_rows], list(test)
-
-
-def stratified_two_way(labels: list[str], n_held: int, seed: int) -> tuple[list[int], list[int]]:
-    """Row indices (keep, held), ``n_held`` held out, seeded and stratified."""
-    from sklearn.model_selection import train_test_split
-
-    keep, held = train_test_split(
-        list(range(len(labels))), test_size=n_held, random_state=seed, stratify=labels
-    )
-    return list(keep), list(held)
+    rest, test = split_rows(labels, n_test, seed, algorithm="sklearn")
+    train, eval_rows = split_rows([labels[i] for i in rest], n_eval, seed, algorithm="sklearn")
+    return [rest[i] for i in train], [rest[i] for i in eval_rows], test
 
 
 def _check_fractions(fractions: Any) -> tuple[float, float, float]:
@@ -279,7 +266,7 @@ def _split(
             parts = stratified_three_way(labels, fractions, seed)
         else:
             n_eval = round(len(examples) * fractions[1] / (fractions[0] + fractions[1]))
-            parts = stratified_two_way(labels, n_eval, seed)
+            parts = split_rows(labels, n_eval, seed, algorithm="sklearn")
     except ValueError as exc:
         raise TensorfabError(
             f"{path}: cannot make a stratified split of {len(examples)} examples: {exc}"

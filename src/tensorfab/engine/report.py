@@ -18,6 +18,7 @@ from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
 from tensorfab.metrics.report import scored_split
 from tensorfab.package import update_metrics
 from tensorfab.package.io import WEIGHTS_FILE
+from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
 def _throughput(ctx: RunContext, state: TrainState, eval_sps: float) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def _throughput(ctx: RunContext, state: TrainState, eval_sps: float) -> dict[str
     samples = sum(state.train_samples) * ctx.env.world_size
     seconds = sum(state.train_time_s)
     sps = samples / seconds if seconds else 0.0
-    train_flops = 3 * ctx.flops_per_sample if ctx.flops_per_sample else None
+    train_flops = TRAIN_FLOPS_FACTOR * ctx.flops_per_sample if ctx.flops_per_sample else None
     peaks = peak_info(ctx.runtime.device, ctx.runtime.precision)
     return {
         "train_samples_per_s": sps,

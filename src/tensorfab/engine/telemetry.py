@@ -1,26 +1,26 @@
 """Model FLOPs per sample and MFU, as ARCHITECTURE.md defines them.
 
-FLOPs are counted by PyTorch's ``FlopCounterMode`` on one real forward pass (matmuls and
-convolutions); a training step costs three forward passes' worth (forward + backward).
+The count is the task's (``Task.forward_flops``, real tokens only) over the whole training
+split, so a text run's MFU is not that of its first, padded batch; a training step costs
+three forward passes' worth (forward + backward).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch import nn
 
 from tensorfab.hardware import datasheet_peak_tflops, measured_peak_tflops, mfu
+from tensorfab.tasks import Task, TokenCount
+from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
 @torch.no_grad()
-def forward_flops_per_sample(forward: Callable[[], torch.Tensor], batch_size: int) -> float:
-    """FLOPs of one forward pass per sample, counted on a real batch."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        forward()
-    return counter.get_total_flops() / max(1, batch_size)
+def flops_per_sample(task: Task, model: nn.Module, count: TokenCount | None) -> float | None:
+    """Forward FLOPs per training sample on real tokens; None when the split is unknown."""
+    if count is None or count.samples < 1:
+        return None
+    return task.forward_flops(model, count) / count.samples
 
 
 def peak_info(device: torch.device, precision: str) -> dict[str, float | None]:
@@ -38,3 +38,11 @@ def model_flops_utilization(
     if not train_flops_per_sample:
         return None
     return mfu(train_flops_per_sample * samples_per_s, peak_tflops)
+
+
+def train_mfu(
+    forward_flops: float, seconds: float, peak_tflops: float | None
+) -> tuple[float, float | None]:
+    """(achieved model TFLOP/s of training, MFU as a fraction or None without a peak)."""
+    flops_per_s = TRAIN_FLOPS_FACTOR * forward_flops / seconds if seconds > 0 else 0.0
+    return flops_per_s / 1e12, mfu(flops_per_s, peak_tflops)

@@ -35,7 +35,7 @@ from tensorfab.engine.rundir import MetricsLog, RunDir, check_run_dir, open_run_
 from tensorfab.engine.runtime import Runtime, create_runtime, seed_everything
 from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
-from tensorfab.engine.telemetry import forward_flops_per_sample
+from tensorfab.engine.telemetry import flops_per_sample
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.package import save_package
@@ -179,10 +179,7 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
     )
     for note in workload.notes:
         progress.log(f"warning: {note}")
-    sample = next(ctx.train.epoch(0))
-    ctx.flops_per_sample = forward_flops_per_sample(
-        lambda: task.logits(model, sample), len(sample[0])
-    )
+    ctx.flops_per_sample = flops_per_sample(task, model, workload.train_count)
     return ctx
 
 

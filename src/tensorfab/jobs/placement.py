@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tensorfab.jobs.policy import Job, Node, Placement
+from tensorfab.jobs.policy_types import Job, Node, Placement
 
 MAX_COMBINATIONS = 5000  # beyond this many GPU sets, topology falls back to the lowest ids
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from tensorfab.jobs.fairshare import share_of
 from tensorfab.jobs.placement import Cluster, Placement, Pool, Request, held_gpus
-from tensorfab.jobs.policy import (
+from tensorfab.jobs.policy_types import (
     QUEUED,
     Action,
     Cancel,

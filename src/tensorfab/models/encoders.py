@@ -154,8 +154,13 @@ def save_encoder_config(model: nn.Module, directory: Path) -> bool:
     return True
 
 
-def build_from_encoder_config(directory: Path, head: str = "token") -> nn.Module:
-    """The architecture saved by :func:`save_encoder_config`, with fresh fp32 weights."""
+def build_from_encoder_config(directory: Path, head: str = "token", **_saved: Any) -> nn.Module:
+    """The architecture saved by :func:`save_encoder_config`, with fresh fp32 weights.
+
+    Every encoder entry's ``from_encoder_config`` (what ``create_model(name,
+    encoder_config=...)`` calls): the classes, the size overrides and the vocabulary that
+    the other arguments (``_saved``) chose are in the saved config already.
+    """
     from transformers import AutoConfig
 
     try:
@@ -182,6 +187,7 @@ def load_tokenizer(encoder: str) -> Any:
     input="text",
     encoder="minilm-l6",
     tiny={"random_init": True, **TINY_BERT},
+    from_encoder_config=build_from_encoder_config,
 )
 def build_minilm(
     num_classes: int = 2, head: str = "token", random_init: bool = False, **config: Any
@@ -190,7 +196,12 @@ def build_minilm(
 
 
 @MODELS.register(
-    "bert-tiny", task="token-classification", input="text", encoder="minilm-l6", tiny={}
+    "bert-tiny",
+    task="token-classification",
+    input="text",
+    encoder="minilm-l6",
+    tiny={},
+    from_encoder_config=build_from_encoder_config,
 )
 def build_bert_tiny(num_classes: int = 2, head: str = "token") -> nn.Module:
     """A random 2-layer, 32-wide BERT on minilm's uncased vocabulary: for tests."""
@@ -206,6 +217,5 @@ def hf_entry(name: str) -> Entry[nn.Module]:
     ) -> nn.Module:
         return build_encoder_classifier(encoder, num_classes, head, random_init, **config)
 
-    return Entry(
-        name, builder, {"task": "token-classification", "input": "text", "encoder": encoder}
-    )
+    meta = {"task": "token-classification", "input": "text", "encoder": encoder}
+    return Entry(name, builder, {**meta, "from_encoder_config": build_from_encoder_config})

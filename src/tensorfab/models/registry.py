@@ -6,6 +6,8 @@ Names of installed third-party zoos work too: ``tv:<name>`` for torchvision and
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -36,10 +38,21 @@ def model_entry(name: str) -> Entry[nn.Module]:
     return MODELS.get(name)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a model by registry name with plain keyword arguments."""
+def create_model(name: str, encoder_config: Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a model by registry name with plain keyword arguments.
+
+    ``encoder_config``: the folder of a saved Hugging Face ``config.json`` (a model
+    package's ``encoder/``); the entry rebuilds its architecture from it with fresh
+    weights (its ``from_encoder_config``), so neither the pretrained encoder nor a hub
+    cache is needed. Entries without one refuse it.
+    """
     entry = model_entry(name)
+    builder = entry.builder
+    if encoder_config is not None:
+        if "from_encoder_config" not in entry.meta:
+            raise TensorfabError(f"model {name!r}: cannot be rebuilt from {encoder_config}")
+        builder = partial(entry.meta["from_encoder_config"], encoder_config)
     try:
-        return entry.builder(**kwargs)
+        return builder(**kwargs)
     except (TypeError, ValueError) as exc:  # a bad argument, e.g. lenet's image_size < 16
         raise TensorfabError(f"model.args for {name!r}: {exc}") from None

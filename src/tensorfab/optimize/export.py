@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import tempfile
 import warnings
@@ -24,22 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.hardware import resolve_device
-from tensorfab.optimize.runtime import (
-    TorchSettings,
-    batch_feed,
-    input_signature,
-    torch_unsupported,
-)
+from tensorfab.optimize.runtime import TorchSettings, torch_unsupported
 from tensorfab.package import LoadedPackage
 from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
+from tensorfab.package.repository import (
+    VARIANTS,
+    ModelConfig,
+    check_model_name,
+    resolve_version,
+    version_dir,
+    write_model_config,
+)
+from tensorfab.tasks import OUTPUT
+from tensorfab.tasks.base import signature_axes
 from tensorfab.tasks.eval_data import eval_batches, load_train_split
 
 OPSET = 17
+# with TORCH_VARIANTS: the repository layout's VARIANTS, in that order (tested)
 ONNX_VARIANTS = ("fp32", "int8-dynamic", "int8-static")
 TORCH_VARIANTS = {
     "torch-fp16": TorchSettings(precision="fp16"),
@@ -47,12 +54,11 @@ TORCH_VARIANTS = {
     "torch-compile": TorchSettings(compile=True),
     "torch-cudagraphs": TorchSettings(cuda_graphs=True),
 }
-VARIANTS = (*ONNX_VARIANTS, *TORCH_VARIANTS)
 DEFAULT_VARIANTS = ONNX_VARIANTS  # the torch ones target GPUs: written only when asked for
 CALIBRATION_BATCH = 32
-# Triton's model names, minus anything that could leave the repository folder
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-REPORT_PREFIX = "export-report-"
+# the serving settings export writes into a new config.yaml beside the backend's own, so
+# that the ones people tune first are in the file to edit
+TUNED_FIELDS = ("max_batch_size", "max_queue_delay_us", "max_padding", "instances")
 
 
 @dataclass(frozen=True)
@@ -68,40 +74,15 @@ class ExportedModel:
         return self.path.parent
 
 
-class _ImageGraph(nn.Module):
-    """uint8 images [B, C, H, W] -> logits [B, classes], preprocessing included."""
-
-    def __init__(self, pkg: LoadedPackage) -> None:
-        super().__init__()
-        self.model, self.task = pkg.model, pkg.task
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.task.inputs(images))
-
-
-class _TextGraph(nn.Module):
-    """token ids and attention mask [B, T] -> logits ([B, T, C] or [B, C])."""
-
-    def __init__(self, pkg: LoadedPackage) -> None:
-        super().__init__()
-        self.model = pkg.model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-
 def inference_graph(
     pkg: LoadedPackage,
 ) -> tuple[nn.Module, tuple[torch.Tensor, ...], dict[str, Any]]:
-    shape = pkg.meta["input"]
-    if shape["kind"] == "image":
-        example = (
-            torch.zeros(2, shape["channels"], shape["height"], shape["width"], dtype=torch.uint8),
-        )
-        return _ImageGraph(pkg).eval(), example, {"images": {0: "batch"}}
-    ids = torch.ones(2, 8, dtype=torch.long)
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
-    return _TextGraph(pkg).eval(), (ids, torch.ones_like(ids)), axes
+    """The task's graph, example inputs (batch 2, sequences of 8) and ONNX dynamic axes."""
+    task = pkg.task
+    signature = task.signature()
+    feed = task.example_feed([8, 8], np.random.default_rng(0))
+    example = tuple(torch.from_numpy(feed[s.name]) for s in signature[0])
+    return task.graph(pkg.model), example, signature_axes(signature)
 
 
 def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
@@ -110,6 +91,7 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
 
     pkg.model.cpu()
     graph, example, axes = inference_graph(pkg)
+    inputs = [s.name for s in pkg.task.signature()[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but dependable
         warnings.simplefilter("ignore")
@@ -119,12 +101,12 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=list(axes),
-            output_names=["logits"],
-            dynamic_axes={**axes, "logits": {0: "batch"}},
+            input_names=inputs,
+            output_names=[OUTPUT],
+            dynamic_axes=axes,
         )
     onnx.checker.check_model(str(path))
-    return ExportedModel("fp32", path, tuple(axes))
+    return ExportedModel("fp32", path, tuple(inputs))
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -173,49 +155,6 @@ def _calibration_reader(feeds: list[dict[str, Any]]) -> Any:
     return Reader()
 
 
-def _activation_matmuls(model_path: Path) -> list[str]:
-    """Names of the MatMul/Gemm nodes whose B input is computed, not a constant weight.
-
-    onnxruntime's ``MatMulConstBOnly`` option is not applied by its QDQ quantizer, so the
-    attention matmuls are excluded by name instead.
-    """
-    import onnx
-
-    graph = onnx.load(str(model_path)).graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type in ("MatMul", "Gemm") and n.input[1] not in constants
-    ]
-
-
-def _static_options(pkg: LoadedPackage, prepared: Path) -> dict[str, Any]:
-    """What to quantize: everything for CNNs, only the weight matmuls of transformer encoders.
-
-    In an encoder, quantizing the activations of softmax, layer norm, the residual adds and
-    GELU costs accuracy (their ranges are wide and set by outliers) for little speed, and so
-    do the attention matmuls Q·K^T and P·V whose both sides are activations. So only
-    MatMul/Gemm with a constant weight are quantized, their outputs stay fp32 (the bias add
-    and the attention mask add follow them), and each quantized input gets its own Q/DQ
-    pair: on the tiny NER model, quantizing every op instead gave 3.6x the mean logit error
-    (word agreement with fp32 0.975 against 0.994) and met zero-width ranges. The embedding Gather
-    stays fp32 too: with no quantized consumer, its DequantizeLinear runs over the whole
-    table on every call (measured 1.7x slower at batch 1).
-    """
-    if pkg.meta["input"]["kind"] == "image":
-        return {"op_types_to_quantize": None, "extra_options": {}}
-    return {
-        "op_types_to_quantize": ["MatMul", "Gemm"],
-        "nodes_to_exclude": _activation_matmuls(prepared),
-        "extra_options": {
-            "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
-            "DedicatedQDQPair": True,
-        },
-    }
-
-
 def calibration_data(pkg: LoadedPackage, samples: int) -> tuple[Any, str]:
     """``samples`` training examples for int8-static, read before anything is written."""
     try:
@@ -238,7 +177,7 @@ def quantize_static_int8(
 
     data, source = calibration
     batches = eval_batches(pkg.task, data, CALIBRATION_BATCH, torch.device("cpu"))
-    reader = _calibration_reader([batch_feed(pkg.meta, b) for b in batches.epoch(0)])
+    reader = _calibration_reader([pkg.task.feed(b) for b in batches.epoch(0)])
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         # shape inference and constant folding first, as onnxruntime advises: the quantizer
@@ -253,7 +192,7 @@ def quantize_static_int8(
             per_channel=True,  # one scale per output channel: conv/linear rows differ widely
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            **_static_options(pkg, prepared),
+            **pkg.task.quantize_options(prepared),  # which ops: the task's choice
         )
     import onnx
 
@@ -268,8 +207,9 @@ def export_torch_variant(pkg: LoadedPackage, version_dir: Path, variant: str) ->
     """A copy of the package that the torch runtime runs with the variant's settings."""
     settings = TORCH_VARIANTS[variant]
     version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(pkg.path / WEIGHTS_FILE, version_dir / WEIGHTS_FILE)
-    names = tuple(t.name for t in input_signature(pkg.meta)[0])
+    with atomic_path(version_dir / WEIGHTS_FILE) as tmp:
+        shutil.copy2(pkg.path / WEIGHTS_FILE, tmp)
+    names = tuple(t.name for t in pkg.task.signature()[0])
     details = {"runtime": {"variant": variant, **settings.as_dict()}}
     return ExportedModel(variant, version_dir / WEIGHTS_FILE, names, "torch", details)
 
@@ -297,81 +237,6 @@ def check_variants(variants: tuple[str, ...], calibration_samples: int) -> None:
         )
 
 
-def check_model_name(name: str, option: str = "--name") -> None:
-    """A repository model name is one folder inside the repository, never a path out of it.
-
-    Letters, digits, ``_``, ``-`` and ``.`` as Triton allows; ``.`` and ``..`` alone name
-    the repository itself or its parent, where ``--name ../evil`` would have written.
-    """
-    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
-        raise TensorfabError(
-            f"{option} {name!r}: a model name is letters, digits, '_', '-' and '.' "
-            "(no path separators, not '.' or '..')"
-        )
-
-
-def variant_models(repo: Path, name: str) -> list[Path]:
-    """The repository folders one export of ``name`` may write: ``name`` and ``name-<variant>``."""
-    return [_version_dir(repo, name, v, 1).parent for v in VARIANTS]
-
-
-def version_dirs(model_dir: Path) -> list[str]:
-    """The numbered version folders of a repository model, in numeric order (none: [])."""
-    if not model_dir.is_dir():
-        return []
-    found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return sorted(found, key=int)
-
-
-def report_path(repo: Path, name: str, version: int, suffix: str = ".json") -> Path:
-    """``repo/<name>/export-report-<version>.json`` (or ``.md``): one report per export.
-
-    Named by version rather than inside a version folder because an export without fp32
-    writes no ``repo/<name>/<version>/``, and a version folder holding only a report would
-    look like a broken model version to the server.
-    """
-    return repo / name / f"{REPORT_PREFIX}{version}{suffix}"
-
-
-def next_version(repo: Path, name: str) -> int:
-    """One more than the highest version of any variant of ``name`` (or of a report), so that
-    the variants of one export share a version number, as retrains of one model do in Triton."""
-    versions = [int(v) for model in variant_models(repo, name) for v in version_dirs(model)]
-    if (repo / name).is_dir():
-        numbers = (
-            p.stem.removeprefix(REPORT_PREFIX) for p in (repo / name).glob(f"{REPORT_PREFIX}*.json")
-        )
-        versions += [int(n) for n in numbers if n.isdigit()]
-    return max(versions, default=0) + 1
-
-
-def check_version_number(version: int) -> None:
-    """Triton's version folders are numbered from 1; a ``0`` folder would never be served."""
-    if version < 1:
-        raise TensorfabError(
-            f"--version must be at least 1 (Triton's versions start at 1), not {version}"
-        )
-
-
-def resolve_version(
-    repo: Path, name: str, variants: tuple[str, ...], version: int | None = None
-) -> int:
-    """``version``, or the next free one when None; a version already written is refused.
-
-    No overwrite flag: a version a server may have loaded, and the parity report that
-    vouched for it, are replaced only by someone who removes them on purpose.
-    """
-    if version is None:
-        return next_version(repo, name)
-    check_version_number(version)
-    taken = [_version_dir(repo, name, v, version) for v in variants]
-    taken += [report_path(repo, name, version)]
-    for path in taken:
-        if path.exists():
-            raise TensorfabError(f"{path} exists; pick another --version or remove it")
-    return version
-
-
 def export_package(
     pkg: LoadedPackage,
     repo: Path,
@@ -397,7 +262,7 @@ def export_package(
     if any(v in ONNX_VARIANTS for v in variants):
         out += _export_onnx_variants(pkg, repo, name, version, variants, calibration)
     for variant in (v for v in variants if v in TORCH_VARIANTS):
-        out.append(export_torch_variant(pkg, _version_dir(repo, name, variant, version), variant))
+        out.append(export_torch_variant(pkg, version_dir(repo, name, variant, version), variant))
     for model in out:
         _write_meta(pkg, model)
         _write_config(model.version_dir.parent, model)
@@ -420,15 +285,15 @@ def _export_onnx_variants(
     out: list[ExportedModel] = []
     with tempfile.TemporaryDirectory() as tmp:
         # the fp32 graph is what quantization starts from; kept in the repository only if asked
-        where = _version_dir(repo, name, "fp32", version) if "fp32" in variants else Path(tmp)
+        where = version_dir(repo, name, "fp32", version) if "fp32" in variants else Path(tmp)
         fp32 = export_onnx(pkg, where / "model.onnx")
         if "fp32" in variants:
             out.append(fp32)
         if "int8-dynamic" in variants:
-            target = _version_dir(repo, name, "int8-dynamic", version) / "model.onnx"
+            target = version_dir(repo, name, "int8-dynamic", version) / "model.onnx"
             out.append(quantize_dynamic_int8(fp32, target))
         if calibration is not None:
-            target = _version_dir(repo, name, "int8-static", version) / "model.onnx"
+            target = version_dir(repo, name, "int8-static", version) / "model.onnx"
             out.append(quantize_static_int8(fp32, target, pkg, calibration))
     return out
 
@@ -439,36 +304,21 @@ def _write_meta(pkg: LoadedPackage, model: ExportedModel) -> None:
     else:
         onnx_info = {"variant": model.variant, "opset": OPSET, "inputs": list(model.input_names)}
         meta = {**pkg.meta, "onnx": {**onnx_info, **model.details}}
-    (model.version_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(model.version_dir / META_FILE, json.dumps(meta, indent=2) + "\n")
 
 
 def _write_config(model_dir: Path, model: ExportedModel) -> None:
     """The repository entry's serving settings (Triton's config.pbtxt, as YAML); kept if present."""
-    config = model_dir / "config.yaml"
-    if config.exists():  # a user's tuned settings are never overwritten
-        return
     if model.backend == "torch":
         settings = TORCH_VARIANTS[model.variant]
         gpu_only = torch_unsupported(settings, "cpu") is not None
-        backend = (
-            f"backend: torch  # {model.variant}: the model package run by PyTorch\n"
-            + ("device: cuda  # needs a CUDA GPU\n" if gpu_only else "device: auto\n")
-            + f"precision: {settings.precision}  # fp32 | fp16 | bf16\n"
-            f"compile: {str(settings.compile).lower()}\n"
-            f"cuda_graphs: {str(settings.cuda_graphs).lower()}\n"
+        config = ModelConfig(
+            backend="torch", device="cuda" if gpu_only else "auto", **settings.as_dict()
         )
+        notes = {"backend": f"{model.variant}: the model package run by PyTorch"}
+        if gpu_only:
+            notes["device"] = "needs a CUDA GPU"
     else:
-        backend = f"backend: onnxruntime  # {model.variant} ONNX graph\n"
-    config.write_text(
-        "# serving settings for every version of this model\n"
-        f"{backend}"
-        "max_batch_size: 64\n"
-        "max_queue_delay_us: 2000\n"
-        "max_padding: 0.25  # text: sub-batches of similar length; null pads to the longest\n"
-        "instances: 1\n"
-    )
-
-
-def _version_dir(repo: Path, name: str, variant: str, version: int) -> Path:
-    model = name if variant == "fp32" else f"{name}-{variant}"
-    return repo / model / str(version)
+        config = ModelConfig(backend="onnxruntime")
+        notes = {"backend": f"{model.variant} ONNX graph"}
+    write_model_config(model_dir, config, TUNED_FIELDS, notes)

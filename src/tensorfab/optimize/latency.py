@@ -22,8 +22,10 @@ import torch
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import describe_device, resolve_device
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.runtime import Runtime, TorchSettings, load_reported_runtime
+from tensorfab.optimize.runtime import LoadedModel, TorchSettings, load_reported_runtime
 from tensorfab.package import LoadedPackage
+from tensorfab.tasks import Task
+from tensorfab.tasks.base import variable_length
 
 LENGTH_WINDOW = 8  # batches per length-sorted window, see length_batches
 
@@ -65,30 +67,21 @@ def length_batches(
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _text_batch(lengths: list[int], rng: np.random.Generator) -> TimedBatch:
-    width = max(lengths)
-    ids = np.zeros((len(lengths), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for row, n in enumerate(lengths):
-        ids[row, :n] = rng.integers(1000, 20000, n)
-        mask[row, :n] = 1
-    return TimedBatch({"input_ids": ids, "attention_mask": mask}, len(lengths), sum(lengths))
+def _timed(task: Task, lengths: list[int], rng: np.random.Generator) -> TimedBatch:
+    """The task's example inputs at ``lengths``, with their sequences and real tokens."""
+    tokens = sum(lengths) if variable_length(task.signature()) else 0
+    return TimedBatch(task.example_feed(lengths, rng), len(lengths), tokens)
 
 
 def timed_batches(
-    meta: dict[str, Any], batch: int, lengths: Sequence[int] | None, seq_len: int
+    task: Task, batch: int, lengths: Sequence[int] | None, seq_len: int
 ) -> list[TimedBatch]:
-    """The batches one batch size is timed on: random images, or token ids of random
-    values at the lengths of the mix (``lengths``), else all at ``seq_len``."""
+    """The batches one batch size is timed on: the task's random example inputs (images;
+    token ids at the lengths of the mix, ``lengths``, else all at ``seq_len``)."""
     rng = np.random.default_rng(0)
-    shape = meta["input"]
-    if shape["kind"] == "image":
-        size = (batch, shape["channels"], shape["height"], shape["width"])
-        images = rng.integers(0, 256, size, dtype=np.uint8)
-        return [TimedBatch({"images": images}, batch, 0)]
-    if lengths is None:
-        return [_text_batch([seq_len] * batch, rng)]
-    return [_text_batch(group, rng) for group in length_batches(lengths, batch)]
+    if lengths is None or not variable_length(task.signature()):
+        return [_timed(task, [seq_len] * batch, rng)]
+    return [_timed(task, group, rng) for group in length_batches(lengths, batch)]
 
 
 def _time(run: Run, batches: list[TimedBatch], iters: int, warmup: int) -> tuple[list, int, int]:
@@ -128,16 +121,11 @@ def measure(
     return row
 
 
-def token_lengths(pkg: LoadedPackage, data: Any) -> list[int]:
-    """Token lengths of already-read held-out sentences (``heldout_data``'s first item)."""
-    return [len(ids) for ids in pkg.task.encode(data)[0]]
-
-
 def _runtimes(
     pkg: LoadedPackage, variants: list[ExportedModel], device: str
-) -> dict[str, Runtime | str]:
+) -> dict[str, LoadedModel | str]:
     """Every runtime to time, or the reason one cannot run on ``device``."""
-    out: dict[str, Runtime | str] = {
+    out: dict[str, LoadedModel | str] = {
         "torch-fp32": load_reported_runtime(pkg.path, "torch", device, settings=TorchSettings())
     }
     for v in variants:
@@ -160,13 +148,13 @@ def latency_report(
 ) -> dict[str, Any]:
     """Per runtime on ``device``: batch-1 p50/p99 latency and the best throughput over
     ``batch_sizes``; text at the mix of ``lengths`` if given, else at ``seq_len``."""
-    text = pkg.meta["input"]["kind"] == "text"
+    text = variable_length(pkg.task.signature())
     if seq_len < 1 or min(batch_sizes, default=0) < 1:
         raise TensorfabError(
             f"--seq-len {seq_len}, batch sizes {list(batch_sizes)}: each must be at least 1"
         )
     lengths = list(lengths) if text and lengths else None
-    workload = {b: timed_batches(pkg.meta, b, lengths, seq_len) for b in {1, *batch_sizes}}
+    workload = {b: timed_batches(pkg.task, b, lengths, seq_len) for b in {1, *batch_sizes}}
     rows: dict[str, dict[str, Any]] = {}
     for name, runtime in _runtimes(pkg, variants, device).items():
         if isinstance(runtime, str):

@@ -17,9 +17,9 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
-from tensorfab.optimize.runtime import Runtime, batch_feed, load_reported_runtime
+from tensorfab.optimize.runtime import LoadedModel, load_reported_runtime
 from tensorfab.package import LoadedPackage
-from tensorfab.tasks.eval_data import eval_batches, load_eval_split, take_samples
+from tensorfab.tasks.eval_data import eval_batches, load_eval_split
 
 EVAL_BATCH = 64
 
@@ -33,7 +33,7 @@ def heldout_data(pkg: LoadedPackage, data_path: str | None, max_samples: int) ->
     if max_samples < 1:
         raise TensorfabError(f"--samples must be at least 1, not {max_samples}")
     data, source = load_eval_split(pkg.meta, data_path)
-    return take_samples(data, torch.arange(min(len(data), max_samples))), source
+    return pkg.task.take_samples(data, torch.arange(min(len(data), max_samples))), source
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def parity_report(
         if isinstance(runtime, str):
             rows[variant.variant] = {"skipped": runtime, "passed": None}
             continue
-        got = [torch.from_numpy(runtime(batch_feed(pkg.meta, b))) for b in batches]
+        got = [torch.from_numpy(runtime(pkg.task.feed(b))) for b in batches]
         row = _compare(pkg, batches, reference, got, base[metric], metric, tolerance)
         rows[variant.variant] = {**row, **runtime.describe()}
     return {
@@ -76,7 +76,7 @@ def parity_report(
     }
 
 
-def _runtime_or_reason(variant: ExportedModel, device: str) -> Runtime | str:
+def _runtime_or_reason(variant: ExportedModel, device: str) -> LoadedModel | str:
     """The variant's runtime, or why it cannot run on ``device`` (say fp16 on a CPU)."""
     reason = unsupported_reason(variant, device)
     return reason or load_reported_runtime(variant.version_dir, variant.backend, device)

@@ -1,18 +1,19 @@
-"""Runtimes: one loaded model version that maps named input arrays to logits.
+"""Loaded models: one repository version that maps named input arrays to logits.
 
-A repository version folder holds either an exported ONNX graph (``model.onnx``, run by
-onnxruntime) or a model package (``weights.safetensors``, run by PyTorch through the same
-graph that export traces). Both take what the task takes on the wire, described by
-:func:`input_signature`, so the server, the parity report and the latency report can treat
-every variant alike. The PyTorch runtime can run in fp16/bf16, compiled, or replayed from
-CUDA graphs (:class:`TorchSettings`); onnxruntime picks its execution providers by device
-(:func:`onnx_providers`).
+A repository version folder holds what one of the registered backends runs: an exported
+ONNX graph (``model.onnx``, onnxruntime) or a model package (``weights.safetensors``,
+PyTorch through the same graph that export traces); :data:`BACKENDS` holds one entry per
+backend (``optimize.backends``), with the files that identify its versions, and
+:func:`load_runtime` is the one way to load a version. Every backend takes what the task
+takes on the wire, described by :func:`input_signature`, so the server, the parity report
+and the latency report treat every variant alike. The PyTorch backend can run in
+fp16/bf16, compiled, or replayed from CUDA graphs (:class:`TorchSettings`); onnxruntime
+picks its execution providers by device (:func:`onnx_providers`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -24,12 +25,13 @@ import numpy as np
 import torch
 
 from tensorfab.errors import TensorfabError
-from tensorfab.hardware import resolve_device
 from tensorfab.optimize.graphs import BucketedGraphs
-from tensorfab.package.io import META_FILE, WEIGHTS_FILE
+from tensorfab.package.io import META_FILE
+from tensorfab.registry import Entry, Registry
+from tensorfab.tasks import TensorSpec, task_from_meta
 
 ONNX_FILE = "model.onnx"
-BACKENDS = ("auto", "onnxruntime", "torch")
+AUTO = "auto"  # the backend whose files the version holds (see detect_backend)
 PRECISIONS = ("fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # onnxruntime's NVIDIA providers, best first: TensorRT builds fused engines, CUDA runs the
@@ -38,34 +40,9 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One named tensor of a model's signature; ``shape`` excludes the batch axis (-1: any)."""
-
-    name: str
-    datatype: str  # KServe v2 / Triton datatype name: UINT8, INT64, FP32, ...
-    shape: tuple[int, ...]
-
-
 def input_signature(meta: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Inputs and outputs of a package's inference graph (see ``optimize.export``)."""
-    shape = meta["input"]
-    classes = len(meta["labels"])
-    if shape["kind"] == "image":
-        image = (shape["channels"], shape["height"], shape["width"])
-        return [TensorSpec("images", "UINT8", image)], [TensorSpec("logits", "FP32", (classes,))]
-    inputs = [TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))]
-    per_token = meta["task"] == "token-classification"
-    logits = (-1, classes) if per_token else (classes,)
-    return inputs, [TensorSpec("logits", "FP32", logits)]
-
-
-def batch_feed(meta: dict[str, Any], batch: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    """A task batch as a runtime's input: image batches are (images, labels), text batches
-    (index, ids, mask, labels), the graph takes the images or the ids and mask."""
-    names = [t.name for t in input_signature(meta)[0]]
-    inputs = batch[:1] if meta["input"]["kind"] == "image" else batch[1:3]
-    return {n: t.cpu().numpy() for n, t in zip(names, inputs, strict=True)}
+    """Inputs and outputs of a version's inference graph: its task's signature."""
+    return task_from_meta(meta).signature()
 
 
 @dataclass(frozen=True)
@@ -125,8 +102,8 @@ def torch_unsupported(settings: TorchSettings, device: str) -> str | None:
 
 
 @dataclass
-class Runtime:
-    """A loaded model version: ``runtime(feed) -> logits`` on numpy arrays, thread-safe.
+class LoadedModel:
+    """A loaded model version: ``model(feed) -> logits`` on numpy arrays, thread-safe.
 
     ``device`` is where it really runs: an ONNX model asked for ``cuda`` on a machine
     without a GPU provider runs on ``cpu`` and says so in ``notes``.
@@ -158,21 +135,48 @@ class Runtime:
         }
 
 
+@dataclass(frozen=True)
+class LoadConfig:
+    """What a backend loads a version with: the device asked for (``cpu``, ``cuda[:N]``,
+    ``auto``), onnxruntime's intra-op threads, and the torch settings (None: those export
+    recorded in the version's tensorfab.json, else plain fp32 eager)."""
+
+    device: str = "cpu"
+    threads: int | None = None
+    settings: TorchSettings | None = None
+
+
+# name -> load(version_dir, LoadConfig) -> LoadedModel, with metadata ``files`` (any of
+# them in a version folder identifies the backend's versions) and ``rank`` (auto picks the
+# lowest rank whose files are there). Registered by optimize.backends.
+BACKENDS: Registry[LoadedModel] = Registry("backend")
+
+
+def backend_names() -> tuple[str, ...]:
+    """What ``backend`` may be: ``auto`` and every registered backend."""
+    return (AUTO, *BACKENDS.names())
+
+
+def _by_rank() -> list[Entry[LoadedModel]]:
+    return sorted(BACKENDS, key=lambda entry: entry.meta["rank"])
+
+
 def detect_backend(version_dir: Path) -> str:
-    if (version_dir / ONNX_FILE).is_file():
-        return "onnxruntime"
-    if (version_dir / WEIGHTS_FILE).is_file():
-        return "torch"
-    raise TensorfabError(f"{version_dir}: neither {ONNX_FILE} nor {WEIGHTS_FILE} in it")
+    """The backend whose files ``version_dir`` holds (the lowest rank when several do)."""
+    for entry in _by_rank():
+        if any((version_dir / f).is_file() for f in entry.meta["files"]):
+            return entry.name
+    files = " nor ".join(f for entry in _by_rank() for f in entry.meta["files"])
+    raise TensorfabError(f"{version_dir}: neither {files} in it")
 
 
 def load_runtime(
     version_dir: str | Path,
-    backend: str = "auto",
+    backend: str = AUTO,
     device: str = "cpu",
     threads: int | None = None,
     settings: TorchSettings | None = None,
-) -> Runtime:
+) -> LoadedModel:
     """Load ``version_dir`` with ``backend`` ("auto": ONNX if there is a graph, else PyTorch).
 
     ``settings`` apply to the torch backend; left out, those export recorded in the
@@ -181,18 +185,19 @@ def load_runtime(
     path = Path(version_dir)
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a model package)")
-    if backend not in BACKENDS:
-        raise TensorfabError(f"{path}: backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "auto":
-        backend = detect_backend(path)
-    if backend == "onnxruntime":
-        return _onnx_runtime(path, device, threads)
-    return _torch_runtime(path, device, settings)
+    if backend not in backend_names():
+        choices = ", ".join(backend_names())
+        raise TensorfabError(f"{path}: backend {backend!r}; choose from {choices}")
+    entry = BACKENDS.get(detect_backend(path) if backend == AUTO else backend)
+    files = entry.meta["files"]
+    if not any((path / f).is_file() for f in files):
+        raise TensorfabError(f"{path}: backend {entry.name} needs {' or '.join(files)}")
+    return entry.builder(path, LoadConfig(device, threads, settings))
 
 
 def load_reported_runtime(
     version_dir: str | Path, backend: str = "auto", device: str = "cpu", **kwargs: Any
-) -> Runtime:
+) -> LoadedModel:
     """:func:`load_runtime` for reports, without the warnings that only repeat its notes.
 
     A report lists each runtime's notes (``describe()``) and ``tensorfab export`` prints
@@ -259,49 +264,6 @@ def onnx_session(path: Path, device: str = "cpu", threads: int | None = None) ->
         (p, {"device_id": index}) if p in GPU_PROVIDERS else p for p in onnx_providers(device)
     ]
     return ort.InferenceSession(str(path), options, providers=providers)
-
-
-def _onnx_runtime(path: Path, device: str, threads: int | None) -> Runtime:
-    if not (path / ONNX_FILE).is_file():
-        raise TensorfabError(f"{path}: backend onnxruntime needs {ONNX_FILE}")
-    meta = json.loads((path / META_FILE).read_text())
-    session = onnx_session(path / ONNX_FILE, device, threads)
-    providers = tuple(session.get_providers())
-    notes = tuple(provider_notes(device, providers))
-    for note in notes:
-        warnings.warn(f"{path}: {note}", RuntimeWarning, stacklevel=3)
-    gpu = any(p in GPU_PROVIDERS for p in providers)
-    where = (device if device.startswith("cuda") else "cuda") if gpu else "cpu"
-
-    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run(["logits"], feed)[0]
-
-    return Runtime("onnxruntime", where, meta, run, providers, notes)
-
-
-def _torch_runtime(path: Path, device: str, settings: TorchSettings | None) -> Runtime:
-    from tensorfab.optimize.export import inference_graph
-    from tensorfab.package import load_package
-    from tensorfab.package.io import read_meta
-
-    if settings is None:
-        recorded = read_meta(path).get("runtime", {})
-        settings = TorchSettings.from_mapping(recorded, f"{path / META_FILE}: runtime")
-    dev = resolve_device(device, field=f"{path}: device")
-    problem = torch_unsupported(settings, str(dev))
-    if problem:
-        raise TensorfabError(f"{path}: {problem}")
-    pkg = load_package(path, dev)
-    graph = inference_graph(pkg)[0]
-    forward = torch_forward(graph, settings, dev)
-    names = [t.name for t in input_signature(pkg.meta)[0]]
-
-    @torch.inference_mode()
-    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-        args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(dev) for n in names]
-        return forward(*args).float().cpu().numpy()
-
-    return Runtime("torch", str(dev), pkg.meta, run, (), (), settings)
 
 
 def torch_forward(

@@ -24,9 +24,8 @@ from torch import nn
 from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
-from tensorfab.models import create_model
-from tensorfab.models.encoders import build_from_encoder_config, save_encoder_config
-from tensorfab.tasks import Task, create_task
+from tensorfab.models import create_model, save_encoder_config
+from tensorfab.tasks import Task, task_from_meta
 
 FORMAT_VERSION = 1
 META_FILE = "tensorfab.json"
@@ -130,12 +129,12 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
 
 
 def _rebuild_model(meta: dict[str, Any], model_dir: Path) -> nn.Module:
-    """The package's architecture: from its saved encoder config when it has one, so it
-    needs neither the pretrained encoder nor a hub cache; else through the model registry."""
+    """The package's architecture through the model registry: from its saved encoder config
+    when it has one, so it needs neither the pretrained encoder nor a hub cache."""
     args = meta["model"].get("args", {})
-    if (model_dir / ENCODER_DIR / "config.json").is_file():
-        return build_from_encoder_config(model_dir / ENCODER_DIR, args.get("head", "token"))
-    return create_model(meta["model"]["name"], **args)
+    saved = model_dir / ENCODER_DIR
+    encoder_config = saved if (saved / "config.json").is_file() else None
+    return create_model(meta["model"]["name"], encoder_config=encoder_config, **args)
 
 
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:
@@ -149,5 +148,5 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
         raise TensorfabError(f"{model_dir / WEIGHTS_FILE}: cannot read weights ({exc})") from None
     _check_fit(model, state, model_dir / WEIGHTS_FILE, meta["model"]["name"])
     model.load_state_dict(state)
-    task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(model_dir))
+    task = task_from_meta(meta, package_dir=str(model_dir))
     return LoadedPackage(model.to(device).eval(), task, meta, model_dir)

@@ -1,17 +1,16 @@
 """The model repository as the server sees it: which models exist, load, unload, infer.
 
 ``repo/<model>/config.yaml`` (optional) and ``repo/<model>/<version>/`` folders, as Triton
-lays them out. A model that fails to load is recorded with the reason (reported by the
-repository index and by its ``ready`` endpoint) and never stops the others. Each loaded
-version has its runtime (``optimize.runtime``), its own :class:`DynamicBatcher`, and the
-task that turns texts or images into tensors for the convenience endpoint.
+lays them out (``package.repository``). A model that fails to load is recorded with the
+reason (reported by the repository index and by its ``ready`` endpoint) and never stops
+the others. Each loaded version has its :class:`~tensorfab.optimize.runtime.LoadedModel`
+(loaded through the backend registry), its own :class:`DynamicBatcher`, and the task that
+turns texts or images into tensors for the convenience endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,41 +21,34 @@ from typing import Any
 import numpy as np
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.export import version_dirs
 from tensorfab.optimize.runtime import (
-    Runtime,
+    LoadedModel,
     TensorSpec,
     TorchSettings,
+    backend_names,
     input_signature,
     load_runtime,
 )
-from tensorfab.package.io import ENCODER_DIR, META_FILE
+from tensorfab.package.io import META_FILE
+from tensorfab.package.repository import (
+    CONFIG_FILE,
+    ModelConfig,
+    load_model_config,
+    repository_models,
+    version_dirs,
+)
 from tensorfab.serve.batching import (
     BatchPolicy,
     DynamicBatcher,
     QueueFullError,
     RequestTimeoutError,
 )
-from tensorfab.serve.config import ModelConfig, load_model_config
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError, check_inputs, check_tokens
-from tensorfab.tasks import create_task
+from tensorfab.tasks import OUTPUT, ServingLimits, Task, task_from_meta
 
 RETRY_AFTER_S = "1"
-# a tokenizer that does not know its model's length says 1e30 (transformers' "very large")
-SANE_MODEL_MAX_LENGTH = 1_000_000
-
-
-@dataclass(frozen=True)
-class TokenLimits:
-    """What a text model can embed: ids in [0, vocab_size), 1 to max_positions per row.
-
-    None where the version does not tell (no position table, an image model): that bound
-    is not checked.
-    """
-
-    vocab_size: int | None = None
-    max_positions: int | None = None
+WARMUP_SEQ_LEN = 8  # tokens per row of a sequence model's warm-up call
 
 
 @dataclass
@@ -65,10 +57,10 @@ class LoadedVersion:
     version: str
     config: ModelConfig
     path: Path
-    runtime: Runtime
+    runtime: LoadedModel
     batcher: DynamicBatcher
     task: Any
-    limits: TokenLimits = TokenLimits()
+    limits: ServingLimits = field(default_factory=ServingLimits)  # the task's, for this version
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -90,22 +82,6 @@ class ModelState:
     @property
     def ready(self) -> bool:
         return bool(self.versions)
-
-
-def repository_models(root: Path) -> list[str]:
-    """Every model folder of a repository (one with a version folder), sorted.
-
-    A function of the folder alone, so ``tensorfab serve --models`` can check the names
-    it is given before the server (and its models) start.
-    """
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and version_dirs(p))
-
-
-def _warmup_feed(meta: dict[str, Any]) -> dict[str, np.ndarray]:
-    inputs, _ = input_signature(meta)
-    if meta["input"]["kind"] == "image":
-        return {inputs[0].name: np.zeros((1, *inputs[0].shape), dtype=np.uint8)}
-    return {s.name: np.ones((1, 8), dtype=np.int64) for s in inputs}
 
 
 class ModelRepository:
@@ -148,7 +124,7 @@ class ModelRepository:
         state = ModelState(name)
         self.models[name] = state
         try:
-            state.config = load_model_config(self.root / name)
+            state.config = _checked_config(self.root / name)
             versions = version_dirs(self.root / name)
             if state.config.versions == "latest":
                 versions = versions[-1:]
@@ -227,7 +203,18 @@ class ModelRepository:
             ) from None
         except RequestTimeoutError as exc:
             raise ProtocolError(f"request {exc}", 503, {"Retry-After": RETRY_AFTER_S}) from None
-        return {"logits": np.asarray(logits, dtype=np.float32)}
+        return {OUTPUT: np.asarray(logits, dtype=np.float32)}
+
+
+def _checked_config(model_dir: Path) -> ModelConfig:
+    """The model's config.yaml, its backend one that is registered (named in the file)."""
+    config = load_model_config(model_dir)
+    if config.backend not in backend_names():
+        choices = ", ".join(backend_names())
+        raise TensorfabError(
+            f"{model_dir / CONFIG_FILE}: backend {config.backend!r}; choose from {choices}"
+        )
+    return config
 
 
 def _settings(config: ModelConfig) -> TorchSettings | None:
@@ -237,73 +224,26 @@ def _settings(config: ModelConfig) -> TorchSettings | None:
     return TorchSettings(config.precision, config.compile, config.cuda_graphs)
 
 
-def _open_version(path: Path, config: ModelConfig) -> tuple[Runtime, Any, TokenLimits]:
-    """Load the runtime, the task and the token limits of one version folder and warm it
+def _open_version(path: Path, config: ModelConfig) -> tuple[LoadedModel, Task, ServingLimits]:
+    """Load the runtime, the task and its serving limits of one version folder and warm it
     up (in a thread)."""
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a package)")
     runtime = load_runtime(path, config.backend, config.device, config.threads, _settings(config))
     meta = runtime.meta
     try:
-        task = create_task(meta["task"], **meta.get("task_config", {}), package_dir=str(path))
-    except (KeyError, TypeError, OSError) as exc:
+        task = task_from_meta(meta, package_dir=str(path))
+        limits = task.serving_limits(path)
+    except TensorfabError as exc:
+        raise TensorfabError(f"{path / META_FILE}: {exc}") from None
+    except OSError as exc:
         raise TensorfabError(f"{path / META_FILE}: cannot rebuild the task ({exc})") from None
-    limits = TokenLimits()
-    if meta["input"]["kind"] == "text":
-        limits = token_limits(path, getattr(task, "tokenizer", None))
-        task = _truncating_within(task, limits.max_positions)
+    task = task.within(limits)  # e.g. texts truncated to the position table
     if config.warmup:
         start = time.perf_counter()
-        runtime(_warmup_feed(meta))
+        runtime(task.example_feed([WARMUP_SEQ_LEN], np.random.default_rng(0)))
         meta.setdefault("serving", {})["warmup_s"] = time.perf_counter() - start
     return runtime, task, limits
-
-
-def token_limits(path: Path, tokenizer: Any = None) -> TokenLimits:
-    """The vocabulary size and the longest row a text model version can embed.
-
-    Read once per load from the encoder's ``config.json``, which packages and every exported
-    version hold, else from the tokenizer's vocabulary. The tokenizer's
-    ``model_max_length`` caps the positions too: models such as RoBERTa keep two of their
-    position rows for padding, which the table's size alone does not show.
-    """
-    vocab, positions = _encoder_config_limits(path / ENCODER_DIR / "config.json")
-    if vocab is None and tokenizer is not None:
-        vocab = len(tokenizer)
-    told = getattr(tokenizer, "model_max_length", None)
-    if isinstance(told, int) and 0 < told < SANE_MODEL_MAX_LENGTH:
-        positions = told if positions is None else min(positions, told)
-    return TokenLimits(vocab, positions)
-
-
-def _encoder_config_limits(config_file: Path) -> tuple[int | None, int | None]:
-    """``vocab_size`` and ``max_position_embeddings`` of a Hugging Face config.json."""
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return None, None
-    if not isinstance(config, dict):
-        return None, None
-    vocab, positions = config.get("vocab_size"), config.get("max_position_embeddings")
-    return (
-        vocab if isinstance(vocab, int) and vocab > 0 else None,
-        positions if isinstance(positions, int) and positions > 0 else None,
-    )
-
-
-def _truncating_within(task: Any, max_positions: int | None) -> Any:
-    """The task, truncating texts to at most ``max_positions`` tokens.
-
-    The convenience endpoint tokenizes with the task: a task trained with a longer
-    ``max_length`` than the model's position table would make a long text fail (400)
-    instead of being cut, as ``tensorfab predict`` cuts it.
-    """
-    length = getattr(task, "max_length", None)
-    if max_positions is None or not isinstance(length, int) or length <= max_positions:
-        return task
-    if not dataclasses.is_dataclass(task):
-        return task
-    return dataclasses.replace(task, max_length=max_positions)
 
 
 def describe(model: LoadedVersion) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import uvicorn
 
 from tensorfab.errors import TensorfabError
+from tensorfab.package.repository import repository_models
 from tensorfab.serve.app import ServerOptions, create_app
-from tensorfab.serve.repository import repository_models
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 MAX_PORT = 65535

@@ -1,14 +1,37 @@
-"""Tasks turn a batch into a loss and outputs into predictions and metrics."""
+"""Tasks own everything that depends on what a model reads and answers (see ``base.Task``)."""
 
-from tensorfab.tasks.base import Placement, Prediction, Task, Workload
-from tensorfab.tasks.registry import TASKS, create_task, prepare_workload
+from tensorfab.tasks.base import (
+    OUTPUT,
+    Inputs,
+    Placement,
+    Prediction,
+    ServingLimits,
+    Task,
+    TensorSpec,
+    TokenCount,
+    Workload,
+)
+from tensorfab.tasks.registry import (
+    TASKS,
+    create_task,
+    prepare_workload,
+    register_all,
+    task_from_meta,
+)
 
 __all__ = [
+    "OUTPUT",
     "TASKS",
+    "Inputs",
     "Placement",
     "Prediction",
+    "ServingLimits",
     "Task",
+    "TensorSpec",
+    "TokenCount",
     "Workload",
     "create_task",
     "prepare_workload",
+    "register_all",
+    "task_from_meta",
 ]

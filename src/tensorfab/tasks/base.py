@@ -1,21 +1,29 @@
-"""The contract between the engine (which knows no task) and each task.
+"""The task contract: everything that depends on what a model reads and answers.
 
-A task turns a batch into logits and a loss, and per-batch outputs into the metrics of a
-whole split. A :class:`Workload` is what a task makes of a data set before training: the
-model's arguments, the batches of each split, and what the model package must record.
+A task owns its whole life, the way KServe's ``Model`` and LitServe's ``LitAPI`` own theirs:
+training (batch -> logits -> loss, outputs -> metrics), evaluation and user inputs
+(``evaluate``/``predict``), the inference graph with its signature and example inputs
+(export, warm-up, latency), a served request and its answer, serving limits, quantisation
+options, result rows and the FLOP count behind MFU. The engine, ``optimize``, ``serve`` and
+the CLI call these methods and never ask what kind of input a model takes. A
+:class:`Workload` is what a task makes of a data set before training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 Batch = tuple[torch.Tensor, ...]
+Feed = dict[str, np.ndarray]  # named graph inputs, as a runtime takes them
+OUTPUT = "logits"  # the one output of every inference graph
+TRAIN_FLOPS_FACTOR = 3  # a training step: forward + backward (input and weight gradients)
 
 
 @dataclass(frozen=True)
@@ -26,13 +34,60 @@ class Prediction:
     probs: torch.Tensor  # float32 [N, C]
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor of a model's signature; ``shape`` excludes the batch axis (-1: any)."""
+
+    name: str
+    datatype: str  # KServe v2 / Triton datatype name: UINT8, INT64, FP32, ...
+    shape: tuple[int, ...]
+
+
+Signature = tuple[list[TensorSpec], list[TensorSpec]]
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """What the FLOPs of some samples depend on: how many, and their real token lengths
+    (sum and sum of squares; zero for fixed-size inputs such as images)."""
+
+    samples: int
+    token_sum: float = 0.0
+    token_sq_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What a served model accepts; None where the model sets no such bound.
+
+    ``vocab_size`` / ``max_positions``: token ids in [0, vocab_size), 1 to max_positions per
+    row. ``max_pixels``: the largest decoded image a request may hold (decompression bombs).
+    """
+
+    vocab_size: int | None = None
+    max_positions: int | None = None
+    max_pixels: int | None = None
+
+
+@dataclass
+class Inputs:
+    """Inputs as a person gave them, decoded: ``data`` in the task's own form (a uint8 image
+    tensor, a list of texts), a name per example, and notes on what was done to them."""
+
+    data: Any
+    names: list[str]
+    notes: list[str] = field(default_factory=list)  # "name: what was done", for people
+    example_notes: dict[int, list[str]] = field(default_factory=dict)  # by example index
+
+
 class Task(Protocol):
-    """What the engine calls; batches are tuples of tensors already on the device."""
+    """What every layer calls; batches are tuples of tensors already on the device."""
 
     name: str
     classes: list[str]  # label index -> name
     metric_names: tuple[str, ...]  # what ``eval_scores`` returns (plus "loss"), for train.metric
 
+    # --- training and evaluation -------------------------------------------------------
     def logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """Raw model outputs for the batch."""
         ...
@@ -50,7 +105,81 @@ class Task(Protocol):
         ...
 
     def config(self) -> dict[str, Any]:
-        """What the model package must record to rebuild this task."""
+        """What the model package must record to rebuild this task (``task_config``)."""
+        ...
+
+    # --- data for evaluate, export and calibration ----------------------------------------
+    def read_eval_data(self, meta: dict[str, Any], path: Path) -> Any:
+        """A user's evaluation file or folder, read by the format the package implies."""
+        ...
+
+    def eval_batches(self, data: Any, batch_size: int, device: torch.device) -> Any:
+        """Unshuffled batches of evaluation data (``.epoch(0)`` iterates them)."""
+        ...
+
+    def take_samples(self, data: Any, index: torch.Tensor) -> Any:
+        """The examples of ``data`` at ``index``, in that order."""
+        ...
+
+    def input_lengths(self, data: Any) -> list[int] | None:
+        """The sequence length of each example as the graph sees it; None: fixed-size."""
+        ...
+
+    # --- the inference graph ------------------------------------------------------------
+    def signature(self) -> Signature:
+        """Named inputs and outputs of the inference graph (batch axis left out)."""
+        ...
+
+    def graph(self, model: nn.Module) -> nn.Module:
+        """The inference graph: the signature's inputs, in order -> :data:`OUTPUT`."""
+        ...
+
+    def feed(self, batch: Batch) -> Feed:
+        """A batch of :meth:`eval_batches` as the graph's named inputs."""
+        ...
+
+    def example_feed(self, lengths: Sequence[int], rng: np.random.Generator) -> Feed:
+        """Random valid inputs: one example per entry of ``lengths`` (tokens per example,
+        ignored by fixed-size inputs); for export, warm-up and latency."""
+        ...
+
+    def quantize_options(self, onnx_path: Path) -> dict[str, Any]:
+        """onnxruntime ``quantize_static`` keyword arguments: which ops INT8 quantizes."""
+        ...
+
+    # --- people's inputs and answers ----------------------------------------------------
+    def read_inputs(self, items: list[str]) -> Inputs:
+        """``tensorfab predict``'s arguments (files, or texts) as inputs."""
+        ...
+
+    def decode_request(self, body: bytes, limits: ServingLimits) -> Inputs:
+        """A served ``:predict`` request body as inputs (TensorfabError: a bad request)."""
+        ...
+
+    def input_batches(
+        self, inputs: Inputs, batch_size: int | None = None
+    ) -> Iterable[tuple[Feed, Any]]:
+        """Inputs as graph feeds (``batch_size`` rows each; None: the task's own size), each
+        with the key :meth:`rows` needs to read its logits."""
+        ...
+
+    def rows(
+        self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int
+    ) -> dict[int, dict[str, Any]]:
+        """Result rows of one feed, keyed by example index (what ``predict`` prints)."""
+        ...
+
+    def serving_limits(self, version_dir: Path) -> ServingLimits:
+        """The bounds a served version enforces on requests."""
+        ...
+
+    def within(self, limits: ServingLimits) -> Task:
+        """This task, encoding people's inputs within ``limits`` (e.g. truncating)."""
+        ...
+
+    # --- model FLOPs (MFU) --------------------------------------------------------------
+    def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
+        """FLOPs one forward pass needs over ``count`` (real tokens only, as MFU counts)."""
         ...
 
 
@@ -78,3 +207,19 @@ class Workload:
     make_batches: Callable[[str, int, bool, Placement], Any]  # (split, batch, train, where)
     save_assets: Callable[[Path], None] = field(default=lambda _d: None)
     notes: list[str] = field(default_factory=list)  # warnings for the person (truncation, ...)
+    train_count: TokenCount | None = None  # the training split's samples and real tokens
+
+
+def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:
+    """ONNX dynamic axes: every tensor's batch axis, and each input's -1 axes as "sequence"."""
+    inputs, outputs = signature
+    axes = {
+        s.name: {0: "batch", **{i + 1: "sequence" for i, n in enumerate(s.shape) if n == -1}}
+        for s in inputs
+    }
+    return {**axes, **{s.name: {0: "batch"} for s in outputs}}
+
+
+def variable_length(signature: Signature) -> bool:
+    """Whether a graph takes sequences (an input with a -1 axis) rather than fixed sizes."""
+    return any(-1 in s.shape for s in signature[0])

@@ -1,25 +1,22 @@
 """What people read from a model's outputs: entities, labels and probabilities.
 
-Split in two halves so that every caller shares them: :func:`text_batches` turns raw texts
-into padded model-input batches, and :func:`text_rows` / :func:`image_rows` turn the
-logits computed for them into result rows. ``tensorfab predict`` computes the logits with
-the PyTorch model in between; the inference server computes them through its dynamic
-batcher and whichever runtime serves the model.
+Split in two halves so that every caller shares them: a task's ``input_batches`` turns
+people's inputs into graph feeds, and its ``rows`` turns the logits computed for them into
+result rows (with the helpers here: word spans, entities, softmax, image rows);
+:func:`predict_rows` joins them. ``tensorfab predict`` computes the logits with the PyTorch
+graph in between; the inference server computes them through its dynamic batcher and
+whichever runtime serves the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from tensorfab.data.text_types import TextExample, TokenExample
-from tensorfab.tasks.alignment import IGNORE
-from tensorfab.tasks.base import Batch
-from tensorfab.tasks.eval_data import eval_batches
-from tensorfab.tasks.text_tasks import TokenClassification
+from tensorfab.tasks.base import Batch, Feed, Inputs, Task
 
 
 def word_spans(text: str) -> list[tuple[str, int, int]]:
@@ -55,42 +52,6 @@ def decode_entities(
     return entities
 
 
-def text_batches(
-    task: Any, texts: list[str], batch_size: int, device: torch.device | str = "cpu"
-) -> Iterable[Batch]:
-    """Raw texts as padded batches ``(index, input_ids, attention_mask, labels)``.
-
-    For token classification the texts are split into words on whitespace (CoNLL's
-    tokenization); the labels are placeholders that mark each word's first sub-token.
-    """
-    if isinstance(task, TokenClassification):
-        examples: list[Any] = [TokenExample(t.split(), ["O"] * len(t.split())) for t in texts]
-    else:
-        examples = [TextExample(t, task.classes[0]) for t in texts]
-    return eval_batches(task, examples, batch_size, torch.device(device)).epoch(0)
-
-
-def _token_row(task: Any, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
-    spans = word_spans(text)
-    words = probs[keep]  # [words, C]
-    best = words.argmax(-1)
-    tags = [task.classes[j] for j in best.tolist()]
-    tags += ["O"] * (len(spans) - len(tags))  # words cut by truncation
-    scores = words[np.arange(len(best)), best].tolist() + [0.0] * (len(spans) - len(best))
-    return {"text": text, "tags": tags, "entities": decode_entities(text, spans, tags, scores)}
-
-
-def _sequence_row(task: Any, text: str, probs: np.ndarray) -> dict[str, Any]:
-    p = probs.tolist()
-    top = max(range(len(p)), key=p.__getitem__)
-    return {
-        "text": text,
-        "label": task.classes[top],
-        "score": p[top],
-        "probabilities": dict(zip(task.classes, p, strict=True)),
-    }
-
-
 def softmax(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     """Probabilities over the last axis, in float64 numpy.
 
@@ -104,33 +65,35 @@ def softmax(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def text_rows(
-    task: Any, texts: list[str], batch: Batch, logits: torch.Tensor | np.ndarray
-) -> dict[int, dict[str, Any]]:
-    """Result rows of one batch from :func:`text_batches`, keyed by the text's index."""
-    probs = softmax(logits)
-    token = isinstance(task, TokenClassification)
-    keep = (batch[3] != IGNORE).cpu().numpy()
-    rows = {}
-    for r, i in enumerate(batch[0].tolist()):
-        if token:
-            rows[i] = _token_row(task, texts[i], probs[r], keep[r])
-        else:
-            rows[i] = _sequence_row(task, texts[i], probs[r])
-    return rows
+def predict_rows(
+    task: Task,
+    inputs: Inputs,
+    logits_of: Callable[[Feed], torch.Tensor | np.ndarray],
+    *,
+    batch_size: int | None = None,
+    top_k: int = 3,
+) -> list[dict[str, Any]]:
+    """The task's rows for every input, in input order; ``logits_of`` runs one feed."""
+    rows: dict[int, dict[str, Any]] = {}
+    for feed, key in task.input_batches(inputs, batch_size):
+        rows.update(task.rows(inputs, key, logits_of(feed), top_k))
+    return [rows[i] for i in range(len(rows))]
 
 
 @torch.no_grad()
 def predict_texts(
     logits_of: Callable[[Batch], torch.Tensor],
-    task: Any,
+    task: Task,
     texts: list[str],
     device: torch.device | str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Entities (token tasks) or label and probabilities (text tasks) for each text."""
+    """Rows for raw texts, with ``logits_of`` run on the task's own batches (a training-side
+    forward such as ``task.logits``), for comparing the two paths."""
+    inputs = Inputs(texts, [])
     rows: dict[int, dict[str, Any]] = {}
-    for batch in text_batches(task, texts, 64, device):
-        rows.update(text_rows(task, texts, batch, logits_of(batch)))
+    for _, batch in task.input_batches(inputs):
+        on_device = tuple(t.to(device) for t in batch)
+        rows.update(task.rows(inputs, batch, logits_of(on_device), 3))
     return [rows[i] for i in range(len(texts))]
 
 

@@ -14,13 +14,14 @@ from tensorfab.data import create_dataset
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize import export_package, parity_report
-from tensorfab.optimize.latency import latency_report, token_lengths
+from tensorfab.optimize.latency import latency_report
 from tensorfab.optimize.parity import heldout_data
 from tensorfab.optimize.runtime import TorchSettings, load_runtime
 from tensorfab.package import LoadedPackage, load_package
-from tensorfab.serve.config import load_model_config
-from tensorfab.serve.repository import TokenLimits, token_limits
+from tensorfab.package.repository import load_model_config
 from tensorfab.spec import load_spec
+from tensorfab.tasks import ServingLimits
+from tensorfab.tasks.encoder_task import token_limits
 from tensorfab.tasks.eval_data import load_train_split
 
 pytest.importorskip("onnxruntime", reason="onnxruntime (the deploy extra) is not installed")
@@ -75,7 +76,7 @@ def test_variants_land_in_the_repository_with_their_settings(ner: tuple) -> None
         assert (repo / model / "1/tokenizer/tokenizer.json").is_file()
         # the architecture travels too: what the server checks token ids and lengths against
         limits = token_limits(repo / model / "1")
-        assert limits == TokenLimits(encoder["vocab_size"], encoder["max_position_embeddings"])
+        assert limits == ServingLimits(encoder["vocab_size"], encoder["max_position_embeddings"])
     bf16 = repo / "ner-torch-bf16"
     assert (bf16 / "1/weights.safetensors").read_bytes() == (
         pkg.path / "weights.safetensors"
@@ -165,7 +166,7 @@ def test_fp16_runtime_on_cpu_is_a_clear_error(ner: tuple) -> None:
 
 def test_latency_on_the_held_out_length_mix(ner: tuple) -> None:
     pkg, exported, _ = ner
-    lengths = token_lengths(pkg, heldout_data(pkg, str(CONLL / "valid.txt"), 40)[0])
+    lengths = pkg.task.input_lengths(heldout_data(pkg, str(CONLL / "valid.txt"), 40)[0])
     assert len(lengths) == 40 and min(lengths) >= 3  # [CLS] word [SEP] at least
     report = latency_report(pkg, exported, batch_sizes=(1, 8), iters=8, warmup=1, lengths=lengths)
     assert report["seq_len"] is None

@@ -13,7 +13,8 @@ import pytest
 from tensorfab.optimize.runtime import load_runtime
 from tensorfab.serve import BackgroundServer
 from tensorfab.serve.metrics import ServerMetrics
-from tensorfab.serve.repository import ModelRepository, TokenLimits
+from tensorfab.serve.repository import ModelRepository
+from tensorfab.tasks import ServingLimits
 
 TEXT_MODELS = ["ner", "ner-torch"]  # onnxruntime and PyTorch
 
@@ -88,7 +89,7 @@ def test_a_batch_failing_in_the_real_runtime_is_rerun_so_only_the_faulty_request
 ) -> None:
     """Past the checks (submitted to the batcher directly), as an input no check foresees."""
 
-    async def main() -> tuple[TokenLimits, list]:
+    async def main() -> tuple[ServingLimits, list]:
         repo = ModelRepository(serve_repo, ServerMetrics(), compute_threads=1)
         state = await repo.load(model)
         version = state.versions["1"]
@@ -105,7 +106,7 @@ def test_a_batch_failing_in_the_real_runtime_is_rerun_so_only_the_faulty_request
         return version.limits, out
 
     limits, (first, bad, third) = asyncio.run(main())
-    assert limits == TokenLimits(vocab_size=30522, max_positions=512)
+    assert limits == ServingLimits(vocab_size=30522, max_positions=512)
     assert isinstance(bad, Exception)
     runtime = load_runtime(serve_repo / model / "1")
     for ids, got in (([101, 2000, 102], first), ([101, 3000, 4000], third)):

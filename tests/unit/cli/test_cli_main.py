@@ -15,7 +15,7 @@ from tensorfab.spec import load_spec
 
 # Import every command module once at collection: the engine's first import takes about a
 # second, which would otherwise land on whichever test happens to run first.
-for _module in COMMANDS.values():
+for _module, _ in COMMANDS.values():
     importlib.import_module(_module)
 
 
@@ -40,9 +40,9 @@ def test_command_table() -> None:
         "train", "evaluate", "predict", "info", "demo", "spec", "export", "serve", "perf", "bench",
         "jobs",
     }  # fmt: skip
-    for module_name in COMMANDS.values():
+    for module_name, help_text in COMMANDS.values():
         module = importlib.import_module(module_name)
-        assert module.HELP and "\n" not in module.HELP
+        assert help_text and "\n" not in help_text
         assert module.EXAMPLE.strip().startswith(("tensorfab ", "torchrun "))
         assert callable(module.configure) and callable(module.run)
 

@@ -62,3 +62,39 @@ def test_hub_id_not_in_the_local_cache_does_not_download(
 def test_unknown_head_names_the_field() -> None:
     with pytest.raises(TensorfabError, match=r"model.args.head: 'span'"):
         create_model("bert-tiny", num_classes=2, head="span")
+
+
+def _saved_bert_config(directory: Path) -> Path:
+    from transformers import BertConfig
+
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+    )
+    config.save_pretrained(str(directory))
+    return directory
+
+
+def test_an_encoder_entry_rebuilds_from_a_saved_config_alone(tmp_path: Path) -> None:
+    saved = _saved_bert_config(tmp_path / "encoder")
+    # the saved config decides the size and the classes; the args that chose them are ignored
+    model = create_model(
+        "bert-tiny", encoder_config=saved, num_classes=9, head="sequence", random_init=True
+    )
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert model.config.hidden_size == 16 and model.classifier.out_features == 3
+    assert model.bert.embeddings.word_embeddings.num_embeddings == 50
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # hf: names rebuild without their folder or hub cache, the way a server has them
+    token = create_model("hf:/nowhere/encoder", encoder_config=saved)
+    assert type(token).__name__ == "BertForTokenClassification"
+
+
+def test_a_model_without_an_encoder_config_refuses_one(tmp_path: Path) -> None:
+    with pytest.raises(TensorfabError) as info:
+        create_model("lenet", encoder_config=tmp_path, num_classes=10)
+    assert str(info.value) == f"model 'lenet': cannot be rebuilt from {tmp_path}"

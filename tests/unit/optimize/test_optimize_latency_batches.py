@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from tensorfab.optimize.latency import length_batches, timed_batches
+from tensorfab.tasks.image_classification import ImageClassification
+from tensorfab.tasks.token_classification import TokenClassification
 
-TEXT_META = {"input": {"kind": "text"}}
+TEXT_TASK = TokenClassification(["O", "B-PER"])  # no tokenizer: random ids up to 20000
 
 
 def _padding(groups: list[list[int]]) -> int:
@@ -47,7 +49,7 @@ def test_empty_mix_is_refused() -> None:
 
 
 def test_text_batches_pad_to_their_longest_and_count_real_tokens() -> None:
-    batches = timed_batches(TEXT_META, 4, [5, 9, 2, 30, 7, 11, 4, 8], seq_len=32)
+    batches = timed_batches(TEXT_TASK, 4, [5, 9, 2, 30, 7, 11, 4, 8], seq_len=32)
     assert batches
     for b in batches:
         ids, mask = b.feed["input_ids"], b.feed["attention_mask"]
@@ -55,12 +57,12 @@ def test_text_batches_pad_to_their_longest_and_count_real_tokens() -> None:
         assert b.tokens == int(mask.sum())
         assert ids.shape[1] == int(mask.sum(axis=1).max())  # padded to the longest, no more
         assert np.all(ids[mask == 0] == 0)
-    (fixed,) = timed_batches(TEXT_META, 3, None, seq_len=16)
+    (fixed,) = timed_batches(TEXT_TASK, 3, None, seq_len=16)
     assert fixed.feed["input_ids"].shape == (3, 16) and fixed.tokens == 48
 
 
 def test_image_batches_are_uint8_of_the_input_shape() -> None:
-    meta = {"input": {"kind": "image", "channels": 1, "height": 8, "width": 8}}
-    (b,) = timed_batches(meta, 5, [3, 4], seq_len=32)
+    task = ImageClassification(["a", "b"], image_shape=(1, 8, 8))
+    (b,) = timed_batches(task, 5, [3, 4], seq_len=32)
     assert b.feed["images"].shape == (5, 1, 8, 8) and b.feed["images"].dtype == np.uint8
     assert b.sequences == 5 and b.tokens == 0

@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.export import (
+from tensorfab.optimize.export import ONNX_VARIANTS, TORCH_VARIANTS
+from tensorfab.package.repository import (
+    VARIANTS,
     check_model_name,
     next_version,
     report_path,
     resolve_version,
+    variant_models,
+    version_dir,
 )
 
 
@@ -62,3 +66,10 @@ def test_versions_start_at_one(version: int, tmp_path: Path) -> None:
     assert str(info.value) == (
         f"--version must be at least 1 (Triton's versions start at 1), not {version}"
     )
+
+
+def test_layout_variants_are_exports_and_the_base_one_has_the_plain_name(tmp_path: Path) -> None:
+    assert (*ONNX_VARIANTS, *TORCH_VARIANTS) == VARIANTS
+    assert version_dir(tmp_path, "ner", "fp32", 2) == tmp_path / "ner" / "2"
+    assert version_dir(tmp_path, "ner", "int8-static", 2) == tmp_path / "ner-int8-static" / "2"
+    assert variant_models(tmp_path, "ner")[:2] == [tmp_path / "ner", tmp_path / "ner-int8-dynamic"]

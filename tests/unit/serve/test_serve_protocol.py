@@ -10,7 +10,7 @@ import pytest
 
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.runtime import TensorSpec
-from tensorfab.serve.config import ModelConfig, load_model_config
+from tensorfab.package.repository import ModelConfig, load_model_config
 from tensorfab.serve.protocol import (
     ProtocolError,
     check_inputs,

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tensorfab.errors import TensorfabError
-from tensorfab.optimize.export import version_dirs
+from tensorfab.package.repository import ModelConfig, repository_models, version_dirs
 from tensorfab.serve.batching import QueueFullError, RequestTimeoutError
-from tensorfab.serve.config import ModelConfig
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError
-from tensorfab.serve.repository import (
-    LoadedVersion,
-    ModelRepository,
-    TokenLimits,
-    _truncating_within,
-    repository_models,
-    token_limits,
-)
+from tensorfab.serve.repository import LoadedVersion, ModelRepository
+from tensorfab.tasks import ServingLimits
+from tensorfab.tasks.encoder_task import token_limits
+from tensorfab.tasks.token_classification import TokenClassification
 
 META = {"task": "image-classification", "labels": ["a", "b"],
         "input": {"kind": "image", "channels": 1, "height": 2, "width": 2}}  # fmt: skip
@@ -97,7 +91,7 @@ class _TextRuntime:
     backend = "onnxruntime"
 
 
-def _text_version(limits: TokenLimits) -> LoadedVersion:
+def _text_version(limits: ServingLimits) -> LoadedVersion:
     return LoadedVersion(
         "ner", "1", ModelConfig(), Path("ner/1"), _TextRuntime(), _Batcher(None), None, limits
     )  # type: ignore[arg-type]
@@ -107,7 +101,7 @@ def test_token_ids_outside_the_limits_are_refused_before_they_join_a_batch(
     tmp_path: Path,
 ) -> None:
     repo = ModelRepository(tmp_path, ServerMetrics())
-    model = _text_version(TokenLimits(vocab_size=100, max_positions=8))
+    model = _text_version(ServingLimits(vocab_size=100, max_positions=8))
     ids = np.array([[1, 2, 100]], np.int64)
     with pytest.raises(ProtocolError) as info:
         asyncio.run(repo.infer(model, {"input_ids": ids, "attention_mask": np.ones_like(ids)}))
@@ -134,28 +128,40 @@ def test_token_limits_come_from_the_encoder_config_capped_by_the_tokenizer(
     (tmp_path / "encoder").mkdir()
     config = {"vocab_size": 30522, "max_position_embeddings": 514}
     (tmp_path / "encoder" / "config.json").write_text(json.dumps(config))
-    assert token_limits(tmp_path) == TokenLimits(30522, 514)
+    assert token_limits(tmp_path) == ServingLimits(30522, 514)
     # RoBERTa-like: 514 position rows, 2 of them kept for padding; the tokenizer says 512
-    assert token_limits(tmp_path, _Tokenizer(30000, 512)) == TokenLimits(30522, 512)
+    assert token_limits(tmp_path, _Tokenizer(30000, 512)) == ServingLimits(30522, 512)
     huge = _Tokenizer(30000, int(1e30))  # transformers' "no limit known"
-    assert token_limits(tmp_path, huge) == TokenLimits(30522, 514)
+    assert token_limits(tmp_path, huge) == ServingLimits(30522, 514)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert token_limits(empty, _Tokenizer(250, 128)) == TokenLimits(250, 128)
-    assert token_limits(empty) == TokenLimits(None, None)
+    assert token_limits(empty, _Tokenizer(250, 128)) == ServingLimits(250, 128)
+    assert token_limits(empty) == ServingLimits(None, None)
 
 
-def test_the_convenience_task_truncates_within_the_models_positions() -> None:
-    @dataclass
-    class _Task:
-        max_length: int
+def test_the_served_task_truncates_within_the_models_positions() -> None:
+    def within(max_length: int, positions: int | None) -> int:
+        task = TokenClassification(["O"], max_length=max_length)
+        return task.within(ServingLimits(max_positions=positions)).max_length
 
-    assert _truncating_within(_Task(1024), 512) == _Task(512)
-    assert _truncating_within(_Task(128), 512) == _Task(128)
-    assert _truncating_within(_Task(1024), None) == _Task(1024)
+    assert within(1024, 512) == 512
+    assert within(128, 512) == 128
+    assert within(1024, None) == 1024
 
 
 def test_repository_models_are_the_folders_with_a_version(tmp_path: Path) -> None:
     for folder in ("b/1", "a/2", "notes", "c/old"):
         (tmp_path / folder).mkdir(parents=True)
     assert repository_models(tmp_path) == ["a", "b"]
+
+
+def test_a_backend_nobody_registered_fails_the_model_naming_its_config(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "config.yaml").write_text("backend: tensorrt\n")
+    repo = ModelRepository(tmp_path, ServerMetrics())
+    state = asyncio.run(repo.load("m"))
+    assert not state.ready
+    assert state.reason == (
+        f"failed to load: {tmp_path / 'm' / 'config.yaml'}: backend 'tensorrt'; "
+        "choose from auto, onnxruntime, torch"
+    )

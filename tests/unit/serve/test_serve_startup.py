@@ -9,8 +9,8 @@ import pytest
 from tensorfab.data.imagefolder import read_image_bytes
 from tensorfab.errors import TensorfabError
 from tensorfab.serve.app import ServerOptions
-from tensorfab.serve.convenience import _image_problem
 from tensorfab.serve.server import Bind, check_bindable, check_models, check_port
+from tensorfab.tasks.image_classification import _image_problem
 
 
 @pytest.mark.parametrize("port", [-1, 65536, 99999])

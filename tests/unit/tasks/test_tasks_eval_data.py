@@ -43,7 +43,11 @@ def test_a_phrasebank_model_reads_csv_tsv_jsonl_and_its_own_format(
 
 
 def _image_model() -> dict:
-    return {"input": {"kind": "image", "channels": 1, "height": 28, "width": 28}, "labels": []}
+    return {
+        "task": "image-classification",
+        "input": {"kind": "image", "channels": 1, "height": 28, "width": 28},
+        "labels": [],
+    }
 
 
 def test_an_empty_folder_is_one_sentence(tmp_path: Path) -> None:

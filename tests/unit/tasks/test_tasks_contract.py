@@ -1,0 +1,155 @@
+"""The task contract without training: every task has every method, signatures and their
+ONNX axes, people's images and texts as the tasks read them, requests refused by name."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tensorfab.errors import TensorfabError
+from tensorfab.tasks import OUTPUT, ServingLimits, Task, TensorSpec, register_all, task_from_meta
+from tensorfab.tasks.base import signature_axes, variable_length
+from tensorfab.tasks.encoder_task import request_texts
+from tensorfab.tasks.image_classification import ImageClassification
+from tensorfab.tasks.token_classification import TokenClassification
+
+METAS = {
+    "image-classification": {
+        "task": "image-classification",
+        "labels": ["0", "1", "2"],
+        "input": {"kind": "image", "channels": 1, "height": 8, "width": 8, "polarity": "none"},
+        "task_config": {"classes": ["0", "1", "2"], "mean": [0.5], "std": [0.25]},
+    },
+    "token-classification": {
+        "task": "token-classification",
+        "labels": ["O", "B-PER", "I-PER"],
+        "input": {"kind": "text"},
+        "task_config": {"classes": ["O", "B-PER", "I-PER"], "max_length": 16},
+    },
+    "text-classification": {
+        "task": "text-classification",
+        "labels": ["neg", "pos"],
+        "input": {"kind": "text"},
+        "task_config": {"classes": ["neg", "pos"], "max_length": 16},
+    },
+}
+CONTRACT = sorted(
+    n for n in [*Task.__dict__, *Task.__annotations__] if not n.startswith("_") and n != "Task"
+)
+
+
+def test_every_registered_task_can_be_rebuilt_here() -> None:
+    assert set(METAS) == set(register_all().names())
+
+
+@pytest.mark.parametrize("name", sorted(METAS))
+def test_every_task_has_every_method_of_the_contract(name: str) -> None:
+    task = task_from_meta(METAS[name])  # no package dir: nothing but the JSON is read
+    missing = [m for m in CONTRACT if not hasattr(task, m)]
+    assert not missing, f"{name} lacks {missing}"
+    assert task.name == name
+    outputs = task.signature()[1]
+    assert [o.name for o in outputs] == [OUTPUT]
+    assert outputs[0].shape[-1] == len(METAS[name]["labels"])
+
+
+def test_signatures_and_their_onnx_axes() -> None:
+    image = task_from_meta(METAS["image-classification"]).signature()
+    assert image == ([TensorSpec("images", "UINT8", (1, 8, 8))], [TensorSpec(OUTPUT, "FP32", (3,))])
+    assert signature_axes(image) == {"images": {0: "batch"}, OUTPUT: {0: "batch"}}
+    assert not variable_length(image)
+    tokens = task_from_meta(METAS["token-classification"]).signature()
+    assert tokens[1] == [TensorSpec(OUTPUT, "FP32", (-1, 3))]
+    assert signature_axes(tokens) == {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        OUTPUT: {0: "batch"},  # as export always wrote it
+    }
+    assert variable_length(tokens)
+    assert task_from_meta(METAS["text-classification"]).signature()[1][0].shape == (2,)
+
+
+def test_example_feeds_fit_the_signature() -> None:
+    rng = np.random.default_rng(0)
+    image = task_from_meta(METAS["image-classification"]).example_feed([8, 8, 8], rng)
+    assert image["images"].shape == (3, 1, 8, 8) and image["images"].dtype == np.uint8
+    text = TokenClassification(["O"]).example_feed([3, 5], rng)
+    assert text["input_ids"].shape == (2, 5)
+    assert text["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1] * 5]
+    assert np.all(text["input_ids"][:, :3] >= 1000) and np.all(text["input_ids"] < 20000)
+
+
+def _png(path: Path, pixels: np.ndarray) -> str:
+    from PIL import Image
+
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+def _digit(light_background: bool) -> np.ndarray:
+    """A 28x28 bar in MNIST's form (white on black, 20 px tall, centred), or inverted."""
+    image = np.zeros((28, 28), np.uint8)
+    image[4:24, 12:16] = 255
+    return 255 - image if light_background else image
+
+
+def test_an_image_task_brings_a_users_image_to_the_training_form(tmp_path: Path) -> None:
+    task = ImageClassification(["a", "b"], image_shape=(1, 28, 28), polarity="light-on-dark")
+    items = [_png(tmp_path / "w.png", _digit(False)), _png(tmp_path / "b.png", _digit(True))]
+    inputs = task.read_inputs(items)
+    assert inputs.names == items
+    assert torch.equal(inputs.data[0], inputs.data[1])  # inverted back to white on black
+    assert inputs.example_notes == {1: ["inverted: light background"]}
+    assert inputs.notes == [f"{items[1]}: inverted: light background"]
+    rows = task.rows(inputs, 0, torch.tensor([[2.0, 0.0], [2.0, 0.0]]), 3)
+    assert "notes" not in rows[0] and rows[1]["notes"] == ["inverted: light background"]
+    assert rows[0]["label"] == "a" and rows[0]["score"] == pytest.approx(1 / (1 + np.exp(-2)))
+
+
+def test_a_photo_model_takes_images_as_training_read_them(tmp_path: Path) -> None:
+    task = ImageClassification(["a", "b"], image_shape=(1, 28, 28))  # polarity "none"
+    inputs = task.read_inputs([_png(tmp_path / "b.png", _digit(True))])
+    assert inputs.notes == [] and int(inputs.data[0, 0, 0, 0]) == 255  # not inverted
+
+
+def test_an_image_request_over_the_pixel_limit_is_refused_by_name() -> None:
+    from PIL import Image
+
+    body = io.BytesIO()
+    Image.fromarray(_digit(False)).save(body, format="PNG")
+    task = ImageClassification(["a", "b"], image_shape=(1, 28, 28))
+    assert task.decode_request(body.getvalue(), ServingLimits()).data.shape == (1, 1, 28, 28)
+    with pytest.raises(TensorfabError) as info:
+        task.decode_request(body.getvalue(), ServingLimits(max_pixels=100))
+    assert str(info.value) == (
+        "request body: image is 28x28 = 784 pixels, over the limit of 100 pixels; "
+        "refused before decoding (a decompression bomb?)"
+    )
+    with pytest.raises(TensorfabError, match="not an image PIL can read"):
+        task.decode_request(b"GIF89a nonsense", ServingLimits())
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "request body: malformed JSON"),
+        (json.dumps({"instances": [3]}).encode(), 'expected {"instances": ["text", ...]}'),
+        (json.dumps({"instances": [" "]}).encode(), "request body: empty text"),
+        (json.dumps({"instances": ["a"] * 1025}).encode(), "1025 texts; at most 1024"),
+    ],
+)
+def test_a_bad_text_request_is_one_message(body: bytes, message: str) -> None:
+    with pytest.raises(TensorfabError, match=message.replace("[", r"\[").replace("{", r"\{")):
+        request_texts(body)
+    assert request_texts(json.dumps({"text": "a b"}).encode()) == ["a b"]
+
+
+def test_a_task_without_its_package_cannot_tokenize_and_says_so() -> None:
+    task = task_from_meta(METAS["token-classification"])
+    with pytest.raises(TensorfabError, match="token-classification: needs package_dir or encoder"):
+        task.input_lengths([])
