@@ -28,7 +28,7 @@ from pathlib import Path
 from tensorfab.files import write_text_atomic
 from tensorfab.jobs.policy import Job, PolicyConfig, State, decide
 from tensorfab.jobs.simulate import SimConfig, build_nodes, simulate
-from tensorfab.jobs.trace import generate_trace, load_trace
+from tensorfab.jobs.trace import generate_trace, load_trace, offered_load
 from tensorfab.metrics.report import markdown_table
 
 TRACE = Path("benchmarks/traces/philly-10k-load0.9.jsonl.gz")  # the target: 1,024 GPUs
@@ -172,6 +172,9 @@ def policy_table(part: dict) -> list[str]:
         "p95 JCT h",
         "mean wait h",
         "p95 wait h",
+        "p99 wait h",
+        "max wait h",
+        "jobs that waited",
         "fair-share err.",
         "preempt.",
         "sim s",
@@ -186,6 +189,9 @@ def policy_table(part: dict) -> list[str]:
             f"{r['p95_jct_s'] / 3600:.2f}",
             f"{r['mean_wait_s'] / 3600:.3f}",
             f"{r['p95_wait_s'] / 3600:.2f}",
+            f"{r['p99_wait_s'] / 3600:.2f}",
+            f"{r['max_wait_s'] / 3600:.2f}",
+            f"{r['waited_share']:.1%}",
             f"{r['fair_share_error']:.3f}",
             r["preemptions"],
             f"{r['wall_s']:.1f}",
@@ -194,9 +200,10 @@ def policy_table(part: dict) -> list[str]:
     ]
     t = part["targets"]
     return [
-        f"### `{part['trace']}` on {part['gpus']} GPUs (8 per node), {part['jobs']} jobs",
+        f"### `{part['trace']}` on {part['gpus']} GPUs (8 per node), {part['jobs']} jobs, "
+        f"offered load {part['offered_load']:.3f}",
         "",
-        *markdown_table(header, rows, "llrrrrrrrrr"),
+        *markdown_table(header, rows, "llrrrrrrrrrrrr"),
         "",
         f"fair + backfill vs fifo: mean JCT {t['fair_backfill_jct_vs_fifo']:+.1%}, "
         f"utilisation {t['fair_backfill_util_minus_fifo']:+.4f} (whole span), "
@@ -267,6 +274,7 @@ def replay(path: Path, gpus: int, quick: bool) -> dict:
         "trace": str(path),
         "gpus": gpus,
         "jobs": len(trace),
+        "offered_load": offered_load(trace, gpus),
         "policies": rows,
         "targets": targets,
     }
