@@ -229,6 +229,20 @@ def offered_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
     return sum(j.gpus * j.duration_s for j in jobs) / (cluster_gpus * window)
 
 
+def window_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
+    """The share of the cluster the jobs would keep busy during the arrival window if none waited.
+
+    Each job counts only the part of its run that falls before the last submit: the most the
+    cluster can be busy while jobs arrive. Below :func:`offered_load` when long jobs arriving
+    late run on after the window (a finite trace that starts on an empty cluster).
+    """
+    offered_load(jobs, cluster_gpus)  # the same checks
+    first = min(j.submit_time for j in jobs)
+    last = max(j.submit_time for j in jobs)
+    inside = sum(j.gpus * min(j.duration_s, last - j.submit_time) for j in jobs)
+    return inside / (cluster_gpus * (last - first))
+
+
 def generate_trace(count: int, seed: int, load: float, cluster_gpus: int) -> list[TraceJob]:
     """``count`` Philly-shaped jobs whose arrivals offer exactly ``load`` to the cluster.
 

@@ -22,6 +22,7 @@ from tensorfab.jobs.trace import (
     mean_gpu_seconds,
     offered_load,
     save_trace,
+    window_load,
 )
 
 
@@ -106,6 +107,8 @@ def test_offered_load_by_hand():
     later = TraceJob(50.0, 4, 25.0, 200.0, 4, "t", "u")
     # (2 * 100 + 4 * 25) GPU-s over 10 GPUs x 50 s
     assert offered_load([job, later], 10) == pytest.approx(0.6)
+    # inside the window 0..50: the first job runs 50 of its 100 s, the second none
+    assert window_load([job, later], 10) == pytest.approx(2 * 50 / (10 * 50))
     with pytest.raises(TensorfabError, match="two different times"):
         offered_load([job], 10)
 
