@@ -219,7 +219,7 @@ def _teams(rng: random.Random) -> Iterator[tuple[str, str, int]]:
 
 
 def offered_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
-    """The trace's GPU-seconds over ``cluster_gpus`` times its arrival window (first to last submit)."""
+    """The jobs' GPU-seconds over ``cluster_gpus`` x the arrival window, first to last submit."""
     if not jobs or cluster_gpus < 1:
         raise TensorfabError("offered load needs jobs and a cluster of >= 1 GPU")
     times = [j.submit_time for j in jobs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import math
 from collections import Counter
@@ -85,13 +86,15 @@ def test_generator_is_seeded_and_philly_shaped():
     assert 15 * 60 < median < 26 * 60  # log-normal, median 20 minutes for 1 GPU
     assert all(j.time_limit_s >= j.duration_s and j.time_limit_s % 300 == 0 for j in a)
     # arrivals: Poisson, so the gaps are exponential (their std is about their mean)
-    gaps = [b.submit_time - x.submit_time for x, b in zip(a, a[1:], strict=False)]
+    gaps = [b.submit_time - x.submit_time for x, b in itertools.pairwise(a)]
     mean = sum(gaps) / len(gaps)
     std = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5
     assert std == pytest.approx(mean, rel=0.1)
 
 
-@pytest.mark.parametrize(("count", "seed", "load", "gpus"), [(3000, 3, 0.9, 1024), (200, 5, 0.5, 64)])
+@pytest.mark.parametrize(
+    ("count", "seed", "load", "gpus"), [(3000, 3, 0.9, 1024), (200, 5, 0.5, 64)]
+)
 def test_generated_trace_offers_the_requested_load(count, seed, load, gpus):
     jobs = generate_trace(count, seed=seed, load=load, cluster_gpus=gpus)
     assert offered_load(jobs, gpus) == pytest.approx(load, rel=0.01)
