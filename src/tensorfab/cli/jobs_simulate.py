@@ -142,7 +142,7 @@ def _generate(args: argparse.Namespace) -> int:
     hours = (jobs[-1].submit_time - jobs[0].submit_time) / 3600
     print(
         f"{len(jobs)} jobs over {hours:.1f} h of arrivals, offered load "
-        f"{offered_load(jobs, args.gpus) if len(jobs) > 1 else args.load:.3f} "
+        f"{f'{offered_load(jobs, args.gpus):.3f}' if len(jobs) > 1 else 'n/a (one job)'} "
         f"on {args.gpus} GPUs -> {args.out}"
     )
     return 0

@@ -140,7 +140,8 @@ def test_cli_generates_then_replays(tmp_path, capsys):
         )
         == 0
     )
-    assert "60 jobs" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "60 jobs" in said and "offered load 0.500 on 64 GPUs" in said  # measured on the trace
     assert len(load_trace(out)) == 60
     assert run_cli(str(out), "--gpus", "64", "--policy", "fair", "--backfill", "--json") == 0
     report = json.loads(capsys.readouterr().out)
