@@ -12,7 +12,7 @@ from pathlib import Path
 from tensorfab.errors import TensorfabError
 from tensorfab.jobs.policy import POLICIES, PolicyConfig
 from tensorfab.jobs.simulate import SimConfig, simulate
-from tensorfab.jobs.trace import generate_trace, load_trace, save_trace
+from tensorfab.jobs.trace import generate_trace, load_trace, offered_load, save_trace
 
 HELP = "replay a job trace through the scheduler on a virtual GPU cluster (or generate a trace)"
 EXAMPLE = """\
@@ -70,7 +70,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--generate", type=int, metavar="N", help="number of jobs to generate")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     gen.add_argument(
-        "--load", type=float, default=0.9, help="offered load on --gpus (default: %(default)s)"
+        "--load",
+        type=float,
+        default=0.9,
+        help="offered load on --gpus: the jobs' GPU-seconds / (GPUs x arrival window), exact "
+        "for the trace drawn (default: %(default)s)",
     )
     gen.add_argument("--out", help="where to write the trace (.jsonl or .jsonl.gz)")
 
@@ -137,7 +141,8 @@ def _generate(args: argparse.Namespace) -> int:
     save_trace(jobs, Path(args.out))
     hours = (jobs[-1].submit_time - jobs[0].submit_time) / 3600
     print(
-        f"{len(jobs)} jobs over {hours:.1f} h of arrivals, offered load {args.load:g} "
+        f"{len(jobs)} jobs over {hours:.1f} h of arrivals, offered load "
+        f"{f'{offered_load(jobs, args.gpus):.3f}' if len(jobs) > 1 else 'n/a (one job)'} "
         f"on {args.gpus} GPUs -> {args.out}"
     )
     return 0

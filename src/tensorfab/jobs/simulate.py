@@ -10,7 +10,8 @@ checkpoints in its grace period) and resumes with the rest; its time limit keeps
 Reported: GPU utilisation (busy GPU-seconds over cluster GPUs times the span from the first
 submit to the last end; and the same over the arrival window, first to last submit, where
 a finite trace is in its steady state), mean and p95 job completion time (JCT = end -
-submit) and wait (JCT minus run time) of the jobs that finished, the fair-share error and
+submit) and wait (JCT minus run time) of the jobs that finished, with the wait's p99, maximum
+and the share of jobs that waited at all (over a second), the fair-share error and
 GPU-hours per team, preemptions, time-limit stops, and the number of ``decide`` calls.
 
 Fair-share error: at every moment the GPUs in use are split among the teams with demand
@@ -45,6 +46,7 @@ from tensorfab.jobs.policy import (
 )
 from tensorfab.jobs.trace import TraceJob
 
+WAITED_S = 1.0  # a job that started more than this after its submit (in total) waited
 # event kinds, in the order they are handled at one instant: ends free GPUs before arrivals
 FINISH, STOPPED, ARRIVE, LIMIT = 0, 1, 2, 3
 
@@ -333,6 +335,9 @@ class Stats:
             "p95_jct_s": _p95(jct),
             "mean_wait_s": _mean(wait),
             "p95_wait_s": _p95(wait),
+            "p99_wait_s": _quantile(wait, 0.99),
+            "max_wait_s": wait[-1] if wait else 0.0,
+            "waited_share": sum(w > WAITED_S for w in wait) / len(wait) if wait else 0.0,
             "fair_share_error": self.misplaced_gpu_s / self.busy_gpu_s if self.busy_gpu_s else 0.0,
             "team_gpu_hours": {t: v / 3600 for t, v in sorted(self.team_gpu_s.items())},
             "preemptions": self.preemptions,
@@ -376,9 +381,14 @@ def _mean(values: list[float]) -> float:
 
 def _p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile of sorted ``values``."""
+    return _quantile(values, 0.95)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """Nearest-rank ``q`` quantile of sorted ``values``."""
     if not values:
         return 0.0
-    return values[max(0, math.ceil(0.95 * len(values)) - 1)]
+    return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
 def simulate(

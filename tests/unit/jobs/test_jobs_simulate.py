@@ -31,6 +31,9 @@ def test_fifo_by_hand():
     assert r["mean_wait_s"] == pytest.approx((0 + 49) / 2)
     assert r["span_s"] == 150
     assert r["utilisation"] == pytest.approx((50 + 200) / (2 * 150))
+    # the wait distribution: one job of two waited, 49 s
+    assert r["waited_share"] == pytest.approx(0.5)
+    assert r["max_wait_s"] == pytest.approx(49) and r["p99_wait_s"] == pytest.approx(49)
 
 
 def test_backfill_by_hand():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +21,9 @@ from tensorfab.jobs.trace import (
     generate_trace,
     load_trace,
     mean_gpu_seconds,
+    offered_load,
     save_trace,
+    window_load,
 )
 
 
@@ -81,9 +85,45 @@ def test_generator_is_seeded_and_philly_shaped():
     median = durations[len(durations) // 2]
     assert 15 * 60 < median < 26 * 60  # log-normal, median 20 minutes for 1 GPU
     assert all(j.time_limit_s >= j.duration_s and j.time_limit_s % 300 == 0 for j in a)
-    # arrivals: mean gap = E[gpus * duration] / (load * GPUs)
-    gap = a[-1].submit_time / len(a)
-    assert gap == pytest.approx(mean_gpu_seconds() / (0.9 * 1024), rel=0.08)
+    # arrivals: Poisson, so the gaps are exponential (their std is about their mean)
+    gaps = [b.submit_time - x.submit_time for x, b in itertools.pairwise(a)]
+    mean = sum(gaps) / len(gaps)
+    std = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5
+    assert std == pytest.approx(mean, rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("count", "seed", "load", "gpus"), [(3000, 3, 0.9, 1024), (200, 5, 0.5, 64)]
+)
+def test_generated_trace_offers_the_requested_load(count, seed, load, gpus):
+    jobs = generate_trace(count, seed=seed, load=load, cluster_gpus=gpus)
+    assert offered_load(jobs, gpus) == pytest.approx(load, rel=0.01)
+    # the sample's own work sets the window, not the expected work: a heavy-tailed sample
+    # differs from the mean, and the arrivals follow the sample
+    work = sum(j.gpus * j.duration_s for j in jobs)
+    window = jobs[-1].submit_time - jobs[0].submit_time
+    assert window == pytest.approx(work / (load * gpus), rel=1e-6)
+
+
+def test_offered_load_by_hand():
+    job = TraceJob(0.0, 2, 100.0, 200.0, 4, "t", "u")
+    later = TraceJob(50.0, 4, 25.0, 200.0, 4, "t", "u")
+    # (2 * 100 + 4 * 25) GPU-s over 10 GPUs x 50 s
+    assert offered_load([job, later], 10) == pytest.approx(0.6)
+    # inside the window 0..50: the first job runs 50 of its 100 s, the second none
+    assert window_load([job, later], 10) == pytest.approx(2 * 50 / (10 * 50))
+    with pytest.raises(TensorfabError, match="two different times"):
+        offered_load([job], 10)
+
+
+def test_committed_trace_offers_load_0_9_on_1024_gpus():
+    path = Path(__file__).parents[3] / "benchmarks/traces/philly-10k-load0.9.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:  # plain JSON: load_trace is 2x slower
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 10000
+    times = [r["submit_time"] for r in rows]
+    work = sum(r["gpus"] * r["duration_s"] for r in rows)
+    assert work / (1024 * (max(times) - min(times))) == pytest.approx(0.9, rel=0.01)
 
 
 def test_mean_gpu_seconds_matches_a_large_sample():
@@ -100,7 +140,8 @@ def test_cli_generates_then_replays(tmp_path, capsys):
         )
         == 0
     )
-    assert "60 jobs" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "60 jobs" in said and "offered load 0.500 on 64 GPUs" in said  # measured on the trace
     assert len(load_trace(out)) == 60
     assert run_cli(str(out), "--gpus", "64", "--policy", "fair", "--backfill", "--json") == 0
     report = json.loads(capsys.readouterr().out)
