@@ -175,7 +175,7 @@ class BatchStats:
     compute_s: float
 
 
-@dataclass
+@dataclass(eq=False)  # one batcher is one queue: compared and hashed by identity
 class DynamicBatcher:
     """The asyncio side: a bounded queue and ``instances`` loops that run batches in threads."""
 
