@@ -73,7 +73,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class guard:  # noqa: N801 - used as a function: guard(app, tally, log)
+class guard:
     """``app`` wrapped so that HTTP requests are counted and never raise out of it; the
     wrapped app's ``state`` stays reachable as this one's."""
 
@@ -99,7 +99,7 @@ class guard:  # noqa: N801 - used as a function: guard(app, tally, log)
         except asyncio.CancelledError:
             self.tally.cut += 1
             raise
-        except Exception as exc:  # noqa: BLE001 - the one place every error ends
+        except Exception as exc:
             self.tally.errors += 1
             where = f"{scope.get('method')} {scope.get('path')}"
             self.log(type(exc).__name__, f"internal error on {where}: {_first_line(exc)}")

@@ -39,9 +39,9 @@ from tensorfab.package.repository import (
     version_dirs,
 )
 from tensorfab.serve.batching import (
+    BatcherStoppedError,
     BatchPolicy,
     DynamicBatcher,
-    BatcherStoppedError,
     QueueFullError,
     RequestTimeoutError,
 )

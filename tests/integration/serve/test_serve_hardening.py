@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions
 
 GOOD = {
-    "inputs": [
-        {"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}
-    ]
+    "inputs": [{"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]
 }
 
 
@@ -83,8 +83,10 @@ def test_each_malformed_request_is_a_400_naming_its_field_and_the_connection_sta
             assert answer.status_code == 400, (named, answer.text)
             assert named in answer.json()["error"]
             assert client.post("/v2/models/digits/infer", json=GOOD).status_code == 200
-        answer = client.post("/v2/models/digits/infer", content=FLOAT_SIZE + bytes(784),
-                             headers={"Inference-Header-Content-Length": str(len(FLOAT_SIZE))})  # fmt: skip
+        header = {"Inference-Header-Content-Length": str(len(FLOAT_SIZE))}
+        answer = client.post(
+            "/v2/models/digits/infer", content=FLOAT_SIZE + bytes(784), headers=header
+        )
         assert answer.status_code == 400
         assert "binary_data_size: must be an integer" in answer.json()["error"]
 
@@ -95,8 +97,7 @@ def test_a_body_over_the_models_limit_is_413_before_it_is_read(
     port = int(controlled.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(
-            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Length: 16777216\r\n\r\n{"
+            b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 16777216\r\n\r\n{"
         )
         answer = sock.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 413")
@@ -151,12 +152,14 @@ def test_reloads_under_load_lose_no_request_and_leave_one_batcher_per_version(
     stop, results = threading.Event(), []
     threads = _clients(controlled.url, stop, results, 8)
     try:
+
         def reload(model: str) -> int:
             url = f"{controlled.url}/v2/repository/models/{model}/load"
             return httpx.post(url, timeout=60).status_code
 
+        loads: list[int] = []
         for _ in range(3):  # both models at once, and one of them twice at once
-            loads: list[int] = []
+            loads.clear()
             jobs = [threading.Thread(target=lambda m=m: loads.append(reload(m)))
                     for m in ("digits", "digits-torch", "digits")]  # fmt: skip
             for job in jobs:
@@ -190,3 +193,76 @@ def test_a_failed_reload_keeps_the_old_version_serving_and_says_why(
         infer = httpx.post(f"{running.url}/v2/models/digits/infer", json=GOOD)
         assert infer.status_code == 200
         assert np.asarray(infer.json()["outputs"][0]["data"]).shape == (10,)
+
+
+# A property-based fuzz of the HTTP API: requests shaped like the protocol's, with any JSON
+# in any field, plus raw bytes, to every route that reads a body. Not one may be a 500.
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8)
+)
+ANY_JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+NAMES = st.sampled_from(["images", "logits", "x", ""]) | ANY_JSON
+TENSOR = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": NAMES,
+        "shape": st.lists(st.integers(-2, 2**64), max_size=5) | ANY_JSON,
+        "datatype": st.sampled_from(["UINT8", "FP32", "BYTES", "INT64"]) | ANY_JSON,
+        "data": st.lists(st.integers(-300, 300), max_size=800) | ANY_JSON,
+        "parameters": st.fixed_dictionaries(
+            {}, optional={"binary_data_size": ANY_JSON, "binary_data": ANY_JSON}
+        )
+        | ANY_JSON,
+    },
+)
+REQUEST = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": ANY_JSON,
+        "inputs": st.lists(TENSOR, max_size=3) | ANY_JSON,
+        "outputs": st.lists(TENSOR, max_size=2) | ANY_JSON,
+        "parameters": ANY_JSON,
+    },
+)
+BODIES = st.one_of(REQUEST.map(lambda r: json.dumps(r).encode()), st.binary(max_size=64))
+ROUTES = st.sampled_from(
+    [
+        "/v2/models/digits/infer",
+        "/v2/models/digits/versions/1/infer",
+        "/v2/models/digits-torch/infer",
+        "/v1/models/digits:predict",
+        "/v2/models/nothing/infer",
+        "/v2/repository/index",
+    ]
+)
+HEADER_LENGTHS = st.none() | st.integers(-5, 400).map(str) | st.text(max_size=4)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(route=ROUTES, body=BODIES, header_length=HEADER_LENGTHS)
+def test_fuzzed_requests_never_get_a_500(
+    controlled: BackgroundServer, route: str, body: bytes, header_length: str | None
+) -> None:
+    headers = {} if header_length is None else {"Inference-Header-Content-Length": header_length}
+    try:
+        answer = httpx.post(controlled.url + route, content=body, headers=headers, timeout=10)
+    except httpx.InvalidURL:  # a header value httpx itself refuses to send
+        return
+    assert answer.status_code < 500, (route, body[:200], answer.text)
+
+
+def test_the_server_is_up_and_clean_after_the_fuzz(controlled: BackgroundServer) -> None:
+    assert httpx.get(f"{controlled.url}/v2/health/ready").json() == {"ready": True}
+    assert httpx.post(f"{controlled.url}/v2/models/digits/infer", json=GOOD).status_code == 200
+    assert controlled.server.config.app.tally.errors == 0  # no exception reached the guard

@@ -165,6 +165,5 @@ def test_a_backend_nobody_registered_fails_the_model_naming_its_config(tmp_path:
     state = asyncio.run(repo.load("m"))
     assert not state.ready
     assert state.reason == (
-        "failed to load: m/config.yaml: backend 'tensorrt'; "
-        "choose from auto, onnxruntime, torch"
+        "failed to load: m/config.yaml: backend 'tensorrt'; choose from auto, onnxruntime, torch"
     )
