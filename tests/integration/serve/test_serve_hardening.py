@@ -241,7 +241,8 @@ ROUTES = st.sampled_from(
         "/v2/repository/index",
     ]
 )
-HEADER_LENGTHS = st.none() | st.integers(-5, 400).map(str) | st.text(max_size=4)
+PRINTABLE = st.characters(min_codepoint=33, max_codepoint=126)  # what a header may carry
+HEADER_LENGTHS = st.none() | st.integers(-5, 400).map(str) | st.text(PRINTABLE, max_size=4)
 
 
 @settings(
@@ -255,10 +256,7 @@ def test_fuzzed_requests_never_get_a_500(
     controlled: BackgroundServer, route: str, body: bytes, header_length: str | None
 ) -> None:
     headers = {} if header_length is None else {"Inference-Header-Content-Length": header_length}
-    try:
-        answer = httpx.post(controlled.url + route, content=body, headers=headers, timeout=10)
-    except httpx.InvalidURL:  # a header value httpx itself refuses to send
-        return
+    answer = httpx.post(controlled.url + route, content=body, headers=headers, timeout=10)
     assert answer.status_code < 500, (route, body[:200], answer.text)
 
 
