@@ -261,6 +261,13 @@ def mixed(url: str, total: int, clients: int) -> dict:
     }
 
 
+def _cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results/serve-hardening.json")
@@ -290,8 +297,7 @@ def main() -> None:
         results["server_log_lines"] = len(err.splitlines())
     summary = {
         "date": datetime.date.today().isoformat(),
-        "device": f"{os.cpu_count()}-core {platform.processor() or platform.machine()} CPU, "
-        "shared with other jobs (six other sessions)",
+        "device": f"{os.cpu_count()}-core {_cpu_name()} CPU, shared with other jobs",
         "command": " ".join(["benchmarks/serve_hardening.py", *sys.argv[1:]]),
         "results": results,
     }
