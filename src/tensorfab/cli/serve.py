@@ -50,10 +50,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="bytes of inputs queued per model version before 429 (default 256)",
     )
     parser.add_argument(
-        "--header-timeout", type=float, default=10.0, help="seconds for a request's headers"
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a request's headers; a slower socket is closed (default 10)",
     )
     parser.add_argument(
-        "--body-timeout", type=float, default=30.0, help="seconds for a request's body (408)"
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds for a request's body; slower: 408 and closed (default 30)",
     )
 
 

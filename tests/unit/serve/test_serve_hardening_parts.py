@@ -11,9 +11,29 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from tensorfab.package.repository import ModelConfig
 from tensorfab.serve.batching import BatchPolicy, DynamicBatcher, QueueFullError
 from tensorfab.serve.guard import RateLimitedLog, RequestTally
 from tensorfab.serve.protocol import ProtocolError, element_count, parse_infer_request
+from tensorfab.serve.repository import LoadedVersion
+from tensorfab.tasks import ServingLimits, TensorSpec
+
+
+def _version(specs: list[TensorSpec], max_batch_size: int, **limits: int) -> LoadedVersion:
+    config = ModelConfig(max_batch_size=max_batch_size)
+    version = LoadedVersion("m", "1", config, None, None, None, None, ServingLimits(**limits))  # type: ignore[arg-type]
+    version.__dict__["signature"] = (specs, [])  # the cached signature, without a runtime
+    return version
+
+
+def test_the_body_limit_follows_the_input_signature_and_max_batch_size() -> None:
+    image = [TensorSpec("images", "UINT8", (1, 28, 28))]
+    assert _version(image, 64).body_limit(16 << 20) == 784 * 64 * 32 + 65536  # 1,671,168
+    tokens = [TensorSpec("input_ids", "INT64", (-1,)), TensorSpec("attention_mask", "INT64", (-1,))]
+    assert _version(tokens, 8, max_positions=512).body_limit(16 << 20) == 2 * 512 * 8 * 32 + 65536
+    assert _version(tokens, 8).body_limit(1000) == 1000  # no known length: the server's
+    assert _version(image, 0).body_limit(1000) == 1000  # batching off: no row bound
+    assert _version(image, 64).body_limit(1000) == 1000  # never above the server's
 
 
 @pytest.mark.parametrize(
