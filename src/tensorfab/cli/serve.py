@@ -12,6 +12,7 @@ from tensorfab.errors import TensorfabError
 EXAMPLE = """\
 tensorfab export runs/conll2003-minilm --repo repo --name ner
 tensorfab serve repo --port 8000
+tensorfab serve repo --model-control explicit   # then: curl -X POST .../models/ner/load
 curl -s localhost:8000/v1/models/ner-int8-dynamic:predict -d '{"text": "EU rejects German call ."}'
 TENSORFAB_TOKEN=secret tensorfab serve repo --host 0.0.0.0 --models ner"""
 
@@ -35,6 +36,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--graceful-timeout", type=float, default=30.0, help="seconds")
     parser.add_argument("--threads", type=int, default=4, help="threads computing batches")
+    parser.add_argument(
+        "--model-control",
+        choices=("none", "explicit"),
+        default="none",
+        help="explicit: POST /v2/repository/models/NAME/load|unload (re)load and unload "
+        "models; none (default): those routes answer 403",
+    )
+    parser.add_argument(
+        "--max-queue-mb",
+        type=float,
+        default=256.0,
+        help="bytes of inputs queued per model version before 429 (default 256)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a request's headers; a slower socket is closed (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds for a request's body; slower: 408 and closed (default 30)",
+    )
 
 
 def _check_limits(args: argparse.Namespace) -> None:
@@ -45,6 +71,10 @@ def _check_limits(args: argparse.Namespace) -> None:
         raise TensorfabError(f"--max-body-mb {args.max_body_mb}: must be above 0")
     if not args.graceful_timeout >= 0:
         raise TensorfabError(f"--graceful-timeout {args.graceful_timeout}: must be 0 or more")
+    for flag in ("max_queue_mb", "header_timeout", "body_timeout"):
+        if not getattr(args, flag) > 0:
+            name = "--" + flag.replace("_", "-")
+            raise TensorfabError(f"{name} {getattr(args, flag)}: must be above 0")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,10 +95,20 @@ def run(args: argparse.Namespace) -> int:
         strict_readiness=args.strict_readiness,
         compute_threads=args.threads,
         announce=lambda line: print(line, flush=True),
+        model_control=args.model_control,
+        max_queue_bytes=int(args.max_queue_mb * 1024 * 1024),
+        body_timeout_s=args.body_timeout,
     )
-    bind = Bind(args.host, args.port, args.graceful_timeout, "warning")
+    bind = Bind(
+        args.host,
+        args.port,
+        args.graceful_timeout,
+        "warning",
+        header_timeout_s=args.header_timeout,
+    )
     stopped_by = run_server(options, bind)
     if stopped_by is None:
         return 0
-    print(f"stopped on {signal.Signals(stopped_by).name} after the requests in flight", flush=True)
+    name = signal.Signals(stopped_by).name
+    print(f"stopped on {name}: {options.tally.summary()}", flush=True)
     return 128 + stopped_by

@@ -11,20 +11,24 @@ serving after any of them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from tensorfab import __version__
 from tensorfab.auth import TokenTable, install_auth
 from tensorfab.metrics.prometheus import CONTENT_TYPE
 from tensorfab.serve.convenience import predict
+from tensorfab.serve.guard import RequestTally
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import (
     HEADER_LENGTH,
@@ -35,6 +39,8 @@ from tensorfab.serve.protocol import (
 from tensorfab.serve.repository import LoadedVersion, ModelRepository, describe
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
+MODEL_CONTROL = ("none", "explicit")
+OFF_LOOP_BYTES = 64 * 1024  # bodies at least this large are parsed in the decode pool
 
 
 @dataclass
@@ -48,17 +54,34 @@ class ServerOptions:
     strict_readiness: bool = False  # server not ready while any model failed to load
     compute_threads: int = 4
     announce: Callable[[str], None] | None = None  # told each model's state once loaded
+    model_control: str = "none"  # "explicit": the load/unload routes are open (Triton's name)
+    max_queue_bytes: int | None = 256 * 1024 * 1024  # per model version, besides the count
+    body_timeout_s: float = 30.0  # the whole body must arrive within this; else 408
+    decode_threads: int = 2  # image decoding, tokenizing, large JSON bodies
+    tally: RequestTally = field(default_factory=RequestTally)
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes without reading it all."""
+async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes without reading it all, and
+    refused (408) when it has not all come within ``timeout_s`` (a slow or stalled client)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(f"request body: {declared} bytes exceed the limit of {limit}", 413)
+    try:
+        return await asyncio.wait_for(_collect(request, limit), timeout_s)
+    except TimeoutError:
+        raise ProtocolError(
+            f"request body: not received within {timeout_s:g} s", 408, {"Connection": "close"}
+        ) from None
+    except ClientDisconnect:
+        raise ProtocolError("request body: the client went away", 400) from None
+
+
+async def _collect(request: Request, limit: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -70,8 +93,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def create_app(options: ServerOptions) -> FastAPI:
     """The ASGI app; models load on startup and drain on shutdown (lifespan)."""
+    if options.model_control not in MODEL_CONTROL:
+        raise ValueError(f"model_control {options.model_control!r}: one of {MODEL_CONTROL}")
     metrics = ServerMetrics()
-    repo = ModelRepository(options.repository, metrics, options.compute_threads)
+    repo = ModelRepository(
+        options.repository, metrics, options.compute_threads, options.max_queue_bytes
+    )
+    decoder = ThreadPoolExecutor(options.decode_threads, thread_name_prefix="tensorfab-decode")
     status = {"started": False, "stopping": False}
 
     @asynccontextmanager
@@ -87,13 +115,14 @@ def create_app(options: ServerOptions) -> FastAPI:
         yield
         status["stopping"] = True
         await repo.close()
+        decoder.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="tensorfab inference server", version=__version__, lifespan=lifespan)
     app.state.repo, app.state.metrics, app.state.status = repo, metrics, status
     _add_handlers(app, options)
     _add_health_routes(app, options, repo, status)
-    _add_repository_routes(app, repo)
-    _add_model_routes(app, options, repo, metrics)
+    _add_repository_routes(app, repo, options.model_control == "explicit")
+    _add_model_routes(app, options, repo, metrics, decoder)
     return app
 
 
@@ -146,20 +175,31 @@ def _add_health_routes(
         return Response(app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def _add_repository_routes(app: FastAPI, repo: ModelRepository) -> None:
+def _controlled(explicit: bool, action: str) -> None:
+    if not explicit:
+        raise ProtocolError(
+            f"{action}: model control is off; start the server with --model-control explicit",
+            403,
+        )
+
+
+def _add_repository_routes(app: FastAPI, repo: ModelRepository, explicit: bool) -> None:
     @app.post("/v2/repository/index")
     async def repository_index() -> list[dict[str, Any]]:
         return repo.index()
 
     @app.post("/v2/repository/models/{name}/load")
     async def load(name: str) -> dict[str, Any]:
+        _controlled(explicit, "load")
         state = await repo.load(name)
-        if not state.ready:
-            raise ProtocolError(f"model {name!r}: {state.reason}", 400)
+        if state.load_error:
+            serving = f"; still serving {sorted(state.versions)}" if state.ready else ""
+            raise ProtocolError(f"model {name!r}: {state.load_error}{serving}", 400)
         return {}
 
     @app.post("/v2/repository/models/{name}/unload")
     async def unload(name: str) -> dict[str, Any]:
+        _controlled(explicit, "unload")
         if name not in repo.names():
             raise ProtocolError(f"model {name!r}: not in the repository", 404)
         await repo.unload(name)
@@ -184,8 +224,17 @@ def _model_config(model: LoadedVersion) -> dict[str, Any]:
     }
 
 
+async def _off_loop(pool: ThreadPoolExecutor, work: Callable[..., Any], *args: Any) -> Any:
+    """``work(*args)`` in the decode pool, so that the event loop keeps serving meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(pool, work, *args)
+
+
 def _add_model_routes(
-    app: FastAPI, options: ServerOptions, repo: ModelRepository, metrics: ServerMetrics
+    app: FastAPI,
+    options: ServerOptions,
+    repo: ModelRepository,
+    metrics: ServerMetrics,
+    decoder: ThreadPoolExecutor,
 ) -> None:
     async def metadata(name: str, version: str | None = None) -> dict[str, Any]:
         model = repo.get(name, version)
@@ -204,8 +253,13 @@ def _add_model_routes(
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         model = repo.get(name, version)
         with metrics.request(name, model.version):
-            body = await read_body(request, options.max_body_bytes)
-            parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
+            limit = model.body_limit(options.max_body_bytes)
+            body = await read_body(request, limit, options.body_timeout_s)
+            header = request.headers.get(HEADER_LENGTH)
+            if len(body) >= OFF_LOOP_BYTES:
+                parsed = await _off_loop(decoder, parse_infer_request, body, header)
+            else:
+                parsed = parse_infer_request(body, header)
             outputs = await repo.infer(model, parsed.inputs, parsed.parameters.get("timeout"))
             content, header = infer_response(name, model.version, parsed, outputs)
         if header is None:
@@ -216,8 +270,8 @@ def _add_model_routes(
     async def predict_route(request: Request, name: str) -> JSONResponse:
         model = repo.get(name)
         with metrics.request(name, model.version):
-            body = await read_body(request, options.max_body_bytes)
-            result = await predict(repo, model, body)
+            body = await read_body(request, options.max_body_bytes, options.body_timeout_s)
+            result = await predict(repo, model, body, decoder)
         return JSONResponse(result)  # plain JSON, no re-encoding
 
     for suffix in ("", "/versions/{version}"):

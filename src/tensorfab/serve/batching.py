@@ -33,6 +33,10 @@ class QueueFullError(Exception):
     """The model's queue holds ``max_queue_size`` requests already."""
 
 
+class BatcherStoppedError(Exception):
+    """The batcher is stopping (its model was reloaded or unloaded): take the new one."""
+
+
 class RequestTimeoutError(Exception):
     """The request waited past its deadline before it could run."""
 
@@ -47,6 +51,7 @@ class Pending:
     deadline: float
     future: Any = None  # asyncio.Future set with the request's outputs
     started: float | None = None
+    nbytes: int = 0  # of its inputs, counted against the queue's byte bound
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class BatchStats:
     compute_s: float
 
 
-@dataclass
+@dataclass(eq=False)  # one batcher is one queue: compared and hashed by identity
 class DynamicBatcher:
     """The asyncio side: a bounded queue and ``instances`` loops that run batches in threads."""
 
@@ -179,6 +184,7 @@ class DynamicBatcher:
     max_queue_size: int
     per_position: bool
     executor: Executor
+    max_queue_bytes: int | None = None  # None: bounded by requests only
     instances: int = 1
     on_batch: Callable[[BatchStats], None] = lambda stats: None
     clock: Callable[[], float] = time.monotonic
@@ -186,6 +192,11 @@ class DynamicBatcher:
     _wake: asyncio.Event | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _closing: bool = False
+    queued_bytes: int = 0
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def start(self) -> None:
         self._wake = asyncio.Event()
@@ -194,14 +205,18 @@ class DynamicBatcher:
     async def submit(self, feed: Feed, rows: int, timeout_s: float) -> np.ndarray:
         """Queue one request and wait for its own part of the batch output."""
         if self._closing:
-            raise QueueFullError("the model is unloading")
+            raise BatcherStoppedError("the model is unloading")
         if len(self.queue) >= self.max_queue_size:
             raise QueueFullError(f"queue full ({self.max_queue_size} requests waiting)")
+        nbytes = sum(a.nbytes for a in feed.values())
+        limit = self.max_queue_bytes
+        if limit is not None and self.queue and self.queued_bytes + nbytes > limit:
+            raise QueueFullError(f"queue full ({self.queued_bytes} bytes waiting, limit {limit})")
         now = self.clock()
-        pending = Pending(
-            feed, rows, now, now + timeout_s, asyncio.get_running_loop().create_future()
-        )
+        future = asyncio.get_running_loop().create_future()
+        pending = Pending(feed, rows, now, now + timeout_s, future, nbytes=nbytes)
         self.queue.append(pending)
+        self.queued_bytes += nbytes
         assert self._wake is not None
         self._wake.set()
         return await pending.future
@@ -218,6 +233,7 @@ class DynamicBatcher:
         while not (self._closing and not self.queue):
             now = self.clock()
             for late in expire(self.queue, now):
+                self.queued_bytes -= late.nbytes
                 _fail(
                     late,
                     RequestTimeoutError(f"timed out after {now - late.arrival:.3f} s in queue"),
@@ -227,6 +243,7 @@ class DynamicBatcher:
             if batch is None:
                 await self._sleep(next_deadline(self.queue, policy), now)
                 continue
+            self.queued_bytes -= sum(p.nbytes for p in batch)
             await self._compute(batch)
 
     async def _sleep(self, until: float | None, now: float) -> None:

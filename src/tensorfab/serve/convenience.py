@@ -10,6 +10,7 @@ inputs (an image inverted, fitted and centred) is in the answer's ``notes``.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
 from typing import Any
 
 from tensorfab.errors import TensorfabError
@@ -30,9 +31,15 @@ def decode(model: LoadedVersion, body: bytes) -> Inputs:
         raise ProtocolError(str(exc)) from None
 
 
-async def predict(repo: ModelRepository, model: LoadedVersion, body: bytes) -> dict[str, Any]:
-    """Result rows as ``tensorfab predict --json`` prints them, for one request body."""
-    inputs = decode(model, body)
+async def predict(
+    repo: ModelRepository, model: LoadedVersion, body: bytes, pool: Executor | None = None
+) -> dict[str, Any]:
+    """Result rows as ``tensorfab predict --json`` prints them, for one request body.
+
+    The body is decoded (an image's pixels, a text's tokens) in ``pool``, off the event
+    loop; Pillow and the tokenizers release the GIL while they work, so threads suffice.
+    """
+    inputs = await asyncio.get_running_loop().run_in_executor(pool, decode, model, body)
     size = min(len(inputs.data), model.config.max_batch_size or DEFAULT_BATCH)
     feeds = list(model.task.input_batches(inputs, size))
 

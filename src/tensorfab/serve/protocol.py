@@ -10,14 +10,19 @@ carrying the HTTP status and a message naming the offending tensor.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tensorfab.optimize.runtime import TensorSpec
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_ELEMENTS = 2**31  # elements of one tensor, zeros aside; far above any body limit
+MAX_DIGITS = 12  # of the header-length header
+NonNegative = Annotated[int, Field(ge=0)]
 DATATYPES: dict[str, Any] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -57,49 +62,120 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _header(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+class _Open(BaseModel):
+    """A parameters object: known keys typed, other keys kept (extensions may add some)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class TensorParameters(_Open):
+    binary_data_size: NonNegative | None = None
+    binary_data: bool | None = None
+
+
+class RequestParameters(_Open):
+    binary_data_output: bool | None = None
+    timeout: NonNegative | None = None
+
+
+class InputTensor(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    shape: list[NonNegative]
+    datatype: str
+    parameters: TensorParameters | None = None
+    data: Any = None
+
+
+class RequestedOutput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    parameters: TensorParameters | None = None
+
+
+class InferRequestBody(BaseModel):
+    """The JSON part of a KServe v2 infer request, every field typed: a wrong one is a 400."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str | None = None
+    inputs: list[InputTensor]
+    outputs: list[RequestedOutput] | None = None
+    parameters: RequestParameters | None = None
+
+
+ERROR_WORDS = {
+    "json_invalid": "malformed JSON",
+    "model_type": "expected a JSON object",
+    "missing": "is required",
+    "extra_forbidden": "is not a field of the protocol",
+    "greater_than_equal": "must be a non-negative integer",
+    "int_type": "must be an integer",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+}
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first problem of a request, named by its place: ``inputs[0].shape[0]: ...``."""
+    error = exc.errors(include_url=False)[0]
+    place = ""
+    for part in error["loc"]:
+        place += f"[{part}]" if isinstance(part, int) else f".{part}" if place else str(part)
+    words = ERROR_WORDS.get(error["type"], error["msg"])
+    if error["type"] == "json_invalid":
+        words += f" ({error['ctx'].get('error', '')})" if error.get("ctx") else ""
+    if error["type"] == "model_type" and not place:
+        words += " with an 'inputs' list"
+    return f"request body: {place + ': ' if place else ''}{words}"
+
+
+def _header(body: bytes, header_length: str | None) -> tuple[InferRequestBody, bytes]:
     if header_length is None:
         json_part, binary = body, b""
     else:
-        try:
-            size = int(header_length)
-        except ValueError:
-            raise ProtocolError(f"{HEADER_LENGTH}: {header_length!r} is not a number") from None
-        if not 0 <= size <= len(body):
+        if not header_length.isdigit() or len(header_length) > MAX_DIGITS:
+            raise ProtocolError(f"{HEADER_LENGTH}: {header_length[:20]!r} is not a number")
+        size = int(header_length)
+        if size > len(body):
             raise ProtocolError(f"{HEADER_LENGTH}: {size} is outside the {len(body)}-byte body")
         json_part, binary = body[:size], body[size:]
-    try:
-        request = json.loads(json_part)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"request body: malformed JSON ({exc})") from None
-    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
-        raise ProtocolError("request body: expected a JSON object with an 'inputs' list")
-    return request, binary
+    try:  # pydantic-core's parser: no Python recursion, a depth limit of its own
+        return InferRequestBody.model_validate_json(json_part), binary
+    except ValidationError as exc:
+        raise ProtocolError(_first_error(exc)) from None
 
 
-def _tensor(item: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+def element_count(shape: list[int], where: str) -> int:
+    """The elements of ``shape`` in Python integers (no overflow), refused past the limit.
+
+    Dimensions are multiplied without the zeros too, so ``[2**32, 2**32, 0]`` is refused
+    rather than handed to numpy, whose int64 arithmetic would overflow on it.
+    """
+    nonzero = math.prod(max(d, 1) for d in shape)
+    if nonzero > MAX_ELEMENTS:
+        raise ProtocolError(f"{where}: shape {shape} holds more than {MAX_ELEMENTS} elements")
+    return math.prod(shape)
+
+
+def _tensor(item: InputTensor, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
     """One input tensor from its JSON description (and the binary part); the new offset."""
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-        raise ProtocolError("inputs: each input needs a 'name', 'shape', 'datatype' and data")
-    name = item["name"]
-    datatype, shape = item.get("datatype"), item.get("shape")
+    name, datatype, shape = item.name, item.datatype, item.shape
     if datatype not in DATATYPES:
-        raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not supported")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise ProtocolError(f"input {name!r}: 'shape' must be a list of non-negative integers")
+        raise ProtocolError(f"input {name!r}: datatype {datatype[:20]!r} is not supported")
     dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-    count = int(np.prod(shape)) if shape else 1
-    size = (item.get("parameters") or {}).get("binary_data_size")
+    count = element_count(shape, f"input {name!r}")
+    size = item.parameters.binary_data_size if item.parameters else None
     if size is not None:
         if size != count * dtype.itemsize or offset + size > len(binary):
             raise ProtocolError(f"input {name!r}: binary_data_size {size} does not match {shape}")
         array = np.frombuffer(binary, dtype, count, offset).reshape(shape)
         return name, array.astype(dtype.newbyteorder("="), copy=False), offset + size
-    if "data" not in item:
+    if "data" not in item.model_fields_set:
         raise ProtocolError(f"input {name!r}: no 'data' and no binary_data_size")
     try:
-        array = np.asarray(item["data"], dtype=DATATYPES[datatype])
-    except (TypeError, ValueError, OverflowError):
+        array = np.asarray(item.data, dtype=DATATYPES[datatype])
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise ProtocolError(f"input {name!r}: data is not {datatype}") from None
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {shape}")
@@ -110,26 +186,23 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferR
     """An infer request (JSON or JSON + binary tensors) as numpy arrays."""
     request, binary = _header(body, header_length)
     inputs, offset = {}, 0
-    for item in request["inputs"]:
+    for item in request.inputs:
         name, array, offset = _tensor(item, binary, offset)
         if name in inputs:
             raise ProtocolError(f"input {name!r}: given twice")
         inputs[name] = array
-    parameters = request.get("parameters") or {}
-    binary_default = bool(parameters.get("binary_data_output", False))
+    parameters = request.parameters or RequestParameters()
+    binary_default = bool(parameters.binary_data_output)
     outputs = {}
-    for out in request.get("outputs") or []:
-        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-            raise ProtocolError("outputs: each requested output needs a 'name'")
-        wants = (out.get("parameters") or {}).get("binary_data", binary_default)
-        outputs[out["name"]] = bool(wants)
-    request_id = request.get("id")
+    for out in request.outputs or []:
+        wants = out.parameters.binary_data if out.parameters else None
+        outputs[out.name] = binary_default if wants is None else wants
     return InferRequest(
-        str(request_id) if request_id is not None else None,
+        request.id,
         inputs,
         outputs,
         binary_default,
-        parameters,
+        parameters.model_dump(exclude_none=True),
     )
 
 

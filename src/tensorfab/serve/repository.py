@@ -11,6 +11,7 @@ turns texts or images into tensors for the convenience endpoint.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from tensorfab.package.repository import (
     version_dirs,
 )
 from tensorfab.serve.batching import (
+    BatcherStoppedError,
     BatchPolicy,
     DynamicBatcher,
     QueueFullError,
@@ -48,6 +50,8 @@ from tensorfab.serve.protocol import ProtocolError, check_inputs, check_tokens
 from tensorfab.tasks import OUTPUT, ServingLimits, Task, task_from_meta
 
 RETRY_AFTER_S = "1"
+JSON_BYTES_PER_VALUE = 32  # "-1.2345678901234567e-300, " and then some
+BODY_SLACK = 64 * 1024
 WARMUP_SEQ_LEN = 8  # tokens per row of a sequence model's warm-up call
 
 
@@ -71,6 +75,24 @@ class LoadedVersion:
         """Inputs and outputs, worked out once per load rather than once per request."""
         return input_signature(self.meta)
 
+    def body_limit(self, server_limit: int) -> int:
+        """The largest infer body this version can need: its inputs at ``max_batch_size`` rows.
+
+        Each value is allowed ``JSON_BYTES_PER_VALUE`` bytes (a float written out in JSON)
+        plus ``BODY_SLACK`` for the request's field names; the server's limit when the
+        model batches without bound or an axis has no known length.
+        """
+        values = 0
+        for spec in self.signature[0]:
+            dims = [self.limits.max_positions if d == -1 else d for d in spec.shape]
+            if None in dims:
+                return server_limit
+            values += math.prod(dims)  # type: ignore[arg-type]
+        rows = self.config.max_batch_size
+        if not rows:
+            return server_limit
+        return min(server_limit, values * rows * JSON_BYTES_PER_VALUE + BODY_SLACK)
+
 
 @dataclass
 class ModelState:
@@ -78,6 +100,7 @@ class ModelState:
     config: ModelConfig | None = None
     versions: dict[str, LoadedVersion] = field(default_factory=dict)
     reason: str = ""  # why it is not ready
+    load_error: str = ""  # why the last load failed, while an older load still serves
 
     @property
     def ready(self) -> bool:
@@ -87,13 +110,23 @@ class ModelState:
 class ModelRepository:
     """Loaded models of one repository folder; every method runs on the server's event loop."""
 
-    def __init__(self, root: Path, metrics: ServerMetrics, compute_threads: int = 4) -> None:
+    def __init__(
+        self,
+        root: Path,
+        metrics: ServerMetrics,
+        compute_threads: int = 4,
+        max_queue_bytes: int | None = None,
+    ) -> None:
         if not root.is_dir():
             raise TensorfabError(f"{root}: no such model repository folder")
         self.root = root
         self.metrics = metrics
+        self.max_queue_bytes = max_queue_bytes
         self.models: dict[str, ModelState] = {}
         self.executor = ThreadPoolExecutor(compute_threads, thread_name_prefix="tensorfab-infer")
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[DynamicBatcher] = set()  # started and not yet stopped
+        self._closed = False
 
     def names(self) -> list[str]:
         """Every model folder of the repository (loaded or not)."""
@@ -116,26 +149,53 @@ class ModelRepository:
                 out.append(row)
         return out
 
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
     async def load(self, name: str) -> ModelState:
-        """(Re)load every version the model's config asks for; a failure is recorded."""
+        """(Re)load every version the model's config asks for, beside the one serving.
+
+        Loads of one model run one at a time. The new versions are built and warmed while
+        the old ones serve, then swapped in with one assignment; the old batchers then
+        finish their queues and stop. A failed load is recorded in ``load_error`` and
+        leaves the old versions serving (or, with none, the model not ready and why).
+        """
         if name not in self.names():
-            raise ProtocolError(f"model {name!r}: not in the repository {self.root}", 404)
-        await self.unload(name)
-        state = ModelState(name)
-        self.models[name] = state
+            raise ProtocolError(f"model {name!r}: not in the repository", 404)
+        async with self._lock(name):
+            if self._closed:
+                raise ProtocolError("the server is shutting down", 503)
+            return await self._replace(name)
+
+    async def _replace(self, name: str) -> ModelState:
+        fresh = ModelState(name)
         try:
-            state.config = _checked_config(self.root / name)
+            fresh.config = _checked_config(self.root / name)
             versions = version_dirs(self.root / name)
-            if state.config.versions == "latest":
+            if fresh.config.versions == "latest":
                 versions = versions[-1:]
             for version in versions:
-                state.versions[version] = await self._load_version(name, version, state.config)
+                fresh.versions[version] = await self._load_version(name, version, fresh.config)
         except Exception as exc:  # any failure (a corrupt graph too) stays with this model
-            await self._stop(state)
-            state.versions.clear()
-            detail = str(exc) if isinstance(exc, TensorfabError) else f"{type(exc).__name__}: {exc}"
-            state.reason = f"failed to load: {detail}"
-        return state
+            await self._stop(fresh)
+            return self._failed(name, fresh, f"failed to load: {_reason(exc, self.root)}")
+        if not fresh.versions:
+            return self._failed(name, fresh, "failed to load: no version folder")
+        old = self.models.get(name)
+        self.models[name] = fresh  # the swap: requests from now on get the new versions
+        if old is not None:
+            await self._stop(old)
+        return fresh
+
+    def _failed(self, name: str, fresh: ModelState, reason: str) -> ModelState:
+        old = self.models.get(name)
+        if old is not None and old.ready:
+            old.load_error = reason
+            return old
+        fresh.versions.clear()
+        fresh.reason = fresh.load_error = reason
+        self.models[name] = fresh
+        return fresh
 
     async def _load_version(self, name: str, version: str, config: ModelConfig) -> LoadedVersion:
         path = self.root / name / version
@@ -148,27 +208,49 @@ class ModelRepository:
                 config.max_batch_size, config.max_queue_delay_us / 1e6, config.max_padding
             ),
             max_queue_size=config.max_queue_size,
+            max_queue_bytes=self.max_queue_bytes,
             per_position=outputs[0].shape[0] == -1,  # [B, T, C]: cut back to each T
             executor=self.executor,
             instances=config.instances,
             on_batch=lambda stats: self.metrics.record_batch(name, version, stats),
         )
         batcher.start()
+        self._running.add(batcher)
         return LoadedVersion(name, version, config, path, runtime, batcher, task, limits)
 
     async def unload(self, name: str) -> None:
         """Finish the model's queued requests, then drop it."""
-        state = self.models.pop(name, None)
-        if state is not None:
-            await self._stop(state)
+        async with self._lock(name):
+            state = self.models.pop(name, None)
+            if state is not None:
+                await self._stop(state)
 
     async def _stop(self, state: ModelState) -> None:
-        await asyncio.gather(*(v.batcher.stop() for v in state.versions.values()))
+        """Stop each batcher of ``state`` that still runs, each exactly once."""
+        batchers = [v.batcher for v in state.versions.values() if v.batcher in self._running]
+        self._running.difference_update(batchers)
+        await asyncio.gather(*(b.stop() for b in batchers))
 
     async def close(self) -> None:
+        """Refuse further loads, stop every model (after the loads under way), end the pool."""
+        self._closed = True
         for name in list(self.models):
             await self.unload(name)
+        for lock in list(self._locks.values()):
+            async with lock:  # a load that was under way has finished
+                pass
+        for name in list(self.models):
+            await self.unload(name)
+        await asyncio.gather(*(b.stop() for b in self._running))
+        self._running.clear()
         self.executor.shutdown(wait=True)
+
+    def current(self, model: LoadedVersion) -> LoadedVersion:
+        """The version now serving in place of ``model`` (itself unless a reload swapped it)."""
+        state = self.models.get(model.name)
+        if state is not None and state.versions.get(model.version) is not None:
+            return state.versions[model.version]
+        return self.get(model.name)
 
     def get(self, name: str, version: str | None = None) -> LoadedVersion:
         """A ready version (the highest when none is named), or a 404/503 ProtocolError."""
@@ -189,6 +271,8 @@ class ModelRepository:
         self, model: LoadedVersion, inputs: dict[str, np.ndarray], timeout_us: Any = None
     ) -> dict[str, np.ndarray]:
         """Check the inputs against the model's signature and run them through its batcher."""
+        if model.batcher.closing:  # swapped out by a reload since the request came
+            model = self.current(model)
         config = model.config
         rows = check_inputs(inputs, model.signature[0], config.max_batch_size or None)
         check_tokens(inputs, model.limits.vocab_size, model.limits.max_positions)
@@ -197,6 +281,8 @@ class ModelRepository:
             timeout_s = min(timeout_s, timeout_us / 1e6)
         try:
             logits = await model.batcher.submit(inputs, rows, timeout_s)
+        except BatcherStoppedError:  # swapped out while it waited to queue: the new one
+            return await self.infer(self.current(model), inputs, timeout_us)
         except QueueFullError as exc:
             raise ProtocolError(
                 f"{exc}; retry later", 429, {"Retry-After": RETRY_AFTER_S}
@@ -204,6 +290,12 @@ class ModelRepository:
         except RequestTimeoutError as exc:
             raise ProtocolError(f"request {exc}", 503, {"Retry-After": RETRY_AFTER_S}) from None
         return {OUTPUT: np.asarray(logits, dtype=np.float32)}
+
+
+def _reason(exc: Exception, root: Path) -> str:
+    """Why a load failed, in one line, with the repository's own path left out."""
+    detail = str(exc) if isinstance(exc, TensorfabError) else f"{type(exc).__name__}: {exc}"
+    return detail.replace(f"{root}/", "").splitlines()[0] if detail else type(exc).__name__
 
 
 def _checked_config(model_dir: Path) -> ModelConfig:

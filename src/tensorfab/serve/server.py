@@ -7,6 +7,7 @@ batcher finish its queue before the process exits.
 
 from __future__ import annotations
 
+import resource
 import signal
 import socket
 import threading
@@ -18,6 +19,8 @@ import uvicorn
 from tensorfab.errors import TensorfabError
 from tensorfab.package.repository import repository_models
 from tensorfab.serve.app import ServerOptions, create_app
+from tensorfab.serve.guard import RateLimitedLog, guard
+from tensorfab.serve.timeouts import DEFAULT_HEADER_TIMEOUT_S, timed_protocol
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 MAX_PORT = 65535
@@ -34,12 +37,31 @@ class Bind:
     # the server closes it, and that request fails with a read error, not an HTTP answer.
     # The server must keep connections longer than any client pool keeps them.
     keep_alive_s: int = 75
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers must come in this
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise this process's soft open-file limit to the hard one; (before, after).
+
+    Each idle client holds a socket; at the usual soft limit of 1,024 a crowd of idle
+    sockets leaves no descriptor for the next valid client (the issue measured 1,100).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
 
 
 def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
-    app = create_app(options)
+    app = guard(create_app(options), options.tally, RateLimitedLog())
     config = uvicorn.Config(
         app,
+        http=timed_protocol(bind.header_timeout_s),
         host=bind.host,
         port=bind.port,
         log_level=bind.log_level,
@@ -96,10 +118,13 @@ def run_server(options: ServerOptions, bind: Bind) -> int | None:
     """
     check_models(options)
     check_bindable(bind)
+    before, after = raise_open_file_limit()
     if options.announce:
         auth = "bearer token required" if options.token else "no auth"
         url = f"http://{bind.host}:{bind.port}"
         options.announce(f"serving {options.repository} on {url} ({auth}); Ctrl-C stops")
+        if after < 4096:
+            options.announce(f"  open-file limit {after} (was {before}): few idle clients fit")
     received: list[int] = []
     previous = {s: signal.signal(s, lambda n, _: received.append(n)) for s in STOP_SIGNALS}
     try:

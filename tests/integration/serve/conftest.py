@@ -97,6 +97,6 @@ def free_port() -> Callable[[], int]:
 
 @pytest.fixture(scope="session")
 def server(serve_repo: Path) -> Iterator[BackgroundServer]:
-    options = ServerOptions(repository=serve_repo)
+    options = ServerOptions(repository=serve_repo, model_control="explicit")  # tests (un)load
     with BackgroundServer(options, Bind(port=_free_port())) as running:
         yield running

@@ -29,6 +29,8 @@ class _Runtime:
 
 
 class _Batcher:
+    closing = False
+
     def __init__(self, error: Exception | None) -> None:
         self.error, self.seen = error, []
 
@@ -156,12 +158,12 @@ def test_repository_models_are_the_folders_with_a_version(tmp_path: Path) -> Non
 
 
 def test_a_backend_nobody_registered_fails_the_model_naming_its_config(tmp_path: Path) -> None:
+    """Named relative to the repository: the index shows no server filesystem paths."""
     (tmp_path / "m" / "1").mkdir(parents=True)
     (tmp_path / "m" / "config.yaml").write_text("backend: tensorrt\n")
     repo = ModelRepository(tmp_path, ServerMetrics())
     state = asyncio.run(repo.load("m"))
     assert not state.ready
     assert state.reason == (
-        f"failed to load: {tmp_path / 'm' / 'config.yaml'}: backend 'tensorrt'; "
-        "choose from auto, onnxruntime, torch"
+        "failed to load: m/config.yaml: backend 'tensorrt'; choose from auto, onnxruntime, torch"
     )
