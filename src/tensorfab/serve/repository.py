@@ -11,6 +11,7 @@ turns texts or images into tensors for the convenience endpoint.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ class ModelRepository:
             await self._stop(state)
             state.versions.clear()
             detail = str(exc) if isinstance(exc, TensorfabError) else f"{type(exc).__name__}: {exc}"
-            state.reason = f"failed to load: {detail}"
+            state.reason = f"failed to load: {public_reason(detail, self.root)}"
         return state
 
     async def _load_version(self, name: str, version: str, config: ModelConfig) -> LoadedVersion:
@@ -204,6 +205,18 @@ class ModelRepository:
         except RequestTimeoutError as exc:
             raise ProtocolError(f"request {exc}", 503, {"Retry-After": RETRY_AFTER_S}) from None
         return {OUTPUT: np.asarray(logits, dtype=np.float32)}
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?[/\\][^\s'\"(),;]+")
+
+
+def public_reason(detail: str, root: Path) -> str:
+    """A load failure as clients may read it: its first line, paths inside the repository
+    relative to it (``digits/1/tensorfab.json``), any other filesystem path as ``<path>``."""
+    line = detail.splitlines()[0] if detail else ""
+    for prefix in {str(root.resolve()), str(root)}:
+        line = line.replace(prefix.rstrip("/") + "/", "")
+    return _ABSOLUTE_PATH.sub("<path>", line)
 
 
 def _checked_config(model_dir: Path) -> ModelConfig:
