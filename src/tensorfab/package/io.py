@@ -26,7 +26,12 @@ from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.models import create_model, save_encoder_config
 from tensorfab.models.registry import model_entry
-from tensorfab.package.meta import FORMAT_VERSION, check_meta, model_args
+from tensorfab.package.meta import (
+    FORMAT_VERSION,
+    check_meta,
+    check_no_remote_code,
+    model_args,
+)
 from tensorfab.tasks import Task, task_from_meta
 
 META_FILE = "tensorfab.json"
@@ -144,6 +149,7 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
     """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
     model_dir = resolve_model_dir(path)
     meta = read_meta(model_dir)
+    check_no_remote_code(model_dir)
     model = _rebuild_model(meta, model_dir)
     try:
         state = load_file(str(model_dir / WEIGHTS_FILE))

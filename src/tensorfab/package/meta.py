@@ -10,8 +10,9 @@ the package are refused; ``model.args`` holds only the arguments tensorfab itsel
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -158,6 +159,21 @@ def check_meta(meta: Any, where: str) -> PackageMeta:
     except TensorfabError as exc:
         raise TensorfabError(f"{where}: {exc}") from None
     return checked
+
+
+def check_no_remote_code(model_dir: Path) -> None:
+    """Refuse a package whose Hugging Face configs (``encoder/config.json``, a tokenizer's
+    ``tokenizer_config.json``, ...) name custom code through ``auto_map``: tensorfab never
+    runs code from a package, and says so in one line before anything loads."""
+    for path in sorted(model_dir.glob("*config.json")) + sorted(model_dir.glob("*/*config.json")):
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TensorfabError(f"{path}: unreadable ({type(exc).__name__})") from None
+        if isinstance(config, dict) and "auto_map" in config:
+            raise TensorfabError(
+                f"{path}: auto_map names custom code, which tensorfab never runs from a package"
+            )
 
 
 def model_args(meta: PackageMeta) -> dict[str, Any]:

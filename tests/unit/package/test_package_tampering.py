@@ -135,6 +135,23 @@ def test_an_hf_model_outside_the_package_is_never_loaded(
     ]
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+@pytest.mark.parametrize("config", ["tokenizer/tokenizer_config.json", "encoder/config.json"])
+def test_a_config_naming_custom_code_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, command: str
+) -> None:
+    package = _package(tmp_path, {})
+    path = package / config
+    path.parent.mkdir()
+    auto_map = {"AutoTokenizer": ["evil.EvilTokenizer", None], "AutoConfig": "evil.Config"}
+    path.write_text(json.dumps({"tokenizer_class": "EvilTokenizer", "auto_map": auto_map}))
+    assert main(_cli(command, package, tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {path}: auto_map names custom code, which tensorfab never runs from a package"
+    ]
+
+
 def test_the_package_tensorfab_writes_passes_and_keeps_its_args(tmp_path: Path) -> None:
     meta = json.loads((_package(tmp_path, {}) / "tensorfab.json").read_text())
     checked = check_meta(meta, "tensorfab.json")
