@@ -85,9 +85,20 @@ class InputRecord(_Record):
 
 
 class DataRecord(_Record):
+    """The training data: the spec (whose paths ``evaluate`` reads the test split from),
+    where it came from and its licence, and how it was split."""
+
     spec: DataSpec | None = None
-    source: str | None = None
+    source: dict[str, Scalar] | str | None = None
     split: dict[str, Any] | str | None = None
+
+
+class RunRecord(_Record):
+    """The run and evaluation the weights come from."""
+
+    name: str
+    epoch: int = Field(ge=0)
+    step: int = Field(ge=0)
 
 
 class OnnxRecord(_Record):
@@ -116,6 +127,7 @@ class PackageMeta(_Record):
     preprocessing: dict[str, Scalar | list[float]] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     data: DataRecord | None = None
+    run: RunRecord | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     created: str | None = None
     onnx: OnnxRecord | None = None

@@ -159,6 +159,21 @@ def test_the_package_tensorfab_writes_passes_and_keeps_its_args(tmp_path: Path) 
     assert checked.labels == CLASSES and checked.task_config == META["task_config"]
 
 
+def test_what_a_training_run_records_passes(tmp_path: Path) -> None:
+    from tensorfab.spec.schema import DataSpec
+
+    meta = json.loads((_package(tmp_path, {}) / "tensorfab.json").read_text())
+    source = {"name": "digits", "path": "sklearn.datasets.load_digits", "licence": "CC BY 4.0"}
+    split = {"method": "stratified", "test_fraction": 0.2, "seed": 0, "train_size": 1437}
+    meta["data"] = {"spec": DataSpec().model_dump(mode="json"), "source": source, "split": split}
+    meta["metrics"] = {"selection": {"epoch": 1, "step": 23, "accuracy": 0.87}}
+    meta["run"] = {"name": "digits", "epoch": 1, "step": 23}
+    checked = check_meta(meta, "m")
+    assert checked.data is not None and checked.data.source == source
+    with pytest.raises(TensorfabError, match=r"^m: data\.spec\.format: Input should be"):
+        check_meta({**meta, "data": {**meta["data"], "spec": {"format": "pickle"}}}, "m")
+
+
 def test_an_exported_version_passes_too(tmp_path: Path) -> None:
     meta = {**json.loads((_package(tmp_path, {}) / "tensorfab.json").read_text())}
     onnx = {"variant": "int8-static", "opset": 17, "inputs": ["images"]}
