@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tensorfab.cli.main import main
+from testkit import run_cli
 
 
 def _error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -40,4 +41,16 @@ def test_perf_refuses_missing_or_empty_texts_and_bad_counts(
     texts.write_text("a sentence .\n")
     assert _error(capsys, "perf", url, "--model", "m", "--texts", str(texts), "--clients", "0") == (
         "error: --clients and --requests must be at least 1"
+    )
+
+
+def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENSORFAB_TOKEN", "")
+    # a subprocess with a time limit: were the token taken as "no auth", it would serve
+    proc = run_cli("serve", str(tmp_path), "--port", "0", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: $TENSORFAB_TOKEN is set but empty; set a token or unset it"
     )
