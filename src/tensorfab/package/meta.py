@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 Scalar = str | int | float | bool | None
 REQUIRED_KEYS = ("task", "model", "labels", "input")
 _CLASS_NAME = re.compile(r" or instance of \w+")  # pydantic's, meaningless to a reader
-_NAME = r"^[A-Za-z0-9_.:/@+~-]+$"
+_NAME = r"^[^\x00-\x1f]+$"  # a registry name, hub id or folder: looked up, never loaded
 
 
 class _Record(BaseModel):
@@ -41,6 +41,8 @@ class ModelArgs(_Record):
     image_size: int | None = Field(None, ge=1)
     head: Literal["token", "sequence"] | None = None
     random_init: bool | None = None
+    width: int | None = Field(None, ge=1)
+    blocks: list[int] | None = None
     hidden_size: int | None = Field(None, ge=1)
     num_hidden_layers: int | None = Field(None, ge=1)
     num_attention_heads: int | None = Field(None, ge=1)

@@ -18,7 +18,7 @@ from tensorfab.cli.main import main
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.package import save_package
-from tensorfab.package.meta import check_meta
+from tensorfab.package.meta import check_meta, model_args
 
 CLASSES = ["0", "1", "2"]
 META: dict[str, Any] = {
@@ -170,6 +170,8 @@ def test_what_a_training_run_records_passes(tmp_path: Path) -> None:
     meta["run"] = {"name": "digits", "epoch": 1, "step": 23}
     checked = check_meta(meta, "m")
     assert checked.data is not None and checked.data.source == source
+    resnet = {"name": "resnet-18", "args": {"width": 8, "blocks": [1, 1, 1, 1], "image_size": 32}}
+    assert model_args(check_meta({**meta, "model": resnet}, "m")) == resnet["args"]
     with pytest.raises(TensorfabError, match=r"^m: data\.spec\.format: Input should be"):
         check_meta({**meta, "data": {**meta["data"], "spec": {"format": "pickle"}}}, "m")
 
