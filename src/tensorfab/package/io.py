@@ -97,7 +97,8 @@ def update_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
-    """The package's description, every field checked (:func:`package.meta.check_meta`)."""
+    """The package's description, every field checked (:func:`package.meta.check_meta`),
+    and no config in the package naming custom code (``check_no_remote_code``)."""
     path = model_dir / META_FILE
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -106,6 +107,7 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise TensorfabError(f"{path}: cannot read ({exc})") from None
     check_meta(meta, str(path))
+    check_no_remote_code(model_dir)
     return meta
 
 
@@ -149,7 +151,6 @@ def load_package(path: str | Path, device: torch.device | str = "cpu") -> Loaded
     """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
     model_dir = resolve_model_dir(path)
     meta = read_meta(model_dir)
-    check_no_remote_code(model_dir)
     model = _rebuild_model(meta, model_dir)
     try:
         state = load_file(str(model_dir / WEIGHTS_FILE))
