@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tensorfab.errors import TensorfabError
 
-SCHEME = "Bearer "  # exactly as serve has always compared it (case and one space)
+SCHEME = "bearer"  # compared case-insensitively, as RFC 9110 says of auth schemes
 REFUSED = "missing or wrong bearer token"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -67,7 +68,7 @@ class TokenTable:
     @classmethod
     def single(cls, token: str, identity: Identity | None = None) -> TokenTable:
         """One shared token (``serve``): any holder is ``identity`` (default: user "token")."""
-        if not token:
+        if not token.strip():
             raise TensorfabError("auth: the bearer token is empty")
         return cls([(hash_token(token), identity or Identity("token"))])
 
@@ -82,9 +83,24 @@ class TokenTable:
 
     def identify_header(self, authorization: str | None) -> Identity | None:
         """The identity of an ``Authorization`` header's bearer token, or None."""
-        if not authorization or not authorization.startswith(SCHEME):
+        parts = (authorization or "").split(None, 1)
+        if len(parts) != 2 or parts[0].lower() != SCHEME:
             return None
-        return self.identify(authorization[len(SCHEME) :])
+        return self.identify(parts[1])
+
+
+def token_from_env(variable: str) -> str | None:
+    """The bearer token in environment ``variable``; None when it is not set.
+
+    Set but empty (or only blanks) is refused: it would otherwise read as "no token" and
+    start a server without auth that its operator meant to protect.
+    """
+    token = os.environ.get(variable)
+    if token is None:
+        return None
+    if not token.strip():
+        raise TensorfabError(f"${variable} is set but empty; set a token or unset it")
+    return token
 
 
 class _Entry(BaseModel):

@@ -6,10 +6,15 @@ descriptions, run specs, reports, metric logs it rewrites, caches) goes through
 fsynced, and one ``os.replace`` puts it in place. The temporary file is opened the plain
 way, so the result gets the same mode as any other file the user's umask allows (0644
 usually), not ``mkstemp``'s 0600.
+
+A writer killed mid-write (SIGKILL, power loss) cannot remove its temporary file, so the
+next write of the same target removes the temporaries of writers that are no longer
+running (their pid is in the name); a live writer's is left alone.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +31,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
@@ -34,6 +40,31 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process, running
+        pass
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by writers that are no longer running.
+
+    Only names :func:`atomic_path` makes (``.<name>.<pid>.tmp``) whose pid is not a
+    running process; returns what was removed.
+    """
+    prefix, removed = f".{path.name}.", []
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = tmp.name[len(prefix) : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,7 +11,14 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from tensorfab.auth import Identity, TokenTable, hash_token, install_auth, load_tokens
+from tensorfab.auth import (
+    Identity,
+    TokenTable,
+    hash_token,
+    install_auth,
+    load_tokens,
+    token_from_env,
+)
 from tensorfab.errors import TensorfabError
 
 # sha256("foo"), as `printf %s foo | sha256sum` prints it
@@ -44,7 +51,10 @@ def test_single_token_good_missing_wrong() -> None:
     assert table.identify_header("Bearer x") is None
     assert table.identify_header("Bearer s3cret ") is None  # no trimming: exact token only
     assert table.identify_header("Basic s3cret") is None
-    assert table.identify_header("bearer s3cret") is None  # as serve always compared
+    assert table.identify_header("bearer s3cret") == Identity("token")  # scheme: any case
+    assert table.identify_header("BEARER  s3cret") == Identity("token")  # 1*SP before it
+    assert table.identify_header("Bearers3cret") is None
+    assert table.identify_header("Bearer ") is None
     assert table.identify_header("s3cret") is None
 
 
@@ -155,3 +165,15 @@ def test_middleware_refuses_missing_or_wrong_tokens(header: str | None) -> None:
     assert refused.headers["www-authenticate"] == "Bearer"
     # an unknown path is refused too, before routing: no probing for routes without a token
     assert client.get("/nothing-here", headers=headers).status_code == 401
+
+
+def test_token_from_env_unset_set_and_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_TEST_TOKEN", raising=False)
+    assert token_from_env("TF_TEST_TOKEN") is None  # unset: no auth, as asked
+    monkeypatch.setenv("TF_TEST_TOKEN", "s3cret")
+    assert token_from_env("TF_TEST_TOKEN") == "s3cret"
+    for empty in ("", " \t"):
+        monkeypatch.setenv("TF_TEST_TOKEN", empty)
+        with pytest.raises(TensorfabError) as err:
+            token_from_env("TF_TEST_TOKEN")
+        assert str(err.value) == "$TF_TEST_TOKEN is set but empty; set a token or unset it"

@@ -1,14 +1,18 @@
-"""Atomic writes: all or nothing, and the file mode any plain write would get."""
+"""Atomic writes: all or nothing, the file mode any plain write would get, and no temporary
+file of a killed writer left for good."""
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tensorfab.files import atomic_path, write_text_atomic
+from tensorfab.files import atomic_path, remove_stale_temporaries, write_text_atomic
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -29,3 +33,54 @@ def test_the_written_file_follows_the_umask_not_mkstemps_0600(tmp_path: Path) ->
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.md").stat().st_mode) == 0o644
     assert (tmp_path / "a.md").read_text() == "x"
+
+
+# A writer that dies between opening its temporary file and renaming it: it prints when the
+# temporary file holds data, then waits to be killed (bounded: 30 s at most).
+_WRITER = """
+import sys, time
+from pathlib import Path
+from tensorfab.files import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"x" * 4096)
+    print(tmp.name, flush=True)
+    time.sleep(30)
+"""
+
+
+def _killed_writer(target: Path) -> Path:
+    """Run a writer of ``target`` in a subprocess, SIGKILL it mid-write; its leftover temp."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        name = proc.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert name == f".{target.name}.{proc.pid}.tmp"
+    return target.with_name(name)
+
+
+def test_the_next_write_removes_the_temp_a_killed_writer_left(tmp_path: Path) -> None:
+    target = tmp_path / "checkpoints" / "last.pt"
+    write_text_atomic(target, "old\n")
+    leftover = _killed_writer(target)
+    assert leftover.is_file()  # SIGKILL runs no cleanup: the temp is there
+    assert target.read_text() == "old\n"  # and the target was never touched
+    write_text_atomic(target, "new\n")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]
+    assert target.read_text() == "new\n"
+
+
+def test_a_running_writers_temp_and_other_files_are_kept(tmp_path: Path) -> None:
+    target = tmp_path / "last.pt"
+    alive = tmp_path / f".last.pt.{os.getppid()}.tmp"  # our parent: a running process
+    others = [tmp_path / ".last.pt.notapid.tmp", tmp_path / ".other.pt.999999999.tmp"]
+    for path in (alive, *others):
+        path.write_text("x")
+    dead = tmp_path / ".last.pt.999999999.tmp"  # above any pid_max: never running
+    dead.write_text("x")
+    assert remove_stale_temporaries(target) == [dead]
+    assert all(p.is_file() for p in (alive, *others))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from pathlib import Path
 
+from tensorfab.auth import token_from_env
 from tensorfab.errors import TensorfabError
 
 EXAMPLE = """\
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServerOptions(
         repository=repo,
         models=models,
-        token=os.environ.get(args.token_env) or None,
+        token=token_from_env(args.token_env),
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         strict_readiness=args.strict_readiness,
         compute_threads=args.threads,

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from tensorfab.auth import token_from_env
 from tensorfab.errors import TensorfabError
 from tensorfab.jobs.accounting import JobUsage
 
@@ -47,7 +48,7 @@ class JobsClient:
 
     @classmethod
     def connect(cls, url: str | None = None, state_dir: Path | None = None) -> JobsClient:
-        return cls(find_url(url, state_dir), os.environ.get("TENSORFAB_TOKEN") or None)
+        return cls(find_url(url, state_dir), token_from_env("TENSORFAB_TOKEN"))
 
     def close(self) -> None:
         self.http.close()

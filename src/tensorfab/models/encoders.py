@@ -11,6 +11,7 @@ AdamW at F1 0.74 on CoNLL, issue 3); autocast gives the speed, fp32 masters the 
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,8 +121,14 @@ def _load(
             local_files_only=True,
             **config,
         )
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: it asks for remote code
         raise TensorfabError(_not_loadable(encoder, source, "it", exc)) from None
+    except pickle.UnpicklingError:  # torch's weights-only load refused the pickle
+        raise TensorfabError(
+            f"model.name {encoder!r}: its weights are a pickle holding more than tensors, "
+            "which tensorfab never unpickles (unpickling can run code); convert them to "
+            "safetensors"
+        ) from None
     return model.float()
 
 
@@ -177,7 +184,7 @@ def load_tokenizer(encoder: str) -> Any:
     source = resolve_encoder(encoder)
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: it asks for remote code
         raise TensorfabError(_not_loadable(encoder, source, "its tokenizer", exc)) from None
 
 

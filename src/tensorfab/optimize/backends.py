@@ -8,7 +8,6 @@ parity and the latency reports load every version through the registry.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from tensorfab.tasks import OUTPUT
 @BACKENDS.register("onnxruntime", files=(ONNX_FILE,), rank=0)
 def load_onnx(path: Path, config: LoadConfig) -> LoadedModel:
     """An exported ONNX graph on the execution providers the device asks for."""
-    meta = json.loads((path / META_FILE).read_text())
+    meta = read_meta(path)  # every field checked, as for the torch backend
     session = onnx_session(path / ONNX_FILE, config.device, config.threads)
     providers = tuple(session.get_providers())
     notes = tuple(provider_notes(config.device, providers))

@@ -25,13 +25,18 @@ from tensorfab import __version__
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.models import create_model, save_encoder_config
+from tensorfab.models.registry import model_entry
+from tensorfab.package.meta import (
+    FORMAT_VERSION,
+    check_meta,
+    check_no_remote_code,
+    model_args,
+)
 from tensorfab.tasks import Task, task_from_meta
 
-FORMAT_VERSION = 1
 META_FILE = "tensorfab.json"
 WEIGHTS_FILE = "weights.safetensors"
 ENCODER_DIR = "encoder"  # transformer packages: the architecture's config.json
-REQUIRED_KEYS = ("task", "model", "labels", "input")
 
 
 @dataclass
@@ -92,21 +97,17 @@ def update_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def read_meta(model_dir: Path) -> dict[str, Any]:
+    """The package's description, every field checked (:func:`package.meta.check_meta`),
+    and no config in the package naming custom code (``check_no_remote_code``)."""
+    path = model_dir / META_FILE
     try:
-        meta = json.loads((model_dir / META_FILE).read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise TensorfabError(f"{model_dir / META_FILE}:{exc.lineno}: invalid JSON") from None
-    if not isinstance(meta, dict):
-        raise TensorfabError(f"{model_dir / META_FILE}: expected a JSON object")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise TensorfabError(
-            f"{model_dir / META_FILE}: package format {version!r} is not supported "
-            f"(this tensorfab reads format {FORMAT_VERSION})"
-        )
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise TensorfabError(f"{model_dir / META_FILE}: missing {', '.join(missing)}")
+        raise TensorfabError(f"{path}:{exc.lineno}: invalid JSON") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TensorfabError(f"{path}: cannot read ({exc})") from None
+    check_meta(meta, str(path))
+    check_no_remote_code(model_dir)
     return meta
 
 
@@ -129,12 +130,21 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], path: Path, nam
 
 
 def _rebuild_model(meta: dict[str, Any], model_dir: Path) -> nn.Module:
-    """The package's architecture through the model registry: from its saved encoder config
-    when it has one, so it needs neither the pretrained encoder nor a hub cache."""
-    args = meta["model"].get("args", {})
+    """The package's architecture through the model registry, with only the arguments
+    tensorfab records. A model that rebuilds from a saved encoder config must have it in
+    the package: nothing is loaded from the place its name points to (a folder outside
+    the package may hold pickles or remote code)."""
+    record = check_meta(meta, str(model_dir / META_FILE))
+    name = record.model.name
     saved = model_dir / ENCODER_DIR
-    encoder_config = saved if (saved / "config.json").is_file() else None
-    return create_model(meta["model"]["name"], encoder_config=encoder_config, **args)
+    if (saved / "config.json").is_file():
+        return create_model(name, encoder_config=saved, **model_args(record))
+    if "from_encoder_config" in model_entry(name).meta:
+        raise TensorfabError(
+            f"{model_dir}: model {name!r} rebuilds from the package's "
+            f"{ENCODER_DIR}/config.json, which is missing"
+        )
+    return create_model(name, **model_args(record))
 
 
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:

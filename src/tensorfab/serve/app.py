@@ -127,7 +127,7 @@ def create_app(options: ServerOptions) -> FastAPI:
 
 
 def _add_handlers(app: FastAPI, options: ServerOptions) -> None:
-    if options.token:  # only then: the middleware costs every request a little
+    if options.token is not None:  # only then (an empty token is refused, never 'no auth')
         install_auth(app, TokenTable.single(options.token), OPEN_PATHS)
 
     @app.exception_handler(ProtocolError)

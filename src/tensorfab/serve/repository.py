@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -293,9 +294,21 @@ class ModelRepository:
 
 
 def _reason(exc: Exception, root: Path) -> str:
-    """Why a load failed, in one line, with the repository's own path left out."""
+    """Why a load failed, as clients may read it (see :func:`public_reason`)."""
     detail = str(exc) if isinstance(exc, TensorfabError) else f"{type(exc).__name__}: {exc}"
-    return detail.replace(f"{root}/", "").splitlines()[0] if detail else type(exc).__name__
+    return public_reason(detail, root) if detail else type(exc).__name__
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?[/\\][^\s'\"(),;]+")
+
+
+def public_reason(detail: str, root: Path) -> str:
+    """A load failure as clients may read it: its first line, paths inside the repository
+    relative to it (``digits/1/tensorfab.json``), any other filesystem path as ``<path>``."""
+    line = detail.splitlines()[0] if detail else ""
+    for prefix in {str(root.resolve()), str(root)}:
+        line = line.replace(prefix.rstrip("/") + "/", "")
+    return _ABSOLUTE_PATH.sub("<path>", line)
 
 
 def _checked_config(model_dir: Path) -> ModelConfig:

@@ -13,6 +13,7 @@ from tensorfab.tasks.base import (
 )
 from tensorfab.tasks.registry import (
     TASKS,
+    check_task_config,
     create_task,
     prepare_workload,
     register_all,
@@ -30,6 +31,7 @@ __all__ = [
     "TensorSpec",
     "TokenCount",
     "Workload",
+    "check_task_config",
     "create_task",
     "prepare_workload",
     "register_all",

@@ -8,7 +8,11 @@ prepare=...)``) and is named in :data:`TASK_MODULES`; nothing outside ``tasks/``
 from __future__ import annotations
 
 import importlib
+import inspect
+import typing
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from tensorfab.errors import TensorfabError
 from tensorfab.registry import Entry, Registry
@@ -16,6 +20,7 @@ from tensorfab.tasks.base import Task, Workload
 
 TASKS: Registry[Task] = Registry("task")
 TASK_MODULES = ("image_classification", "token_classification", "text_classification")
+LOADER_ARGS = ("package_dir", "input_spec")  # every builder's; set by the loader, never a package
 
 
 def register_all() -> Registry[Task]:
@@ -35,6 +40,32 @@ def create_task(name: str, **kwargs: Any) -> Task:
     Every builder takes ``package_dir`` (its assets) and ``input_spec`` (the package's
     ``input`` record), besides its own ``task_config``."""
     return task_entry(name).builder(**kwargs)
+
+
+def check_task_config(name: str, config: Any) -> None:
+    """A package's ``task_config`` as task ``name``'s builder declares it, or one line.
+
+    The builder's own signature is the declaration: a key it does not take, a value of
+    another type, or a loader argument (``package_dir``, ``input_spec``) is refused.
+    """
+    builder = task_entry(name).builder
+    if not isinstance(config, dict):
+        raise TensorfabError(f"task_config: expected an object, not {type(config).__name__}")
+    params = inspect.signature(builder).parameters
+    hints = typing.get_type_hints(builder)
+    takes = [p for p in params if p not in LOADER_ARGS]
+    for key, value in config.items():
+        if key in LOADER_ARGS:
+            raise TensorfabError(f"task_config.{key}: set by the loader, not by a package")
+        if key not in takes:
+            raise TensorfabError(
+                f"task_config.{key}: unknown key (task {name!r} takes {', '.join(takes)})"
+            )
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise TensorfabError(f"task_config.{key}: {reason}") from None
 
 
 def task_from_meta(meta: dict[str, Any], package_dir: str | None = None) -> Task:

@@ -41,3 +41,17 @@ def test_perf_refuses_missing_or_empty_texts_and_bad_counts(
     assert _error(capsys, "perf", url, "--model", "m", "--texts", str(texts), "--clients", "0") == (
         "error: --clients and --requests must be at least 1"
     )
+
+
+def test_serve_refuses_an_empty_token_instead_of_serving_without_auth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorfab.serve
+
+    def served(*_: object) -> str:  # were the token taken as "no auth", it would serve
+        raise AssertionError("the server started without auth")
+
+    monkeypatch.setattr(tensorfab.serve, "run_server", served)
+    monkeypatch.setenv("TENSORFAB_TOKEN", "")
+    message = _error(capsys, "serve", str(tmp_path), "--port", "0")
+    assert message == "error: $TENSORFAB_TOKEN is set but empty; set a token or unset it"

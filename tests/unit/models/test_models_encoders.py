@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,38 @@ def test_a_model_without_an_encoder_config_refuses_one(tmp_path: Path) -> None:
     with pytest.raises(TensorfabError) as info:
         create_model("lenet", encoder_config=tmp_path, num_classes=10)
     assert str(info.value) == f"model 'lenet': cannot be rebuilt from {tmp_path}"
+
+
+class _RunsCode:
+    """Pickled, this names a function to call on load: what weights-only loading refuses."""
+
+    def __reduce__(self) -> tuple:
+        return (print, ("unpickled",))
+
+
+@needs_minilm
+def test_pickled_weights_holding_more_than_tensors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text((encoders.minilm_dir() / "config.json").read_text())
+    torch.save({"weight": _RunsCode()}, tmp_path / "pytorch_model.bin")
+    with pytest.raises(TensorfabError) as err:
+        build_encoder_classifier(str(tmp_path), num_classes=2)
+    assert str(err.value) == (
+        f"model.name {str(tmp_path)!r}: its weights are a pickle holding more than tensors, "
+        "which tensorfab never unpickles (unpickling can run code); convert them to safetensors"
+    )
+
+
+@needs_minilm
+def test_a_tokenizer_asking_for_remote_code_is_one_line(tmp_path: Path) -> None:
+    load_tokenizer("minilm-l6").save_pretrained(str(tmp_path))
+    config = tmp_path / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.update(tokenizer_class="EvilTokenizer", auto_map={"AutoTokenizer": ["evil.E", None]})
+    config.write_text(json.dumps(data))
+    with pytest.raises(TensorfabError) as err:
+        load_tokenizer(str(tmp_path))
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(
+        f"model.name {str(tmp_path)!r}: cannot load its tokenizer (The repository {tmp_path} "
+        "contains custom code"
+    )

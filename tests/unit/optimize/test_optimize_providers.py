@@ -7,6 +7,7 @@ ever created.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -88,7 +89,9 @@ def test_session_gets_gpu_index_and_reports_the_fallback(
     assert seen["providers"] == [(TRT, {"device_id": 1}), (CUDA, {"device_id": 1}), CPU]
 
     (tmp_path / "model.onnx").write_bytes(b"")
-    (tmp_path / "tensorfab.json").write_text('{"input": {"kind": "text"}}')
+    meta = {"format_version": 1, "task": "token-classification", "model": {"name": "bert-tiny"},
+            "labels": ["O"], "input": {"kind": "text"}}  # fmt: skip
+    (tmp_path / "tensorfab.json").write_text(json.dumps(meta))
     with pytest.warns(RuntimeWarning, match="no GPU provider"):
         loaded = runtime.load_runtime(tmp_path, "onnxruntime", "cuda")
     assert loaded.device == "cpu" and loaded.providers == (CPU,)

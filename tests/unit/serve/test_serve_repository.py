@@ -14,7 +14,7 @@ from tensorfab.package.repository import ModelConfig, repository_models, version
 from tensorfab.serve.batching import QueueFullError, RequestTimeoutError
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import ProtocolError
-from tensorfab.serve.repository import LoadedVersion, ModelRepository
+from tensorfab.serve.repository import LoadedVersion, ModelRepository, public_reason
 from tensorfab.tasks import ServingLimits
 from tensorfab.tasks.encoder_task import token_limits
 from tensorfab.tasks.token_classification import TokenClassification
@@ -166,4 +166,15 @@ def test_a_backend_nobody_registered_fails_the_model_naming_its_config(tmp_path:
     assert not state.ready
     assert state.reason == (
         "failed to load: m/config.yaml: backend 'tensorrt'; choose from auto, onnxruntime, torch"
+    )
+
+
+def test_load_failure_reasons_show_no_filesystem_paths(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    detail = (
+        f"{root}/m/1/tensorfab.json: cannot read /home/alice/secret/enc.bin "
+        "(see C:\\models\\x); digits/1 and 3/4 stay\nsecond line"
+    )
+    assert public_reason(detail, root) == (
+        "m/1/tensorfab.json: cannot read <path> (see <path>); digits/1 and 3/4 stay"
     )
