@@ -69,6 +69,7 @@ def _workload(spec: JobSpec) -> tuple[Workload, Any]:
         split_seed=spec.data.split_seed,
         model_name=spec.model.name,
         max_length=spec.data.max_length,
+        fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
     )
     return workload, splits
 
