@@ -10,13 +10,15 @@ and standardisation belong to the task.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tensorfab.data.registry import DATASETS
 from tensorfab.errors import TensorfabError
 
 MISSING = "?"
+USER_LICENCE = "unknown (user data)"
 
 
 @dataclass
@@ -31,10 +33,26 @@ class Table:
 
 @dataclass
 class TableSplits:
-    """The train and test tables of a data set."""
+    """The train and test tables of a data set, and what the model package records of it."""
 
     train: Table
     test: Table | None
+    source: dict[str, str] = field(default_factory=dict)  # name, path, licence, citation
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+ADULT_SOURCE = {
+    "name": "Adult (UCI Census Income, 1994)",
+    "licence": "CC BY 4.0",
+    "citation": "Becker and Kohavi (1996), UCI Machine Learning Repository, doi:10.24432/C5XW20",
+}
+
+
+def table_source(path: str | Path) -> dict[str, str]:
+    """Name, path, licence and citation of a table, recognised by its path (Adult)."""
+    if "adult" in str(path).lower():
+        return {**ADULT_SOURCE, "path": str(path)}
+    return {"name": Path(path).stem, "path": str(path), "licence": USER_LICENCE, "citation": ""}
 
 
 def _cell(text: str) -> str | None:
@@ -161,4 +179,5 @@ def build_csv_table(path: str, test_path: str | None = None) -> TableSplits:
     test = read_table(test_path) if test_path else None
     if test is not None:
         check_columns(test, train.columns)
-    return TableSplits(train, test)
+    split = {"method": "files", "train": str(path), "test": test_path or "validation part"}
+    return TableSplits(train, test, table_source(path), split)

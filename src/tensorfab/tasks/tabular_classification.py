@@ -188,12 +188,22 @@ class TabularClassification:
             raise TensorfabError(f"{path}:1: no column {missing[0]!r} (the model reads it)")
         return self.encode_table(table)
 
-    def eval_batches(self, data: TabularData, batch_size: int, device: torch.device) -> Any:
+    def encoded(self, data: TabularData | Table | None) -> TabularData:
+        """Evaluation data as tensors: a package's own split comes back as a raw table."""
+        if data is None:
+            raise TensorfabError(
+                "this model was trained without a test table (data.test_path); "
+                "evaluate it with --data FILE"
+            )
+        return self.encode_table(data) if isinstance(data, Table) else data
+
+    def eval_batches(self, data: TabularData | Table, batch_size: int, device: torch.device) -> Any:
+        data = self.encoded(data)
         tensors = (data.numeric, data.codes, data.labels)
         return TensorBatches(tensors, batch_size, device=device, shuffle=False)
 
-    def take_samples(self, data: TabularData, index: torch.Tensor) -> TabularData:
-        return data.subset(index)
+    def take_samples(self, data: TabularData | Table, index: torch.Tensor) -> TabularData:
+        return self.encoded(data).subset(index)
 
     def input_lengths(self, data: Any) -> None:
         del data  # fixed-size rows

@@ -43,7 +43,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
             f"data.path={data}",
             "data.val_fraction=0.3",
             "data.batch_size=16",
-            "train.epochs=8",
+            "train.epochs=6",
             "train.lr=0.01",
             "train.device=cpu",
             "train.fairness.sensitive=sex",
@@ -82,8 +82,8 @@ def test_thresholds_are_json_and_cut_the_parity_gap(
     rule = json.loads((fair / "fairness.json").read_text())
     assert rule["constraint"] == "demographic_parity" and set(rule["groups"]) == {"Female", "Male"}
     assert not list(fair.rglob("*.pkl")) and not list(fair.rglob("*.pt"))
-    before = _audit(plain, data, capsys)
-    after = _audit(fair, data, capsys, "--out", str(tmp_path))
+    before = _audit(plain, data, capsys, "--bootstrap", "0")
+    after = _audit(fair, data, capsys, "--bootstrap", "5", "--out", str(tmp_path))
     assert before["groups"]["Male"]["count"] == after["groups"]["Male"]["count"] == 60
     gap_before = before["gaps"]["demographic_parity_difference"]
     gap_after = after["gaps"]["demographic_parity_difference"]
