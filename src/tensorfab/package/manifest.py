@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,20 @@ def check_manifest(directory: str | Path) -> None:
             f"{d}: integrity check failed: {problems[0]}{more}; "
             f"see 'tensorfab audit verify {d}'"
         )
+
+
+@contextmanager
+def amending(directory: str | Path) -> Iterator[Path]:
+    """Add or replace files in a package (its model card, audit reports) and re-manifest it.
+
+    The package is checked first, so an amendment never launders a changed file into a new
+    manifest; a signature does not survive (sign again after the card is regenerated).
+    """
+    d = Path(directory)
+    check_manifest(d)
+    yield d
+    if (d / MANIFEST_FILE).is_file():
+        write_manifest(d)
 
 
 # -- signing (Ed25519, through cryptography: the audit extra) -------------------------------
