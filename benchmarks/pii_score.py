@@ -20,12 +20,9 @@ def score(path: Path = SET, show_errors: bool = False) -> dict[str, dict[str, fl
         item = json.loads(line)
         gold = {(s, e, t) for s, e, t in item["entities"]}
         found = {(f.start, f.end, f.type) for f in find_patterns(item["text"])}
-        for s, e, t in found & gold:
-            tp[t] += 1
-        for s, e, t in found - gold:
-            fp[t] += 1
-        for s, e, t in gold - found:
-            fn[t] += 1
+        tp.update(kind for _, _, kind in found & gold)
+        fp.update(kind for _, _, kind in found - gold)
+        fn.update(kind for _, _, kind in gold - found)
         if show_errors and found != gold:
             print(item["text"], "| missed", gold - found, "| extra", found - gold)
     rows = {t: _row(tp[t], fp[t], fn[t]) for t in PATTERN_TYPES}
@@ -36,7 +33,13 @@ def score(path: Path = SET, show_errors: bool = False) -> dict[str, dict[str, fl
 def _row(tp: int, fp: int, fn: int) -> dict[str, float]:
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "tp": tp, "fp": fp, "fn": fn}
+    return {
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def metadata(facts: dict[str, Any]) -> str:
             lines += [f"{key}:"] + [f"- {json.dumps(v)}" for v in value] if value else []
         else:
             lines.append(f"{key}: {json.dumps(value)}")
-    return "\n".join(lines + ["---", ""])
+    return "\n".join([*lines, "---", ""])
 
 
 def _pipeline_tag(meta: dict[str, Any]) -> str:
@@ -131,7 +131,9 @@ def section_privacy(facts: dict[str, Any]) -> str:
     if recorded:
         parts.append("Training (DP-SGD):\n\n```json\n" + _summary(recorded) + "\n```")
     if report:
-        parts.append("Membership inference (`audit/privacy.json`):\n\n```json\n" + _summary(report) + "\n```")
+        parts.append(
+            "Membership inference (`audit/privacy.json`):\n\n```json\n" + _summary(report) + "\n```"
+        )
     return "\n\n".join(parts)
 
 
@@ -141,9 +143,7 @@ def section_robustness(facts: dict[str, Any]) -> str:
         return NOT_MEASURED + " (`tensorfab audit robustness`)"
     metric = report["metric"]
     rows = [[r["attack"], r["eps"], r.get(metric)] for r in report["rows"]]
-    return (
-        f"{report['data']}, {report['device']}:\n\n" + _table(rows, ["attack", "eps", metric])
-    )
+    return f"{report['data']}, {report['device']}:\n\n" + _table(rows, ["attack", "eps", metric])
 
 
 def section_energy(facts: dict[str, Any]) -> str:

@@ -26,19 +26,22 @@ CONTEXT_CHARS = 24  # how far before a candidate the context words are looked fo
 
 ID_WORDS = re.compile(
     r"\b(order|invoice|inv|id|serial|isbn|tracking|patent|ref|reference|account id|"
-    r"build|version|v|release|ticket|room|score|scores)\b[\s:#.no-]*$",
+    r"build|version|v|release|ticket|room|score|scores)\b"
+    r"(?:\s*(?:number|num|no|nr)\b)?[\s:#.-]*$",
     re.IGNORECASE,
 )
 PHONE_WORDS = re.compile(r"\b(phone|tel|call|mobile|cell|fax|reach|ring|whatsapp)\b", re.I)
 
-EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+EMAIL_RE = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9][\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+)
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 CARD_RE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 IPV4_RE = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 IPV6_RE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 PHONE_RE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)[ -]?)?\d{1,4}(?:[ -]\d{1,8}){1,5}(?![\w-])"
-    r"|(?<![\w+])\+\d{7,14}\b"
+    r"|(?<![\w+])\+?\d{7,15}\b"
 )
 DATE_RE = re.compile(r"\b(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/-]\d{1,2}[/-]\d{2,4})\b")
 

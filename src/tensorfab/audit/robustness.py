@@ -11,13 +11,12 @@ from typing import Any
 
 import torch
 
+from tensorfab.audit.card import AUDIT_DIR
 from tensorfab.engine.runtime import create_runtime
 from tensorfab.files import write_text_atomic
 from tensorfab.package import load_package
 from tensorfab.package.manifest import amending
-from tensorfab.audit.card import AUDIT_DIR
 from tensorfab.tasks.eval_data import load_eval_split
-
 
 REPORT_FILE = "robustness.json"
 

@@ -42,8 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tensorfab.engine.fit import Interrupted  # torch: imported when training, not for --help
     from tensorfab.audit.card import write_card
+    from tensorfab.engine.fit import Interrupted  # torch: imported when training, not for --help
     from tensorfab.engine.train import train
 
     overrides = list(args.overrides)

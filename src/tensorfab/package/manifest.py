@@ -103,8 +103,7 @@ def check_manifest(directory: str | Path) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise TensorfabError(
-            f"{d}: integrity check failed: {problems[0]}{more}; "
-            f"see 'tensorfab audit verify {d}'"
+            f"{d}: integrity check failed: {problems[0]}{more}; see 'tensorfab audit verify {d}'"
         )
 
 

@@ -29,7 +29,6 @@ from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import load_tokenizer
 from tensorfab.tasks.alignment import IGNORE
-from tensorfab.tasks.robustness import TEXT_NOISE
 from tensorfab.tasks.base import (
     OUTPUT,
     Batch,
@@ -44,6 +43,7 @@ from tensorfab.tasks.base import (
 )
 from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
 from tensorfab.tasks.prediction import softmax
+from tensorfab.tasks.robustness import TEXT_NOISE
 
 TOKENIZER_DIR = "tokenizer"
 ENCODER_CONFIG = Path("encoder") / "config.json"  # package.io.ENCODER_DIR (tested equal)

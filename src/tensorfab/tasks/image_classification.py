@@ -38,7 +38,6 @@ from tensorfab.tasks.base import (
     Workload,
 )
 from tensorfab.tasks.flops import counted_flops
-from tensorfab.tasks.robustness import IMAGE_ATTACKS, attack
 from tensorfab.tasks.image_inputs import (
     DEFAULT_MAX_PIXELS,
     TrainingForm,
@@ -48,6 +47,7 @@ from tensorfab.tasks.image_inputs import (
 )
 from tensorfab.tasks.prediction import image_rows
 from tensorfab.tasks.registry import TASKS
+from tensorfab.tasks.robustness import IMAGE_ATTACKS, attack
 
 EVAL_IDX_ROLES = ("test_images", "test_labels")
 PREDICT_BATCH = 1024
