@@ -27,7 +27,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_robustness_accuracy_falls_with_eps_and_pgd_beats_fgsm(run_dir: Path) -> None:
-    report = robustness_report(run_dir, samples=128)
+    report = robustness_report(run_dir, samples=64)
     acc = {(r["attack"], r["eps"]): r["accuracy"] for r in report["rows"]}
     assert report["metric"] == "accuracy" and report["rows"][0]["attack"] == "none"
     assert acc[("none", 0.0)] > 0.5  # the model learnt something
@@ -82,3 +82,13 @@ def test_a_changed_weight_file_is_refused_by_evaluate_and_verify(
         f"(sha256 differs); see 'tensorfab audit verify {copy / 'model'}'"
     )
     assert main(["audit", "verify", str(copy)]) == 2
+
+
+@pytest.mark.parametrize("name", ["verify", "robustness", "card"])
+def test_audit_help_has_an_example(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["audit", name, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: tensorfab audit {name}")
+    assert "example:\n  tensorfab audit " in out
