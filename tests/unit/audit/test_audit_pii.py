@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tensorfab.audit.pii import Finding, find_patterns, iban_ok, luhn_ok, redact, scan
+from tensorfab.audit.pii import (
+    Finding,
+    find_patterns,
+    iban_ok,
+    luhn_ok,
+    redact,
+    scan,
+    scan_lines,
+)
 from tensorfab.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,3 +121,15 @@ def test_the_committed_labelled_set_scores_at_least_0_95() -> None:
     assert len(lines) >= 500 and len(negatives) >= 150
     overall = score()["all"]
     assert overall["precision"] >= 0.95 and overall["recall"] >= 0.95
+
+
+def test_ner_names_join_the_patterns_where_they_overlap_none() -> None:
+    def ner(lines: list[str]) -> list[list[Finding]]:  # what a PER/LOC model would answer
+        assert lines == ["Ann Lee: ann@example.com\n"]
+        return [[Finding("PER", 0, 7, "Ann Lee"), Finding("ORG", 9, 12, "ann")]]
+
+    (line,) = scan_lines(["Ann Lee: ann@example.com\n"], "f.txt", ner)
+    assert [(f.type, f.text, f.file, f.line) for f in line] == [
+        ("PER", "Ann Lee", "f.txt", 1),
+        ("EMAIL", "ann@example.com", "f.txt", 1),  # the ORG inside the address is dropped
+    ]
