@@ -326,8 +326,8 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
                     "step": record["step"],
                 },
             }
+            ctx.save_assets(ctx.run.model_dir)  # first: the package's manifest covers it
             save_package(ctx.run.model_dir, ctx.model, meta)
-            ctx.save_assets(ctx.run.model_dir)
     else:
         state.bad_evals += 1
     patience = spec.early_stopping.patience

@@ -177,6 +177,14 @@ class Task(Protocol):
         """This task, encoding people's inputs within ``limits`` (e.g. truncating)."""
         ...
 
+    # --- robustness (tensorfab audit robustness) -----------------------------------------
+    def robustness(
+        self, model: nn.Module, data: Any, device: torch.device, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """The task's scores on ``data`` under its perturbations (``tasks/robustness.py``):
+        rows ``{"attack", "eps", **scores}``, the unperturbed row first."""
+        ...
+
     # --- model FLOPs (MFU) --------------------------------------------------------------
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """FLOPs one forward pass needs over ``count`` (real tokens only, as MFU counts)."""
