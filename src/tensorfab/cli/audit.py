@@ -16,6 +16,7 @@ EXAMPLE = """\
 tensorfab audit verify runs/digits-lenet                  # sha256 manifest (+ signature)
 tensorfab audit pii notes/ --redact notes-redacted/ --json
 tensorfab audit robustness runs/digits-lenet --json
+tensorfab audit fairness runs/adult-mlp --data adult.test --sensitive sex,race
 tensorfab audit card runs/digits-lenet                    # regenerate model/README.md"""
 
 # name -> (module, one-line help). A new audit is one entry here.
@@ -31,6 +32,10 @@ AUDITS: dict[str, tuple[str, str]] = {
     "robustness": (
         "tensorfab.cli.audit_robustness",
         "accuracy under FGSM/PGD (images) or character noise (texts), asked of the task",
+    ),
+    "fairness": (
+        "tensorfab.cli.audit_fairness",
+        "metrics by group (size, accuracy, selection rate, TPR, FPR, calibration), parity gaps",
     ),
     "card": (
         "tensorfab.cli.audit_card",

@@ -216,6 +216,8 @@ class Workload:
     save_assets: Callable[[Path], None] = field(default=lambda _d: None)
     notes: list[str] = field(default_factory=list)  # warnings for the person (truncation, ...)
     train_count: TokenCount | None = None  # the training split's samples and real tokens
+    # files that depend on the trained model (fairness thresholds), written with the assets
+    postprocess: Callable[[nn.Module, Path], None] | None = None
 
 
 def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:

@@ -48,6 +48,7 @@ from tensorfab.tasks.tabular_fairness import apply_thresholds, fit_thresholds
 
 PREDICT_BATCH = 4096
 MAX_REQUEST_ROWS = 10_000
+NUMERIC_NOISE = (0.0, 0.1, 0.3, 1.0)  # in training standard deviations
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,6 +312,26 @@ class TabularClassification:
         del limits
         return self
 
+    # --- robustness ---------------------------------------------------------------------
+    def robustness(
+        self, model: nn.Module, data: Any, device: torch.device, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """Scores with Gaussian noise of ``eps`` training standard deviations added to every
+        numeric column (seeded); categories unchanged."""
+        data = self.encoded(data)
+        rows = []
+        for eps in NUMERIC_NOISE:
+            g = torch.Generator().manual_seed(seed)
+            noise = torch.randn(data.numeric.shape, generator=g) * torch.tensor(self.std) * eps
+            noisy = TabularData(data.numeric + noise, data.codes, data.labels)
+            outputs = []
+            with torch.no_grad():
+                for batch in self.eval_batches(noisy, 1024, device).epoch(0):
+                    outputs.append(self.eval_step(self.logits(model, batch), batch))
+            name = "none" if eps == 0 else "gaussian-noise"
+            rows.append({"attack": name, "eps": eps, **self.eval_scores(outputs)})
+        return rows
+
     # --- model FLOPs --------------------------------------------------------------------
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """Every row costs the same: one row counted by ``FlopCounterMode``."""
@@ -408,21 +429,28 @@ def prepare_tables(
         "num_numeric": len(task.numeric),
         "cardinalities": [len(v) for v in task.vocab.values()],
     }
-    save = _fairness_saver(task, evals, fairness) if fairness else (lambda _d: None)
-    return Workload(task, args, sizes, meta, make_batches, save, train_count=TokenCount(len(train)))
+    post = _fairness_fitter(task, evals, fairness) if fairness else None
+    count = TokenCount(len(train))
+    return Workload(task, args, sizes, meta, make_batches, train_count=count, postprocess=post)
 
 
-def _fairness_saver(
+def _fairness_fitter(
     task: TabularClassification, evals: TabularData, fairness: dict[str, Any]
-) -> Callable[[Path], None]:
-    """After each saved best model: fit the thresholds on the validation split with that
+) -> Callable[[nn.Module, Path], None]:
+    """With each saved best model: fit the thresholds on the validation split with that
     model's probabilities and write ``fairness.json`` beside it. Training itself (model
     selection, the run's own test scores) stays unmitigated; the package applies the rule."""
 
-    def save(package_dir: Path) -> None:
-        model = _saved_model(Path(package_dir))
-        with torch.no_grad():
-            probs = softmax(task.logits(model, (evals.numeric, evals.codes)))
+    def save(model: nn.Module, package_dir: Path) -> None:
+        training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        batch = (evals.numeric.to(device), evals.codes.to(device))
+        try:
+            with torch.no_grad():
+                probs = softmax(task.logits(model, batch))
+        finally:
+            model.train(training)
         positive = task.classes[-1]
         rule = fit_thresholds(
             probs[:, task.classes.index(positive)],
@@ -435,18 +463,6 @@ def _fairness_saver(
             tmp.write_text(json.dumps(rule, indent=2) + "\n", encoding="utf-8")
 
     return save
-
-
-def _saved_model(package_dir: Path) -> nn.Module:
-    """The model just saved in ``package_dir`` (its weights and recorded arguments)."""
-    from safetensors.torch import load_file
-
-    from tensorfab.models import create_model
-
-    meta = json.loads((package_dir / "tensorfab.json").read_text(encoding="utf-8"))
-    model = create_model(meta["model"]["name"], **meta["model"].get("args", {}))
-    model.load_state_dict(load_file(str(package_dir / "weights.safetensors")))
-    return model.eval()
 
 
 def _load_rule(package_dir: str | None) -> dict[str, Any] | None:
