@@ -13,6 +13,7 @@ from tensorfab.cli import audit_fairness
 from tensorfab.engine.inference import evaluate_model, predict_inputs
 from tensorfab.engine.train import train
 from tensorfab.errors import TensorfabError
+from tensorfab.package.manifest import write_manifest
 from tensorfab.spec import load_spec
 
 pytest.importorskip("fairlearn")
@@ -54,6 +55,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     plain = tmp / "plain"
     shutil.copytree(fair, plain)
     (plain / "fairness.json").unlink()
+    write_manifest(plain)  # the same model without its thresholds, as a valid package
     return fair, plain, data
 
 
