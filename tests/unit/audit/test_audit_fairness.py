@@ -105,12 +105,12 @@ def test_intersections() -> None:
 
 
 def test_bootstrap_intervals_contain_the_estimate(tmp_path: Path) -> None:
-    report = fairness_report(_data(), n_boot=30, seed=1)
+    report = fairness_report(_data(), n_boot=8, seed=1)
     low, high = report["intervals"]["F"]["accuracy"]
     assert low <= 4 / 6 <= high and low < high
     low, high = report["intervals"]["gaps"]["demographic_parity_difference"]
     assert low <= 2 / 6 <= high
-    assert fairness_report(_data(), n_boot=30, seed=1)["intervals"] == report["intervals"]
+    assert fairness_report(_data(), n_boot=8, seed=1)["intervals"] == report["intervals"]
     markdown = report_markdown(report)
     assert (
         "| F | 6 | 0.667 [" in markdown and "| demographic_parity_difference | 0.333 [" in markdown
