@@ -95,3 +95,17 @@ def test_fairness_thresholds_decide_and_need_the_sensitive_column() -> None:
         task.decode_request(b'{"instances": [{"age": 30}]}', ServingLimits())
     plain = _task().rows(inputs, 0, logits, 2)
     assert [plain[0]["label"], plain[1]["label"]] == ["yes", "yes"]
+
+
+def test_the_spec_takes_fairness_for_tables_only() -> None:
+    from tensorfab.spec import load_spec
+
+    table = ["task=tabular-classification", "data.format=csv-table", "data.path=t.csv"]
+    spec = load_spec(None, [*table, "train.fairness.sensitive=sex"])
+    assert (
+        spec.train.fairness is not None and spec.train.fairness.constraint == "demographic_parity"
+    )
+    with pytest.raises(TensorfabError, match="train.fairness: only for tabular-classification"):
+        load_spec(None, ["train.fairness.sensitive=sex"])
+    with pytest.raises(TensorfabError, match="train.fairness.constraint"):
+        load_spec(None, [*table, "train.fairness.sensitive=sex", "train.fairness.constraint=x"])
