@@ -105,7 +105,7 @@ def test_the_spec_takes_fairness_for_tables_only() -> None:
     assert (
         spec.train.fairness is not None and spec.train.fairness.constraint == "demographic_parity"
     )
-    with pytest.raises(TensorfabError, match="train.fairness: only for tabular-classification"):
+    with pytest.raises(TensorfabError, match=r"train\.fairness: only for tabular-classification"):
         load_spec(None, ["train.fairness.sensitive=sex"])
-    with pytest.raises(TensorfabError, match="train.fairness.constraint"):
+    with pytest.raises(TensorfabError, match=r"train\.fairness\.constraint"):
         load_spec(None, [*table, "train.fairness.sensitive=sex", "train.fairness.constraint=x"])
