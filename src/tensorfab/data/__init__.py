@@ -18,6 +18,7 @@ from tensorfab.data.idx import (
 from tensorfab.data.imagefolder import build_imagefolder, load_image_folder
 from tensorfab.data.registry import DATASETS, create_dataset, load_eval_data
 from tensorfab.data.splits import limit_splits, stratified_split
+from tensorfab.data.tabular import build_csv_table
 from tensorfab.data.text import build_text
 from tensorfab.data.types import ImageData, ImageSplits
 
@@ -26,6 +27,7 @@ __all__ = [
     "ImageData",
     "ImageSplits",
     "build_conll",
+    "build_csv_table",
     "build_digits",
     "build_idx",
     "build_imagefolder",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,22 @@ def _workload(spec: JobSpec) -> tuple[Workload, Any]:
         split_seed=spec.data.split_seed,
         model_name=spec.model.name,
         max_length=spec.data.max_length,
+        fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
     )
     return workload, splits
+
+
+def _assets(workload: Workload, model: torch.nn.Module) -> Callable[[Path], None]:
+    """The package's assets, then what the task fits on the trained model (thresholds)."""
+    post = workload.postprocess
+    if post is None:
+        return workload.save_assets
+
+    def save(model_dir: Path) -> None:
+        workload.save_assets(model_dir)
+        post(model, model_dir)
+
+    return save
 
 
 def _batches(spec: JobSpec, workload: Workload, env: DistEnv, device: torch.device) -> dict:
@@ -167,7 +182,7 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
         log=MetricsLog(run.metrics_file, enabled=env.is_main),
         progress=progress,
         package_meta=meta,
-        save_assets=workload.save_assets,
+        save_assets=_assets(workload, model),
     )
     ctx.info.update(
         train_size=workload.sizes["train"],
@@ -325,8 +340,8 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
                     "step": record["step"],
                 },
             }
+            ctx.save_assets(ctx.run.model_dir)  # first: the package's manifest covers it
             save_package(ctx.run.model_dir, ctx.model, meta)
-            ctx.save_assets(ctx.run.model_dir)
     else:
         state.bad_evals += 1
     patience = spec.early_stopping.patience

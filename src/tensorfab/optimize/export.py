@@ -33,6 +33,7 @@ from tensorfab.hardware import resolve_device
 from tensorfab.optimize.runtime import TorchSettings, torch_unsupported
 from tensorfab.package import LoadedPackage
 from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
+from tensorfab.package.manifest import write_manifest
 from tensorfab.package.repository import (
     VARIANTS,
     ModelConfig,
@@ -271,6 +272,7 @@ def export_package(
         for folder in ("tokenizer", ENCODER_DIR):
             if (pkg.path / folder).is_dir():
                 shutil.copytree(pkg.path / folder, model.version_dir / folder, dirs_exist_ok=True)
+        write_manifest(model.version_dir)
     return out
 
 

@@ -27,6 +27,7 @@ import torch
 from tensorfab.errors import TensorfabError
 from tensorfab.optimize.graphs import BucketedGraphs
 from tensorfab.package.io import META_FILE
+from tensorfab.package.manifest import check_manifest
 from tensorfab.registry import Entry, Registry
 from tensorfab.tasks import TensorSpec, task_from_meta
 
@@ -185,6 +186,7 @@ def load_runtime(
     path = Path(version_dir)
     if not (path / META_FILE).is_file():
         raise TensorfabError(f"{path}: no {META_FILE} (not an exported model or a model package)")
+    check_manifest(path)
     if backend not in backend_names():
         choices = ", ".join(backend_names())
         raise TensorfabError(f"{path}: backend {backend!r}; choose from {choices}")

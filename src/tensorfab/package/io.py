@@ -26,6 +26,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.models import create_model, save_encoder_config
 from tensorfab.models.registry import model_entry
+from tensorfab.package.manifest import check_manifest, write_manifest
 from tensorfab.package.meta import (
     FORMAT_VERSION,
     check_meta,
@@ -87,6 +88,7 @@ def save_package(directory: str | Path, model: nn.Module, meta: dict[str, Any]) 
 
 def _write_meta(d: Path, meta: dict[str, Any]) -> None:
     write_text_atomic(d / META_FILE, json.dumps(meta, indent=2) + "\n")
+    write_manifest(d)  # the meta is written last: the manifest covers every file
 
 
 def update_metrics(model_dir: Path, metrics: dict[str, Any]) -> None:
@@ -150,6 +152,7 @@ def _rebuild_model(meta: dict[str, Any], model_dir: Path) -> nn.Module:
 def load_package(path: str | Path, device: torch.device | str = "cpu") -> LoadedPackage:
     """Rebuild the model (eval mode, on ``device``) and its task from a package or run dir."""
     model_dir = resolve_model_dir(path)
+    check_manifest(model_dir)
     meta = read_meta(model_dir)
     model = _rebuild_model(meta, model_dir)
     try:

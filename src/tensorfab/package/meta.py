@@ -51,6 +51,15 @@ class ModelArgs(_Record):
     vocab_size: int | None = Field(None, ge=1)
     hidden_dropout_prob: float | None = Field(None, ge=0, le=1)
     attention_probs_dropout_prob: float | None = Field(None, ge=0, le=1)
+    # tabular-mlp
+    num_numeric: int | None = Field(None, ge=0)
+    cardinalities: list[int] | None = None
+    hidden: int | list[int] | None = None  # tabular-mlp: layer widths; neumf: one width
+    dropout: float | None = Field(None, ge=0, le=1)
+    # recommenders (mf-bpr, neumf, two-tower)
+    num_users: int | None = Field(None, ge=1)
+    num_items: int | None = Field(None, ge=1)
+    dim: int | None = Field(None, ge=1)
 
 
 class ModelRecord(_Record):
@@ -79,6 +88,9 @@ class InputRecord(_Record):
     polarity: str | None = Field(None, pattern=r"^[a-z_-]+$")
     max_length: int | None = Field(None, ge=1)
     tokenizer: str | None = None
+    numeric: list[str] | None = None  # tables: the numeric columns, in order
+    categorical: list[str] | None = None  # tables: the categorical columns, in order
+    num_users: int | None = Field(None, ge=1)  # recommendation: users known at training
 
     @field_validator("tokenizer")
     @classmethod

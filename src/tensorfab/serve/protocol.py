@@ -235,8 +235,10 @@ def check_inputs(
         shapes.append(array.shape)
     if len({s[0] for s in shapes}) > 1:
         raise ProtocolError(f"inputs: batch sizes differ {[s[0] for s in shapes]}")
-    if len({s for s in shapes if len(s) == 2}) > 1:
-        raise ProtocolError(f"inputs: token inputs must have one shape, got {sorted(set(shapes))}")
+    # inputs with a sequence axis (token ids and their mask) must agree on its length
+    sequences = {a.shape for n, a in inputs.items() if -1 in want[n].shape}
+    if len(sequences) > 1:
+        raise ProtocolError(f"inputs: token inputs must have one shape, got {sorted(sequences)}")
     rows = int(shapes[0][0])
     if rows == 0:
         raise ProtocolError("inputs: the batch is empty (0 rows)")

@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder", "conll", "text"] = "digits"
+    format: Literal["digits", "idx", "imagefolder", "conll", "text", "csv-table"] = "digits"
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
     eval_path: str | None = Field(None, description="evaluation file (conll, text)")
     test_path: str | None = Field(None, description="separate test data")
@@ -83,6 +83,15 @@ class EarlyStoppingSpec(_Strict):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class FairnessSpec(_Strict):
+    """Post-processing for a fairness constraint: per-group thresholds fitted on validation."""
+
+    constraint: Literal["demographic_parity"] = Field(
+        "demographic_parity", description="equal selection rates across the groups"
+    )
+    sensitive: str = Field(..., description="the categorical column that names the group")
+
+
 class TrainSpec(_Strict):
     """The training loop's knobs; defaults are the GPU tutorials' set-up."""
 
@@ -112,6 +121,9 @@ class TrainSpec(_Strict):
         None, ge=1, description="also checkpoint mid-epoch every N steps"
     )
     log_every_steps: int = Field(50, ge=1)
+    fairness: FairnessSpec | None = Field(
+        None, description="tabular-classification: thresholds per group, stored in the package"
+    )
 
     @model_validator(mode="after")
     def _mode_needs_compile(self) -> TrainSpec:
@@ -137,9 +149,12 @@ class JobSpec(_Strict):
     """A whole job: what to train, on what data, how, and where to write it."""
 
     name: str = "job"
-    task: Literal["image-classification", "token-classification", "text-classification"] = (
-        "image-classification"
-    )
+    task: Literal[
+        "image-classification",
+        "token-classification",
+        "text-classification",
+        "tabular-classification",
+    ] = "image-classification"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -154,6 +169,8 @@ class JobSpec(_Strict):
                 f"data.format {self.data.format!r} does not fit task {self.task!r} "
                 f"(use {' or '.join(wanted)})"
             )
+        if self.train.fairness is not None and self.task != "tabular-classification":
+            raise ValueError(f"train.fairness: only for tabular-classification, not {self.task!r}")
         if self.data.packing and self.task != "token-classification":
             # a packed row has one [CLS]: a per-sequence label would need one per sequence
             raise ValueError(f"data.packing: only for token-classification, not {self.task!r}")
@@ -164,4 +181,5 @@ TASK_FORMATS = {
     "image-classification": ("digits", "idx", "imagefolder"),
     "token-classification": ("conll",),
     "text-classification": ("text",),
+    "tabular-classification": ("csv-table",),
 }

@@ -177,6 +177,14 @@ class Task(Protocol):
         """This task, encoding people's inputs within ``limits`` (e.g. truncating)."""
         ...
 
+    # --- robustness (tensorfab audit robustness) -----------------------------------------
+    def robustness(
+        self, model: nn.Module, data: Any, device: torch.device, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """The task's scores on ``data`` under its perturbations (``tasks/robustness.py``):
+        rows ``{"attack", "eps", **scores}``, the unperturbed row first."""
+        ...
+
     # --- model FLOPs (MFU) --------------------------------------------------------------
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """FLOPs one forward pass needs over ``count`` (real tokens only, as MFU counts)."""
@@ -208,6 +216,8 @@ class Workload:
     save_assets: Callable[[Path], None] = field(default=lambda _d: None)
     notes: list[str] = field(default_factory=list)  # warnings for the person (truncation, ...)
     train_count: TokenCount | None = None  # the training split's samples and real tokens
+    # files that depend on the trained model (fairness thresholds), written with the assets
+    postprocess: Callable[[nn.Module, Path], None] | None = None
 
 
 def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:

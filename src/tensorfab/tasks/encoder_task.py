@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from tensorfab.tasks.base import (
 )
 from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
 from tensorfab.tasks.prediction import softmax
+from tensorfab.tasks.robustness import TEXT_NOISE
 
 TOKENIZER_DIR = "tokenizer"
 ENCODER_CONFIG = Path("encoder") / "config.json"  # package.io.ENCODER_DIR (tested equal)
@@ -95,7 +97,26 @@ class EncoderTask:
     def logits_shape(self) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def noisy(self, example: Any, rate: float, rng: random.Random) -> Any:
+        """``example`` with character noise at ``rate`` in its text, labels kept aligned."""
+        raise NotImplementedError
+
     # --- shared -----------------------------------------------------------------------
+    def robustness(
+        self, model: nn.Module, data: list[Any], device: torch.device, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """Scores under character noise at each rate of ``TEXT_NOISE`` (seeded)."""
+        rows = []
+        for name, rate in TEXT_NOISE:
+            rng = random.Random(seed)
+            noisy = [self.noisy(ex, rate, rng) for ex in data]
+            outputs = []
+            with torch.no_grad():
+                for batch in self.eval_batches(noisy, 64, device).epoch(0):
+                    outputs.append(self.eval_step(self.logits(model, batch), batch))
+            rows.append({"attack": name, "eps": rate, **self.eval_scores(outputs)})
+        return rows
+
     def tok(self) -> Any:
         """The tokenizer, loaded from ``tokenizer_source`` the first time it is needed."""
         if self.tokenizer is None:

@@ -47,6 +47,7 @@ from tensorfab.tasks.image_inputs import (
 )
 from tensorfab.tasks.prediction import image_rows
 from tensorfab.tasks.registry import TASKS
+from tensorfab.tasks.robustness import IMAGE_ATTACKS, attack
 
 EVAL_IDX_ROLES = ("test_images", "test_labels")
 PREDICT_BATCH = 1024
@@ -111,6 +112,28 @@ class ImageClassification:
 
     def config(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "mean": list(self.mean), "std": list(self.std)}
+
+    def robustness(
+        self, model: nn.Module, data: ImageData, device: torch.device, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """Scores under FGSM and PGD at each eps of ``IMAGE_ATTACKS`` (pixel range 0..1)."""
+        del seed  # the attacks are deterministic
+        rows = []
+        for name, eps in IMAGE_ATTACKS:
+            outputs = []
+            for images, labels in self.eval_batches(data, 256, device).epoch(0):
+                pixels = images.float() / 255.0
+                adv = attack(name, lambda p, y=labels: self._pixel_loss(model, p, y), pixels, eps)
+                with torch.no_grad():
+                    outputs.append(self.eval_step(model(self._normalise(adv)), (adv, labels)))
+            rows.append({"attack": name, "eps": eps, **self.eval_scores(outputs)})
+        return rows
+
+    def _normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self._mean.to(pixels.device)) / self._std.to(pixels.device)
+
+    def _pixel_loss(self, model: nn.Module, pixels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(model(self._normalise(pixels)).float(), y)
 
     # --- data ---------------------------------------------------------------------------
     def read_eval_data(self, meta: dict[str, Any], path: Path) -> ImageData:

@@ -19,7 +19,12 @@ from tensorfab.registry import Entry, Registry
 from tensorfab.tasks.base import Task, Workload
 
 TASKS: Registry[Task] = Registry("task")
-TASK_MODULES = ("image_classification", "token_classification", "text_classification")
+TASK_MODULES = (
+    "image_classification",
+    "token_classification",
+    "text_classification",
+    "tabular_classification",
+)
 LOADER_ARGS = ("package_dir", "input_spec")  # every builder's; set by the loader, never a package
 
 

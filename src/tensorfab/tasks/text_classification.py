@@ -5,6 +5,8 @@ People's texts are answered with the best label, its probability and every class
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from tensorfab.metrics import classification_scores
 from tensorfab.tasks.base import Batch, Workload
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
 from tensorfab.tasks.registry import TASKS
+from tensorfab.tasks.robustness import char_noise
 
 
 @dataclass
@@ -57,6 +60,9 @@ class TextClassification(EncoderTask):
 
     def logits_shape(self) -> tuple[int, ...]:
         return (len(self.classes),)
+
+    def noisy(self, example: TextExample, rate: float, rng: random.Random) -> TextExample:
+        return dataclasses.replace(example, text=char_noise(example.text, rate, rng))
 
     def placeholder(self, text: str) -> TextExample:
         return TextExample(text, self.classes[0])

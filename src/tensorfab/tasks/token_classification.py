@@ -7,6 +7,8 @@ whitespace (CoNLL's tokenization) and answered with tags and entities with chara
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from tensorfab.tasks.base import Batch, Workload
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
 from tensorfab.tasks.prediction import decode_entities, word_spans
 from tensorfab.tasks.registry import TASKS
+from tensorfab.tasks.robustness import char_noise
 
 
 @dataclass
@@ -87,6 +90,11 @@ class TokenClassification(EncoderTask):
 
     def logits_shape(self) -> tuple[int, ...]:
         return (-1, len(self.classes))
+
+    def noisy(self, example: TokenExample, rate: float, rng: random.Random) -> TokenExample:
+        """Noise within each word (an emptied word keeps its text), so tags stay aligned."""
+        words = [char_noise(w, rate, rng) or w for w in example.words]
+        return dataclasses.replace(example, words=words)
 
     def placeholder(self, text: str) -> TokenExample:
         """Whitespace words; "O" labels only mark each word's first sub-token."""

@@ -71,6 +71,24 @@ def _csv(tmp: Path) -> None:
     (tmp / "sent.csv").write_text("\n".join(rows) + "\n")
 
 
+TABLE = "age, job, sex, Y\n" + "".join(
+    f"{20 + 3 * i}, {'?' if i % 7 == 0 else ('clerk', 'chef', 'pilot')[i % 3]}, "
+    f"{('Male', 'Female')[i % 2]}, {'>50K' if i % 3 == 2 else '<=50K'}{'.' if i % 5 == 0 else ''}\n"
+    for i in range(24)
+)
+
+
+def _table(tmp: Path) -> None:
+    (tmp / "table.csv").write_text(TABLE)
+    (tmp / "rows.csv").write_text("age, job, sex\n30, chef, Female\n61, ?, Male\n")
+
+
+def _table_request(items: list[str]) -> bytes:
+    from tensorfab.data.tabular import read_records
+
+    return json.dumps({"instances": [r for _, r in read_records(items[0])]}).encode()
+
+
 def _digit_pngs(tmp: Path) -> list[str]:
     """Two digits of the test split as PNG files, and one drawn black on white."""
     from PIL import Image
@@ -115,6 +133,20 @@ CASES: dict[str, Case] = {
         _csv,
         _texts,
         lambda items: json.dumps({"instances": items}).encode(),
+    ),
+    "tabular-classification": Case(
+        (
+            "model.name=tabular-mlp",
+            "data.format=csv-table",
+            "data.path=table.csv",
+            "data.test_path=table.csv",
+            "data.batch_size=8",
+            "train.epochs=2",
+        ),
+        _table,
+        lambda tmp: [str(tmp / "rows.csv")],
+        _table_request,
+        lambda rows: [{**r, "input": f"instances[{i}]"} for i, r in enumerate(rows)],
     ),
 }
 

@@ -15,6 +15,7 @@ import tensorfab
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.package import FORMAT_VERSION, load_package, resolve_model_dir, save_package
+from tensorfab.package.manifest import MANIFEST_FILE
 from tensorfab.tasks.image_classification import ImageClassification
 
 CLASSES = [str(i) for i in range(10)]
@@ -41,8 +42,13 @@ def _lenet(seed: int = 0) -> torch.nn.Module:
 
 @pytest.fixture()
 def package(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A package without its manifest (as before manifests), so each test below can edit a
+    file and reach the check it is about; tests/unit/package/test_package_manifest.py
+    covers the manifest."""
     model = _lenet()
-    return save_package(tmp_path / "model", model, _meta()), model
+    directory = save_package(tmp_path / "model", model, _meta())
+    (directory / MANIFEST_FILE).unlink()
+    return directory, model
 
 
 def _edit_meta(directory: Path, **changes: Any) -> None:
@@ -52,9 +58,10 @@ def _edit_meta(directory: Path, **changes: Any) -> None:
     path.write_text(json.dumps(meta), encoding="utf-8")
 
 
-def test_save_writes_the_two_files_and_no_temporaries(package: tuple[Path, Any]) -> None:
-    directory, _ = package
-    assert sorted(p.name for p in directory.iterdir()) == ["tensorfab.json", "weights.safetensors"]
+def test_save_writes_the_two_files_their_manifest_and_no_temporaries(tmp_path: Path) -> None:
+    directory = save_package(tmp_path / "model", _lenet(), _meta())
+    names = sorted(p.name for p in directory.iterdir())
+    assert names == ["manifest.json", "tensorfab.json", "weights.safetensors"]
 
 
 def test_round_trip_gives_identical_outputs(package: tuple[Path, Any]) -> None:
@@ -203,8 +210,9 @@ def test_a_transformer_package_loads_without_its_pretrained_encoder(
         "labels": tags,
         "input": {"kind": "text", "max_length": 64, "tokenizer": "tokenizer"},
     }
+    # the tokenizer first, as the engine saves it: the package's manifest then covers it
+    encoders.load_tokenizer("minilm-l6").save_pretrained(str(tmp_path / "model" / "tokenizer"))
     directory = save_package(tmp_path / "model", model, meta)
-    encoders.load_tokenizer("minilm-l6").save_pretrained(str(directory / "tokenizer"))
     assert len(json.loads((directory / "encoder" / "config.json").read_text())["id2label"]) == 3
 
     def gone() -> Path:

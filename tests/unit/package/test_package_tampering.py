@@ -18,7 +18,9 @@ from tensorfab.cli.main import main
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.package import save_package
+from tensorfab.package.manifest import MANIFEST_FILE
 from tensorfab.package.meta import check_meta, model_args
+from tensorfab.tasks.registry import register_all
 
 CLASSES = ["0", "1", "2"]
 META: dict[str, Any] = {
@@ -81,8 +83,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "unknown task": (
         {"task": "shell"},
-        "unknown task 'shell'; known: image-classification, text-classification, "
-        "token-classification",
+        "unknown task 'shell'; known: " + ", ".join(sorted(register_all().names())),
     ),
     "format version as text": (
         {"format_version": "1"},
@@ -100,6 +101,9 @@ def _package(tmp: Path, changes: dict[str, Any]) -> Path:
     meta = json.loads(path.read_text())
     meta.update(changes)
     path.write_text(json.dumps(meta))
+    # without its manifest (as packages before manifests), so the field checks are what
+    # refuses it; test_package_manifest.py covers a changed file under a manifest
+    (directory / MANIFEST_FILE).unlink()
     return directory
 
 

@@ -37,6 +37,18 @@ METAS = {
         "input": {"kind": "text"},
         "task_config": {"classes": ["neg", "pos"], "max_length": 16},
     },
+    "tabular-classification": {
+        "task": "tabular-classification",
+        "labels": ["<=50K", ">50K"],
+        "input": {"kind": "table", "numeric": ["age"], "categorical": ["sex"]},
+        "task_config": {
+            "classes": ["<=50K", ">50K"],
+            "numeric": ["age"],
+            "vocab": {"sex": ["Female", "Male"]},
+            "mean": [40.0],
+            "std": [10.0],
+        },
+    },
 }
 CONTRACT = sorted(
     n for n in [*Task.__dict__, *Task.__annotations__] if not n.startswith("_") and n != "Task"
