@@ -408,7 +408,8 @@ def test_shipped_yaml_validates(path: Path) -> None:
     spec = load_spec(path)
     assert spec.name == path.stem
     kind = model_entry(spec.model.name).meta["input"]
-    assert kind == ("image" if spec.task == "image-classification" else "text")
+    wanted = {"image-classification": "image", "recommendation": "user"}.get(spec.task, "text")
+    assert kind == wanted
 
 
 def test_examples_are_shipped() -> None:

@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder", "conll", "text"] = "digits"
+    format: Literal["digits", "idx", "imagefolder", "conll", "text", "movielens"] = "digits"
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
     eval_path: str | None = Field(None, description="evaluation file (conll, text)")
     test_path: str | None = Field(None, description="separate test data")
@@ -137,9 +137,9 @@ class JobSpec(_Strict):
     """A whole job: what to train, on what data, how, and where to write it."""
 
     name: str = "job"
-    task: Literal["image-classification", "token-classification", "text-classification"] = (
-        "image-classification"
-    )
+    task: Literal[
+        "image-classification", "token-classification", "text-classification", "recommendation"
+    ] = "image-classification"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -164,4 +164,5 @@ TASK_FORMATS = {
     "image-classification": ("digits", "idx", "imagefolder"),
     "token-classification": ("conll",),
     "text-classification": ("text",),
+    "recommendation": ("movielens",),
 }
