@@ -113,10 +113,13 @@ class Recommendation:
 
     def eval_step(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> Any:
         users, seen, targets = batch
+        """(per-user metrics, top-10 item indices): the second part is what parity reports
+        compare between a runtime's answers and the reference's."""
         scores = logits.float().masked_fill(seen, -torch.inf)
         full = ranking_metrics(top_k_hits(scores, targets, K).cpu(), targets.sum(1).cpu())
         sampled = self._sampled(users, scores, seen, targets)
-        return {**full, **{f"sampled99_{k}": v for k, v in sampled.items()}}
+        top = scores.topk(min(K, scores.shape[1]), dim=1).indices.cpu()
+        return {**full, **{f"sampled99_{k}": v for k, v in sampled.items()}}, top
 
     def _sampled(
         self, users: torch.Tensor, scores: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor
@@ -141,7 +144,8 @@ class Recommendation:
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         names = [n for n in self.metric_names if n != "loss"]
         return {
-            n: float(torch.cat([o[n] for o in outputs]).mean()) if outputs else 0.0 for n in names
+            n: float(torch.cat([o[0][n] for o in outputs]).mean()) if outputs else 0.0
+            for n in names
         }
 
     def config(self) -> dict[str, Any]:

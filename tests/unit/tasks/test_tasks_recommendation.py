@@ -84,7 +84,9 @@ def test_evaluation_ranks_only_unseen_items() -> None:
     seen = torch.tensor([[True, True, False, False], [False] * 4])
     targets = torch.tensor([[False, False, False, True], [False, True, False, False]])
     logits = torch.tensor([[9.0, 8.0, 1.0, 2.0], [3.0, 2.0, 1.0, 0.0]])
-    out = t.eval_scores([t.eval_step(logits, (users, seen, targets))])
+    step = t.eval_step(logits, (users, seen, targets))
+    assert step[1][:, :2].tolist() == [[3, 2], [0, 1]]  # top items, as parity compares them
+    out = t.eval_scores([step])
     # user 0: "d" ranks first once seen items are left out; user 1: "b" ranks second
     assert out["hit@10"] == 1.0 and out["mrr@10"] == pytest.approx((1 + 0.5) / 2)
     assert out["sampled99_hit@10"] == 1.0
