@@ -90,3 +90,10 @@ def test_evaluation_ranks_only_unseen_items() -> None:
     # user 0: "d" ranks first once seen items are left out; user 1: "b" ranks second
     assert out["hit@10"] == 1.0 and out["mrr@10"] == pytest.approx((1 + 0.5) / 2)
     assert out["sampled99_hit@10"] == 1.0
+
+
+def test_predict_prints_a_recommendation_row_as_one_line_with_its_note() -> None:
+    from tensorfab.cli.predict import format_row
+
+    row = {"input": "x", "items": [{"item": "a", "score": 5.0}], "notes": [UNKNOWN_NOTE]}
+    assert format_row(row) == f"x\ta:5.000\n  note: {UNKNOWN_NOTE}"
