@@ -408,7 +408,11 @@ def test_shipped_yaml_validates(path: Path) -> None:
     spec = load_spec(path)
     assert spec.name == path.stem
     kind = model_entry(spec.model.name).meta["input"]
-    kinds = {"image-classification": "image", "tabular-classification": "table"}
+    kinds = {
+        "image-classification": "image",
+        "tabular-classification": "table",
+        "recommendation": "user",
+    }
     assert kind == kinds.get(spec.task, "text")
 
 

@@ -64,6 +64,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tensorfab.cli.spec",
         "validate a job spec and print it resolved, without running anything",
     ),
+    "data": (
+        "tensorfab.cli.data",
+        "fetch a data set that tensorfab may not ship (movielens-100k), sha256-checked",
+    ),
     "jobs": (
         "tensorfab.cli.jobs",
         "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)",

@@ -56,5 +56,9 @@ def format_row(row: dict) -> str:
         top = "  ".join(f"{k}:{v:.3f}" for k, v in row["top"].items())
         notes = "".join(f"\n  note: {n}" for n in row.get("notes", []))
         return f"{row['input']}\t{row['label']}\t{row['score']:.4f}\t{top}{notes}"
+    if "items" in row:  # recommended items with their scores
+        items = "  ".join(f"{i['item']}:{i['score']:.3f}" for i in row["items"])
+        notes = "".join(f"\n  note: {n}" for n in row.get("notes", []))
+        return f"{row['input']}\t{items}{notes}"
     probs = "  ".join(f"{k}:{v:.3f}" for k, v in row["probabilities"].items())
     return f"{row['label']}\t{row['score']:.4f}\t{probs}\t{row['text']}"

@@ -16,6 +16,7 @@ from tensorfab.data.idx import (
     read_idx_labels,
 )
 from tensorfab.data.imagefolder import build_imagefolder, load_image_folder
+from tensorfab.data.movielens import build_movielens
 from tensorfab.data.registry import DATASETS, create_dataset, load_eval_data
 from tensorfab.data.splits import limit_splits, stratified_split
 from tensorfab.data.tabular import build_csv_table
@@ -31,6 +32,7 @@ __all__ = [
     "build_digits",
     "build_idx",
     "build_imagefolder",
+    "build_movielens",
     "build_text",
     "create_dataset",
     "digits_as_mnist",

@@ -21,7 +21,7 @@ MODELS: Registry[nn.Module] = Registry("model")
 def _load_families() -> None:
     # Importing a family module registers its builders; kept here so the registry
     # module itself has no import cycle with the families.
-    from tensorfab.models import encoders, lenet, resnet, tabular, zoo  # noqa: F401
+    from tensorfab.models import encoders, lenet, recommenders, resnet, tabular, zoo  # noqa: F401
 
 
 def model_entry(name: str) -> Entry[nn.Module]:

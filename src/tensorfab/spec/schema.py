@@ -32,7 +32,9 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder", "conll", "text", "csv-table"] = "digits"
+    format: Literal["digits", "idx", "imagefolder", "conll", "text", "csv-table", "movielens"] = (
+        "digits"
+    )
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
     eval_path: str | None = Field(None, description="evaluation file (conll, text)")
     test_path: str | None = Field(None, description="separate test data")
@@ -154,6 +156,7 @@ class JobSpec(_Strict):
         "token-classification",
         "text-classification",
         "tabular-classification",
+        "recommendation",
     ] = "image-classification"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
@@ -182,4 +185,5 @@ TASK_FORMATS = {
     "token-classification": ("conll",),
     "text-classification": ("text",),
     "tabular-classification": ("csv-table",),
+    "recommendation": ("movielens",),
 }

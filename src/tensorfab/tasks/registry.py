@@ -24,6 +24,7 @@ TASK_MODULES = (
     "token_classification",
     "text_classification",
     "tabular_classification",
+    "recommendation",
 )
 LOADER_ARGS = ("package_dir", "input_spec")  # every builder's; set by the loader, never a package
 

@@ -103,6 +103,14 @@ def _digit_pngs(tmp: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
+def _inter(tmp: Path) -> None:
+    """12 users, 10 interactions each over 30 items: a tiny ml-100k look-alike."""
+    rows = [f"{u}\t{(u * 7 + 3 * k) % 30 + 1}\t4\t{k}" for u in range(1, 13) for k in range(10)]
+    (tmp / "ml.inter").write_text("user_id:token\titem_id:token\trating:float\tt:float\n")
+    with open(tmp / "ml.inter", "a") as handle:
+        handle.write("\n".join(rows) + "\n")
+
+
 def _texts(tmp: Path) -> list[str]:
     del tmp
     return ["Peter Blackburn visited London .", "profit rose sharply"]
@@ -126,6 +134,20 @@ CASES: dict[str, Case] = {
         ),
         _conll,
         _texts,
+        lambda items: json.dumps({"instances": items}).encode(),
+    ),
+    "recommendation": Case(
+        (
+            "data.format=movielens",
+            "data.path=ml.inter",
+            "model.name=mf-bpr",
+            "model.args.dim=8",
+            "data.batch_size=32",
+            "train.epochs=2",
+            "train.metric=ndcg@10",
+        ),
+        _inter,
+        lambda tmp: ["1", "12"],
         lambda items: json.dumps({"instances": items}).encode(),
     ),
     "text-classification": Case(

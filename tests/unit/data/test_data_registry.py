@@ -10,14 +10,22 @@ from tensorfab.errors import TensorfabError
 
 
 def test_known_formats() -> None:
-    assert DATASETS.names() == ["conll", "digits", "idx", "imagefolder", "text"]
+    assert DATASETS.names() == [
+        "conll",
+        "csv-table",
+        "digits",
+        "idx",
+        "imagefolder",
+        "movielens",
+        "text",
+    ]
 
 
 def test_unknown_format_lists_known() -> None:
     with pytest.raises(TensorfabError) as info:
         create_dataset("cifar")
-    assert (
-        str(info.value) == "unknown dataset 'cifar'; known: conll, digits, idx, imagefolder, text"
+    assert str(info.value) == (
+        "unknown dataset 'cifar'; known: conll, csv-table, digits, idx, imagefolder, movielens, text"
     )
 
 
@@ -48,7 +56,7 @@ def test_eval_data_not_for_digits() -> None:
         load_eval_data("digits", "x")
     assert str(info.value) == (
         "dataset format 'digits' cannot read a file of your own; "
-        "use one of: conll, idx, imagefolder, text"
+        "use one of: conll, csv-table, idx, imagefolder, text"
     )
 
 

@@ -49,6 +49,12 @@ METAS = {
             "std": [10.0],
         },
     },
+    "recommendation": {
+        "task": "recommendation",
+        "labels": ["10", "20", "30"],
+        "input": {"kind": "user", "num_users": 2},
+        "task_config": {"users": ["1", "2"], "seen": [[0], []], "popularity": [1, 0, 0]},
+    },
 }
 CONTRACT = sorted(
     n for n in [*Task.__dict__, *Task.__annotations__] if not n.startswith("_") and n != "Task"
