@@ -32,6 +32,10 @@ AUDITS: dict[str, tuple[str, str]] = {
         "tensorfab.cli.audit_robustness",
         "accuracy under FGSM/PGD (images) or character noise (texts), asked of the task",
     ),
+    "privacy": (
+        "tensorfab.cli.audit_privacy",
+        "membership inference: loss-threshold attack AUC (train vs held out) with its 95% CI",
+    ),
     "card": (
         "tensorfab.cli.audit_card",
         "regenerate the package's README.md model card from its measured reports",
