@@ -28,7 +28,9 @@ from tensorfab.tasks import Placement
 def attack_auc(member_loss: np.ndarray, nonmember_loss: np.ndarray) -> float:
     """P(member loss < non-member loss) + 1/2 P(equal): the loss-threshold attack's AUC."""
     if len(member_loss) == 0 or len(nonmember_loss) == 0:
-        raise TensorfabError("membership inference needs members and non-members (one set is empty)")
+        raise TensorfabError(
+            "membership inference needs members and non-members (one set is empty)"
+        )
     others = np.sort(np.asarray(nonmember_loss, dtype=np.float64))
     m = np.asarray(member_loss, dtype=np.float64)
     right = np.searchsorted(others, m, side="right")
@@ -48,9 +50,7 @@ def bootstrap_ci(
     """Percentile bootstrap interval of :func:`attack_auc`, each set resampled on its own."""
     rng = np.random.default_rng(seed)
     m, n = np.asarray(member_loss), np.asarray(nonmember_loss)
-    aucs = [
-        attack_auc(rng.choice(m, len(m)), rng.choice(n, len(n))) for _ in range(rounds)
-    ]
+    aucs = [attack_auc(rng.choice(m, len(m)), rng.choice(n, len(n))) for _ in range(rounds)]
     tail = (1.0 - level) / 2 * 100
     low, high = np.percentile(aucs, [tail, 100 - tail])
     return float(low), float(high)
@@ -112,7 +112,9 @@ def membership_inference(
     where = Placement(torch.device("cpu"))
     losses = {
         split: per_example_loss(
-            loaded.model, loaded.task, workload.make_batches(split, batch_size, False, where).epoch(0)
+            loaded.model,
+            loaded.task,
+            workload.make_batches(split, batch_size, False, where).epoch(0),
         )
         for split in ("train", "test")
     }
@@ -139,7 +141,7 @@ def markdown(result: MembershipResult, model: str) -> str:
             "",
             "| | |",
             "| --- | --- |",
-            f"| attack | loss threshold (members = train split, non-members = test split) |",
+            "| attack | loss threshold (members = train split, non-members = test split) |",
             f"| attack AUC | {result.auc:.4f} (95 % CI {low:.4f}-{high:.4f}) |",
             f"| members / non-members | {result.members} / {result.nonmembers} |",
             f"| mean loss members / non-members | {result.member_loss:.4f} / "

@@ -45,8 +45,10 @@ AUDITS: dict[str, tuple[str, str]] = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """``audit NAME [options]``: NAME's own options are parsed by :func:`run`, once chosen."""
-    parser.description = (parser.description or "") + "\n\naudits:\n" + "\n".join(
-        f"  {name:<11} {help_text}" for name, (_, help_text) in AUDITS.items()
+    parser.description = (
+        (parser.description or "")
+        + "\n\naudits:\n"
+        + "\n".join(f"  {name:<11} {help_text}" for name, (_, help_text) in AUDITS.items())
     )
     parser.add_argument("audit", nargs="?", metavar="AUDIT", help="one of: " + ", ".join(AUDITS))
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

@@ -41,5 +41,5 @@ class RunContext:
     tb: Any = None  # SummaryWriter on the main rank
     flops_per_sample: float | None = None  # forward pass
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings
-    start: TrainState = field(default_factory=TrainState)
-    privacy: Any = None  # engine.privacy.Privacy when the run trains with DP-SGD  # fresh, or restored on --resume
+    start: TrainState = field(default_factory=TrainState)  # fresh, or restored on --resume
+    privacy: Any = None  # engine.privacy.Privacy when the run trains with DP-SGD

@@ -30,9 +30,7 @@ def _opacus() -> Any:
     try:
         import opacus
     except ImportError:
-        raise TensorfabError(
-            "train.privacy needs opacus: pip install 'tensorfab[audit]'"
-        ) from None
+        raise TensorfabError("train.privacy needs opacus: pip install 'tensorfab[audit]'") from None
     return opacus
 
 
@@ -159,7 +157,9 @@ def make_private(
 
     problems = ModuleValidator.validate(model, strict=False)
     if problems:
-        raise TensorfabError(f"train.privacy: the model cannot be trained with DP-SGD ({problems[0]})")
+        raise TensorfabError(
+            f"train.privacy: the model cannot be trained with DP-SGD ({problems[0]})"
+        )
     train = _poisson(batches, seed, world_size)
     noise = noise_for(spec, train.sample_rate, total_steps)
     device = next(model.parameters()).device

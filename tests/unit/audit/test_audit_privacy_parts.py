@@ -13,7 +13,7 @@ from tensorfab.spec import parse_spec
 
 opacus = pytest.importorskip("opacus")
 
-from tensorfab.engine.privacy import Privacy, PoissonBatches, noise_for  # noqa: E402
+from tensorfab.engine.privacy import PoissonBatches, Privacy, noise_for  # noqa: E402
 from tensorfab.spec.schema import PrivacySpec  # noqa: E402
 
 
@@ -45,8 +45,10 @@ def _spec(**train: object) -> None:
 def test_spec_refuses_privacy_with_settings_it_cannot_honour() -> None:
     with pytest.raises(TensorfabError) as err:
         _spec(compile=True, clip_grad_norm=1.0)
-    assert "train.privacy cannot be combined with train.compile, train.clip_grad_norm" in str(err.value)
-    with pytest.raises(TensorfabError, match="exactly one of train.privacy.epsilon"):
+    assert "train.privacy cannot be combined with train.compile, train.clip_grad_norm" in str(
+        err.value
+    )
+    with pytest.raises(TensorfabError, match=r"exactly one of train\.privacy\.epsilon"):
         parse_spec({"train": {"privacy": {"epsilon": 3.0, "noise_multiplier": 1.0}}})
     _spec()  # alone it is accepted
 
@@ -80,7 +82,9 @@ def test_noise_for_a_target_epsilon_spends_at_most_it() -> None:
 def test_privacy_state_round_trips_epsilon_and_noise() -> None:
     def make() -> Privacy:
         gen = torch.Generator().manual_seed(0)
-        return Privacy(PrivacySpec(noise_multiplier=1.0), 1.0, 0.1, opacus.accountants.RDPAccountant(), gen)
+        return Privacy(
+            PrivacySpec(noise_multiplier=1.0), 1.0, 0.1, opacus.accountants.RDPAccountant(), gen
+        )
 
     a = make()
     assert a.epsilon() == 0.0
