@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tensorfab.audit.privacy import markdown, membership_inference
+from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path
 
 EXAMPLE = """\
@@ -28,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value in (("--rounds", args.rounds), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise TensorfabError(f"{flag} {value}: must be at least 1")
     result = membership_inference(
         args.model, batch_size=args.batch_size, rounds=args.rounds, seed=args.seed
     )

@@ -96,3 +96,13 @@ def test_privacy_state_round_trips_epsilon_and_noise() -> None:
     assert b.epsilon() == a.epsilon() > 0
     assert torch.equal(torch.randn(5, generator=a.generator), torch.randn(5, generator=b.generator))
     assert b.summary()["steps"] == 30
+
+
+def test_audit_privacy_refuses_a_flag_below_one() -> None:
+    import argparse
+
+    from tensorfab.cli.audit_privacy import run
+
+    args = argparse.Namespace(model="m", rounds=0, batch_size=512, seed=0, out=None, json=False)
+    with pytest.raises(TensorfabError, match="--rounds 0: must be at least 1"):
+        run(args)
