@@ -37,6 +37,10 @@ AUDITS: dict[str, tuple[str, str]] = {
         "tensorfab.cli.audit_fairness",
         "metrics by group (size, accuracy, selection rate, TPR, FPR, calibration), parity gaps",
     ),
+    "privacy": (
+        "tensorfab.cli.audit_privacy",
+        "membership inference: loss-threshold attack AUC (train vs held out) with its 95% CI",
+    ),
     "card": (
         "tensorfab.cli.audit_card",
         "regenerate the package's README.md model card from its measured reports",

@@ -68,7 +68,13 @@ class TensorBatches:
             order = order.to(self.device)
         for i in range(start_batch, len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield tuple(self._take(t, index) for t in self.tensors)
+            yield self.take(index)
+
+    def take(self, index: torch.Tensor) -> Batch:
+        """The examples at ``index`` (on the host or the device), as a batch on the device."""
+        if self.resident:
+            index = index.to(self.device)
+        return tuple(self._take(t, index) for t in self.tensors)
 
     def _take(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         if self.resident:

@@ -42,3 +42,4 @@ class RunContext:
     flops_per_sample: float | None = None  # forward pass
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings
     start: TrainState = field(default_factory=TrainState)  # fresh, or restored on --resume
+    privacy: Any = None  # engine.privacy.Privacy when the run trains with DP-SGD

@@ -79,6 +79,7 @@ def checkpoint(ctx: RunContext, state: TrainState) -> None:
             "scaler": ctx.scaler.state_dict(),
             "rng": rng_state(),
             "state": state.to_dict(),
+            **({"privacy": ctx.privacy.state_dict()} if ctx.privacy else {}),
         },
     )
 
@@ -202,6 +203,8 @@ def evaluate_epoch(ctx: RunContext, state: TrainState) -> dict[str, Any]:
         "eval_loss": scores["loss"],
     }
     record.update({k: v for k, v in scores.items() if isinstance(v, float) and k != "loss"})
+    if ctx.privacy is not None:
+        record["epsilon"] = ctx.privacy.epsilon()  # spent so far, at train.privacy.delta
     state.history.append(record)
     ctx.log.append({"kind": "eval", **record})
     if ctx.tb is not None:

@@ -114,6 +114,8 @@ def _finish_main(ctx: RunContext, state: TrainState, status: str, total_s: float
         plots.append(
             plot_confusion_matrix(cm, ctx.task.classes, ctx.run.plots_dir / "confusion_matrix.png")
         )
+    if ctx.privacy is not None:
+        report["privacy"] = ctx.privacy.summary()
     report["artifacts"] = {
         "model": "model/",
         "plots": [str(p.relative_to(ctx.run.path)) for p in plots],

@@ -30,6 +30,7 @@ from tensorfab.engine.distributed import (
 )
 from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train_epoch
 from tensorfab.engine.optim import create_optimizer, create_scheduler
+from tensorfab.engine.privacy import Privacy, make_private
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.report import finish_run
 from tensorfab.engine.rundir import MetricsLog, RunDir, check_run_dir, open_run_dir, run_path
@@ -61,7 +62,7 @@ def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
         )
 
 
-def _workload(spec: JobSpec) -> tuple[Workload, Any]:
+def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
     splits = create_dataset(spec.data.format, **spec.data.model_dump(exclude={"format"}))
     workload = prepare_workload(
         spec.task,
@@ -155,7 +156,7 @@ def setup(
 
 def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bool) -> RunContext:
     """Data, task, model, batches and optimizer of ``spec``: reads inputs, writes nothing."""
-    workload, splits = _workload(spec)
+    workload, splits = build_workload(spec)
     task = workload.task
     _check_metric(spec, task.metric_names)
     seed_everything(spec.seed)
@@ -165,6 +166,7 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
     step_model = wrap_model(compiled, env, runtime.device)
     ctx_batches = _batches(spec, workload, env, runtime.device)
     optimizer, scheduler = _optimization(spec, model, runtime.device, len(ctx_batches["train"]))
+    step_model, optimizer, privacy = _private(spec, model, step_model, optimizer, ctx_batches, env)
     meta = _package_meta(spec, workload, args, splits)
     progress = ProgressReporter(quiet=quiet or not env.is_main)
     ctx = RunContext(
@@ -183,6 +185,7 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
         progress=progress,
         package_meta=meta,
         save_assets=_assets(workload, model),
+        privacy=privacy,
     )
     ctx.info.update(
         train_size=workload.sizes["train"],
@@ -196,6 +199,30 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
         progress.log(f"warning: {note}")
     ctx.flops_per_sample = flops_per_sample(task, model, workload.train_count)
     return ctx
+
+
+def _private(
+    spec: JobSpec,
+    model: torch.nn.Module,
+    step_model: torch.nn.Module,
+    optimizer: Any,
+    batches: dict[str, Any],
+    env: DistEnv,
+) -> tuple[torch.nn.Module, Any, Privacy | None]:
+    """With ``train.privacy``: DP-SGD's model, optimizer and (in ``batches``) Poisson batches."""
+    if spec.train.privacy is None:
+        return step_model, optimizer, None
+    parts = make_private(
+        spec.train.privacy,
+        model,
+        optimizer,
+        batches["train"],
+        seed=spec.seed,
+        total_steps=_total_steps(spec, len(batches["train"])),
+        world_size=env.world_size,
+    )
+    batches["train"] = parts.train
+    return parts.step_model, parts.optimizer, parts.privacy
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -247,6 +274,7 @@ def restore(ctx: RunContext, saved: dict[str, Any] | None = None) -> TrainState:
     """
     ckpt = saved if saved is not None else read_checkpoint(ctx.run.checkpoint)
     _load_states(ctx, ckpt)
+    _load_privacy(ctx, ckpt)
     set_rng_state(ckpt["rng"])
     state = TrainState.from_dict(ckpt["state"])
     ctx.log.truncate_after(state.global_step)
@@ -317,6 +345,19 @@ def _load_states(ctx: RunContext, ckpt: dict[str, Any]) -> None:
         ) from None
 
 
+def _load_privacy(ctx: RunContext, ckpt: dict[str, Any]) -> None:
+    """DP-SGD's accountant and noise generator; a run must resume as it started."""
+    if ctx.privacy is None and "privacy" not in ckpt:
+        return
+    if ctx.privacy is None or "privacy" not in ckpt:
+        had = "was" if "privacy" in ckpt else "was not"
+        raise TensorfabError(
+            f"{ctx.run.checkpoint}: the run {had} trained with train.privacy; "
+            "resume it with the spec it started with"
+        )
+    ctx.privacy.load_state_dict(ckpt["privacy"])
+
+
 def _open_tensorboard(ctx: RunContext, state: TrainState) -> None:
     if ctx.env.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -334,6 +375,7 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
             meta = {
                 **ctx.package_meta,
                 "metrics": {"selection": record},
+                **({"privacy": ctx.privacy.summary()} if ctx.privacy else {}),
                 "run": {
                     "name": ctx.run.path.name,
                     "epoch": record["epoch"],

@@ -129,6 +129,19 @@ class RuntimeRecord(_Record):
     cuda_graphs: bool = False
 
 
+class PrivacyRecord(_Record):
+    """The differential-privacy guarantee the weights were trained under (DP-SGD)."""
+
+    mechanism: str
+    epsilon: float = Field(ge=0)
+    delta: float = Field(gt=0, lt=1)
+    target_epsilon: float | None = Field(None, gt=0)
+    noise_multiplier: float = Field(ge=0)
+    max_grad_norm: float = Field(gt=0)
+    sample_rate: float = Field(gt=0, le=1)
+    steps: int = Field(ge=0)
+
+
 class PackageMeta(_Record):
     """``tensorfab.json``: written by ``save_package`` (and by export for a version)."""
 
@@ -146,6 +159,7 @@ class PackageMeta(_Record):
     created: str | None = None
     onnx: OnnxRecord | None = None
     runtime: RuntimeRecord | None = None
+    privacy: PrivacyRecord | None = None
 
 
 def _where(loc: tuple[Any, ...]) -> str:

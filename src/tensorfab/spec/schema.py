@@ -94,6 +94,25 @@ class FairnessSpec(_Strict):
     sensitive: str = Field(..., description="the categorical column that names the group")
 
 
+class PrivacySpec(_Strict):
+    """DP-SGD (Opacus): per-sample clipping, Gaussian noise, Poisson sampling, RDP accounting."""
+
+    epsilon: float | None = Field(
+        None, gt=0.0, description="target epsilon at the end of training; sets the noise"
+    )
+    noise_multiplier: float | None = Field(
+        None, gt=0.0, description="noise std / max_grad_norm, instead of a target epsilon"
+    )
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    max_grad_norm: float = Field(1.0, gt=0.0, description="per-sample gradient clipping norm")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PrivacySpec:
+        if (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError("give exactly one of train.privacy.epsilon, noise_multiplier")
+        return self
+
+
 class TrainSpec(_Strict):
     """The training loop's knobs; defaults are the GPU tutorials' set-up."""
 
@@ -126,6 +145,8 @@ class TrainSpec(_Strict):
     fairness: FairnessSpec | None = Field(
         None, description="tabular-classification: thresholds per group, stored in the package"
     )
+
+    privacy: PrivacySpec | None = Field(None, description="train with DP-SGD (needs opacus)")
 
     @model_validator(mode="after")
     def _mode_needs_compile(self) -> TrainSpec:
@@ -177,7 +198,25 @@ class JobSpec(_Strict):
         if self.data.packing and self.task != "token-classification":
             # a packed row has one [CLS]: a per-sequence label would need one per sequence
             raise ValueError(f"data.packing: only for token-classification, not {self.task!r}")
+        _check_privacy(self)
         return self
+
+
+def _check_privacy(spec: JobSpec) -> None:
+    """DP-SGD cannot honour settings that mix examples or change the clipped gradient."""
+    if spec.train.privacy is None:
+        return
+    t = spec.train
+    clash = {
+        "train.compile": t.compile,
+        "data.packing": spec.data.packing,
+        "train.clip_grad_norm": t.clip_grad_norm is not None,
+        "train.grad_accum": t.grad_accum != 1,
+        "train.precision=fp16": t.precision == "fp16",
+    }
+    named = [name for name, on in clash.items() if on]
+    if named:
+        raise ValueError(f"train.privacy cannot be combined with {', '.join(named)}")
 
 
 TASK_FORMATS = {

@@ -25,7 +25,8 @@ def test_unknown_format_lists_known() -> None:
     with pytest.raises(TensorfabError) as info:
         create_dataset("cifar")
     assert str(info.value) == (
-        "unknown dataset 'cifar'; known: conll, csv-table, digits, idx, imagefolder, movielens, text"
+        "unknown dataset 'cifar'; known: conll, csv-table, digits, idx, imagefolder, "
+        "movielens, text"
     )
 
 
