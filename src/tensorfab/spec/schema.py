@@ -32,7 +32,9 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder", "conll", "text"] = "digits"
+    format: Literal["digits", "idx", "imagefolder", "conll", "text", "banking77", "clinc150"] = (
+        "digits"
+    )
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
     eval_path: str | None = Field(None, description="evaluation file (conll, text)")
     test_path: str | None = Field(None, description="separate test data")
@@ -60,6 +62,7 @@ class DataSpec(_Strict):
     limit_train: int | None = Field(None, ge=1, description="use only the first N train rows")
     limit_eval: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
+    per_class_limit: int | None = Field(None, ge=1, description="intents: N train rows each")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     device_resident: Switch = "auto"
@@ -137,9 +140,12 @@ class JobSpec(_Strict):
     """A whole job: what to train, on what data, how, and where to write it."""
 
     name: str = "job"
-    task: Literal["image-classification", "token-classification", "text-classification"] = (
-        "image-classification"
-    )
+    task: Literal[
+        "image-classification",
+        "token-classification",
+        "text-classification",
+        "intent-classification",
+    ] = "image-classification"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -164,4 +170,5 @@ TASK_FORMATS = {
     "image-classification": ("digits", "idx", "imagefolder"),
     "token-classification": ("conll",),
     "text-classification": ("text",),
+    "intent-classification": ("banking77", "clinc150"),
 }

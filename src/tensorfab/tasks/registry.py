@@ -15,7 +15,12 @@ from tensorfab.registry import Entry, Registry
 from tensorfab.tasks.base import Task, Workload
 
 TASKS: Registry[Task] = Registry("task")
-TASK_MODULES = ("image_classification", "token_classification", "text_classification")
+TASK_MODULES = (
+    "image_classification",
+    "token_classification",
+    "text_classification",
+    "intent_classification",
+)
 
 
 def register_all() -> Registry[Task]:

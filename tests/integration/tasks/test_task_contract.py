@@ -71,6 +71,15 @@ def _csv(tmp: Path) -> None:
     (tmp / "sent.csv").write_text("\n".join(rows) + "\n")
 
 
+def _intents_json(tmp: Path) -> None:
+    music = ["play some jazz", "play my songs", "put on music"]
+    weather = ["is it raining", "weather today", "will it snow"]
+    pairs = [[t, "play_music"] for t in music] + [[t, "weather"] for t in weather]
+    oos = [["what is love", "oos"], ["tell me a joke", "oos"]]
+    data = {"train": pairs * 4, "val": pairs, "oos_train": oos, "oos_val": oos[::-1]}
+    (tmp / "intents.json").write_text(json.dumps(data))
+
+
 def _digit_pngs(tmp: Path) -> list[str]:
     """Two digits of the test split as PNG files, and one drawn black on white."""
     from PIL import Image
@@ -107,6 +116,12 @@ CASES: dict[str, Case] = {
             "train.metric=f1",
         ),
         _conll,
+        _texts,
+        lambda items: json.dumps({"instances": items}).encode(),
+    ),
+    "intent-classification": Case(
+        (*TEXT_OVERRIDES, "data.format=clinc150", "data.path=intents.json"),
+        _intents_json,
         _texts,
         lambda items: json.dumps({"instances": items}).encode(),
     ),
