@@ -189,6 +189,8 @@ class IntentClassification(EncoderTask):
             return classification_scores(targets, preds, self.classes)
         wide = np.where(targets < 0, len(self.classes), targets)
         scores = classification_scores(wide, preds, [*self.classes, self.fallback])
+        # one row/column more than ``classes`` (the fallback): not the plotted matrix
+        scores["confusion_matrix_with_oos"] = scores.pop("confusion_matrix")
         scores.update(oos_scores(logits, targets, preds, self.oos_rule or {}))
         if self.oos_rule is not None:
             scores["oos_rule"] = dict(self.oos_rule)

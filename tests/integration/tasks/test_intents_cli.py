@@ -91,7 +91,9 @@ def test_banking77_few_shot_reports_accuracy(tmp_path: Path) -> None:
     )
     report = json.loads((run / "report.json").read_text())
     assert report["data"]["train_size"] == 12  # 6 per intent
-    scored = run_cli("evaluate", "runs/bank", "--data", "train.csv", "--json", cwd=tmp_path)
+    assert report["data"]["test_size"] == 10  # the carved quarter of 40 is the test split
+    scored = run_cli("evaluate", "runs/bank", "--json", cwd=tmp_path)
     assert scored.returncode == 0, scored.stderr
     scores = json.loads(scored.stdout)["scores"]
-    assert scores["accuracy"] == 1.0 and "oos_recall" not in scores
+    assert scores["accuracy"] == report["metrics"]["test"]["accuracy"]
+    assert "oos_recall" not in scores  # no out-of-scope queries, no OOS metrics
