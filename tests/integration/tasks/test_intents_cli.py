@@ -1,6 +1,6 @@
-"""Intent detection through the CLI: train on CLINC150- and BANKING77-style files of a few
+"""Intent detection end to end: train on CLINC150- and BANKING77-style files of a few
 dozen rows with bert-tiny, choose and store the OOS rule, evaluate a user's file, predict
-top-k answers; bad input is one line naming the place."""
+top-k answers; a bad file is one CLI error line naming it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tensorfab.engine.inference import evaluate_model, predict_inputs
+from tensorfab.engine.train import train
+from tensorfab.spec import load_spec
 from testkit import run_cli
 
 pytestmark = pytest.mark.skipif(
@@ -35,10 +38,10 @@ def _pairs() -> list[list[str]]:
 
 
 def _train(tmp_path: Path, name: str, *sets: str) -> Path:
-    args = [a for s in ("task=intent-classification", *TINY, *sets) for a in ("--set", s)]
-    done = run_cli("train", *args, "--name", name, "--quiet", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    return tmp_path / "runs" / name
+    """In-process (a CLI process per step would double the time); paths under tmp_path."""
+    sets = tuple(s.replace("path=", f"path={tmp_path}/") for s in sets)
+    overrides = ["task=intent-classification", *TINY, *sets, f"output.runs_dir={tmp_path}/runs"]
+    return train(load_spec(None, [*overrides, f"name={name}"]), quiet=True).run_dir
 
 
 def test_clinc150_rule_is_stored_evaluated_and_answers_are_top_k(tmp_path: Path) -> None:
@@ -57,9 +60,7 @@ def test_clinc150_rule_is_stored_evaluated_and_answers_are_top_k(tmp_path: Path)
     assert scored.returncode == 0, scored.stderr
     scores = json.loads(scored.stdout)["scores"]
     texts = ["play jazz now", OOS[0][0], "will it snow"]
-    pred = run_cli("predict", "runs/clinc", *texts, "--json", cwd=tmp_path)
-    assert pred.returncode == 0, pred.stderr
-    rows = json.loads(pred.stdout)
+    rows = predict_inputs(str(run), texts, device="cpu")
     # evaluate and predict apply the same stored rule to the same two queries
     assert scores["in_scope_accuracy"] == float(rows[0]["label"] == "play_music")
     assert scores["oos_recall"] == float(rows[1]["label"] == "oos")
@@ -92,8 +93,6 @@ def test_banking77_few_shot_reports_accuracy(tmp_path: Path) -> None:
     report = json.loads((run / "report.json").read_text())
     assert report["data"]["train_size"] == 12  # 6 per intent
     assert report["data"]["test_size"] == 10  # the carved quarter of 40 is the test split
-    scored = run_cli("evaluate", "runs/bank", "--json", cwd=tmp_path)
-    assert scored.returncode == 0, scored.stderr
-    scores = json.loads(scored.stdout)["scores"]
+    scores = evaluate_model(str(run), device="cpu")["scores"]
     assert scores["accuracy"] == report["metrics"]["test"]["accuracy"]
     assert "oos_recall" not in scores  # no out-of-scope queries, no OOS metrics
