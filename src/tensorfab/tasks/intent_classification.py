@@ -177,11 +177,12 @@ class IntentClassification(EncoderTask):
         return (each * inside).sum() / inside.sum().clamp(min=1.0)
 
     def eval_step(self, logits: torch.Tensor, batch: Batch) -> Any:
-        return batch[3].cpu(), logits.float().cpu()
+        """(targets, best intents, logits): parity compares the second; the rule needs all."""
+        return batch[3].cpu(), logits.argmax(-1).cpu(), logits.float().cpu()
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
-        targets = torch.cat([t for t, _ in outputs]).numpy()
-        logits = torch.cat([z for _, z in outputs]).numpy()
+        targets = torch.cat([t for t, _, _ in outputs]).numpy()
+        logits = torch.cat([z for _, _, z in outputs]).numpy()
         if (targets == CALIBRATE).any():
             self.oos_rule = choose_rule(logits, targets)
         preds = self.decide(logits)

@@ -74,12 +74,12 @@ def test_rule_is_chosen_only_on_the_calibration_split_and_recorded() -> None:
     task = _task(detect_oos=True)
     logits = torch.tensor([[4.0, 0, 0], [0, 4.0, 0], [0.1, 0, 0], [0, 0, 4.0]])
     calibrate = torch.tensor([0, 1, CALIBRATE, 2])
-    scores = task.eval_scores([(calibrate, logits)])
+    scores = task.eval_scores([(calibrate, logits.argmax(-1), logits)])
     rule = task.config()["oos_rule"]
     assert rule["score"] in ("msp", "energy") and scores["oos_rule"] == rule
     assert scores["in_scope_accuracy"] == 1.0 and scores["oos_recall"] == 1.0
     # a scored split (OOS as OUT) keeps the rule, even if another would fit it better
-    task.eval_scores([(torch.tensor([OUT, 1, 2, 0]), logits)])
+    task.eval_scores([(torch.tensor([OUT, 1, 2, 0]), logits.argmax(-1), logits)])
     assert task.config()["oos_rule"] == rule
 
 
