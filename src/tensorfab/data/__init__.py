@@ -4,6 +4,8 @@ Front doors: :func:`create_dataset` (train/test splits for a job) and
 :func:`load_eval_data` (a user's own test file for ``evaluate`` / ``predict``).
 """
 
+from tensorfab.data.banking77 import build_banking77
+from tensorfab.data.clinc150 import build_clinc150
 from tensorfab.data.conll import build_conll
 from tensorfab.data.digits import build_digits, digits_as_mnist
 from tensorfab.data.idx import (
@@ -27,6 +29,8 @@ __all__ = [
     "DATASETS",
     "ImageData",
     "ImageSplits",
+    "build_banking77",
+    "build_clinc150",
     "build_conll",
     "build_csv_table",
     "build_digits",

@@ -374,6 +374,7 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
         if ctx.env.is_main:
             meta = {
                 **ctx.package_meta,
+                "task_config": ctx.task.config(),  # what evaluation chose (an OOS rule)
                 "metrics": {"selection": record},
                 **({"privacy": ctx.privacy.summary()} if ctx.privacy else {}),
                 "run": {

@@ -32,9 +32,17 @@ class _Strict(BaseModel):
 class DataSpec(_Strict):
     """Where the examples come from and how they are batched."""
 
-    format: Literal["digits", "idx", "imagefolder", "conll", "text", "csv-table", "movielens"] = (
-        "digits"
-    )
+    format: Literal[
+        "digits",
+        "idx",
+        "imagefolder",
+        "conll",
+        "text",
+        "csv-table",
+        "movielens",
+        "banking77",
+        "clinc150",
+    ] = "digits"
     path: str | None = Field(None, description="file or folder; not used by 'digits'")
     eval_path: str | None = Field(None, description="evaluation file (conll, text)")
     test_path: str | None = Field(None, description="separate test data")
@@ -62,6 +70,7 @@ class DataSpec(_Strict):
     limit_train: int | None = Field(None, ge=1, description="use only the first N train rows")
     limit_eval: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
+    per_class_limit: int | None = Field(None, ge=1, description="intents: N train rows each")
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1)
     device_resident: Switch = "auto"
@@ -178,6 +187,7 @@ class JobSpec(_Strict):
         "text-classification",
         "tabular-classification",
         "recommendation",
+        "intent-classification",
     ] = "image-classification"
     seed: int = 0
     data: DataSpec = Field(default_factory=DataSpec)
@@ -225,4 +235,5 @@ TASK_FORMATS = {
     "text-classification": ("text",),
     "tabular-classification": ("csv-table",),
     "recommendation": ("movielens",),
+    "intent-classification": ("banking77", "clinc150"),
 }

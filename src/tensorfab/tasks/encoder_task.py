@@ -87,6 +87,12 @@ class EncoderTask:
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[Any], int]:
         raise NotImplementedError
 
+    def encode_split(self, split: str, examples: list[Any]) -> tuple[list[list[int]], list, int]:
+        """A training job's split ("train", "eval", "test"); the same as :meth:`encode`
+        unless a task treats a split apart (intents: where the OOS rule is chosen)."""
+        del split
+        return self.encode(examples)
+
     def placeholder(self, text: str) -> Any:
         """An example of ``text`` with placeholder labels, for encoding people's texts."""
         raise NotImplementedError
@@ -375,7 +381,7 @@ def prepare_text(
     limit = max_length or min(int(tokenizer.model_max_length), 512)
     task = cls(list(splits.labels), tokenizer, limit)
     parts = {"train": splits.train, "eval": splits.eval, "test": splits.test}
-    encoded = {k: task.encode(v) for k, v in parts.items()}
+    encoded = {k: task.encode_split(k, v) for k, v in parts.items()}
     notes = [
         f"{k}: truncation to max_length {limit} cut {cut} {cls.cut_unit}"
         for k, (_, _, cut) in encoded.items()

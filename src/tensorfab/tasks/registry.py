@@ -25,6 +25,7 @@ TASK_MODULES = (
     "text_classification",
     "tabular_classification",
     "recommendation",
+    "intent_classification",
 )
 LOADER_ARGS = ("package_dir", "input_spec")  # every builder's; set by the loader, never a package
 

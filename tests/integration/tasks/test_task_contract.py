@@ -89,6 +89,15 @@ def _table_request(items: list[str]) -> bytes:
     return json.dumps({"instances": [r for _, r in read_records(items[0])]}).encode()
 
 
+def _intents_json(tmp: Path) -> None:
+    music = ["play some jazz", "play my songs", "put on music"]
+    weather = ["is it raining", "weather today", "will it snow"]
+    pairs = [[t, "play_music"] for t in music] + [[t, "weather"] for t in weather]
+    oos = [["what is love", "oos"], ["tell me a joke", "oos"]]
+    data = {"train": pairs * 4, "val": pairs, "oos_train": oos, "oos_val": oos[::-1]}
+    (tmp / "intents.json").write_text(json.dumps(data))
+
+
 def _digit_pngs(tmp: Path) -> list[str]:
     """Two digits of the test split as PNG files, and one drawn black on white."""
     from PIL import Image
@@ -148,6 +157,12 @@ CASES: dict[str, Case] = {
         ),
         _inter,
         lambda tmp: ["1", "12"],
+        lambda items: json.dumps({"instances": items}).encode(),
+    ),
+    "intent-classification": Case(
+        (*TEXT_OVERRIDES, "data.format=clinc150", "data.path=intents.json"),
+        _intents_json,
+        _texts,
         lambda items: json.dumps({"instances": items}).encode(),
     ),
     "text-classification": Case(

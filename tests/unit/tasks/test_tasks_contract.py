@@ -49,6 +49,17 @@ METAS = {
             "std": [10.0],
         },
     },
+    "intent-classification": {
+        "task": "intent-classification",
+        "labels": ["play_music", "weather"],
+        "input": {"kind": "text"},
+        "task_config": {
+            "classes": ["play_music", "weather"],
+            "max_length": 16,
+            "detect_oos": True,
+            "oos_rule": {"score": "max_softmax", "threshold": 0.5, "objective": 0.9},
+        },
+    },
     "recommendation": {
         "task": "recommendation",
         "labels": ["10", "20", "30"],
