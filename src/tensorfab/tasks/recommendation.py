@@ -289,7 +289,6 @@ class Recommendation:
         del limits
         return self
 
-    # --- model FLOPs --------------------------------------------------------------------
     # --- robustness ---------------------------------------------------------------------
     def robustness(
         self, model: nn.Module, data: Interactions, device: torch.device, seed: int = 0
@@ -312,6 +311,7 @@ class Recommendation:
             rows.append({"attack": name, "eps": eps, **self.eval_scores(outputs)})
         return rows
 
+    # --- model FLOPs --------------------------------------------------------------------
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """A training example scores its user against 2 items (positive and one negative)."""
         device = next(model.parameters()).device
