@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.cli import jobs_simulate
+from tensorfab.cli.train import add_set_argument
 from tensorfab.errors import TensorfabError
 
 EXAMPLE = """\
@@ -128,14 +129,7 @@ def _configure_submit(subs: Any) -> None:
         metavar="SPEC | -- tensorfab COMMAND ...",
         help="a job spec YAML, or -- followed by a tensorfab command",
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field, e.g. train.epochs=3",
-    )
+    add_set_argument(p)
     p.add_argument("--gpus", type=int, default=0, help="GPUs, all on this node (default 0)")
     p.add_argument("--cpus", type=int, default=1, help="CPU cores, pinned (default 1)")
     p.add_argument("--mem", help="host memory to reserve, e.g. 8G (default: none)")

@@ -18,6 +18,11 @@ torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.ya
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", help="job spec YAML (default: built-in defaults)")
+    add_set_argument(parser)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE`` (repeatable): the spec overrides every spec-taking command reads."""
     parser.add_argument(
         "--set",
         dest="overrides",
