@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     if result.message and not (args.quiet or args.json):
         print(result.message, file=sys.stderr)
         return 0
-    write_card(result.run_dir)  # every package gets its model card, from what was measured
+    if result.status != "already-complete":  # a complete run is left exactly as it was
+        write_card(result.run_dir)  # every package gets its model card, from what was measured
     if args.json:
         print(json.dumps(result.report, indent=2))
     elif not args.quiet:
