@@ -43,7 +43,7 @@ from tensorfab.tasks.base import (
 )
 from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
 from tensorfab.tasks.prediction import softmax
-from tensorfab.tasks.robustness import TEXT_NOISE
+from tensorfab.tasks.robustness import TEXT_NOISE, scores_on
 
 TOKENIZER_DIR = "tokenizer"
 ENCODER_CONFIG = Path("encoder") / "config.json"  # package.io.ENCODER_DIR (tested equal)
@@ -116,11 +116,8 @@ class EncoderTask:
         for name, rate in TEXT_NOISE:
             rng = random.Random(seed)
             noisy = [self.noisy(ex, rate, rng) for ex in data]
-            outputs = []
-            with torch.no_grad():
-                for batch in self.eval_batches(noisy, 64, device).epoch(0):
-                    outputs.append(self.eval_step(self.logits(model, batch), batch))
-            rows.append({"attack": name, "eps": rate, **self.eval_scores(outputs)})
+            scores = scores_on(self, model, noisy, 64, device)
+            rows.append({"attack": name, "eps": rate, **scores})
         return rows
 
     def tok(self) -> Any:

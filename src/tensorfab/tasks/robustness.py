@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -88,3 +89,13 @@ def char_noise(text: str, rate: float, rng: random.Random) -> str:
         out += [ch, ch] if edit == "double" else [rng.choice(string.ascii_lowercase)]
         i += 1
     return "".join(out)
+
+
+def scores_on(task: Any, model: torch.nn.Module, data: Any, batch_size: int, device: Any) -> dict:
+    """The task's metrics of ``model`` on (perturbed) ``data``: one unshuffled pass, no
+    gradients, the same steps as an evaluation; a perturbation's row is built from these."""
+    outputs = []
+    with torch.no_grad():
+        for batch in task.eval_batches(data, batch_size, device).epoch(0):
+            outputs.append(task.eval_step(task.logits(model, batch), batch))
+    return task.eval_scores(outputs)

@@ -43,6 +43,7 @@ from tensorfab.tasks.base import (
 from tensorfab.tasks.flops import counted_flops
 from tensorfab.tasks.prediction import image_rows, softmax
 from tensorfab.tasks.registry import TASKS
+from tensorfab.tasks.robustness import scores_on
 from tensorfab.tasks.tabular_fairness import FILE as FAIRNESS_FILE
 from tensorfab.tasks.tabular_fairness import apply_thresholds, fit_thresholds
 
@@ -324,12 +325,8 @@ class TabularClassification:
             g = torch.Generator().manual_seed(seed)
             noise = torch.randn(data.numeric.shape, generator=g) * torch.tensor(self.std) * eps
             noisy = TabularData(data.numeric + noise, data.codes, data.labels)
-            outputs = []
-            with torch.no_grad():
-                for batch in self.eval_batches(noisy, 1024, device).epoch(0):
-                    outputs.append(self.eval_step(self.logits(model, batch), batch))
             name = "none" if eps == 0 else "gaussian-noise"
-            rows.append({"attack": name, "eps": eps, **self.eval_scores(outputs)})
+            rows.append({"attack": name, "eps": eps, **scores_on(self, model, noisy, 1024, device)})
         return rows
 
     # --- model FLOPs --------------------------------------------------------------------

@@ -109,3 +109,24 @@ def test_the_spec_takes_fairness_for_tables_only() -> None:
         load_spec(None, ["train.fairness.sensitive=sex"])
     with pytest.raises(TensorfabError, match=r"train\.fairness\.constraint"):
         load_spec(None, [*table, "train.fairness.sensitive=sex", "train.fairness.constraint=x"])
+
+
+def test_robustness_adds_seeded_noise_to_numeric_columns_only(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text(TRAIN)
+    work = prepare_workload("tabular-classification", TableSplits(read_table(path), None))
+    task, data = work.task, work.task.encode_table(read_table(path))
+    torch.manual_seed(0)
+    model = create_model("tabular-mlp", **work.model_args, hidden=[4]).eval()
+    rows = task.robustness(model, data, torch.device("cpu"), seed=0)
+    assert [(r["attack"], r["eps"]) for r in rows] == [
+        ("none", 0.0),
+        ("gaussian-noise", 0.1),
+        ("gaussian-noise", 0.3),
+        ("gaussian-noise", 1.0),
+    ]
+    batch = next(iter(task.eval_batches(data, 8, torch.device("cpu")).epoch(0)))
+    with torch.no_grad():  # the unperturbed row is a plain evaluation
+        step = task.eval_step(task.logits(model, batch), batch)
+    assert rows[0]["accuracy"] == task.eval_scores([step])["accuracy"]
+    assert task.robustness(model, data, torch.device("cpu"), seed=0) == rows  # seeded
