@@ -44,9 +44,12 @@ BATCHING = {
 }
 
 
-def _serve(repo: Path, port: int) -> subprocess.Popen:
+def start_server(
+    repo: Path, port: int, *options: str, stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen:
+    """``tensorfab serve repo`` on 127.0.0.1:port (plus ``options``), once every model is ready."""
     cmd = [sys.executable, "-m", "tensorfab.cli.main", "serve", str(repo), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*cmd, *options], stdout=stdout, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -89,7 +92,7 @@ def main() -> None:
             repo = Path(tmp) / mode
             shutil.copytree(version_dir, repo / "ner" / "1")
             (repo / "ner" / "config.yaml").write_text(config)
-            server = _serve(repo, args.port)
+            server = start_server(repo, args.port)
             try:
                 url = f"http://127.0.0.1:{args.port}/v1/models/ner:predict"
                 run_load(LoadSpec(url, bodies[:64], clients=args.clients, requests=128))  # warm

@@ -43,6 +43,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+from serve_batching import start_server  # run as a script: benchmarks/ is on sys.path
 
 from tensorfab.engine.train import train
 from tensorfab.files import atomic_path
@@ -72,19 +73,10 @@ def _repo(tmp: Path) -> Path:
 
 
 def _serve(repo: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "tensorfab.cli.main", "serve", str(repo), "--port", str(port),
-           "--model-control", "explicit", "--header-timeout", str(HEADER_TIMEOUT_S),
-           "--body-timeout", "5", "--max-queue-mb", "64"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("server did not start")
+    return start_server(
+        repo, port, "--model-control", "explicit", "--header-timeout", str(HEADER_TIMEOUT_S),
+        "--body-timeout", "5", "--max-queue-mb", "64", stdout=subprocess.PIPE,
+    )  # fmt: skip
 
 
 def _rss_mb(pid: int) -> float:
