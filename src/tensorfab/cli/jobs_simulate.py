@@ -12,11 +12,21 @@ from pathlib import Path
 from tensorfab.errors import TensorfabError
 from tensorfab.jobs.policy import POLICIES, PolicyConfig
 from tensorfab.jobs.simulate import SimConfig, simulate
-from tensorfab.jobs.trace import generate_trace, load_trace, offered_load, save_trace
+from tensorfab.jobs.trace import (
+    COOLDOWN_SHARE,
+    STEADY_FRACTION,
+    generate_trace,
+    load_trace,
+    offered_load,
+    save_trace,
+    steady_window,
+    warmup_s,
+)
 
 HELP = "replay a job trace through the scheduler on a virtual GPU cluster (or generate a trace)"
 EXAMPLE = """\
 tensorfab jobs simulate benchmarks/traces/philly-10k-load0.9.jsonl.gz --policy fair --backfill
+tensorfab jobs simulate benchmarks/traces/philly-10k-load0.9.jsonl.gz --policy fifo --steady --json
 tensorfab jobs simulate --generate 10000 --seed 0 --load 0.9 --gpus 1024 --out trace.jsonl.gz"""
 
 
@@ -65,6 +75,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop at this virtual time (default: when every job ended)",
     )
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="also measure the steady state: the jobs submitted after the warm-up (the cluster "
+        f"{STEADY_FRACTION * 100:.0f} %% of the way to its offered load, from the trace's run "
+        f"times) and before the last {COOLDOWN_SHARE * 100:.0f} %% of the arrival window "
+        "(default: off)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     gen = parser.add_argument_group("generate a Philly-shaped trace instead of replaying one")
     gen.add_argument("--generate", type=int, metavar="N", help="number of jobs to generate")
@@ -84,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
         return _generate(args)
     if not args.trace:
         raise TensorfabError("give a TRACE file to replay, or --generate N --out FILE")
+    policy = policy_config(args)  # bad flags before reading a large trace
+    trace = load_trace(Path(args.trace))
     config = SimConfig(
         gpus=args.gpus,
         gpus_per_node=args.gpus_per_node,
-        policy=policy_config(args),
+        policy=policy,
         horizon_s=args.horizon_s,
+        measure=_steady(trace) if args.steady else None,
     )
-    trace = load_trace(Path(args.trace))
     try:
         report = simulate(trace, config, progress=_progress())
     except TensorfabError as exc:  # name the file: the simulator only knows the job
@@ -101,6 +121,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return 0
+
+
+def _steady(trace: list) -> tuple[float, float]:
+    lo, hi = steady_window(trace)
+    if not lo < hi:
+        hours = (trace[-1].submit_time - trace[0].submit_time) / 3600
+        raise TensorfabError(
+            f"--steady: the trace's {hours:.1f} h of arrivals end before its warm-up "
+            f"({warmup_s(trace) / 3600:.1f} h) and cool-down do: no steady part to measure "
+            "(replay more jobs, or leave out --steady)"
+        )
+    return lo, hi
 
 
 def policy_config(args: argparse.Namespace) -> PolicyConfig:
@@ -176,4 +208,16 @@ def format_report(r: dict) -> str:
         "  GPU-hours by team: " + ", ".join(f"{t} {h:.0f}" for t, h in r["team_gpu_hours"].items()),
         f"  {r['decisions']} decisions in {r['wall_s']:.1f} s",
     ]
+    if "steady" in r:
+        lines.insert(-1, _steady_line(r["steady"]))
     return "\n".join(lines)
+
+
+def _steady_line(s: dict) -> str:
+    return (
+        f"  steady state ({s['jobs']} jobs submitted {s['from_s'] / 3600:.1f}-"
+        f"{s['to_s'] / 3600:.1f} h): utilisation {s['utilisation']:.1%}, JCT mean "
+        f"{s['mean_jct_s'] / 3600:.2f} h, p95 {s['p95_jct_s'] / 3600:.2f} h; wait mean "
+        f"{s['mean_wait_s'] / 3600:.2f} h; {s['started_after_last_arrival']:.1%} started "
+        "after the last arrival"
+    )

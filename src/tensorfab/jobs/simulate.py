@@ -14,6 +14,12 @@ submit) and wait (JCT minus run time) of the jobs that finished, with the wait's
 and the share of jobs that waited at all (over a second), the fair-share error and
 GPU-hours per team, preemptions, time-limit stops, and the number of ``decide`` calls.
 
+Steady state (``SimConfig.measure``, from :func:`tensorfab.jobs.trace.steady_window`): a finite
+trace starts on an empty cluster, and with heavy-tailed run times the cluster needs many hours
+of arrivals before it carries the trace's offered load. The ``steady`` part of the report
+measures only the jobs submitted after that warm-up and before a cool-down at the end (the
+whole trace still runs, so they meet the same jobs), and the busy share over that window.
+
 Fair-share error: at every moment the GPUs in use are split among the teams with demand
 (queued or running jobs) by weighted max-min (water-filling with the teams' shares as
 weights, no team above what its jobs ask); the error is the GPU-time by which the actual
@@ -60,6 +66,8 @@ class SimConfig:
     cores_per_gpu: int = 4  # a node has gpus_per_node * cores_per_gpu cores
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     horizon_s: float | None = None  # stop at this virtual time; None: when every job ended
+    # submit times of the jobs measured in steady state (trace.steady_window); None: no such part
+    measure: tuple[float, float] | None = None
 
 
 @dataclass
@@ -74,6 +82,7 @@ class SimJob:
     stop_kind: str = ""  # "preempt" | "stop" while in a grace period
     end: float | None = None
     outcome: str | None = None
+    first_start: float | None = None
 
 
 def build_nodes(config: SimConfig) -> tuple[Node, ...]:
@@ -116,6 +125,7 @@ class Simulation:
         self.stats = Stats()
         submits = [tj.submit_time for tj in trace]
         self.stats.window = (min(submits, default=0.0), max(submits, default=0.0))
+        self.stats.measure = config.measure or (0.0, 0.0)
 
     def _admit(self, job_id: int, tj: TraceJob) -> None:
         job = Job(
@@ -214,6 +224,8 @@ class Simulation:
     def _start(self, sj: SimJob, action: Start) -> None:
         now = self.now
         sj.token += 1
+        if sj.first_start is None:
+            sj.first_start = now
         sj.job = replace(
             sj.job,
             state="running",
@@ -286,6 +298,8 @@ class Stats:
     busy_gpu_s: float = 0.0
     window: tuple[float, float] = (0.0, 0.0)  # first and last submit time
     window_busy_gpu_s: float = 0.0
+    measure: tuple[float, float] = (0.0, 0.0)  # SimConfig.measure: the steady part
+    measure_busy_gpu_s: float = 0.0
     misplaced_gpu_s: float = 0.0
     team_gpu_s: dict[str, float] = field(default_factory=dict)
     preemptions: int = 0
@@ -294,9 +308,8 @@ class Stats:
 
     def account(self, sim: Simulation, dt: float) -> None:
         self.busy_gpu_s += self.busy * dt
-        overlap = min(sim.now + dt, self.window[1]) - max(sim.now, self.window[0])
-        if overlap > 0:
-            self.window_busy_gpu_s += self.busy * overlap
+        self.window_busy_gpu_s += self.busy * _overlap(sim.now, dt, self.window)
+        self.measure_busy_gpu_s += self.busy * _overlap(sim.now, dt, self.measure)
         for team, gpus in sim.team_running.items():
             self.team_gpu_s[team] = self.team_gpu_s.get(team, 0.0) + gpus * dt
         if self.busy:
@@ -304,15 +317,8 @@ class Stats:
             off = sum(abs(sim.team_running.get(t, 0) - fair.get(t, 0.0)) for t in _teams(sim))
             self.misplaced_gpu_s += off / 2 * dt
 
-    def _window_utilisation(self, gpus: int) -> float:
-        """Busy share of the cluster while jobs still arrive (the trace's steady part)."""
-        width = self.window[1] - self.window[0]
-        return self.window_busy_gpu_s / (gpus * width) if width > 0 else 0.0
-
     def report(self, sim: Simulation, wall_s: float) -> dict:
         done = [sj for sj in sim.jobs.values() if sj.outcome == "succeeded"]
-        jct = sorted(sj.end - sj.trace.submit_time for sj in done)
-        wait = sorted(sj.end - sj.trace.submit_time - sj.trace.duration_s for sj in done)
         ends = [sj.end for sj in sim.jobs.values() if sj.end is not None]
         first = min((sj.trace.submit_time for sj in sim.jobs.values()), default=0.0)
         last = sim.config.horizon_s if sim.config.horizon_s is not None else max(ends, default=0.0)
@@ -330,21 +336,60 @@ class Stats:
             "unfinished": outcomes.count(None),
             "span_s": span,
             "utilisation": self.busy_gpu_s / (sim.config.gpus * span),
-            "utilisation_arrivals": self._window_utilisation(sim.config.gpus),
-            "mean_jct_s": _mean(jct),
-            "p95_jct_s": _p95(jct),
-            "mean_wait_s": _mean(wait),
-            "p95_wait_s": _p95(wait),
-            "p99_wait_s": _quantile(wait, 0.99),
-            "max_wait_s": wait[-1] if wait else 0.0,
-            "waited_share": sum(w > WAITED_S for w in wait) / len(wait) if wait else 0.0,
+            "utilisation_arrivals": _busy_share(
+                self.window_busy_gpu_s, sim.config.gpus, self.window
+            ),
+            **job_times(done),
             "fair_share_error": self.misplaced_gpu_s / self.busy_gpu_s if self.busy_gpu_s else 0.0,
             "team_gpu_hours": {t: v / 3600 for t, v in sorted(self.team_gpu_s.items())},
             "preemptions": self.preemptions,
             "time_limit_stops": self.stops,
             "decisions": self.decisions,
             "wall_s": wall_s,
+            **({"steady": self._steady(sim, done)} if sim.config.measure else {}),
         }
+
+    def _steady(self, sim: Simulation, done: list[SimJob]) -> dict:
+        """The jobs submitted in ``SimConfig.measure`` and the cluster's busy share meanwhile."""
+        lo, hi = self.measure
+        inside = [sj for sj in sim.jobs.values() if lo <= sj.trace.submit_time <= hi]
+        last = self.window[1]
+        late = sum(sj.first_start is None or sj.first_start > last for sj in inside)
+        return {
+            "from_s": lo,
+            "to_s": hi,
+            "jobs": len(inside),
+            "utilisation": _busy_share(self.measure_busy_gpu_s, sim.config.gpus, self.measure),
+            **job_times([sj for sj in done if lo <= sj.trace.submit_time <= hi]),
+            # measured jobs that had not started when the last job arrived: what the
+            # cool-down is for (they waited on without the load of later arrivals)
+            "started_after_last_arrival": late / len(inside) if inside else 0.0,
+        }
+
+
+def job_times(done: list[SimJob]) -> dict:
+    """Mean and quantiles of JCT (end - submit) and wait (JCT - run time) of finished jobs."""
+    jct = sorted(sj.end - sj.trace.submit_time for sj in done)
+    wait = sorted(sj.end - sj.trace.submit_time - sj.trace.duration_s for sj in done)
+    return {
+        "mean_jct_s": _mean(jct),
+        "p95_jct_s": _p95(jct),
+        "mean_wait_s": _mean(wait),
+        "p95_wait_s": _p95(wait),
+        "p99_wait_s": _quantile(wait, 0.99),
+        "max_wait_s": wait[-1] if wait else 0.0,
+        "waited_share": sum(w > WAITED_S for w in wait) / len(wait) if wait else 0.0,
+    }
+
+
+def _overlap(start: float, dt: float, window: tuple[float, float]) -> float:
+    """How much of ``[start, start + dt]`` lies inside ``window``."""
+    return max(0.0, min(start + dt, window[1]) - max(start, window[0]))
+
+
+def _busy_share(busy_gpu_s: float, gpus: int, window: tuple[float, float]) -> float:
+    width = window[1] - window[0]
+    return busy_gpu_s / (gpus * width) if width > 0 else 0.0
 
 
 def _teams(sim: Simulation) -> set[str]:

@@ -243,6 +243,46 @@ def window_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
     return inside / (cluster_gpus * (last - first))
 
 
+STEADY_FRACTION = 0.95
+COOLDOWN_SHARE = 0.10
+
+
+def warmup_s(jobs: list[TraceJob], fraction: float = STEADY_FRACTION) -> float:
+    """Seconds from the first submit until the cluster is ``fraction`` of the way to its load.
+
+    Jobs arriving at a steady rate into an empty cluster, none waiting, keep
+    ``rate * E[gpus * min(duration, t)]`` GPUs busy at time ``t`` (a job that arrived ``s``
+    ago still runs if its run time exceeds ``s``); the steady state is ``rate * E[gpus *
+    duration]``. This is the smallest ``t`` with ``sum(gpus * min(duration, t)) >= fraction *
+    sum(gpus * duration)`` over the trace's own jobs: the warm-up a finite trace that starts
+    on an empty cluster needs before it offers its load. A property of the run times alone,
+    the same for every policy.
+    """
+    if not 0 < fraction <= 1:
+        raise TensorfabError(f"the steady fraction must be in (0, 1], got {fraction}")
+    ordered = sorted((j.duration_s, j.gpus) for j in jobs)
+    target = fraction * sum(d * g for d, g in ordered)
+    if not target > 0:
+        return 0.0
+    done, wider = 0.0, sum(g for _, g in ordered)  # GPU-s of shorter jobs; GPUs of longer
+    for duration, gpus in ordered:
+        if wider and done + wider * duration >= target:
+            return (target - done) / wider
+        done, wider = done + gpus * duration, wider - gpus
+    return ordered[-1][0] if ordered else 0.0
+
+
+def steady_window(
+    jobs: list[TraceJob], cooldown_share: float = COOLDOWN_SHARE
+) -> tuple[float, float]:
+    """The submit times whose jobs see the trace's steady state: after :func:`warmup_s`, and
+    ``cooldown_share`` of the arrival window before the last submit (so the measured jobs do
+    their waiting while later jobs still arrive). Empty (from > to) for a trace too short."""
+    first = min(j.submit_time for j in jobs)
+    last = max(j.submit_time for j in jobs)
+    return first + warmup_s(jobs), last - cooldown_share * (last - first)
+
+
 def generate_trace(count: int, seed: int, load: float, cluster_gpus: int) -> list[TraceJob]:
     """``count`` Philly-shaped jobs whose arrivals offer exactly ``load`` to the cluster.
 

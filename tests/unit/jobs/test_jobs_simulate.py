@@ -113,3 +113,26 @@ def test_fair_share_between_small_and_large_jobs_over_a_day():
     fifo_cfg = SimConfig(gpus=8, gpus_per_node=8, policy=PolicyConfig("fifo"), horizon_s=DAY)
     fifo = simulate(trace, fifo_cfg)["team_gpu_hours"]
     assert abs(fifo["a"] - fifo["b"]) / max(fifo.values()) > 0.1, fifo
+
+
+def test_steady_part_measures_only_the_jobs_submitted_in_the_window():
+    # A (2 GPUs) 0..100; B and C queue behind it and start at 100; D arrives at 200
+    trace = [tj(0, 2, 100), tj(10, 1, 50), tj(20, 1, 30), tj(200, 1, 10)]
+    r = simulate(trace, _measured((5, 150)))
+    s = r["steady"]
+    assert (s["from_s"], s["to_s"], s["jobs"]) == (5, 150, 2)  # B and C only
+    assert s["mean_jct_s"] == pytest.approx((140 + 110) / 2)  # B ends 150, C ends 130
+    assert s["mean_wait_s"] == pytest.approx((90 + 80) / 2)
+    # busy GPU-s in 5..150: A's 2 GPUs to 100, B and C to 130, B alone to 150
+    assert s["utilisation"] == pytest.approx((2 * 95 + 2 * 30 + 1 * 20) / (2 * 145))
+    assert s["started_after_last_arrival"] == 0  # both started before D arrived
+    # the whole-trace numbers are unchanged by the measurement
+    assert r["mean_jct_s"] == pytest.approx((100 + 140 + 110 + 10) / 4)
+    # without D the last arrival is C's (t=20): both measured jobs started after it
+    alone = simulate(trace[:3], _measured((5, 150)))["steady"]
+    assert alone["started_after_last_arrival"] == 1.0
+    assert "steady" not in simulate(trace, cfg(policy="fifo"))
+
+
+def _measured(window: tuple[float, float]) -> SimConfig:
+    return SimConfig(gpus=2, gpus_per_node=2, policy=PolicyConfig("fifo"), measure=window)

@@ -23,6 +23,8 @@ from tensorfab.jobs.trace import (
     mean_gpu_seconds,
     offered_load,
     save_trace,
+    steady_window,
+    warmup_s,
     window_load,
 )
 
@@ -116,6 +118,29 @@ def test_offered_load_by_hand():
         offered_load([job], 10)
 
 
+def test_warmup_by_hand():
+    short = TraceJob(0.0, 1, 100.0, 200.0, 4, "t", "u")
+    long = TraceJob(10.0, 1, 300.0, 400.0, 4, "t", "u")
+    wide = TraceJob(20.0, 2, 100.0, 200.0, 4, "t", "u")
+    # 400 GPU-s in all; from an empty cluster both jobs run until t=100: 2 GPU-s a second
+    assert warmup_s([short, long], 0.5) == pytest.approx(100)
+    # then only the long one: 200 + (t - 100) = 300 at t = 200
+    assert warmup_s([short, long], 0.75) == pytest.approx(200)
+    assert warmup_s([short, long], 1.0) == pytest.approx(300)
+    # GPUs weigh the run time: 600 GPU-s, 4 GPUs busy until t=100 (400), then 1
+    assert warmup_s([short, long, wide], 0.5) == pytest.approx(75)
+    assert warmup_s([short, long, wide], 5 / 6) == pytest.approx(200)
+    with pytest.raises(TensorfabError, match="steady fraction must be in"):
+        warmup_s([short], 0)
+
+
+def test_steady_window_skips_the_warm_up_and_the_last_tenth():
+    jobs = [TraceJob(float(t), 1, 50.0, 100.0, 4, "t", "u") for t in range(0, 1001, 10)]
+    # every job runs 50 s: 95 % of the way at t = 47.5; the last 10 % of 1000 s is cut
+    assert steady_window(jobs) == pytest.approx((47.5, 900.0))
+    assert steady_window(jobs, cooldown_share=0.0) == pytest.approx((47.5, 1000.0))
+
+
 def test_committed_trace_offers_load_0_9_on_1024_gpus():
     path = Path(__file__).parents[3] / "benchmarks/traces/philly-10k-load0.9.jsonl.gz"
     with gzip.open(path, "rt", encoding="utf-8") as f:  # plain JSON: load_trace is 2x slower
@@ -152,6 +177,21 @@ def test_cli_generates_then_replays(tmp_path, capsys):
     assert text.startswith("fifo on 64 GPUs (8 per node): 60/60 jobs succeeded")
 
 
+def test_cli_steady_reports_the_jobs_of_the_steady_window(tmp_path, capsys):
+    out = tmp_path / "trace.jsonl"
+    jobs = generate_trace(300, seed=2, load=0.8, cluster_gpus=32)
+    save_trace(jobs, out)
+    lo, hi = steady_window(jobs)
+    inside = [j for j in jobs if lo <= j.submit_time <= hi]
+    assert run_cli(str(out), "--gpus", "32", "--policy", "fifo", "--steady", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    steady = report["steady"]
+    assert (steady["from_s"], steady["to_s"], steady["jobs"]) == (lo, hi, len(inside))
+    assert 0 < steady["jobs"] < 300 and 0 < steady["utilisation"] <= 1
+    line = jobs_simulate.format_report(report).splitlines()[-2]
+    assert line.startswith(f"  steady state ({len(inside)} jobs submitted {lo / 3600:.1f}-")
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -165,6 +205,23 @@ def test_cli_generates_then_replays(tmp_path, capsys):
 def test_cli_errors(argv, message):
     with pytest.raises(TensorfabError, match=message.replace("(", r"\(")):
         run_cli(*argv)
+
+
+def test_cli_steady_refuses_a_trace_too_short_for_a_steady_state(tmp_path):
+    path = tmp_path / "t.jsonl"
+    # 2 hours of arrivals; the 10-hour job alone makes the warm-up longer than that
+    save_trace(
+        [
+            TraceJob(0.0, 1, 36000.0, 36000.0, 4, "a", "u"),
+            TraceJob(7200.0, 1, 60.0, 120.0, 4, "a", "u"),
+        ],
+        path,
+    )
+    with pytest.raises(
+        TensorfabError,
+        match=r"--steady: the trace's 2.0 h of arrivals end before its warm-up \(9.5 h\)",
+    ):
+        run_cli(str(path), "--gpus", "8", "--steady")
 
 
 def test_cli_names_the_trace_of_a_job_that_never_fits(tmp_path):
