@@ -47,9 +47,9 @@ from tensorfab.jobs.trace import (
 from tensorfab.metrics.report import markdown_table
 
 TRACE = Path("benchmarks/traces/philly-10k-load0.9.jsonl.gz")  # the target: 1,024 GPUs
-# the same generator and seed at the same offered load on a quarter of the GPUs: its 210 h
-# arrival window outlasts the longest job, so the cluster reaches its steady state and queues;
-# the 1,024-GPU trace's 53 h window does not (see docs/jobs-simulate.md)
+# the same generator and seed at the same offered load on a quarter of the GPUs: the same jobs
+# arriving 4 times slower (210 h of arrivals); fewer GPUs smooth out less, and it queues where
+# the 1,024-GPU trace hardly does even in its steady state (see docs/jobs-simulate.md)
 SMALL_TRACE = Path("benchmarks/traces/philly-10k-load0.9-256gpu.jsonl.gz")
 RESULTS = Path("benchmarks/results/cpu-2026-11-30-jobs-simulate")
 COMMAND = "python benchmarks/jobs_policy.py"
@@ -309,7 +309,7 @@ def markdown(doc: dict) -> str:
         "# tensorfab jobs simulate: policy comparison",
         "",
         f"Device: {doc['device']}. Date: {doc['date']}. Command: `{doc['command']}`.",
-        f"1-minute load average at the end: {doc['load_average_1min']:.1f} (six sessions share "
+        f"1-minute load average at the end: {doc['load_average_1min']:.1f} (several sessions share "
         "the machine).",
         "",
     ]

@@ -9,7 +9,8 @@ checkpoints in its grace period) and resumes with the rest; its time limit keeps
 
 Reported: GPU utilisation (busy GPU-seconds over cluster GPUs times the span from the first
 submit to the last end; and the same over the arrival window, first to last submit, where
-a finite trace is in its steady state), mean and p95 job completion time (JCT = end -
+jobs still arrive, though a trace that starts on an empty cluster warms up for part of it),
+mean and p95 job completion time (JCT = end -
 submit) and wait (JCT minus run time) of the jobs that finished, with the wait's p99, maximum
 and the share of jobs that waited at all (over a second), the fair-share error and
 GPU-hours per team, preemptions, time-limit stops, and the number of ``decide`` calls.
