@@ -229,18 +229,26 @@ def offered_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
     return sum(j.gpus * j.duration_s for j in jobs) / (cluster_gpus * window)
 
 
-def window_load(jobs: list[TraceJob], cluster_gpus: int) -> float:
-    """The share of the cluster the jobs would keep busy during the arrival window if none waited.
+def window_load(
+    jobs: list[TraceJob], cluster_gpus: int, window: tuple[float, float] | None = None
+) -> float:
+    """The share of the cluster the jobs would keep busy during ``window`` if none waited.
 
-    Each job counts only the part of its run that falls before the last submit: the most the
-    cluster can be busy while jobs arrive. Below :func:`offered_load` when long jobs arriving
-    late run on after the window (a finite trace that starts on an empty cluster).
+    ``window`` defaults to the arrival window, first to last submit: each job counts only the
+    part of its run that falls inside it, so this is the most the cluster can be busy while
+    jobs arrive. Below :func:`offered_load` when the trace starts on an empty cluster and
+    long jobs run on after the window (see :func:`warmup_s`); over :func:`steady_window`, close
+    to it.
     """
     offered_load(jobs, cluster_gpus)  # the same checks
-    first = min(j.submit_time for j in jobs)
-    last = max(j.submit_time for j in jobs)
-    inside = sum(j.gpus * min(j.duration_s, last - j.submit_time) for j in jobs)
-    return inside / (cluster_gpus * (last - first))
+    lo, hi = window or (min(j.submit_time for j in jobs), max(j.submit_time for j in jobs))
+    if not hi > lo:
+        raise TensorfabError("a load window needs its end after its start")
+    inside = sum(
+        j.gpus * max(0.0, min(j.submit_time + j.duration_s, hi) - max(j.submit_time, lo))
+        for j in jobs
+    )
+    return inside / (cluster_gpus * (hi - lo))
 
 
 STEADY_FRACTION = 0.95
