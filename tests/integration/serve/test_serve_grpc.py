@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="the grpc extra is not installed")
 import tritonclient.http as httpclient  # noqa: E402
@@ -63,7 +65,7 @@ def _images(n: int, seed: int = 0) -> np.ndarray:
 def _infer_images(client, model: str, images: np.ndarray, **kw) -> np.ndarray:
     tensor = grpcclient.InferInput("images", list(images.shape), "UINT8")
     tensor.set_data_from_numpy(images)
-    return client.infer(model, [tensor], headers=AUTH, **kw).as_numpy("logits")
+    return client.infer(model, [tensor], headers=dict(AUTH), **kw).as_numpy("logits")
 
 
 def _code(exc: pytest.ExceptionInfo[InferenceServerException]) -> str:
@@ -73,16 +75,19 @@ def _code(exc: pytest.ExceptionInfo[InferenceServerException]) -> str:
 def test_grpc_health_metadata_config_and_index(both: Running) -> None:
     client = both.grpc()
     assert client.is_server_live() and client.is_server_ready()  # open, as HTTP's health
-    assert client.get_server_metadata(headers=AUTH).name == "tensorfab"
-    meta = client.get_model_metadata("digits", headers=AUTH)
+    assert client.get_server_metadata(headers=dict(AUTH)).name == "tensorfab"
+    meta = client.get_model_metadata("digits", headers=dict(AUTH))
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
         ("images", "UINT8", [-1, 1, 28, 28])
     ]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [
         ("logits", "FP32", [-1, 10])
     ]
-    assert list(client.get_model_metadata("digits-torch", headers=AUTH).versions) == ["1", "2"]
-    config = client.get_model_config("ner", headers=AUTH).config
+    assert list(client.get_model_metadata("digits-torch", headers=dict(AUTH)).versions) == [
+        "1",
+        "2",
+    ]
+    config = client.get_model_config("ner", headers=dict(AUTH)).config
     assert config.max_batch_size == 8
     assert config.dynamic_batching.max_queue_delay_microseconds == 50000
     assert [(i.name, list(i.dims)) for i in config.input] == [
@@ -92,11 +97,13 @@ def test_grpc_health_metadata_config_and_index(both: Running) -> None:
     assert json.loads(config.parameters["tensorfab"].string_value)["task"] == (
         "token-classification"
     )
-    assert client.is_model_ready("digits", headers=AUTH)
-    assert client.is_model_ready("digits-torch", "2", headers=AUTH)
-    assert not client.is_model_ready("broken", headers=AUTH)
-    assert not client.is_model_ready("digits-torch", "3", headers=AUTH)
-    index = {(m.name, m.version): m for m in client.get_model_repository_index(headers=AUTH).models}
+    assert client.is_model_ready("digits", headers=dict(AUTH))
+    assert client.is_model_ready("digits-torch", "2", headers=dict(AUTH))
+    assert not client.is_model_ready("broken", headers=dict(AUTH))
+    assert not client.is_model_ready("digits-torch", "3", headers=dict(AUTH))
+    index = {
+        (m.name, m.version): m for m in client.get_model_repository_index(headers=dict(AUTH)).models
+    }
     assert index[("digits-torch", "2")].state == "READY"
     assert index[("broken", "1")].state == "UNAVAILABLE"
     assert "failed to load" in index[("broken", "1")].reason
@@ -113,13 +120,13 @@ def test_grpc_infer_equals_the_runtime_and_http(both: Running, serve_repo: Path)
     inputs = [grpcclient.InferInput(n, [1, 4], "INT64") for n in ("input_ids", "attention_mask")]
     inputs[0].set_data_from_numpy(ids)
     inputs[1].set_data_from_numpy(np.ones_like(ids))
-    result = client.infer("ner", inputs, headers=AUTH)
+    result = client.infer("ner", inputs, headers=dict(AUTH))
     http_inputs = [
         httpclient.InferInput(n, [1, 4], "INT64") for n in ("input_ids", "attention_mask")
     ]
     http_inputs[0].set_data_from_numpy(ids)
     http_inputs[1].set_data_from_numpy(np.ones_like(ids))
-    over_http = both.http().infer("ner", http_inputs, headers=AUTH).as_numpy("logits")
+    over_http = both.http().infer("ner", http_inputs, headers=dict(AUTH)).as_numpy("logits")
     assert result.as_numpy("logits").shape[:2] == (1, 4)
     np.testing.assert_array_equal(result.as_numpy("logits"), over_http)
     assert result.get_response().model_version == "1"
@@ -152,7 +159,7 @@ def test_grpc_refusals_map_to_triton_status_codes(both: Running) -> None:
             "larger than max",
         ),
         (
-            lambda: client.load_model("broken", headers=AUTH),
+            lambda: client.load_model("broken", headers=dict(AUTH)),
             "INVALID_ARGUMENT",
             "failed to load",
         ),
@@ -168,19 +175,22 @@ def test_grpc_refusals_map_to_triton_status_codes(both: Running) -> None:
 
 def test_grpc_unload_load_round_trip(both: Running) -> None:
     client = both.grpc()
-    client.unload_model("digits-torch", headers=AUTH)
-    assert not client.is_model_ready("digits-torch", headers=AUTH)
+    client.unload_model("digits-torch", headers=dict(AUTH))
+    assert not client.is_model_ready("digits-torch", headers=dict(AUTH))
     with pytest.raises(InferenceServerException, match="is not loaded") as exc:
         _infer_images(client, "digits-torch", _images(1))
     assert _code(exc) == "UNAVAILABLE"
-    client.load_model("digits-torch", headers=AUTH)
-    assert client.is_model_ready("digits-torch", "1", headers=AUTH)
+    client.load_model("digits-torch", headers=dict(AUTH))
+    assert client.is_model_ready("digits-torch", "1", headers=dict(AUTH))
 
 
 def _metric(text: str, sample: str, **labels: str) -> float:
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    match = re.search(rf"^{sample}\{{{inner}\}} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
+    """One sample of a /metrics page, read by Prometheus's own parser (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return 0.0
 
 
 def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
@@ -194,9 +204,9 @@ def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
     for _ in range(3):
         with pytest.raises(InferenceServerException):
             _infer_images(both.grpc(), "digits-torch", _images(17), model_version="1")
-    text = httpx.get(f"{both.server.url}/metrics", headers=AUTH).text
-    over_http = both.http().get_inference_statistics("digits-torch", "1", headers=AUTH)
-    over_grpc = both.grpc().get_inference_statistics("digits-torch", "1", headers=AUTH)
+    text = httpx.get(f"{both.server.url}/metrics", headers=dict(AUTH)).text
+    over_http = both.http().get_inference_statistics("digits-torch", "1", headers=dict(AUTH))
+    over_grpc = both.grpc().get_inference_statistics("digits-torch", "1", headers=dict(AUTH))
     (stats,) = over_http["model_stats"]
     grpc_stats = over_grpc.model_stats[0]
     labels = {"model": "digits-torch", "version": "1"}
@@ -222,8 +232,8 @@ def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
     assert grpc_stats.inference_stats.success.count == 40
     assert grpc_stats.inference_count == 80 and grpc_stats.execution_count == executions
     with pytest.raises(InferenceServerException, match="not in the repository"):
-        both.http().get_inference_statistics("nope", headers=AUTH)
-    every = both.http().get_inference_statistics(headers=AUTH)["model_stats"]
+        both.http().get_inference_statistics("nope", headers=dict(AUTH))
+    every = both.http().get_inference_statistics(headers=dict(AUTH))["model_stats"]
     assert {(s["name"], s["version"]) for s in every} >= {("digits", "1"), ("digits-torch", "2")}
 
 
@@ -233,15 +243,23 @@ def test_access_log_has_a_line_per_request(both: Running) -> None:
     _infer_images(both.grpc(), "digits", _images(1))
     with pytest.raises(InferenceServerException):
         both.grpc().get_server_metadata()
-    new = both.lines[before:]
-    assert len(new) == 3, new
-    assert re.fullmatch(r"127\.0\.0\.1:\d+ GET /v2/health/live 200 \d+\.\d ms", new[0])
-    assert re.fullmatch(r"127\.0\.0\.1:\d+ grpc ModelInfer OK \d+\.\d ms", new[1])
-    assert re.fullmatch(r"127\.0\.0\.1:\d+ grpc ServerMetadata UNAUTHENTICATED \d+\.\d ms", new[2])
+    expected = [
+        r"127\.0\.0\.1:\d+ GET /v2/health/live 200 \d+\.\d ms",
+        r"127\.0\.0\.1:\d+ grpc ModelInfer OK \d+\.\d ms",
+        r"127\.0\.0\.1:\d+ grpc ServerMetadata UNAUTHENTICATED \d+\.\d ms",
+    ]
+    deadline = time.monotonic() + 5  # a line is written just after its answer is sent
+    while True:
+        new = both.lines[before:]
+        found = [[line for line in new if re.fullmatch(e, line)] for e in expected]
+        if all(found) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [len(f) for f in found] == [1, 1, 1], new
 
 
 def test_kserve_v1_model_route_says_ready_and_metadata(both: Running) -> None:
-    get = lambda path: httpx.get(both.server.url + path, headers=AUTH)  # noqa: E731
+    get = lambda path: httpx.get(both.server.url + path, headers=dict(AUTH))  # noqa: E731
     answer = get("/v1/models/digits")
     assert answer.status_code == 200
     body = answer.json()
