@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from tensorfab.optimize.runtime import load_runtime  # noqa: E402
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions  # noqa: E402
 from tensorfab.serve.loadgen import LoadSpec, run_load  # noqa: E402
 from tensorfab.serve.service import GrpcOptions  # noqa: E402
+from testkit import cli_command, run_cli  # noqa: E402
 
 TOKEN = "grpc-secret"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -270,3 +274,38 @@ def test_kserve_v1_model_route_says_ready_and_metadata(both: Running) -> None:
     assert get("/v1/models/nope").status_code == 404
     assert get("/v1/models/broken").status_code == 503
     assert httpx.get(both.server.url + "/v1/models/digits").status_code == 401
+
+
+def test_serve_cli_with_grpc_port_and_access_log(serve_repo: Path, free_port, tmp_path) -> None:
+    port, grpc_port = free_port(), free_port()
+    same = run_cli("serve", str(serve_repo), "--port", "9", "--grpc-port", "9", cwd=tmp_path)
+    assert (same.returncode, same.stderr.strip()) == (
+        2,
+        "error: --grpc-port 9: the HTTP port (--port) already",
+    )
+    command = cli_command(
+        "serve", str(serve_repo), "--port", str(port), "--grpc-port", str(grpc_port),
+        "--models", "digits", "--access-log",
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TENSORFAB_TOKEN"}  # no auth
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if client.is_server_ready():
+                    break
+            except InferenceServerException:
+                time.sleep(0.2)
+        logits = _infer_images(client, "digits", _images(2))
+        assert logits.shape == (2, 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert f"gRPC (KServe v2) on 127.0.0.1:{grpc_port}\n" in out
+    assert re.search(r"^127\.0\.0\.1:\d+ grpc ModelInfer OK \d+\.\d ms$", out, re.M), out
+    assert re.search(r"stopped on SIGTERM: [1-9]\d* requests answered, 0 cut\n", out), out
