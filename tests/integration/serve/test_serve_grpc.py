@@ -21,11 +21,12 @@ grpcclient = pytest.importorskip("tritonclient.grpc", reason="the grpc extra is 
 import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from tensorfab.cli.main import main  # noqa: E402
 from tensorfab.optimize.runtime import load_runtime  # noqa: E402
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions  # noqa: E402
 from tensorfab.serve.loadgen import LoadSpec, run_load  # noqa: E402
 from tensorfab.serve.service import GrpcOptions  # noqa: E402
-from testkit import cli_command, run_cli  # noqa: E402
+from testkit import cli_command  # noqa: E402
 
 TOKEN = "grpc-secret"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -276,13 +277,10 @@ def test_kserve_v1_model_route_says_ready_and_metadata(both: Running) -> None:
     assert httpx.get(both.server.url + "/v1/models/digits").status_code == 401
 
 
-def test_serve_cli_with_grpc_port_and_access_log(serve_repo: Path, free_port, tmp_path) -> None:
+def test_serve_cli_with_grpc_port_and_access_log(serve_repo: Path, free_port, capsys) -> None:
     port, grpc_port = free_port(), free_port()
-    same = run_cli("serve", str(serve_repo), "--port", "9", "--grpc-port", "9", cwd=tmp_path)
-    assert (same.returncode, same.stderr.strip()) == (
-        2,
-        "error: --grpc-port 9: the HTTP port (--port) already",
-    )
+    assert main(["serve", str(serve_repo), "--port", "9", "--grpc-port", "9"]) == 2
+    assert capsys.readouterr().err == "error: --grpc-port 9: the HTTP port (--port) already\n"
     command = cli_command(
         "serve", str(serve_repo), "--port", str(port), "--grpc-port", str(grpc_port),
         "--models", "digits", "--access-log",
