@@ -7,9 +7,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -55,7 +57,7 @@ def both(serve_repo: Path, free_port: Callable[[], int]) -> Iterator[Running]:
         token=TOKEN,
         model_control="explicit",
         max_body_bytes=MAX_BODY,
-        grpc=GrpcOptions(port=free_port(), grace_s=5),
+        grpc=GrpcOptions(port=free_port(), grace_s=5, handshake_timeout_s=1, idle_timeout_s=3),
         access_log=lines.append,
     )
     assert options.grpc is not None
@@ -275,6 +277,30 @@ def test_kserve_v1_model_route_says_ready_and_metadata(both: Running) -> None:
     assert get("/v1/models/nope").status_code == 404
     assert get("/v1/models/broken").status_code == 503
     assert httpx.get(both.server.url + "/v1/models/digits").status_code == 401
+
+
+def _closed_after(address: tuple[str, int], send: bytes) -> float:
+    """Seconds until the server closes a connection that sent ``send`` and then nothing."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(send)
+        start = time.monotonic()
+        while sock.recv(4096):  # the server's settings frame, then the close
+            pass
+        return time.monotonic() - start
+
+
+def test_grpc_closes_silent_and_idle_connections(both: Running) -> None:
+    """A socket that never starts HTTP/2 is closed at the handshake timeout (1 s here), one
+    that starts it and then sends nothing at the idle timeout (3 s here), as HTTP's header
+    and keep-alive timeouts close slow and idle sockets."""
+    host, port = both.grpc_url.split(":")
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+    with ThreadPoolExecutor(2) as pool:
+        silent = pool.submit(_closed_after, (host, int(port)), b"")
+        idle = pool.submit(_closed_after, (host, int(port)), preface)
+        assert 0.5 <= silent.result() <= 5
+        assert 2.0 <= idle.result() <= 8
+    assert both.grpc().is_server_live()
 
 
 def test_serve_cli_with_grpc_port_and_access_log(serve_repo: Path, free_port, capsys) -> None:
