@@ -34,12 +34,12 @@ import numpy as np
 import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from prometheus_client.parser import text_string_to_metric_families
 from serve_batching import start_server  # run as a script: benchmarks/ is on sys.path
 
 from tensorfab.files import atomic_path
 from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
+from tensorfab.serve.metrics import page_sample
 
 MODEL = "digits"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -110,14 +110,6 @@ def run_load(make: Callable[[], Callable[[np.ndarray], None]], clients: int, tot
     }
 
 
-def _metric(text: str, sample: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == sample and found.labels == labels:
-                return float(found.value)
-    return 0.0
-
-
 def check_statistics(port: int, grpc_port: int) -> dict:
     """The statistics of both fronts against /metrics, after the load."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
@@ -129,9 +121,11 @@ def check_statistics(port: int, grpc_port: int) -> dict:
     ).get_inference_statistics(MODEL, as_json=True)["model_stats"][0]
     labels = {"model": MODEL, "version": "1"}
     metrics = {
-        "success": _metric(text, "tensorfab_inference_requests_total", **labels, outcome="success"),
-        "inference_count": _metric(text, "tensorfab_batch_size_sum", **labels),
-        "execution_count": _metric(text, "tensorfab_batch_size_count", **labels),
+        "success": page_sample(
+            text, "tensorfab_inference_requests_total", **labels, outcome="success"
+        ),
+        "inference_count": page_sample(text, "tensorfab_batch_size_sum", **labels),
+        "execution_count": page_sample(text, "tensorfab_batch_size_count", **labels),
     }
     stats = {
         "success": http_stats["inference_stats"]["success"]["count"],

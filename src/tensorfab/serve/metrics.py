@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from tensorfab.metrics.prometheus import new_registry, render
 from tensorfab.serve.batching import BatchStats
@@ -113,3 +114,13 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return render(self.registry)
+
+
+def page_sample(page: str, sample: str, **labels: str) -> float:
+    """One sample of a ``/metrics`` page as a client reads it (0 when absent), e.g.
+    ``page_sample(text, "tensorfab_batch_size_count", model="m", version="1")``."""
+    for family in text_string_to_metric_families(page):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return 0.0

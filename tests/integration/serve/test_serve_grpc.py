@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 grpcclient = pytest.importorskip("tritonclient.grpc", reason="the grpc extra is not installed")
 import tritonclient.http as httpclient  # noqa: E402
@@ -27,6 +26,7 @@ from tensorfab.cli.main import main  # noqa: E402
 from tensorfab.optimize.runtime import load_runtime  # noqa: E402
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions  # noqa: E402
 from tensorfab.serve.loadgen import LoadSpec, run_load  # noqa: E402
+from tensorfab.serve.metrics import page_sample  # noqa: E402
 from tensorfab.serve.service import GrpcOptions  # noqa: E402
 from testkit import cli_command  # noqa: E402
 
@@ -191,15 +191,6 @@ def test_grpc_unload_load_round_trip(both: Running) -> None:
     assert client.is_model_ready("digits-torch", "1", headers=dict(AUTH))
 
 
-def _metric(text: str, sample: str, **labels: str) -> float:
-    """One sample of a /metrics page, read by Prometheus's own parser (0 when absent)."""
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == sample and found.labels == labels:
-                return float(found.value)
-    return 0.0
-
-
 def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
     """40 requests of 2 rows each from 4 clients, plus 3 that fail: the statistics of both
     fronts give the counts of /metrics, and those are the requests sent."""
@@ -221,11 +212,11 @@ def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
     assert (
         success["count"]
         == 40
-        == _metric(text, "tensorfab_inference_requests_total", **labels, outcome="success")
+        == page_sample(text, "tensorfab_inference_requests_total", **labels, outcome="success")
     )
     assert stats["inference_stats"]["fail"]["count"] == 3
-    assert stats["inference_count"] == 80 == _metric(text, "tensorfab_batch_size_sum", **labels)
-    executions = _metric(text, "tensorfab_batch_size_count", **labels)
+    assert stats["inference_count"] == 80 == page_sample(text, "tensorfab_batch_size_sum", **labels)
+    executions = page_sample(text, "tensorfab_batch_size_count", **labels)
     assert (
         stats["execution_count"]
         == executions
@@ -233,7 +224,7 @@ def test_statistics_equal_metrics_after_a_load_test(both: Running) -> None:
     )
     assert stats["inference_stats"]["queue"]["count"] == 40
     assert success["ns"] == round(
-        _metric(text, "tensorfab_request_duration_seconds_sum", **labels) * 1e9
+        page_sample(text, "tensorfab_request_duration_seconds_sum", **labels) * 1e9
     )
     assert all(b["batch_size"] % 2 == 0 for b in stats["batch_stats"])  # 2 rows a request
     assert grpc_stats.inference_stats.success.count == 40

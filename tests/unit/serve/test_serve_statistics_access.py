@@ -9,7 +9,7 @@ from typing import Any
 
 from tensorfab.serve.access import access_line, access_logged
 from tensorfab.serve.batching import BatchStats
-from tensorfab.serve.metrics import ServerMetrics
+from tensorfab.serve.metrics import ServerMetrics, page_sample
 from tensorfab.serve.statistics import model_statistics
 
 
@@ -79,3 +79,15 @@ def test_access_logged_writes_one_line_per_http_request_with_its_status() -> Non
     assert re.fullmatch(r"10\.0\.0\.2:80 GET /v2/models/x 404 \d+\.\d ms", lines[0])
     _run(wrapped, {"type": "lifespan"})  # not a request: no line
     assert len(lines) == 1
+
+
+def test_page_sample_reads_a_rendered_metrics_page() -> None:
+    metrics = ServerMetrics()
+    metrics.record_request("m", "1", "success", 0.5)
+    metrics.record_batch("m", "1", BatchStats(rows=4, queue_s=[0.0], compute_s=0.01))
+    page = metrics.render().decode()
+    success = page_sample(page, "tensorfab_inference_requests_total", model="m", version="1",
+                          outcome="success")  # fmt: skip
+    assert success == 1.0
+    assert page_sample(page, "tensorfab_batch_size_sum", model="m", version="1") == 4.0
+    assert page_sample(page, "tensorfab_batch_size_sum", model="m", version="2") == 0.0
