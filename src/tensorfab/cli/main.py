@@ -54,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "serve": (
         "tensorfab.cli.serve",
-        "serve a model repository over HTTP (KServe v2 / Triton protocol, dynamic batching)",
+        "serve a model repository (KServe v2 / Triton protocol: HTTP, gRPC; dynamic batching)",
     ),
     "perf": (
         "tensorfab.cli.perf",

@@ -5,14 +5,20 @@ from __future__ import annotations
 import argparse
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tensorfab.auth import token_from_env
 from tensorfab.errors import TensorfabError
+
+if TYPE_CHECKING:
+    from tensorfab.serve.service import GrpcOptions
 
 EXAMPLE = """\
 tensorfab export runs/conll2003-minilm --repo repo --name ner
 tensorfab serve repo --port 8000
 tensorfab serve repo --model-control explicit   # then: curl -X POST .../models/ner/load
+tensorfab serve repo --grpc-port 8001 --access-log   # gRPC (tritonclient.grpc) beside HTTP
+curl -s localhost:8000/v2/models/ner/stats     # Triton's statistics (counts as in /metrics)
 curl -s localhost:8000/v1/models/ner-int8-dynamic:predict -d '{"text": "EU rejects German call ."}'
 TENSORFAB_TOKEN=secret tensorfab serve repo --host 0.0.0.0 --models ner"""
 
@@ -20,7 +26,20 @@ TENSORFAB_TOKEN=secret tensorfab serve repo --host 0.0.0.0 --models ner"""
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo", help="model repository: repo/<model>/[config.yaml, <version>/]")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="also serve the KServe v2 gRPC protocol (inference.GRPCInferenceService) on "
+        "this port, from the same models and batchers; needs the grpc extra (default: off)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="print one line per request: client, method and path (or gRPC method), "
+        "status, latency (default: off)",
+    )
     parser.add_argument("--models", help="comma-separated models to load (default: all)")
     parser.add_argument(
         "--token-env",
@@ -77,6 +96,28 @@ def _check_limits(args: argparse.Namespace) -> None:
             raise TensorfabError(f"{name} {getattr(args, flag)}: must be above 0")
 
 
+def _grpc(args: argparse.Namespace) -> GrpcOptions | None:
+    """The gRPC endpoint's options, or None without ``--grpc-port``; the extra must be there."""
+    from tensorfab.serve.server import check_port
+    from tensorfab.serve.service import GrpcOptions
+
+    if args.grpc_port is None:
+        return None
+    check_port(args.grpc_port, "--grpc-port")
+    if args.grpc_port == args.port:
+        raise TensorfabError(f"--grpc-port {args.grpc_port}: the HTTP port (--port) already")
+    try:
+        import tensorfab.serve.grpc_server  # noqa: F401  (grpcio and tritonclient[grpc])
+    except ImportError as exc:
+        raise TensorfabError(
+            f"--grpc-port needs the grpc extra ({exc.name} is missing): "
+            "pip install 'tensorfab[grpc]'"
+        ) from None
+    return GrpcOptions(
+        args.grpc_port, args.host, args.graceful_timeout, handshake_timeout_s=args.header_timeout
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tensorfab.serve import Bind, ServerOptions, run_server  # the serve extra, when run
     from tensorfab.serve.server import check_port
@@ -86,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         raise TensorfabError(f"{repo}: no such model repository folder")
     check_port(args.port)
     _check_limits(args)
+    grpc = _grpc(args)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     options = ServerOptions(
         repository=repo,
@@ -98,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         model_control=args.model_control,
         max_queue_bytes=int(args.max_queue_mb * 1024 * 1024),
         body_timeout_s=args.body_timeout,
+        grpc=grpc,
+        access_log=(lambda line: print(line, flush=True)) if args.access_log else None,
     )
     bind = Bind(
         args.host,

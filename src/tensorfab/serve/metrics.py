@@ -8,10 +8,12 @@ sizes) and where time goes (queue vs compute).
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from tensorfab.metrics.prometheus import new_registry, render
 from tensorfab.serve.batching import BatchStats
@@ -63,12 +65,26 @@ class ServerMetrics:
         self.queue_depth = Gauge(
             "tensorfab_queue_depth", "Requests waiting", labels, registry=self.registry
         )
+        self.failure_seconds = Counter(
+            "tensorfab_failed_request_duration_seconds",
+            "Time spent on inference requests that failed",
+            labels,
+            registry=self.registry,
+        )
+        # What Triton's statistics extension shows besides the families above (statistics.py):
+        # when each version last answered (ms since the epoch), and per exact batch size the
+        # batches computed and their compute time in ns.
+        self.last_inference_ms: dict[tuple[str, str], int] = {}
+        self.batches: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
 
     def record_batch(self, model: str, version: str, stats: BatchStats) -> None:
         self.batch_size.labels(model, version).observe(stats.rows)
         self.compute.labels(model, version).observe(stats.compute_s)
         for wait in stats.queue_s:
             self.queue.labels(model, version).observe(wait)
+        count_ns = self.batches[model, version].setdefault(stats.rows, [0, 0])
+        count_ns[0] += 1
+        count_ns[1] += int(stats.compute_s * 1e9)
 
     @contextmanager
     def request(self, model: str, version: str) -> Iterator[None]:
@@ -85,6 +101,26 @@ class ServerMetrics:
         self.requests.labels(model, version, outcome).inc()
         if outcome == "success":
             self.latency.labels(model, version).observe(seconds)
+            self.last_inference_ms[model, version] = int(time.time() * 1000)
+        else:
+            self.failure_seconds.labels(model, version).inc(seconds)
+
+    def value(self, sample: str, model: str, version: str, **labels: str) -> float:
+        """One sample of the registry (0 when never recorded), e.g. a histogram's ``_count``."""
+        found = self.registry.get_sample_value(
+            sample, {"model": model, "version": version, **labels}
+        )
+        return found or 0.0
 
     def render(self) -> bytes:
         return render(self.registry)
+
+
+def page_sample(page: str, sample: str, **labels: str) -> float:
+    """One sample of a ``/metrics`` page as a client reads it (0 when absent), e.g.
+    ``page_sample(text, "tensorfab_batch_size_count", model="m", version="1")``."""
+    for family in text_string_to_metric_families(page):
+        for found in family.samples:
+            if found.name == sample and found.labels == labels:
+                return float(found.value)
+    return 0.0

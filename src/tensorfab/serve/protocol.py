@@ -284,19 +284,23 @@ def check_tokens(
             )
 
 
+def chosen_outputs(request: InferRequest, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs the request asked for (all when it names none); an unknown name is a 400."""
+    if not request.outputs:
+        return outputs
+    unknown = sorted(request.outputs.keys() - outputs.keys())
+    if unknown:
+        raise ProtocolError(f"outputs: the model has no output {unknown}")
+    return {n: outputs[n] for n in request.outputs}
+
+
 def infer_response(
     model: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
 ) -> tuple[bytes, int | None]:
-    """The response body and, when any output is binary, the JSON header's length."""
-    if request.outputs:
-        unknown = sorted(request.outputs.keys() - outputs.keys())
-        if unknown:
-            raise ProtocolError(f"outputs: the model has no output {unknown}")
-        chosen = {n: outputs[n] for n in request.outputs}
-    else:
-        chosen = outputs
+    """The response body of ``outputs`` (as :func:`chosen_outputs` picked them) and, when
+    any output is binary, the JSON header's length."""
     described, blobs = [], []
-    for name, array in chosen.items():
+    for name, array in outputs.items():
         datatype = datatype_of(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if request.outputs.get(name, request.binary_default):

@@ -1,8 +1,9 @@
 """Run the app under uvicorn: bind, serve, and shut down gracefully.
 
 On SIGINT/SIGTERM uvicorn stops accepting connections and waits (up to
-``graceful_timeout_s``) for requests in flight; the app's shutdown then lets every
-batcher finish its queue before the process exits.
+``graceful_timeout_s``) for requests in flight; the app's shutdown then stops the gRPC
+endpoint (its calls in flight get the same grace) and lets every batcher finish its queue
+before the process exits.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from tensorfab.errors import TensorfabError
 from tensorfab.package.repository import repository_models
+from tensorfab.serve.access import access_logged
 from tensorfab.serve.app import ServerOptions, create_app
 from tensorfab.serve.guard import RateLimitedLog, guard
 from tensorfab.serve.timeouts import DEFAULT_HEADER_TIMEOUT_S, timed_protocol
@@ -58,7 +61,9 @@ def raise_open_file_limit() -> tuple[int, int]:
 
 
 def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
-    app = guard(create_app(options), options.tally, RateLimitedLog())
+    app: Any = guard(create_app(options), options.tally, RateLimitedLog())
+    if options.access_log is not None:
+        app = access_logged(app, options.access_log)
     config = uvicorn.Config(
         app,
         http=timed_protocol(bind.header_timeout_s),
@@ -73,10 +78,10 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, flag: str = "--port") -> None:
     """Refuse a port outside 0..65535 with a message, not the socket's OverflowError."""
     if not 0 <= port <= MAX_PORT:
-        raise TensorfabError(f"--port {port}: choose a port from 0 to {MAX_PORT}")
+        raise TensorfabError(f"{flag} {port}: choose a port from 0 to {MAX_PORT}")
 
 
 def check_models(options: ServerOptions) -> None:
@@ -96,9 +101,9 @@ def check_models(options: ServerOptions) -> None:
             )
 
 
-def check_bindable(bind: Bind) -> None:
+def check_bindable(bind: Bind, flag: str = "--port") -> None:
     """Fail at once, before any model loads, when the address cannot be bound."""
-    check_port(bind.port)
+    check_port(bind.port, flag)
     family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,6 +123,8 @@ def run_server(options: ServerOptions, bind: Bind) -> int | None:
     """
     check_models(options)
     check_bindable(bind)
+    if options.grpc is not None:
+        check_bindable(Bind(options.grpc.host, options.grpc.port), "--grpc-port")
     before, after = raise_open_file_limit()
     if options.announce:
         auth = "bearer token required" if options.token else "no auth"

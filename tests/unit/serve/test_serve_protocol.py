@@ -15,6 +15,7 @@ from tensorfab.serve.protocol import (
     ProtocolError,
     check_inputs,
     check_tokens,
+    chosen_outputs,
     infer_response,
     parse_infer_request,
 )
@@ -173,7 +174,7 @@ def test_unknown_requested_output_is_an_error() -> None:
               outputs=[{"name": "probs"}])
     )  # fmt: skip
     with pytest.raises(ProtocolError, match=r"no output \['probs'\]"):
-        infer_response("m", "1", request, {"logits": np.zeros((1, 2), np.float32)})
+        chosen_outputs(request, {"logits": np.zeros((1, 2), np.float32)})
 
 
 def test_model_config_defaults_and_errors_with_file_and_line(tmp_path: Path) -> None:
