@@ -322,6 +322,24 @@ class Store:
             rows = self.db.execute(query + " ORDER BY id", params).fetchall()
         return [_row(r) for r in rows]
 
+    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """``limit`` jobs from ``offset``, newest first, and the number of jobs in all.
+
+        The dashboard's table: one indexed query per page, whatever the database holds.
+        """
+        with self._mutex:
+            total = int(self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+            rows = self.db.execute(
+                "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, max(0, offset))
+            ).fetchall()
+        return [_row(r) for r in rows], total
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (states without jobs are left out)."""
+        with self._mutex:
+            rows = self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def events(self, job_id: int) -> list[dict[str, Any]]:
         with self._mutex:
             rows = self.db.execute(
