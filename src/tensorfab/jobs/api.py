@@ -1,7 +1,7 @@
 """The daemon's REST API (FastAPI): what the CLI and other clients call; never the DB file.
 
 The web dashboard (``dashboard.py``: ``/``, ``/ui/...``, ``/login``) is mounted on the same
-app and applies the same rules (:meth:`_Routes.apply`).
+app and applies the same rules (``actions.py``).
 
 Routes: ``GET /health`` (open), ``POST /jobs`` (submit), ``GET /jobs`` (``?all=true`` adds
 ended jobs), ``GET /jobs/{id}`` (with its events), ``GET /jobs/{id}/logs`` (a chunk from an
@@ -23,7 +23,9 @@ from fastapi.responses import JSONResponse, Response
 
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
+from tensorfab.jobs.actions import apply_action, caller_of
 from tensorfab.jobs.agent import Agent, job_dir
+from tensorfab.jobs.dashboard import COOKIE, OPEN_PATHS, add_dashboard
 from tensorfab.jobs.store import ENDED
 from tensorfab.jobs.submit import Caller, build_job, request_from_json
 from tensorfab.jobs.supervisor import STDERR, STDOUT
@@ -31,11 +33,6 @@ from tensorfab.jobs.views import job_view, node_view
 from tensorfab.metrics.prometheus import CONTENT_TYPE
 
 MAX_LOG_CHUNK = 1 << 20
-ACTIONS = {
-    "cancel": (("queued", "held", "preempted"), "cancelled"),
-    "hold": (("queued", "preempted"), "held"),
-    "release": (("held",), "queued"),
-}
 
 
 @dataclass(frozen=True)
@@ -58,10 +55,7 @@ class _Routes:
         self.options = options
 
     def caller(self, request: Request) -> Caller:
-        identity = getattr(request.state, "identity", None)
-        if identity is None:
-            return Caller(self.options.local_user, ("default",))
-        return Caller(identity.user, tuple(identity.teams))
+        return caller_of(request, self.options.local_user)
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "node": self.agent.node.name}
@@ -121,38 +115,10 @@ class _Routes:
         return {"text": text, "offset": new_offset, "ended": row["state"] in ENDED}
 
     def act(self, job_id: int, action: str, request: Request) -> Any:
-        status, answer = self.apply(job_id, action, self.caller(request).user)
+        who = self.caller(request).user
+        owners_only = self.options.tokens is not None
+        status, answer = apply_action(self.agent, job_id, action, who, owners_only)
         return answer if status == 200 else _error(answer["error"], status)
-
-    def apply(self, job_id: int, action: str, who: str) -> tuple[int, dict[str, Any]]:
-        """Cancel, hold or release a job for ``who`` (the CLI's and the dashboard's rules)."""
-        if action not in ACTIONS:
-            return 404, {"error": f"action {action!r}: use cancel, hold or release"}
-        row = self.store.get(job_id)
-        if row is None:
-            return 404, {"error": f"job {job_id}: no such job"}
-        if not self.may_act(row, who):
-            return 403, {"error": f"job {job_id}: belongs to {row['user']}, not {who}"}
-        if action == "cancel" and row["state"] == "running":
-            return 200, self._cancel_running(row, who)
-        allowed, target = ACTIONS[action]
-        if not self.store.change_if(job_id, allowed, target, f"{action} by {who}"):
-            return 409, {"error": f"job {job_id}: is {row['state']}; cannot {action} it"}
-        self.agent.ended(target)
-        self.agent.wake.set()
-        return 200, {"id": job_id, "state": target}
-
-    def may_act(self, row: dict[str, Any], who: str) -> bool:
-        """With tokens, only a job's owner may act on it; a single-user daemon is all theirs."""
-        return self.options.tokens is None or row["user"] == who
-
-    def _cancel_running(self, row: dict[str, Any], who: str) -> dict[str, Any]:
-        """Mark a running job for stopping; the agent signals it and ends it cancelled."""
-        if row["stop_reason"] != "cancel":
-            self.store.update(row["id"], stop_reason="cancel", stop_sent_at=None)
-            self.store.note(row["id"], "running", f"cancel requested by {who}")
-        self.agent.wake.set()
-        return {"id": row["id"], "state": "running", "stopping": True}
 
     def node(self) -> dict[str, Any]:
         return node_view(self.agent)
@@ -169,15 +135,13 @@ class _Routes:
 
 def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
     """The API over ``agent``; with a token table every route but /health needs a token."""
-    from tensorfab.jobs.dashboard import COOKIE, OPEN_PATHS, add_dashboard  # it imports us
-
     app = FastAPI(title="tensorfab jobs", docs_url=None, redoc_url=None)
     if options.tokens is not None:
         from tensorfab.auth import install_auth
 
         install_auth(app, options.tokens, ("/health", *OPEN_PATHS), cookie=COOKIE)
     routes = _Routes(agent, options)
-    add_dashboard(app, routes)
+    add_dashboard(app, agent, options.tokens, options.local_user)
     app.add_api_route("/health", routes.health, methods=["GET"])
     app.add_api_route("/jobs", routes.submit, methods=["POST"])
     app.add_api_route("/jobs", routes.list_jobs, methods=["GET"])

@@ -5,7 +5,7 @@ tokens file the page first asks for the token (``POST /login``, a form) and the 
 answers with an HttpOnly, SameSite=Strict cookie that ``tensorfab.auth`` accepts in place
 of the header; ``POST /logout`` clears it. Without a tokens file (single user, loopback)
 there is no login. The buttons post forms to ``/ui/jobs/{id}/{action}``, which applies the
-API's own rules (:meth:`_Routes.apply`: only the owner acts, in the states the CLI allows)
+API's own rules (``actions.py``: only the owner acts, in the states the CLI allows)
 and redirects back, so they work without JavaScript; posts must come from the daemon's own
 pages. The job table is one page of the store (newest first, ``?page=N``), so the page
 costs the same with a thousand jobs as with ten.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import FastAPI, Request
@@ -24,14 +24,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from tensorfab.auth import same_origin
 from tensorfab.jobs.accounting import summarize
-from tensorfab.jobs.api import ACTIONS
+from tensorfab.jobs.actions import ACTIONS, apply_action, caller_of, may_act
+from tensorfab.jobs.agent import Agent
 from tensorfab.jobs.client import usage_record
 from tensorfab.jobs.dashboard_html import dashboard_page, live_part, login_page
 from tensorfab.jobs.progress import run_progress
 from tensorfab.jobs.views import job_view, node_view
-
-if TYPE_CHECKING:
-    from tensorfab.jobs.api import _Routes
 
 COOKIE = "tensorfab_token"
 PAGE_SIZE = 50
@@ -65,28 +63,29 @@ def allowed_actions(job: dict[str, Any], may_act: bool) -> list[str]:
 
 
 class Dashboard:
-    """The dashboard's routes over the API's handlers (their store, agent and rules)."""
+    """The dashboard's routes over the daemon's agent (its store) and the API's rules."""
 
-    def __init__(self, routes: _Routes) -> None:
-        self.routes = routes
-        self.agent = routes.agent
-        self.store = routes.store
-        self.login = routes.options.tokens is not None
+    def __init__(self, agent: Agent, tokens: Any, local_user: str) -> None:
+        self.agent = agent
+        self.store = agent.store
+        self.tokens = tokens  # a tensorfab.auth TokenTable, or None: single user, no login
+        self.login = tokens is not None
+        self.local_user = local_user
 
     def _user(self, request: Request) -> str | None:
         """Who looks at the page; None when a tokens file needs a login first."""
         if self.login and getattr(request.state, "identity", None) is None:
             return None
-        return self.routes.caller(request).user
+        return caller_of(request, self.local_user).user
 
     def view(self, request: Request, page: int, now: float) -> dict[str, Any]:
         """Everything the page shows, gathered from the store, the runs and the node."""
-        user = self.routes.caller(request).user
+        user = caller_of(request, self.local_user).user
         rows, total = self.store.page((max(1, page) - 1) * PAGE_SIZE, PAGE_SIZE)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         jobs = [job_view(r, now) for r in rows]
         for job, row in zip(jobs, rows, strict=True):
-            job["actions"] = allowed_actions(job, self.routes.may_act(row, user))
+            job["actions"] = allowed_actions(job, may_act(row, user, self.login))
         running = [job_view(r, now) for r in self.store.jobs(("running",))]
         for job in running:
             job["progress"] = run_progress(job["run_dir"])
@@ -108,10 +107,9 @@ class Dashboard:
 
     def _usage(self, now: float) -> dict[str, list[dict[str, Any]]]:
         since = now - USAGE_DAYS * 86400
-        rows = self.store.jobs()
-        keep = [usage_record(r) for r in rows if r["ended_at"] is None or r["ended_at"] >= since]
+        records = [usage_record(r) for r in self.store.jobs()]  # summarize keeps the window's
         return {
-            by: [r.__dict__ for r in summarize(keep, since, by=by, now=now)]
+            by: [r.__dict__ for r in summarize(records, since, by=by, now=now)]
             for by in ("team", "user")
         }
 
@@ -129,7 +127,7 @@ class Dashboard:
             return RedirectResponse("/", status_code=303)
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         token = (form.get("token") or [""])[0]
-        if self.routes.options.tokens.identify(token) is None:
+        if self.tokens.identify(token) is None:
             return _html(login_page("wrong token"), status=401)
         answer = RedirectResponse("/", status_code=303)
         secure = request.url.scheme == "https"
@@ -145,7 +143,8 @@ class Dashboard:
         """A button: the API's action for the caller, then back to the page with a note."""
         if not same_origin(request):
             return _html("refused: the form did not come from this dashboard", status=403)
-        status, answer = self.routes.apply(job_id, action, self.routes.caller(request).user)
+        who = caller_of(request, self.local_user).user
+        status, answer = apply_action(self.agent, job_id, action, who, self.login)
         if status == 200:
             note = f"job {job_id}: {action} done" + (
                 " (stopping)" if answer.get("stopping") else ""
@@ -161,9 +160,9 @@ class Dashboard:
         return Response(data, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
 
-def add_dashboard(app: FastAPI, routes: _Routes) -> None:
-    """Mount the dashboard's routes on the daemon's app."""
-    board = Dashboard(routes)
+def add_dashboard(app: FastAPI, agent: Agent, tokens: Any, local_user: str) -> None:
+    """Mount the dashboard's routes on the daemon's app (``tokens``: None, or a TokenTable)."""
+    board = Dashboard(agent, tokens, local_user)
     app.add_api_route("/", board.page, methods=["GET"], response_class=HTMLResponse)
     app.add_api_route("/ui/live", board.live, methods=["GET"], response_class=HTMLResponse)
     app.add_api_route("/login", board.log_in, methods=["POST"])
