@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,21 @@ def test_running_jobs_show_progress_and_devices_say_simulated(agent: Agent, tmp_
     assert f"<td>{job} (local-user/default)</td>" in devices
     assert "simulated: no readings" in devices
     assert "<html" not in live  # the live part only
+
+
+def test_usage_charts_sum_gpu_and_cpu_hours_by_team_and_user(agent: Agent) -> None:
+    now = time.time()
+    for user, team, gpus in (("alice", "vision", 2), ("bob", "speech", 1), ("dan", "vision", 1)):
+        job = _add(agent, user, team, gpus=gpus)
+        agent.store.transition(job, "succeeded", "done", now, started_at=now - 1800, run_s=1800.0)
+    live = _client(agent).get("/ui/live").text
+    team = live.split('id="usage-team"', 1)[1].split("</svg>", 1)[0]
+    labels = re.findall(r'class="label">(\w+)</text>', team)
+    values = re.findall(r'class="value">([\d.]+)</text>', team)
+    # vision: (2 + 1) GPUs x 0.5 h = 1.5 GPU-hours, 2 jobs x 1 CPU x 0.5 h = 1.0 CPU-hour
+    assert (labels, values) == (["vision", "speech"], ["1.50", "1.00", "0.50", "0.50"])
+    user = live.split('id="usage-user"', 1)[1].split("</svg>", 1)[0]
+    assert re.findall(r'class="label">(\w+)</text>', user) == ["alice", "bob", "dan"]
 
 
 def test_static_files_come_from_the_package(agent: Agent) -> None:
