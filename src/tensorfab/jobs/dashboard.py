@@ -35,6 +35,7 @@ COOKIE = "tensorfab_token"
 PAGE_SIZE = 50
 REFRESH_S = 2
 USAGE_DAYS = 7
+USAGE_TTL_S = 10.0  # the charts need not move every refresh; the sums cost O(jobs)
 MAX_NOTE = 300  # a note comes back in the URL after a button; never a page of text
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 OPEN_PATHS = ("/", "/login", "/logout", *(f"/static/{name}" for name in STATIC))
@@ -71,6 +72,7 @@ class Dashboard:
         self.tokens = tokens  # a tensorfab.auth TokenTable, or None: single user, no login
         self.login = tokens is not None
         self.local_user = local_user
+        self._usage_cache: tuple[float, dict[str, list[dict[str, Any]]]] | None = None
 
     def _user(self, request: Request) -> str | None:
         """Who looks at the page; None when a tokens file needs a login first."""
@@ -106,12 +108,17 @@ class Dashboard:
         }
 
     def _usage(self, now: float) -> dict[str, list[dict[str, Any]]]:
+        """GPU- and CPU-hours by team and user; computed at most every USAGE_TTL_S seconds."""
+        if self._usage_cache and now - self._usage_cache[0] < USAGE_TTL_S:
+            return self._usage_cache[1]
         since = now - USAGE_DAYS * 86400
-        records = [usage_record(r) for r in self.store.jobs()]  # summarize keeps the window's
-        return {
+        records = [usage_record(r) for r in self.store.usage_rows(since)]
+        usage = {
             by: [r.__dict__ for r in summarize(records, since, by=by, now=now)]
             for by in ("team", "user")
         }
+        self._usage_cache = (now, usage)
+        return usage
 
     def page(self, request: Request, page: int = 1, note: str = "") -> HTMLResponse:
         if self._user(request) is None:

@@ -103,6 +103,23 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
 """
 JSON_FIELDS = ("argv", "after", "devices", "cores", "energy_start")
+USAGE_COLUMNS = (
+    "id",
+    "user",
+    "team",
+    "state",
+    "submitted_at",
+    "started_at",
+    "ended_at",
+    "gpus",
+    "cpus",
+    "wait_s",
+    "queued_at",
+    "run_s",
+    "energy_j",
+    "preemptions",
+    "retries_used",
+)
 
 
 @dataclass
@@ -333,6 +350,18 @@ class Store:
                 "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, max(0, offset))
             ).fetchall()
         return [_row(r) for r in rows], total
+
+    def usage_rows(self, since: float) -> list[dict[str, Any]]:
+        """Accounting's columns of the jobs that ended at/after ``since`` or have not ended.
+
+        Only plain columns (no spec, no JSON to decode): the dashboard's usage charts read
+        them on every refresh.
+        """
+        cols = ", ".join(USAGE_COLUMNS)
+        query = f"SELECT {cols} FROM jobs WHERE ended_at IS NULL OR ended_at >= ? ORDER BY id"
+        with self._mutex:
+            rows = self.db.execute(query, (since,)).fetchall()
+        return [dict(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (states without jobs are left out)."""
