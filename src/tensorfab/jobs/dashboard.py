@@ -83,8 +83,11 @@ class Dashboard:
     def view(self, request: Request, page: int, now: float) -> dict[str, Any]:
         """Everything the page shows, gathered from the store, the runs and the node."""
         user = caller_of(request, self.local_user).user
-        rows, total = self.store.page((max(1, page) - 1) * PAGE_SIZE, PAGE_SIZE)
+        counts = self.store.counts()
+        total = sum(counts.values())
         pages = max(1, math.ceil(total / PAGE_SIZE))
+        page = min(max(1, page), pages)
+        rows = self.store.page((page - 1) * PAGE_SIZE, PAGE_SIZE)
         jobs = [job_view(r, now) for r in rows]
         for job, row in zip(jobs, rows, strict=True):
             job["actions"] = allowed_actions(job, may_act(row, user, self.login))
@@ -96,9 +99,9 @@ class Dashboard:
             "user": user,
             "login": self.login,
             "refresh_s": REFRESH_S,
-            "counts": self.store.counts(),
+            "counts": counts,
             "jobs": jobs,
-            "page": min(max(1, page), pages),
+            "page": page,
             "pages": pages,
             "total": total,
             "running": running,

@@ -339,17 +339,16 @@ class Store:
             rows = self.db.execute(query + " ORDER BY id", params).fetchall()
         return [_row(r) for r in rows]
 
-    def page(self, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-        """``limit`` jobs from ``offset``, newest first, and the number of jobs in all.
+    def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """``limit`` jobs from ``offset``, newest first: one indexed query, whatever the size.
 
-        The dashboard's table: one indexed query per page, whatever the database holds.
+        The dashboard's table; :meth:`counts` gives the number of jobs for its pager.
         """
         with self._mutex:
-            total = int(self.db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
             rows = self.db.execute(
                 "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, max(0, offset))
             ).fetchall()
-        return [_row(r) for r in rows], total
+        return [_row(r) for r in rows]
 
     def usage_rows(self, since: float) -> list[dict[str, Any]]:
         """Accounting's columns of the jobs that ended at/after ``since`` or have not ended.

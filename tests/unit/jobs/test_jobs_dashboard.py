@@ -68,6 +68,8 @@ def test_the_first_response_lists_the_newest_jobs_paged_on_the_server(agent: Age
     last = client.get("/", params={"page": 3}).text
     assert [i for i, _ in _rows(last)] == list(range(20, 0, -1))
     assert 'rel="next"' not in last
+    beyond = client.get("/", params={"page": 99}).text  # past the end: the last page
+    assert _rows(beyond) == _rows(last) and "page 3 of 3" in beyond
     assert "default-src 'self'" in first.headers["content-security-policy"]
     assert "<b>120</b> queued" in first.text
 
