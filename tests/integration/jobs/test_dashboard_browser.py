@@ -9,6 +9,7 @@ Set ``TENSORFAB_DASHBOARD_SCREENSHOT=docs/dashboard.png`` to save the README's s
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Iterator
@@ -20,44 +21,31 @@ import pytest
 
 from tensorfab.jobs.client import JobsClient
 from tensorfab.jobs.daemon import DaemonProcess
-from tensorfab.jobs.store import NewJob, Store
 from tensorfab.spec import dump_spec, load_spec
 
 REPO = Path(__file__).resolve().parents[3]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
 N_OLD_JOBS = 1000
-TEAMS = {"alice": "vision", "bob": "nlp", "carol": "speech", "dan": "vision"}
 SCREENSHOT = os.environ.get("TENSORFAB_DASHBOARD_SCREENSHOT")
 
 
-def _fill(state: Path, n: int, now: float) -> None:
-    """``n`` ended jobs of four users, one a minute over the last ``n`` minutes."""
-    store = Store(state)
-    try:
-        for i in range(n):
-            user = list(TEAMS)[i % 4]
-            t = now - (n - i) * 60.0
-            job = NewJob(user, TEAMS[user], "command", ["export", f"runs/exp-{i}"], "/tmp", gpus=1)
-            job_id = store.add(job, t)
-            store.transition(
-                job_id,
-                "failed" if i % 17 == 0 else "succeeded",
-                "done",
-                t + 50,
-                started_at=t + 5,
-                run_s=45.0 * (1 + i % 3),
-                wait_s=5.0,
-                devices=[f"sim{i % 8}"],
-            )
-    finally:
-        store.close()
+def _benchmark() -> Any:
+    """benchmarks/dashboard_load.py: its database filler and its Chromium launch."""
+    spec = importlib.util.spec_from_file_location(
+        "dashboard_load", REPO / "benchmarks" / "dashboard_load.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _benchmark()
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     root = tmp_path_factory.mktemp("dashboard")
-    _fill(root / "state", N_OLD_JOBS, time.time())
+    BENCH.fill_jobs(root / "state", N_OLD_JOBS, time.time())
     args = ["--simulate-gpus", "8", "--cpus", "2", "--test-jobs", "--grace", "2s"]
     with DaemonProcess(root / "state", args, cwd=root) as started:
         yield started
@@ -65,12 +53,11 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    assert CHROMIUM.is_file(), f"{CHROMIUM} missing: apt-get install -y chromium"
+    assert Path(BENCH.CHROMIUM).is_file(), f"{BENCH.CHROMIUM} missing: apt-get install -y chromium"
     from playwright.sync_api import sync_playwright
 
-    args = CHROMIUM_ARGS + (["--no-sandbox"] if os.geteuid() == 0 else [])
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        chromium = BENCH.launch_chromium(pw)
         yield chromium
         chromium.close()
 
