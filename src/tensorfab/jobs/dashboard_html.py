@@ -53,6 +53,7 @@ def document(title: str, body: str) -> str:
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title>"
+        '<link rel="icon" href="data:,">'  # no favicon request
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/dashboard.js" defer></script>'
         f"</head><body>{body}</body></html>\n"
@@ -257,6 +258,7 @@ def bar_chart(chart_id: str, title: str, rows: list[dict[str, Any]]) -> str:
         f'<svg id="{chart_id}" class="chart" role="img" aria-label="{_e(title)}" '
         f'width="{CHART_WIDTH}" height="{height}" viewBox="0 0 {CHART_WIDTH} {height}">'
         f"<title>{_e(title)}</title>"
+        '<link rel="icon" href="data:,">'  # no favicon request
     ]
     for i, row in enumerate(rows):
         y = 20 + i * (2 * BAR_HEIGHT + 8)

@@ -64,11 +64,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; the test fails on any script error or error the console shows (CSP too)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     opened = context.new_page()
     opened.set_default_timeout(20_000)
+    errors: list[str] = []
+    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
     yield opened
     context.close()
+    assert errors == []
 
 
 def _state(page: Any, job_id: int) -> str:
