@@ -226,3 +226,24 @@ def test_bar_chart_scales_bars_to_the_largest_value() -> None:
 )  # fmt: skip
 def test_durations_read_like_a_person_writes_them(seconds: float | None, text: str) -> None:
     assert duration(seconds) == text
+
+
+def test_real_gpus_show_their_nvml_readings(tmp_path: Path, monkeypatch) -> None:
+    import tensorfab.hardware
+
+    readings = {"utilization_pct": 87, "memory_used_bytes": 3 * 2**30, "power_w": 250.4}
+    monkeypatch.setattr(tensorfab.hardware, "gpu_readings", lambda index, uuid: readings)
+    gpu = Gpu("GPU-1234", 0, "NVIDIA H100 80GB HBM3", 80 * 2**30, False)
+    store = Store(tmp_path / "state", mounts="/dev/vda / ext4 rw 0 0\n")
+    try:
+        agent = Agent(
+            store, Inventory([gpu], [0], 2**34), LocalBackend(), AgentConfig(PolicyConfig())
+        )
+        devices = _client(agent).get("/ui/live").text.split('<table id="device-table">', 1)[1]
+    finally:
+        store.close()
+    assert (
+        "<tr><td>GPU-1234 </td><td>NVIDIA H100 80GB HBM3</td><td>idle</td>"
+        "<td>87 %</td><td>3.0 GiB / 80.0 GiB</td><td>250 W</td></tr>"
+    ) in devices
+    assert "simulated" not in devices
