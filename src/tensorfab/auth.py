@@ -43,6 +43,8 @@ from tensorfab.errors import TensorfabError
 
 SCHEME = "bearer"  # compared case-insensitively, as RFC 9110 says of auth schemes
 REFUSED = "missing or wrong bearer token"
+CROSS_SITE = "refused: a request made with the login cookie must come from this server's pages"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -179,12 +181,35 @@ def load_tokens(path: str | Path) -> TokenTable:
     return TokenTable(entries)
 
 
-def install_auth(app: Any, table: TokenTable, open_paths: Iterable[str] = ()) -> None:
+def same_origin(request: Any) -> bool:
+    """The request comes from a page of this server (its Origin, else its Referer, says so)."""
+    here = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    origin = request.headers.get("origin")
+    if origin:
+        return origin == here
+    return (request.headers.get("referer") or "").startswith(here + "/")
+
+
+def _identify(request: Any, table: TokenTable, cookie: str | None) -> tuple[Identity | None, bool]:
+    """The caller's identity from the bearer header, else from the cookie (and which one)."""
+    if request.headers.get("authorization"):
+        return table.identify_header(request.headers.get("authorization")), False
+    token = request.cookies.get(cookie) if cookie else None
+    return (table.identify(token), True) if token else (None, False)
+
+
+def install_auth(
+    app: Any, table: TokenTable, open_paths: Iterable[str] = (), cookie: str | None = None
+) -> None:
     """Require a known bearer token on every path of the FastAPI ``app`` but ``open_paths``.
 
-    A known token puts its :class:`Identity` on ``request.state.identity`` (None on an open
-    path); anything else is answered ``401 {"error": "missing or wrong bearer token"}``
-    with ``WWW-Authenticate: Bearer``, before any route runs.
+    A known token puts its :class:`Identity` on ``request.state.identity`` (on an open path
+    too, where a missing token leaves None); anything else is answered ``401 {"error":
+    "missing or wrong bearer token"}`` with ``WWW-Authenticate: Bearer``, before any route
+    runs. With ``cookie``, a browser may send the token in that cookie instead (the jobs
+    dashboard sets it, HttpOnly and SameSite=Strict, at its login); a request that changes
+    something on a cookie's strength must come from the server's own pages (Origin or
+    Referer), else 403, so no other site can make a logged-in browser act.
     """
     from fastapi.responses import JSONResponse
 
@@ -192,11 +217,11 @@ def install_auth(app: Any, table: TokenTable, open_paths: Iterable[str] = ()) ->
     headers = {"WWW-Authenticate": "Bearer"}
 
     async def auth(request: Any, call_next: Any) -> Any:
-        identity = None
-        if request.url.path not in opened:
-            identity = table.identify_header(request.headers.get("authorization"))
-            if identity is None:
-                return JSONResponse({"error": REFUSED}, status_code=401, headers=headers)
+        identity, by_cookie = _identify(request, table, cookie)
+        if identity is None and request.url.path not in opened:
+            return JSONResponse({"error": REFUSED}, status_code=401, headers=headers)
+        if by_cookie and request.method not in SAFE_METHODS and not same_origin(request):
+            return JSONResponse({"error": CROSS_SITE}, status_code=403)
         request.state.identity = identity
         return await call_next(request)
 

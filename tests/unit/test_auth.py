@@ -167,6 +167,35 @@ def test_middleware_refuses_missing_or_wrong_tokens(header: str | None) -> None:
     assert client.get("/nothing-here", headers=headers).status_code == 401
 
 
+def test_a_cookie_stands_in_for_the_header_and_changes_need_our_own_pages() -> None:
+    app = FastAPI()
+    install_auth(app, TokenTable([(FOO_SHA, Identity("alice"))]), ("/health",), cookie="tok")
+
+    @app.api_route("/whoami", methods=["GET", "POST"])
+    async def whoami(request: Request) -> dict:
+        return {"user": request.state.identity.user}
+
+    @app.get("/health")
+    async def health(request: Request) -> dict:
+        return {"identity": request.state.identity}
+
+    client = TestClient(app, cookies={"tok": "foo"})
+    assert client.get("/whoami").json() == {"user": "alice"}
+    here = "http://testserver"
+    assert client.post("/whoami", headers={"origin": here}).status_code == 200
+    assert client.post("/whoami", headers={"referer": here + "/?page=2"}).status_code == 200
+    for headers in ({"origin": "http://evil.example"}, {"referer": here + ".evil.example/"}, {}):
+        refused = client.post("/whoami", headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.json()["error"].startswith("refused: a request made with the login cookie")
+    # a bearer header is what counts when both come, and needs no Origin (the CLI)
+    assert client.post("/whoami", headers={"authorization": "Bearer foo"}).status_code == 200
+    assert client.get("/whoami", headers={"authorization": "Bearer nope"}).status_code == 401
+    client.cookies.set("tok", "nope")
+    assert client.get("/whoami").status_code == 401
+    assert client.get("/health").json() == {"identity": None}  # open: a wrong cookie is no one
+
+
 def test_token_from_env_unset_set_and_empty(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TF_TEST_TOKEN", raising=False)
     assert token_from_env("TF_TEST_TOKEN") is None  # unset: no auth, as asked

@@ -81,8 +81,9 @@ def _configure_up(subs: Any) -> None:
     p = _sub(
         subs,
         "up",
-        "run this node's scheduler daemon (API + agent) in the foreground",
-        "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs",
+        "run this node's scheduler daemon (API + agent + web dashboard at /) in the foreground",
+        "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs\n"
+        "# then open http://127.0.0.1:8321/ (with --tokens: log in with your token)",
     )
     p.add_argument("--simulate-gpus", type=int, metavar="N", help="N virtual GPUs (jobs on CPU)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")

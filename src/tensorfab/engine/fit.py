@@ -19,7 +19,9 @@ from tensorfab.engine.distributed import any_rank
 from tensorfab.engine.evaluate import evaluate_batches
 from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
+from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.errors import TensorfabError
+from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
 class Interrupted(TensorfabError):
@@ -129,12 +131,32 @@ def _log_step(ctx: RunContext, state: TrainState, guard: _Guard, pace: dict[str,
         "loss": loss,
         "lr": lr,
         "samples_per_s": sps,
+        **_pace(ctx, sps),
     }
     ctx.log.append(record)
     if ctx.tb is not None:
         ctx.tb.add_scalar("train/loss", loss, state.global_step)
         ctx.tb.add_scalar("train/lr", lr, state.global_step)
     ctx.progress.update(state.batch_in_epoch, len(ctx.train), loss, sps)
+
+
+def _pace(ctx: RunContext, samples_per_s: float) -> dict[str, Any]:
+    """What a live view needs beside the loss: wall time, planned steps, MFU (None: no peak).
+
+    The peak is looked up once per run (cached per device by ``bench micro``).
+    """
+    if "peak_tflops" not in ctx.info:
+        peaks = peak_info(ctx.runtime.device, ctx.runtime.precision)
+        ctx.info["peak_tflops"] = peaks["peak_tflops"]
+    spec = ctx.spec.train
+    steps_per_epoch = -(-len(ctx.train) // spec.grad_accum)  # the epoch's last micro-batch steps
+    total = spec.epochs * steps_per_epoch
+    flops = TRAIN_FLOPS_FACTOR * ctx.flops_per_sample if ctx.flops_per_sample else None
+    return {
+        "time": time.time(),
+        "total_steps": min(total, spec.max_steps) if spec.max_steps else total,
+        "mfu": model_flops_utilization(flops, samples_per_s, ctx.info["peak_tflops"]),
+    }
 
 
 def _stop_message(ctx: RunContext, state: TrainState, signum: int) -> str:

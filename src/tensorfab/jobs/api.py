@@ -1,5 +1,8 @@
 """The daemon's REST API (FastAPI): what the CLI and other clients call; never the DB file.
 
+The web dashboard (``dashboard.py``: ``/``, ``/ui/...``, ``/login``) is mounted on the same
+app and applies the same rules (``actions.py``).
+
 Routes: ``GET /health`` (open), ``POST /jobs`` (submit), ``GET /jobs`` (``?all=true`` adds
 ended jobs), ``GET /jobs/{id}`` (with its events), ``GET /jobs/{id}/logs`` (a chunk from an
 offset, for ``logs -f``), ``POST /jobs/{id}/cancel|hold|release``, ``GET /node`` (devices and
@@ -20,18 +23,16 @@ from fastapi.responses import JSONResponse, Response
 
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
+from tensorfab.jobs.actions import apply_action, caller_of
 from tensorfab.jobs.agent import Agent, job_dir
-from tensorfab.jobs.store import ENDED, WAITING
+from tensorfab.jobs.dashboard import COOKIE, OPEN_PATHS, add_dashboard
+from tensorfab.jobs.store import ENDED
 from tensorfab.jobs.submit import Caller, build_job, request_from_json
 from tensorfab.jobs.supervisor import STDERR, STDOUT
+from tensorfab.jobs.views import job_view, node_view
 from tensorfab.metrics.prometheus import CONTENT_TYPE
 
 MAX_LOG_CHUNK = 1 << 20
-ACTIONS = {
-    "cancel": (("queued", "held", "preempted"), "cancelled"),
-    "hold": (("queued", "preempted"), "held"),
-    "release": (("held",), "queued"),
-}
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,6 @@ def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def job_view(row: dict[str, Any], now: float) -> dict[str, Any]:
-    """A job as clients see it: the row without internals, with the live wait time."""
-    view = {k: v for k, v in row.items() if k not in ("spec", "energy_start")}
-    if row["state"] in WAITING:
-        view["wait_s"] = row["wait_s"] + max(0.0, now - row["queued_at"])
-    if row["state"] == "running" and row["started_at"]:
-        view["run_s"] = row["run_s"] + max(0.0, now - row["started_at"])
-    view["name"] = Path(row["run_dir"]).name if row["run_dir"] else " ".join(row["argv"])
-    return view
-
-
 class _Routes:
     """The route handlers, bound to one agent (its store) and the API's options."""
 
@@ -65,10 +55,7 @@ class _Routes:
         self.options = options
 
     def caller(self, request: Request) -> Caller:
-        identity = getattr(request.state, "identity", None)
-        if identity is None:
-            return Caller(self.options.local_user, ("default",))
-        return Caller(identity.user, tuple(identity.teams))
+        return caller_of(request, self.options.local_user)
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "node": self.agent.node.name}
@@ -128,30 +115,10 @@ class _Routes:
         return {"text": text, "offset": new_offset, "ended": row["state"] in ENDED}
 
     def act(self, job_id: int, action: str, request: Request) -> Any:
-        if action not in ACTIONS:
-            return _error(f"action {action!r}: use cancel, hold or release", 404)
-        row = self.store.get(job_id)
-        if row is None:
-            return _error(f"job {job_id}: no such job", 404)
         who = self.caller(request).user
-        if self.options.tokens is not None and row["user"] != who:
-            return _error(f"job {job_id}: belongs to {row['user']}, not {who}", 403)
-        if action == "cancel" and row["state"] == "running":
-            return self._cancel_running(row, who)
-        allowed, target = ACTIONS[action]
-        if not self.store.change_if(job_id, allowed, target, f"{action} by {who}"):
-            return _error(f"job {job_id}: is {row['state']}; cannot {action} it", 409)
-        self.agent.ended(target)
-        self.agent.wake.set()
-        return {"id": job_id, "state": target}
-
-    def _cancel_running(self, row: dict[str, Any], who: str) -> dict[str, Any]:
-        """Mark a running job for stopping; the agent signals it and ends it cancelled."""
-        if row["stop_reason"] != "cancel":
-            self.store.update(row["id"], stop_reason="cancel", stop_sent_at=None)
-            self.store.note(row["id"], "running", f"cancel requested by {who}")
-        self.agent.wake.set()
-        return {"id": row["id"], "state": "running", "stopping": True}
+        owners_only = self.options.tokens is not None
+        status, answer = apply_action(self.agent, job_id, action, who, owners_only)
+        return answer if status == 200 else _error(answer["error"], status)
 
     def node(self) -> dict[str, Any]:
         return node_view(self.agent)
@@ -172,8 +139,9 @@ def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
     if options.tokens is not None:
         from tensorfab.auth import install_auth
 
-        install_auth(app, options.tokens, open_paths=("/health",))
+        install_auth(app, options.tokens, ("/health", *OPEN_PATHS), cookie=COOKIE)
     routes = _Routes(agent, options)
+    add_dashboard(app, agent, options.tokens, options.local_user)
     app.add_api_route("/health", routes.health, methods=["GET"])
     app.add_api_route("/jobs", routes.submit, methods=["POST"])
     app.add_api_route("/jobs", routes.list_jobs, methods=["GET"])
@@ -199,40 +167,3 @@ def _read_chunk(path: Path, offset: int) -> tuple[str, int]:
     except FileNotFoundError:
         return "", offset
     return data.decode("utf-8", errors="replace"), max(0, offset) + len(data)
-
-
-def node_view(agent: Agent) -> dict[str, Any]:
-    """Devices, who runs on each, and readings where real GPUs report them (``jobs top``)."""
-    running = agent.store.jobs(("running",))
-    owner = {d: j for j in running for d in j["devices"]}
-    devices = []
-    for gpu in agent.inventory.gpus:
-        job = owner.get(gpu.id)
-        devices.append(
-            {
-                "id": gpu.id,
-                "index": gpu.index,
-                "name": gpu.name,
-                "simulated": gpu.simulated,
-                "job": job["id"] if job else None,
-                "user": job["user"] if job else None,
-                "team": job["team"] if job else None,
-                "readings": None if gpu.simulated else _readings(gpu.index, gpu.id),
-            }
-        )
-    used_slots = sum(len(j["cores"]) for j in running)
-    return {
-        "node": agent.node.name,
-        "devices": devices,
-        "cpu_slots": len(agent.node.cores),
-        "cpu_slots_used": used_slots,
-        "memory_bytes": agent.node.mem_bytes,
-        "queued": len(agent.store.jobs(WAITING)),
-        "running": len(running),
-    }
-
-
-def _readings(index: int, gpu_id: str) -> dict[str, Any] | None:
-    from tensorfab.hardware import gpu_readings
-
-    return gpu_readings(index, gpu_id.removeprefix("GPU-"))

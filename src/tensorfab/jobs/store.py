@@ -103,6 +103,23 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
 """
 JSON_FIELDS = ("argv", "after", "devices", "cores", "energy_start")
+USAGE_COLUMNS = (
+    "id",
+    "user",
+    "team",
+    "state",
+    "submitted_at",
+    "started_at",
+    "ended_at",
+    "gpus",
+    "cpus",
+    "wait_s",
+    "queued_at",
+    "run_s",
+    "energy_j",
+    "preemptions",
+    "retries_used",
+)
 
 
 @dataclass
@@ -321,6 +338,35 @@ class Store:
         with self._mutex:
             rows = self.db.execute(query + " ORDER BY id", params).fetchall()
         return [_row(r) for r in rows]
+
+    def page(self, offset: int, limit: int) -> list[dict[str, Any]]:
+        """``limit`` jobs from ``offset``, newest first: one indexed query, whatever the size.
+
+        The dashboard's table; :meth:`counts` gives the number of jobs for its pager.
+        """
+        with self._mutex:
+            rows = self.db.execute(
+                "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, max(0, offset))
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def usage_rows(self, since: float) -> list[dict[str, Any]]:
+        """Accounting's columns of the jobs that ended at/after ``since`` or have not ended.
+
+        Only plain columns (no spec, no JSON to decode): the dashboard's usage charts read
+        them on every refresh.
+        """
+        cols = ", ".join(USAGE_COLUMNS)
+        query = f"SELECT {cols} FROM jobs WHERE ended_at IS NULL OR ended_at >= ? ORDER BY id"
+        with self._mutex:
+            rows = self.db.execute(query, (since,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state (states without jobs are left out)."""
+        with self._mutex:
+            rows = self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         with self._mutex:

@@ -50,8 +50,13 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     assert meta["metrics"]["test"]["accuracy"] == pytest.approx(
         report["metrics"]["test"]["accuracy"]
     )
-    kinds = {json.loads(x)["kind"] for x in (run / "metrics.jsonl").read_text().splitlines()}
-    assert kinds == {"train", "eval"}
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "eval"}
+    # what the jobs dashboard reads: the planned steps (met exactly), wall time, MFU
+    steps = [r for r in records if r["kind"] == "train"]
+    assert steps[-1]["step"] == steps[-1]["total_steps"] == steps[0]["total_steps"]
+    assert [r["time"] for r in steps] == sorted(r["time"] for r in steps)
+    assert {r["mfu"] for r in steps} == {None}  # CPU: no measured peak
     # report.* go through a temp file (0600 from mkstemp): same mode as the other run files
     modes = {rel: stat.S_IMODE((run / rel).stat().st_mode) for rel in ("report.json", "report.md")}
     assert modes == dict.fromkeys(modes, stat.S_IMODE((run / "spec.yaml").stat().st_mode))

@@ -172,6 +172,7 @@ def test_node_view_shows_who_runs_where(agent: Agent, tmp_path) -> None:
         "id": "sim0",
         "index": 0,
         "name": "simulated GPU",
+        "memory_bytes": 2**30,
         "simulated": True,
         "job": job_id,
         "user": "local-user",

@@ -176,3 +176,16 @@ def test_a_locked_database_is_one_error(store: Store) -> None:
         other.execute("ROLLBACK")
         other.close()
     assert store.get(job_id)["state"] == "queued"
+
+
+def test_pages_are_newest_first_and_counts_and_usage_rows_cover_the_window(store: Store) -> None:
+    ids = [store.add(_job(hold=i == 0), 100.0 + i) for i in range(7)]
+    store.transition(ids[1], "succeeded", "done", 50.0)  # ended before the window
+    store.transition(ids[2], "failed", "done", 500.0)
+    assert [r["id"] for r in store.page(0, 3)] == [7, 6, 5]
+    assert [r["id"] for r in store.page(6, 3)] == [1]
+    assert store.page(9, 3) == []
+    assert store.counts() == {"held": 1, "queued": 4, "succeeded": 1, "failed": 1}
+    window = store.usage_rows(since=200.0)
+    assert [r["id"] for r in window] == [1, 3, 4, 5, 6, 7]
+    assert "spec" not in window[0] and window[1]["state"] == "failed"
