@@ -3,8 +3,8 @@ switches (document context, CRF head, layer-wise LR decay) and write their valid
 side by side: micro F1, F1 per type, and the error counts of the run report.
 
     .venv/bin/python benchmarks/ner_quality.py --runs-dir runs/ner-quality \\
-        --set data.limit_train=2000 --set train.epochs=2 \\
-        --out benchmarks/results/cpu-2026-11-30-ner-quality.json
+        --set data.limit_train=3000 --set train.epochs=2 --set train.warmup_steps=50 \\
+        --configs baseline --out benchmarks/results/cpu-2026-11-30-ner-quality-baseline.json
 
 Each configuration is one ``tensorfab train`` of examples/conll2003-minilm.yaml (valid only;
 CoNLL-2003's test split is never read). A finished run is not retrained: its report is read.
@@ -24,7 +24,13 @@ from tensorfab.files import atomic_path
 SPEC = "examples/conll2003-minilm.yaml"
 CONFIGS = {
     "baseline": [],
-    "context+crf+lld": ["data.context=true", "model.head=crf", "train.layer_lr_decay=0.9"],
+    "crf-lld": ["model.head=crf", "train.layer_lr_decay=0.9"],
+    "context-crf-lld": [
+        "data.context=true",
+        "data.max_length=128",
+        "model.head=crf",
+        "train.layer_lr_decay=0.9",
+    ],
 }
 
 
