@@ -3,7 +3,8 @@ switches (document context, CRF head, layer-wise LR decay) and write their valid
 side by side: micro F1, F1 per type, and the error counts of the run report.
 
     .venv/bin/python benchmarks/ner_quality.py --runs-dir runs/ner-quality \\
-        --set data.limit_train=3000 --set train.epochs=2 --set train.warmup_steps=50 \\
+        --set data.limit_train=1000 --set data.limit_eval=1000 --set data.limit_test=1000 \\
+        --set train.epochs=2 --set train.warmup_steps=20 --set train.log_every_steps=10 \\
         --configs baseline --out benchmarks/results/cpu-2026-11-30-ner-quality-baseline.json
 
 Each configuration is one ``tensorfab train`` of examples/conll2003-minilm.yaml (valid only;
@@ -27,7 +28,7 @@ CONFIGS = {
     "crf-lld": ["model.head=crf", "train.layer_lr_decay=0.9"],
     "context-crf-lld": [
         "data.context=true",
-        "data.max_length=128",
+        "data.max_length=64",
         "model.head=crf",
         "train.layer_lr_decay=0.9",
     ],
