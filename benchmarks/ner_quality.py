@@ -35,23 +35,36 @@ CONFIGS = {
 }
 
 
-def train(name: str, extra: list[str], sets: list[str], runs_dir: str) -> dict:
-    """Run one configuration (unless its report exists) and return its summary."""
+def train(name: str, extra: list[str], sets: list[str], runs_dir: str, read_only: bool) -> dict:
+    """Run one configuration (unless its report exists, or ``read_only``) and summarise it."""
     run = Path(runs_dir) / name
     args = [f"output.runs_dir={runs_dir}", *sets, *extra]
     command = ["tensorfab", "train", SPEC, "--name", name, *(x for a in args for x in ("--set", a))]
     started = time.perf_counter()
-    if not (run / "report.json").is_file():
+    if not read_only and not (run / "report.json").is_file():
         cli = str(Path(sys.executable).parent / "tensorfab")  # the venv's entry point
         subprocess.run([cli, *command[1:]], check=True)
+    row = {"command": " ".join(command), "wall_s": round(time.perf_counter() - started, 1)}
+    return {**row, **summary(run)}
+
+
+def summary(run: Path) -> dict:
+    """The finished run's valid scores, or the evaluations it logged so far (unfinished)."""
+    if not (run / "report.json").is_file():
+        log = run / "metrics.jsonl"
+        lines = log.read_text().splitlines() if log.is_file() else []
+        records = [json.loads(line) for line in lines if line.strip()]
+        evals = [r for r in records if r.get("kind") == "eval"]
+        steps = max((r.get("step", 0) for r in records), default=0)
+        return {"finished": False, "steps_done": steps, "evaluations": evals}
     report = json.loads((run / "report.json").read_text())
-    scores = report["metrics"]["eval"]
+    scores = report["metrics"]["test"]  # the eval split again (no test_path): CoNLL valid
     return {
-        "command": " ".join(command),
-        "wall_s": round(time.perf_counter() - started, 1),
+        "finished": True,
         "valid_entity_f1": scores["f1"],
         "per_type_f1": {t: r["f1"] for t, r in scores["entity"]["per_type"].items()},
         "errors": scores.get("errors", {}).get("per_type"),
+        "train_s": report.get("timings", {}).get("train_s"),
         "history": [
             {k: h[k] for k in ("epoch", "f1", "train_loss") if k in h} for h in report["history"]
         ],
@@ -64,8 +77,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="applied to every run")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"of {list(CONFIGS)}")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--read-only", action="store_true", help="train nothing: summarise the runs as they are"
+    )
     args = parser.parse_args()
-    rows = {n: train(n, CONFIGS[n], args.set, args.runs_dir) for n in args.configs.split(",")}
+    names = args.configs.split(",")
+    rows = {n: train(n, CONFIGS[n], args.set, args.runs_dir, args.read_only) for n in names}
     result = {
         "what": "minilm-l6 NER on CoNLL-2003 valid: baseline vs the issue-20 switches",
         "date": time.strftime("%Y-%m-%d"),
