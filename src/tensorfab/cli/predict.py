@@ -13,13 +13,18 @@ EXAMPLE = """\
 tensorfab predict runs/digits-lenet digit.png another.png
 tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json
 tensorfab predict runs/conll-minilm "EU rejects German call to boycott British lamb ."
+tensorfab predict runs/conll-minilm-context article.txt   # one sentence a line: one document
 tensorfab predict runs/phrasebank-minilm headlines.txt --json"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory or model package directory")
     parser.add_argument(
-        "inputs", nargs="+", help="image files (png, jpg, ...), IDX files, texts or text files"
+        "inputs",
+        nargs="+",
+        help="image files (png, jpg, ...), IDX files, texts or text files (one text a line; "
+        "the lines of a file are one document, read in context by an NER model trained with "
+        "data.context)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(

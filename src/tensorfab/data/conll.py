@@ -2,9 +2,10 @@
 
 A file holds one token per line, ``token POS chunk NER`` (the NER tag is the last column,
 so two-column ``token TAG`` files read too), a blank line after each sentence, and
-``-DOCSTART-`` lines between documents. Tags may come in IOB1 (the 2003 distribution) or
-IOB2 (what most copies, HuggingFace's included, ship); they are read into IOB2, the one
-scheme the rest of tensorfab sees.
+``-DOCSTART-`` lines between documents (each sentence records its document's number: the
+sentences before the first ``-DOCSTART-``, or of a file without one, are document 0). Tags
+may come in IOB1 (the 2003 distribution) or IOB2 (what most copies, HuggingFace's
+included, ship); they are read into IOB2, the one scheme the rest of tensorfab sees.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _read_with_scheme(path: str | Path, scheme: str) -> tuple[list[TokenExample]
     if scheme == "auto":
         scheme = detect_scheme(s.tags for s in sentences)
     if scheme == "iob1":
-        sentences = [TokenExample(s.words, to_iob2(s.tags)) for s in sentences]
+        sentences = [TokenExample(s.words, to_iob2(s.tags), s.doc) for s in sentences]
     return sentences, scheme
 
 
@@ -62,16 +63,20 @@ def _parse_conll(path: Path) -> list[TokenExample]:
     sentences: list[TokenExample] = []
     words: list[str] = []
     tags: list[str] = []
+    doc = 0  # a document starts at -DOCSTART-; its number increases only after a sentence
     for number, line in enumerate(read_text_file(path).split("\n"), start=1):
         columns = line.split()
         if columns and columns[0] != DOCSTART:
             words.append(columns[0])
             tags.append(_check_tag(path, number, line, columns))
-        elif words:  # a blank line (or a document start) ends the sentence
-            sentences.append(TokenExample(words, tags))
+            continue
+        if words:  # a blank line (or a document start) ends the sentence
+            sentences.append(TokenExample(words, tags, doc))
             words, tags = [], []
+        if columns and sentences and sentences[-1].doc == doc:
+            doc += 1
     if words:  # the last sentence needs no blank line after it
-        sentences.append(TokenExample(words, tags))
+        sentences.append(TokenExample(words, tags, doc))
     if not sentences:
         raise TensorfabError(
             f"{path}: no sentences found; expected lines 'token POS chunk NER' (or 'token TAG') "

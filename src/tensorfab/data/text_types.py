@@ -18,10 +18,15 @@ from tensorfab.errors import TensorfabError
 
 @dataclass(frozen=True)
 class TokenExample:
-    """One sentence: its words and one tag per word (IOB2 once read)."""
+    """One sentence: its words, one tag per word (IOB2 once read), and its document.
+
+    Consecutive sentences with the same ``doc`` are one document (context for each other);
+    None: a sentence on its own.
+    """
 
     words: list[str]
     tags: list[str]
+    doc: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.words) != len(self.tags):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,9 +17,16 @@ def create_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     fused: bool = False,
+    lr_scales: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """Build an optimizer; ``fused`` selects the single-kernel CUDA implementation."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Build an optimizer; ``fused`` selects the single-kernel CUDA implementation.
+
+    ``lr_scales`` (parameter name -> factor of ``lr``, e.g. layer-wise decay) makes one
+    parameter group per factor, the largest first (the learning rate the log shows).
+    """
+    params: Any = [p for p in model.parameters() if p.requires_grad]
+    if lr_scales is not None:
+        params = param_groups(model, lr, lr_scales)
     extra = {"fused": True} if fused else {}
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **extra)
@@ -27,6 +35,15 @@ def create_optimizer(
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **extra)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def param_groups(model: nn.Module, lr: float, scales: dict[str, float]) -> list[dict[str, Any]]:
+    """One group per learning-rate factor (parameters in model order), largest factor first."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault(scales.get(name, 1.0), []).append(p)
+    return [{"params": groups[s], "lr": lr * s} for s in sorted(groups, reverse=True)]
 
 
 def lr_factor(step: int, *, total: int, warmup: int, kind: str) -> float:

@@ -39,7 +39,7 @@ from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import flops_per_sample
 from tensorfab.errors import TensorfabError
-from tensorfab.models import create_model
+from tensorfab.models import create_model, layer_lr_scales
 from tensorfab.package import save_package
 from tensorfab.spec import JobSpec
 from tensorfab.tasks import Placement, Workload, prepare_workload
@@ -71,6 +71,8 @@ def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
         split_seed=spec.data.split_seed,
         model_name=spec.model.name,
         max_length=spec.data.max_length,
+        context=spec.data.context,
+        head=spec.model.head,
         fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
     )
     return workload, splits
@@ -112,8 +114,15 @@ def _optimization(
 ) -> tuple[Any, Any]:
     t = spec.train
     fused = t.fused == "on" or (t.fused == "auto" and device.type == "cuda")
+    scales = layer_lr_scales(model, t.layer_lr_decay) if t.layer_lr_decay else None
     optimizer = create_optimizer(
-        t.optimizer, model, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, fused=fused
+        t.optimizer,
+        model,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        momentum=t.momentum,
+        fused=fused,
+        lr_scales=scales,
     )
     scheduler = create_scheduler(
         optimizer,

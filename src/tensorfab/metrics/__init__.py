@@ -16,11 +16,17 @@ from tensorfab.metrics.report import (
     render_markdown,
     write_report,
 )
-from tensorfab.metrics.sequence import entity_scores, sequence_report_markdown, token_scores
+from tensorfab.metrics.sequence import (
+    entity_errors,
+    entity_scores,
+    sequence_report_markdown,
+    token_scores,
+)
 
 __all__ = [
     "classification_scores",
     "confusion_matrix",
+    "entity_errors",
     "entity_scores",
     "format_metric",
     "format_percent",

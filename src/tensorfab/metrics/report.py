@@ -212,6 +212,9 @@ def _split_scores(split: str, scores: Any) -> list[str]:
     """Per-class tables for classification, per-type and per-tag tables for NER."""
     if isinstance(scores, Mapping) and isinstance(scores.get("entity"), Mapping):
         text = sequence_report_markdown(scores["entity"], scores.get("token"))
+        errors = scores.get("errors")
+        if isinstance(errors, Mapping):
+            text += "\n" + entity_errors_markdown(errors)
         return [f"## {split.capitalize()} split", "", text.replace("## ", "### "), ""]
     return _per_class(split, scores)
 
@@ -317,4 +320,35 @@ def sequence_report_markdown(
         token_f1s = [token.get("macro_f1"), token.get("weighted_f1")]
         lines += ["## Tokens", ""]
         lines += _score_table("tag", token.get("per_class"), token_micro, token_f1s, token.get("n"))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def entity_errors_markdown(errors: Mapping[str, Any]) -> str:
+    """Markdown for ``entity_errors``: the kinds of error per type, then the top confusions."""
+    kinds = ("correct", "boundary", "wrong_type", "missed", "spurious")
+    per_type = errors.get("per_type") if isinstance(errors.get("per_type"), Mapping) else {}
+    rows = [(str(t), *(format_metric(_get(row, k)) for k in kinds)) for t, row in per_type.items()]
+    lines = ["## Entity errors", ""]
+    lines += [
+        "Each predicted entity is correct, a boundary error (right type, wrong span), of the",
+        "wrong type (counted under the true type) or spurious (counted under its own type);",
+        "missed: a true entity no prediction overlaps.",
+        "",
+    ]
+    lines += _table(("type", "correct", "boundary", "wrong type", "missed", "spurious"), rows)
+    confusions = errors.get("confusions") or []
+    if confusions:
+        lines += ["Most frequent type confusions (true -> predicted):", ""]
+        lines += _table(
+            ("true", "predicted", "count", "same span"),
+            [
+                (
+                    str(c.get("true")),
+                    str(c.get("pred")),
+                    str(c.get("count")),
+                    str(c.get("same_span")),
+                )
+                for c in confusions
+            ],
+        )
     return "\n".join(lines).rstrip() + "\n"

@@ -16,7 +16,7 @@ from typing import Any
 from tensorfab.metrics.classification import classification_scores
 from tensorfab.metrics.report import sequence_report_markdown  # rendering lives with the reports
 
-__all__ = ["entity_scores", "sequence_report_markdown", "token_scores"]
+__all__ = ["entity_errors", "entity_scores", "sequence_report_markdown", "token_scores"]
 
 # The prefixes seqeval's default mode (and conlleval) understand: IOB1/IOB2 and IOBES.
 _PREFIXES = ("B-", "I-", "E-", "S-")
@@ -141,3 +141,71 @@ def token_scores(
     targets = _tag_ids(y_true, index, "true_tags", names)
     preds = _tag_ids(y_pred, index, "pred_tags", names)
     return classification_scores(targets, preds, names)
+
+
+Span = tuple[str, int, int]  # entity type, first and last word (inclusive)
+_ERROR_KINDS = ("correct", "boundary", "wrong_type", "missed", "spurious")
+TOP_CONFUSIONS = 10
+
+
+def _spans(tags: list[str]) -> list[Span]:
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    return [(kind, start, end) for kind, start, end in get_entities(tags)]
+
+
+def _overlap(a: Span, b: Span) -> bool:
+    return a[1] <= b[2] and b[1] <= a[2]
+
+
+def _classify_pred(pred: Span, true: list[Span]) -> tuple[str, str]:
+    """What a predicted entity is: (kind, the true type it is counted under)."""
+    if pred in true:
+        return "correct", pred[0]
+    touched = [t for t in true if _overlap(t, pred)]
+    if not touched:
+        return "spurious", pred[0]
+    same = [t for t in touched if t[0] == pred[0]]
+    if same:
+        return "boundary", pred[0]
+    return "wrong_type", touched[0][0]
+
+
+def entity_errors(
+    true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    """Where entity predictions go wrong, per entity type (for a person reading the report).
+
+    Each predicted entity is ``correct`` (type and span exact), a ``boundary`` error (it
+    overlaps a true entity of its type with another span), ``wrong_type`` (it overlaps only
+    true entities of other types: counted under the first one's type, and as a confusion
+    true -> predicted type) or ``spurious`` (it overlaps no true entity, counted under its own
+    type). A true entity that no prediction overlaps is ``missed``. ``confusions``: the most
+    frequent (true type, predicted type) pairs, with how many had exactly the true span.
+    """
+    y_true, y_pred = _paired(true_tags, pred_tags)
+    per_type: dict[str, dict[str, int]] = {}
+    confusions: dict[tuple[str, str], list[int]] = {}
+
+    def count(kind: str, name: str) -> None:
+        per_type.setdefault(name, dict.fromkeys(_ERROR_KINDS, 0))[kind] += 1
+
+    for true_row, pred_row in zip(y_true, y_pred, strict=True):
+        true, pred = _spans(true_row), _spans(pred_row)
+        for p in pred:
+            kind, name = _classify_pred(p, true)
+            count(kind, name)
+            if kind == "wrong_type":
+                pair = confusions.setdefault((name, p[0]), [0, 0])
+                pair[0] += 1
+                pair[1] += any(t[1:] == p[1:] for t in true)
+        for t in true:
+            if not any(_overlap(t, p) for p in pred):
+                count("missed", t[0])
+    ranked = sorted(confusions.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP_CONFUSIONS]
+    return {
+        "per_type": dict(sorted(per_type.items())),
+        "confusions": [
+            {"true": t, "pred": p, "count": n, "same_span": same} for (t, p), (n, same) in ranked
+        ],
+    }

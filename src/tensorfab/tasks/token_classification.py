@@ -3,13 +3,21 @@
 Words are split into sub-tokens; only each word's first sub-token carries its label (the
 others are ignored by the loss and the scores). People's texts are split into words on
 whitespace (CoNLL's tokenization) and answered with tags and entities with character spans.
+
+Two switches, recorded in ``task_config``: ``context`` (FLERT, Schweter and Akbik 2020)
+reads each sentence with the neighbouring words of its document on both sides, up to
+``max_length`` sub-tokens, and labels, scores and answers only the sentence's own words;
+``crf`` decodes tags with a linear-chain CRF (``models/crf.py``) under IOB2's rule. The
+inference graph returns emissions either way; Viterbi runs in :meth:`eval_step` and in the
+rows, with the CRF weights recorded in the package (``crf_weights``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,13 +25,16 @@ import torch
 from torch import nn
 
 from tensorfab.data.text_types import TextSplits, TokenExample
-from tensorfab.metrics import entity_scores, token_scores
+from tensorfab.metrics import entity_errors, entity_scores, token_scores
+from tensorfab.models.crf import CRF_PARAM, compact, crf_nll, viterbi
 from tensorfab.tasks.alignment import IGNORE, align_labels, first_subtokens
 from tensorfab.tasks.base import Batch, Workload
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
 from tensorfab.tasks.prediction import decode_entities, word_spans
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
+
+Window = tuple[list[str], int, int]  # the words fed, and where the sentence's own words are
 
 
 @dataclass
@@ -37,6 +48,12 @@ class TokenClassification(EncoderTask):
         "token_accuracy",
         "loss",
     )
+    context: bool = False  # neighbouring words of the document fill the row
+    crf: bool = False  # Viterbi under IOB2's rule instead of each word's best tag
+    crf_weights: list[list[float]] | None = field(default=None, repr=False)  # [C + 2, C]
+    # the model's CRF parameter while a model is at hand (training, evaluate); the
+    # contract's loss and eval_step take logits only, so logits() keeps it here
+    _crf: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
     head = "token"
     data_format = "conll"
     cut_unit = "words"
@@ -44,16 +61,59 @@ class TokenClassification(EncoderTask):
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[list[int]], int]:
         """Sentences -> sub-token ids, aligned labels, and how many words truncation cut."""
         index = {t: i for i, t in enumerate(self.classes)}
-        enc = self.tok()([e.words for e in examples], is_split_into_words=True)
+        windows = self.windows(examples)
+        enc = self.tok()([w for w, _, _ in windows], is_split_into_words=True)
         all_ids, all_labels, cut = [], [], 0
-        for i, ex in enumerate(examples):
+        for i, (ex, (words, start, end)) in enumerate(zip(examples, windows, strict=True)):
             ids, wids = truncate(enc["input_ids"][i], enc.word_ids(i), self.max_length)
+            own = [IGNORE] * start + [index[t] for t in ex.tags] + [IGNORE] * (len(words) - end)
             all_ids.append(ids)
-            all_labels.append(align_labels(wids, [index[t] for t in ex.tags]))
-            cut += len(ex.words) - len(first_subtokens(wids))
+            all_labels.append(align_labels(wids, own))
+            cut += len(ex.words) - sum(start <= w < end for w in first_subtokens(wids))
         return all_ids, all_labels, cut
 
+    def windows(self, examples: list[TokenExample]) -> list[Window]:
+        """Each sentence's words with its document's context around them (``context``)."""
+        if not self.context:
+            return [(ex.words, 0, len(ex.words)) for ex in examples]
+        tok = self.tok()
+        enc = tok([e.words for e in examples], is_split_into_words=True, add_special_tokens=False)
+        sizes = [Counter(w for w in enc.word_ids(i) if w is not None) for i in range(len(examples))]
+        budget = self.max_length - tok.num_special_tokens_to_add()
+        out: list[Window] = []
+        for doc in documents(examples):
+            words = [w for i in doc for w in examples[i].words]
+            cost = [sizes[i][j] for i in doc for j in range(len(examples[i].words))]
+            start = 0
+            for i in doc:
+                end = start + len(examples[i].words)
+                left, right = context_window(cost, start, end, budget)
+                out.append((words[left:right], start - left, end - left))
+                start = end
+        return out
+
+    def in_documents(self, examples: list[Any], documents: list[int]) -> list[Any]:
+        if not documents:
+            return examples
+        return [dataclasses.replace(ex, doc=d) for ex, d in zip(examples, documents, strict=True)]
+
+    def model_head(self) -> str:
+        return "token-crf" if self.crf else "token"
+
+    def config(self) -> dict[str, Any]:
+        extra = {"crf_weights": self.weights().tolist()} if self.crf else {}
+        return {**super().config(), "context": self.context, "crf": self.crf, **extra}
+
+    def weights(self) -> torch.Tensor:
+        """The CRF's weights: the model's while one is at hand, else the package's."""
+        if self._crf is not None:
+            return self._crf.detach().float().cpu()
+        n = len(self.classes)
+        return torch.tensor(self.crf_weights) if self.crf_weights else torch.zeros(n + 2, n)
+
     def logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if self.crf:
+            self._crf = crf_parameter(model)
         if len(batch) == 5:  # packed rows: attention stays within each sequence
             segments = batch[2]  # [B, T], 0 = padding (which attends to padding only)
             within = (segments[:, :, None] == segments[:, None, :])[:, None]  # [B, 1, T, T]
@@ -61,16 +121,28 @@ class TokenClassification(EncoderTask):
         return model(input_ids=batch[1], attention_mask=batch[2]).logits  # [B, T, C]
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.crf:
+            words, mask, order = compact(logits, batch[3] != IGNORE)
+            tags = torch.gather(batch[3], 1, order)
+            weights = self._crf if self._crf is not None else self.weights().to(logits.device)
+            nll = crf_nll(words, tags, mask, weights, self.classes)
+            return nll / mask.sum().clamp(min=1)  # per word, as the cross-entropy is
         flat = logits.float().flatten(0, 1)
         return nn.functional.cross_entropy(flat, batch[3].flatten(), ignore_index=IGNORE)
 
     def eval_step(self, logits: torch.Tensor, batch: Batch) -> Any:
-        preds, labels, index = logits.argmax(-1).cpu(), batch[3].cpu(), batch[0].cpu()
+        labels, index = batch[3].cpu(), batch[0].cpu()
         keep = labels != IGNORE  # exactly the first sub-token of every (kept) word
-        return [
-            (int(index[r]), labels[r][keep[r]].tolist(), preds[r][keep[r]].tolist())
-            for r in range(len(index))
-        ]
+        preds = self.decode(logits.detach().float().cpu(), keep)
+        return [(int(index[r]), labels[r][keep[r]].tolist(), preds[r]) for r in range(len(index))]
+
+    def decode(self, logits: torch.Tensor, keep: torch.Tensor) -> list[list[int]]:
+        """Each row's tags at its kept positions: Viterbi with ``crf``, else the best tag."""
+        if not self.crf:
+            best = logits.argmax(-1)
+            return [best[r][keep[r]].tolist() for r in range(len(best))]
+        words, mask, _ = compact(logits, keep)
+        return viterbi(words, mask, self.weights(), self.classes)
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         rows = sorted((row for batch in outputs for row in batch), key=lambda r: r[0])
@@ -86,6 +158,7 @@ class TokenClassification(EncoderTask):
             "token_accuracy": tok["accuracy"],
             "entity": ent,
             "token": tok,
+            "errors": entity_errors(true, pred),
         }
 
     def logits_shape(self) -> tuple[int, ...]:
@@ -104,15 +177,54 @@ class TokenClassification(EncoderTask):
     def text_row(self, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
         spans = word_spans(text)
         words = probs[keep]  # [words, C]
-        best = words.argmax(-1)
+        # Viterbi on log-probabilities: a per-word shift of the logits changes no path
+        emissions = torch.from_numpy(np.log(np.maximum(words, 1e-30)))[None]
+        best = np.asarray(self.decode(emissions, torch.ones(emissions.shape[:2], dtype=bool))[0])
         tags = [self.classes[j] for j in best.tolist()]
         tags += ["O"] * (len(spans) - len(tags))  # words cut by truncation
         scores = words[np.arange(len(best)), best].tolist() + [0.0] * (len(spans) - len(best))
         return {"text": text, "tags": tags, "entities": decode_entities(text, spans, tags, scores)}
 
 
-def _prepare(splits: TextSplits, **options: Any) -> Workload:
-    return prepare_text(TokenClassification, splits, **options)
+def documents(examples: list[TokenExample]) -> list[list[int]]:
+    """Indices of the examples in runs of the same ``doc`` (None: a document of its own)."""
+    groups: list[list[int]] = []
+    for i, ex in enumerate(examples):
+        if groups and ex.doc is not None and examples[groups[-1][-1]].doc == ex.doc:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def context_window(cost: list[int], start: int, end: int, budget: int) -> tuple[int, int]:
+    """Words ``[left, right)`` around the sentence ``[start, end)``: one word to the left,
+    one to the right, in turn, while their sub-tokens fit in ``budget`` with the sentence's."""
+    left, right = start, end
+    room = budget - sum(cost[start:end])
+    grew = True
+    while grew:
+        grew = False
+        if left > 0 and cost[left - 1] <= room:
+            left, room, grew = left - 1, room - cost[left - 1], True
+        if right < len(cost) and cost[right] <= room:
+            right, room, grew = right + 1, room - cost[right], True
+    return left, right
+
+
+def crf_parameter(model: nn.Module) -> torch.Tensor:
+    """The model's CRF weights (also inside a DDP or torch.compile wrapper)."""
+    for name, param in model.named_parameters():
+        if name.split(".")[-1] == CRF_PARAM:
+            return param
+    raise ValueError("model has no CRF weights: build it with head='token-crf'")
+
+
+def _prepare(
+    splits: TextSplits, *, context: bool = False, head: str = "linear", **options: Any
+) -> Workload:
+    task_args = {"context": context, "crf": head == "crf"}
+    return prepare_text(TokenClassification, splits, task_args=task_args, **options)
 
 
 @TASKS.register("token-classification", prepare=_prepare)
@@ -122,6 +234,10 @@ def build_token_classification(
     package_dir: str | None = None,
     encoder: str | None = None,
     input_spec: dict[str, Any] | None = None,
+    context: bool = False,
+    crf: bool = False,
+    crf_weights: list[list[float]] | None = None,
 ) -> TokenClassification:
     del input_spec  # the tokenizer and max_length say it all
-    return rebuild(TokenClassification, classes, max_length, package_dir, encoder)
+    args = {"context": context, "crf": crf, "crf_weights": crf_weights}
+    return rebuild(TokenClassification, classes, max_length, package_dir, encoder, **args)

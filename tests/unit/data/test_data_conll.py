@@ -52,10 +52,10 @@ def test_iob2_file_read_unchanged(tmp_path: Path) -> None:
     examples = read_conll(path)
     assert [len(e) for e in examples] == [4, 2, 3]
     assert examples[0] == TokenExample(
-        ["EU", "rejects", "German", "call"], ["B-ORG", "O", "B-MISC", "O"]
+        ["EU", "rejects", "German", "call"], ["B-ORG", "O", "B-MISC", "O"], 0
     )
-    assert examples[1].tags == ["B-PER", "I-PER"]
-    assert examples[2] == TokenExample(["New", "York", "rains"], ["B-LOC", "I-LOC", "O"])
+    assert (examples[1].tags, examples[1].doc) == (["B-PER", "I-PER"], 0)
+    assert examples[2] == TokenExample(["New", "York", "rains"], ["B-LOC", "I-LOC", "O"], 1)
     assert read_conll(path, scheme="iob2") == examples == read_conll(path, scheme="iob1")
 
 
@@ -64,7 +64,8 @@ def test_blank_lines_and_crlf(tmp_path: Path) -> None:
         "\r\n\r\n-DOCSTART- O\r\n\r\n\r\na B-X\r\nb I-X\r\n\r\n\r\n-DOCSTART- O\r\n\r\nc O\r\n\r\n"
     )
     examples = read_conll(write(tmp_path / "t.txt", text))
-    assert examples == [TokenExample(["a", "b"], ["B-X", "I-X"]), TokenExample(["c"], ["O"])]
+    # each -DOCSTART- after a sentence starts the next document
+    assert examples == [TokenExample(["a", "b"], ["B-X", "I-X"], 0), TokenExample(["c"], ["O"], 1)]
 
 
 def test_iob1_converted(tmp_path: Path) -> None:
