@@ -29,9 +29,9 @@ from tensorfab.hardware.precision import (
 )
 
 __all__ = [
-    "Gpu",
     "PRECISIONS",
     "PRECISION_DTYPES",
+    "Gpu",
     "collect_info",
     "cpu_model",
     "cuda_index",
