@@ -37,6 +37,7 @@ from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 PROBE_SIZES = (2, 3)  # the two batch sizes a step is recorded at (1 takes special paths)
 _BATCHES_LOOKED_AT = 24  # batches timed (host input) and searched for a median-sized one
 CPU = torch.device("cpu")
+_FEW = 64  # evaluation and test rows loaded (the profile does not use them)
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,11 @@ class SpecProfiler:
                 "set train.compile=false and leave train.privacy out"
             )
         self.spec = spec
-        self.workload, _ = build_workload(spec)
+        # the profile reads only the training split: a few eval/test rows are enough
+        few = {k: min(getattr(spec.data, k) or _FEW, _FEW) for k in ("limit_eval", "limit_test")}
+        self.workload, _ = build_workload(
+            spec.model_copy(update={"data": spec.data.model_copy(update=few)})
+        )
         torch.manual_seed(spec.seed)
         args = {**self.workload.model_args, **spec.model.args}
         self.model = create_model(spec.model.name, **args)

@@ -8,8 +8,21 @@ from tensorfab.errors import TensorfabError
 from tensorfab.hardware import find_gpu, gpu_by_id, load_catalogue
 from tensorfab.hardware.catalogue import parse_catalogue
 
-REQUIRED = {"b200", "h200", "h100-sxm", "h100-pcie", "a100-40gb", "a100-80gb", "l40s", "l4",
-            "a10", "t4", "v100", "rtx-4090", "rtx-6000-ada"}
+REQUIRED = {
+    "b200",
+    "h200",
+    "h100-sxm",
+    "h100-pcie",
+    "a100-40gb",
+    "a100-80gb",
+    "l40s",
+    "l4",
+    "a10",
+    "t4",
+    "v100",
+    "rtx-4090",
+    "rtx-6000-ada",
+}
 
 
 def test_catalogue_has_the_required_gpus_each_with_sources() -> None:
@@ -58,15 +71,21 @@ def test_device_names_match_the_right_entry(name: str, gpu_id: str) -> None:
 
 
 def test_unknown_id_lists_the_catalogue() -> None:
-    with pytest.raises(TensorfabError, match=r"--gpus: unknown GPU 'h1000'; the catalogue has b200"):
+    with pytest.raises(
+        TensorfabError, match=r"--gpus: unknown GPU 'h1000'; the catalogue has b200"
+    ):
         gpu_by_id("h1000")
 
 
 def test_parse_refuses_missing_fields_and_duplicates() -> None:
     with pytest.raises(TensorfabError, match=r"gpus\[0\]: missing .*tdp_w"):
-        parse_catalogue("gpus:\n  - {id: x, name: X, match: [X], tflops: {fp32: 1}, "
-                        "memory_gb: 1, bandwidth_gb_s: 1, interconnect: pcie}\n")
-    entry = ("{id: x, name: X, match: [X], tflops: {fp32: 1}, memory_gb: 1, bandwidth_gb_s: 1, "
-             "interconnect: p, tdp_w: 1, price_usd_h: 1, sources: {}}")
+        parse_catalogue(
+            "gpus:\n  - {id: x, name: X, match: [X], tflops: {fp32: 1}, "
+            "memory_gb: 1, bandwidth_gb_s: 1, interconnect: pcie}\n"
+        )
+    entry = (
+        "{id: x, name: X, match: [X], tflops: {fp32: 1}, memory_gb: 1, bandwidth_gb_s: 1, "
+        "interconnect: p, tdp_w: 1, price_usd_h: 1, sources: {}}"
+    )
     with pytest.raises(TensorfabError, match="duplicate GPU ids x"):
         parse_catalogue(f"gpus:\n  - {entry}\n  - {entry}\n")
