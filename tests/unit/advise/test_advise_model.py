@@ -87,7 +87,7 @@ def test_energy_is_idle_plus_busy_share_of_tdp() -> None:
 def test_auto_precision_and_refusals_follow_the_catalogue() -> None:
     assert run_precision("auto", gpu_by_id("h100-sxm")) == ("bf16", None)
     assert run_precision("auto", gpu_by_id("t4")) == ("fp16", None)
-    precision, refusal = run_precision("bf16", gpu_by_id("v100"))
+    _, refusal = run_precision("bf16", gpu_by_id("v100"))
     assert refusal == "v100 has no bf16 (it has fp32, fp16)"
 
 
