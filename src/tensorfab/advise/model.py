@@ -192,3 +192,10 @@ def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
     idle = load_constants().idle_power
     busy = min(1.0, (time_s.compute_s + time_s.memory_s) / max(time_s.step_s, 1e-12))
     return device.tdp_w * (idle + (1 - idle) * busy) * seconds
+
+
+def cpu_from_micro(micro: dict[str, Any]) -> Device:
+    """This CPU as ``tensorfab bench micro`` measured it (matmul peaks, memcpy bandwidth)."""
+    tflops = {p: r["tflops"] for p, r in micro["matmul"].items() if r.get("tflops")}
+    name = micro.get("environment", {}).get("device_name", "cpu")
+    return cpu_device(name, tflops, micro["bandwidth_gb_s"]["host_memcpy"])

@@ -67,6 +67,7 @@ class Profile:
     batch_size: int
     ops: tuple[OpLine, ...]
     memory_curve: tuple[tuple[float, float], ...]  # bytes held after each op: lines in B
+    memory_start: tuple[float, float]  # held before the step (weights, state, batch): a line
     host_ops: int  # dispatched ops per step, views included: each costs host time
     syncs: int  # ops that wait for the device (loss.item())
     host_input_s: float  # making one batch on the host, measured on this CPU
@@ -106,6 +107,7 @@ class Recording:
 
     ops: list[OpRecord]
     live_after: list[int]  # bytes held after each op
+    start_bytes: float  # held before the first op: weights, optimizer state, batch
 
 
 def optimizer_tensors(optimizer: Any) -> list[torch.Tensor]:
@@ -124,8 +126,9 @@ def record(step: Callable[[], Any], held: Callable[[], Sequence[torch.Tensor]]) 
     recorder = OpRecorder()
     with recorder:
         recorder.track(list(held()))
+        start = recorder.live_bytes
         step()
-    return Recording(recorder.ops, recorder.live_after)
+    return Recording(recorder.ops, recorder.live_after, float(start))
 
 
 def fit_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[OpLine, ...]:
@@ -143,6 +146,12 @@ def fit_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[OpLin
         fixed = (x.flops - per_f * sizes[0], x.bytes - per_b * sizes[0])
         lines.append(OpLine(x.name, x.dtype, x.kernels, (fixed[0], per_f), (fixed[1], per_b)))
     return tuple(lines)
+
+
+def start_line(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[float, float]:
+    """Bytes held before the step, as a line in the batch size."""
+    per = (b.start_bytes - a.start_bytes) / (sizes[1] - sizes[0])
+    return a.start_bytes - per * sizes[0], per
 
 
 def memory_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple:
@@ -268,6 +277,7 @@ class SpecProfiler:
             batch_size=spec.data.batch_size,
             ops=fit_lines(a, b, PROBE_SIZES),
             memory_curve=memory_lines(a, b, PROBE_SIZES),
+            memory_start=start_line(a, b, PROBE_SIZES),
             host_ops=len(a.ops),
             syncs=sum(op.name in ("_local_scalar_dense", "item") for op in a.ops),
             host_input_s=self.input_s,

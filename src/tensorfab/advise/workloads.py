@@ -26,6 +26,7 @@ from tensorfab.advise.profile import (
     one_thread,
     optimizer_tensors,
     record,
+    start_line,
 )
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
@@ -135,6 +136,7 @@ def profile_named(name: str, batch: int, seq_len: int, precision: str) -> Profil
         batch_size=batch,
         ops=fit_lines(a, b, PROBE_SIZES),
         memory_curve=memory_lines(a, b, PROBE_SIZES),
+        memory_start=start_line(a, b, PROBE_SIZES),
         host_ops=len(a.ops),
         syncs=sum(op.name == "_local_scalar_dense" for op in a.ops),
         host_input_s=0.0,

@@ -18,7 +18,20 @@ def _profile(
     curve: tuple = ((100.0, 10.0),),
 ) -> Profile:
     return Profile(
-        "toy", "train", "fp32", batch, tuple(ops), curve, host_ops, 0, input_s, 1000, 2, None, 1
+        "toy",
+        "train",
+        "fp32",
+        batch,
+        tuple(ops),
+        curve,
+        (0.0, 0.0),
+        host_ops,
+        0,
+        input_s,
+        1000,
+        2,
+        None,
+        1,
     )
 
 

@@ -1,0 +1,103 @@
+"""Validation (never calibration): predictions against measured runs.
+
+The H100 figures of issue 19 (``tests/fixtures/advise/h100-2026-11-23.json``) and this CPU's
+own runs (``cpu-2026-11-30.json``, measured once by ``benchmarks/advise_validate_cpu.py``).
+The model's constants were set before these were compared (``advise/constants.yaml``);
+where a target is missed, the test asserts what does hold and the miss is reported in
+docs/advise.md with its size, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tensorfab.advise import SpecProfiler, advise
+from tensorfab.advise.model import cpu_from_micro, gpu_device, load_constants, step_time
+from tensorfab.advise.profile import Profile
+from tensorfab.advise.workloads import profile_named
+from tensorfab.hardware import gpu_by_id
+from tensorfab.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = REPO / "tests" / "fixtures" / "advise"
+H100 = json.loads((FIXTURES / "h100-2026-11-23.json").read_text())
+RUNS = {r["id"]: r for r in H100["runs"]}
+CPU_RUNS = json.loads((FIXTURES / "cpu-2026-11-30.json").read_text())
+MINILM = REPO / "examples" / "conll2003-minilm.yaml"
+MICRO = json.loads((REPO / "benchmarks/results/cpu-2026-11-25-bench-micro.json").read_text())
+
+
+@cache
+def _profile(workload: str, seq_len: int, precision: str) -> Profile:
+    return profile_named(workload, 1, seq_len, precision)
+
+
+def _measured_ms(run: dict) -> float:
+    if "step_ms" in run:
+        return run["step_ms"]
+    return run["batch"] / run["samples_per_s"] * 1e3
+
+
+def _h100_ms(run_id: str) -> tuple[float, str]:
+    run = RUNS[run_id]
+    profile = _profile(run["workload"], run.get("seq_len", 0), run["precision"])
+    device = gpu_device(gpu_by_id(H100["gpu"]))
+    t = step_time(
+        profile.with_batch(run["batch"]), device, run["precision"], load_constants().host_op_us
+    )
+    return t.step_s * 1e3, t.bound
+
+
+def test_h100_compute_bound_bert_inference_within_25_percent() -> None:
+    """bert-base fp32 at batch 64 is compute-bound: the roofline holds (target met)."""
+    ms, bound = _h100_ms("bert-infer-b64-fp32")
+    assert bound == "compute"
+    assert ms == pytest.approx(_measured_ms(RUNS["bert-infer-b64-fp32"]), rel=0.25)
+
+
+def test_h100_launch_bound_runs_are_named_so_but_predicted_too_fast() -> None:
+    """Target MISSED for LeNet and bert-base batch 1 (docs/advise.md): the H100's host
+    spends 18-31 us per op, this CPU's calibration 4.6 us + 5 us per launch. What holds:
+    the bound is launch overhead, the prediction is below the measurement (never above),
+    and within a factor of five."""
+    for run_id in ("lenet-b64-fp32", "lenet-b512-fp32", "bert-infer-b1-fp16", "bert-infer-b1-fp32"):
+        ms, bound = _h100_ms(run_id)
+        measured = _measured_ms(RUNS[run_id])
+        assert bound == "launch overhead", run_id
+        assert measured / 5 < ms < measured, run_id
+
+
+def test_h100_lenet_trends_follow_the_measurements() -> None:
+    """Measured: batch 512 costs about as much per step as 64 (2.75 vs 2.44 ms), and bf16
+    autocast is slower than fp32 (more kernels: the casts). The model agrees on both."""
+    b64, _ = _h100_ms("lenet-b64-fp32")
+    b512, _ = _h100_ms("lenet-b512-fp32")
+    bf16, _ = _h100_ms("lenet-b64-bf16")
+    assert 1.0 <= b512 / b64 < 1.3
+    assert bf16 > b64
+
+
+@cache
+def _minilm() -> SpecProfiler:
+    return SpecProfiler(load_spec(MINILM))
+
+
+def test_h100_minilm_ner_run_is_launch_bound_and_predicted_too_fast() -> None:
+    """Target MISSED: HF Trainer took 60 s for 3 epochs (bf16 autocast, batch 16); the model
+    says 25-35 s, launch-bound (short CoNLL sentences: the GPU waits for the host)."""
+    result = advise(_minilm(), "bf16", [gpu_by_id("h100-sxm")])
+    row = result.gpus[0]
+    run = RUNS["minilm-ner-hf-trainer"]
+    assert row["bound"] == "launch overhead"
+    assert run["run_s"] / 5 < row["run_s"] < run["run_s"]
+
+
+def _cpu_ms(profile: Profile, batch: int) -> float:
+    t = step_time(
+        profile.with_batch(batch), cpu_from_micro(MICRO), "fp32", load_constants().host_op_us
+    )
+    return t.step_s * 1e3
