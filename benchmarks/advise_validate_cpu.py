@@ -1,18 +1,20 @@
 """This CPU's own measured runs, for advise's validation test (never for calibration).
 
-Step times (the fastest and the median of repeated steps: the machine is shared) and the
-peak memory of a training step (peak RSS above the RSS before the first step, measured in
-a fresh process), for the workloads the validation test predicts:
+One intra-op thread, each step timed by the thread's CPU time (``time.thread_time``: the
+machine is shared, wall time measures the other jobs), the least of the repeats. Memory:
+the peak resident set of one steady-state step above the resident set before it (Linux's
+peak RSS is reset through ``/proc/self/clear_refs`` first), in the same process, with glibc
+told to return freed memory at once (a fixed 64 KiB mmap threshold, no trim threshold), so
+that the resident set follows the tensors alive rather than glibc's free lists.
 
-    nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py
+    MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 \
+        nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py
 writes tests/fixtures/advise/cpu-2026-11-30.json.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,15 +31,33 @@ OUT = Path("tests/fixtures/advise/cpu-2026-11-30.json")
 MINILM = "examples/conll2003-minilm.yaml"
 
 
-def _times(step: Callable[[], None], n: int) -> dict[str, float]:
+def _kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+
+def measure(step: Callable[[], None], n: int) -> dict[str, float]:
+    """Least and median thread CPU ms of ``n`` steps (after two warm-ups), and the peak
+    RSS of one more step above the RSS before it."""
+    step()
     step()
     seconds = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         step()
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(time.thread_time() - t0)
     seconds.sort()
-    return {"min_ms": seconds[0] * 1e3, "median_ms": seconds[n // 2] * 1e3, "steps": n}
+    before = _kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
+    step()
+    return {
+        "min_ms": seconds[0] * 1e3,
+        "median_ms": seconds[n // 2] * 1e3,
+        "steps": n,
+        "peak_rss_above_start_bytes": _kib("VmHWM") - before,
+    }
 
 
 def _named_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
@@ -58,49 +78,22 @@ def _minilm_step(batch: int) -> Callable[[], None]:
     return lambda: train_step(ctx, rows)
 
 
-def _rss_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
-
-
-def _peak_child(kind: str, batch: int, queue: mp.Queue) -> None:
-    step = _minilm_step(batch) if kind == "minilm-ner" else _named_step(kind, batch, 128)
-    before = _rss_bytes()
-    step()
-    step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put(peak - before)
-
-
-def peak_memory(kind: str, batch: int) -> int:
-    """Peak RSS of two steps above the RSS before them, in a fresh process."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_peak_child, args=(kind, batch, queue))
-    child.start()
-    value = queue.get(timeout=600)
-    child.join()
-    return int(value)
-
-
 def main() -> None:
+    torch.set_num_threads(1)
     runs = {
-        "lenet-train-b64-fp32": _times(_named_step("lenet-train", 64, 0), 40),
-        "lenet-train-b512-fp32": _times(_named_step("lenet-train", 512, 0), 20),
-        "bert-base-infer-b1-s128-fp32": _times(_named_step("bert-base-infer", 1, 128), 10),
-        "minilm-ner-b16-fp32": _times(_minilm_step(16), 20),
-    }
-    memory = {
-        "lenet-train-b512-fp32": peak_memory("lenet-train", 512),
-        "minilm-ner-b16-fp32": peak_memory("minilm-ner", 16),
+        "lenet-train-b64-fp32": measure(_named_step("lenet-train", 64, 0), 30),
+        "lenet-train-b512-fp32": measure(_named_step("lenet-train", 512, 0), 10),
+        "bert-base-infer-b1-s128-fp32": measure(_named_step("bert-base-infer", 1, 128), 5),
+        "minilm-ner-b16-fp32": measure(_minilm_step(16), 10),
     }
     result = {
-        "device": "2-core AMD EPYC CPU, shared with other jobs (load average about 18)",
+        "device": "2-core AMD EPYC CPU, shared with other jobs (load average 18-37); "
+        "1 intra-op thread, thread CPU time",
         "date": "2026-11-30",
-        "command": "nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py",
+        "command": "MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 "
+        "nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py",
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "step_time": runs,
-        "peak_memory_above_start_bytes": memory,
+        "runs": runs,
         "conditions": "fp32; lenet/bert: the named workloads' plain loops on one synthetic "
         "batch; minilm-ner: the engine's train_step on the median-sized batch of 16 CoNLL-2003 "
         "training sentences (examples/conll2003-minilm.yaml)",

@@ -194,8 +194,7 @@ def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
     return device.tdp_w * (idle + (1 - idle) * busy) * seconds
 
 
-def cpu_from_micro(micro: dict[str, Any]) -> Device:
-    """This CPU as ``tensorfab bench micro`` measured it (matmul peaks, memcpy bandwidth)."""
-    tflops = {p: r["tflops"] for p, r in micro["matmul"].items() if r.get("tflops")}
-    name = micro.get("environment", {}).get("device_name", "cpu")
-    return cpu_device(name, tflops, micro["bandwidth_gb_s"]["host_memcpy"])
+def cpu_from_calibration(data: dict[str, Any]) -> Device:
+    """This CPU as ``benchmarks/advise_calibrate.py`` measured it (one thread): matmul
+    peaks, copy bandwidth."""
+    return cpu_device(data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"])

@@ -82,6 +82,16 @@ def _advices(args: argparse.Namespace) -> list:
     return [advise(SpecProfiler(spec), spec.train.precision, gpus, calibration)]
 
 
+def _merged(advices: list) -> dict:
+    """One object: every (GPU, batch size) row in ``gpus``; rankings keyed by batch size
+    when there are several."""
+    data = advices[0].to_dict()
+    if len(advices) > 1:
+        data["gpus"] = [row for a in advices for row in a.gpus]
+        data["ranking"] = {str(a.gpus[0]["batch_size"]): a.ranking for a in advices}
+    return data
+
+
 def run(args: argparse.Namespace) -> int:
     from tensorfab.advise.report import markdown, plot
     from tensorfab.files import write_text_atomic
@@ -93,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(stem.with_suffix(".md"), markdown(advice))
         plot(advice, stem.with_suffix(".png"))
     if args.json:
-        data = [a.to_dict() for a in advices]
-        print(json.dumps(data[0] if len(data) == 1 else {"advice": data}, indent=2))
+        print(json.dumps(_merged(advices), indent=2))
     else:
         for advice in advices:
             print(markdown(advice))

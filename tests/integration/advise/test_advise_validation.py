@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tensorfab.advise import SpecProfiler, advise
-from tensorfab.advise.model import cpu_from_micro, gpu_device, load_constants, step_time
+from tensorfab.advise.model import cpu_from_calibration, gpu_device, load_constants, step_time
 from tensorfab.advise.profile import Profile
 from tensorfab.advise.workloads import profile_named
 from tensorfab.hardware import gpu_by_id
@@ -26,9 +26,11 @@ REPO = Path(__file__).resolve().parents[3]
 FIXTURES = REPO / "tests" / "fixtures" / "advise"
 H100 = json.loads((FIXTURES / "h100-2026-11-23.json").read_text())
 RUNS = {r["id"]: r for r in H100["runs"]}
-CPU_RUNS = json.loads((FIXTURES / "cpu-2026-11-30.json").read_text())
+CPU_RUNS = json.loads((FIXTURES / "cpu-2026-11-30.json").read_text())["runs"]
 MINILM = REPO / "examples" / "conll2003-minilm.yaml"
-MICRO = json.loads((REPO / "benchmarks/results/cpu-2026-11-25-bench-micro.json").read_text())
+CALIBRATION = json.loads(
+    (REPO / "benchmarks/results/cpu-2026-11-30-advise-calibrate.json").read_text()
+)
 
 
 @cache
@@ -98,6 +100,34 @@ def test_h100_minilm_ner_run_is_launch_bound_and_predicted_too_fast() -> None:
 
 def _cpu_ms(profile: Profile, batch: int) -> float:
     t = step_time(
-        profile.with_batch(batch), cpu_from_micro(MICRO), "fp32", load_constants().host_op_us
+        profile.with_batch(batch),
+        cpu_from_calibration(CALIBRATION),
+        "fp32",
+        load_constants().host_op_us,
     )
     return t.step_s * 1e3
+
+
+def _cpu_cases() -> dict[str, tuple[Profile, int]]:
+    lenet = _profile("lenet-train", 0, "fp32")
+    return {
+        "lenet-train-b64-fp32": (lenet, 64),
+        "lenet-train-b512-fp32": (lenet, 512),
+        "bert-base-infer-b1-s128-fp32": (_profile("bert-base-infer", 128, "fp32"), 1),
+        "minilm-ner-b16-fp32": (_minilm()("fp32"), 16),
+    }
+
+
+def cpu_comparison() -> dict[str, dict[str, float]]:
+    """Predicted over measured step time and step memory, per CPU run."""
+    out = {}
+    for run_id, (profile, batch) in _cpu_cases().items():
+        measured = CPU_RUNS[run_id]
+        step_memory = profile.memory_at(batch) - (
+            profile.memory_start[0] + profile.memory_start[1] * batch
+        )
+        out[run_id] = {
+            "time": _cpu_ms(profile, batch) / measured["min_ms"],
+            "memory": step_memory / max(measured["peak_rss_above_start_bytes"], 1),
+        }
+    return out
