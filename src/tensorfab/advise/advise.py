@@ -144,7 +144,11 @@ def rank(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """GPU ids by run time, cost and energy (fastest, cheapest, least first)."""
     ok = [r for r in rows if not r["refused"]]
     keys = {"time": "run_s", "cost": "cost_usd", "energy": "energy_kj"}
-    return {name: [r["id"] for r in sorted(ok, key=lambda r: r[key])] for name, key in keys.items()}
+    # ties (launch-bound runs take the same time everywhere) go to the cheaper GPU
+    return {
+        name: [r["id"] for r in sorted(ok, key=lambda r: (r[key], r["cost_usd"]))]
+        for name, key in keys.items()
+    }
 
 
 def assumptions(profile: Profile, host_op_us: float) -> list[str]:
@@ -161,7 +165,8 @@ def assumptions(profile: Profile, host_op_us: float) -> list[str]:
         f"{c.memory_usable:.0%} of device memory usable",
         f"energy: TDP x ({c.idle_power:g} + {1 - c.idle_power:g} x busy fraction); "
         "cost: the catalogue's on-demand price (see its sources)",
-        "evaluation passes, checkpoints and start-up are not included in run time",
+        "evaluation passes, checkpoints and start-up are not included in run time; the "
+        "largest batch keeps the profiled batch's sequence length",
     ]
 
 

@@ -129,5 +129,10 @@ def test_rank_orders_by_each_key() -> None:
         {"id": "a", "refused": None, "run_s": 1.0, "cost_usd": 3.0, "energy_kj": 2.0},
         {"id": "b", "refused": None, "run_s": 2.0, "cost_usd": 1.0, "energy_kj": 1.0},
         {"id": "c", "refused": "no bf16"},
+        {"id": "d", "refused": None, "run_s": 1.0, "cost_usd": 2.0, "energy_kj": 3.0},
     ]
-    assert rank(rows) == {"time": ["a", "b"], "cost": ["b", "a"], "energy": ["b", "a"]}
+    assert rank(rows) == {
+        "time": ["d", "a", "b"],  # a tie in time goes to the cheaper
+        "cost": ["b", "d", "a"],
+        "energy": ["b", "a", "d"],
+    }
