@@ -151,11 +151,14 @@ def rank(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     }
 
 
-def assumptions(profile: Profile, host_op_us: float) -> list[str]:
+def assumptions(profiles: list[Profile], host_op_us: float) -> list[str]:
     c = load_constants()
+    recorded = ", ".join(
+        f"{p.precision}: {p.host_ops} ops ({p.kernels()} kernels)" for p in profiles
+    )
     return [
-        f"profile: {profile.host_ops} ops ({profile.kernels()} kernels) per step recorded on "
-        f"this CPU in {profile.precision}; FLOPs and bytes per op linear in the batch size",
+        f"profile per step, recorded on this CPU ({recorded}); FLOPs and bytes per op "
+        "linear in the batch size",
         f"GEMM peak: datasheet dense x {c.gemm_efficiency:g} unless measured (--calibrate)",
         f"memory bandwidth: datasheet x {c.memory_efficiency:g}; "
         f"{c.kernel_latency_us:g} us device latency per kernel",
@@ -194,4 +197,5 @@ def advise(
         rows.append(row(profile, gpu, device, precision, host_op_us))
     first = next(iter(profiles.values()))
     notes = sorted({n for p in profiles.values() for n in p.notes})
-    return Advice(first.name, first.kind, rows, rank(rows), assumptions(first, host_op_us), notes)
+    found = assumptions(list(profiles.values()), host_op_us)
+    return Advice(first.name, first.kind, rows, rank(rows), found, notes)

@@ -37,6 +37,7 @@ BERT_BASE = {
     "num_attention_heads": 12,
     "intermediate_size": 3072,
 }
+RUN_SAMPLES = 1_000_000  # an inference "run": a million samples (a training run: one batch)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -140,9 +141,12 @@ def profile_named(name: str, batch: int, seq_len: int, precision: str) -> Profil
         host_ops=len(a.ops),
         syncs=sum(op.name == "_local_scalar_dense" for op in a.ops),
         host_input_s=0.0,
-        samples_per_epoch=batch,
+        samples_per_epoch=RUN_SAMPLES if named.kind == "infer" else batch,
         epochs=1,
         model_flops_per_sample=None,
         params=sum(p.numel() for p in model.parameters()),
-        notes=(f"{named.help}; one synthetic batch reused (no host input)",),
+        notes=(
+            f"{named.help}; one synthetic batch reused (no host input); a run is "
+            + ("1,000,000 samples" if named.kind == "infer" else "one step"),
+        ),
     )
