@@ -69,9 +69,9 @@ def _named_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
     torch.manual_seed(0)
     model, inputs = named.build(), named.inputs(batch, seq_len)
     if named.kind == "infer":
-        return _infer_step(model.eval(), inputs)
+        return _infer_step(named, model.eval(), inputs)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
-    return _train_step(model.train(), inputs, "fp32", optimizer)
+    return _train_step(named, model.train(), inputs, "fp32", optimizer)
 
 
 def _minilm_step(batch: int) -> Callable[[], None]:

@@ -48,6 +48,7 @@ class Named:
     kind: str  # train | infer
     build: Callable[[], nn.Module]
     inputs: Callable[[int, int], tuple[torch.Tensor, ...]]  # (batch, seq_len) -> tensors
+    logits: Callable[[nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]
     help: str
 
 
@@ -66,36 +67,44 @@ def _images(batch: int, _seq_len: int) -> tuple[torch.Tensor, ...]:
     return torch.rand(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
-NAMED: dict[str, Named] = {
-    "bert-base-infer": Named("infer", _bert, _tokens, "BERT-base forward, random tokens"),
-    "bert-base-train": Named("train", _bert, _tokens, "BERT-base token classification, Adam"),
-    "lenet-train": Named("train", lambda: create_model("lenet"), _images, "LeNet, 28x28, Adam"),
-}
+def _encoder_logits(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return model(input_ids=inputs[0], attention_mask=inputs[1]).logits
 
 
-def _logits(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    if len(inputs) == 3:  # token ids, attention mask, tags
-        return model(input_ids=inputs[0], attention_mask=inputs[1]).logits
+def _image_logits(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return model(inputs[0])
 
 
-def _infer_step(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Callable[[], None]:
+NAMED: dict[str, Named] = {
+    "bert-base-infer": Named(
+        "infer", _bert, _tokens, _encoder_logits, "BERT-base forward, random tokens"
+    ),
+    "bert-base-train": Named(
+        "train", _bert, _tokens, _encoder_logits, "BERT-base token classification, Adam"
+    ),
+    "lenet-train": Named(
+        "train", lambda: create_model("lenet"), _images, _image_logits, "LeNet, 28x28, Adam"
+    ),
+}
+
+
+def _infer_step(named: Named, model: nn.Module, inputs: tuple) -> Callable[[], None]:
     def step() -> None:
         with torch.no_grad():
-            _logits(model, inputs)
+            named.logits(model, inputs)
 
     return step
 
 
 def _train_step(
-    model: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str, optimizer: Any
+    named: Named, model: nn.Module, inputs: tuple, precision: str, optimizer: Any
 ) -> Callable[[], None]:
     dtype = _DTYPES[precision]
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=dtype, enabled=precision != "fp32"):
-            logits = _logits(model, inputs)
+            logits = named.logits(model, inputs)
         target = inputs[-1]
         loss = nn.functional.cross_entropy(logits.float().flatten(0, -2), target.flatten())
         loss.backward()
@@ -111,10 +120,10 @@ def _record(named: Named, model: nn.Module, precision: str, n: int, seq_len: int
     optimizer = None
     if named.kind == "infer":
         fresh = fresh.eval().to(_DTYPES[precision])
-        step = _infer_step(fresh, inputs)
+        step = _infer_step(named, fresh, inputs)
     else:
         optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-4, foreach=True)  # CUDA's default
-        step = _train_step(fresh.train(), inputs, precision, optimizer)
+        step = _train_step(named, fresh.train(), inputs, precision, optimizer)
     state = (lambda: optimizer_tensors(optimizer)) if optimizer else list
     return record(step, lambda: [*fresh.parameters(), *fresh.buffers(), *inputs, *state()])
 
