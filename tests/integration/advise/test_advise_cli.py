@@ -58,3 +58,21 @@ def test_help_shows_an_example(capsys) -> None:
         main(["advise", "--help"])
     out = capsys.readouterr().out
     assert "example:" in out and "tensorfab advise --workload bert-base-infer" in out
+
+
+def test_spec_refuses_a_precision_and_a_batch_that_does_not_fit(tmp_path: Path, capsys) -> None:
+    """LeNet on the embedded digits: bf16 on a T4 is refused; at batch 200,000 the step
+    (about 26 GB of activations) does not fit a 16 GB T4 but fits an 80 GB H100."""
+    repo = Path(__file__).resolve().parents[3]
+    spec = str(repo / "examples" / "digits-lenet.yaml")
+    common = ["--gpus", "h100-sxm,t4", "--json", "--out", str(tmp_path)]
+    assert main(["advise", spec, "--set", "train.precision=bf16", *common]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["gpus"]}
+    assert rows["t4"]["refused"] == "t4 has no bf16 (it has fp32, fp16)"
+    assert main(["advise", spec, "--set", "data.batch_size=200000", *common]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["gpus"]}
+    assert rows["t4"]["precision"] == "fp16"  # auto on a T4
+    assert rows["t4"]["fits"] is False
+    assert rows["t4"]["refused"].startswith("does not fit: needs ")
+    assert 0 < rows["t4"]["largest_batch"] < 200_000
+    assert rows["h100-sxm"]["fits"] is True and rows["h100-sxm"]["largest_batch"] >= 200_000
