@@ -119,6 +119,7 @@ def _cpu_cases() -> dict[str, tuple[Profile, int]]:
     }
 
 
+@cache
 def cpu_comparison() -> dict[str, dict[str, float]]:
     """Predicted over measured step time and step memory, per CPU run."""
     out = {}
