@@ -72,6 +72,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tensorfab.cli.jobs",
         "a shared job queue and GPU scheduler for this node (daemon, submit, ls, top, report)",
     ),
+    "advise": (
+        "tensorfab.cli.advise",
+        "which GPU for a job spec: predicted time, memory, energy and cost per catalogue GPU",
+    ),
     "audit": (
         "tensorfab.cli.audit",
         "audit a model or data: PII, integrity (manifest, signature), robustness, model card",

@@ -107,6 +107,14 @@ def _backward(ctx: RunContext, batch: tuple[torch.Tensor, ...], sync: bool) -> t
     return loss
 
 
+def train_step(ctx: RunContext, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """One optimizer step on one batch exactly as the loop runs it (accumulation aside):
+    what ``tensorfab advise`` records op by op. Returns the batch's loss."""
+    loss = _backward(ctx, batch, sync=True)
+    _optimizer_step(ctx)
+    return loss
+
+
 def _out_of_memory(ctx: RunContext) -> TensorfabError:
     d = ctx.runtime.describe()
     return TensorfabError(

@@ -1,6 +1,7 @@
 """What the machine has: CPUs, GPUs (and Apple ``mps``), memory, compute capability,
-precisions, datasheet and measured peaks, NVML telemetry."""
+precisions, the GPU catalogue (datasheet figures), measured peaks, NVML telemetry."""
 
+from tensorfab.hardware.catalogue import Gpu, find_gpu, gpu_by_id, load_catalogue
 from tensorfab.hardware.device import (
     cpu_model,
     cuda_index,
@@ -13,7 +14,6 @@ from tensorfab.hardware.device import (
 from tensorfab.hardware.info import collect_info, gpus, memory_bytes, physical_cores
 from tensorfab.hardware.nvml import driver_version, energy_mj, gpu_readings
 from tensorfab.hardware.peaks import (
-    DATASHEET_PEAK_TFLOPS,
     datasheet_peak_tflops,
     default_cache_path,
     measure_matmul_tflops,
@@ -29,9 +29,9 @@ from tensorfab.hardware.precision import (
 )
 
 __all__ = [
-    "DATASHEET_PEAK_TFLOPS",
     "PRECISIONS",
     "PRECISION_DTYPES",
+    "Gpu",
     "collect_info",
     "cpu_model",
     "cuda_index",
@@ -42,8 +42,11 @@ __all__ = [
     "device_name",
     "driver_version",
     "energy_mj",
+    "find_gpu",
+    "gpu_by_id",
     "gpu_readings",
     "gpus",
+    "load_catalogue",
     "measure_matmul_tflops",
     "measured_peak_tflops",
     "memory_bytes",

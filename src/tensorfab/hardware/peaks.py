@@ -1,4 +1,5 @@
-"""Peak matmul throughput per precision: datasheet figures and measured, cached ones.
+"""Peak matmul throughput per precision: datasheet figures (from the GPU catalogue,
+``gpus.yaml``) and measured, cached ones.
 
 MFU divides by the **measured** peak of the precision on the device (a square matmul,
 timed once per device name and torch version, cached in a JSON file); the datasheet
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,41 +18,18 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.catalogue import find_gpu
 from tensorfab.hardware.device import device_name
 from tensorfab.hardware.precision import PRECISION_DTYPES, supported_precisions
 
 MeasureFn = Callable[[torch.device, str], float]
 
 
-def _peaks(
-    fp32: float, tf32: float, bf16: float, fp16: float, fp8: float | None
-) -> dict[str, float]:
-    table = {"fp32": fp32, "tf32": tf32, "bf16": bf16, "fp16": fp16, "fp8": fp8}
-    return {k: v for k, v in table.items() if v is not None}
-
-
-# Dense (no structured sparsity) TFLOP/s from NVIDIA datasheets, FP32 accumulate.
-# Matched in order against the device name as a whole word, so the specific entries
-# ("H100 PCIe") come before the general ones ("H100", the SXM part).
-DATASHEET_PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H100 PCIe": _peaks(51.0, 378.0, 756.0, 756.0, 1513.0),
-    "H100 NVL": _peaks(60.0, 417.5, 835.5, 835.5, 1670.5),
-    "H200 NVL": _peaks(60.0, 417.5, 835.5, 835.5, 1670.5),
-    "H100": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
-    "H200": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
-    "GH200": _peaks(67.0, 494.7, 989.4, 989.4, 1978.9),
-    "A100": _peaks(19.5, 156.0, 312.0, 312.0, None),
-    "L4": _peaks(30.3, 60.0, 121.0, 121.0, 242.5),
-    "RTX 4090": _peaks(82.6, 82.6, 165.2, 165.2, 330.3),
-}
-
-
 def datasheet_peak_tflops(name: str, precision: str) -> float | None:
-    """The datasheet peak of the first table entry found in ``name``; None if unknown."""
-    for key, peaks in DATASHEET_PEAK_TFLOPS.items():
-        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name, re.IGNORECASE):
-            return peaks.get(precision)
-    return None
+    """The dense datasheet peak of ``precision`` for the GPU the catalogue finds in
+    ``name`` (``hardware/gpus.yaml``); None for an unknown device or a precision it lacks."""
+    gpu = find_gpu(name)
+    return None if gpu is None else gpu.tflops.get(precision)
 
 
 def mfu(flops_per_s: float, peak_tflops: float | None) -> float | None:

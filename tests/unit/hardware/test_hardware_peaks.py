@@ -27,7 +27,9 @@ from tensorfab.hardware.peaks import (
         ("NVIDIA A100-SXM4-80GB", "tf32", 156.0),
         ("NVIDIA A100-SXM4-80GB", "fp8", None),
         ("NVIDIA L4", "fp16", 121.0),
-        ("NVIDIA L40S", "bf16", None),  # "L4" must not match L40S
+        ("NVIDIA L40S", "bf16", 362.05),  # "L4" must not match L40S (L4: 121)
+        ("Tesla T4", "bf16", None),  # Turing has no bf16
+        ("NVIDIA GH200 480GB", "bf16", 989.4),  # "H200" must not match GH200
         ("NVIDIA GeForce RTX 4090", "bf16", 165.2),
         ("AMD EPYC", "fp32", None),
     ],

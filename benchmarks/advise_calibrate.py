@@ -1,0 +1,96 @@
+"""This CPU's figures for advise's model: host time per op, matmul peaks, copy bandwidth.
+
+The one source of CPU calibration (never the validation runs). All timed with one
+intra-op thread by the thread's own CPU time (``time.thread_time``), so other jobs on the
+shared cores do not inflate them; each figure is the best of many repeats.
+
+* ``host_op_us``: a width-4 MLP (compute negligible) takes Adam steps; step CPU time / the
+  ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
+* ``tflops``: a 512 x 512 fp32 matmul; ``bandwidth_gb_s``: a 64 MiB
+  copy, each byte read and written (2 x size / time).
+
+    nice -n 10 .venv/bin/python benchmarks/advise_calibrate.py
+writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tensorfab.advise.record import OpRecorder
+from tensorfab.files import write_text_atomic
+
+OUT = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
+
+
+def best_cpu_s(op: Callable[[], Any], repeats: int) -> float:
+    """The least thread CPU time of ``repeats`` calls, after one warm-up."""
+    op()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.thread_time()
+        op()
+        best = min(best, time.thread_time() - t0)
+    return best
+
+
+def host_op_us() -> dict[str, float]:
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(4, 4), nn.ReLU())])
+    optimizer = torch.optim.Adam(model.parameters(), foreach=True)
+    x, y = torch.randn(2, 4), torch.randn(2, 4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+    recorder = OpRecorder()
+    step()
+    with recorder:
+        step()
+    seconds = best_cpu_s(step, 500)
+    return {
+        "ops_per_step": len(recorder.ops),
+        "step_us": seconds * 1e6,
+        "host_op_us": seconds * 1e6 / len(recorder.ops),
+    }
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 512) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / best_cpu_s(lambda: a @ b, 20) / 1e12
+
+
+def copy_gb_s(nbytes: int = 64 * 2**20) -> float:
+    src, dst = torch.empty(nbytes, dtype=torch.uint8), torch.empty(nbytes, dtype=torch.uint8)
+    return 2 * nbytes / best_cpu_s(lambda: dst.copy_(src), 10) / 1e9
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    result = {
+        "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread",
+        "date": "2026-11-30",
+        "command": "nice -n 10 .venv/bin/python benchmarks/advise_calibrate.py",
+        "torch": torch.__version__,
+        "timing": "thread CPU time (time.thread_time), best of the repeats",
+        **host_op_us(),
+        # fp32 only: a bf16 matmul runs partly outside the calling thread (oneDNN), which
+        # thread CPU time would miss
+        "tflops": {"fp32": matmul_tflops(torch.float32)},
+        "bandwidth_gb_s": copy_gb_s(),
+    }
+    write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

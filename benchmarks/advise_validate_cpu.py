@@ -1,0 +1,116 @@
+"""This CPU's own measured runs, for advise's validation test (never for calibration).
+
+One intra-op thread, each step timed by the thread's CPU time (``time.thread_time``: the
+machine is shared, wall time measures the other jobs), the least of the repeats. Memory:
+the peak resident set of one steady-state step above the resident set before it (Linux's
+peak RSS is reset through ``/proc/self/clear_refs`` first), in the same process, with glibc
+told to return freed memory at once (a fixed 64 KiB mmap threshold, no trim threshold), so
+that the resident set follows the tensors alive rather than glibc's free lists.
+
+    nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py time
+    MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 \
+        nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py memory
+write the step times and the memory into tests/fixtures/advise/cpu-2026-11-30.json (the
+malloc settings make every step fault its memory in afresh, so times come from the run
+without them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from tensorfab.advise.profile import SpecProfiler, _rows, _train_context
+from tensorfab.advise.workloads import NAMED, _infer_step, _train_step
+from tensorfab.engine.fit import train_step
+from tensorfab.files import write_text_atomic
+from tensorfab.spec import load_spec
+
+OUT = Path("tests/fixtures/advise/cpu-2026-11-30.json")
+MINILM = "examples/conll2003-minilm.yaml"
+
+
+def _kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+
+def measure(step: Callable[[], None], n: int) -> dict[str, float]:
+    """Least and median thread CPU ms of ``n`` steps (after two warm-ups), and the peak
+    RSS of one more step above the RSS before it."""
+    step()
+    step()
+    seconds = []
+    for _ in range(n):
+        t0 = time.thread_time()
+        step()
+        seconds.append(time.thread_time() - t0)
+    seconds.sort()
+    before = _kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM)
+    step()
+    return {
+        "min_ms": seconds[0] * 1e3,
+        "median_ms": seconds[n // 2] * 1e3,
+        "steps": n,
+        "peak_rss_above_start_bytes": _kib("VmHWM") - before,
+    }
+
+
+def _named_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
+    named = NAMED[name]
+    torch.manual_seed(0)
+    model, inputs = named.build(), named.inputs(batch, seq_len)
+    if named.kind == "infer":
+        return _infer_step(named, model.eval(), inputs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    return _train_step(named, model.train(), inputs, "fp32", optimizer)
+
+
+def _minilm_step(batch: int) -> Callable[[], None]:
+    spec = load_spec(MINILM, [f"data.batch_size={batch}"])
+    profiler = SpecProfiler(spec)
+    ctx = _train_context(spec, profiler.workload, profiler.model, "fp32")
+    rows = _rows(profiler.batch, batch)
+    return lambda: train_step(ctx, rows)
+
+
+def main(part: str) -> None:
+    torch.set_num_threads(1)
+    runs = {
+        "lenet-train-b64-fp32": measure(_named_step("lenet-train", 64, 0), 30),
+        "lenet-train-b512-fp32": measure(_named_step("lenet-train", 512, 0), 10),
+        "bert-base-infer-b1-s128-fp32": measure(_named_step("bert-base-infer", 1, 128), 5),
+        "minilm-ner-b16-fp32": measure(_minilm_step(16), 10),
+    }
+    keys = ("min_ms", "median_ms", "steps") if part == "time" else ("peak_rss_above_start_bytes",)
+    old = json.loads(OUT.read_text())["runs"] if OUT.is_file() else {}
+    for run_id, found in runs.items():
+        old.setdefault(run_id, {}).update({k: found[k] for k in keys})
+    runs = old
+    result = {
+        "device": "2-core AMD EPYC CPU, shared with other jobs (load average 18-37); "
+        "1 intra-op thread, thread CPU time",
+        "date": "2026-11-30",
+        "command": "nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py time; "
+        "MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 "
+        "nice -n 10 .venv/bin/python benchmarks/advise_validate_cpu.py memory",
+        "torch": torch.__version__,
+        "runs": runs,
+        "conditions": "fp32; lenet/bert: the named workloads' plain loops on one synthetic "
+        "batch; minilm-ner: the engine's train_step on the median-sized batch of 16 CoNLL-2003 "
+        "training sentences (examples/conll2003-minilm.yaml)",
+    }
+    write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "time")

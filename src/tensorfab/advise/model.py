@@ -1,0 +1,200 @@
+"""Step time, memory, energy and cost of a profiled workload on one device.
+
+Per op: a roofline (its FLOPs at the peak of the precision it computes in, or its bytes
+at the memory bandwidth, whichever is longer) plus a fixed latency per kernel. The host
+meanwhile dispatches every op (a cost per op, calibrated on this CPU) and makes the next
+batch. A GPU runs asynchronously, so a step takes the longer of the device's and the
+host's time; a CPU does both in turn. The bound that limits the step is named.
+
+Efficiency factors (``constants.yaml``) come from CPU bench results and from measured
+GEMM peaks only; a device's own measured peaks (``--calibrate``) replace the datasheet's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from tensorfab.advise.profile import Profile
+from tensorfab.hardware import Gpu
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class Constants:
+    """The model's assumptions, each with its source in ``constants.yaml``."""
+
+    gemm_efficiency: float  # fraction of the datasheet dense peak a GEMM reaches
+    memory_efficiency: float  # fraction of the datasheet bandwidth a copy reaches
+    kernel_latency_us: float  # device time a kernel costs beyond its roofline
+    host_op_us: float  # host time per dispatched op (eager PyTorch, autograd included)
+    launch_us: float  # extra host time per CUDA kernel launch
+    context_gb: float  # CUDA context and allocator slack, beside the tensors
+    memory_usable: float  # fraction of device memory a run can fill
+    idle_power: float  # fraction of TDP drawn while the GPU waits
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@cache
+def load_constants() -> Constants:
+    raw = yaml.safe_load(resources.files("tensorfab.advise").joinpath("constants.yaml").read_text())
+    values = {k: float(v["value"]) for k, v in raw.items()}
+    return Constants(**values, sources={k: str(v["source"]) for k, v in raw.items()})
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the model needs of a device: effective peaks, bandwidth, memory, power, price."""
+
+    id: str
+    name: str
+    tflops: dict[str, float]  # effective, per precision the device has
+    bandwidth_gb_s: float  # effective
+    memory_gb: float | None
+    tdp_w: float | None
+    price_usd_h: float | None
+    asynchronous: bool  # a GPU overlaps its work with the host's
+    peak_source: str
+    kernel_latency_us: float
+    launch_us: float
+
+
+def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
+    """A catalogue GPU at the model's efficiency, or at its own measured figures."""
+    c = load_constants()
+    measured = measured or {}
+    tflops = {p: v * c.gemm_efficiency for p, v in gpu.tflops.items()}
+    tflops.update({p: v for p, v in measured.get("tflops", {}).items() if p in gpu.tflops})
+    source = (
+        "measured (--calibrate)"
+        if measured.get("tflops")
+        else (f"datasheet x {c.gemm_efficiency:g} (assumed GEMM efficiency)")
+    )
+    return Device(
+        id=gpu.id,
+        name=gpu.name,
+        tflops=tflops,
+        bandwidth_gb_s=measured.get("bandwidth_gb_s", gpu.bandwidth_gb_s * c.memory_efficiency),
+        memory_gb=gpu.memory_gb,
+        tdp_w=gpu.tdp_w,
+        price_usd_h=measured.get("price_usd_h", gpu.price_usd_h),
+        asynchronous=True,
+        peak_source=source,
+        kernel_latency_us=c.kernel_latency_us,
+        launch_us=c.launch_us,
+    )
+
+
+def cpu_device(name: str, tflops: dict[str, float], bandwidth_gb_s: float) -> Device:
+    """This CPU from its measured peaks (``bench micro``): ops run one after another."""
+    return Device(
+        id="cpu",
+        name=name,
+        tflops=tflops,
+        bandwidth_gb_s=bandwidth_gb_s,
+        memory_gb=None,
+        tdp_w=None,
+        price_usd_h=None,
+        asynchronous=False,
+        peak_source="measured (bench micro)",
+        kernel_latency_us=0.0,
+        launch_us=0.0,
+    )
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """A step's time and its parts, in seconds."""
+
+    step_s: float
+    device_s: float  # the device's work: rooflines plus kernel latencies
+    compute_s: float  # ops whose FLOPs take longer than their bytes
+    memory_s: float  # ops whose bytes take longer
+    latency_s: float  # kernel latencies
+    dispatch_s: float  # host: op dispatch and kernel launches
+    input_s: float  # host: making the batch
+    bound: str
+
+
+def _op_precision(dtype: str, precision: str, device: Device) -> str:
+    """The peak an op's FLOPs run at: its input dtype; fp32 uses TF32 where the run allows."""
+    if dtype in ("bfloat16", "float16"):
+        return "bf16" if dtype == "bfloat16" else "fp16"
+    if precision != "fp32" and "tf32" in device.tflops:
+        return "tf32"
+    return "fp32"
+
+
+def _device_parts(profile: Profile, device: Device, precision: str) -> tuple[float, float, float]:
+    """(compute-bound seconds, memory-bound seconds, kernel latency seconds) of the ops."""
+    compute = memory = 0.0
+    bw = device.bandwidth_gb_s * GB
+    for op in profile.ops:
+        flops, moved = op.at(profile.batch_size)
+        peak = device.tflops.get(_op_precision(op.dtype, precision, device), 0.0) * 1e12
+        t_flops = flops / peak if flops and peak else 0.0
+        t_bytes = moved / bw
+        if t_flops > t_bytes:
+            compute += t_flops
+        else:
+            memory += t_bytes
+    latency = profile.kernels() * device.kernel_latency_us * 1e-6
+    return compute, memory, latency
+
+
+def _bound(parts: dict[str, float]) -> str:
+    return max(parts, key=lambda k: parts[k])
+
+
+def step_time(profile: Profile, device: Device, precision: str, host_op_us: float) -> StepTime:
+    """Predicted seconds per step of ``profile`` on ``device`` in ``precision``."""
+    compute, memory, latency = _device_parts(profile, device, precision)
+    dispatch = profile.host_ops * host_op_us * 1e-6 + profile.kernels() * device.launch_us * 1e-6
+    device_s, host_s = compute + memory + latency, dispatch + profile.host_input_s
+    step = max(device_s, host_s) if device.asynchronous else device_s + host_s
+    if device.asynchronous and host_s > device_s:
+        parts = {"launch overhead": dispatch, "host input": profile.host_input_s}
+    else:
+        parts = {"compute": compute, "memory bandwidth": memory, "launch overhead": latency}
+        if not device.asynchronous:
+            parts.update(
+                {"launch overhead": latency + dispatch, "host input": profile.host_input_s}
+            )
+    return StepTime(
+        step, device_s, compute, memory, latency, dispatch, profile.host_input_s, _bound(parts)
+    )
+
+
+def memory_needed(profile: Profile, batch: int, device: Device) -> float:
+    """Peak bytes of a step at ``batch`` on ``device`` (tensors, plus a GPU's context)."""
+    extra = load_constants().context_gb * GB if device.asynchronous else 0.0
+    return profile.memory_at(batch) + extra
+
+
+def largest_batch(profile: Profile, device: Device) -> int | None:
+    """The largest batch whose step fits the device's usable memory (None: no limit known)."""
+    if device.memory_gb is None:
+        return None
+    c = load_constants()
+    extra = memory_needed(profile, 0, device) - profile.memory_at(0)
+    return profile.largest_batch(c.memory_usable * device.memory_gb * GB - extra)
+
+
+def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
+    """Joules over ``seconds``: idle power plus the rest of TDP for the busy fraction."""
+    if device.tdp_w is None:
+        return None
+    idle = load_constants().idle_power
+    busy = min(1.0, (time_s.compute_s + time_s.memory_s) / max(time_s.step_s, 1e-12))
+    return device.tdp_w * (idle + (1 - idle) * busy) * seconds
+
+
+def cpu_from_calibration(data: dict[str, Any]) -> Device:
+    """This CPU as ``benchmarks/advise_calibrate.py`` measured it (one thread): matmul
+    peaks, copy bandwidth."""
+    return cpu_device(data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"])

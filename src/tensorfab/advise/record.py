@@ -1,0 +1,141 @@
+"""What one step does, op by op: FLOPs, bytes moved, kernels, and memory held.
+
+:class:`OpRecorder` is a ``TorchDispatchMode``: it sees every ATen op a real step runs on
+the CPU (forward, the autograd backward, the optimizer), after PyTorch has decomposed
+the composite ones, i.e. the ops a GPU would launch kernels for. Per op it keeps the FLOPs
+of PyTorch's own formulas (``torch.utils.flop_counter``, as ``FlopCounterMode`` counts
+them), the bytes of its tensor inputs and outputs, and whether it launches a kernel
+(a view or a metadata op does not). It also keeps the bytes of every storage alive and
+their peak, freed storages leaving through a weak-reference finaliser: the step's peak
+memory, measured on the step itself.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+# A foreach (or fused optimizer) op is one dispatch; on a GPU it launches one kernel per
+# chunk of tensors (multi-tensor-apply: up to 110 tensors or 320 blocks a launch; assume 24).
+FOREACH_TENSORS_PER_KERNEL = 24
+# Ops that only read a value to the host: they wait for the device, launch nothing.
+_SYNC_OPS = {"_local_scalar_dense", "item", "equal", "is_nonzero"}
+# Profiler markers (the optimizer's record_function): host work, no kernel.
+_HOST_ONLY = {"_record_function_enter_new", "_record_function_exit", *_SYNC_OPS}
+# PyTorch's CPU attention op has no formula in flop_registry (the CUDA ones have).
+_CPU_ATTENTION = {
+    "_scaled_dot_product_flash_attention_for_cpu": 1.0,
+    "_scaled_dot_product_flash_attention_for_cpu_backward": 2.0,  # dQ, dK, dV, dP
+}
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One dispatched op: name, phase, FLOPs, bytes read + written, kernels, compute dtype."""
+
+    name: str
+    phase: str
+    flops: float
+    bytes: float
+    kernels: int
+    dtype: str  # the first floating-point input's dtype ("" if none): picks the peak
+
+
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    return [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+
+
+def _nbytes(tensors: list[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _is_view(func: Any) -> bool:
+    """A view (outputs alias an input, nothing written): no kernel, no bytes."""
+    returns = func._schema.returns
+    return bool(returns) and all(
+        r.alias_info is not None and not r.alias_info.is_write for r in returns
+    )
+
+
+def _attention_flops(name: str, args: tuple) -> float:
+    """FLOPs of the CPU attention op: Q K^T and P V, 2 * 2*B*H*T*S*d, times the factor."""
+    q, k = args[0], args[1]
+    if name.endswith("_backward"):
+        q, k = args[1], args[2]  # (grad_out, query, key, value, ...)
+    b, h, t, d = q.shape
+    s = k.shape[-2]
+    return _CPU_ATTENTION[name] * 4.0 * b * h * t * s * d
+
+
+def op_flops(func: Any, args: tuple, kwargs: dict, out: Any) -> float:
+    """FLOPs of one op by PyTorch's formula (0 for ops it does not count)."""
+    packet = func.overloadpacket
+    if packet in flop_registry:
+        return float(flop_registry[packet](*args, **kwargs, out_val=out))
+    name = packet.__name__
+    if name in _CPU_ATTENTION:
+        return _attention_flops(name, args)
+    return 0.0
+
+
+def _kernels(name: str, inputs: list[torch.Tensor], view: bool) -> int:
+    if view or name in _HOST_ONLY:
+        return 0
+    if name.startswith(("_foreach_", "_fused_")):
+        return max(1, -(-len(inputs) // FOREACH_TENSORS_PER_KERNEL))
+    return 1
+
+
+def _dtype(inputs: list[torch.Tensor]) -> str:
+    return next((str(t.dtype).removeprefix("torch.") for t in inputs if t.is_floating_point()), "")
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records every op run inside it; ``phase`` is set by the caller between parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[OpRecord] = []
+        self.phase = "step"
+        self.live_bytes = 0
+        self.peak_bytes = 0
+        self.live_after: list[int] = []  # bytes held after each op: the step's memory curve
+        self._seen: set[int] = set()  # data pointers of storages being tracked
+
+    def track(self, tensors: list[torch.Tensor]) -> None:
+        """Count these tensors' storages as held (once each) until they are freed."""
+        for t in tensors:
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0 or key in self._seen:
+                continue
+            size = storage.nbytes()
+            self._seen.add(key)
+            self.live_bytes += size
+            weakref.finalize(storage, self._free, key, size)
+        self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+
+    def _free(self, key: int, size: int) -> None:
+        self._seen.discard(key)
+        self.live_bytes -= size
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs, outputs = _tensors((args, kwargs)), _tensors(out)
+        view = _is_view(func)
+        name = func.overloadpacket.__name__
+        moved = 0 if view else _nbytes(inputs) + _nbytes(outputs)
+        flops = op_flops(func, args, kwargs, out)
+        self.ops.append(
+            OpRecord(name, self.phase, flops, moved, _kernels(name, inputs, view), _dtype(inputs))
+        )
+        self.track(outputs)
+        self.live_after.append(self.live_bytes)
+        return out

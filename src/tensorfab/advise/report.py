@@ -1,0 +1,108 @@
+"""The advice as people read it: a markdown table, a PNG, and the calibration file.
+
+``--calibrate FILE`` reads a ``tensorfab bench micro`` result (its matmul peaks and copy
+bandwidth replace the datasheet figures of the catalogue GPU its device name matches) or
+an advise calibration object ``{"host_op_us": .., "gpus": {id: {"tflops": {..},
+"bandwidth_gb_s": .., "price_usd_h": ..}}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tensorfab.advise.advise import Advice
+from tensorfab.errors import TensorfabError
+from tensorfab.files import atomic_path
+from tensorfab.hardware import find_gpu
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def markdown(advice: Advice) -> str:
+    """One row per GPU; a refused GPU shows its reason instead of figures."""
+    lines = [
+        f"advise: {advice.workload} ({advice.kind})",
+        "",
+        "| gpu | precision | batch | step ms | run s | bound | memory GB | fits | max batch "
+        "| energy kJ | cost $ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in advice.gpus:
+        if r.get("step_ms") is None:
+            lines.append(
+                f"| {r['id']} | {r['precision']} | {r['batch_size']} | refused: "
+                f"{r['refused']} | | | | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['id']} | {r['precision']} | {r['batch_size']} | {r['step_ms']:.2f} "
+            f"| {r['run_s']:.1f} | {r['bound']} | {r['memory_gb']:.2f} | "
+            f"{'yes' if r['fits'] else 'NO'} | {_cell(r['largest_batch'], 'd')} | "
+            f"{_cell(r['energy_kj'], '.2f')} | {r['cost_usd']:.4f} |"
+        )
+    lines += ["", *(f"fastest: {', '.join(advice.ranking['time'][:3])}" for _ in [0])]
+    lines += [f"cheapest: {', '.join(advice.ranking['cost'][:3])}"]
+    lines += [f"least energy: {', '.join(advice.ranking['energy'][:3])}", "", "assumptions:"]
+    lines += [f"- {a}" for a in advice.assumptions + advice.notes]
+    refused = [r for r in advice.gpus if r["refused"]]
+    lines += [f"refused {r['id']}: {r['refused']}" for r in refused]
+    return "\n".join(lines) + "\n"
+
+
+def plot(advice: Advice, path: Path) -> Path:
+    """Predicted step time per GPU, split into its parts (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in advice.gpus if r.get("parts_ms")]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
+    left = [0.0] * len(rows)
+    for part in ("compute", "memory", "kernel_latency", "host_dispatch", "host_input"):
+        widths = [r["parts_ms"][part] for r in rows]
+        ax.barh([r["id"] for r in rows], widths, left=left, label=part)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_xlabel("ms per step (parts; a GPU step is the longer of device and host)")
+    ax.set_title(f"tensorfab advise: {advice.workload}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _from_micro(data: dict[str, Any], where: str) -> dict[str, Any]:
+    name = data.get("environment", {}).get("device_name", "")
+    gpu = find_gpu(name)
+    if gpu is None:
+        raise TensorfabError(f"{where}: device {name!r} is not a GPU of the catalogue")
+    tflops = {p: r["tflops"] for p, r in data["matmul"].items() if r.get("tflops")}
+    entry: dict[str, Any] = {"tflops": tflops}
+    d2d = data.get("bandwidth_gb_s", {}).get("device_to_device")
+    if d2d:
+        entry["bandwidth_gb_s"] = 2 * d2d  # a copy reads and writes each byte
+    return {"gpus": {gpu.id: entry}}
+
+
+def load_calibration(path: Path) -> dict[str, Any]:
+    """A calibration object from ``path`` (see the module docstring)."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise TensorfabError(f"--calibrate {path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise TensorfabError(f"--calibrate {path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise TensorfabError(f"--calibrate {path}: expected a JSON object")
+    if data.get("kind") == "micro":
+        return _from_micro(data, f"--calibrate {path}")
+    unknown = set(data) - {"host_op_us", "gpus"}
+    if unknown:
+        raise TensorfabError(f"--calibrate {path}: unknown keys {', '.join(sorted(unknown))}")
+    return data

@@ -1,0 +1,156 @@
+"""Validation (never calibration): predictions against measured runs.
+
+The H100 figures of issue 19 (``tests/fixtures/advise/h100-2026-11-23.json``) and this CPU's
+own runs (``cpu-2026-11-30.json``, measured once by ``benchmarks/advise_validate_cpu.py``).
+The model's constants were set before these were compared (``advise/constants.yaml``);
+where a target is missed, the test asserts what does hold and the miss is reported in
+docs/advise.md with its size, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from tensorfab.advise import SpecProfiler, advise
+from tensorfab.advise.model import cpu_from_calibration, gpu_device, load_constants, step_time
+from tensorfab.advise.profile import Profile
+from tensorfab.advise.workloads import profile_named
+from tensorfab.hardware import gpu_by_id
+from tensorfab.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[3]
+FIXTURES = REPO / "tests" / "fixtures" / "advise"
+H100 = json.loads((FIXTURES / "h100-2026-11-23.json").read_text())
+RUNS = {r["id"]: r for r in H100["runs"]}
+CPU_RUNS = json.loads((FIXTURES / "cpu-2026-11-30.json").read_text())["runs"]
+MINILM = REPO / "examples" / "conll2003-minilm.yaml"
+CALIBRATION = json.loads(
+    (REPO / "benchmarks/results/cpu-2026-11-30-advise-calibrate.json").read_text()
+)
+
+
+@cache
+def _profile(workload: str, seq_len: int, precision: str) -> Profile:
+    return profile_named(workload, 1, seq_len, precision)
+
+
+def _measured_ms(run: dict) -> float:
+    if "step_ms" in run:
+        return run["step_ms"]
+    return run["batch"] / run["samples_per_s"] * 1e3
+
+
+def _h100_ms(run_id: str) -> tuple[float, str]:
+    run = RUNS[run_id]
+    profile = _profile(run["workload"], run.get("seq_len", 0), run["precision"])
+    device = gpu_device(gpu_by_id(H100["gpu"]))
+    t = step_time(
+        profile.with_batch(run["batch"]), device, run["precision"], load_constants().host_op_us
+    )
+    return t.step_s * 1e3, t.bound
+
+
+def test_h100_compute_bound_bert_inference_within_25_percent() -> None:
+    """bert-base fp32 at batch 64 is compute-bound: the roofline holds (target met)."""
+    ms, bound = _h100_ms("bert-infer-b64-fp32")
+    assert bound == "compute"
+    assert ms == pytest.approx(_measured_ms(RUNS["bert-infer-b64-fp32"]), rel=0.25)
+
+
+def test_h100_launch_bound_runs_are_named_so_but_predicted_too_fast() -> None:
+    """Target MISSED for LeNet and bert-base batch 1 (docs/advise.md): the H100's host
+    spends 18-31 us per op, this CPU's calibration 4.6 us + 5 us per launch. What holds:
+    the bound is launch overhead, the prediction is below the measurement (never above),
+    and within a factor of six (bert-base fp16 is in docs/advise.md, not here: its CPU
+    profile alone would take a tenth of this file's time budget)."""
+    for run_id in ("lenet-b64-fp32", "lenet-b512-fp32", "bert-infer-b1-fp32"):
+        ms, bound = _h100_ms(run_id)
+        measured = _measured_ms(RUNS[run_id])
+        assert bound == "launch overhead", run_id
+        assert measured / 6 < ms < measured, run_id
+
+
+def test_h100_lenet_trends_follow_the_measurements() -> None:
+    """Measured: batch 512 costs about as much per step as 64 (2.75 vs 2.44 ms), and bf16
+    autocast is slower than fp32 (more kernels: the casts). The model agrees on both."""
+    b64, _ = _h100_ms("lenet-b64-fp32")
+    b512, _ = _h100_ms("lenet-b512-fp32")
+    bf16, _ = _h100_ms("lenet-b64-bf16")
+    assert 1.0 <= b512 / b64 < 1.3
+    assert bf16 > b64
+
+
+@cache
+def _minilm() -> SpecProfiler:
+    return SpecProfiler(load_spec(MINILM))
+
+
+def test_h100_minilm_ner_run_is_launch_bound_and_predicted_too_fast() -> None:
+    """Target MISSED: HF Trainer took 60 s for 3 epochs (bf16 autocast, batch 16); the model
+    says 25-35 s, launch-bound (short CoNLL sentences: the GPU waits for the host)."""
+    result = advise(_minilm(), "bf16", [gpu_by_id("h100-sxm")])
+    row = result.gpus[0]
+    run = RUNS["minilm-ner-hf-trainer"]
+    assert row["bound"] == "launch overhead"
+    assert run["run_s"] / 5 < row["run_s"] < run["run_s"]
+
+
+def _cpu_ms(profile: Profile, batch: int) -> float:
+    t = step_time(
+        profile.with_batch(batch),
+        cpu_from_calibration(CALIBRATION),
+        "fp32",
+        load_constants().host_op_us,
+    )
+    return t.step_s * 1e3
+
+
+def _cpu_cases() -> dict[str, tuple[Profile, int]]:
+    lenet = _profile("lenet-train", 0, "fp32")
+    return {
+        "lenet-train-b64-fp32": (lenet, 64),
+        "lenet-train-b512-fp32": (lenet, 512),
+        "bert-base-infer-b1-s128-fp32": (_profile("bert-base-infer", 128, "fp32"), 1),
+        "minilm-ner-b16-fp32": (_minilm()("fp32"), 16),
+    }
+
+
+@cache
+def cpu_comparison() -> dict[str, dict[str, float]]:
+    """Predicted over measured step time and step memory, per CPU run."""
+    out = {}
+    for run_id, (profile, batch) in _cpu_cases().items():
+        measured = CPU_RUNS[run_id]
+        step_memory = profile.memory_at(batch) - (
+            profile.memory_start[0] + profile.memory_start[1] * batch
+        )
+        out[run_id] = {
+            "time": _cpu_ms(profile, batch) / measured["min_ms"],
+            "memory": step_memory / max(measured["peak_rss_above_start_bytes"], 1),
+        }
+    return out
+
+
+def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
+    """Target met for the training steps of LeNet (batch 512) and minilm NER (batch 16) and
+    for bert-base inference; LeNet at batch 64 (a 9 MB step) is 11 % over, reported."""
+    ratios = {k: v["memory"] for k, v in cpu_comparison().items()}
+    for run_id in ("lenet-train-b512-fp32", "minilm-ner-b16-fp32", "bert-base-infer-b1-s128-fp32"):
+        assert ratios[run_id] == pytest.approx(1.0, abs=0.10), run_id
+    assert ratios["lenet-train-b64-fp32"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_cpu_step_times_are_predicted_too_fast() -> None:
+    """Target MISSED on this CPU (docs/advise.md): bert-base inference and minilm NER come
+    out 25-30 % fast (0.70, 0.76), LeNet 3.4x fast: its convolutions (1 to 16 channels) run
+    far below the GEMM peak the roofline gives every FLOP. What holds: never slower than
+    measured, bert and minilm within 40 %, LeNet within 5x."""
+    ratios = {k: v["time"] for k, v in cpu_comparison().items()}
+    for run_id in ("bert-base-infer-b1-s128-fp32", "minilm-ner-b16-fp32"):
+        assert 0.6 < ratios[run_id] < 1.0, run_id
+    for run_id in ("lenet-train-b64-fp32", "lenet-train-b512-fp32"):
+        assert 0.2 < ratios[run_id] < 1.0, run_id

@@ -1,0 +1,138 @@
+"""The model on hand-made profiles: rooflines, host overlap, bounds, memory, energy, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tensorfab.advise.advise import advise, rank, run_precision
+from tensorfab.advise.model import Device, energy_j, gpu_device, step_time
+from tensorfab.advise.profile import OpLine, Profile
+from tensorfab.hardware import gpu_by_id
+
+
+def _profile(
+    ops: list[OpLine],
+    host_ops: int = 0,
+    input_s: float = 0.0,
+    batch: int = 1,
+    curve: tuple = ((100.0, 10.0),),
+) -> Profile:
+    return Profile(
+        "toy",
+        "train",
+        "fp32",
+        batch,
+        tuple(ops),
+        curve,
+        (0.0, 0.0),
+        host_ops,
+        0,
+        input_s,
+        1000,
+        2,
+        None,
+        1,
+    )
+
+
+def _device(asynchronous: bool = True) -> Device:
+    return Device(
+        "toy",
+        "Toy",
+        {"fp32": 10.0, "bf16": 100.0},
+        100.0,
+        1e-6,
+        100.0,
+        3.6,
+        asynchronous,
+        "test",
+        kernel_latency_us=1.0,
+        launch_us=2.0,
+    )
+
+
+def test_roofline_takes_the_longer_of_flops_and_bytes_plus_kernel_latency() -> None:
+    matmul = OpLine("mm", "float32", 1, (0.0, 1e12), (0.0, 1e9))  # 0.1 s of FLOPs, 0.01 s bytes
+    copy = OpLine("copy_", "float32", 1, (0.0, 0.0), (2e9, 0.0))  # 0.02 s of bytes
+    t = step_time(_profile([matmul, copy]), _device(), "fp32", host_op_us=0.0)
+    assert t.compute_s == pytest.approx(0.1)
+    assert t.memory_s == pytest.approx(0.02)
+    assert t.latency_s == pytest.approx(2e-6)
+    assert t.step_s == pytest.approx(0.120002)
+    assert t.bound == "compute"
+
+
+def test_bf16_ops_run_at_the_bf16_peak_and_scale_with_batch() -> None:
+    op = OpLine("mm", "bfloat16", 1, (0.0, 1e12), (0.0, 0.0))
+    t = step_time(_profile([op], batch=4), _device(), "bf16", host_op_us=0.0)
+    assert t.compute_s == pytest.approx(4e12 / 100e12)
+
+
+def test_gpu_overlaps_host_cpu_adds_it() -> None:
+    op = OpLine("add", "float32", 1, (0.0, 0.0), (1e6, 0.0))  # 10 us of bytes
+    profile = _profile([op], host_ops=100, input_s=0.001)
+    gpu = step_time(profile, _device(True), "fp32", host_op_us=10.0)
+    # host: 100 ops x 10 us + 1 kernel x 2 us launch + 1 ms input = 2.002 ms > device 11 us
+    assert gpu.step_s == pytest.approx(0.002002)
+    assert gpu.bound == "launch overhead"
+    cpu = step_time(profile, _device(False), "fp32", host_op_us=10.0)
+    assert cpu.step_s == pytest.approx(0.002002 + 11e-6)
+    slow_input = step_time(_profile([op], host_ops=1, input_s=0.5), _device(), "fp32", 10.0)
+    assert slow_input.bound == "host input"
+
+
+def test_largest_batch_is_the_lowest_cap_over_the_memory_curve() -> None:
+    # two points of the step: 1000 + 100 B and 5000 + 10 B per sample
+    profile = _profile([], curve=((1000.0, 100.0), (5000.0, 10.0)))
+    assert profile.memory_at(10) == 5100.0
+    assert profile.memory_at(100) == 11000.0
+    assert profile.largest_batch(6000.0) == 50  # (6000-1000)/100; (6000-5000)/10 = 100
+    assert profile.largest_batch(4000.0) == 0  # the fixed 5000 B alone do not fit
+
+
+def test_energy_is_idle_plus_busy_share_of_tdp() -> None:
+    op = OpLine("mm", "float32", 1, (1e12, 0.0), (0.0, 0.0))  # 0.1 s compute
+    t = step_time(_profile([op], host_ops=0), _device(), "fp32", host_op_us=0.0)
+    busy = 0.1 / t.step_s
+    assert energy_j(t, 10.0, _device()) == pytest.approx(100.0 * (0.3 + 0.7 * busy) * 10.0)
+
+
+def test_auto_precision_and_refusals_follow_the_catalogue() -> None:
+    assert run_precision("auto", gpu_by_id("h100-sxm")) == ("bf16", None)
+    assert run_precision("auto", gpu_by_id("t4")) == ("fp16", None)
+    _, refusal = run_precision("bf16", gpu_by_id("v100"))
+    assert refusal == "v100 has no bf16 (it has fp32, fp16)"
+
+
+def test_advise_refuses_what_does_not_fit_and_ranks_the_rest() -> None:
+    op = OpLine("mm", "bfloat16", 1, (0.0, 1e9), (0.0, 1e6))
+    big = _profile([op], batch=64, curve=((1e9, 0.5e9),))  # 33 GB at batch 64
+    result = advise(lambda _p: big, "auto", [gpu_by_id(g) for g in ("h100-sxm", "l4", "t4")])
+    rows = {r["id"]: r for r in result.gpus}
+    assert rows["h100-sxm"]["fits"] and rows["h100-sxm"]["refused"] is None
+    assert rows["l4"]["refused"].startswith("does not fit: needs 33.5 GB of 24 GB at batch 64")
+    assert rows["l4"]["largest_batch"] == 42  # (0.95 * 24 GB - 0.5 GB context - 1 GB) / 0.5 GB
+    assert result.ranking["time"] == ["h100-sxm"]
+    assert any("GEMM peak" in a for a in result.assumptions)
+
+
+def test_measured_peaks_replace_the_datasheet_estimate() -> None:
+    h100 = gpu_by_id("h100-sxm")
+    assert gpu_device(h100).tflops["bf16"] == pytest.approx(989.4 * 0.7)
+    measured = gpu_device(h100, {"tflops": {"bf16": 700.0}, "price_usd_h": 1.0})
+    assert measured.tflops["bf16"] == 700.0 and measured.price_usd_h == 1.0
+    assert measured.peak_source == "measured (--calibrate)"
+
+
+def test_rank_orders_by_each_key() -> None:
+    rows = [
+        {"id": "a", "refused": None, "run_s": 1.0, "cost_usd": 3.0, "energy_kj": 2.0},
+        {"id": "b", "refused": None, "run_s": 2.0, "cost_usd": 1.0, "energy_kj": 1.0},
+        {"id": "c", "refused": "no bf16"},
+        {"id": "d", "refused": None, "run_s": 1.0, "cost_usd": 2.0, "energy_kj": 3.0},
+    ]
+    assert rank(rows) == {
+        "time": ["d", "a", "b"],  # a tie in time goes to the cheaper
+        "cost": ["b", "d", "a"],
+        "energy": ["b", "a", "d"],
+    }

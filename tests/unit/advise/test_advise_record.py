@@ -1,0 +1,71 @@
+"""The recorder: FLOPs as FlopCounterMode counts them, kernels, and the memory it sees held."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tensorfab.advise.profile import fit_lines, memory_lines, record
+from tensorfab.advise.record import OpRecorder
+from tensorfab.models import create_model
+
+
+def _lenet_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def test_flops_equal_flop_counter_mode_on_a_training_step() -> None:
+    torch.manual_seed(0)
+    model = create_model("lenet")
+    x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _lenet_step(model, x, y)
+    recorder = OpRecorder()
+    with recorder:
+        _lenet_step(model, x, y)
+    assert sum(op.flops for op in recorder.ops) == counter.get_total_flops() > 0
+
+
+def test_views_launch_nothing_and_foreach_launches_per_chunk() -> None:
+    a = torch.ones(8, 8)
+    tensors = [torch.ones(2) for _ in range(50)]
+    recorder = OpRecorder()
+    with recorder:
+        a.view(64)
+        a.t()
+        a.add(1)
+        torch._foreach_add_(tensors, 1.0)
+    by_name = {op.name: op for op in recorder.ops}
+    assert by_name["view"].kernels == 0 and by_name["view"].bytes == 0
+    assert by_name["t"].kernels == 0
+    assert by_name["add"].kernels == 1
+    assert by_name["add"].bytes == 2 * 64 * 4  # read 64 floats, write 64
+    assert by_name["_foreach_add_"].kernels == 3  # 50 tensors, 24 per launch
+
+
+def test_memory_held_rises_and_falls_with_storages() -> None:
+    held = torch.zeros(1000)  # 4000 bytes, tracked from the start
+
+    def step() -> None:
+        a = held + 1  # +4000
+        b = torch.cat([a, a])  # +8000: 16000 held
+        del a  # -4000
+        b.sum()  # +4 (a 0-dim result)
+
+    rec = record(step, lambda: [held])
+    assert rec.live_after == [8000, 16000, 12004]
+
+
+def test_lines_through_two_batch_sizes() -> None:
+    def make(n: int):
+        w = torch.ones(10, 10)
+        return record(lambda: torch.ones(n, 10) @ w, lambda: [w])
+
+    a, b = make(2), make(3)
+    lines = {line.name: line for line in fit_lines(a, b, (2, 3))}
+    assert lines["mm"].flops == (0.0, 200.0)  # 2 * 10 * 10 per row
+    # bytes: w (400) and the ones (40 per row) read, the product (40 per row) written
+    assert lines["mm"].at(64) == (12800.0, 400.0 + 64 * 80.0)
+    curve = memory_lines(a, b, (2, 3))
+    assert max(f + p * 64 for f, p in curve) == 400 + 64 * 40 * 2  # w, the ones, the product
