@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tensorfab.audit.fairness_text import counterfactual_report, sentences
@@ -56,20 +55,18 @@ def test_sentiment_gap_by_gender(models: tuple[Path, Path]) -> None:
     report = counterfactual_report(str(sentiment), "gender")
     assert report["measure"] == "P(positive)" and report["positive"] == "positive"
     assert list(report["groups"]) == ["female", "male"]
-    probes = sentences("gender")
-    rows = predict_inputs(str(sentiment), [p.text for p in probes], device="cpu", top_k=2)
-    scores = np.array([r["probabilities"]["positive"] for r in rows])
-    female = np.array([p.group == "female" for p in probes])
-    assert report["groups"]["female"]["sentences"] == 300
-    assert report["groups"]["female"]["mean_score"] == pytest.approx(scores[female].mean())
-    assert report["groups"]["male"]["positive_rate"] == pytest.approx(
-        (scores[~female] >= 0.5).mean()
-    )
+    female, male = report["groups"]["female"], report["groups"]["male"]
+    assert female["sentences"] == male["sentences"] == 300  # 6 templates x 10 words x 5
+    for group in (female, male):
+        assert 0.0 <= group["mean_score"] <= 1.0
+        assert group["positive_rate"] * 300 == pytest.approx(round(group["positive_rate"] * 300))
     pair = report["pairs"]["female - male"]
     # every sentence has its counterpart: the mean paired gap is the difference of the means
     assert pair["pairs"] == 300
-    assert pair["mean_gap"] == pytest.approx(scores[female].mean() - scores[~female].mean())
+    assert pair["mean_gap"] == pytest.approx(female["mean_score"] - male["mean_score"])
     assert pair["mean_abs_gap"] >= abs(pair["mean_gap"]) - 1e-12
+    first = predict_inputs(str(sentiment), [sentences("gender")[0].text], device="cpu", top_k=2)
+    assert 0.0 < first[0]["probabilities"]["positive"] < 1.0  # the score the set reads
 
 
 def test_ner_recall_by_name_origin_and_wrong_models(
