@@ -70,8 +70,8 @@ def test_parity_cut_trades_the_least_accuracy_for_the_required_gap() -> None:
 
 
 def test_mixing_between_two_thresholds() -> None:
-    # One group, cut 1: all rates are allowed; 3 of 4 right at rate 1/4 or 1/2 ... the rule
-    # for a fractional rate: rate 1/2 of three scores = the top one and the next with p 0.5.
+    # A group's rule for a rate between two examples: rate 1/2 of three scores selects the
+    # top one, and the next with probability 0.5.
     from tensorfab.tasks.tabular_fairness import _group_rule
 
     rule = {"sensitive": "s", "groups": {"c": _group_rule(np.array([0.9, 0.6, 0.1]), 0.5)}}
