@@ -1,5 +1,6 @@
 """``tensorfab audit fairness MODEL --data FILE --sensitive sex[,race]``: fairness by group;
-``--counterfactual gender|name``: templated sentences scored by a text classifier."""
+``--counterfactual gender|name|name-origin``: templated sentences that differ only in a person,
+scored by a sentiment model (probability of the favourable class) or an NER model (PER recall)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from pathlib import Path
 
 from tensorfab.audit.fairness import report_markdown
 from tensorfab.audit.fairness_model import audit_model, write_report
-from tensorfab.audit.fairness_text import GROUPS, counterfactual_markdown, counterfactual_report
+from tensorfab.audit.fairness_text import (
+    counterfactual_markdown,
+    counterfactual_report,
+    probe_sets,
+)
 from tensorfab.errors import TensorfabError
 
 EXAMPLE = """\
 tensorfab audit fairness runs/adult-mlp --data ../shared/data/adult/adult.test --sensitive sex
 tensorfab audit fairness runs/adult-mlp --data adult.test --sensitive sex,race --json
-tensorfab audit fairness runs/sst2-minilm --counterfactual gender"""
+tensorfab audit fairness runs/sst2-minilm --counterfactual gender
+tensorfab audit fairness runs/conll2003-minilm --counterfactual name-origin --json"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sensitive", help="column(s) to group by, comma-separated: sex,race")
     parser.add_argument(
         "--counterfactual",
-        choices=sorted(GROUPS),
-        help="text models: templated sentences differing only in a person (no --data)",
+        choices=sorted(probe_sets()),
+        help="text models, no --data: templated sentences differing only in a person; "
+        "gender, name: a sentiment model's P(favourable); name-origin: an NER model's PER recall",
     )
     parser.add_argument("--positive", help="the favourable class (default: the model's last class)")
     parser.add_argument(

@@ -106,10 +106,18 @@ class EarlyStoppingSpec(_Strict):
 class FairnessSpec(_Strict):
     """Post-processing for a fairness constraint: per-group thresholds fitted on validation."""
 
-    constraint: Literal["demographic_parity"] = Field(
-        "demographic_parity", description="equal selection rates across the groups"
+    constraint: Literal["demographic_parity", "equalized_odds"] = Field(
+        "demographic_parity",
+        description="equal selection rates, or equal TPR and FPR, across the groups",
     )
     sensitive: str = Field(..., description="the categorical column that names the group")
+    cut: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="demographic_parity: cut the validation selection-rate gap by at least "
+        "this fraction at the least accuracy cost (1.0: equal rates)",
+    )
 
 
 class PrivacySpec(_Strict):

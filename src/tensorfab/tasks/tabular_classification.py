@@ -3,11 +3,11 @@
 Numeric columns travel raw (a missing value becomes the training mean) and are standardised
 inside the inference graph with the mean and std fitted on the training split and recorded
 in the package; each categorical column becomes a code into the vocabulary seen in training
-(0: missing or unseen). With ``train.fairness`` the task fits per-group thresholds on the
-validation split once a model is saved (``tasks/tabular_fairness.py``), stores them as
-``fairness.json`` in the package and applies them to the positive-class probability, outside
-the graph, wherever predictions are decided (evaluate, predict, serve); inputs must then
-carry the sensitive column.
+(0: missing or unseen). With ``train.fairness`` the task fits per-group (randomised)
+thresholds on the validation split once a model is saved (``tasks/tabular_fairness.py``:
+demographic parity or equalized odds), stores them as ``fairness.json`` in the package and
+applies them to the positive-class probability, outside the graph, wherever predictions are
+decided (evaluate, predict, serve); inputs must then carry the sensitive column.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from tensorfab.tasks.flops import counted_flops
 from tensorfab.tasks.prediction import image_rows, softmax
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import scores_on
+from tensorfab.tasks.tabular_fairness import DEFAULT_CUT, apply_thresholds, fit_thresholds
 from tensorfab.tasks.tabular_fairness import FILE as FAIRNESS_FILE
-from tensorfab.tasks.tabular_fairness import apply_thresholds, fit_thresholds
 
 PREDICT_BATCH = 4096
 MAX_REQUEST_ROWS = 10_000
@@ -452,8 +452,10 @@ def _fairness_fitter(
         rule = fit_thresholds(
             probs[:, task.classes.index(positive)],
             task.groups(evals.codes, fairness["sensitive"]),
+            (evals.labels == task.classes.index(positive)).long().numpy(),
             fairness["constraint"],
             fairness["sensitive"],
+            fairness.get("cut", DEFAULT_CUT),
         )
         rule = {**rule, "positive": positive, "fitted_on": f"{len(evals)} validation rows"}
         with atomic_path(Path(package_dir) / FAIRNESS_FILE) as tmp:

@@ -133,19 +133,22 @@ def test_mismatched_lengths_are_refused() -> None:
 
 
 def test_counterfactual_sentences_and_paired_gaps() -> None:
-    from tensorfab.audit.fairness_text import TEMPLATES, counterfactual_gaps, sentences
+    from tensorfab.audit.fairness_text import Probe, counterfactual_gaps, probe_sets, sentences
 
     rows = sentences("gender")
-    assert len(rows) == len(TEMPLATES) * 10 * 2 * 5  # templates x words x groups x people
-    assert rows[0][3] == "My sister feels happy."
-    with pytest.raises(TensorfabError, match="'age' is not one of gender, name"):
+    assert len(rows) == 6 * 10 * 2 * 5  # templates x words x groups x people
+    assert rows[0] == Probe(
+        "female", 0, "{person} feels {word}.|happy", "My sister feels happy.", 0, 9
+    )
+    with pytest.raises(TensorfabError, match="'age' is not one of gender, name, name-origin"):
         sentences("age")
+    assert set(probe_sets()) == {"gender", "name", "name-origin"}
     # Two pairs: female scores 0.9, 0.6; their male counterparts 0.7, 0.7.
     few = [
-        ("female", 0, "t", "a"),
-        ("female", 1, "t", "b"),
-        ("male", 0, "t", "c"),
-        ("male", 1, "t", "d"),
+        Probe("female", 0, "t", "a", 0, 1),
+        Probe("female", 1, "t", "b", 0, 1),
+        Probe("male", 0, "t", "c", 0, 1),
+        Probe("male", 1, "t", "d", 0, 1),
     ]
     report = counterfactual_gaps(few, np.array([0.9, 0.6, 0.7, 0.7]))
     assert report["groups"]["female"] == pytest.approx(
@@ -153,4 +156,38 @@ def test_counterfactual_sentences_and_paired_gaps() -> None:
     )
     assert report["pairs"]["female - male"] == pytest.approx(
         {"mean_gap": 0.05, "mean_abs_gap": 0.15, "pairs": 2}
+    )
+
+
+def test_counterfactual_ner_recall_counts_exact_per_spans() -> None:
+    from tensorfab.audit.fairness_text import counterfactual_gaps, score_rows, sentences
+
+    probes = sentences("name-origin")
+    assert len(probes) == 6 * 6 * 5  # templates x groups x people, no words
+    first = probes[0]
+    assert first.text == "James Walker arrived in Berlin on Monday ."
+    assert first.text[first.start : first.end] == "James Walker"
+    middle = next(p for p in probes if p.text.startswith("According to Wei Zhang"))
+    assert middle.text[middle.start : middle.end] == "Wei Zhang"
+    # rows as an NER model answers them: found exactly; only the first name; typed LOC
+    span = {"start": first.start, "end": first.end}
+    rows = [
+        {"entities": [{"type": "PER", **span}, {"type": "LOC", "start": 24, "end": 30}]},
+        {"entities": [{"type": "PER", "start": first.start, "end": first.start + 5}]},
+        {"entities": [{"type": "LOC", **span}]},
+    ]
+    trio = [first, first, first]
+    assert score_rows("per_recall", trio, rows, "").tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(TensorfabError, match="carry no entities"):
+        score_rows("per_recall", trio[:1], [{"probabilities": {"a": 1.0}}], "")
+    with pytest.raises(TensorfabError, match="carry none"):
+        score_rows("positive_probability", trio[:1], rows[:1], "pos")
+    # recall by group, hand-computed: anglo finds 2 of 3 names, hispanic 1 of 3
+    people = [p for p in probes if p.cell == probes[0].cell and p.person < 3]
+    people = [p for p in people if p.group in ("anglo", "hispanic")]
+    report = counterfactual_gaps(people, np.array([1, 1, 0, 1, 0, 0], dtype=float))
+    assert report["groups"]["anglo"]["mean_score"] == pytest.approx(2 / 3)
+    assert report["groups"]["hispanic"]["mean_score"] == pytest.approx(1 / 3)
+    assert report["pairs"]["anglo - hispanic"] == pytest.approx(
+        {"mean_gap": 1 / 3, "mean_abs_gap": 1 / 3, "pairs": 3}
     )

@@ -106,3 +106,10 @@ def test_audit_privacy_refuses_a_flag_below_one() -> None:
     args = argparse.Namespace(model="m", rounds=0, batch_size=512, seed=0, out=None, json=False)
     with pytest.raises(TensorfabError, match="--rounds 0: must be at least 1"):
         run(args)
+
+
+def test_cached_epsilon_equals_the_accountants_own() -> None:
+    acc = opacus.accountants.RDPAccountant()
+    acc.history = [(1.1, 0.25, 8), (1.1, 0.25, 3)]  # two entries, one cached one-step RDP
+    private = Privacy(PrivacySpec(epsilon=3.0), 1.1, 0.25, acc, torch.Generator())
+    assert private.epsilon() == acc.get_epsilon(1e-5)  # bitwise: the same sum of the same terms

@@ -105,6 +105,10 @@ def test_the_spec_takes_fairness_for_tables_only() -> None:
     assert (
         spec.train.fairness is not None and spec.train.fairness.constraint == "demographic_parity"
     )
+    odds = load_spec(
+        None, [*table, "train.fairness.sensitive=sex", "train.fairness.constraint=equalized_odds"]
+    )
+    assert odds.train.fairness is not None and odds.train.fairness.cut == 0.8
     with pytest.raises(TensorfabError, match=r"train\.fairness: only for tabular-classification"):
         load_spec(None, ["train.fairness.sensitive=sex"])
     with pytest.raises(TensorfabError, match=r"train\.fairness\.constraint"):
