@@ -103,17 +103,20 @@ def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]
     compile_it = plan.compile == "on" or (plan.compile == "auto" and auto)
     raw = workload.engine_spec(batch_size, plan.total_steps, compile_it)
     raw["train"]["device"] = str(plan.device)
+    raw["train"]["threads"] = torch.get_num_threads()  # the baseline's: same cores both sides
     if compile_it and plan.device.type == "cuda" and not workload.tokens:
         # a small fixed-shape model is launch-bound: replay CUDA graphs (reduce-overhead)
         raw["train"]["compile_mode"] = "reduce-overhead"
     return raw
 
 
-def ablations(workload: Any, plan: Plan, raw: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def ablations(
+    workload: Any, plan: Plan, raw: dict[str, Any], precision: str = "fp32"
+) -> list[tuple[str, list[str]]]:
     """Each speed setting of the tensorfab side, switched off alone (``--set`` overrides).
 
     What a setting buys is the full side's throughput over the run without it; settings
-    that are off already on this device (bf16 on a CPU, compile in a quick run) are skipped.
+    that are off already (bf16 where auto chose fp32, compile in a quick run) are skipped.
     """
     switches = [("fused optimizer", ["train.fused=off"])]
     switches.append(("device-resident data", ["data.device_resident=off"]))
@@ -123,6 +126,8 @@ def ablations(workload: Any, plan: Plan, raw: dict[str, Any]) -> list[tuple[str,
         switches.append(("bucketing, packed rows instead", ["data.packing=true"]))
     if plan.device.type == "cuda":
         switches.append(("bf16 autocast and TF32", ["train.precision=fp32"]))
+    elif precision == "bf16":  # auto chose bf16 on this CPU
+        switches.append(("bf16 autocast", ["train.precision=fp32"]))
     if raw["train"].get("compile"):
         switches.append(("torch.compile", ["train.compile=false", "train.compile_mode=default"]))
     return switches
@@ -167,7 +172,8 @@ def ablate(
     """The tensorfab side again with one setting off at a time, and what each one buys."""
     full = sides["tensorfab"]
     out = []
-    for label, overrides in ablations(workload, plan, tensorfab_spec(workload, plan, batch_size)):
+    raw = tensorfab_spec(workload, plan, batch_size)
+    for label, overrides in ablations(workload, plan, raw, full["precision"]):
         label_off = f"{workload.name} batch {batch_size} without {label}"
         with progress.stage(label_off, plan.total_steps) as advance:
             run = run_tensorfab(workload, plan, batch_size, advance, overrides)

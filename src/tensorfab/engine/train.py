@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tensorfab.data import create_dataset
+from tensorfab.engine.autoprecision import choose_precision
 from tensorfab.engine.checkpoint import load_checkpoint, set_rng_state
 from tensorfab.engine.context import RunContext
 from tensorfab.engine.distributed import (
@@ -146,6 +147,9 @@ def setup(
     # the main rank creates below and refuse it.
     run = check_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
     ctx = _build(spec, env, runtime, run, quiet)
+    if resume and saved is None:
+        saved = read_checkpoint(run.checkpoint)
+    _tune_cpu(ctx, saved if resume else None)
     if resume:
         ctx.start = restore(ctx, saved)
     if env.is_main:
@@ -199,6 +203,15 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
         progress.log(f"warning: {note}")
     ctx.flops_per_sample = flops_per_sample(task, model, workload.train_count)
     return ctx
+
+
+def _tune_cpu(ctx: RunContext, saved: dict[str, Any] | None) -> None:
+    """Threads first (the precision probe and the peaks are measured at that count), then
+    ``precision: auto`` on a CPU; each with the reason in the report."""
+    threads = ctx.runtime.apply_threads(ctx.spec.train.threads, ctx.info["parameters"])
+    if threads.warning():
+        ctx.progress.log(f"warning: {threads.warning()}")
+    choose_precision(ctx, saved)
 
 
 def _private(

@@ -128,7 +128,16 @@ class TrainSpec(_Strict):
     epochs: int = Field(10, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     device: Device = "auto"
-    precision: Precision = "auto"
+    precision: Precision = Field(
+        "auto",
+        description="auto: bf16 on a GPU that has it; on a CPU bf16 autocast where its measured "
+        "bf16 peak and a probe of the model say it pays, else fp32",
+    )
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU intra-op threads; auto: the job's cores, else the cores free now "
+        "(one for a model under 1M parameters)",
+    )
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default",
