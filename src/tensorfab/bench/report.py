@@ -128,7 +128,10 @@ def _train_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
     rows = []
     for row in result["results"]:
-        for side in ("baseline", "tensorfab"):
+        sides = [
+            s for s in ("baseline", "hf_trainer", "tensorfab") if "step_time_ms" in row.get(s, {})
+        ]
+        for side in sides:
             r, t = row[side], row[side]["step_time_ms"]
             rows.append((
                 row["workload"], row["batch_size"], side, r["precision"],
@@ -142,7 +145,10 @@ def _train_table(result: dict[str, Any]) -> str:
 
 
 def _ratio(row: dict[str, Any], side: str) -> str:
-    """The tensorfab/baseline ratio, written on the tensorfab row only."""
+    """The tensorfab/baseline ratio on the tensorfab row; tensorfab/Trainer (real tokens/s)
+    on the Trainer's row."""
+    if side == "hf_trainer":
+        return "tensorfab " + fmt(row.get("tensorfab_vs_hf_trainer"), ".2f") + "x"
     return fmt(row["ratio"], ".2f") + "x" if side == "tensorfab" else ""
 
 

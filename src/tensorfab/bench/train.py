@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tensorfab.bench.baselines import hf_trainer_ner
 from tensorfab.bench.meter import MeteredBatches, PeakMemory, PowerSampler, StepMeter
 from tensorfab.bench.progress import BenchProgress
 from tensorfab.bench.report import load_average
@@ -90,6 +91,35 @@ def run_baseline(workload: Any, plan: Plan, batch_size: int, advance: Any) -> di
     result = side_result(meter, workload.forward_flops(model, meter), "fp32", memory, power)
     result["settings"] = {**settings, "batch_size": batch_size, "switches": switches}
     return result
+
+
+def run_hf_trainer(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
+    """``transformers.Trainer`` on the same sentences (NER workloads), fp32 as a user runs it;
+    a note instead where ``accelerate`` is missing."""
+    why = hf_trainer_ner.missing()
+    if why is not None:
+        return {"skipped": why}
+    with pytorch_defaults() as switches:
+        torch.manual_seed(0)
+        model = workload.build_baseline_model()
+        meter = StepMeter(
+            plan.device, workload.count_baseline, plan.warmup, plan.total_steps, advance
+        )
+        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+            settings = workload.run_hf_trainer(model, plan.device, batch_size, meter)
+            meter.stop()
+            meter.step_times_s()
+    result = side_result(meter, workload.forward_flops(model, meter), "fp32", memory, power)
+    result["settings"] = {**settings, "batch_size": batch_size, "switches": switches}
+    return result
+
+
+def _sides(workload: Any) -> tuple[tuple[str, Any], ...]:
+    """Which loops a workload runs: the tutorial loop and tensorfab; NER also the Trainer."""
+    sides: tuple[tuple[str, Any], ...] = (("baseline", run_baseline), ("tensorfab", run_tensorfab))
+    if workload.tokens:
+        sides += (("hf_trainer", run_hf_trainer),)
+    return sides
 
 
 def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]:
@@ -197,7 +227,7 @@ def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[
     try:
         for batch_size in workload.batch_sizes:
             sides = {}
-            for side, run in (("baseline", run_baseline), ("tensorfab", run_tensorfab)):
+            for side, run in _sides(workload):
                 label = f"{name} batch {batch_size} {side}"
                 load = load_average()
                 with progress.stage(label, plan.total_steps) as advance:
@@ -217,11 +247,21 @@ def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[
                     "tokens_ratio": ratio(
                         sides["tensorfab"]["tokens_per_s"], sides["baseline"]["tokens_per_s"]
                     ),
+                    **_vs_trainer(sides),
                 }
             )
     finally:
         workload.close()
     return rows
+
+
+def _vs_trainer(sides: dict[str, Any]) -> dict[str, Any]:
+    """``tensorfab_vs_hf_trainer``: real tokens/s over the Trainer's, same run (NER only)."""
+    trainer = sides.get("hf_trainer")
+    if trainer is None:
+        return {}
+    theirs = trainer.get("tokens_per_s")
+    return {"tensorfab_vs_hf_trainer": ratio(sides["tensorfab"]["tokens_per_s"], theirs)}
 
 
 def bench_train(names: list[str], plan: Plan, progress: BenchProgress) -> dict[str, Any]:

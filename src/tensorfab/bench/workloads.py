@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tensorfab.bench.baselines import bert_base_ner, lenet_mnist, minilm_ner, ner
+from tensorfab.bench.baselines import bert_base_ner, hf_trainer_ner, lenet_mnist, minilm_ner, ner
 from tensorfab.bench.meter import BatchCount, StepMeter, count_images, count_sequences
 from tensorfab.data import create_dataset
 from tensorfab.data.idx import MNIST_FILES, find_mnist_files
@@ -252,6 +252,15 @@ class NerWorkload:
         loader = ner.make_loader(self.features(self.splits.train), self.tokenizer, batch_size)
         ner.train_steps(model, Metered(loader, meter), optimizer, scheduler, device, meter.total)
         return dict(ner.SETTINGS)
+
+    def run_hf_trainer(
+        self, model: torch.nn.Module, device: torch.device, batch_size: int, meter: StepMeter
+    ) -> dict:
+        """``transformers.Trainer`` itself for warm-up plus timed steps (``meter`` sees them)."""
+        features = self.features(self.splits.train)
+        return hf_trainer_ner.train_with_trainer(
+            model, features, self.tokenizer, batch_size, device, meter
+        )
 
     def close(self) -> None:
         return None

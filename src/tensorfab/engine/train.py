@@ -32,6 +32,7 @@ from tensorfab.engine.distributed import (
 from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train_epoch
 from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.privacy import Privacy, make_private
+from tensorfab.engine.profiling import ProfiledBatches, profiled
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.report import finish_run
 from tensorfab.engine.rundir import MetricsLog, RunDir, check_run_dir, open_run_dir, run_path
@@ -438,11 +439,14 @@ def _epoch_summary(record: dict[str, Any], metric: str) -> str:
     )
 
 
-def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunResult:
+def train(
+    spec: JobSpec, *, resume: bool = False, quiet: bool = False, profile: bool = False
+) -> RunResult:
     """Train ``spec`` to the end (or resume it) and write the whole run directory.
 
     ``resume`` of a run that is already complete changes nothing and returns its report
     with status ``already-complete`` (a scheduler may requeue a job that had finished).
+    ``profile`` records a few training steps with torch.profiler into ``profile/``.
     """
     started = time.perf_counter()
     saved = None
@@ -455,7 +459,11 @@ def train(spec: JobSpec, *, resume: bool = False, quiet: bool = False) -> RunRes
     try:
         state = ctx.start
         _open_tensorboard(ctx, state)
-        status = fit(ctx, state)
+        where = ctx.run.path / "profile" if profile and ctx.env.is_main else None
+        with profiled(where, ctx.runtime.device) as prof:
+            if prof is not None:
+                ctx.train = ProfiledBatches(ctx.train, prof)
+            status = fit(ctx, state)
         report = finish_run(ctx, state, status, time.perf_counter() - started)
     finally:
         if ctx.tb is not None:

@@ -1,6 +1,6 @@
 """``precision: auto`` and ``threads: auto`` on a real, tiny CPU run: the choice, its reason
-and numbers in the report, fp32 master weights, and a resume that keeps the checkpoint's
-precision even when the cached choice says otherwise."""
+and numbers in the report, fp32 master weights, a resume that keeps the checkpoint's
+precision even when the cached choice says otherwise, and ``--profile``'s files."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_auto_precision_is_reported_and_kept_on_resume(
         (tmp_path / "cache").mkdir()
         (tmp_path / "cache" / "peaks.json").write_text(json.dumps(peaks))  # not measured here
         spec = load_spec(None, [*TINY, "train.epochs=1", f"output.runs_dir={tmp_path}", "name=p"])
-        first = train(spec, quiet=True).report
+        first = train(spec, quiet=True, profile=True).report
         chosen = first["hardware"]["precision"]
         why = first["hardware"]["precision_choice"]
         cache = json.loads((tmp_path / "cache" / "precision.json").read_text())
@@ -49,6 +49,9 @@ def test_auto_precision_is_reported_and_kept_on_resume(
         assert first["throughput"]["peak_tflops"] == pytest.approx(numbers[f"{chosen}_peak_tflops"])
         weights = load_file(str(tmp_path / "p" / "model" / "weights.safetensors"))
         assert {w.dtype for w in weights.values()} == {torch.float32}  # fp32 master weights
+        top_ops = (tmp_path / "p" / "profile" / "top_ops.md").read_text()
+        assert "aten::convolution" in top_ops or "aten::mkldnn_convolution" in top_ops
+        assert (tmp_path / "p" / "profile" / "trace.json").stat().st_size > 0
         ckpt = torch.load(tmp_path / "p" / "checkpoints" / "last.pt", weights_only=False)
         assert ckpt["precision"] == chosen
 
