@@ -11,6 +11,7 @@ measured, below 1 included.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from tensorfab.bench.stats import ratio, spread
 from tensorfab.bench.switches import kept_switches, pytorch_defaults
 from tensorfab.bench.workloads import Plan, create_workload
 from tensorfab.engine.fit import train_epoch
+from tensorfab.engine.profiling import ProfiledBatches, profiled
 from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import peak_info, train_mfu
@@ -150,6 +152,8 @@ def ablations(
     """
     switches = [("fused optimizer", ["train.fused=off"])]
     switches.append(("device-resident data", ["data.device_resident=off"]))
+    if not workload.tokens:
+        switches.append(("channels-last layout", ["train.channels_last=off"]))
     if workload.tokens:
         switches.append(("length bucketing", ["data.length_bucketing=false"]))
         # not an "off" but the alternative: below 1x when packing would be the faster choice
@@ -175,9 +179,16 @@ def run_tensorfab(
         meter = StepMeter(
             ctx.runtime.device, workload.count_engine, plan.warmup, plan.total_steps, advance
         )
-        ctx.train = MeteredBatches(ctx.train, meter)
         state, stop = TrainState(), StopFlag()
-        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+        where = _profile_dir(plan, workload, batch_size, overrides)
+        with (
+            profiled(where, plan.device) as prof,
+            PeakMemory(plan.device) as memory,
+            PowerSampler(plan.device) as power,
+        ):
+            ctx.train = MeteredBatches(
+                ProfiledBatches(ctx.train, prof) if prof else ctx.train, meter
+            )
             while train_epoch(ctx, state, stop):
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             meter.stop()
@@ -194,6 +205,15 @@ def run_tensorfab(
         "batch_size": batch_size,
     }
     return result
+
+
+def _profile_dir(
+    plan: Plan, workload: Any, batch_size: int, overrides: list[str] | None
+) -> Path | None:
+    """Where ``--profile`` puts the tensorfab side's trace (the full side, not ablations)."""
+    if plan.profile_dir is None or overrides:
+        return None
+    return plan.profile_dir / f"{workload.name}-batch{batch_size}"
 
 
 def ablate(

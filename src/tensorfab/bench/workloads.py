@@ -49,6 +49,7 @@ class Plan:
     compile: str = "auto"  # auto | on | off, for the tensorfab side of training
     ablate: bool = False  # also run the tensorfab side with each speed setting switched off
     synthetic_ok: bool = True  # False for a --data-dir the user named: real MNIST or an error
+    profile_dir: Path | None = None  # train: torch.profiler of the tensorfab side, per row
 
     @property
     def total_steps(self) -> int:

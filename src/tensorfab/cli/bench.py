@@ -31,6 +31,7 @@ EXAMPLE = """\
 tensorfab bench micro
 tensorfab bench train --workloads lenet-mnist --device cpu
 tensorfab bench train --quick --json --out /tmp/bench.json
+tensorfab bench train --workloads minilm-ner --device cpu --profile /tmp/profile
 tensorfab bench infer --workloads minilm-ner
 tensorfab bench compare --workloads lenet-mnist"""
 
@@ -93,6 +94,13 @@ def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
             choices=("auto", "on", "off"),
             default="auto",
             help="torch.compile on the tensorfab side (auto: GPU, fixed shapes, not --quick)",
+        )
+        cmd.add_argument(
+            "--profile",
+            metavar="DIR",
+            help="train: torch.profiler on the tensorfab side's steps 4-8, trace.json and "
+            "top_ops.md per workload and batch in DIR (the profiler slows those steps; "
+            "default: off)",
         )
     cmd.add_argument(
         "--threads",
@@ -159,6 +167,7 @@ def _plan(args: argparse.Namespace, device: torch.device) -> Plan:
         args.compile,
         args.ablate,
         synthetic_ok=data_dir is None,
+        profile_dir=Path(args.profile) if args.profile else None,
     )
 
 

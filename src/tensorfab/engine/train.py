@@ -166,7 +166,10 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
     _check_metric(spec, task.metric_names)
     seed_everything(spec.seed)
     args = {**workload.model_args, **spec.model.args}
-    model = create_model(spec.model.name, **args).to(runtime.device)
+    # DP-SGD's per-sample gradients keep the default layout: auto leaves them alone
+    layout = "off" if spec.train.privacy and spec.train.channels_last == "auto" else None
+    model = create_model(spec.model.name, **args)
+    model = runtime.place_model(model, layout or spec.train.channels_last)
     compiled = torch.compile(model, mode=spec.train.compile_mode) if spec.train.compile else model
     step_model = wrap_model(compiled, env, runtime.device)
     ctx_batches = _batches(spec, workload, env, runtime.device)

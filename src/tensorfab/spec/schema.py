@@ -138,6 +138,11 @@ class TrainSpec(_Strict):
         description="CPU intra-op threads; auto: the job's cores, else the cores free now "
         "(one for a model under 1M parameters)",
     )
+    channels_last: Switch = Field(
+        "auto",
+        description="4-D weights in channels-last layout (oneDNN's); auto: on a CPU without "
+        "DP-SGD, where it made LeNet's step 1.6x faster (no effect without convolutions)",
+    )
     compile: bool = False
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
         "default",

@@ -46,6 +46,7 @@ def test_auto_precision_is_reported_and_kept_on_resume(
         speedup = numbers["probe_fp32_step_s"] / numbers["probe_bf16_step_s"]
         assert (chosen == "bf16") == (speedup >= 1.2)
         assert first["hardware"]["threads"]["threads"] == 1  # LeNet: under 1M parameters
+        assert first["hardware"]["channels_last"] is True  # auto on a CPU
         assert first["throughput"]["peak_tflops"] == pytest.approx(numbers[f"{chosen}_peak_tflops"])
         weights = load_file(str(tmp_path / "p" / "model" / "weights.safetensors"))
         assert {w.dtype for w in weights.values()} == {torch.float32}  # fp32 master weights
