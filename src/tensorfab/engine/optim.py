@@ -17,7 +17,7 @@ def create_optimizer(
     momentum: float = 0.9,
     fused: bool = False,
 ) -> torch.optim.Optimizer:
-    """Build an optimizer; ``fused`` selects the single-kernel CUDA implementation."""
+    """Build an optimizer; ``fused`` selects torch's single-kernel implementation (CUDA, CPU)."""
     params = [p for p in model.parameters() if p.requires_grad]
     extra = {"fused": True} if fused else {}
     if name == "adam":

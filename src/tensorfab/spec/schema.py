@@ -153,7 +153,10 @@ class TrainSpec(_Strict):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
-    fused: Switch = "auto"
+    fused: Switch = Field(
+        "auto",
+        description="torch's fused optimizer step; auto: on a GPU, and on a CPU without DP-SGD",
+    )
     scheduler: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = Field(0, ge=0)
     grad_accum: int = Field(1, ge=1)

@@ -117,7 +117,10 @@ def test_bench_train_ablate_switches_each_setting_off_alone(
             assert a["speedup_from_setting"] == pytest.approx(full / a["samples_per_s"])
         by_workload.setdefault(row["workload"], row["ablations"])
     lenet = {a["switched_off"]: a for a in by_workload["lenet-mnist"]}
-    assert set(lenet) == {"fused optimizer", "device-resident data"}  # no bf16 on a CPU
+    rows = {r["workload"]: r for r in result["results"]}
+    bf16 = {"bf16 autocast"} if rows["lenet-mnist"]["tensorfab"]["precision"] == "bf16" else set()
+    assert set(lenet) == {"fused optimizer", "device-resident data", "channels-last layout"} | bf16
+    assert lenet["channels-last layout"]["spec"]["train"]["channels_last"] == "off"
     assert lenet["device-resident data"]["spec"]["data"]["device_resident"] == "off"
     assert lenet["fused optimizer"]["spec"]["train"]["fused"] == "off"
     assert lenet["fused optimizer"]["spec"]["data"]["device_resident"] == "auto"
