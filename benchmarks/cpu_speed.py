@@ -1,11 +1,12 @@
 """Issue 18's CPU measurements, side by side in one run, into one JSON file.
 
-    nice -n 10 .venv/bin/python benchmarks/cpu_speed.py --epochs 3 --ner-train 2000
+    nice -n 10 .venv/bin/python benchmarks/cpu_speed.py --epochs 1 --ner-steps 15 --ner-train 400
 
 1. LeNet on MNIST (examples/mnist-lenet.yaml): ``precision: fp32`` then ``auto`` (bf16 where
    the peaks and the probe say so), samples/s ratio and test accuracy.
 2. minilm NER on CoNLL-2003: ``tensorfab bench train --workloads minilm-ner`` (the tutorial
-   loop, the Hugging Face Trainer and tensorfab on the same sentences): tokens/s ratios.
+   loop, the Hugging Face Trainer and tensorfab on the same sentences, one thread each:
+   two OpenMP threads on a loaded 2-core machine wait on each other): tokens/s ratios.
 3. minilm NER, a short run on a train subset: ``precision: bf16`` vs ``fp32``, valid entity F1.
 
 Run dirs go to a temporary folder; the result names commands and paths relative to the
@@ -65,7 +66,8 @@ def lenet(runs: Path, epochs: int) -> dict:
 
 def ner_bench(out: Path, steps: int) -> dict:
     args = ["bench", "train", "--device", "cpu", "--workloads", "minilm-ner", "--data-dir", DATA]
-    args += ["--steps", str(steps), "--warmup", "5", "--out", str(out), "--json"]
+    args += ["--steps", str(steps), "--warmup", "3", "--threads", "1", "--out", str(out)]
+    args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "tensorfab.cli.main", *args],
         cwd=REPO,
