@@ -141,7 +141,8 @@ def choose_cpu_precision(device: torch.device, key: str, probe: Probe | None) ->
 
 def _probe(ctx: RunContext) -> Probe | None:
     """Timed forward + backward of the plain model on the first training batch; leaves no
-    trace (gradients dropped, the CPU random state restored). None for a distributed or
+    trace (gradients dropped, buffers and the CPU random state restored, so a run that
+    probes trains exactly as one that finds the choice cached). None for a distributed or
     DP-SGD run, whose wrappers must see only real steps."""
     if ctx.env.world_size > 1 or ctx.privacy is not None:
         return None
@@ -156,11 +157,15 @@ def _probe(ctx: RunContext) -> Probe | None:
 
     def run() -> dict[str, float]:
         rng = torch.get_rng_state()
+        buffers = [b.detach().clone() for b in ctx.model.buffers()]  # BatchNorm statistics
         try:
             return probe_steps(step)
         finally:
             ctx.model.zero_grad(set_to_none=True)
             torch.set_rng_state(rng)
+            with torch.no_grad():
+                for b, saved in zip(ctx.model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
 
     return run
 

@@ -96,3 +96,37 @@ def test_choice_is_cached_per_key(tmp_path: Path) -> None:
     path.write_text("{damaged")
     assert cached_choice("cpu | lenet", decide, path).precision == "bf16"
     assert made == [1, 1]  # a damaged cache is decided again
+
+
+def test_the_probe_leaves_no_trace() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from tensorfab.engine.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout())
+    batch = (torch.randn(16, 4),)
+    task = SimpleNamespace(
+        logits=lambda m, b: m(b[0]), loss=lambda logits, b: logits.float().pow(2).mean()
+    )
+    ctx = SimpleNamespace(
+        env=SimpleNamespace(world_size=1),
+        privacy=None,
+        train=SimpleNamespace(epoch=lambda e: iter([batch])),
+        runtime=Runtime(torch.device("cpu"), "fp32"),
+        task=task,
+        model=model,
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    probe = autoprecision._probe(ctx)  # type: ignore[arg-type]
+    assert probe is not None
+    assert set(probe()) == {"fp32", "bf16"}
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm stats too
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)  # dropout's draws undone
+    ctx.env.world_size = 2
+    assert autoprecision._probe(ctx) is None  # DDP: never probed
