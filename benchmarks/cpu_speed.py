@@ -1,6 +1,7 @@
 """Issue 18's CPU measurements, side by side in one run, into one JSON file.
 
-    nice -n 10 .venv/bin/python benchmarks/cpu_speed.py --epochs 1 --ner-steps 15 --ner-train 400
+    nice -n 10 .venv/bin/python benchmarks/cpu_speed.py --epochs 1 --lenet-train 6400 \
+        --ner-steps 6 --ner-train 160
 
 1. LeNet on MNIST (examples/mnist-lenet.yaml): ``precision: fp32`` then ``auto`` (bf16 where
    the peaks and the probe say so), samples/s ratio and test accuracy.
@@ -52,8 +53,10 @@ def _train(runs: Path, name: str, spec: str, sets: list[str]) -> dict:
     }
 
 
-def lenet(runs: Path, epochs: int) -> dict:
+def lenet(runs: Path, epochs: int, limit: int | None) -> dict:
     sets = [f"data.path={MNIST}", f"train.epochs={epochs}", "train.device=cpu"]
+    if limit:
+        sets += [f"data.limit_train={limit}", "data.limit_test=2000"]
     spec = "examples/mnist-lenet.yaml"
     fp32 = _train(runs, "lenet-fp32", spec, [*sets, "train.precision=fp32"])
     auto = _train(runs, "lenet-auto", spec, [*sets, "train.precision=auto"])
@@ -66,7 +69,7 @@ def lenet(runs: Path, epochs: int) -> dict:
 
 def ner_bench(out: Path, steps: int) -> dict:
     args = ["bench", "train", "--device", "cpu", "--workloads", "minilm-ner", "--data-dir", DATA]
-    args += ["--steps", str(steps), "--warmup", "3", "--threads", "1", "--out", str(out)]
+    args += ["--steps", str(steps), "--warmup", "1", "--threads", "1", "--out", str(out)]
     args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "tensorfab.cli.main", *args],
@@ -108,6 +111,7 @@ def ner_precision(runs: Path, train_limit: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="LeNet epochs (default 10)")
+    parser.add_argument("--lenet-train", type=int, help="LeNet: first N train images (all)")
     parser.add_argument("--ner-steps", type=int, default=40, help="bench timed steps")
     parser.add_argument("--ner-train", type=int, default=2000, help="NER F1 run: train sentences")
     parser.add_argument("--parts", default="lenet,bench,ner", help="which parts, in order")
@@ -119,7 +123,7 @@ def main() -> None:
         runs = Path(tmp)
         for part in args.parts.split(","):
             if part == "lenet":
-                result["lenet_mnist"] = lenet(runs, args.epochs)
+                result["lenet_mnist"] = lenet(runs, args.epochs, args.lenet_train)
             elif part == "bench":
                 result["minilm_ner_bench"] = ner_bench(runs / "bench.json", args.ner_steps)
             elif part == "ner":

@@ -117,9 +117,10 @@ def run_hf_trainer(workload: Any, plan: Plan, batch_size: int, advance: Any) -> 
 
 
 def _sides(workload: Any) -> tuple[tuple[str, Any], ...]:
-    """Which loops a workload runs: the tutorial loop and tensorfab; NER also the Trainer."""
+    """Which loops a workload runs: the tutorial loop and tensorfab; minilm NER also the
+    Hugging Face Trainer."""
     sides: tuple[tuple[str, Any], ...] = (("baseline", run_baseline), ("tensorfab", run_tensorfab))
-    if workload.tokens:
+    if getattr(workload, "hf_trainer", False):
         sides += (("hf_trainer", run_hf_trainer),)
     return sides
 

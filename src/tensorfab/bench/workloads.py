@@ -168,6 +168,8 @@ class NerWorkload:
 
     def __init__(self, name: str, plan: Plan) -> None:
         self.name = name
+        # the Trainer baseline: minilm (issue 18's target); bert-base's is the same loop
+        self.hf_trainer = name == "minilm-ner"
         self.batch_sizes = (4,) if plan.quick else (16,)
         folder = plan.data_dir.resolve() / "conll2003"
         if not (folder / "train.txt").is_file():
