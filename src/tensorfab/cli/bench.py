@@ -90,7 +90,10 @@ def _tta_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--limit-train", type=int, help="a scaled run: first N train sentences")
     cmd.add_argument("--limit-eval", type=int, help="first N valid sentences (default: all)")
     cmd.add_argument("--data-dir", help=f"folder holding conll2003/ (default {DEFAULT_DATA_DIR})")
-    cmd.add_argument("--out", help="result JSON (default: benchmarks/results/...-bench-tta.json)")
+    cmd.add_argument(
+        "--out",
+        help="result JSON (default: benchmarks/results/<device>-<date>-bench-time-to-accuracy.json)",
+    )
     cmd.add_argument("--note", help="recorded with the results")
     cmd.add_argument("--json", action="store_true", help="print only the result JSON")
 
