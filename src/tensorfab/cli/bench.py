@@ -92,7 +92,8 @@ def _tta_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--data-dir", help=f"folder holding conll2003/ (default {DEFAULT_DATA_DIR})")
     cmd.add_argument(
         "--out",
-        help="result JSON (default: benchmarks/results/<device>-<date>-bench-time-to-accuracy.json)",
+        help="result JSON (default: benchmarks/results/<device>-<date>-bench-"
+        "time-to-accuracy.json)",
     )
     cmd.add_argument("--note", help="recorded with the results")
     cmd.add_argument("--json", action="store_true", help="print only the result JSON")
