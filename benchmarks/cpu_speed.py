@@ -102,13 +102,21 @@ def ner_precision(runs: Path, train_limit: int) -> dict:
         "data.limit_test=50",
         "train.epochs=1",
         "train.device=cpu",
-        "train.warmup_steps=20",
+        "train.warmup_steps=10",
     ]
     spec = "examples/conll2003-minilm.yaml"
     fp32 = _train(runs, "ner-fp32", spec, [*sets, "train.precision=fp32"])
     bf16 = _train(runs, "ner-bf16", spec, [*sets, "train.precision=bf16"])
     f1 = {p: r["history"][-1]["f1"] for p, r in (("fp32", fp32), ("bf16", bf16))}
     return {"fp32": fp32, "bf16": bf16, "valid_f1": f1, "f1_delta": f1["bf16"] - f1["fp32"]}
+
+
+def _relative(text: str) -> str:
+    """Paths relative to the repository: ../shared wherever the data's real path shows."""
+    shared = REPO.parent / "shared"
+    for absolute in {str(shared.resolve()), str(shared)}:
+        text = text.replace(absolute, "../shared")
+    return text
 
 
 def main() -> None:
@@ -136,7 +144,7 @@ def main() -> None:
                 result["minilm_ner_bench"] = ner_bench(runs / "bench.json", args.ner_steps)
             elif part == "ner":
                 result["minilm_ner_bf16_vs_fp32"] = ner_precision(runs, args.ner_train)
-            out.write_text(json.dumps(result, indent=2) + "\n")  # each part kept as it ends
+            out.write_text(_relative(json.dumps(result, indent=2)) + "\n")  # kept as each ends
 
 
 if __name__ == "__main__":
