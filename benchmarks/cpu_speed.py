@@ -8,7 +8,8 @@
 2. minilm NER on CoNLL-2003: ``tensorfab bench train --workloads minilm-ner`` (the tutorial
    loop, the Hugging Face Trainer and tensorfab on the same sentences, one thread each:
    two OpenMP threads on a loaded 2-core machine wait on each other): tokens/s ratios.
-3. minilm NER, a short run on a train subset: ``precision: bf16`` vs ``fp32``, valid entity F1.
+3. minilm NER, a short run on a train subset: ``precision: bf16`` vs ``fp32``, valid entity F1
+   (both runs at once: their speed is not compared).
 
 Run dirs go to a temporary folder; the result names commands and paths relative to the
 repository. Ratios only: the machine is shared with other jobs (load averages recorded).
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,8 +107,13 @@ def ner_precision(runs: Path, train_limit: int) -> dict:
         "train.warmup_steps=10",
     ]
     spec = "examples/conll2003-minilm.yaml"
-    fp32 = _train(runs, "ner-fp32", spec, [*sets, "train.precision=fp32"])
-    bf16 = _train(runs, "ner-bf16", spec, [*sets, "train.precision=bf16"])
+    # at once: F1 does not depend on the load, and the two finish in the time of one
+    with ThreadPoolExecutor(2) as pool:
+        runs_of = {
+            p: pool.submit(_train, runs, f"ner-{p}", spec, [*sets, f"train.precision={p}"])
+            for p in ("fp32", "bf16")
+        }
+        fp32, bf16 = runs_of["fp32"].result(), runs_of["bf16"].result()
     f1 = {p: r["history"][-1]["f1"] for p, r in (("fp32", fp32), ("bf16", bf16))}
     return {"fp32": fp32, "bf16": bf16, "valid_f1": f1, "f1_delta": f1["bf16"] - f1["fp32"]}
 
