@@ -41,7 +41,7 @@ def _train(runs: Path, name: str, spec: str, sets: list[str]) -> dict:
     subprocess.run([sys.executable, "-m", "tensorfab.cli.main", *args], cwd=REPO, check=True)
     report = json.loads((runs / name / "report.json").read_text())
     return {
-        "command": "tensorfab " + " ".join(a for a in args if "runs_dir" not in a),
+        "command": "tensorfab " + " ".join(args[:5] + args[7:]),  # without the runs dir
         "wall_s": time.perf_counter() - t0,
         "load_average_1m_before": load,
         "precision": report["hardware"]["precision"],
