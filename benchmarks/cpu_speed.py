@@ -87,7 +87,7 @@ def ner_bench(out: Path, steps: int) -> dict:
     row = result["results"][0]
     keep = ("precision", "samples_per_s", "tokens_per_s", "mfu", "step_time_ms", "settings")
     return {
-        "command": "tensorfab " + " ".join(a for a in args if a != str(out)),
+        "command": "tensorfab " + " ".join(a for a in args if a not in ("--out", str(out))),
         "sides": {
             s: {k: row[s].get(k) for k in keep} for s in ("baseline", "hf_trainer", "tensorfab")
         },
