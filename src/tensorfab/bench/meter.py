@@ -99,6 +99,13 @@ class StepMeter:
             self._add(batch)
             yield batch
 
+    def begin_step(self, batch: Any) -> None:
+        """Stamp the start of a step of ``batch``, for a loop whose iterator is its own
+        (``transformers.Trainer``: called from its ``on_step_begin``; the step then lasts
+        until the next one begins, the next batch's fetch included)."""
+        self.clock.stamp()
+        self._add(batch)
+
     def _add(self, batch: Any) -> None:
         self.steps += 1
         if self.on_step is not None:

@@ -1,7 +1,8 @@
 """``bench micro``: matmul TFLOP/s per precision and memory bandwidth, on one device.
 
-The matmul timing is the hardware layer's (``measure_matmul_tflops``); on a GPU a full run
-also fills the per-device peak cache that MFU divides by (``measured_peak_tflops``), a quick
+The matmul timing is the hardware layer's (``measure_matmul_tflops``); on a GPU or a CPU a
+full run, at the peak's own size (``peak_matmul_size``), also fills the per-device peak cache
+that MFU divides by (``measured_peak_tflops``; a CPU's at its current thread count), a quick
 run only reads it (a small matrix underestimates the peak, and the cache must not keep
 that). Bandwidths count each byte copied once, in GB/s (1e9 bytes); a device-to-device copy
 moves twice that through memory (read + write).
@@ -23,15 +24,16 @@ from tensorfab.hardware import (
     device_name,
     measure_matmul_tflops,
     measured_peak_tflops,
+    peak_matmul_size,
     supported_precisions,
 )
 
 
 def matmul_sizes(device: torch.device, quick: bool) -> tuple[int, int]:
     """(matrix side, timed iterations): big enough to reach the peak, small enough on a CPU."""
-    if device.type == "cuda":
-        return (4096, 10) if quick else (8192, 20)
-    return (256, 5) if quick else (1024, 10)
+    if not quick:
+        return peak_matmul_size(device)
+    return (4096, 10) if device.type == "cuda" else (256, 5)
 
 
 def matmul_row(device: torch.device, precision: str, quick: bool) -> dict[str, Any]:

@@ -109,7 +109,24 @@ def markdown(result: dict[str, Any]) -> str:
         return _micro_table(result)
     if kind == "compare":
         return _compare_table(result)
+    if kind == "time-to-accuracy":
+        return _tta_table(result)
     return ""
+
+
+def _tta_table(result: dict[str, Any]) -> str:
+    """Per side: reached or not, the wall clock to the target, evaluations, best F1."""
+    target = result["plan"]["target"]
+    header = ("side", f"valid F1 >= {target}", "time to target s", "evaluations", "best F1")
+    rows = [
+        (side, "yes" if r["reached"] else "no", fmt(r["time_to_target_s"], ",.1f"),
+         len(r["evaluations"]), fmt(max((e["f1"] for e in r["evaluations"]), default=None), ".4f"))
+        for side, r in result["sides"].items()
+    ]  # fmt: skip
+    ratio_line = (
+        f"\ntensorfab / Trainer time: {fmt(result['tensorfab_over_hf_trainer_time'], '.2f')}\n"
+    )
+    return _title(result) + _lines(markdown_table(header, rows, "llrrr")) + ratio_line
 
 
 def _title(result: dict[str, Any]) -> str:
@@ -128,7 +145,10 @@ def _train_table(result: dict[str, Any]) -> str:
     )  # fmt: skip
     rows = []
     for row in result["results"]:
-        for side in ("baseline", "tensorfab"):
+        sides = [
+            s for s in ("baseline", "hf_trainer", "tensorfab") if "step_time_ms" in row.get(s, {})
+        ]
+        for side in sides:
             r, t = row[side], row[side]["step_time_ms"]
             rows.append((
                 row["workload"], row["batch_size"], side, r["precision"],
@@ -142,7 +162,10 @@ def _train_table(result: dict[str, Any]) -> str:
 
 
 def _ratio(row: dict[str, Any], side: str) -> str:
-    """The tensorfab/baseline ratio, written on the tensorfab row only."""
+    """The tensorfab/baseline ratio on the tensorfab row; tensorfab/Trainer (real tokens/s)
+    on the Trainer's row."""
+    if side == "hf_trainer":
+        return "tensorfab " + fmt(row.get("tensorfab_vs_hf_trainer"), ".2f") + "x"
     return fmt(row["ratio"], ".2f") + "x" if side == "tensorfab" else ""
 
 

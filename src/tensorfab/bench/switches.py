@@ -33,12 +33,14 @@ def _write(values: dict[str, bool]) -> None:
 
 @contextmanager
 def kept_switches() -> Iterator[None]:
-    """Whatever the block switches, the previous settings come back after it."""
-    saved = _read()
+    """Whatever the block switches (the engine also sets the thread count), the previous
+    settings come back after it."""
+    saved, threads = _read(), torch.get_num_threads()
     try:
         yield
     finally:
         _write(saved)
+        torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -11,10 +11,12 @@ measured, below 1 included.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from tensorfab.bench.baselines import hf_trainer_ner
 from tensorfab.bench.meter import MeteredBatches, PeakMemory, PowerSampler, StepMeter
 from tensorfab.bench.progress import BenchProgress
 from tensorfab.bench.report import load_average
@@ -22,6 +24,7 @@ from tensorfab.bench.stats import ratio, spread
 from tensorfab.bench.switches import kept_switches, pytorch_defaults
 from tensorfab.bench.workloads import Plan, create_workload
 from tensorfab.engine.fit import train_epoch
+from tensorfab.engine.profiling import ProfiledBatches, profiled
 from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import peak_info, train_mfu
@@ -92,6 +95,36 @@ def run_baseline(workload: Any, plan: Plan, batch_size: int, advance: Any) -> di
     return result
 
 
+def run_hf_trainer(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
+    """``transformers.Trainer`` on the same sentences (NER workloads), fp32 as a user runs it;
+    a note instead where ``accelerate`` is missing."""
+    why = hf_trainer_ner.missing()
+    if why is not None:
+        return {"skipped": why}
+    with pytorch_defaults() as switches:
+        torch.manual_seed(0)
+        model = workload.build_baseline_model()
+        meter = StepMeter(
+            plan.device, workload.count_baseline, plan.warmup, plan.total_steps, advance
+        )
+        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+            settings = workload.run_hf_trainer(model, plan.device, batch_size, meter)
+            meter.stop()
+            meter.step_times_s()
+    result = side_result(meter, workload.forward_flops(model, meter), "fp32", memory, power)
+    result["settings"] = {**settings, "batch_size": batch_size, "switches": switches}
+    return result
+
+
+def _sides(workload: Any) -> tuple[tuple[str, Any], ...]:
+    """Which loops a workload runs: the tutorial loop and tensorfab; minilm NER also the
+    Hugging Face Trainer."""
+    sides: tuple[tuple[str, Any], ...] = (("baseline", run_baseline), ("tensorfab", run_tensorfab))
+    if getattr(workload, "hf_trainer", False):
+        sides += (("hf_trainer", run_hf_trainer),)
+    return sides
+
+
 def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]:
     """The engine's best settings for the device.
 
@@ -103,26 +136,33 @@ def tensorfab_spec(workload: Any, plan: Plan, batch_size: int) -> dict[str, Any]
     compile_it = plan.compile == "on" or (plan.compile == "auto" and auto)
     raw = workload.engine_spec(batch_size, plan.total_steps, compile_it)
     raw["train"]["device"] = str(plan.device)
+    raw["train"]["threads"] = torch.get_num_threads()  # the baseline's: same cores both sides
     if compile_it and plan.device.type == "cuda" and not workload.tokens:
         # a small fixed-shape model is launch-bound: replay CUDA graphs (reduce-overhead)
         raw["train"]["compile_mode"] = "reduce-overhead"
     return raw
 
 
-def ablations(workload: Any, plan: Plan, raw: dict[str, Any]) -> list[tuple[str, list[str]]]:
+def ablations(
+    workload: Any, plan: Plan, raw: dict[str, Any], precision: str = "fp32"
+) -> list[tuple[str, list[str]]]:
     """Each speed setting of the tensorfab side, switched off alone (``--set`` overrides).
 
     What a setting buys is the full side's throughput over the run without it; settings
-    that are off already on this device (bf16 on a CPU, compile in a quick run) are skipped.
+    that are off already (bf16 where auto chose fp32, compile in a quick run) are skipped.
     """
     switches = [("fused optimizer", ["train.fused=off"])]
     switches.append(("device-resident data", ["data.device_resident=off"]))
+    if not workload.tokens:
+        switches.append(("channels-last layout", ["train.channels_last=off"]))
     if workload.tokens:
         switches.append(("length bucketing", ["data.length_bucketing=false"]))
         # not an "off" but the alternative: below 1x when packing would be the faster choice
         switches.append(("bucketing, packed rows instead", ["data.packing=true"]))
     if plan.device.type == "cuda":
         switches.append(("bf16 autocast and TF32", ["train.precision=fp32"]))
+    elif precision == "bf16":  # auto chose bf16 on this CPU
+        switches.append(("bf16 autocast", ["train.precision=fp32"]))
     if raw["train"].get("compile"):
         switches.append(("torch.compile", ["train.compile=false", "train.compile_mode=default"]))
     return switches
@@ -140,9 +180,16 @@ def run_tensorfab(
         meter = StepMeter(
             ctx.runtime.device, workload.count_engine, plan.warmup, plan.total_steps, advance
         )
-        ctx.train = MeteredBatches(ctx.train, meter)
         state, stop = TrainState(), StopFlag()
-        with PeakMemory(plan.device) as memory, PowerSampler(plan.device) as power:
+        where = _profile_dir(plan, workload, batch_size, overrides)
+        with (
+            profiled(where, plan.device) as prof,
+            PeakMemory(plan.device) as memory,
+            PowerSampler(plan.device) as power,
+        ):
+            ctx.train = MeteredBatches(
+                ProfiledBatches(ctx.train, prof) if prof else ctx.train, meter
+            )
             while train_epoch(ctx, state, stop):
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             meter.stop()
@@ -161,13 +208,23 @@ def run_tensorfab(
     return result
 
 
+def _profile_dir(
+    plan: Plan, workload: Any, batch_size: int, overrides: list[str] | None
+) -> Path | None:
+    """Where ``--profile`` puts the tensorfab side's trace (the full side, not ablations)."""
+    if plan.profile_dir is None or overrides:
+        return None
+    return plan.profile_dir / f"{workload.name}-batch{batch_size}"
+
+
 def ablate(
     workload: Any, plan: Plan, batch_size: int, sides: dict[str, Any], progress: BenchProgress
 ) -> list[dict[str, Any]]:
     """The tensorfab side again with one setting off at a time, and what each one buys."""
     full = sides["tensorfab"]
     out = []
-    for label, overrides in ablations(workload, plan, tensorfab_spec(workload, plan, batch_size)):
+    raw = tensorfab_spec(workload, plan, batch_size)
+    for label, overrides in ablations(workload, plan, raw, full["precision"]):
         label_off = f"{workload.name} batch {batch_size} without {label}"
         with progress.stage(label_off, plan.total_steps) as advance:
             run = run_tensorfab(workload, plan, batch_size, advance, overrides)
@@ -191,7 +248,7 @@ def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[
     try:
         for batch_size in workload.batch_sizes:
             sides = {}
-            for side, run in (("baseline", run_baseline), ("tensorfab", run_tensorfab)):
+            for side, run in _sides(workload):
                 label = f"{name} batch {batch_size} {side}"
                 load = load_average()
                 with progress.stage(label, plan.total_steps) as advance:
@@ -211,11 +268,21 @@ def bench_workload(name: str, plan: Plan, progress: BenchProgress) -> list[dict[
                     "tokens_ratio": ratio(
                         sides["tensorfab"]["tokens_per_s"], sides["baseline"]["tokens_per_s"]
                     ),
+                    **_vs_trainer(sides),
                 }
             )
     finally:
         workload.close()
     return rows
+
+
+def _vs_trainer(sides: dict[str, Any]) -> dict[str, Any]:
+    """``tensorfab_vs_hf_trainer``: real tokens/s over the Trainer's, same run (NER only)."""
+    trainer = sides.get("hf_trainer")
+    if trainer is None:
+        return {}
+    theirs = trainer.get("tokens_per_s")
+    return {"tensorfab_vs_hf_trainer": ratio(sides["tensorfab"]["tokens_per_s"], theirs)}
 
 
 def bench_train(names: list[str], plan: Plan, progress: BenchProgress) -> dict[str, Any]:

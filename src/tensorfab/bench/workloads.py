@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from tensorfab.bench.baselines import bert_base_ner, lenet_mnist, minilm_ner, ner
+from tensorfab.bench.baselines import bert_base_ner, hf_trainer_ner, lenet_mnist, minilm_ner, ner
 from tensorfab.bench.meter import BatchCount, StepMeter, count_images, count_sequences
 from tensorfab.data import create_dataset
 from tensorfab.data.idx import MNIST_FILES, find_mnist_files
@@ -49,6 +49,7 @@ class Plan:
     compile: str = "auto"  # auto | on | off, for the tensorfab side of training
     ablate: bool = False  # also run the tensorfab side with each speed setting switched off
     synthetic_ok: bool = True  # False for a --data-dir the user named: real MNIST or an error
+    profile_dir: Path | None = None  # train: torch.profiler of the tensorfab side, per row
 
     @property
     def total_steps(self) -> int:
@@ -167,6 +168,8 @@ class NerWorkload:
 
     def __init__(self, name: str, plan: Plan) -> None:
         self.name = name
+        # the Trainer baseline: minilm (issue 18's target); bert-base's is the same loop
+        self.hf_trainer = name == "minilm-ner"
         self.batch_sizes = (4,) if plan.quick else (16,)
         folder = plan.data_dir.resolve() / "conll2003"
         if not (folder / "train.txt").is_file():
@@ -252,6 +255,15 @@ class NerWorkload:
         loader = ner.make_loader(self.features(self.splits.train), self.tokenizer, batch_size)
         ner.train_steps(model, Metered(loader, meter), optimizer, scheduler, device, meter.total)
         return dict(ner.SETTINGS)
+
+    def run_hf_trainer(
+        self, model: torch.nn.Module, device: torch.device, batch_size: int, meter: StepMeter
+    ) -> dict:
+        """``transformers.Trainer`` itself for warm-up plus timed steps (``meter`` sees them)."""
+        features = self.features(self.splits.train)
+        return hf_trainer_ner.train_with_trainer(
+            model, features, self.tokenizer, batch_size, device, meter
+        )
 
     def close(self) -> None:
         return None

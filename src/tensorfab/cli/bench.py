@@ -31,6 +31,7 @@ EXAMPLE = """\
 tensorfab bench micro
 tensorfab bench train --workloads lenet-mnist --device cpu
 tensorfab bench train --quick --json --out /tmp/bench.json
+tensorfab bench train --workloads minilm-ner --device cpu --profile /tmp/profile
 tensorfab bench infer --workloads minilm-ner
 tensorfab bench compare --workloads lenet-mnist"""
 
@@ -52,6 +53,12 @@ SUBCOMMANDS = {
         "one training epoch on CPU and GPU, and the speed-up",
         "tensorfab bench compare --workloads lenet-mnist,minilm-ner",
     ),
+    "time-to-accuracy": (
+        "wall clock from process start to valid entity F1 >= target: tensorfab vs the "
+        "Hugging Face Trainer (minilm-l6, CoNLL-2003; ~40 min+ a side on 2 CPU cores)",
+        "tensorfab bench time-to-accuracy --device cpu\n"
+        "tensorfab bench time-to-accuracy --limit-train 2000 --limit-eval 500 --target 0.7",
+    ),
 }
 DEFAULT_DATA_DIR = Path("../shared/data")
 DEFAULT_WORKLOADS = {"train": WORKLOAD_NAMES, "infer": WORKLOAD_NAMES, "compare": ("lenet-mnist",)}
@@ -68,7 +75,47 @@ def configure(parser: argparse.ArgumentParser) -> None:
             epilog="example:\n  " + example.replace("\n", "\n  "),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        _common(cmd, workloads=name != "micro")
+        if name == "time-to-accuracy":
+            _tta_options(cmd)
+        else:
+            _common(cmd, workloads=name != "micro")
+
+
+def _tta_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--device", choices=("cpu",), default="cpu", help="default: cpu")
+    cmd.add_argument("--sides", default="tensorfab,hf-trainer", help="default: both, in order")
+    cmd.add_argument("--target", type=float, default=0.90, help="valid entity F1 (default 0.90)")
+    cmd.add_argument("--evals-per-epoch", type=int, default=4, help="default 4 (quarter epochs)")
+    cmd.add_argument("--max-epochs", type=int, default=3, help="default 3")
+    cmd.add_argument("--limit-train", type=int, help="a scaled run: first N train sentences")
+    cmd.add_argument("--limit-eval", type=int, help="first N valid sentences (default: all)")
+    cmd.add_argument("--data-dir", help=f"folder holding conll2003/ (default {DEFAULT_DATA_DIR})")
+    cmd.add_argument(
+        "--out",
+        help="result JSON (default: benchmarks/results/<device>-<date>-bench-"
+        "time-to-accuracy.json)",
+    )
+    cmd.add_argument("--note", help="recorded with the results")
+    cmd.add_argument("--json", action="store_true", help="print only the result JSON")
+
+
+def _tta(args: argparse.Namespace, progress: BenchProgress) -> dict[str, Any]:
+    from tensorfab.bench.time_to_accuracy import SIDES, TtaPlan, bench_time_to_accuracy
+
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    unknown = [s for s in sides if s not in SIDES]
+    if unknown or not sides:
+        raise TensorfabError(f"--sides: choose from {', '.join(SIDES)}, not {args.sides!r}")
+    if not 0 < args.target <= 1 or args.evals_per_epoch < 1 or args.max_epochs < 1:
+        raise TensorfabError("--target must be in (0, 1], --evals-per-epoch and --max-epochs >= 1")
+    data_dir = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
+    if not (data_dir / "conll2003" / "train.txt").is_file():
+        raise TensorfabError(f"--data-dir {data_dir}: no conll2003/train.txt there")
+    plan = TtaPlan(
+        data_dir, args.target, args.evals_per_epoch, args.max_epochs,
+        args.limit_train, args.limit_eval,
+    )  # fmt: skip
+    return bench_time_to_accuracy(sides, plan)
 
 
 def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
@@ -93,6 +140,13 @@ def _common(cmd: argparse.ArgumentParser, workloads: bool) -> None:
             choices=("auto", "on", "off"),
             default="auto",
             help="torch.compile on the tensorfab side (auto: GPU, fixed shapes, not --quick)",
+        )
+        cmd.add_argument(
+            "--profile",
+            metavar="DIR",
+            help="train: torch.profiler on the tensorfab side's steps 4-8, trace.json and "
+            "top_ops.md per workload and batch in DIR (the profiler slows those steps; "
+            "default: off)",
         )
     cmd.add_argument(
         "--threads",
@@ -159,6 +213,7 @@ def _plan(args: argparse.Namespace, device: torch.device) -> Plan:
         args.compile,
         args.ablate,
         synthetic_ok=data_dir is None,
+        profile_dir=Path(args.profile) if args.profile else None,
     )
 
 
@@ -185,17 +240,22 @@ def _data_dir(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     """Run the suite, save JSON + table (+ chart), print the table or the JSON."""
     device = _device(args.device)
-    plan = _plan(args, device) if args.bench_command != "micro" else None  # checks options
-    _set_threads(args, device)
+    tta = args.bench_command == "time-to-accuracy"
+    plan = _plan(args, device) if args.bench_command != "micro" and not tta else None
+    if not tta:
+        _set_threads(args, device)
     progress = BenchProgress(quiet=args.json)
     env = environment(device, _command(args), args.note)
-    if plan is None:
+    if tta:
+        result = _tta(args, progress)
+    elif plan is None:
         result = bench_micro(device, args.quick, progress)
     else:
         suites = {"train": bench_train, "infer": bench_infer, "compare": bench_compare}
         result = suites[args.bench_command](_workloads(args), plan, progress)
     result = {"kind": result["kind"], "environment": env, **result}
-    out = Path(args.out or default_out_path(device, result["kind"], env["date"], args.quick))
+    quick = getattr(args, "quick", False)
+    out = Path(args.out or default_out_path(device, result["kind"], env["date"], quick))
     save_results(result, out)
     if args.json:
         print(json.dumps(result, indent=2))

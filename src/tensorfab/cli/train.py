@@ -12,6 +12,7 @@ EXAMPLE = """\
 tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
 tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
 tensorfab train examples/digits-lenet.yaml --resume          # continue after a kill
+tensorfab train examples/digits-lenet.yaml --profile --set train.epochs=1   # where time goes
 tensorfab train examples/digits-lenet.yaml --resume --set train.epochs=20   # train on
 torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.yaml"""
 
@@ -42,6 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="continue the run from its last checkpoint; a run that is already complete is "
         "left as it is (exit 0), one given more train.epochs trains on",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record training steps 4-8 with torch.profiler: <run>/profile/trace.json and "
+        "top_ops.md (default: off)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
 
@@ -56,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"output.name={args.name}")
     spec = load_spec(args.spec, overrides)
     try:
-        result = train(spec, resume=args.resume, quiet=args.quiet or args.json)
+        result = train(
+            spec, resume=args.resume, quiet=args.quiet or args.json, profile=args.profile
+        )
     except Interrupted as exc:
         print(f"stopped: {exc}", file=sys.stderr)
         return exc.exit_code

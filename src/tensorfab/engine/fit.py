@@ -81,6 +81,7 @@ def checkpoint(ctx: RunContext, state: TrainState) -> None:
             "scaler": ctx.scaler.state_dict(),
             "rng": rng_state(),
             "state": state.to_dict(),
+            "precision": ctx.runtime.precision,  # what auto chose: a resume keeps it
             **({"privacy": ctx.privacy.state_dict()} if ctx.privacy else {}),
         },
     )

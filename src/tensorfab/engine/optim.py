@@ -19,7 +19,7 @@ def create_optimizer(
     fused: bool = False,
     lr_scales: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """Build an optimizer; ``fused`` selects the single-kernel CUDA implementation.
+    """Build an optimizer; ``fused`` selects torch's single-kernel implementation (CUDA, CPU).
 
     ``lr_scales`` (parameter name -> factor of ``lr``, e.g. layer-wise decay) makes one
     parameter group per factor, the largest first (the learning rate the log shows).

@@ -135,6 +135,16 @@ def _fmt(x: float | None, pattern: str = "{:.4f}") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else pattern.format(x)
 
 
+def _runtime_rows(hw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Why this precision and this many threads (reports from before issue 18 lack them)."""
+    rows = []
+    if hw.get("precision_choice"):
+        rows.append(("precision", f"{hw['precision']}: {hw['precision_choice']['reason']}"))
+    if hw.get("threads"):
+        rows.append(("threads", f"{hw['threads']['threads']}: {hw['threads']['reason']}"))
+    return rows
+
+
 def summary_table(report: dict[str, Any]) -> Table:
     """The one-screen summary printed at the end of ``tensorfab train``."""
     t = Table(title=f"run {report['name']}: {report['status']}", show_header=False)
@@ -142,6 +152,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     best, split = report["metrics"]["best"], scored_split(report)
     rows = [
         ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
+        *_runtime_rows(hw),
         ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}"),
         *[(f"{split} {k}", _fmt(test[k])) for k in ("accuracy", "f1", "macro_f1") if k in test],
         ("train samples/s", _fmt(thr["train_samples_per_s"], "{:,.0f}")),

@@ -1,7 +1,7 @@
 """The process-wide execution settings of a run, set once and logged.
 
-Device, precision policy (autocast dtype, grad scaler for fp16), TF32 switches and seeds
-live here so that no other module flips global state.
+Device, precision policy (autocast dtype, grad scaler for fp16), TF32 switches, the CPU
+thread count and seeds live here so that no other module flips global state.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tensorfab.hardware import device_name, resolve_device, resolve_precision
+from tensorfab.hardware import (
+    ThreadChoice,
+    choose_threads,
+    device_name,
+    resolve_device,
+    resolve_precision,
+)
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -22,6 +28,9 @@ _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 class Runtime:
     device: torch.device
     precision: str  # fp32 | tf32 | bf16 | fp16, resolved
+    threads: ThreadChoice | None = None  # set by apply_threads once the model is known
+    precision_reason: dict[str, object] | None = None  # why (auto on a CPU: the numbers)
+    channels_last: bool = False  # 4-D weights in channels-last layout
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -43,7 +52,28 @@ class Runtime:
             "device": str(self.device),
             "device_name": device_name(self.device),
             "precision": self.precision,
+            "precision_choice": self.precision_reason,
+            "channels_last": self.channels_last,
+            "threads": self.threads.to_dict() if self.threads else None,
         }
+
+    def place_model(self, model: torch.nn.Module, channels_last: str) -> torch.nn.Module:
+        """The model on the device; convolution weights channels-last where asked (``auto``:
+        on a CPU, where oneDNN's convolutions and pooling run faster in that layout; the
+        activations follow the weights)."""
+        model = model.to(self.device)
+        self.channels_last = channels_last == "on" or (
+            channels_last == "auto" and self.device.type == "cpu"
+        )
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def apply_threads(self, requested: int | str, parameters: int) -> ThreadChoice:
+        """Choose and set torch's intra-op threads (``train.threads``); logged in the report."""
+        self.threads = choose_threads(requested, parameters)
+        torch.set_num_threads(self.threads.threads)
+        return self.threads
 
 
 def create_runtime(device: str, precision: str) -> Runtime:

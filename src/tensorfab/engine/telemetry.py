@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tensorfab.hardware import datasheet_peak_tflops, measured_peak_tflops, mfu
+from tensorfab.hardware import datasheet_peak_tflops, device_name, measured_peak_tflops, mfu
 from tensorfab.tasks import Task, TokenCount
 from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
@@ -24,11 +24,11 @@ def flops_per_sample(task: Task, model: nn.Module, count: TokenCount | None) -> 
 
 
 def peak_info(device: torch.device, precision: str) -> dict[str, float | None]:
-    """Measured (cached) and datasheet peaks for the precision in use; CPU: none measured."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    """Measured (cached; measured once on a miss) and datasheet peaks for the precision in
+    use, on a GPU or a CPU (at the run's thread count); MPS has no measured peak."""
     return {
         "peak_tflops": measured_peak_tflops(device, precision),
-        "datasheet_peak_tflops": datasheet_peak_tflops(name, precision),
+        "datasheet_peak_tflops": datasheet_peak_tflops(device_name(device), precision),
     }
 
 

@@ -17,8 +17,11 @@ from tensorfab.hardware.peaks import (
     datasheet_peak_tflops,
     default_cache_path,
     measure_matmul_tflops,
+    measure_peak_tflops,
     measured_peak_tflops,
     mfu,
+    peak_cache_key,
+    peak_matmul_size,
 )
 from tensorfab.hardware.precision import (
     PRECISION_DTYPES,
@@ -27,16 +30,21 @@ from tensorfab.hardware.precision import (
     resolve_precision,
     supported_precisions,
 )
+from tensorfab.hardware.threads import THREADS_ENV, ThreadChoice, choose_threads, decide_threads
 
 __all__ = [
     "PRECISIONS",
     "PRECISION_DTYPES",
     "Gpu",
+    "THREADS_ENV",
+    "ThreadChoice",
+    "choose_threads",
     "collect_info",
     "cpu_model",
     "cuda_index",
     "cuda_uuid",
     "datasheet_peak_tflops",
+    "decide_threads",
     "default_cache_path",
     "describe_device",
     "device_name",
@@ -48,10 +56,13 @@ __all__ = [
     "gpus",
     "load_catalogue",
     "measure_matmul_tflops",
+    "measure_peak_tflops",
     "measured_peak_tflops",
     "memory_bytes",
     "mfu",
     "mps_available",
+    "peak_cache_key",
+    "peak_matmul_size",
     "physical_cores",
     "precisions_for_capability",
     "resolve_device",

@@ -3,7 +3,10 @@
 
 MFU divides by the **measured** peak of the precision on the device (a square matmul,
 timed once per device name and torch version, cached in a JSON file); the datasheet
-peak is shown beside it. A CPU has no measured peak: its MFU reads "n/a".
+peak is shown beside it. A CPU is measured the same way, with the intra-op thread count
+the process uses (``torch.get_num_threads()``, part of the cache key: two threads do not
+reach the peak of sixteen) and a smaller matrix (``peak_matmul_size``). Only Apple MPS has
+no measured peak: its MFU reads "n/a".
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def datasheet_peak_tflops(name: str, precision: str) -> float | None:
 
 
 def mfu(flops_per_s: float, peak_tflops: float | None) -> float | None:
-    """Model FLOPs utilization as a fraction; None where there is no peak (CPU: "n/a")."""
+    """Model FLOPs utilization as a fraction; None where there is no peak ("n/a")."""
     if peak_tflops is None or peak_tflops <= 0:
         return None
     return flops_per_s / (peak_tflops * 1e12)
@@ -100,6 +103,28 @@ def measure_matmul_tflops(
     return 2.0 * n**3 / seconds / 1e12
 
 
+def peak_matmul_size(device: torch.device) -> tuple[int, int]:
+    """(matrix side, timed iterations) of a peak measurement: 8192 x 20 on a GPU; on a CPU
+    1024 x 10, big enough for oneDNN's blocked kernels to run at full rate (one core: ~1 s
+    in fp32, less in bf16), small enough to measure at the start of a run."""
+    return (8192, 20) if torch.device(device).type == "cuda" else (1024, 10)
+
+
+def measure_peak_tflops(device: torch.device, precision: str) -> float:
+    """The peak measurement the cache keeps: ``measure_matmul_tflops`` at the device's size."""
+    n, iters = peak_matmul_size(device)
+    return measure_matmul_tflops(device, precision, n=n, iters=iters)
+
+
+def peak_cache_key(device: torch.device) -> str:
+    """What a cached peak belongs to: device name and torch version, and on a CPU the
+    intra-op threads the measurement used."""
+    key = f"{device_name(device)} | torch {torch.__version__}"
+    if device.type == "cpu":
+        key += f" | threads {torch.get_num_threads()}"
+    return key
+
+
 def default_cache_path() -> Path:
     """``$TENSORFAB_CACHE_DIR/peaks.json``, else ``~/.cache/tensorfab/peaks.json``."""
     root = os.environ.get("TENSORFAB_CACHE_DIR")
@@ -124,16 +149,16 @@ def measured_peak_tflops(
     precision: str,
     cache_path: Path | str | None = None,
     measure_if_missing: bool = True,
-    measure: MeasureFn = measure_matmul_tflops,
+    measure: MeasureFn = measure_peak_tflops,
 ) -> float | None:
-    """The measured matmul peak for ``precision`` on a GPU, from the cache or measured once
-    and cached (per device name and torch version). None for a CPU/MPS device, a precision
-    the device lacks, or a cache miss when ``measure_if_missing`` is False."""
+    """The measured matmul peak for ``precision`` on a GPU or CPU, from the cache or
+    measured once and cached (``peak_cache_key``). None for MPS, a precision the device
+    lacks, or a cache miss when ``measure_if_missing`` is False."""
     device = torch.device(device)
-    if device.type != "cuda" or precision not in supported_precisions(device):
+    if device.type == "mps" or precision not in supported_precisions(device):
         return None
     path = Path(cache_path) if cache_path is not None else default_cache_path()
-    key = f"{device_name(device)} | torch {torch.__version__}"
+    key = peak_cache_key(device)
     data = _load_cache(path)
     cached = data.get(key, {}).get(precision)
     if cached is not None or not measure_if_missing:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.threads import THREADS_ENV
 from tensorfab.jobs.backend import GONE, Backend, Ended, Gone, Handle, Launch
 from tensorfab.jobs.inventory import Inventory
 from tensorfab.jobs.metrics import JobsMetrics
@@ -291,6 +292,7 @@ class Agent:
             "CUDA_VISIBLE_DEVICES": "" if simulated else ",".join(job["devices"]),
             "OMP_NUM_THREADS": threads,
             "MKL_NUM_THREADS": threads,
+            THREADS_ENV: threads,  # train.threads: auto takes the job's cores, not the load
             "PYTHONUNBUFFERED": "1",
             "TENSORFAB_JOB_ID": str(job["id"]),
             "TENSORFAB_JOB_DEVICES": ",".join(job["devices"]),

@@ -121,6 +121,11 @@ def _device_text(hardware: Any) -> str:
     return str(device or name or NA)
 
 
+def _tflops(value: float) -> str:
+    """One decimal for a GPU's hundreds, three for a CPU's fractions (0.083)."""
+    return f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+
+
 def _mfu_text(throughput: Any) -> str:
     """MFU against the measured peak; the datasheet peak shown beside it where known."""
     if not isinstance(throughput, Mapping):
@@ -128,9 +133,9 @@ def _mfu_text(throughput: Any) -> str:
     text = format_percent(throughput.get("mfu"))
     peaks = []
     if throughput.get("peak_tflops") is not None:
-        peaks.append(f"measured peak {throughput['peak_tflops']:.1f} TFLOP/s")
+        peaks.append(f"measured peak {_tflops(throughput['peak_tflops'])} TFLOP/s")
     if throughput.get("datasheet_peak_tflops") is not None:
-        peaks.append(f"datasheet peak {throughput['datasheet_peak_tflops']:.1f} TFLOP/s")
+        peaks.append(f"datasheet peak {_tflops(throughput['datasheet_peak_tflops'])} TFLOP/s")
     return f"{text} ({', '.join(peaks)})" if peaks else text
 
 

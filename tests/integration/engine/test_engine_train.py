@@ -42,8 +42,9 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "completed"
     assert len(report["history"]) == 2
-    assert report["throughput"]["mfu"] is None  # CPU: no measured peak
-    assert "n/a" in (run / "report.md").read_text()
+    assert report["throughput"]["peak_tflops"] > 0  # the CPU's measured peak
+    assert 0 < report["throughput"]["mfu"] < 1
+    assert "| MFU | " in (run / "report.md").read_text()
     meta = json.loads((run / "model/tensorfab.json").read_text())
     assert meta["versions"]["torch"] == torch.__version__
     assert "licence" in meta["data"]["source"]

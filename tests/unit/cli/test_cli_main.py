@@ -79,7 +79,7 @@ def test_spec_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["spec", "--set", "train.epochs=3", "--json"]) == 0
     resolved = json.loads(capsys.readouterr().out)
     assert resolved["train"]["epochs"] == 3
-    assert resolved["model"] == {"name": "lenet", "args": {}}
+    assert resolved["model"] == {"name": "lenet", "args": {}, "head": "linear"}
     assert resolved == load_spec(None, ["train.epochs=3"]).model_dump(mode="json")
 
 

@@ -62,3 +62,18 @@ def test_summary_names_the_test_split_when_it_has_its_own_data() -> None:
     for split in ({"method": "given", "test": "given"}, {"method": "stratified"}):
         rows = _rows(_report(split))
         assert "test f1" in rows and "eval f1" not in rows
+
+
+def test_summary_says_why_this_precision_and_thread_count() -> None:
+    report = _report({"method": "stratified"})
+    report["hardware"] |= {
+        "precision": "bf16",
+        "precision_choice": {"precision": "bf16", "reason": "probe 1.4x"},
+        "threads": {"threads": 1, "reason": "busy"},
+    }
+    console = Console(record=True, width=100)
+    console.print(report_mod.summary_table(report))
+    text = console.export_text()
+    assert "│ precision       │ bf16: probe 1.4x" in text
+    assert "│ threads         │ 1: busy" in text
+    assert "precision" not in "".join(_rows(_report({"method": "stratified"})))  # older reports

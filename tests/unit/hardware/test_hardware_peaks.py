@@ -49,12 +49,47 @@ def test_measure_matmul_on_cpu_restores_tf32() -> None:
     assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
-def test_cpu_has_no_measured_peak(tmp_path: Path) -> None:
-    def never(device: torch.device, precision: str) -> float:
-        raise AssertionError("a CPU is never measured")
+def test_cpu_peak_is_measured_and_cached_per_thread_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(peaks, "device_name", lambda d: "Fake EPYC")
+    path = tmp_path / "p.json"
+    calls: list[tuple[str, int]] = []
 
-    assert measured_peak_tflops("cpu", "fp32", tmp_path / "p.json", measure=never) is None
+    def fake(device: torch.device, precision: str) -> float:
+        calls.append((precision, torch.get_num_threads()))
+        return 0.5 if precision == "bf16" else 0.2
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert measured_peak_tflops("cpu", "bf16", path, measure=fake) == 0.5
+        assert measured_peak_tflops("cpu", "bf16", path, measure=fake) == 0.5  # cached
+        torch.set_num_threads(2)  # another thread count is another peak
+        assert measured_peak_tflops("cpu", "fp32", path, measure=fake) == 0.2
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [("bf16", 1), ("fp32", 2)]
+    key = f"Fake EPYC | torch {torch.__version__}"
+    assert json.loads(path.read_text()) == {
+        f"{key} | threads 1": {"bf16": 0.5},
+        f"{key} | threads 2": {"fp32": 0.2},
+    }
+    assert measured_peak_tflops("cpu", "fp16", path, measure=fake) is None  # CPU lacks it
+
+
+def test_mps_has_no_measured_peak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(device: torch.device, precision: str) -> float:
+        raise AssertionError("MPS is never measured")
+
+    monkeypatch.setattr(peaks, "supported_precisions", lambda d: ["fp32", "fp16"])
+    assert measured_peak_tflops("mps", "fp32", tmp_path / "p.json", measure=never) is None
     assert not (tmp_path / "p.json").exists()
+
+
+def test_peak_sizes() -> None:
+    assert peaks.peak_matmul_size(torch.device("cuda", 0)) == (8192, 20)
+    assert peaks.peak_matmul_size(torch.device("cpu")) == (1024, 10)
 
 
 def test_cache_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,6 +109,7 @@ def test_start_claims_and_launches_with_devices_pinning_and_threads(parts, tmp_p
     launch = backend.launches[0]
     assert launch.env["CUDA_VISIBLE_DEVICES"] == ""  # simulated: the job runs on the CPU
     assert (launch.env["OMP_NUM_THREADS"], launch.env["MKL_NUM_THREADS"]) == ("2", "2")
+    assert launch.env["TENSORFAB_THREADS"] == "2"  # train.threads: auto takes the job's cores
     assert launch.cores == [0, 1]  # slots 0 and 3 of 4 on a 2-core node: cores 0 and 1
     spec = str(launch.job_dir / "spec.yaml")
     assert launch.argv[1:] == ["-m", "tensorfab.cli.main", "train", spec, "--quiet"]
