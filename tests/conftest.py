@@ -3,12 +3,22 @@ import them by that name (``conftest`` is ambiguous once a sub-folder has its ow
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One fresh cache of measured peaks and precision choices for the whole session
+    (subprocesses inherit it): no test reads what earlier runs on this machine cached."""
+    del config
+    if "TENSORFAB_CACHE_DIR" not in os.environ:
+        os.environ["TENSORFAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensorfab-cache-")
 
 
 @pytest.fixture
