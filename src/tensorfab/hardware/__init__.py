@@ -35,8 +35,8 @@ from tensorfab.hardware.threads import THREADS_ENV, ThreadChoice, choose_threads
 __all__ = [
     "PRECISIONS",
     "PRECISION_DTYPES",
-    "Gpu",
     "THREADS_ENV",
+    "Gpu",
     "ThreadChoice",
     "choose_threads",
     "collect_info",
