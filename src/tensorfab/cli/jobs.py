@@ -82,7 +82,8 @@ def _configure_up(subs: Any) -> None:
         subs,
         "up",
         "run this node's scheduler daemon (API + agent) in the foreground",
-        "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs",
+        "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs\n"
+        "tensorfab jobs up --backend ray --address 10.0.0.5:6379   # an existing Ray cluster",
     )
     p.add_argument("--simulate-gpus", type=int, metavar="N", help="N virtual GPUs (jobs on CPU)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
@@ -112,6 +113,17 @@ def _configure_up(subs: Any) -> None:
         "--cpus", type=int, metavar="N", help="CPU slots offered (default: this process's cores)"
     )
     p.add_argument("--half-life", default="7d", help="fair-share usage half-life (default 7d)")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="how jobs run: local processes (default) or Ray actors on a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray backend: the cluster (HOST:PORT, ray://HOST:10001, or local for a private "
+        "Ray on 127.0.0.1; default RAY_ADDRESS)",
+    )
     p.add_argument("--test-jobs", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -259,6 +271,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         tokens_file=args.tokens,
         policy=policy,
         allow_test_jobs=args.test_jobs,
+        backend=args.backend,
+        ray_address=args.address,
         announce=lambda line: print(line, flush=True),
     )
     stopped_by = run_daemon(options)
