@@ -245,6 +245,10 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.backend == "ray":
+        from tensorfab.engine.raycluster import import_ray
+
+        import_ray()  # without the extra: one line, before the daemon's imports
     from tensorfab.jobs.daemon import DaemonOptions, default_state_dir, run_daemon
     from tensorfab.jobs.policy import PolicyConfig
 
