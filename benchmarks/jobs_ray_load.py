@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -51,7 +52,8 @@ def start_ray(workdir: Path, gpus: int = 8, cpus: int = 16) -> str:
     """A private local Ray on 127.0.0.1 (this process is its driver); returns its address.
 
     Its temporary directory is short (Unix socket paths are limited to 107 bytes) and its
-    own; HOME points into ``workdir`` (Ray writes files there).
+    own, removed by :func:`stop_ray`; HOME points into ``workdir`` (Ray writes its auth
+    token there).
     """
     import ray
 
@@ -59,6 +61,7 @@ def start_ray(workdir: Path, gpus: int = 8, cpus: int = 16) -> str:
     home.mkdir(parents=True, exist_ok=True)
     os.environ.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
     temp = tempfile.mkdtemp(prefix="tfray-", dir="/tmp")
+    os.environ["TENSORFAB_TEST_RAY_TEMP"] = temp
     ray.init(
         num_cpus=cpus,
         num_gpus=gpus,
@@ -69,6 +72,16 @@ def start_ray(workdir: Path, gpus: int = 8, cpus: int = 16) -> str:
         log_to_driver=False,
     )
     return ray.get_runtime_context().gcs_address
+
+
+def stop_ray() -> None:
+    """Stop the Ray :func:`start_ray` started (its processes end) and remove its files."""
+    import ray
+
+    ray.shutdown()
+    temp = os.environ.pop("TENSORFAB_TEST_RAY_TEMP", "")
+    if temp.startswith("/tmp/tfray-"):
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def visible_device_clashes(state_dir: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,13 +120,17 @@ def run_ray_load(workdir: Path, address: str, n_jobs: int, **kw: Any) -> dict[st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=1500.0, help="for all jobs to end, s")
     parser.add_argument("--out", type=Path, help="write the JSON summary here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="jobs-ray-load-") as tmp:
         started = time.monotonic()
         address = start_ray(Path(tmp))
         ray_start_s = time.monotonic() - started
-        result = run_ray_load(Path(tmp), address, args.jobs)
+        try:
+            result = run_ray_load(Path(tmp), address, args.jobs, timeout_s=args.timeout)
+        finally:
+            stop_ray()
     result = {
         "benchmark": "jobs-ray-load",
         "date": datetime.date.today().isoformat(),

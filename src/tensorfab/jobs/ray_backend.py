@@ -42,6 +42,7 @@ class RayJob:
     actor: Any
     result: Any  # ObjectRef of JobRunner.result
     group: Any = None  # the gang's placement group
+    ready: Any = None  # ObjectRef that resolves once Ray has placed the actor
 
 
 def ray_inventory(ray: Any, cpu_slots: int | None) -> tuple[Inventory, int]:
@@ -78,7 +79,7 @@ class RayBackend:
         actor = self.runner.options(**options).remote()
         record = {**asdict(launch), "job_dir": str(launch.job_dir)}
         actor.run.remote(record)
-        job = RayJob(actor, actor.result.remote(), group)
+        job = RayJob(actor, actor.result.remote(), group, actor.__ray_ready__.remote())
         return Handle(launch.job_id, launch.attempt, launch.job_dir, job)
 
     def _gang(self, launch: Launch) -> Any:
@@ -92,6 +93,11 @@ class RayBackend:
         job: RayJob | None = handle.process
         if job is None:
             return self.local.signal(handle, signum)
+        if job.ready is not None and not self.ray.wait([job.ready], timeout=0)[0]:
+            # still waiting for Ray to place it (the cluster is busier than the policy knew):
+            # nothing runs yet, so a stop is the end of the actor and its reservation
+            self._release(job)
+            return True
         try:
             return bool(self.ray.get(job.actor.signal.remote(signum), timeout=SIGNAL_TIMEOUT_S))
         except self.ray.exceptions.GetTimeoutError:
@@ -123,6 +129,7 @@ class RayBackend:
             from ray.util.placement_group import remove_placement_group
 
             remove_placement_group(job.group)
+            job.group = None
 
     def adopt(self, job_id: int, attempt: int, job_dir: Path) -> Handle | None:
         """A restarted daemon takes over the attempt's actor by name, if it still lives."""
