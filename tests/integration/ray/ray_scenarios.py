@@ -193,22 +193,30 @@ def _train_workers() -> list[int]:
     return sorted(pids)
 
 
-def _kill_a_worker_after_a_checkpoint(work: Path, name: str, log: dict[str, Any]) -> None:
-    """SIGKILL one training worker once Ray Train holds a checkpoint of the run.
+def _registered_step(storage: Path) -> int | None:
+    """The step of the checkpoint Ray Train's controller has registered (restores from)."""
+    for snapshot in storage.glob("*/checkpoint_manager_snapshot.json"):
+        try:
+            latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
+        except ValueError:  # being written
+            continue
+        if latest:
+            return int(latest["metrics"]["step"])
+    return None
 
-    A checkpoint folder in Ray Train's storage appears before its controller has taken
-    the report of every worker; three logged steps later it has, so the kill comes then.
+
+def _kill_a_worker_after_a_checkpoint(work: Path, name: str, log: dict[str, Any]) -> None:
+    """SIGKILL one training worker once Ray Train has registered a checkpoint of the run.
+
+    A checkpoint folder appears in Ray Train's storage before its controller has taken
+    every worker's report; a restart restores only what the controller registered (its
+    ``checkpoint_manager_snapshot.json``), so the kill waits for that.
     """
     storage = work / "runs" / ".ray-train"
-    run = work / "runs" / name
-    wait_for(lambda: list(storage.glob("*/checkpoint_*")), 600, "Ray Train's first checkpoint")
-
-    def steps() -> list[int]:
-        return [r["step"] for r in _records(run) if r["kind"] == "train"]
-
-    wait_for(lambda: max(steps(), default=0) >= CHECKPOINT_EVERY + 3, 300, "three more steps")
+    step = wait_for(lambda: _registered_step(storage), 900, "a registered checkpoint")
+    steps = [r["step"] for r in _records(work / "runs" / name) if r["kind"] == "train"]
     pids = _train_workers()
-    log.update(pids=pids, last_step_before_kill=max(steps()))
+    log.update(pids=pids, registered_step=step, last_step_before_kill=max(steps))
     os.kill(pids[-1], signal.SIGKILL)
     log["killed"] = pids[-1]
 
