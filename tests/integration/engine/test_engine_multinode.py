@@ -70,6 +70,7 @@ def _two_nodes(cwd: Path) -> subprocess.CompletedProcess[str]:
     return done
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1300)  # two trainings; minutes on a loaded machine
 def test_two_torchrun_nodes_reach_the_single_process_accuracy(tmp_path: Path) -> None:
     sets = [a for s in SETTINGS for a in ("--set", s)]

@@ -22,7 +22,7 @@ from testkit import in_loopback_namespace, loopback_namespace_unavailable
 pytest.importorskip("ray", reason="pip install 'tensorfab[ray]'")
 # the scenarios take 3-4 minutes on a quiet 2-core machine, many more on a loaded one: the
 # first test pays for all of them (module fixture)
-pytestmark = pytest.mark.timeout(2400)
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 

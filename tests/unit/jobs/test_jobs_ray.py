@@ -82,3 +82,77 @@ def test_the_cluster_is_one_node_of_its_gpus_and_cpus() -> None:
 def test_actor_names_are_per_job_and_attempt() -> None:
     assert actor_name(17, 2) == "tensorfab-job-17-a2"
     assert actor_name(17, 1) != actor_name(17, 2)
+
+
+# -- the backend's bookkeeping against a fake Ray (no processes) ---------------------------
+
+
+class Ref:
+    def __init__(self, ready: bool, value: object = None) -> None:
+        self.ready, self.value = ready, value
+
+
+class ActorDied(Exception):
+    pass
+
+
+class FakeCluster:
+    """What RayBackend calls on ``ray``: wait, get, kill, and the exception types."""
+
+    class exceptions:
+        RayError = ActorDied
+        RayActorError = ActorDied
+        GetTimeoutError = TimeoutError
+
+    def __init__(self) -> None:
+        self.killed: list[object] = []
+
+    def wait(self, refs: list[Ref], timeout: float) -> tuple[list[Ref], list[Ref]]:
+        return [r for r in refs if r.ready], [r for r in refs if not r.ready]
+
+    def get(self, ref: Ref, timeout: float | None = None) -> object:
+        if isinstance(ref.value, Exception):
+            raise ref.value
+        return ref.value
+
+    def kill(self, actor: object, no_restart: bool = True) -> None:
+        self.killed.append(actor)
+
+
+def _backend() -> tuple[object, FakeCluster]:
+    from tensorfab.jobs.backend import LocalBackend
+    from tensorfab.jobs.ray_backend import RayBackend
+
+    backend = RayBackend.__new__(RayBackend)  # no ray.init: the fake stands in for Ray
+    cluster = FakeCluster()
+    backend.ray, backend.local = cluster, LocalBackend()
+    return backend, cluster
+
+
+def test_an_ended_attempt_is_read_from_its_actor_which_is_then_released(tmp_path: Path) -> None:
+    from tensorfab.jobs.backend import Ended, Handle
+    from tensorfab.jobs.ray_backend import RayJob
+
+    backend, cluster = _backend()
+    running = RayJob("actor-1", Ref(False), None, Ref(True))
+    handle = Handle(1, 1, tmp_path, running)
+    assert backend.poll(handle) is None and cluster.killed == []
+    outcome = {"exit_code": 143, "started_at": 1.0, "ended_at": 2.5}
+    handle.process = RayJob("actor-1", Ref(True, outcome), None, Ref(True))
+    assert backend.poll(handle) == Ended(143, 1.0, 2.5)
+    assert cluster.killed == ["actor-1"]  # a detached actor lives until killed
+
+
+def test_a_stop_of_an_attempt_ray_has_not_placed_ends_its_actor(tmp_path: Path) -> None:
+    from tensorfab.jobs.backend import GONE, Handle
+    from tensorfab.jobs.ray_backend import RayJob
+
+    backend, cluster = _backend()
+    pending = RayJob("actor-2", Ref(False), None, Ref(False))  # waiting for resources
+    handle = Handle(2, 1, tmp_path, pending)
+    assert backend.signal(handle, 15) is True  # the stop is done: nothing ran
+    assert cluster.killed == ["actor-2"]
+    # the killed actor's result raises; the job folder has no exit status: gone, not ended
+    handle.process = RayJob("actor-2", Ref(True, ActorDied("killed")), None, Ref(False))
+    assert backend.poll(handle) is GONE
+    assert handle.process is None  # read from the job folder from now on
