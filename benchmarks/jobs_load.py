@@ -164,8 +164,13 @@ def run_load(
     max_wait_s: float = 30.0,
     timeout_s: float = 300.0,
     ageing_s: float = 25.0,
+    daemon_args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the load against a fresh daemon in ``workdir``; returns measurements and checks."""
+    """Run the load against a fresh daemon in ``workdir``; returns measurements and checks.
+
+    ``daemon_args`` go to ``jobs up`` as well (``--backend ray --address ...``:
+    benchmarks/jobs_ray_load.py); ``rows`` in the result are the jobs' database rows.
+    """
     tokens = write_tokens(workdir / "tokens.yaml")
     plan = plan_jobs(n_jobs, gpus, load, seed)
     args = [
@@ -180,6 +185,7 @@ def run_load(
         "--grace",
         "5s",
         "--test-jobs",
+        *(daemon_args or []),
     ]
     state = workdir / "state"
     with DaemonProcess(state, args, cwd=workdir) as daemon:
@@ -215,6 +221,7 @@ def run_load(
         "checks": checks,
         "all_checks_pass": not any(checks.values()),
         "metrics_scraped": "tensorfab_jobs_wait_seconds_count" in metrics,
+        "rows": rows,
     }
 
 
@@ -238,6 +245,7 @@ def main() -> int:
             args.max_wait,
             ageing_s=args.ageing,
         )
+    result.pop("rows")
     result = {
         "benchmark": "jobs-load",
         "date": datetime.date.today().isoformat(),

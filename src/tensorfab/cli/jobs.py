@@ -83,7 +83,8 @@ def _configure_up(subs: Any) -> None:
         "up",
         "run this node's scheduler daemon (API + agent + web dashboard at /) in the foreground",
         "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs\n"
-        "# then open http://127.0.0.1:8321/ (with --tokens: log in with your token)",
+        "# then open http://127.0.0.1:8321/ (with --tokens: log in with your token)\n"
+        "tensorfab jobs up --backend ray --address 10.0.0.5:6379   # an existing Ray cluster",
     )
     p.add_argument("--simulate-gpus", type=int, metavar="N", help="N virtual GPUs (jobs on CPU)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
@@ -113,6 +114,17 @@ def _configure_up(subs: Any) -> None:
         "--cpus", type=int, metavar="N", help="CPU slots offered (default: this process's cores)"
     )
     p.add_argument("--half-life", default="7d", help="fair-share usage half-life (default 7d)")
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="how jobs run: local processes (default) or Ray actors on a Ray cluster",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray backend: the cluster (HOST:PORT, ray://HOST:10001, or local for a private "
+        "Ray on 127.0.0.1; default RAY_ADDRESS)",
+    )
     p.add_argument("--test-jobs", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -234,6 +246,10 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.backend == "ray":
+        from tensorfab.engine.raycluster import import_ray
+
+        import_ray()  # without the extra: one line, before the daemon's imports
     from tensorfab.jobs.daemon import DaemonOptions, default_state_dir, run_daemon
     from tensorfab.jobs.policy import PolicyConfig
 
@@ -260,6 +276,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         tokens_file=args.tokens,
         policy=policy,
         allow_test_jobs=args.test_jobs,
+        backend=args.backend,
+        ray_address=args.address,
         announce=lambda line: print(line, flush=True),
     )
     stopped_by = run_daemon(options)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from tensorfab.spec import load_spec
+from tensorfab.spec import JobSpec, load_spec
 
 EXAMPLE = """\
 tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
@@ -14,7 +14,9 @@ tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
 tensorfab train examples/digits-lenet.yaml --resume          # continue after a kill
 tensorfab train examples/digits-lenet.yaml --profile --set train.epochs=1   # where time goes
 tensorfab train examples/digits-lenet.yaml --resume --set train.epochs=20   # train on
-torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.yaml"""
+torchrun --nproc_per_node 2 -m tensorfab.cli.main train examples/digits-lenet.yaml
+tensorfab train examples/digits-lenet.yaml --ray local --workers 2   # Ray Train, DDP on gloo
+tensorfab train examples/digits-lenet.yaml --ray 10.0.0.5:6379 --workers 8   # a Ray cluster"""
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +53,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("--json", action="store_true", help="print the final report as JSON")
+    parser.add_argument(
+        "--ray",
+        metavar="ADDR",
+        help="train under Ray Train: local (a private Ray on 127.0.0.1) or a cluster's "
+        "HOST:PORT / ray://HOST:10001 (needs pip install 'tensorfab[ray]')",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="with --ray: training workers, DDP (default 2)"
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        help="with --ray: worker-group restarts after a lost worker, each resuming from the "
+        "last checkpoint (default 3)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         overrides.append(f"output.name={args.name}")
     spec = load_spec(args.spec, overrides)
+    if args.ray:
+        return _run_on_ray(args, spec)
     try:
         result = train(
             spec, resume=args.resume, quiet=args.quiet or args.json, profile=args.profile
@@ -81,4 +101,22 @@ def run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print(f"report: {result.run_dir / 'report.md'}", file=sys.stderr)
         print(f"model:  {result.run_dir / 'model'}", file=sys.stderr)
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace, spec: JobSpec) -> int:
+    from tensorfab.audit.card import write_card
+    from tensorfab.engine.ray_train import train_on_ray
+    from tensorfab.engine.rundir import run_path
+
+    report = train_on_ray(
+        spec, args.ray, args.workers, resume=args.resume, max_failures=args.max_failures
+    )
+    run_dir = run_path(spec)
+    write_card(run_dir)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.quiet:
+        print(f"report: {run_dir / 'report.md'}", file=sys.stderr)
+        print(f"model:  {run_dir / 'model'}", file=sys.stderr)
     return 0

@@ -70,8 +70,13 @@ class _Guard:
 
 def checkpoint(ctx: RunContext, state: TrainState) -> None:
     ctx.info["checkpoint_step"] = state.global_step
-    if not ctx.env.is_main:
-        return
+    if ctx.env.is_main:
+        _save(ctx, state)
+    if ctx.on_checkpoint is not None:
+        ctx.on_checkpoint(ctx, state)
+
+
+def _save(ctx: RunContext, state: TrainState) -> None:
     save_checkpoint(
         ctx.run.checkpoint,
         {
@@ -168,6 +173,13 @@ def _pace(ctx: RunContext, samples_per_s: float) -> dict[str, Any]:
     }
 
 
+def _flush(ctx: RunContext, state: TrainState, guard: _Guard, pace: dict[str, float]) -> None:
+    """Log the losses not logged yet; nothing when the step was just logged (no second,
+    empty record of the same step)."""
+    if guard.batches:
+        _log_step(ctx, state, guard, pace)
+
+
 def _stop_message(ctx: RunContext, state: TrainState, signum: int) -> str:
     name = signal.Signals(signum).name
     return (
@@ -203,10 +215,10 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
         if state.global_step % spec.log_every_steps == 0 and guard.batches:
             _log_step(ctx, state, guard, pace)
         if spec.checkpoint_every_steps and state.global_step % spec.checkpoint_every_steps == 0:
-            _log_step(ctx, state, guard, pace)  # flush, so the epoch's loss sum is in the state
+            _flush(ctx, state, guard, pace)  # so the epoch's loss sum is in the state
             checkpoint(ctx, state)
         if any_rank(bool(stop), ctx.env):
-            _log_step(ctx, state, guard, pace)
+            _flush(ctx, state, guard, pace)
             checkpoint(ctx, state)
             raise Interrupted(
                 _stop_message(ctx, state, stop.signum or signal.SIGTERM),

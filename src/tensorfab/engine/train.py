@@ -459,13 +459,19 @@ def _epoch_summary(record: dict[str, Any], metric: str) -> str:
 
 
 def train(
-    spec: JobSpec, *, resume: bool = False, quiet: bool = False, profile: bool = False
+    spec: JobSpec,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    profile: bool = False,
+    on_checkpoint: Callable[[RunContext, TrainState], None] | None = None,
 ) -> RunResult:
     """Train ``spec`` to the end (or resume it) and write the whole run directory.
 
     ``resume`` of a run that is already complete changes nothing and returns its report
     with status ``already-complete`` (a scheduler may requeue a job that had finished).
     ``profile`` records a few training steps with torch.profiler into ``profile/``.
+    ``on_checkpoint`` runs on every rank after each checkpoint (Ray Train's report).
     """
     started = time.perf_counter()
     saved = None
@@ -475,6 +481,7 @@ def train(
         if done is not None:
             return done
     ctx = setup(spec, resume=resume, quiet=quiet, saved=saved)
+    ctx.on_checkpoint = on_checkpoint
     try:
         state = ctx.start
         _open_tensorboard(ctx, state)

@@ -305,6 +305,8 @@ class Agent:
             cwd=job["cwd"],
             env=env,
             cores=cores,
+            gpus=job["gpus"],
+            cpus=job["cpus"],
         )
 
     def _argv(self, job: dict[str, Any], folder: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """How jobs run: the ``Backend`` protocol and the local process backend.
 
 The daemon starts, signals, polls and adopts jobs only through :class:`Backend`, so the
-Ray backend of the next issue plugs in without touching the policy or the daemon's loop.
+Ray backend (``jobs/ray_backend.py``) plugs in without touching the policy or the daemon's
+loop.
 
 The local backend runs each attempt of a job under its own supervisor process
 (``python -m tensorfab.jobs.supervisor JOBDIR``, a session of its own). Liveness is an
@@ -46,6 +47,8 @@ class Launch:
     cwd: str
     env: dict[str, str] = field(default_factory=dict)
     cores: list[int] = field(default_factory=list)
+    gpus: int = 0  # what the job holds: a backend that reserves resources (Ray) asks for these
+    cpus: int = 1
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
 from tensorfab.jobs.agent import Agent, AgentConfig
 from tensorfab.jobs.api import ApiOptions, create_app
-from tensorfab.jobs.backend import LocalBackend
+from tensorfab.jobs.backend import Backend, LocalBackend
 from tensorfab.jobs.client import DAEMON_FILE, default_state_dir
-from tensorfab.jobs.inventory import discover
+from tensorfab.jobs.inventory import Inventory, discover
 from tensorfab.jobs.policy import PolicyConfig
 from tensorfab.jobs.store import Store
 from tensorfab.jobs.supervisor import SUPERVISOR, read_json, start_ticks
@@ -51,6 +51,8 @@ class DaemonOptions:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     allow_test_jobs: bool = False
     tick_s: float = 0.2
+    backend: str = "local"  # or "ray": attempts as Ray actors (jobs/ray_backend.py)
+    ray_address: str | None = None  # for the Ray backend; RAY_ADDRESS when None
     announce: Callable[[str], None] | None = None
 
 
@@ -65,6 +67,18 @@ def _tokens(options: DaemonOptions) -> object | None:
     from tensorfab.auth import load_tokens
 
     return load_tokens(options.tokens_file)
+
+
+def _backend(options: DaemonOptions) -> tuple[Backend, Inventory, int | None]:
+    """The backend the daemon runs attempts through, with the inventory it schedules."""
+    if options.backend == "ray":
+        from tensorfab.engine.raycluster import import_ray, resolve_address
+        from tensorfab.jobs.ray_backend import create_ray_backend
+
+        import_ray()  # without Ray: the line that says how to install it, first
+        address = resolve_address(options.ray_address)
+        return create_ray_backend(address, options.simulate_gpus, options.cpu_slots)
+    return LocalBackend(), discover(options.simulate_gpus), options.cpu_slots
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -94,9 +108,9 @@ class Daemon:
         tokens = _tokens(options)
         self.store = Store(options.state_dir)
         try:
-            inventory = discover(options.simulate_gpus)
-            config = AgentConfig(options.policy, options.cpu_slots, options.tick_s)
-            self.agent = Agent(self.store, inventory, LocalBackend(), config)
+            backend, inventory, cpu_slots = _backend(options)
+            config = AgentConfig(options.policy, cpu_slots, options.tick_s)
+            self.agent = Agent(self.store, inventory, backend, config)
             self.agent.recover()
             self.sock = _bind(options.host, options.port)
         except BaseException:
