@@ -72,6 +72,7 @@ def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
         model_name=spec.model.name,
         max_length=spec.data.max_length,
         fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
+        intents=spec.intents.model_dump() if spec.intents else None,
     )
     return workload, splits
 
