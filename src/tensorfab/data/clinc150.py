@@ -1,8 +1,10 @@
 """CLINC150-style intent data: a JSON object of ``[text, intent]`` lists under named keys.
 
 In-scope queries carry one of the intents, out-of-scope ones the intent ``oos``. The
-splits a job gets: ``train`` (in-scope only), ``eval`` = ``val`` + ``oos_train`` (where the
-out-of-scope rule is chosen) and ``test`` = ``val`` + ``oos_val`` (where it is reported).
+splits a job gets: ``train`` = ``train`` + a seeded half of ``oos_train`` (``oos`` trained
+as a class), ``eval`` = ``val`` + the other half of ``oos_train`` (where the out-of-scope
+rule is chosen, on queries no model saw) and ``test`` = ``val`` + ``oos_val`` (where it
+is reported).
 A user's file for ``evaluate --data`` holds ``test`` and ``oos_test`` (as the full
 ``data_full.json`` does), or else any lists but the training ones.
 """
@@ -10,6 +12,7 @@ A user's file for ``evaluate --data`` holds ``test`` and ``oos_test`` (as the fu
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -73,28 +76,43 @@ def load_clinc150_eval(path: str | Path, **_: Any) -> tuple[list[TextExample], N
 def build_clinc150(
     *,
     path: str,
+    split_seed: int = 0,
     per_class_limit: int | None = None,
     limit_train: int | None = None,
     limit_eval: int | None = None,
     limit_test: int | None = None,
 ) -> TextSplits:
-    """train (in-scope), eval = val + oos_train, test = val + oos_val."""
+    """train + half of oos_train, eval = val + the other half, test = val + oos_val."""
     parts = read_clinc150(path)
-    train = [e for e in _need(path, parts, "train") if e.label != OOS]
+    learned, calibration = halve(_oos(path, parts, "oos_train"), split_seed)
+    train = [e for e in _need(path, parts, "train") if e.label != OOS] + learned
     train = keep_per_class(train, per_class_limit)
     val = _need(path, parts, "val")
-    labels = sorted({e.label for e in train})
+    labels = sorted({e.label for e in train} - {OOS})
     unseen = sorted({e.label for e in val} - set(labels) - {OOS})
     if unseen:
         raise TensorfabError(f"{path}: val intents {unseen} do not occur in train")
-    calibration = _oos(path, parts, "oos_train")
     report = _oos(path, parts, "oos_val")
-    split = {"method": "given", "eval": "val+oos_train", "test": "val+oos_val"}
+    split = {
+        "method": "given",
+        "train": "train+oos_train/2",
+        "eval": "val+oos_train/2",
+        "test": "val+oos_val",
+        "seed": split_seed,
+    }
     if per_class_limit is not None:
         split["per_class_limit"] = per_class_limit
     source = {"name": "CLINC150", "path": str(path), **CLINC150_SOURCE}
     splits = TextSplits(train, val + calibration, val + report, labels, source, split)
     return limit_text_splits(splits, limit_train, limit_eval, limit_test)
+
+
+def halve(examples: list[TextExample], seed: int) -> tuple[list, list]:
+    """(trained, held): a seeded shuffle cut at ``len // 2``; held gets the odd one."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    cut = len(order) // 2
+    return [examples[i] for i in order[:cut]], [examples[i] for i in order[cut:]]
 
 
 def _oos(path: str, parts: dict[str, list[TextExample]], key: str) -> list[TextExample]:

@@ -17,7 +17,8 @@ from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
 from tensorfab.metrics.report import scored_split
 from tensorfab.package import update_metrics
-from tensorfab.package.io import WEIGHTS_FILE
+from tensorfab.package.io import WEIGHTS_FILE, read_meta
+from tensorfab.tasks import task_from_meta
 from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
@@ -39,9 +40,12 @@ def _throughput(ctx: RunContext, state: TrainState, eval_sps: float) -> dict[str
 
 
 def _test_best(ctx: RunContext) -> tuple[dict[str, Any], float]:
-    """Load the best weights (the package) back and score them on the test split."""
+    """Score the package on the test split as ``evaluate`` does: its weights (the best
+    epoch's) with its task rebuilt from ``tensorfab.json``, so what evaluation fitted on
+    that epoch's model (an OOS rule) applies, not what a later epoch fitted."""
     ctx.model.load_state_dict(load_file(str(ctx.run.model_dir / WEIGHTS_FILE)))
-    result = evaluate_batches(ctx.model, ctx.task, ctx.test.epoch(0), ctx.runtime)
+    task = task_from_meta(read_meta(ctx.run.model_dir), str(ctx.run.model_dir))
+    result = evaluate_batches(ctx.model, task, ctx.test.epoch(0), ctx.runtime)
     return result.scores, result.samples_per_s
 
 

@@ -76,6 +76,7 @@ def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
         context=spec.data.context,
         head=spec.model.head,
         fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
+        intents=spec.intents.model_dump() if spec.intents else None,
     )
     return workload, splits
 

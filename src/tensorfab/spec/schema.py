@@ -212,6 +212,14 @@ class TrainSpec(_Strict):
         return d
 
 
+class IntentsSpec(_Strict):
+    """intent-classification: how answers are given (recorded in the package's task_config)."""
+
+    ambiguity_margin: float = Field(
+        0.1, ge=0.0, le=1.0, description="flag an answer whose two best intents are closer"
+    )
+
+
 class OutputSpec(_Strict):
     runs_dir: str = "runs"
     name: str | None = Field(None, description="run directory name; default: the job name")
@@ -233,6 +241,7 @@ class JobSpec(_Strict):
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    intents: IntentsSpec | None = Field(None, description="intent-classification options")
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @model_validator(mode="after")
@@ -245,6 +254,8 @@ class JobSpec(_Strict):
             )
         if self.train.fairness is not None and self.task != "tabular-classification":
             raise ValueError(f"train.fairness: only for tabular-classification, not {self.task!r}")
+        if self.intents is not None and self.task != "intent-classification":
+            raise ValueError(f"intents: only for intent-classification, not {self.task!r}")
         _check_token_options(self)
         _check_privacy(self)
         return self

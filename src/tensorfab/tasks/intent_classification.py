@@ -1,19 +1,22 @@
 """Intent detection with out-of-scope answers, on a transformer encoder.
 
 One intent per query, as in text classification, plus a fallback answer (``oos``) for a
-query that belongs to no intent. The model is trained on in-scope intents only; the rule
-that rejects a query is a threshold on a confidence score, either the maximum softmax
-probability (``msp``) or the negative energy (``energy``: logsumexp of the logits). Both
-scores and every threshold are tried on the evaluation split of a job (CLINC150: ``val``
-+ ``oos_train``, the out-of-scope examples of that split are encoded as
-:data:`CALIBRATE`); the best pair by the mean of in-scope accuracy and OOS recall becomes
-the task's ``oos_rule``, recorded in the package with the model it was chosen for. Other
-splits (``val`` + ``oos_val``, a user's file) are only scored with it.
+query that belongs to no intent. When the training split holds out-of-scope queries
+(CLINC150: half of ``oos_train``), they are trained as one more output, after the intents
+(``oos_class``); otherwise out-of-scope queries carry no loss. Three rules reject a query:
+a threshold on the maximum softmax probability of the intents (``msp``), on their negative
+energy (``energy``: logsumexp of the intents' logits), or the trained class winning the
+argmax (``class``, only with ``oos_class``). Every rule, each score with every threshold,
+is tried on the evaluation split of a job (CLINC150: ``val`` + the other half of
+``oos_train``, encoded as :data:`CALIBRATE`); the best by the mean of in-scope accuracy
+and OOS recall (the first of equals in the order msp, energy, class) becomes the task's
+``oos_rule``, recorded in the package with the model it was chosen for. Other splits
+(``val`` + ``oos_val``, a user's file) are only scored with it.
 
-People's queries are answered with the top-k intents and their confidences, the fallback
-when the rule rejects the query, and an ``ambiguous`` flag when the two best intents are
-closer than ``ambiguity_margin``.
-"""
+People's queries are answered with the top-k intents and their confidences (softmax over
+the intents), the fallback when the rule rejects the query, and an ``ambiguous`` flag when
+the two best intents are closer than ``ambiguity_margin`` (the spec's
+``intents.ambiguity_margin``)."""
 
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ FALLBACK = "oos"
 OUT = -1  # target of an out-of-scope query that is scored
 CALIBRATE = -2  # target of an out-of-scope query the rule is chosen on
 SCORES = ("msp", "energy")
+CLASS_RULE = "class"  # the trained ``oos`` output wins the argmax
 OOS_METRICS = ("in_scope_accuracy", "oos_recall", "oos_precision", "auroc", "fpr_at_95_tpr")
 TPR = 0.95
 
@@ -76,31 +80,53 @@ def choose_threshold(scores: np.ndarray, correct: np.ndarray, is_oos: np.ndarray
     unique = np.unique(scores)
     candidates = np.concatenate([[-np.inf], (unique[:-1] + unique[1:]) / 2, [np.inf]])
     accept = scores[None, :] >= candidates[:, None]  # [K, N]
-    n_in, n_oos = max(int((~is_oos).sum()), 1), max(int(is_oos.sum()), 1)
-    in_acc = (accept & correct & ~is_oos).sum(1) / n_in
-    recall = (~accept & is_oos).sum(1) / n_oos
-    objective = (in_acc + recall) / 2
+    objective = rule_objective(accept, correct, is_oos)
     best = int(np.argmax(objective))
     return float(candidates[best]), float(objective[best])
 
 
-def choose_rule(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """The best (score, threshold) on a split with OOS queries (negative targets)."""
+def rule_objective(accept: np.ndarray, correct: np.ndarray, is_oos: np.ndarray) -> np.ndarray:
+    """Mean of in-scope accuracy (a rejected in-scope query is wrong) and OOS recall, per
+    row of ``accept`` ([K, N] or [N])."""
+    n_in, n_oos = max(int((~is_oos).sum()), 1), max(int(is_oos.sum()), 1)
+    in_acc = (accept & correct & ~is_oos).sum(-1) / n_in
+    recall = (~accept & is_oos).sum(-1) / n_oos
+    return (in_acc + recall) / 2
+
+
+def rule_confidence(logits: np.ndarray, score: str, n_intents: int) -> np.ndarray:
+    """The in-scope confidence a rule looks at: ``msp``/``energy`` of the intents' logits,
+    or for ``class`` the probability of any intent (1 - that of the trained ``oos``)."""
+    if score == CLASS_RULE:
+        return 1.0 - softmax(np.asarray(logits, dtype=np.float64))[..., n_intents]
+    return confidence(logits[..., :n_intents], score)
+
+
+def choose_rule(logits: np.ndarray, targets: np.ndarray, n_intents: int) -> dict[str, Any]:
+    """The best rule on a split with OOS queries (negative targets); logits wider than
+    ``n_intents`` hold the trained ``oos`` output, which adds the ``class`` rule."""
     is_oos = targets < 0
-    correct = logits.argmax(-1) == targets
+    correct = logits[:, :n_intents].argmax(-1) == targets
     best: dict[str, Any] = {}
     for score in SCORES:
-        threshold, objective = choose_threshold(confidence(logits, score), correct, is_oos)
+        scores = rule_confidence(logits, score, n_intents)
+        threshold, objective = choose_threshold(scores, correct, is_oos)
         if not best or objective > best["objective"]:
             best = {"score": score, "threshold": threshold, "objective": objective}
+    if logits.shape[-1] > n_intents:
+        accept = logits.argmax(-1) != n_intents
+        objective = float(rule_objective(accept, correct, is_oos))
+        if objective > best["objective"]:
+            best = {"score": CLASS_RULE, "threshold": None, "objective": objective}
     return best
 
 
 def oos_scores(logits: np.ndarray, targets: np.ndarray, preds: np.ndarray, rule: dict) -> dict:
-    """In-scope accuracy, OOS recall/precision (preds: class count = rejected), AUROC, FPR."""
-    oos_class = logits.shape[-1]
-    is_oos, rejected = targets < 0, preds == oos_class
-    scores = confidence(logits, rule.get("score", "msp"))
+    """In-scope accuracy, OOS recall/precision (preds: intent count = rejected), AUROC, FPR;
+    ``rule["n_intents"]`` (default: the logits' width) says where the intents end."""
+    n_intents = rule.get("n_intents", logits.shape[-1])
+    is_oos, rejected = targets < 0, preds == n_intents
+    scores = rule_confidence(logits, rule.get("score", "msp"), n_intents)
     has_both = bool(is_oos.any() and (~is_oos).any())
     return {
         "in_scope_accuracy": _mean(preds[~is_oos] == targets[~is_oos]),
@@ -120,6 +146,7 @@ class IntentClassification(EncoderTask):
     name: str = "intent-classification"
     detect_oos: bool = False  # the data holds out-of-scope queries
     oos_rule: dict[str, Any] | None = None  # {"score", "threshold", "objective"}
+    oos_class: bool = False  # the model has one more output: ``oos`` trained as a class
     ambiguity_margin: float = 0.1
     fallback: str = FALLBACK
     head = "sequence"
@@ -137,6 +164,7 @@ class IntentClassification(EncoderTask):
             **super().config(),
             "detect_oos": self.detect_oos,
             "oos_rule": self.oos_rule,
+            "oos_class": self.oos_class,
             "ambiguity_margin": self.ambiguity_margin,
             "fallback": self.fallback,
         }
@@ -151,9 +179,13 @@ class IntentClassification(EncoderTask):
         return ids, [index.get(e.label, OUT) for e in examples], cut
 
     def encode_split(self, split: str, examples: list[Any]) -> tuple[list, list[int], int]:
-        """The evaluation split's OOS queries are the ones the rule is chosen on."""
+        """The training split's OOS queries are the ``oos`` class (the output after the
+        intents), the evaluation split's are the ones the rule is chosen on."""
         ids, labels, cut = self.encode(examples)
         self.detect_oos = self.detect_oos or OUT in labels
+        if split == "train" and OUT in labels:
+            self.oos_class = True
+            labels = [len(self.classes) if label == OUT else label for label in labels]
         if split == "eval":
             labels = [CALIBRATE if label == OUT else label for label in labels]
         return ids, labels, cut
@@ -170,7 +202,7 @@ class IntentClassification(EncoderTask):
         return model(input_ids=batch[1], attention_mask=batch[2]).logits  # [B, C]
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Cross-entropy over in-scope queries only (OOS ones have no class to learn)."""
+        """Cross-entropy over the trained classes (untrained OOS queries carry no loss)."""
         targets = batch[3]
         inside = (targets >= 0).float()
         each = nn.functional.cross_entropy(logits.float(), targets.clamp(min=0), reduction="none")
@@ -184,7 +216,7 @@ class IntentClassification(EncoderTask):
         targets = torch.cat([t for t, _, _ in outputs]).numpy()
         logits = torch.cat([z for _, _, z in outputs]).numpy()
         if (targets == CALIBRATE).any():
-            self.oos_rule = choose_rule(logits, targets)
+            self.oos_rule = choose_rule(logits, targets, len(self.classes))
         preds = self.decide(logits)
         if not self.detect_oos:
             return classification_scores(targets, preds, self.classes)
@@ -192,21 +224,27 @@ class IntentClassification(EncoderTask):
         scores = classification_scores(wide, preds, [*self.classes, self.fallback])
         # one row/column more than ``classes`` (the fallback): not the plotted matrix
         scores["confusion_matrix_with_oos"] = scores.pop("confusion_matrix")
-        scores.update(oos_scores(logits, targets, preds, self.oos_rule or {}))
+        rule = {**(self.oos_rule or {}), "n_intents": len(self.classes)}
+        scores.update(oos_scores(logits, targets, preds, rule))
         if self.oos_rule is not None:
             scores["oos_rule"] = dict(self.oos_rule)
         return scores
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
         """Best intent per row, or ``len(classes)`` (the fallback) where the rule rejects it."""
-        best = logits.argmax(-1)
+        n = len(self.classes)
+        best = logits[:, :n].argmax(-1)
         if self.oos_rule is None:
             return best
-        rejected = confidence(logits, self.oos_rule["score"]) < self.oos_rule["threshold"]
-        return np.where(rejected, len(self.classes), best)
+        if self.oos_rule["score"] == CLASS_RULE:
+            rejected = logits.argmax(-1) == n
+        else:
+            score = rule_confidence(logits, self.oos_rule["score"], n)
+            rejected = score < self.oos_rule["threshold"]
+        return np.where(rejected, n, best)
 
     def logits_shape(self) -> tuple[int, ...]:
-        return (len(self.classes),)
+        return (len(self.classes) + self.oos_class,)
 
     def placeholder(self, text: str) -> TextExample:
         return TextExample(text, self.classes[0])
@@ -215,7 +253,7 @@ class IntentClassification(EncoderTask):
         self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
     ) -> dict[int, dict[str, Any]]:
         z = torch.as_tensor(logits).float().numpy()
-        probs, verdict = softmax(z), self.decide(z)
+        probs, verdict = softmax(z[:, : len(self.classes)]), self.decide(z)
         return {
             i: self.intent_row(inputs.data[i], probs[r], int(verdict[r]), top_k)
             for r, i in enumerate(key[0].tolist())
@@ -237,8 +275,17 @@ class IntentClassification(EncoderTask):
         }
 
 
-def _prepare(splits: TextSplits, **options: Any) -> Workload:
-    return prepare_text(IntentClassification, splits, **options)
+def _prepare(
+    splits: TextSplits, *, intents: dict[str, Any] | None = None, **options: Any
+) -> Workload:
+    """The text workload; with ``oos`` trained as a class the model gets one more output.
+    ``intents``: the spec's task options (``ambiguity_margin``)."""
+    workload = prepare_text(IntentClassification, splits, **options)
+    task = cast(IntentClassification, workload.task)
+    task.ambiguity_margin = float((intents or {}).get("ambiguity_margin", task.ambiguity_margin))
+    workload.package_meta["task_config"] = task.config()
+    workload.model_args["num_classes"] = len(task.classes) + task.oos_class
+    return workload
 
 
 @TASKS.register("intent-classification", prepare=_prepare)
@@ -247,6 +294,7 @@ def build_intent_classification(
     max_length: int = 512,
     detect_oos: bool = False,
     oos_rule: dict[str, Any] | None = None,
+    oos_class: bool = False,
     ambiguity_margin: float = 0.1,
     fallback: str = FALLBACK,
     package_dir: str | None = None,
@@ -261,6 +309,7 @@ def build_intent_classification(
             task,
             detect_oos=detect_oos,
             oos_rule=oos_rule,
+            oos_class=oos_class,
             ambiguity_margin=ambiguity_margin,
             fallback=fallback,
         ),

@@ -83,6 +83,21 @@ def test_clinc150_splits_put_oos_train_in_eval_and_oos_val_in_test(tmp_path: Pat
     assert [e.text for e in few.train] == ["play song 0", "weather in town 0"]
 
 
+def test_clinc150_trains_a_seeded_half_of_oos_train_and_calibrates_on_the_rest(
+    tmp_path: Path,
+) -> None:
+    oos = [[f"off topic {i}", "oos"] for i in range(5)]
+    splits = create_dataset("clinc150", path=str(_clinc(tmp_path, oos_train=oos)), split_seed=3)
+    trained = [e.text for e in splits.train if e.label == "oos"]
+    held = [e.text for e in splits.eval if e.label == "oos"]
+    assert len(trained) == 2 and len(held) == 3  # 5 // 2 learned, the odd one held
+    assert sorted(trained + held) == [t for t, _ in oos]  # each once, never both
+    assert splits.labels == ["play_music", "weather"]  # oos is no intent
+    again = create_dataset("clinc150", path=str(_clinc(tmp_path, oos_train=oos)), split_seed=3)
+    assert [e.text for e in again.train] == [e.text for e in splits.train]  # seeded
+    assert splits.split["seed"] == 3 and splits.split["eval"] == "val+oos_train/2"
+
+
 def test_clinc150_eval_file_prefers_test_and_oos_test(tmp_path: Path) -> None:
     path = _clinc(tmp_path, test=[["stop music", "play_music"]], oos_test=[["why", "oos"]])
     examples, classes = load_eval_data("clinc150", str(path))

@@ -201,3 +201,16 @@ def test_a_short_list_from_set_is_blamed_on_set_not_the_file(tmp_path: Path) -> 
     with pytest.raises(TensorfabError) as info:
         load_spec(f)
     assert str(info.value) == f"{f}:2: data.split_fractions: too few items (item 2 missing)"
+
+
+def test_intents_ambiguity_margin_is_set_checked_and_only_for_intents() -> None:
+    base = ["task=intent-classification", "data.format=banking77", "data.path=x.csv"]
+    assert (
+        load_spec(None, [*base, "intents.ambiguity_margin=0.25"]).intents.ambiguity_margin == 0.25
+    )
+    assert load_spec(None, base).intents is None  # the task's default (0.1) applies
+    assert _error(None, [*base, "intents.ambiguity_margin=1.5"]).startswith(
+        "--set: intents.ambiguity_margin:"
+    )
+    with pytest.raises(TensorfabError, match=r"intents: only for intent-classification"):
+        load_spec(None, ["intents.ambiguity_margin=0.2"])  # the default task: images

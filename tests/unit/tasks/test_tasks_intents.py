@@ -16,6 +16,7 @@ from tensorfab.tasks.intent_classification import (
     OUT,
     IntentClassification,
     auroc,
+    choose_rule,
     choose_threshold,
     confidence,
     fpr_at_tpr,
@@ -83,6 +84,46 @@ def test_rule_is_chosen_only_on_the_calibration_split_and_recorded() -> None:
     assert task.config()["oos_rule"] == rule
 
 
+def test_oos_trained_as_a_class_wins_when_its_argmax_separates_best() -> None:
+    # intents a, b and the trained oos output (column 2); rows: a, b, oos, oos
+    logits = np.array([[3.0, 0, 1], [0, 2.0, 0], [2.0, 0, 3], [0, 1.0, 2]])
+    targets = np.array([0, 1, CALIBRATE, CALIBRATE])
+    # msp of the intents: 0.95, 0.88, 0.88, 0.73 -> a threshold keeps row 1 or rejects
+    # row 2, never both (objective 0.75); the class rule rejects exactly rows 2 and 3
+    rule = choose_rule(logits, targets, 2)
+    assert rule == {"score": "class", "threshold": None, "objective": 1.0}
+    # without the trained column only the two scores compete
+    assert choose_rule(logits[:, :2], targets, 2)["score"] in ("msp", "energy")
+    # equally good: msp, the first in order, is kept (a tie never picks the class rule)
+    easy = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0], [0, 0, 5.0]])
+    assert choose_rule(easy, targets, 2)["score"] == "msp"
+
+
+def test_class_rule_decides_by_argmax_and_scores_by_the_intents_probability() -> None:
+    task = _task(detect_oos=True, oos_class=True, oos_rule={"score": "class", "threshold": None})
+    assert task.logits_shape() == (4,)  # three intents and oos
+    logits = np.array([[2.0, 0, 0, 1], [0, 1.0, 0, 3], [0, 0, 1.0, 0.5]])
+    assert task.decide(logits).tolist() == [0, 3, 2]  # 3 = len(classes): the fallback
+    scores = task.eval_scores([(torch.tensor([0, OUT, 2]), None, torch.tensor(logits))])
+    assert scores["in_scope_accuracy"] == 1.0 and scores["oos_recall"] == 1.0
+    assert scores["auroc"] == 1.0  # the oos row has the lowest 1 - p(oos)
+    rows = task.rows(Inputs(["x"], ["t"]), (torch.tensor([0]),), logits[1:2], top_k=3)
+    assert rows[0]["label"] == "oos" and list(rows[0]["top"]) == ["card", "balance", "transfer"]
+    assert sum(rows[0]["top"].values()) == pytest.approx(1.0)  # softmax over intents only
+
+
+def test_encode_split_trains_the_training_splits_oos_as_the_class_after_the_intents() -> None:
+    task = _task()
+    examples = [TextExample("my card", "card"), TextExample("tell a joke", "oos")]
+    assert task.encode_split("train", examples)[1] == [1, 3]
+    assert task.oos_class and task.config()["oos_class"] is True
+    assert task.encode_split("test", examples)[1] == [1, OUT]  # scored, not trained
+    assert task.encode_split("eval", examples)[1] == [1, CALIBRATE]
+    plain = _task()
+    plain.encode_split("train", examples[:1])
+    assert not plain.oos_class and plain.logits_shape() == (3,)
+
+
 def test_loss_ignores_out_of_scope_targets() -> None:
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
     batch = (torch.arange(2), None, None, torch.tensor([0, CALIBRATE]))
@@ -120,7 +161,12 @@ def test_rows_answer_top_k_fallback_and_ambiguity() -> None:
 
 
 def test_task_rebuilds_from_its_package_record() -> None:
-    task = _task(detect_oos=True, oos_rule={"score": "energy", "threshold": 1.5})
+    task = _task(
+        detect_oos=True,
+        oos_rule={"score": "energy", "threshold": 1.5},
+        oos_class=True,
+        ambiguity_margin=0.25,
+    )
     meta = {"task": "intent-classification", "labels": task.classes, "task_config": task.config()}
     rebuilt = task_from_meta(meta)
     assert isinstance(rebuilt, IntentClassification)
