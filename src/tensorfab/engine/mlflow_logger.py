@@ -44,9 +44,21 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def _experiment(client: Any, name: str) -> str:
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment of a ``sqlite:`` store keeps its artifacts: ``mlartifacts/``
+    beside the database. MLflow's default, ``./mlruns``, is relative to wherever training
+    was started, which scatters a store's files over working directories."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a file: store keeps them inside itself; a server decides for itself
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
+def _experiment(client: Any, name: str, uri: str) -> str:
     found = client.get_experiment_by_name(name)
-    return found.experiment_id if found is not None else client.create_experiment(name)
+    if found is not None:
+        return found.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(uri))
 
 
 class MlflowLogger:
@@ -57,7 +69,7 @@ class MlflowLogger:
         try:
             self.client = _client(uri)
             self.run_id = self.client.create_run(
-                _experiment(self.client, experiment), run_name=run_name
+                _experiment(self.client, experiment, uri), run_name=run_name
             ).info.run_id
         except TensorfabError:
             raise

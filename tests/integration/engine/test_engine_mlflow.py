@@ -72,6 +72,7 @@ def test_a_digits_run_in_mlflow_holds_params_step_metrics_and_the_package(
     assert {"report.json", "report.md", "spec.yaml", "metrics.jsonl", "model", "plots"} <= top
     model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/weights.safetensors", "model/tensorfab.json"} <= model
+    assert (tmp_path / "mlartifacts").is_dir()  # beside the database, not in the cwd
     copy = client.download_artifacts(run.info.run_id, "model/weights.safetensors", str(tmp_path))
     ours = result.run_dir / "model" / "weights.safetensors"
     assert Path(copy).read_bytes() == ours.read_bytes()
