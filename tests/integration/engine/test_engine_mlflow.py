@@ -45,6 +45,9 @@ def test_a_digits_run_in_mlflow_holds_params_step_metrics_and_the_package(
     finally:
         os.umask(old)
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    timings = result.report["timings"]  # the final scoring of the best model counts too
+    assert timings["final_eval_s"] > 0
+    assert timings["total_s"] > timings["train_s"] + timings["eval_s"] + timings["final_eval_s"]
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("digits-lenet")
