@@ -49,6 +49,7 @@ class ProgressReporter:
         self._label = ""
         self._epoch_t0 = time.monotonic()
         self._epoch_done = 0  # steps already done when the epoch (re)started
+        self._total = 0  # steps of the epoch
         self._phase: tuple[str, float] | None = None  # (what, start time)
 
     def log(self, message: str) -> None:
@@ -68,7 +69,7 @@ class ProgressReporter:
 
     def start_epoch(self, epoch: int, epochs: int, total_steps: int, done: int = 0) -> None:
         self._label = f"epoch {epoch}/{epochs}"
-        self._epoch_t0, self._epoch_done = time.monotonic(), done
+        self._epoch_t0, self._epoch_done, self._total = time.monotonic(), done, total_steps
         if not self.interactive:
             self.log(f"{self._label}: {total_steps} steps" + (f", from {done}" if done else ""))
             self._last_plain = time.monotonic()
@@ -91,9 +92,18 @@ class ProgressReporter:
         )
 
     def advance(self, batch_in_epoch: int) -> None:
-        """Move the bar without new numbers (no device sync needed for this)."""
+        """Move the bar without new numbers (no device sync needed for this); away from a
+        terminal, a line with the step and an ETA when one is due, between logged steps."""
         if self._progress is not None:
             self._progress.update(self._task, completed=batch_in_epoch)
+        elif self._total and self._due():
+            self.log(
+                f"{self._label} step {batch_in_epoch}/{self._total}, {self._eta(batch_in_epoch)}"
+            )
+
+    def _eta(self, batch_in_epoch: int) -> str:
+        elapsed = time.monotonic() - self._epoch_t0
+        return eta_text(batch_in_epoch - self._epoch_done, self._total - self._epoch_done, elapsed)
 
     def log_step(self, record: dict[str, Any], batch_in_epoch: int, batches: int) -> None:
         loss, sps = record["loss"], record["samples_per_s"]
@@ -102,11 +112,9 @@ class ProgressReporter:
                 self._task, completed=batch_in_epoch, loss=f"{loss:.4f}", sps=f"{sps:,.0f}"
             )
         elif self._due():
-            elapsed = time.monotonic() - self._epoch_t0
-            eta = eta_text(batch_in_epoch - self._epoch_done, batches - self._epoch_done, elapsed)
             self.log(
                 f"{self._label} step {batch_in_epoch}/{batches} "
-                f"loss {loss:.4f} {sps:,.0f} samples/s, {eta}"
+                f"loss {loss:.4f} {sps:,.0f} samples/s, {self._eta(batch_in_epoch)}"
             )
 
     def log_eval(self, record: dict[str, Any]) -> None:

@@ -112,12 +112,17 @@ def test_away_from_a_terminal_steps_show_counts_and_an_eta(
     monkeypatch.setattr(progress_mod.time, "monotonic", clock)
     shown = ProgressReporter(interactive=False)
     shown.start_epoch(1, 2, 100)
-    clock.now += 20.0
+    clock.now += 5.0
+    shown.advance(10)  # within 10 s of the last line: silent
+    clock.now += 15.0
     shown.log_step({"loss": 0.5, "samples_per_s": 1234.0}, 40, 100)
+    clock.now += 12.0
+    shown.advance(64)  # between logged steps: the step and an ETA, no loss (no device sync)
     shown.end_epoch("train loss 0.5")
     assert capsys.readouterr().err.splitlines() == [
         "epoch 1/2: 100 steps",
         "epoch 1/2 step 40/100 loss 0.5000 1,234 samples/s, eta 30s",
+        "epoch 1/2 step 64/100, eta 18s",
         "epoch 1/2: train loss 0.5",
     ]
 
