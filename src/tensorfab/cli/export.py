@@ -38,12 +38,16 @@ FORMATS = ("repo", "hf")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (
+        "%(prog)s MODEL [--repo REPO] [--variants V] [options]\n"
+        "       %(prog)s MODEL --format hf OUT [--json]"
+    )
     # MODEL [OUT] as one list, and OUT also after --format: argparse fills each positional
     # once, so an optional OUT after "--format hf" would be refused as unrecognized
     parser.add_argument(
         "paths",
         nargs="+",
-        metavar="MODEL [OUT]",
+        metavar="MODEL",
         help="run directory or model package directory; with --format hf, then the Hugging "
         "Face model directory to write (new or empty)",
     )
@@ -51,9 +55,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--format",
         nargs="+",
         default=["repo"],
-        metavar="{repo,hf} [OUT]",
+        metavar=("{repo,hf}", "OUT"),
         help="repo: ONNX/PyTorch variants into a serving repository with a parity report; "
-        "hf: a text model as a Hugging Face model directory (AutoModelFor*, pipeline)",
+        "hf: a text model as a Hugging Face model directory (AutoModelFor*, pipeline), "
+        "written to OUT (default: repo)",
     )
     parser.add_argument("--repo", default="repo", help="serving repository folder")
     parser.add_argument(

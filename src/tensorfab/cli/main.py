@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": (
         "tensorfab.cli.export",
         "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
-        "PyTorch GPU variants, with a parity report",
+        "PyTorch GPU variants, with a parity report; or a text model for Hugging Face",
     ),
     "bench": (
         "tensorfab.cli.bench",
