@@ -17,7 +17,7 @@ mlflow = pytest.importorskip("mlflow", reason="the track extra (mlflow) is not i
 
 
 def test_a_digits_run_in_mlflow_holds_params_step_metrics_and_the_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -41,9 +41,16 @@ def test_a_digits_run_in_mlflow_holds_params_step_metrics_and_the_package(
     )
     old = os.umask(0o022)
     try:
-        result = train(spec, quiet=True)
+        result = train(spec)
     finally:
         os.umask(old)
+    # away from a terminal the run says what it does, the final evaluation included
+    shown = capfd.readouterr().err.splitlines()
+    assert shown[:2] == ["reading data: 1 digits data set", shown[1]]
+    assert shown[1].startswith("reading data: 1 digits data set in ")
+    assert "epoch 1/2: 4 steps" in shown
+    assert "scoring the best model on the test split: 64 examples" in shown
+    assert any(line.startswith("scoring the best model on the test split: 64 ex") for line in shown)
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
     timings = result.report["timings"]  # the final scoring of the best model counts too
     assert timings["final_eval_s"] > 0
