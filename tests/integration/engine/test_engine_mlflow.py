@@ -50,7 +50,8 @@ def test_a_digits_run_in_mlflow_holds_params_step_metrics_and_the_package(
     assert shown[1].startswith("reading data: 1 digits data set in ")
     assert "epoch 1/2: 4 steps" in shown
     assert "scoring the best model on the test split: 64 examples" in shown
-    assert any(line.startswith("scoring the best model on the test split: 64 ex") for line in shown)
+    ended = "scoring the best model on the test split: 64 examples in "
+    assert any(line.startswith(ended) for line in shown)
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
     timings = result.report["timings"]  # the final scoring of the best model counts too
     assert timings["final_eval_s"] > 0
