@@ -220,7 +220,7 @@ class EncoderTask:
         texts: list[str] = []
         for item in items:
             p = Path(item)
-            if len(item) < 4096 and p.is_file():
+            if _names_a_file(item):
                 lines = p.read_text(encoding="utf-8").splitlines()
                 texts += [line for line in lines if line.strip()]
             else:
@@ -296,6 +296,15 @@ class EncoderTask:
             return 0.0
         shape = EncoderShape.from_config(config, per_token_head=self.head == "token")
         return encoder_forward_flops(shape, count.token_sum, count.token_sq_sum, count.samples)
+
+
+def _names_a_file(item: str) -> bool:
+    """Whether a predict argument is a file of texts rather than a text: a sentence longer
+    than a file name may be (255 bytes) made ``is_file`` raise "File name too long"."""
+    try:
+        return len(item) < 4096 and Path(item).is_file()
+    except OSError:
+        return False
 
 
 def request_texts(body: bytes) -> list[str]:

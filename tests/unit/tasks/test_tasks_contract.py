@@ -201,3 +201,10 @@ def test_tasks_without_a_hugging_face_form_refuse_export_in_one_line(
         "(use the ONNX export: tensorfab export MODEL --repo REPO)"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_text_longer_than_a_file_name_is_a_text_not_an_error() -> None:
+    # a 262-character CoNLL sentence made predict fail with "File name too long"
+    task = task_from_meta(METAS["token-classification"])
+    long = " ".join(["word"] * 80)
+    assert task.read_inputs([long, "short text"]).data == [long, "short text"]
