@@ -37,12 +37,12 @@ from tensorfab.files import write_text_atomic
 from tensorfab.optimize.hf import export_hf
 from tensorfab.package import load_package, resolve_model_dir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).absolute().parents[1]  # not resolved: ../shared may be a link
 
 
 def relative(path: str | Path) -> str:
     """``path`` relative to the repository (``../shared/...``), never a machine's path."""
-    return os.path.relpath(Path(path).resolve(), REPO.resolve())
+    return os.path.relpath(os.path.abspath(path), REPO)
 
 
 def spans(entities: list[dict], kind: str) -> set[tuple[str, int, int]]:
@@ -112,7 +112,7 @@ def main() -> int:
         f"{torch.get_num_threads()} threads, shared with other jobs",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": relative(model_dir),
-        "model_metrics": meta.get("metrics", {}).get("test", {}),
+        "model_metrics": {k: meta.get("metrics", {}).get(k) for k in ("selection", "test")},
         "texts": relative(args.texts),
         "exported_files": files,
         **result,
