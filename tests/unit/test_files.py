@@ -35,6 +35,24 @@ def test_the_written_file_follows_the_umask_not_mkstemps_0600(tmp_path: Path) ->
     assert (tmp_path / "a.md").read_text() == "x"
 
 
+def test_a_writer_that_makes_its_file_0600_still_gets_the_umasks_mode(tmp_path: Path) -> None:
+    # safetensors' save_file made model/weights.safetensors 0600 while the rest of a run
+    # followed the umask (issue 21): a teammate could read the report but not the model
+    import torch
+    from safetensors.torch import save_file
+
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "weights.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+        with atomic_path(tmp_path / "private") as tmp:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"weights.safetensors": 0o640, "private": 0o640}
+
+
 # A writer that dies between opening its temporary file and renaming it: it prints when the
 # temporary file holds data, then waits to be killed (bounded: 30 s at most).
 _WRITER = """

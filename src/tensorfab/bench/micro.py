@@ -108,6 +108,10 @@ def bench_micro(device: torch.device, quick: bool, progress: BenchProgress) -> d
     """Matmul TFLOP/s for every precision tensorfab knows (n/a where unsupported), bandwidth."""
     matmul = {}
     for precision in PRECISIONS:
+        if precision not in supported_precisions(device):  # said so, not timed as "0.0 s"
+            matmul[precision] = matmul_row(device, precision, quick)
+            progress.log(f"matmul {precision}: skipped ({matmul[precision]['reason']})")
+            continue
         with progress.stage(f"matmul {precision}", 1) as advance:
             matmul[precision] = matmul_row(device, precision, quick)
             advance()

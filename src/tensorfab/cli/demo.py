@@ -1,7 +1,7 @@
 """``tensorfab demo``: the main job. LeNet on the embedded digits, on the best device.
 
-Needs no network and no download; where a GPU is present it also times the same epoch
-on CPU and GPU and prints the speed-up.
+Needs no network and no download; only where a GPU is present does it also time the same
+epoch on CPU and GPU and print the speed-up (a CPU-only machine shows none).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ EXAMPLE = "tensorfab demo\ntensorfab demo --epochs 5 --json"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs to train (default: 15, the demo job's)"
+    )
     parser.add_argument("--runs-dir", default="runs", help="where the run directory goes")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 

@@ -1,5 +1,5 @@
 """``tensorfab export RUN_DIR|MODEL_DIR``: ONNX and PyTorch variants + parity report, into a
-repository."""
+repository; or, with ``--format hf OUT``, a text model as a Hugging Face model directory."""
 
 from __future__ import annotations
 
@@ -32,11 +32,34 @@ tensorfab export runs/digits-lenet --repo repo
 tensorfab export runs/conll2003-minilm --repo repo --name ner --calibration-samples 512 --json
 tensorfab export runs/sst2-minilm --repo repo --variants fp32,torch-bf16 --latency
 tensorfab export runs/sst2-minilm --repo repo --variants fp32,torch-fp16,torch-cudagraphs \\
-    --device cuda --latency"""
+    --device cuda --latency
+tensorfab export runs/conll2003-minilm --format hf hf/conll2003-minilm   # transformers loads it"""
+FORMATS = ("repo", "hf")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="run directory or model package directory")
+    parser.usage = (
+        "%(prog)s MODEL [--repo REPO] [--variants V] [options]\n"
+        "       %(prog)s MODEL --format hf OUT [--json]"
+    )
+    # MODEL [OUT] as one list, and OUT also after --format: argparse fills each positional
+    # once, so an optional OUT after "--format hf" would be refused as unrecognized
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="MODEL",
+        help="run directory or model package directory; with --format hf, then the Hugging "
+        "Face model directory to write (new or empty)",
+    )
+    parser.add_argument(
+        "--format",
+        nargs="+",
+        default=["repo"],
+        metavar=("{repo,hf}", "OUT"),
+        help="repo: ONNX/PyTorch variants into a serving repository with a parity report; "
+        "hf: a text model as a Hugging Face model directory (AutoModelFor*, pipeline), "
+        "written to OUT (default: repo)",
+    )
     parser.add_argument("--repo", default="repo", help="serving repository folder")
     parser.add_argument(
         "--name",
@@ -84,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
     The held-out data, calibration data, variants, name and version are all read or
     checked before the first file is written, so a mistake leaves the repository as it was.
     """
+    _split_paths(args)
+    if args.format == "hf":
+        return _run_hf(args)
+    if args.out is not None:
+        raise TensorfabError(
+            f"export: OUT ({args.out}) is only for --format hf; a repository export "
+            "writes into --repo"
+        )
     _check_numbers(args)
     model_dir = resolve_model_dir(args.model)
     name = _model_name(args, model_dir)
@@ -108,6 +139,34 @@ def run(args: argparse.Namespace) -> int:
         _print(report)
         print(f"report: {report_path(repo, name, version)}")
     return 0 if all(r["passed"] is not False for r in report["variants"].values()) else 1
+
+
+def _split_paths(args: argparse.Namespace) -> None:
+    """MODEL [OUT] and --format F [OUT] -> ``args.model``, ``args.format``, ``args.out``."""
+    paths = [*args.paths, *args.format[1:]]
+    if args.format[0] not in FORMATS:
+        raise TensorfabError(f"--format: must be {' or '.join(FORMATS)}, not {args.format[0]!r}")
+    if len(paths) > 2:
+        raise TensorfabError(f"export: expected MODEL [OUT], got {len(paths)} paths")
+    args.format, args.model, args.out = args.format[0], paths[0], (paths[1:] or [None])[0]
+
+
+def _run_hf(args: argparse.Namespace) -> int:
+    """``--format hf OUT``: the package's task writes the directory, or refuses in one line."""
+    from tensorfab.optimize.hf import check_hf_target, export_hf
+
+    if args.out is None:
+        raise TensorfabError("export --format hf: give the directory to write (OUT)")
+    check_hf_target(Path(args.out))
+    model_dir = resolve_model_dir(args.model)
+    files = export_hf(load_package(model_dir), args.out)
+    if args.json:
+        print(
+            json.dumps({"format": "hf", "model": str(model_dir), "out": args.out, "files": files})
+        )
+    else:
+        print(f"{model_dir} -> {args.out} (Hugging Face model directory: {', '.join(files)})")
+    return 0
 
 
 def _check_numbers(args: argparse.Namespace) -> None:

@@ -41,12 +41,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "demo": (
         "tensorfab.cli.demo",
-        "train LeNet on the embedded digits data, evaluate it, show CPU vs GPU speed-up",
+        "train LeNet on the embedded digits data and evaluate it; with a GPU present, also "
+        "time one epoch on CPU and GPU",
     ),
     "export": (
         "tensorfab.cli.export",
         "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "
-        "PyTorch GPU variants, with a parity report",
+        "PyTorch GPU variants, with a parity report; or a text model for Hugging Face",
     ),
     "bench": (
         "tensorfab.cli.bench",
@@ -86,6 +87,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXTRA_REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*).*;.*\bextra\s*==\s*[\"']([^\"']+)")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown.
+
+    argparse's ``ArgumentDefaultsHelpFormatter`` would also print "(default: None)" and
+    "(default: False)"; this one adds ``(default: X)`` only where there is a value to show
+    and the help does not already say what the default is.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not shows_default(action) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether ``--help`` must show ``action``'s default: an option with a real value."""
+    default = action.default
+    if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+        return False
+    return bool(action.option_strings) or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+
+
+def parsers_in(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every sub-command's parser below it (``jobs submit``, ``bench micro``)."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += parsers_in(sub)
+    return found
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``command``'s module is imported and its options added."""
     parser = argparse.ArgumentParser(
@@ -107,6 +141,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         )
         if name == command:
             _configure(cmd, importlib.import_module(module_name))
+    for each in parsers_in(parser):
+        each.formatter_class = HelpFormatter
+        for action in each._actions:  # argparse prints nothing for an option without help
+            if action.help is None and shows_default(action):
+                action.help = "(default: %(default)s)"
     return parser
 
 

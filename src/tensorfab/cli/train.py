@@ -9,7 +9,7 @@ import sys
 from tensorfab.spec import JobSpec, load_spec
 
 EXAMPLE = """\
-tensorfab train examples/mnist-lenet.yaml --set data.path=../shared/data/mnist
+tensorfab train examples/mnist-lenet.yaml                    # data in ../shared/data/mnist
 tensorfab train examples/digits-lenet.yaml --set train.epochs=3 --name quick
 tensorfab train examples/digits-lenet.yaml --resume          # continue after a kill
 tensorfab train examples/digits-lenet.yaml --profile --set train.epochs=1   # where time goes

@@ -114,15 +114,15 @@ def limit_splits(
 ) -> ImageSplits:
     """Keep only the first N rows of train and/or test (tests use it for speed).
 
-    Records the limits and the resulting sizes in ``split``.
+    Records the limits, the resulting sizes and the sizes before the cut in ``split``.
     """
     train, test = splits.train, splits.test
     split = dict(splits.split)
     if limit_train is not None:
+        split["limit_train"], split["train_full_size"] = limit_train, len(train)
         train = train.subset(torch.arange(min(limit_train, len(train))))
-        split["limit_train"] = limit_train
     if limit_test is not None:
+        split["limit_test"], split["test_full_size"] = limit_test, len(test)
         test = test.subset(torch.arange(min(limit_test, len(test))))
-        split["limit_test"] = limit_test
     split["train_size"], split["test_size"] = len(train), len(test)
     return dataclasses.replace(splits, train=train, test=test, split=split)

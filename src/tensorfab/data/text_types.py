@@ -90,15 +90,15 @@ def limit_text_splits(
 ) -> TextSplits:
     """Keep only the first N examples of train, eval and/or test (tests use it for speed).
 
-    The label map stays the one of the full train split. Records the limits and the
-    resulting sizes in ``split``.
+    The label map stays the one of the full train split. Records the limits, the resulting
+    sizes and the sizes before the cut (``eval_full_size``: a report says "400 of 3,250").
     """
     split = dict(splits.split)
     parts = {"train": splits.train, "eval": splits.eval, "test": splits.test}
     for name, limit in (("train", limit_train), ("eval", limit_eval), ("test", limit_test)):
         if limit is not None:
+            split[f"limit_{name}"], split[f"{name}_full_size"] = limit, len(parts[name])
             parts[name] = parts[name][: max(int(limit), 0)]
-            split[f"limit_{name}"] = limit
     for name, examples in parts.items():
         split[f"{name}_size"] = len(examples)
     return dataclasses.replace(splits, **parts, split=split)

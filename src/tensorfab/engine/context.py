@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tensorfab.engine.distributed import DistEnv
+from tensorfab.engine.loggers import Loggers
 from tensorfab.engine.progress import ProgressReporter
 from tensorfab.engine.rundir import MetricsLog, RunDir
 from tensorfab.engine.runtime import Runtime
@@ -38,7 +39,8 @@ class RunContext:
     progress: ProgressReporter
     package_meta: dict[str, Any]
     save_assets: Callable[[Path], None]  # files the package needs besides weights (tokenizer)
-    tb: Any = None  # SummaryWriter on the main rank
+    # what the loop reports to (progress, and from train(): TensorBoard, MLflow)
+    loggers: Loggers = field(default_factory=lambda: Loggers([]))
     flops_per_sample: float | None = None  # forward pass
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings
     start: TrainState = field(default_factory=TrainState)  # fresh, or restored on --resume

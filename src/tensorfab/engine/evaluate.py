@@ -8,7 +8,7 @@ same code.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,13 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate_batches(
-    model: nn.Module, task: Task, batches: Iterable[Batch], runtime: Runtime
+    model: nn.Module,
+    task: Task,
+    batches: Iterable[Batch],
+    runtime: Runtime,
+    on_batch: Callable[[int], None] | None = None,
 ) -> EvalResult:
+    """``on_batch(examples scored so far)`` after each batch: progress for long splits."""
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -43,6 +48,8 @@ def evaluate_batches(
         loss_sum += task.loss(logits, batch).float() * size
         outputs.append(task.eval_step(logits, batch))
         n += size
+        if on_batch is not None:
+            on_batch(n)
     model.train(was_training)
     scores = task.eval_scores(outputs)
     scores["loss"] = loss_sum.item() / max(1, n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -148,10 +149,7 @@ def _log_step(ctx: RunContext, state: TrainState, guard: _Guard, pace: dict[str,
         **_pace(ctx, sps),
     }
     ctx.log.append(record)
-    if ctx.tb is not None:
-        ctx.tb.add_scalar("train/loss", loss, state.global_step)
-        ctx.tb.add_scalar("train/lr", lr, state.global_step)
-    ctx.progress.update(state.batch_in_epoch, len(ctx.train), loss, sps)
+    ctx.loggers.log_step(record, state.batch_in_epoch, len(ctx.train))
 
 
 def _pace(ctx: RunContext, samples_per_s: float) -> dict[str, Any]:
@@ -211,7 +209,7 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
         _optimizer_step(ctx)
         state.global_step += 1
         state.batch_in_epoch = i + 1
-        ctx.progress.advance(state.batch_in_epoch)
+        ctx.loggers.advance(state.batch_in_epoch)
         if state.global_step % spec.log_every_steps == 0 and guard.batches:
             _log_step(ctx, state, guard, pace)
         if spec.checkpoint_every_steps and state.global_step % spec.checkpoint_every_steps == 0:
@@ -236,7 +234,9 @@ def train_epoch(ctx: RunContext, state: TrainState, stop: StopFlag) -> bool:
 def evaluate_epoch(ctx: RunContext, state: TrainState) -> dict[str, Any]:
     """Evaluate, record history, track the best model; returns the epoch's record."""
     t0 = time.perf_counter()
-    result = evaluate_batches(ctx.model, ctx.task, ctx.eval.epoch(0), ctx.runtime)
+    result = evaluate_batches(
+        ctx.model, ctx.task, ctx.eval.epoch(0), ctx.runtime, phase(ctx, "evaluating", "eval")
+    )
     ctx.info["eval_time_s"] = ctx.info.get("eval_time_s", 0.0) + time.perf_counter() - t0
     scores = result.scores
     record: dict[str, Any] = {
@@ -250,11 +250,16 @@ def evaluate_epoch(ctx: RunContext, state: TrainState) -> dict[str, Any]:
         record["epsilon"] = ctx.privacy.epsilon()  # spent so far, at train.privacy.delta
     state.history.append(record)
     ctx.log.append({"kind": "eval", **record})
-    if ctx.tb is not None:
-        for k, v in record.items():
-            if k not in ("epoch", "step"):
-                ctx.tb.add_scalar(f"eval/{k}", v, state.global_step)
+    ctx.loggers.log_eval(record)
     return record
+
+
+def phase(ctx: RunContext, what: str, split: str) -> Callable[[int], None]:
+    """A progress callback for an evaluation pass over ``split``: examples scored so far."""
+    total = ctx.info.get(f"{split}_size", 0)
+    label = f"{what} {split} split"
+    ctx.loggers.phase(label, 0, total, "examples")
+    return lambda done: ctx.loggers.phase(label, done, total, "examples")
 
 
 def metric_value(record: dict[str, Any], metric: str) -> float:

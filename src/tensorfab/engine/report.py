@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,10 +13,12 @@ from safetensors.torch import load_file
 from tensorfab.engine.context import RunContext
 from tensorfab.engine.distributed import barrier
 from tensorfab.engine.evaluate import evaluate_batches
+from tensorfab.engine.fit import phase
+from tensorfab.engine.rundir import read_metrics
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
-from tensorfab.metrics.report import scored_split
+from tensorfab.metrics.report import scored_split, subset_note
 from tensorfab.package import update_metrics
 from tensorfab.package.io import WEIGHTS_FILE, read_meta
 from tensorfab.tasks import task_from_meta
@@ -45,7 +48,10 @@ def _test_best(ctx: RunContext) -> tuple[dict[str, Any], float]:
     that epoch's model (an OOS rule) applies, not what a later epoch fitted."""
     ctx.model.load_state_dict(load_file(str(ctx.run.model_dir / WEIGHTS_FILE)))
     task = task_from_meta(read_meta(ctx.run.model_dir), str(ctx.run.model_dir))
-    result = evaluate_batches(ctx.model, task, ctx.test.epoch(0), ctx.runtime)
+    t0 = time.perf_counter()
+    on_batch = phase(ctx, "scoring the best model on the", "test")
+    result = evaluate_batches(ctx.model, task, ctx.test.epoch(0), ctx.runtime, on_batch)
+    ctx.info["final_eval_s"] = time.perf_counter() - t0
     return result.scores, result.samples_per_s
 
 
@@ -64,7 +70,10 @@ def build_report(
         "status": status,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec": ctx.spec.model_dump(mode="json"),
-        "data": {k: info[k] for k in ("source", "split", "train_size", "eval_size", "test_size")},
+        "data": {
+            **{k: info[k] for k in ("source", "split", "train_size", "eval_size", "test_size")},
+            "subsets": subsets(info["split"]),
+        },
         "model": {
             "name": ctx.spec.model.name,
             "parameters": info["parameters"],
@@ -84,14 +93,36 @@ def build_report(
             "total_s": total_s,
             "train_s": sum(state.train_time_s),
             "eval_s": info.get("eval_time_s", 0.0),
+            "final_eval_s": info.get("final_eval_s", 0.0),  # in total_s too
         },
         "history": state.history,
         "steps": state.global_step,
     }
 
 
-def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) -> dict[str, Any]:
+def subsets(split: Any) -> dict[str, dict[str, int]]:
+    """The splits a ``data.limit_*`` cut: ``{"eval": {"used": 400, "of": 3250}}``.
+
+    The best value is measured on the limited eval part while the final scores may come
+    from a full split (CoNLL without a test file scores its whole eval file), so a report
+    names the subset wherever it shows such a number.
+    """
+    if not isinstance(split, dict):
+        return {}
+    out = {}
+    for name in ("train", "eval", "test"):
+        used, full = split.get(f"{name}_size"), split.get(f"{name}_full_size")
+        cut = isinstance(used, int) and isinstance(full, int) and used < full
+        if f"limit_{name}" in split and cut:
+            out[name] = {"used": used, "of": full}
+    return out
+
+
+def finish_run(ctx: RunContext, state: TrainState, status: str, started: float) -> dict[str, Any]:
     """Rank 0 scores the best model on test and writes the report; the others wait for it.
+
+    ``started`` is the run's ``time.perf_counter()`` at its start: the total counts the
+    final evaluation and the report too.
 
     Only rank 0 writes the model package, so only rank 0 may read it back: other ranks
     reading ``weights.safetensors`` raced its writer under torchrun. They return an empty
@@ -101,17 +132,18 @@ def finish_run(ctx: RunContext, state: TrainState, status: str, total_s: float) 
         barrier(ctx.env)
         return {}
     try:
-        return _finish_main(ctx, state, status, total_s)
+        return _finish_main(ctx, state, status, started)
     finally:
         barrier(ctx.env)
 
 
-def _finish_main(ctx: RunContext, state: TrainState, status: str, total_s: float) -> dict[str, Any]:
+def _finish_main(ctx: RunContext, state: TrainState, status: str, started: float) -> dict[str, Any]:
     """Score the best model on test, write report, plots and the package's final metrics."""
     test, eval_sps = _test_best(ctx)
-    report = build_report(ctx, state, status, test, eval_sps, total_s)
+    report = build_report(ctx, state, status, test, eval_sps, time.perf_counter() - started)
     ctx.run.plots_dir.mkdir(exist_ok=True)
-    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png")]
+    steps = [r for r in read_metrics(ctx.run.metrics_file) if r.get("kind") == "train"]
+    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png", steps=steps)]
     # classification: per class; token classification: per tag (token level)
     cm = test.get("confusion_matrix") or test.get("token", {}).get("confusion_matrix")
     if cm:
@@ -154,11 +186,16 @@ def summary_table(report: dict[str, Any]) -> Table:
     t = Table(title=f"run {report['name']}: {report['status']}", show_header=False)
     test, thr, hw = report["metrics"]["test"], report["throughput"], report["hardware"]
     best, split = report["metrics"]["best"], scored_split(report)
+    evalcut = subset_note(report, "eval", "eval")
     rows = [
         ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
         *_runtime_rows(hw),
-        ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}"),
-        *[(f"{split} {k}", _fmt(test[k])) for k in ("accuracy", "f1", "macro_f1") if k in test],
+        ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}{evalcut}"),
+        *[
+            (f"{split} {k}", _fmt(test[k]) + subset_note(report, "test", split))
+            for k in ("accuracy", "f1", "macro_f1")
+            if k in test
+        ],
         ("train samples/s", _fmt(thr["train_samples_per_s"], "{:,.0f}")),
         ("MFU", _fmt(thr["mfu"], "{:.1%}")),
         ("time", f"{report['timings']['total_s']:.1f} s ({report['steps']} steps)"),

@@ -30,6 +30,7 @@ from tensorfab.engine.distributed import (
     wrap_model,
 )
 from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train_epoch
+from tensorfab.engine.loggers import Loggers, TensorBoardLogger, flatten
 from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.privacy import Privacy, make_private
 from tensorfab.engine.profiling import ProfiledBatches, profiled
@@ -64,7 +65,11 @@ def _check_metric(spec: JobSpec, names: tuple[str, ...]) -> None:
         )
 
 
-def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
+def build_workload(spec: JobSpec, progress: Loggers | None = None) -> tuple[Workload, Any]:
+    """The spec's data read and prepared by its task; ``progress`` hears of long phases.
+
+    Reading says nothing: a malformed file must end in its one ``error:`` line alone.
+    """
     splits = create_dataset(spec.data.format, **spec.data.model_dump(exclude={"format"}))
     workload = prepare_workload(
         spec.task,
@@ -77,6 +82,7 @@ def build_workload(spec: JobSpec) -> tuple[Workload, Any]:
         head=spec.model.head,
         fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
         intents=spec.intents.model_dump() if spec.intents else None,
+        progress=progress.phase if progress is not None else None,
     )
     return workload, splits
 
@@ -178,7 +184,9 @@ def setup(
 
 def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bool) -> RunContext:
     """Data, task, model, batches and optimizer of ``spec``: reads inputs, writes nothing."""
-    workload, splits = build_workload(spec)
+    progress = ProgressReporter(quiet=quiet or not env.is_main)
+    loggers = Loggers([progress])
+    workload, splits = build_workload(spec, loggers)
     task = workload.task
     _check_metric(spec, task.metric_names)
     seed_everything(spec.seed)
@@ -188,12 +196,13 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
     model = create_model(spec.model.name, **args)
     model = runtime.place_model(model, layout or spec.train.channels_last)
     compiled = torch.compile(model, mode=spec.train.compile_mode) if spec.train.compile else model
+    if spec.train.compile:
+        progress.log("compiling the model (torch.compile): the first steps take longer")
     step_model = wrap_model(compiled, env, runtime.device)
     ctx_batches = _batches(spec, workload, env, runtime.device)
     optimizer, scheduler = _optimization(spec, model, runtime.device, len(ctx_batches["train"]))
     step_model, optimizer, privacy = _private(spec, model, step_model, optimizer, ctx_batches, env)
     meta = _package_meta(spec, workload, args, splits)
-    progress = ProgressReporter(quiet=quiet or not env.is_main)
     ctx = RunContext(
         spec,
         env,
@@ -208,6 +217,7 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
         scaler=runtime.grad_scaler(),
         log=MetricsLog(run.metrics_file, enabled=env.is_main),
         progress=progress,
+        loggers=loggers,
         package_meta=meta,
         save_assets=_assets(workload, model),
         privacy=privacy,
@@ -392,11 +402,19 @@ def _load_privacy(ctx: RunContext, ckpt: dict[str, Any]) -> None:
     ctx.privacy.load_state_dict(ckpt["privacy"])
 
 
-def _open_tensorboard(ctx: RunContext, state: TrainState) -> None:
-    if ctx.env.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+def open_loggers(ctx: RunContext, state: TrainState) -> None:
+    """The main rank's side channels beside the progress display: TensorBoard, MLflow."""
+    if not ctx.env.is_main:
+        return
+    ctx.loggers.loggers.append(
+        TensorBoardLogger(ctx.run.path / "tb", purge_step=state.global_step or None)
+    )
+    uri = ctx.spec.output.mlflow
+    if uri is not None:
+        from tensorfab.engine.mlflow_logger import MlflowLogger
 
-        ctx.tb = SummaryWriter(str(ctx.run.path / "tb"), purge_step=state.global_step or None)
+        ctx.loggers.loggers.append(MlflowLogger(uri, ctx.spec.name, ctx.run.path.name))
+    ctx.loggers.log_config(flatten(ctx.spec.model_dump(mode="json")))
 
 
 def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> bool:
@@ -433,13 +451,13 @@ def fit(ctx: RunContext, state: TrainState) -> str:
         return ended
     with stop_on_signals() as stop:
         while state.epoch < spec.epochs:
-            ctx.progress.start_epoch(
+            ctx.loggers.start_epoch(
                 state.epoch + 1, spec.epochs, len(ctx.train), state.batch_in_epoch
             )
             more = train_epoch(ctx, state, stop)
             record = evaluate_epoch(ctx, state)
             stop_early = _after_eval(ctx, state, record)
-            ctx.progress.end_epoch(_epoch_summary(record, spec.metric))
+            ctx.loggers.end_epoch(_epoch_summary(record, spec.metric))
             state.epoch += 1
             state.batch_in_epoch = 0
             state.epoch_loss_sum, state.epoch_batches = 0.0, 0
@@ -483,17 +501,20 @@ def train(
             return done
     ctx = setup(spec, resume=resume, quiet=quiet, saved=saved)
     ctx.on_checkpoint = on_checkpoint
+    failed = True
     try:
         state = ctx.start
-        _open_tensorboard(ctx, state)
+        open_loggers(ctx, state)
         where = ctx.run.path / "profile" if profile and ctx.env.is_main else None
         with profiled(where, ctx.runtime.device) as prof:
             if prof is not None:
                 ctx.train = ProfiledBatches(ctx.train, prof)
             status = fit(ctx, state)
-        report = finish_run(ctx, state, status, time.perf_counter() - started)
+        report = finish_run(ctx, state, status, started)
+        if ctx.env.is_main:
+            ctx.loggers.finish(ctx.run.path, report)
+        failed = False
     finally:
-        if ctx.tb is not None:
-            ctx.tb.close()
+        ctx.loggers.close(failed)
         shutdown_distributed()
     return RunResult(ctx.run.path, status, report, is_main=ctx.env.is_main)

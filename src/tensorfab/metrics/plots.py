@@ -1,4 +1,4 @@
-"""Plots as PNG files: loss/metric curves per epoch, the confusion matrix, stacked bars.
+"""Plots as PNG files: loss per step and per epoch, metric curves, the confusion matrix, bars.
 
 matplotlib is imported inside each function, and figures are drawn with the Agg canvas directly
 (``matplotlib.figure.Figure``, not pyplot): importing this module costs nothing, it works without a
@@ -31,45 +31,63 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+POSITION_KEYS = ("epoch", "step")  # where a row was logged: an axis, never a curve
+TITLES = {
+    "steps": "training loss per step",
+    "loss": "loss per epoch",
+    "metric": "evaluation metrics per epoch",
+}
+
+
 def _present_keys(history: Sequence[Mapping[str, Any]], keys: list[str] | None) -> list[str]:
     """Keys (in first-seen order, or the order given) that at least one row holds a number for."""
     if keys is None:
         keys = []
         for row in history:
-            keys += [key for key in row if key not in keys and key != "epoch"]
+            keys += [key for key in row if key not in keys and key not in POSITION_KEYS]
     return [k for k in keys if any(_is_number(row.get(k)) for row in history)]
 
 
-def _series(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    """(epochs, values) for rows that hold ``key``; epoch defaults to the row's 1-based position."""
+def _series(
+    history: Sequence[Mapping[str, Any]], key: str, x: str = "epoch"
+) -> tuple[list[float], list[float]]:
+    """(x, values) for rows that hold ``key``; x defaults to the row's 1-based position."""
     xs, ys = [], []
     for i, row in enumerate(history, start=1):
         value = row.get(key)
         if _is_number(value):
-            xs.append(float(row.get("epoch", i)))
+            xs.append(float(row.get(x, i)))
             ys.append(float(value))
     return xs, ys
 
 
-def _draw(ax: Any, history: Sequence[Mapping[str, Any]], keys: list[str], ylabel: str) -> None:
+def _draw(
+    ax: Any, history: Sequence[Mapping[str, Any]], keys: list[str], panel: str, x: str
+) -> None:
     from matplotlib.ticker import MaxNLocator
 
     for key in keys:
-        xs, ys = _series(history, key)
-        ax.plot(xs, ys, marker="o", label=key)
-    ax.set_xlabel("epoch")
+        xs, ys = _series(history, key, x)
+        ax.plot(xs, ys, marker="o" if x == "epoch" else None, label=key)
+    ax.set_title(TITLES[panel])
+    ax.set_xlabel(x)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.2"
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel("loss" if panel != "metric" else "value")
     ax.grid(alpha=0.3)
     ax.legend()
 
 
-def plot_curves(
-    history: Sequence[Mapping[str, Any]], path: Path, keys: list[str] | None = None
-) -> Path:
-    """Losses (keys ending in "loss") in one panel, the other metrics in another; x = epoch.
+def curves_figure(
+    history: Sequence[Mapping[str, Any]],
+    keys: list[str] | None = None,
+    steps: Sequence[Mapping[str, Any]] = (),
+) -> Any:
+    """The figure of :func:`plot_curves`: one panel per kind of number, each with a title.
 
-    ``keys`` picks what to draw (default: every numeric key); keys absent from all rows are skipped.
+    ``steps`` are the per-step training records (``{"step", "loss"}``, metrics.jsonl's
+    ``train`` rows): a loss-per-step panel. Then losses per epoch (keys ending in "loss"),
+    then the other metrics per epoch. Positions (``epoch``, ``step``) are axes, never curves,
+    so a step count does not flatten the accuracy curve beside it.
     """
     if not history:
         raise ValueError("no history to plot")
@@ -78,12 +96,31 @@ def plot_curves(
         raise ValueError(f"no history to plot: none of {keys} appear in any row")
     losses = [k for k in present if k.endswith("loss")]
     others = [k for k in present if not k.endswith("loss")]
-    panels = [(group, label) for group, label in ((losses, "loss"), (others, "metric")) if group]
+    panels = [(steps, ["loss"], "steps", "step")] if any("loss" in r for r in steps) else []
+    panels += [
+        (history, group, panel, "epoch")
+        for group, panel in ((losses, "loss"), (others, "metric"))
+        if group
+    ]
     fig = _figure(6 * len(panels), 4)
     axes = fig.subplots(1, len(panels), squeeze=False)
-    for ax, (group, label) in zip(axes[0], panels, strict=True):
-        _draw(ax, history, group, label)
-    return _save(fig, path)
+    for ax, (rows, group, panel, x) in zip(axes[0], panels, strict=True):
+        _draw(ax, rows, group, panel, x)
+    return fig
+
+
+def plot_curves(
+    history: Sequence[Mapping[str, Any]],
+    path: Path,
+    keys: list[str] | None = None,
+    steps: Sequence[Mapping[str, Any]] = (),
+) -> Path:
+    """:func:`curves_figure` as a PNG at ``path``.
+
+    ``keys`` picks what to draw per epoch (default: every numeric key but the positions);
+    keys absent from all rows are skipped.
+    """
+    return _save(curves_figure(history, keys, steps), path)
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -91,20 +91,28 @@ def scored_split(report: Mapping[str, Any]) -> str:
     return "eval" if isinstance(split, dict) and split.get("test") == "eval" else "test"
 
 
+def subset_note(report: Mapping[str, Any], part: str, label: str) -> str:
+    """`` (eval subset: 400 of 3,250)`` when the data's ``part`` was cut by ``data.limit_*``;
+    ``label`` is what the report calls that part (a test part that is the eval file: eval)."""
+    cut = report.get("data", {}).get("subsets", {}).get(part)
+    return f" ({label} subset: {cut['used']:,} of {cut['of']:,})" if cut else ""
+
+
 def _summary(report: Mapping[str, Any]) -> list[str]:
     scores = _get(report, "metrics", "test") or _get(report, "metrics", "eval") or {}
     scores_split = scored_split(report) if _get(report, "metrics", "test") else "eval"
+    cut = subset_note(report, "test" if _get(report, "metrics", "test") else "eval", scores_split)
     rows = [
         ("status", str(report.get("status", NA))),
         ("task", str(report.get("task", NA))),
         ("device", _device_text(report.get("hardware"))),
         ("precision", str(_get(report, "hardware", "precision") or NA)),
-        ("best", _best_text(_get(report, "metrics", "best"))),
+        ("best", _best_text(_get(report, "metrics", "best")) + subset_note(report, "eval", "eval")),
         # NER reports entity-level micro F1 where classification reports accuracy
-        (f"{scores_split} entity F1", format_metric(_get(scores, "f1")))
+        (f"{scores_split} entity F1", format_metric(_get(scores, "f1")) + cut)
         if "entity" in scores
-        else (f"{scores_split} accuracy", format_metric(_get(scores, "accuracy"))),
-        (f"{scores_split} macro F1", format_metric(_get(scores, "macro_f1"))),
+        else (f"{scores_split} accuracy", format_metric(_get(scores, "accuracy")) + cut),
+        (f"{scores_split} macro F1", format_metric(_get(scores, "macro_f1")) + cut),
         ("train samples/s", _samples_per_s(_get(report, "throughput", "train_samples_per_s"))),
         ("eval samples/s", _samples_per_s(_get(report, "throughput", "eval_samples_per_s"))),
         ("MFU", _mfu_text(report.get("throughput"))),

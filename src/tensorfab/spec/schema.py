@@ -220,9 +220,26 @@ class IntentsSpec(_Strict):
     )
 
 
+MLFLOW_SCHEMES = ("file:", "sqlite:", "http://", "https://")
+
+
 class OutputSpec(_Strict):
     runs_dir: str = "runs"
     name: str | None = Field(None, description="run directory name; default: the job name")
+    mlflow: str | None = Field(
+        None,
+        description="MLflow tracking URI to log the run to as well (file:./mlruns or "
+        "sqlite:///mlflow.db work offline); needs the track extra",
+    )
+
+    @field_validator("mlflow")
+    @classmethod
+    def _tracking_uri(cls, uri: str | None) -> str | None:
+        if uri is not None and not uri.startswith(MLFLOW_SCHEMES):
+            raise ValueError(
+                f"must be a tracking URI starting with {', '.join(MLFLOW_SCHEMES)}, not {uri!r}"
+            )
+        return uri
 
 
 class JobSpec(_Strict):

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tensorfab.errors import TensorfabError
+
 Batch = tuple[torch.Tensor, ...]
 Feed = dict[str, np.ndarray]  # named graph inputs, as a runtime takes them
 OUTPUT = "logits"  # the one output of every inference graph
@@ -188,6 +190,13 @@ class Task(Protocol):
         rows ``{"attack", "eps", **scores}``, the unperturbed row first."""
         ...
 
+    # --- other tools' formats (tensorfab export --format hf) ------------------------------
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        """Write ``model`` into the empty ``directory`` as a Hugging Face model directory
+        (config with ``id2label``/``label2id``, safetensors weights, tokenizer) that
+        ``AutoModelFor*.from_pretrained`` loads; TensorfabError for a task without one."""
+        ...
+
     # --- model FLOPs (MFU) --------------------------------------------------------------
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         """FLOPs one forward pass needs over ``count`` (real tokens only, as MFU counts)."""
@@ -221,6 +230,16 @@ class Workload:
     train_count: TokenCount | None = None  # the training split's samples and real tokens
     # files that depend on the trained model (fairness thresholds), written with the assets
     postprocess: Callable[[nn.Module, Path], None] | None = None
+
+
+def no_hf_form(task: str, why: str = "") -> TensorfabError:
+    """The one error of ``export --format hf`` for a task whose model has no such form."""
+    because = f" ({why})" if why else ""
+    return TensorfabError(
+        f"export --format hf: {task} models have no Hugging Face form{because}; only "
+        "token-classification and text-classification models export to one "
+        "(use the ONNX export: tensorfab export MODEL --repo REPO)"
+    )
 
 
 def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:

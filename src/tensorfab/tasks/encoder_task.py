@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +50,9 @@ ENCODER_CONFIG = Path("encoder") / "config.json"  # package.io.ENCODER_DIR (test
 MAX_TEXTS = 1024  # texts per served request
 SANE_MODEL_MAX_LENGTH = 1_000_000  # tokenizers without a limit say ~1e30
 PREDICT_BATCH = 64
+ENCODE_CHUNK = 2000  # examples tokenized between two progress reports
+# progress(what, done, total, unit): how a caller hears of long work (the engine's loggers)
+Progress = Callable[[str, int, int, str], None]
 
 
 def truncate(ids: list[int], word_ids: list[int | None], max_length: int) -> tuple[list, list]:
@@ -82,6 +85,7 @@ class EncoderTask:
     head: ClassVar[str]  # the encoder head: "token" or "sequence"
     data_format: ClassVar[str]  # the data format a user's evaluation file is read with
     cut_unit: ClassVar[str]  # what truncation cuts: "words", "texts"
+    example_unit: ClassVar[str] = "texts"  # what one example is, for progress lines
 
     # --- subclass hooks ---------------------------------------------------------------
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[Any], int]:
@@ -227,7 +231,7 @@ class EncoderTask:
         documents: list[int] = []
         for number, item in enumerate(items):
             p = Path(item)
-            if len(item) < 4096 and p.is_file():
+            if _names_a_file(item):
                 lines = p.read_text(encoding="utf-8").splitlines()
                 found = [line for line in lines if line.strip()]
             else:
@@ -286,12 +290,36 @@ class EncoderTask:
             return self
         return dataclasses.replace(self, max_length=limits.max_positions)
 
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        """The encoder with its head, labels and tokenizer as a Hugging Face model directory.
+
+        The config names the labels (``id2label``/``label2id``), so a ``pipeline`` answers
+        with tags, not ``LABEL_3``; the tokenizer is told the task's ``max_length``, so the
+        pipeline truncates where ``tensorfab predict`` does.
+        """
+        config = model.config
+        config.id2label = dict(enumerate(self.classes))
+        config.label2id = {label: i for i, label in enumerate(self.classes)}
+        model.save_pretrained(str(directory))
+        tokenizer = self.tok()
+        tokenizer.model_max_length = self.max_length
+        tokenizer.save_pretrained(str(directory))
+
     def forward_flops(self, model: nn.Module, count: TokenCount) -> float:
         config = getattr(model, "config", None)
         if config is None:
             return 0.0
         shape = EncoderShape.from_config(config, per_token_head=self.head == "token")
         return encoder_forward_flops(shape, count.token_sum, count.token_sq_sum, count.samples)
+
+
+def _names_a_file(item: str) -> bool:
+    """Whether a predict argument is a file of texts rather than a text: a sentence longer
+    than a file name may be (255 bytes) made ``is_file`` raise "File name too long"."""
+    try:
+        return len(item) < 4096 and Path(item).is_file()
+    except OSError:
+        return False
 
 
 def request_texts(body: bytes) -> list[str]:
@@ -380,6 +408,29 @@ def train_count(ids: list[list[int]]) -> TokenCount:
     return TokenCount(len(ids), float(sum(map(len, ids))), float(sum(len(x) ** 2 for x in ids)))
 
 
+def encode_in_chunks(
+    task: EncoderTask, split: str, examples: list[Any], progress: Progress | None
+) -> tuple[list[list[int]], list[Any], int]:
+    """:meth:`EncoderTask.encode_split` in chunks of ``ENCODE_CHUNK`` examples, so that
+    ``progress(what, done, total, unit)`` can tell a person how far tokenizing is."""
+    what, total = f"tokenizing {split} split", len(examples)
+    if progress is not None:
+        progress(what, 0, total, task.example_unit)
+    ids: list[list[int]] = []
+    labels: list[Any] = []
+    cut = 0
+    for start in range(0, total, ENCODE_CHUNK):
+        chunk_ids, chunk_labels, chunk_cut = task.encode_split(
+            split, examples[start : start + ENCODE_CHUNK]
+        )
+        ids += chunk_ids
+        labels += chunk_labels
+        cut += chunk_cut
+        if progress is not None:
+            progress(what, min(start + ENCODE_CHUNK, total), total, task.example_unit)
+    return ids, labels, cut
+
+
 def prepare_text(
     cls: type[EncoderTask],
     splits: TextSplits,
@@ -387,6 +438,7 @@ def prepare_text(
     model_name: str,
     max_length: int | None = None,
     task_args: dict[str, Any] | None = None,
+    progress: Progress | None = None,
     **_: Any,
 ) -> Workload:
     """Tokenize every split once; batches are padded per batch when they are made.
@@ -397,7 +449,7 @@ def prepare_text(
     limit = max_length or min(int(tokenizer.model_max_length), 512)
     task = cls(list(splits.labels), tokenizer, limit, **(task_args or {}))
     parts = {"train": splits.train, "eval": splits.eval, "test": splits.test}
-    encoded = {k: task.encode_split(k, v) for k, v in parts.items()}
+    encoded = {k: encode_in_chunks(task, k, v, progress) for k, v in parts.items()}
     notes = [
         f"{k}: truncation to max_length {limit} cut {cut} {cls.cut_unit}"
         for k, (_, _, cut) in encoded.items()

@@ -36,6 +36,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
 from tensorfab.tasks.image_inputs import (
@@ -112,6 +113,10 @@ class ImageClassification:
 
     def config(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "mean": list(self.mean), "std": list(self.std)}
+
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        del model, directory
+        raise no_hf_form(self.name)
 
     def robustness(
         self, model: nn.Module, data: ImageData, device: torch.device, seed: int = 0

@@ -33,7 +33,7 @@ from tensorfab.data import load_eval_data
 from tensorfab.data.text_types import TextExample, TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics import classification_scores
-from tensorfab.tasks.base import Batch, Inputs, Workload
+from tensorfab.tasks.base import Batch, Inputs, Workload, no_hf_form
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
 from tensorfab.tasks.prediction import softmax
 from tensorfab.tasks.registry import TASKS
@@ -158,6 +158,10 @@ class IntentClassification(EncoderTask):
         if self.detect_oos:
             return ("accuracy", *OOS_METRICS, "macro_f1", "loss")
         return ("accuracy", "macro_f1", "weighted_f1", "loss")
+
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        del model, directory
+        raise no_hf_form(self.name, "its out-of-scope rule and fallback are not in the network")
 
     def config(self) -> dict[str, Any]:
         return {

@@ -38,6 +38,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
 from tensorfab.tasks.registry import TASKS
@@ -290,6 +291,10 @@ class Recommendation:
         return self
 
     # --- robustness ---------------------------------------------------------------------
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        del model, directory
+        raise no_hf_form(self.name)
+
     def robustness(
         self, model: nn.Module, data: Interactions, device: torch.device, seed: int = 0
     ) -> list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
 from tensorfab.tasks.prediction import image_rows, softmax
@@ -314,6 +315,10 @@ class TabularClassification:
         return self
 
     # --- robustness ---------------------------------------------------------------------
+    def hf_export(self, model: nn.Module, directory: Path) -> None:
+        del model, directory
+        raise no_hf_form(self.name)
+
     def robustness(
         self, model: nn.Module, data: Any, device: torch.device, seed: int = 0
     ) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ class TokenClassification(EncoderTask):
     head = "token"
     data_format = "conll"
     cut_unit = "words"
+    example_unit = "sentences"
 
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[list[int]], int]:
         """Sentences -> sub-token ids, aligned labels, and how many words truncation cut."""

@@ -187,6 +187,8 @@ def test_idx_dataset_dotted_names_and_limits(tmp_path: Path) -> None:
         "limit_test": 2,
         "train_size": 4,
         "test_size": 2,
+        "train_full_size": 12,  # a report says "4 of 12"
+        "test_full_size": 5,
     }
 
 

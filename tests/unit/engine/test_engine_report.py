@@ -77,3 +77,45 @@ def test_summary_says_why_this_precision_and_thread_count() -> None:
     assert "│ precision       │ bf16: probe 1.4x" in text
     assert "│ threads         │ 1: busy" in text
     assert "precision" not in "".join(_rows(_report({"method": "stratified"})))  # older reports
+
+
+def _limited() -> dict[str, Any]:
+    """CoNLL with data.limit_eval=400 and no test file: best on 400 sentences, final on all."""
+    split = {
+        "method": "given",
+        "test": "eval",
+        "limit_eval": 400,
+        "eval_size": 400,
+        "eval_full_size": 3250,
+        "test_size": 3250,
+    }
+    report = _report(split)
+    report["data"]["subsets"] = report_mod.subsets(split)
+    return report
+
+
+def test_a_limited_eval_split_is_named_as_a_subset_where_the_best_value_is_shown() -> None:
+    # issue 21: "best f1 0.4392 at epoch 1" beside "eval f1 0.4595" read as one split
+    report = _limited()
+    assert report["data"]["subsets"] == {"eval": {"used": 400, "of": 3250}}
+    console = Console(record=True, width=120)
+    console.print(report_mod.summary_table(report))
+    text = console.export_text()
+    assert "f1 0.5000 at epoch 1 (eval subset: 400 of 3,250)" in text
+    final = next(line for line in text.splitlines() if "eval f1" in line)
+    assert "0.5000" in final and "subset" not in final  # the final score is on all 3,250
+
+
+def test_the_markdown_report_names_the_subset_too(tmp_path: Path) -> None:
+    from tensorfab.metrics.report import render_markdown
+
+    text = render_markdown(_limited())
+    assert "f1 = 0.5000 (epoch 1) (eval subset: 400 of 3,250)" in text
+
+
+def test_no_subset_without_a_limit_or_when_the_limit_kept_everything() -> None:
+    assert report_mod.subsets({"eval_size": 3250}) == {}
+    assert report_mod.subsets({"limit_test": 5000, "test_size": 3250, "test_full_size": 3250}) == {}
+    assert report_mod.subsets(
+        {"limit_train": 48, "train_size": 48, "train_full_size": 1437, "limit_test": 16}
+    ) == {"train": {"used": 48, "of": 1437}}

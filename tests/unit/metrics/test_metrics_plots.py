@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, plot_stacked_bars
+from tensorfab.metrics.plots import curves_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [
@@ -24,6 +25,39 @@ def test_plot_curves_writes_png(tmp_path):
     path = plot_curves(HISTORY, tmp_path / "plots" / "curves.png")
     assert path == tmp_path / "plots" / "curves.png"
     assert_png(path)
+
+
+def _lines(ax):
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+
+
+def test_curves_have_titled_panels_and_step_is_an_axis_not_a_curve():
+    # the engine's history rows hold the global step beside the scores (issue 21: a step
+    # count 0-345 on the accuracy axis flattened the real curves)
+    history = [{**row, "step": 115 * i} for i, row in enumerate(HISTORY, start=1)]
+    steps = [{"kind": "train", "step": s, "epoch": 1, "loss": 2.0 / s} for s in (50, 100, 150)]
+    fig = curves_figure(history, steps=steps)
+    by_title = {ax.get_title(): ax for ax in fig.axes}
+    assert list(by_title) == [
+        "training loss per step",
+        "loss per epoch",
+        "evaluation metrics per epoch",
+    ]
+    per_step = by_title["training loss per step"]
+    assert per_step.get_xlabel() == "step"
+    assert _lines(per_step) == {"loss": ([50.0, 100.0, 150.0], [0.04, 0.02, 2.0 / 150])}
+    assert _lines(by_title["loss per epoch"]) == {
+        "train_loss": ([1.0, 2.0, 3.0], [1.2, 0.7, 0.5]),
+        "eval_loss": ([1.0, 2.0], [0.9, 0.6]),
+    }
+    metrics = _lines(by_title["evaluation metrics per epoch"])
+    assert set(metrics) == {"accuracy", "macro_f1"}  # no "step", no "epoch"
+    assert metrics["accuracy"] == ([1.0, 2.0, 3.0], [0.5, 0.75, 0.8])
+
+
+def test_curves_without_step_records_have_no_step_panel():
+    fig = curves_figure(HISTORY)
+    assert [ax.get_title() for ax in fig.axes] == ["loss per epoch", "evaluation metrics per epoch"]
 
 
 def test_plot_curves_with_keys_skips_absent_ones(tmp_path):

@@ -182,3 +182,29 @@ def test_a_task_without_its_package_cannot_tokenize_and_says_so() -> None:
     task = task_from_meta(METAS["token-classification"])
     with pytest.raises(TensorfabError, match="token-classification: needs package_dir or encoder"):
         task.input_lengths([])
+
+
+HF_FORMS = {"token-classification", "text-classification"}
+
+
+@pytest.mark.parametrize("name", sorted(set(METAS) - HF_FORMS))
+def test_tasks_without_a_hugging_face_form_refuse_export_in_one_line(
+    name: str, tmp_path: Path
+) -> None:
+    task = task_from_meta(METAS[name])
+    with pytest.raises(TensorfabError) as info:
+        task.hf_export(torch.nn.Linear(1, 1), tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"export --format hf: {name} models have no Hugging Face form")
+    assert message.endswith(
+        "only token-classification and text-classification models export to one "
+        "(use the ONNX export: tensorfab export MODEL --repo REPO)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_text_longer_than_a_file_name_is_a_text_not_an_error() -> None:
+    # a 262-character CoNLL sentence made predict fail with "File name too long"
+    task = task_from_meta(METAS["token-classification"])
+    long = " ".join(["word"] * 80)
+    assert task.read_inputs([long, "short text"]).data == [long, "short text"]
