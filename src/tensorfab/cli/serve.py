@@ -26,7 +26,7 @@ TENSORFAB_TOKEN=secret tensorfab serve repo --host 0.0.0.0 --models ner"""
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("repo", help="model repository: repo/<model>/[config.yaml, <version>/]")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument(
         "--grpc-port",
         type=int,
