@@ -57,7 +57,7 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     steps = [r for r in records if r["kind"] == "train"]
     assert steps[-1]["step"] == steps[-1]["total_steps"] == steps[0]["total_steps"]
     assert [r["time"] for r in steps] == sorted(r["time"] for r in steps)
-    assert {r["mfu"] for r in steps} == {None}  # CPU: no measured peak
+    assert all(0 < r["mfu"] < 1 for r in steps)  # a CPU has its measured peak too
     # report.* go through a temp file (0600 from mkstemp): same mode as the other run files
     modes = {rel: stat.S_IMODE((run / rel).stat().st_mode) for rel in ("report.json", "report.md")}
     assert modes == dict.fromkeys(modes, stat.S_IMODE((run / "spec.yaml").stat().st_mode))
