@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tensorfab.engine.loggers import flatten
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
 from tensorfab.spec import JobSpec, dump_spec, load_spec
@@ -47,18 +48,8 @@ def run_path(spec: JobSpec) -> Path:
     return Path(spec.output.runs_dir) / (spec.output.name or spec.name)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def spec_differences(a: JobSpec, b: JobSpec) -> list[str]:
-    fa, fb = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))
+    fa, fb = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
 
 
