@@ -12,6 +12,7 @@ weights and the same ε as an uninterrupted one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -165,6 +166,15 @@ def _poisson(batches: Any, seed: int, world_size: int) -> PoissonBatches:
     return PoissonBatches(batches, seed)
 
 
+def _quiet_known_warnings() -> None:
+    """Two warnings every DP run printed, neither actionable by a user: the RDP
+    accountant's "optimal order is the largest alpha" (its alpha grid, not the user's
+    settings) and torch's note that Opacus's full backward hooks fire with an input that
+    needs no gradient (the first layer's input never does)."""
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
+
+
 def make_private(
     spec: PrivacySpec,
     model: nn.Module,
@@ -177,6 +187,7 @@ def make_private(
 ) -> PrivateParts:
     """DP-SGD versions of ``model`` (for the loop), ``optimizer`` and the training batches."""
     opacus = _opacus()
+    _quiet_known_warnings()
     from opacus.accountants import RDPAccountant
     from opacus.optimizers import DPOptimizer
     from opacus.validators import ModuleValidator

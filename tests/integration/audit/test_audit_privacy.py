@@ -59,6 +59,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("dp")
     proc = run_cli("train", *_cli_job(cwd), "--name", "straight", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
+    assert "UserWarning" not in proc.stderr, proc.stderr  # no library noise on a DP run
     return cwd / "runs" / "straight"
 
 
