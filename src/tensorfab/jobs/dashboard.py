@@ -123,14 +123,15 @@ class Dashboard:
         self._usage_cache = (now, usage)
         return usage
 
-    def page(self, request: Request, page: int = 1, note: str = "") -> HTMLResponse:
+    def page(self, request: Request, page: str = "1", note: str = "") -> HTMLResponse:
         if self._user(request) is None:
             return _html(login_page())
-        view = self.view(request, page, time.time())
-        return _html(dashboard_page({**view, "note": note[:MAX_NOTE]}))
+        number, problem = page_number(page)
+        view = self.view(request, number, time.time())
+        return _html(dashboard_page({**view, "note": (problem or note)[:MAX_NOTE]}))
 
-    def live(self, request: Request, page: int = 1) -> HTMLResponse:
-        return _html(live_part(self.view(request, page, time.time())))
+    def live(self, request: Request, page: str = "1") -> HTMLResponse:
+        return _html(live_part(self.view(request, page_number(page)[0], time.time())))
 
     async def log_in(self, request: Request) -> Response:
         if not self.login:
@@ -179,3 +180,12 @@ def add_dashboard(app: FastAPI, agent: Agent, tokens: Any, local_user: str) -> N
     app.add_api_route("/logout", board.log_out, methods=["POST"])
     app.add_api_route("/ui/jobs/{job_id}/{action}", board.act, methods=["POST"])
     app.add_api_route("/static/{name}", board.static, methods=["GET"])
+
+
+def page_number(text: str) -> tuple[int, str]:
+    """``?page=`` as typed in a browser: a number, else page 1 with a note saying why (a page,
+    not FastAPI's JSON 422, answers a person who edited the address)."""
+    try:
+        return int(text), ""
+    except ValueError:
+        return 1, f"?page={text[:40]} is not a page number: showing page 1"

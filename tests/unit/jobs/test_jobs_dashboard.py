@@ -70,6 +70,10 @@ def test_the_first_response_lists_the_newest_jobs_paged_on_the_server(agent: Age
     assert 'rel="next"' not in last
     beyond = client.get("/", params={"page": 99}).text  # past the end: the last page
     assert _rows(beyond) == _rows(last) and "page 3 of 3" in beyond
+    typed = client.get("/", params={"page": "two"})  # a person edited the address
+    assert typed.status_code == 200 and _rows(typed.text) == _rows(first.text)
+    assert "?page=two is not a page number: showing page 1" in typed.text
+    assert client.get("/ui/live", params={"page": "x"}).status_code == 200
     assert "default-src 'self'" in first.headers["content-security-policy"]
     assert "<b>120</b> queued" in first.text
 
