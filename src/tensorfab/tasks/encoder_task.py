@@ -141,6 +141,14 @@ class EncoderTask:
             self.tokenizer = load_tokenizer(self.tokenizer_source)
         return self.tokenizer
 
+    def encode_texts(self, texts: list[str]) -> tuple[list[list[int]], int]:
+        """Token ids of whole texts (one label each), cut to ``max_length``; and how many were."""
+        ids, cut = [], 0
+        for row in self.tok()(texts)["input_ids"]:
+            cut += len(row) > self.max_length
+            ids.append(truncate(row, [None] * len(row), self.max_length)[0])
+        return ids, cut
+
     def config(self) -> dict[str, Any]:
         return {"classes": list(self.classes), "max_length": self.max_length}
 

@@ -34,7 +34,7 @@ from tensorfab.data.text_types import TextExample, TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics import classification_scores
 from tensorfab.tasks.base import Batch, Inputs, Workload, no_hf_form
-from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
+from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild
 from tensorfab.tasks.prediction import softmax
 from tensorfab.tasks.registry import TASKS
 
@@ -175,11 +175,7 @@ class IntentClassification(EncoderTask):
 
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[int], int]:
         index = {c: i for i, c in enumerate(self.classes)}
-        enc = self.tok()([e.text for e in examples])
-        ids, cut = [], 0
-        for row in enc["input_ids"]:
-            cut += len(row) > self.max_length
-            ids.append(truncate(row, [None] * len(row), self.max_length)[0])
+        ids, cut = self.encode_texts([e.text for e in examples])
         return ids, [index.get(e.label, OUT) for e in examples], cut
 
     def encode_split(self, split: str, examples: list[Any]) -> tuple[list, list[int], int]:

@@ -19,7 +19,7 @@ from tensorfab.data.text import file_text_format
 from tensorfab.data.text_types import TextExample, TextSplits
 from tensorfab.metrics import classification_scores
 from tensorfab.tasks.base import Batch, Workload
-from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
+from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
 
@@ -34,11 +34,7 @@ class TextClassification(EncoderTask):
 
     def encode(self, examples: list[Any]) -> tuple[list[list[int]], list[int], int]:
         index = {c: i for i, c in enumerate(self.classes)}
-        enc = self.tok()([e.text for e in examples])
-        ids, cut = [], 0
-        for row in enc["input_ids"]:
-            cut += len(row) > self.max_length
-            ids.append(truncate(row, [None] * len(row), self.max_length)[0])
+        ids, cut = self.encode_texts([e.text for e in examples])
         return ids, [index[e.label] for e in examples], cut
 
     def logits(self, model: nn.Module, batch: Batch) -> torch.Tensor:
