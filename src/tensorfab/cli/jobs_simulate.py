@@ -15,19 +15,20 @@ from tensorfab.jobs.simulate import SimConfig, simulate
 from tensorfab.jobs.trace import (
     COOLDOWN_SHARE,
     STEADY_FRACTION,
-    generate_trace,
     load_trace,
     offered_load,
     save_trace,
     steady_window,
     warmup_s,
 )
+from tensorfab.jobs.trace_studies import GENERATORS
 
 HELP = "replay a job trace through the scheduler on a virtual GPU cluster (or generate a trace)"
 EXAMPLE = """\
-tensorfab jobs simulate benchmarks/traces/philly-10k-load0.9.jsonl.gz --policy fair --backfill
+tensorfab jobs simulate benchmarks/traces/helios-10k-load0.9.jsonl.gz --policy fair --backfill
 tensorfab jobs simulate benchmarks/traces/philly-10k-load0.9.jsonl.gz --policy fifo --steady --json
-tensorfab jobs simulate --generate 10000 --seed 0 --load 0.9 --gpus 1024 --out trace.jsonl.gz"""
+tensorfab jobs simulate --generate 10000 --seed 0 --load 0.9 --gpus 1024 --out trace.jsonl.gz
+tensorfab jobs simulate --generate 10000 --shape philly --out philly.jsonl.gz  # the older shape"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +85,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: off)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    gen = parser.add_argument_group("generate a Philly-shaped trace instead of replaying one")
+    gen = parser.add_argument_group("generate a trace instead of replaying one")
     gen.add_argument("--generate", type=int, metavar="N", help="number of jobs to generate")
+    gen.add_argument(
+        "--shape",
+        choices=sorted(GENERATORS),
+        default="helios",
+        help="helios: sizes and run times from Helios (SC'21), arrivals that follow the day; "
+        "philly: the older Philly-shaped jobs with Poisson arrivals (docs/jobs-simulate.md) "
+        "(default: %(default)s)",
+    )
     gen.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     gen.add_argument(
         "--load",
@@ -169,7 +178,7 @@ def _pairs(items: list[str], flag: str, kind: Callable) -> dict:
 def _generate(args: argparse.Namespace) -> int:
     if not args.out:
         raise TensorfabError("--generate needs --out FILE")
-    jobs = generate_trace(args.generate, args.seed, args.load, args.gpus)
+    jobs = GENERATORS[args.shape](args.generate, args.seed, args.load, args.gpus)
     save_trace(jobs, Path(args.out))
     hours = (jobs[-1].submit_time - jobs[0].submit_time) / 3600
     print(

@@ -179,9 +179,13 @@ def _draw(rng: random.Random) -> tuple[int, float, float]:
     median = MEDIAN_S * gpus**SIZE_EXPONENT
     duration = min(MAX_DURATION_S, math.exp(rng.gauss(math.log(median), SIGMA)))
     duration = max(60.0, round(duration))
+    return gpus, duration, draw_time_limit(rng, duration)
+
+
+def draw_time_limit(rng: random.Random, duration_s: float) -> float:
+    """What a user asks for: the run time times ``1 + Exp(mean 0.5)``, rounded up to 5 minutes."""
     slack = 1.0 + rng.expovariate(1.0 / LIMIT_SLACK_MEAN)
-    limit = math.ceil(duration * slack / LIMIT_ROUND_S) * LIMIT_ROUND_S
-    return gpus, duration, limit
+    return math.ceil(duration_s * slack / LIMIT_ROUND_S) * LIMIT_ROUND_S
 
 
 def mean_gpu_seconds() -> float:
@@ -192,16 +196,20 @@ def mean_gpu_seconds() -> float:
     ``A, B = (ln a - mu - sigma^2) / sigma, (ln b - mu - sigma^2) / sigma``. (Rounding to whole
     seconds is left out: it moves the mean by far less than a second.)
     """
-    lo, hi = 60.0, MAX_DURATION_S
-    total = 0.0
-    for gpus, weight in zip(GPU_COUNTS, GPU_WEIGHTS, strict=True):
-        mu, s = math.log(MEDIAN_S * gpus**SIZE_EXPONENT), SIGMA
-        below, above = _phi((math.log(lo) - mu) / s), 1 - _phi((math.log(hi) - mu) / s)
-        inside = math.exp(mu + s * s / 2) * (
-            _phi((math.log(hi) - mu - s * s) / s) - _phi((math.log(lo) - mu - s * s) / s)
-        )
-        total += weight * gpus * (lo * below + inside + hi * above)
-    return total
+    return sum(
+        weight * gpus * clipped_lognormal_mean(MEDIAN_S * gpus**SIZE_EXPONENT, SIGMA, 60.0, MAX_DURATION_S)
+        for gpus, weight in zip(GPU_COUNTS, GPU_WEIGHTS, strict=True)
+    )
+
+
+def clipped_lognormal_mean(median: float, sigma: float, lo: float, hi: float) -> float:
+    """``E[min(max(X, lo), hi)]`` for ``X`` log-normal with this median and sigma (closed form)."""
+    mu, s = math.log(median), sigma
+    below, above = _phi((math.log(lo) - mu) / s), 1 - _phi((math.log(hi) - mu) / s)
+    inside = math.exp(mu + s * s / 2) * (
+        _phi((math.log(hi) - mu - s * s) / s) - _phi((math.log(lo) - mu - s * s) / s)
+    )
+    return lo * below + inside + hi * above
 
 
 def _phi(x: float) -> float:
@@ -209,7 +217,8 @@ def _phi(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 
 
-def _teams(rng: random.Random) -> Iterator[tuple[str, str, int]]:
+def draw_owners(rng: random.Random) -> Iterator[tuple[str, str, int]]:
+    """Endless (team, user, priority) triples: 8 teams of Zipf-like sizes, 4 users each."""
     weights = [1.0 / (i + 1) for i in range(TEAMS)]  # Zipf-like team sizes
     prios, prio_weights = zip(*PRIORITIES, strict=False)
     while True:
@@ -300,7 +309,7 @@ def generate_trace(count: int, seed: int, load: float, cluster_gpus: int) -> lis
     if count < 1 or not load > 0 or cluster_gpus < 1:
         raise TensorfabError("--generate needs N >= 1, --load > 0 and --gpus >= 1")
     rng = random.Random(seed)
-    who = _teams(rng)
+    who = draw_owners(rng)
     drawn, clock, arrivals = [], 0.0, []
     for _ in range(count):
         clock += rng.expovariate(1.0)  # unit-rate gaps, scaled below
