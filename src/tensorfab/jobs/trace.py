@@ -197,8 +197,9 @@ def mean_gpu_seconds() -> float:
     seconds is left out: it moves the mean by far less than a second.)
     """
     return sum(
-        weight * gpus * clipped_lognormal_mean(MEDIAN_S * gpus**SIZE_EXPONENT, SIGMA, 60.0, MAX_DURATION_S)
+        weight * gpus * clipped_lognormal_mean(median, SIGMA, 60.0, MAX_DURATION_S)
         for gpus, weight in zip(GPU_COUNTS, GPU_WEIGHTS, strict=True)
+        for median in [MEDIAN_S * gpus**SIZE_EXPONENT]
     )
 
 

@@ -134,9 +134,7 @@ def _batch_times(rng: random.Random, batches: int, window_s: float) -> list[floa
     return [0.0, *sorted(inner), window_s]
 
 
-def generate_helios_trace(
-    count: int, seed: int, load: float, cluster_gpus: int
-) -> list[TraceJob]:
+def generate_helios_trace(count: int, seed: int, load: float, cluster_gpus: int) -> list[TraceJob]:
     """``count`` jobs shaped by the studies whose arrivals offer exactly ``load`` to the cluster."""
     if count < 1 or not load > 0 or cluster_gpus < 1:
         raise TensorfabError("--generate needs N >= 1, --load > 0 and --gpus >= 1")
