@@ -6,7 +6,8 @@
 
 Set ``helios`` replays ``benchmarks/traces/helios-10k-load0.9.jsonl.gz`` (10,000 jobs, offered
 load 0.9 on 1,024 GPUs, ``tensorfab.jobs.trace_studies``: Helios run times and sizes, arrivals
-that follow the day) the same way; results: ``...-jobs-simulate-helios.{json,md}``.
+that follow the day) and its 256-GPU twin (same seed and load) the same way; results:
+``...-jobs-simulate-helios.{json,md}``.
 Set ``philly``:
 
 Part 1 replays ``benchmarks/traces/philly-10k-load0.9.jsonl.gz`` (10,000 jobs, offered load
@@ -61,11 +62,13 @@ SMALL_TRACE = Path("benchmarks/traces/philly-10k-load0.9-256gpu.jsonl.gz")
 RESULTS = Path("benchmarks/results/cpu-2026-11-30-jobs-simulate")
 # the study-shaped trace (tensorfab.jobs.trace_studies, --shape helios), same seed, load, GPUs
 HELIOS_TRACE = Path("benchmarks/traces/helios-10k-load0.9.jsonl.gz")
+# the same generator, seed and load on 256 GPUs: the same jobs arriving 4 times slower
+HELIOS_SMALL_TRACE = Path("benchmarks/traces/helios-10k-load0.9-256gpu.jsonl.gz")
 HELIOS_RESULTS = Path("benchmarks/results/cpu-2026-11-30-jobs-simulate-helios")
 # set name: (traces with their GPUs, results file, whether to time decide too)
 SETS = {
     "philly": ([(TRACE, 1024), (SMALL_TRACE, 256)], RESULTS, True),
-    "helios": ([(HELIOS_TRACE, 1024)], HELIOS_RESULTS, False),
+    "helios": ([(HELIOS_TRACE, 1024), (HELIOS_SMALL_TRACE, 256)], HELIOS_RESULTS, False),
 }
 COMMAND = "python benchmarks/jobs_policy.py"
 NOW = 250_000.0  # after the last queued job was submitted
