@@ -18,7 +18,8 @@ replayed on it (docs/jobs-simulate.md has the table with the sources):
   as a Poisson process whose rate follows the day (Helios and PAI both report a daily cycle of
   submissions, fewer at night): ``1 + 0.5 cos(2 pi (hour - 15) / 24)``, so the afternoon peak is
   three times the 3 a.m. trough, and weekends (days 5 and 6; the trace starts on a Monday at
-  midnight) at 0.6 of a weekday. These three numbers are our reading of the studies' figures.
+  midnight) at 0.6 of a weekday. These numbers (and the batch mean) are our choice for
+  findings the studies state, not values we could take from their data.
 * Time limits, teams and priorities: as in the ``philly`` shape.
 
 Like ``philly``, the jobs are drawn first and the arrival window is then set so that the trace's
