@@ -271,7 +271,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         try:
             args.jobs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TensorfabError(f"--jobs-dir {args.jobs_dir}: cannot create it ({exc.strerror})")
+            raise TensorfabError(
+                f"--jobs-dir {args.jobs_dir}: cannot create it ({exc.strerror})"
+            ) from None
     policy = PolicyConfig(
         policy=args.policy,
         backfill=not args.no_backfill,

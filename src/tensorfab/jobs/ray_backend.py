@@ -27,6 +27,7 @@ names them, so a restarted daemon adopts the running attempts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -150,10 +151,8 @@ class RunnerPool:
         if runner in self.idle:
             self.idle.remove(runner)
         self.busy.pop(runner.name, None)
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing to end
             self.ray.kill(runner.actor, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone: nothing to end
-            pass
 
 
 class RayBackend:
@@ -272,6 +271,7 @@ class RayBackend:
             return self.local.poll(plain)
         done, _ = self.ray.wait(job.results, num_returns=len(job.results), timeout=0)
         if len(done) < len(job.results):
+            self._unblock(job)
             return None
         outcomes = [self._outcome(ref) for ref in job.results]
         self._finish(job, outcomes, now)
@@ -283,6 +283,12 @@ class RayBackend:
             return Ended(**outcome)
         handle.process = None  # from now on read from the job folder, as the local backend does
         return self.local.poll(plain)
+
+    def _unblock(self, job: RayJob) -> None:
+        """Ray cannot place the job (a node's GPUs are held by idle runners): end those."""
+        if self.pool.idle and not self._placed(job):
+            for runner in list(self.pool.idle):
+                self.pool.end(runner)
 
     def _outcome(self, ref: Any) -> dict[str, Any]:
         try:

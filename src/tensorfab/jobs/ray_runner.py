@@ -130,7 +130,9 @@ class JobRunner:
                 outcome = {"error": problem}
                 return outcome
             gpus = [str(g) for g in ray.get_gpu_ids()]
-            launch = self._launch(record, {**gang, "endpoint": endpoint} if gang else None, node, gpus)
+            launch = self._launch(
+                record, {**gang, "endpoint": endpoint} if gang else None, node, gpus
+            )
             handle = self.local.start(launch)
             with self.lock:
                 self.handle = handle

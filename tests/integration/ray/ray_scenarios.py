@@ -8,10 +8,12 @@ one part of the JSON written to OUT:
 
 * ``namespace``: the interfaces the namespace has (only ``lo``) and Ray's address;
 * ``jobs``: part 1's load (12 sleep jobs, 1/2/4-GPU gangs) through ``jobs up --backend ray``
-  on 8 GPUs declared to Ray: each job exactly once, Ray's ``CUDA_VISIBLE_DEVICES`` never
-  shared by two running jobs, no partial gang;
-* ``preempt``: a 1-GPU digits training job preempted by an urgent 8-GPU gang (a placement
-  group): SIGTERM through its actor, exit 143, requeued, resumed from its checkpoint;
+  on 8 GPUs declared to Ray (two nodes of 4): each job exactly once, Ray's
+  ``CUDA_VISIBLE_DEVICES`` never shared by two running jobs, no partial gang;
+* ``preempt``: a 1-GPU digits training job preempted by an urgent 8-GPU gang, which spans
+  both Ray nodes (a placement group of one bundle per node, all or nothing): SIGTERM
+  through its runner, exit 143, requeued, resumed from its checkpoint; the job folders in a
+  ``--jobs-dir`` apart from the state dir;
 * ``train``: single-process digits, then ``train_on_ray`` with 2 workers (gloo) while one
   worker is SIGKILLed after the first checkpoint Ray Train kept;
 * ``sockets``: ``ss -tunap`` sampled while all that ran: every TCP/UDP socket's peer.
@@ -143,7 +145,8 @@ def preempt_scenario(work: Path, address: str) -> dict[str, Any]:
     spec = load_spec(DIGITS, [*TRAIN_SETTINGS, "train.epochs=2", "output.name=victim"])
     victim_job = {"kind": "train", "cwd": str(work), "spec_yaml": dump_spec(spec), "gpus": 1}
     urgent_job = {"kind": "sleep", "cwd": str(work), "sleep_s": 0.5, "gpus": 8}
-    args = ["--backend", "ray", "--address", address, "--simulate-gpus", "8", "--test-jobs"]
+    jobs_dir = work / "shared" / "jobs"  # apart from the daemon's state dir
+    args = ["--backend", "ray", "--address", address, "--test-jobs", "--jobs-dir", str(jobs_dir)]
     with DaemonProcess(work / "state", args, cwd=work) as daemon, JobsClient(daemon.url) as c:
         victim = c.submit({**victim_job, "priority": "low"})["id"]
         ckpt = work / "runs" / "victim" / "checkpoints" / "last.pt"
@@ -151,14 +154,33 @@ def preempt_scenario(work: Path, address: str) -> dict[str, Any]:
         urgent = c.submit({**urgent_job, "priority": "urgent"})["id"]
         final = ("succeeded", "failed", "cancelled")
         shows = wait_for(lambda: _both_ended(c, victim, urgent, final), 900, "both jobs to end")
-    launch = json.loads((work / "state" / "jobs" / str(victim) / "launch.json").read_text())
+    launch = json.loads((jobs_dir / str(victim) / "launch.json").read_text())
     steps = [r["step"] for r in _records(work / "runs" / "victim") if r["kind"] == "train"]
     return {
         "victim": _brief(shows[0]),
         "urgent": _brief(shows[1]),
         "victim_last_argv": launch["argv"][-3:],
         "victim_train_steps": steps,
+        "victim_preempted_at": _event_at(shows[0], "preempted"),
+        "gang_nodes": _gang_nodes(jobs_dir / str(urgent)),
+        "state_dir_job_folders": sorted(p.name for p in (work / "state").glob("jobs/*")),
     }
+
+
+def _event_at(show: dict[str, Any], word: str) -> float | None:
+    return next((e["at"] for e in show["events"] if word in e["reason"]), None)
+
+
+def _gang_nodes(folder: Path) -> list[dict[str, Any]]:
+    """Each node of a gang: its Ray node, GPUs, rendezvous settings and process times."""
+    nodes = []
+    for part in [folder, *sorted(folder.glob("node*"))]:
+        env = json.loads((part / "launch.json").read_text())["env"]
+        ended = json.loads((part / "exit.json").read_text())
+        keys = ("TENSORFAB_RAY_NODE", "CUDA_VISIBLE_DEVICES", "TENSORFAB_NODE_RANK")
+        keys += ("TENSORFAB_NNODES", "TENSORFAB_RDZV_ENDPOINT")
+        nodes.append({**{k: env.get(k) for k in keys}, **ended})
+    return nodes
 
 
 def _both_ended(client: Any, a: int, b: int, final: tuple[str, ...]) -> list[dict] | None:
@@ -300,7 +322,7 @@ def main(out: Path, work: Path) -> int:
     bench = _load("jobs_ray_load", REPO / "benchmarks" / "jobs_ray_load.py")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
     started = time.monotonic()
-    address = bench.start_ray(work)
+    address = bench.start_ray(work, nodes=2)  # two Ray nodes of 4 GPUs and 8 CPUs
     results: dict[str, Any] = {
         "namespace": {
             "links": [line.split(":")[1].strip() for line in links.stdout.splitlines()],

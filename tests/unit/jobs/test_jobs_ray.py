@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tensorfab.cli.main import main
-from tensorfab.jobs.backend import GONE, Ended, Handle, LocalBackend
 from tensorfab.engine.raycluster import import_ray, resolve_address
 from tensorfab.errors import TensorfabError
+from tensorfab.jobs.backend import GONE, Ended, Handle, LocalBackend
 from tensorfab.jobs.ray_backend import (
     RayJob,
     Runner,
@@ -217,11 +217,11 @@ def test_an_ended_attempt_leaves_its_runner_warm_for_the_next_job_of_its_shape(
 def test_idle_runners_of_other_shapes_end_oldest_first_when_their_resources_are_wanted() -> None:
     _, cluster = _backend()
     pool = RunnerPool(cluster, (8, 16))
-    old, new, busy = _runner("old", 4, 1.0), _runner("new", 2, 5.0), _runner("busy", 2)
+    old, new, busy = _runner("old", 4, 1.0), _runner("new", 2, 5.0), _runner("busy", 1)
     pool.idle, pool.busy = [new, old], {"busy": busy}
-    pool.make_room((2, 1))  # 4 + 2 + 2 held, 2 more fit beside them
+    pool.make_room((1, 1))  # 4 + 2 + 1 held of 8: one more fits beside them
     assert cluster.killed == []
-    pool.make_room((4, 1))  # 8 held: the oldest idle runner (4 GPUs) goes, and that suffices
+    pool.make_room((2, 1))  # 9 > 8: the oldest idle runner (4 GPUs) goes, and that suffices
     assert cluster.killed == ["actor-old"] and pool.idle == [new]
     pool.reap(now=5.0 + 31.0)  # idle longer than KEEP_IDLE_S (30 s): ended
     assert cluster.killed == ["actor-old", "actor-new"] and pool.idle == []
