@@ -75,8 +75,11 @@ def start_ray(workdir: Path, gpus: int = 8, cpus: int = 16, nodes: int = 1) -> s
         return ray.get_runtime_context().gcs_address
     from ray.cluster_utils import Cluster
 
+    os.environ["RAY_TMPDIR"] = temp  # where the cluster writes its address file, not /tmp/ray
+    (Path(temp) / "ray").mkdir()
     node = {"num_cpus": cpus // nodes, "num_gpus": gpus // nodes, "node_ip_address": "127.0.0.1"}
-    head = {**node, "include_dashboard": False, "temp_dir": temp}
+    node["temp_dir"] = temp
+    head = {**node, "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=head)
     _CLUSTER.append(cluster)
     for _ in range(nodes - 1):
@@ -134,6 +137,43 @@ def visible_device_clashes(state_dir: Path, rows: list[dict[str, Any]]) -> dict[
     }
 
 
+def per_job_cost(workdir: Path, jobs: int = 5) -> dict[str, Any]:
+    """Where a sub-second job's time goes on Ray: a new runner (Ray worker process) until Ray
+    reports it placed, and an attempt (supervisor + the job's process, ``python -c pass``)
+    on a new runner and on a warm one; medians of ``jobs`` each, in seconds."""
+    import statistics
+
+    import ray
+
+    from tensorfab.jobs.backend import Launch
+    from tensorfab.jobs.ray_backend import RayBackend
+
+    backend = RayBackend(ray.get_runtime_context().gcs_address)
+    new_s, first_s, warm_s = [], [], []
+    for i in range(jobs):
+        launch = Launch(i, 1, workdir / "cost" / str(i), [sys.executable, "-c", "pass"], ".")
+        backend.pool.reap(time.time(), keep_s=-1)  # no warm runner: a new one
+        started = time.monotonic()
+        handle = backend.start(launch)
+        ray.get(handle.process.ready)
+        new_s.append(time.monotonic() - started)
+        ray.get(handle.process.results)
+        first_s.append(time.monotonic() - started - new_s[-1])
+        backend.poll(handle)
+        started = time.monotonic()
+        handle = backend.start(Launch(i, 2, launch.job_dir, launch.argv, "."))  # warm runner
+        ray.get(handle.process.results)
+        warm_s.append(time.monotonic() - started)
+        backend.poll(handle)
+    backend.close()
+    return {
+        "new_runner_placed_s": round(statistics.median(new_s), 2),
+        "attempt_on_new_runner_s": round(statistics.median(first_s), 2),
+        "attempt_on_warm_runner_s": round(statistics.median(warm_s), 2),
+        "jobs": jobs,
+    }
+
+
 def run_ray_load(workdir: Path, address: str, n_jobs: int, **kw: Any) -> dict[str, Any]:
     """Part 1's workload through ``jobs up --backend ray --address ADDRESS``."""
     daemon_args = ["--backend", "ray", "--address", address]
@@ -157,6 +197,7 @@ def main() -> int:
         address = start_ray(Path(tmp), nodes=args.nodes)
         ray_start_s = time.monotonic() - started
         try:
+            cost = per_job_cost(Path(tmp))
             result = run_ray_load(Path(tmp), address, args.jobs, timeout_s=args.timeout)
         finally:
             stop_ray()
@@ -168,6 +209,8 @@ def main() -> int:
         "command": "python benchmarks/jobs_ray_load.py " + " ".join(sys.argv[1:]),
         "target": "every job exactly once, no overlapping CUDA_VISIBLE_DEVICES, no partial gang",
         "ray_start_s": round(ray_start_s, 2),
+        "per_job_cost": cost,
+        "load_average_1min_after": float(Path("/proc/loadavg").read_text().split()[0]),
         **result,
     }
     text = json.dumps(result, indent=2)

@@ -267,3 +267,27 @@ def test_a_stop_of_an_attempt_ray_has_not_placed_ends_its_runner(tmp_path: Path)
     handle.process = RayJob([runner], [Ref(True, ActorDied("killed"))], [Ref(False)])
     assert backend.poll(handle) is GONE
     assert handle.process is None  # read from the job folder from now on
+
+
+def test_job_folders_go_to_the_jobs_dir_apart_from_the_state_dir(tmp_path: Path) -> None:
+    from tensorfab.jobs.agent import job_dir
+    from tensorfab.jobs.store import Store
+
+    apart = Store(tmp_path / "state", jobs_dir=tmp_path / "shared" / "jobs")
+    default = Store(tmp_path / "other")
+    try:
+        assert job_dir(apart, 3) == tmp_path / "shared" / "jobs" / "3"
+        assert job_dir(default, 3) == tmp_path / "other" / "jobs" / "3"  # as before
+    finally:
+        apart.close()
+        default.close()
+
+
+def test_a_jobs_dir_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("")
+    bad = tmp_path / "file" / "jobs"
+    assert main(["jobs", "up", "--state-dir", str(tmp_path / "s"), "--jobs-dir", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --jobs-dir {bad}: cannot create it (Not a directory)"]
