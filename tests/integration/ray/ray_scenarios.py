@@ -16,6 +16,9 @@ one part of the JSON written to OUT:
   ``--jobs-dir`` apart from the state dir;
 * ``train``: single-process digits, then ``train_on_ray`` with 2 workers (gloo) while one
   worker is SIGKILLed after the first checkpoint Ray Train kept;
+* ``torchrun``: two ``torchrun --nnodes 2`` agents (no Ray) meet through the c10d
+  rendezvous on 127.0.0.1 and train digits; the train scenario's single process is the
+  baseline both are held to (same settings), so it is trained once;
 * ``sockets``: ``ss -tunap`` sampled while all that ran: every TCP/UDP socket's peer.
 
 The training runs on a thread beside the jobs scenarios (Ray Train's start-up is mostly
@@ -284,6 +287,53 @@ def train_scenario(work: Path, address: str) -> dict[str, Any]:
     }
 
 
+def torchrun_command(port: int, runs: Path) -> list[str]:
+    """One node's agent of ``torchrun --nnodes 2`` (no Ray): 1 process, c10d rendezvous at
+    127.0.0.1:port with the other node, the store on loopback too (``--local-addr``)."""
+    sets = [a for s in [*TRAIN_SETTINGS, f"output.runs_dir={runs}"] for a in ("--set", s)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-id=digits-2-nodes",
+        "--local-addr=127.0.0.1",
+        "-m",
+        "tensorfab.cli.main",
+        "train",
+        str(DIGITS),
+        *sets,
+        "--name",
+        "nodes",
+        "--quiet",
+    ]
+
+
+def torchrun_scenario(work: Path, address: str) -> dict[str, Any]:
+    """Two ``torchrun --nnodes 2`` agents, as two machines would run them (no Ray); the
+    single-process baseline is the train scenario's (same settings)."""
+    import socket
+
+    work.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = torchrun_command(port, work / "runs")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(command, cwd=work, env=env) for _ in range(2)]
+    codes = [node.wait(timeout=900) for node in nodes]
+    report = json.loads((work / "runs" / "nodes" / "report.json").read_text())
+    return {
+        "exit_codes": codes,
+        "world_size": report["hardware"]["world_size"],
+        "steps": report["steps"],
+        "accuracy": float(report["metrics"]["test"]["accuracy"]),
+    }
+
+
 def _guard(fn: Callable[..., None], log: dict[str, Any]) -> Callable[..., None]:
     def run(*args: Any) -> None:
         try:
@@ -309,7 +359,12 @@ def _scenario(results: dict[str, Any], key: str, fn: Callable[..., Any], *args: 
     results.setdefault("held_after", {})[key] = {k: v for k, v in held.items() if v}
 
 
-SCENARIOS = {"jobs": jobs_scenario, "preempt": preempt_scenario, "train": train_scenario}
+SCENARIOS = {
+    "jobs": jobs_scenario,
+    "preempt": preempt_scenario,
+    "train": train_scenario,
+    "torchrun": torchrun_scenario,
+}
 
 
 def _run(results: dict[str, Any], keys: list[str], only: list[str], work: Path, addr: str) -> None:
@@ -332,13 +387,13 @@ def main(out: Path, work: Path) -> int:
     }
     sampler = SocketSampler()
     sampler.start()
-    only = os.environ.get("TENSORFAB_RAY_SCENARIOS", "jobs,preempt,train").split(",")
+    only = os.environ.get("TENSORFAB_RAY_SCENARIOS", ",".join(SCENARIOS)).split(",")
     try:
         # Ray Train's worker start-up is mostly waiting: the training runs on a thread
         # beside the jobs scenarios, which share the cluster's declared CPUs with it
         beside = threading.Thread(target=_run, args=(results, ["train"], only, work, address))
         beside.start()
-        _run(results, ["jobs", "preempt"], only, work, address)
+        _run(results, ["jobs", "preempt", "torchrun"], only, work, address)
         beside.join(timeout=1800)
     finally:
         sampler.halt.set()

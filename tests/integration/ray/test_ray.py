@@ -1,4 +1,5 @@
-"""Ray end to end: the jobs backend, preemption, Ray Train with a lost worker, no traffic out.
+"""Ray end to end: the jobs backend, preemption, multi-node gangs, Ray Train with a lost
+worker, two torchrun nodes without Ray, no traffic out.
 
 One Ray instance serves every test here: the module fixture runs ``ray_scenarios.py``
 once, inside a network namespace holding only loopback (``testkit.in_loopback_namespace``,
@@ -139,3 +140,14 @@ def test_ray_train_with_a_lost_worker_resumes_at_the_next_step_and_keeps_accurac
     steps = part["train_steps"]
     assert steps == list(range(1, len(steps) + 1))
     assert abs(part["ray_accuracy"] - part["single_accuracy"]) <= 0.03
+
+
+def test_two_torchrun_nodes_reach_the_single_process_accuracy(scenarios: dict[str, Any]) -> None:
+    part = _part(scenarios, "torchrun")  # two agents, c10d rendezvous on 127.0.0.1, no Ray
+    single = _part(scenarios, "train")["single_accuracy"]  # the same settings, one process
+    assert part["exit_codes"] == [0, 0] and part["world_size"] == 2
+    # digits: 1437 training samples, batch 64; each of two ranks: ceil(719/64) = 12 steps an
+    # epoch, 4 epochs
+    assert part["steps"] == 4 * 12
+    assert part["accuracy"] > 0.9
+    assert abs(part["accuracy"] - single) <= 0.03, (part["accuracy"], single)
