@@ -306,9 +306,9 @@ class RayBackend:
     def _failed_to_start(self, plain: Handle, errors: list[str], now: float) -> Ended:
         """A runner could not see the job folder: say so in the daemon's copy of the job's
         stderr log (``jobs logs ID --stderr``) and end the attempt with exit code 2."""
-        plain.job_dir.mkdir(parents=True, exist_ok=True)
-        with open(plain.job_dir / STDERR, "a") as err:
-            err.writelines(f"error: {e}\n" for e in errors)
+        log = plain.job_dir / STDERR
+        before = log.read_text(errors="replace") if log.is_file() else ""
+        write_text_atomic(log, before + "".join(f"error: {e}\n" for e in errors))
         return Ended(exit_code=2, started_at=now, ended_at=now)
 
     def _end(self, job: RayJob) -> None:
