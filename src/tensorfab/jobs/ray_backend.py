@@ -45,6 +45,8 @@ from tensorfab.jobs.supervisor import STDERR, read_json
 
 SIGNAL_TIMEOUT_S = 10.0
 KEEP_IDLE_S = 30.0  # an idle runner waits this long for a job of its shape, then ends
+UNPLACED_S = 10.0  # a job Ray has not placed this long on a cluster of several nodes ends the
+# idle runners: they may hold the GPUs of the node it needs (a new runner's start is slower)
 RUNNER_PREFIX = "tensorfab-runner-"
 
 
@@ -78,6 +80,7 @@ class RayJob:
     results: list[Any]  # ObjectRefs of JobRunner.run / JobRunner.result, one per runner
     ready: list[Any] = field(default_factory=list)  # resolve once Ray has placed the runners
     group: Any = None  # a multi-node gang's placement group
+    started: float = field(default_factory=time.monotonic)
 
 
 def ray_inventory(ray: Any, cpu_slots: int | None) -> tuple[Inventory, int]:
@@ -165,6 +168,7 @@ class RayBackend:
         total = self.ray.cluster_resources()
         self.pool = RunnerPool(self.ray, (int(total.get("GPU", 0)), int(total.get("CPU", 1))))
         self.node_gpus = node_gpus(self.ray)
+        self.nodes = len([n for n in self.ray.nodes() if n.get("Alive")])
         self._take_over_idle_runners()
 
     def start(self, launch: Launch) -> Handle:
@@ -285,8 +289,11 @@ class RayBackend:
         return self.local.poll(plain)
 
     def _unblock(self, job: RayJob) -> None:
-        """Ray cannot place the job (a node's GPUs are held by idle runners): end those."""
-        if self.pool.idle and not self._placed(job):
+        """Ray has not placed the job for long on a cluster of several nodes, where idle
+        runners may hold the GPUs of the node it needs (the daemon counts the cluster's
+        GPUs, not each node's): end them. On one node the pool's count is exact."""
+        waited = time.monotonic() - job.started
+        if self.pool.idle and self.nodes > 1 and waited > UNPLACED_S and not self._placed(job):
             for runner in list(self.pool.idle):
                 self.pool.end(runner)
 

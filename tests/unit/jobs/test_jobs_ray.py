@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -191,6 +192,7 @@ def _backend(total: tuple[int, int] = (8, 16)) -> tuple[object, FakeCluster]:
     cluster = FakeCluster()
     backend.ray, backend.local = cluster, LocalBackend()
     backend.pool = RunnerPool(cluster, total)
+    backend.nodes = 1
     return backend, cluster
 
 
@@ -291,3 +293,19 @@ def test_a_jobs_dir_that_cannot_be_made_is_one_line(
     assert main(["jobs", "up", "--state-dir", str(tmp_path / "s"), "--jobs-dir", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: --jobs-dir {bad}: cannot create it (Not a directory)"]
+
+
+def test_idle_runners_end_when_a_job_waits_long_for_a_node_on_a_cluster_of_several(
+    tmp_path: Path,
+) -> None:
+    backend, cluster = _backend()
+    idle = _runner("idle", 2, idle_since=time.time())  # idle just now: not reaped for age
+    backend.pool.idle = [idle]
+    unplaced = RayJob([_runner("new", 4)], [Ref(False)], [Ref(False)], started=0.0)
+    assert backend.poll(Handle(5, 1, tmp_path, unplaced)) is None
+    assert cluster.killed == []  # one node: the pool's count is exact, the runner is starting
+    backend.nodes = 2
+    starting = RayJob([_runner("new", 4)], [Ref(False)], [Ref(False)])  # just started
+    assert backend.poll(Handle(5, 1, tmp_path, starting)) is None and cluster.killed == []
+    assert backend.poll(Handle(5, 1, tmp_path, unplaced)) is None  # waited > 10 s
+    assert cluster.killed == ["actor-idle"] and backend.pool.idle == []
