@@ -79,7 +79,7 @@ def test_the_load_through_the_ray_backend_runs_each_job_once_on_its_own_gpus(
         "visible_devices_not_the_gang": [],
         "visible_device_overlaps": {},
     }
-    assert sum(jobs["gangs"].values()) == 12 and jobs["gangs"]["4"] > 0
+    assert sum(jobs["gangs"].values()) == 8 and jobs["gangs"]["4"] > 0
     # Ray handed out its declared GPUs, by its own ids on each of the two nodes (4 each)
     used = [gpu.split(":") for gpu in jobs["ray_gpu_ids_used"]]
     assert {gpu for _, gpu in used} <= {"0", "1", "2", "3"} and len({n for n, _ in used}) == 2
