@@ -331,11 +331,7 @@ class RayBackend:
         runners = self._runners(info.get("runners", [])) if info.get("attempt") == attempt else []
         if not runners:
             return self.local.adopt(job_id, attempt, job_dir)
-        group = None
-        if info.get("group"):
-            from ray.util import get_placement_group
-
-            group = get_placement_group(info["group"])
+        group = self.ray.util.get_placement_group(info["group"]) if info.get("group") else None
         for runner in runners if group is None else []:
             self.pool.busy[runner.name] = runner
         results = [r.actor.result.remote(job_id, attempt) for r in runners]

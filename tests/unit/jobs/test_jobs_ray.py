@@ -169,7 +169,15 @@ class FakeCluster:
 
     def __init__(self) -> None:
         self.killed: list[object] = []
-        self.util = types.SimpleNamespace(remove_placement_group=self.killed.append)
+        self.actors: dict[str, object] = {}
+        self.util = types.SimpleNamespace(
+            remove_placement_group=self.killed.append, get_placement_group=lambda n: f"pg-{n}"
+        )
+
+    def get_actor(self, name: str, namespace: str) -> object:
+        if name not in self.actors:
+            raise ValueError(f"Failed to look up actor with name '{name}'")
+        return self.actors[name]
 
     def wait(
         self, refs: list[Ref], num_returns: int = 1, timeout: float = 0
@@ -309,3 +317,47 @@ def test_idle_runners_end_when_a_job_waits_long_for_a_node_on_a_cluster_of_sever
     assert backend.poll(Handle(5, 1, tmp_path, starting)) is None and cluster.killed == []
     assert backend.poll(Handle(5, 1, tmp_path, unplaced)) is None  # waited > 10 s
     assert cluster.killed == ["actor-idle"] and backend.pool.idle == []
+
+
+class FakeRunnerActor:
+    """A runner as a restarted daemon finds it: its state, and the result it will give."""
+
+    def __init__(self, shape: list[int], current: list[int] | None) -> None:
+        self.state = types.SimpleNamespace(
+            remote=lambda: Ref(True, {"shape": shape, "current": current})
+        )
+        self.result = types.SimpleNamespace(remote=lambda job, attempt: Ref(False, (job, attempt)))
+
+
+def test_a_restarted_daemon_adopts_the_runners_its_job_folder_names(tmp_path: Path) -> None:
+    backend, cluster = _backend()
+    cluster.actors = {"r1": FakeRunnerActor([2, 1], [4, 2])}
+    (tmp_path / "ray.json").write_text(json.dumps({"attempt": 2, "runners": ["r1"]}))
+    handle = backend.adopt(4, 2, tmp_path)
+    job = handle.process
+    assert [(r.name, r.shape) for r in job.runners] == [("r1", (2, 1))]
+    assert job.results[0].value == (4, 2)  # the result of that attempt, asked of the runner
+    assert list(backend.pool.busy) == ["r1"] and backend.poll(handle) is None  # still runs
+    # a gang: its runners and placement group, which end with the attempt (not pooled)
+    cluster.actors.update(g0=FakeRunnerActor([4, 1], [5, 1]), g1=FakeRunnerActor([4, 1], [5, 1]))
+    gang_dir = tmp_path / "5"
+    gang_dir.mkdir()
+    ray_file = {"attempt": 1, "runners": ["g0", "g1"], "group": "tensorfab-job-5-a1"}
+    (gang_dir / "ray.json").write_text(json.dumps(ray_file))
+    gang = backend.adopt(5, 1, gang_dir).process
+    assert [r.name for r in gang.runners] == ["g0", "g1"] and gang.group == "pg-tensorfab-job-5-a1"
+    assert list(backend.pool.busy) == ["r1"]
+
+
+def test_an_attempt_whose_runner_is_gone_is_adopted_from_its_folder_or_not_at_all(
+    tmp_path: Path,
+) -> None:
+    backend, _ = _backend()
+    (tmp_path / "ray.json").write_text(json.dumps({"attempt": 3, "runners": ["gone"]}))
+    assert backend.adopt(4, 3, tmp_path) is None  # no runner, no exit status, no supervisor
+    (tmp_path / "exit.json").write_text(
+        json.dumps({"attempt": 3, "exit_code": 0, "started_at": 1.0, "ended_at": 2.0})
+    )
+    handle = backend.adopt(4, 3, tmp_path)  # it ended while no daemon ran: read its folder
+    assert handle is not None and handle.process is None
+    assert backend.poll(handle) == Ended(0, 1.0, 2.0)
