@@ -149,7 +149,7 @@ def per_job_cost(workdir: Path, jobs: int = 5) -> dict[str, Any]:
     from tensorfab.jobs.ray_backend import RayBackend
 
     backend = RayBackend(ray.get_runtime_context().gcs_address)
-    new_s, first_s, warm_s = [], [], []
+    new_s, first_s, warm_s, reused = [], [], [], []
     for i in range(jobs):
         launch = Launch(i, 1, workdir / "cost" / str(i), [sys.executable, "-c", "pass"], ".")
         backend.pool.reap(time.time(), keep_s=-1)  # no warm runner: a new one
@@ -161,16 +161,18 @@ def per_job_cost(workdir: Path, jobs: int = 5) -> dict[str, Any]:
         first_s.append(time.monotonic() - started - new_s[-1])
         backend.poll(handle)
         started = time.monotonic()
-        handle = backend.start(Launch(i, 2, launch.job_dir, launch.argv, "."))  # warm runner
-        ray.get(handle.process.results)
+        warm = backend.start(Launch(i, 2, launch.job_dir, launch.argv, "."))
+        ray.get(warm.process.results)
         warm_s.append(time.monotonic() - started)
-        backend.poll(handle)
+        reused.append(warm.process.runners[0].name == handle.process.runners[0].name)
+        backend.poll(warm)
     backend.close()
     return {
         "new_runner_placed_s": round(statistics.median(new_s), 2),
         "attempt_on_new_runner_s": round(statistics.median(first_s), 2),
         "attempt_on_warm_runner_s": round(statistics.median(warm_s), 2),
         "jobs": jobs,
+        "warm_runner_reused": all(reused),
     }
 
 

@@ -133,7 +133,9 @@ def _loopback(address: str) -> bool:
 def jobs_scenario(work: Path, address: str) -> dict[str, Any]:
     bench = _load("jobs_ray_load", REPO / "benchmarks" / "jobs_ray_load.py")
     started = time.monotonic()
+    cost = bench.per_job_cost(work, jobs=1)  # a new runner, then the same one warm
     result = bench.run_ray_load(work, address, JOBS, seed=1, timeout_s=600)
+    result["per_job_cost"] = cost
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 

@@ -80,6 +80,8 @@ def test_the_load_through_the_ray_backend_runs_each_job_once_on_its_own_gpus(
         "visible_device_overlaps": {},
     }
     assert sum(jobs["gangs"].values()) == 8 and jobs["gangs"]["4"] > 0
+    # an attempt of the same shape after another ran on the same, warm runner
+    assert jobs["per_job_cost"]["warm_runner_reused"] is True
     # Ray handed out its declared GPUs, by its own ids on each of the two nodes (4 each)
     used = [gpu.split(":") for gpu in jobs["ray_gpu_ids_used"]]
     assert {gpu for _, gpu in used} <= {"0", "1", "2", "3"} and len({n for n, _ in used}) == 2
