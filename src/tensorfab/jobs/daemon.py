@@ -260,7 +260,10 @@ class DaemonProcess:
 def kill_leftover_jobs(state_dir: Path, jobs_dir: Path | None = None) -> None:
     """SIGKILL every job process group and supervisor recorded under ``state_dir`` (or
     ``jobs_dir``, where the job folders are apart from it)."""
-    for record in (jobs_dir or state_dir / "jobs").glob(f"*/{SUPERVISOR}"):
+    folders = jobs_dir or state_dir / "jobs"
+    # a Ray gang's other nodes have folders of their own inside the job's (node1, ...)
+    records = [*folders.glob(f"*/{SUPERVISOR}"), *folders.glob(f"*/node*/{SUPERVISOR}")]
+    for record in records:
         info = read_json(record) or {}
         for pid_key, ticks_key, group in (
             ("child_pid", "child_start_ticks", True),
