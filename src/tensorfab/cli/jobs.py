@@ -84,7 +84,8 @@ def _configure_up(subs: Any) -> None:
         "run this node's scheduler daemon (API + agent + web dashboard at /) in the foreground",
         "tensorfab jobs up --simulate-gpus 8 --port 8321 --state-dir /scratch/jobs\n"
         "# then open http://127.0.0.1:8321/ (with --tokens: log in with your token)\n"
-        "tensorfab jobs up --backend ray --address 10.0.0.5:6379   # an existing Ray cluster",
+        "tensorfab jobs up --backend ray --address 10.0.0.5:6379   # an existing Ray cluster\n"
+        "tensorfab jobs up --backend ray --address 10.0.0.5:6379 --jobs-dir /shared/jobs",
     )
     p.add_argument("--simulate-gpus", type=int, metavar="N", help="N virtual GPUs (jobs on CPU)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
@@ -93,6 +94,13 @@ def _configure_up(subs: Any) -> None:
         "--state-dir",
         type=Path,
         help="queue database and job folders (default ~/.tensorfab/jobs; must be a local disk)",
+    )
+    p.add_argument(
+        "--jobs-dir",
+        type=Path,
+        metavar="PATH",
+        help="job folders (launch, logs, exit status) apart from the state dir: with "
+        "--backend ray on several machines, a path every Ray node sees (default STATE_DIR/jobs)",
     )
     p.add_argument(
         "--tokens",
@@ -259,6 +267,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise TensorfabError(f"--cpus {args.cpus}: must be at least 1")
     if not 0 <= args.port <= 65535:
         raise TensorfabError(f"--port {args.port}: choose a port from 0 to 65535")
+    if args.jobs_dir is not None:
+        try:
+            args.jobs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TensorfabError(
+                f"--jobs-dir {args.jobs_dir}: cannot create it ({exc.strerror})"
+            ) from None
     policy = PolicyConfig(
         policy=args.policy,
         backfill=not args.no_backfill,
@@ -269,6 +284,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     options = DaemonOptions(
         state_dir=args.state_dir or default_state_dir(),
+        jobs_dir=args.jobs_dir,
         host=args.host,
         port=args.port,
         simulate_gpus=args.simulate_gpus,

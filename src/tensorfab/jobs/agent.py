@@ -76,7 +76,7 @@ def node_of(inventory: Inventory, cpu_slots: int | None) -> Node:
 
 
 def job_dir(store: Store, job_id: int) -> Path:
-    return store.state_dir / "jobs" / str(job_id)
+    return store.jobs_dir / str(job_id)
 
 
 class Agent:

@@ -43,6 +43,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @dataclass(frozen=True)
 class DaemonOptions:
     state_dir: Path = field(default_factory=default_state_dir)
+    jobs_dir: Path | None = None  # job folders; STATE_DIR/jobs when None
     host: str = "127.0.0.1"
     port: int = 8321
     simulate_gpus: int | None = None
@@ -106,7 +107,7 @@ class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
         tokens = _tokens(options)
-        self.store = Store(options.state_dir)
+        self.store = Store(options.state_dir, jobs_dir=options.jobs_dir)
         try:
             backend, inventory, cpu_slots = _backend(options)
             config = AgentConfig(options.policy, cpu_slots, options.tick_s)
@@ -124,6 +125,7 @@ class Daemon:
         self.server = uvicorn.Server(config)
         self.loop = threading.Thread(target=self._agent_loop, name="jobs-agent", daemon=True)
         self.failure: TensorfabError | None = None
+        self.backend = backend
 
     def _agent_loop(self) -> None:
         try:
@@ -187,6 +189,9 @@ class Daemon:
         if self.loop.is_alive():
             self.loop.join(timeout=30)
         (self.options.state_dir / DAEMON_FILE).unlink(missing_ok=True)
+        close = getattr(self.backend, "close", None)  # the Ray backend ends its idle runners
+        if close is not None:
+            close()
         self.sock.close()
         self.store.close()
 
@@ -242,7 +247,8 @@ class DaemonProcess:
 
     def close(self) -> None:
         self.stop()
-        kill_leftover_jobs(self.state_dir)
+        jobs = self.args[self.args.index("--jobs-dir") + 1] if "--jobs-dir" in self.args else None
+        kill_leftover_jobs(self.state_dir, Path(jobs) if jobs else None)
 
     def __enter__(self) -> DaemonProcess:
         return self.start()
@@ -251,9 +257,13 @@ class DaemonProcess:
         self.close()
 
 
-def kill_leftover_jobs(state_dir: Path) -> None:
-    """SIGKILL every job process group and supervisor recorded under ``state_dir``."""
-    for record in (state_dir / "jobs").glob(f"*/{SUPERVISOR}"):
+def kill_leftover_jobs(state_dir: Path, jobs_dir: Path | None = None) -> None:
+    """SIGKILL every job process group and supervisor recorded under ``state_dir`` (or
+    ``jobs_dir``, where the job folders are apart from it)."""
+    folders = jobs_dir or state_dir / "jobs"
+    # a Ray gang's other nodes have folders of their own inside the job's (node1, ...)
+    records = [*folders.glob(f"*/{SUPERVISOR}"), *folders.glob(f"*/node*/{SUPERVISOR}")]
+    for record in records:
         info = read_json(record) or {}
         for pid_key, ticks_key, group in (
             ("child_pid", "child_start_ticks", True),

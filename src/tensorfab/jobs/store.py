@@ -187,8 +187,11 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
 class Store:
     """The job database; one per daemon. Thread-safe: one connection behind a lock."""
 
-    def __init__(self, state_dir: Path, *, mounts: str | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, *, mounts: str | None = None, jobs_dir: Path | None = None
+    ) -> None:
         self.state_dir = Path(state_dir)
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else self.state_dir / "jobs"  # job folders
         self.path = self.state_dir / DB_NAME
         self._mutex = threading.RLock()
         self.state_dir.mkdir(parents=True, exist_ok=True)

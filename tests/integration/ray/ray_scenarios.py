@@ -7,20 +7,24 @@ runs this script once (a module fixture), in the namespace, and each of its test
 one part of the JSON written to OUT:
 
 * ``namespace``: the interfaces the namespace has (only ``lo``) and Ray's address;
-* ``jobs``: part 1's load (12 sleep jobs, 1/2/4-GPU gangs) through ``jobs up --backend ray``
-  on 8 GPUs declared to Ray: each job exactly once, Ray's ``CUDA_VISIBLE_DEVICES`` never
-  shared by two running jobs, no partial gang;
-* ``preempt``: a 1-GPU digits training job preempted by an urgent 8-GPU gang (a placement
-  group): SIGTERM through its actor, exit 143, requeued, resumed from its checkpoint;
+* ``jobs``: part 1's load (8 sleep jobs, 1/2/4-GPU gangs) through ``jobs up --backend ray``
+  on 8 GPUs declared to Ray (two nodes of 4): each job exactly once, Ray's
+  ``CUDA_VISIBLE_DEVICES`` never shared by two running jobs, no partial gang;
+* ``preempt``: a 1-GPU digits training job preempted by an urgent 8-GPU gang, which spans
+  both Ray nodes (a placement group of one bundle per node, all or nothing): SIGTERM
+  through its runner, exit 143, requeued, resumed from its checkpoint; the job folders in a
+  ``--jobs-dir`` apart from the state dir;
 * ``train``: single-process digits, then ``train_on_ray`` with 2 workers (gloo) while one
   worker is SIGKILLed after the first checkpoint Ray Train kept;
+* ``torchrun``: two ``torchrun --nnodes 2`` agents (no Ray) meet through the c10d
+  rendezvous on 127.0.0.1 and train digits; the train scenario's single process is the
+  baseline both are held to (same settings), so it is trained once;
 * ``sockets``: ``ss -tunap`` sampled while all that ran: every TCP/UDP socket's peer.
 
-The training runs on a thread beside the jobs scenarios (Ray Train's start-up is mostly
-waiting), which cut the whole from 259 s to 162 s. Each scenario's failure is recorded as
-text under its key, so one failure does not hide the
-others. Every process this script starts ends before it exits (``ray.shutdown``, the
-daemons' ``close``); bounded waits everywhere.
+The trainings (Ray Train, torchrun) run on threads beside the jobs scenarios (their
+start-up is mostly waiting). Each scenario's failure is recorded as text under its key, so
+one failure does not hide the others. Every process this script starts ends before it
+exits (``ray.shutdown``, the daemons' ``close``); bounded waits everywhere.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
 DIGITS = REPO / "examples" / "digits-lenet.yaml"
-JOBS = 12  # sleep jobs of the load; every attempt starts a Ray actor (a process), which is slow
+JOBS = 8  # sleep jobs of the load (seed 1: gangs of 2, 2, 2, 2, 1, 4, 1, 1 GPUs)
 CHECKPOINT_EVERY = 5
 # small and fast on a loaded CPU: 4 epochs of 23 steps (12 for each of two workers)
 TRAIN_SETTINGS = [
@@ -129,7 +133,9 @@ def _loopback(address: str) -> bool:
 def jobs_scenario(work: Path, address: str) -> dict[str, Any]:
     bench = _load("jobs_ray_load", REPO / "benchmarks" / "jobs_ray_load.py")
     started = time.monotonic()
+    cost = bench.per_job_cost(work, jobs=1)  # a new runner, then the same one warm
     result = bench.run_ray_load(work, address, JOBS, seed=1, timeout_s=600)
+    result["per_job_cost"] = cost
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
@@ -143,7 +149,8 @@ def preempt_scenario(work: Path, address: str) -> dict[str, Any]:
     spec = load_spec(DIGITS, [*TRAIN_SETTINGS, "train.epochs=2", "output.name=victim"])
     victim_job = {"kind": "train", "cwd": str(work), "spec_yaml": dump_spec(spec), "gpus": 1}
     urgent_job = {"kind": "sleep", "cwd": str(work), "sleep_s": 0.5, "gpus": 8}
-    args = ["--backend", "ray", "--address", address, "--simulate-gpus", "8", "--test-jobs"]
+    jobs_dir = work / "shared" / "jobs"  # apart from the daemon's state dir
+    args = ["--backend", "ray", "--address", address, "--test-jobs", "--jobs-dir", str(jobs_dir)]
     with DaemonProcess(work / "state", args, cwd=work) as daemon, JobsClient(daemon.url) as c:
         victim = c.submit({**victim_job, "priority": "low"})["id"]
         ckpt = work / "runs" / "victim" / "checkpoints" / "last.pt"
@@ -151,14 +158,33 @@ def preempt_scenario(work: Path, address: str) -> dict[str, Any]:
         urgent = c.submit({**urgent_job, "priority": "urgent"})["id"]
         final = ("succeeded", "failed", "cancelled")
         shows = wait_for(lambda: _both_ended(c, victim, urgent, final), 900, "both jobs to end")
-    launch = json.loads((work / "state" / "jobs" / str(victim) / "launch.json").read_text())
+    launch = json.loads((jobs_dir / str(victim) / "launch.json").read_text())
     steps = [r["step"] for r in _records(work / "runs" / "victim") if r["kind"] == "train"]
     return {
         "victim": _brief(shows[0]),
         "urgent": _brief(shows[1]),
         "victim_last_argv": launch["argv"][-3:],
         "victim_train_steps": steps,
+        "victim_preempted_at": _event_at(shows[0], "preempted"),
+        "gang_nodes": _gang_nodes(jobs_dir / str(urgent)),
+        "state_dir_job_folders": sorted(p.name for p in (work / "state").glob("jobs/*")),
     }
+
+
+def _event_at(show: dict[str, Any], word: str) -> float | None:
+    return next((e["at"] for e in show["events"] if word in e["reason"]), None)
+
+
+def _gang_nodes(folder: Path) -> list[dict[str, Any]]:
+    """Each node of a gang: its Ray node, GPUs, rendezvous settings and process times."""
+    nodes = []
+    for part in [folder, *sorted(folder.glob("node*"))]:
+        env = json.loads((part / "launch.json").read_text())["env"]
+        ended = json.loads((part / "exit.json").read_text())
+        keys = ("TENSORFAB_RAY_NODE", "CUDA_VISIBLE_DEVICES", "TENSORFAB_NODE_RANK")
+        keys += ("TENSORFAB_NNODES", "TENSORFAB_RDZV_ENDPOINT")
+        nodes.append({**{k: env.get(k) for k in keys}, **ended})
+    return nodes
 
 
 def _both_ended(client: Any, a: int, b: int, final: tuple[str, ...]) -> list[dict] | None:
@@ -262,6 +288,53 @@ def train_scenario(work: Path, address: str) -> dict[str, Any]:
     }
 
 
+def torchrun_command(port: int, runs: Path) -> list[str]:
+    """One node's agent of ``torchrun --nnodes 2`` (no Ray): 1 process, c10d rendezvous at
+    127.0.0.1:port with the other node, the store on loopback too (``--local-addr``)."""
+    sets = [a for s in [*TRAIN_SETTINGS, f"output.runs_dir={runs}"] for a in ("--set", s)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-id=digits-2-nodes",
+        "--local-addr=127.0.0.1",
+        "-m",
+        "tensorfab.cli.main",
+        "train",
+        str(DIGITS),
+        *sets,
+        "--name",
+        "nodes",
+        "--quiet",
+    ]
+
+
+def torchrun_scenario(work: Path, address: str) -> dict[str, Any]:
+    """Two ``torchrun --nnodes 2`` agents, as two machines would run them (no Ray); the
+    single-process baseline is the train scenario's (same settings)."""
+    import socket
+
+    work.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = torchrun_command(port, work / "runs")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(command, cwd=work, env=env) for _ in range(2)]
+    codes = [node.wait(timeout=900) for node in nodes]
+    report = json.loads((work / "runs" / "nodes" / "report.json").read_text())
+    return {
+        "exit_codes": codes,
+        "world_size": report["hardware"]["world_size"],
+        "steps": report["steps"],
+        "accuracy": float(report["metrics"]["test"]["accuracy"]),
+    }
+
+
 def _guard(fn: Callable[..., None], log: dict[str, Any]) -> Callable[..., None]:
     def run(*args: Any) -> None:
         try:
@@ -287,7 +360,12 @@ def _scenario(results: dict[str, Any], key: str, fn: Callable[..., Any], *args: 
     results.setdefault("held_after", {})[key] = {k: v for k, v in held.items() if v}
 
 
-SCENARIOS = {"jobs": jobs_scenario, "preempt": preempt_scenario, "train": train_scenario}
+SCENARIOS = {
+    "jobs": jobs_scenario,
+    "preempt": preempt_scenario,
+    "train": train_scenario,
+    "torchrun": torchrun_scenario,
+}
 
 
 def _run(results: dict[str, Any], keys: list[str], only: list[str], work: Path, addr: str) -> None:
@@ -300,7 +378,7 @@ def main(out: Path, work: Path) -> int:
     bench = _load("jobs_ray_load", REPO / "benchmarks" / "jobs_ray_load.py")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False)
     started = time.monotonic()
-    address = bench.start_ray(work)
+    address = bench.start_ray(work, nodes=2)  # two Ray nodes of 4 GPUs and 8 CPUs
     results: dict[str, Any] = {
         "namespace": {
             "links": [line.split(":")[1].strip() for line in links.stdout.splitlines()],
@@ -310,14 +388,19 @@ def main(out: Path, work: Path) -> int:
     }
     sampler = SocketSampler()
     sampler.start()
-    only = os.environ.get("TENSORFAB_RAY_SCENARIOS", "jobs,preempt,train").split(",")
+    only = os.environ.get("TENSORFAB_RAY_SCENARIOS", ",".join(SCENARIOS)).split(",")
     try:
-        # Ray Train's worker start-up is mostly waiting: the training runs on a thread
-        # beside the jobs scenarios, which share the cluster's declared CPUs with it
-        beside = threading.Thread(target=_run, args=(results, ["train"], only, work, address))
-        beside.start()
+        # Ray Train's worker start-up and torchrun's rendezvous are mostly waiting: they run
+        # on threads beside the jobs scenarios, which share the cluster's declared CPUs
+        beside = [
+            threading.Thread(target=_run, args=(results, [key], only, work, address))
+            for key in ("train", "torchrun")
+        ]
+        for thread in beside:
+            thread.start()
         _run(results, ["jobs", "preempt"], only, work, address)
-        beside.join(timeout=1800)
+        for thread in beside:
+            thread.join(timeout=1800)
     finally:
         sampler.halt.set()
         sampler.join(timeout=10)

@@ -1,4 +1,5 @@
-"""Ray end to end: the jobs backend, preemption, Ray Train with a lost worker, no traffic out.
+"""Ray end to end: the jobs backend, preemption, multi-node gangs, Ray Train with a lost
+worker, two torchrun nodes without Ray, no traffic out.
 
 One Ray instance serves every test here: the module fixture runs ``ray_scenarios.py``
 once, inside a network namespace holding only loopback (``testkit.in_loopback_namespace``,
@@ -78,10 +79,13 @@ def test_the_load_through_the_ray_backend_runs_each_job_once_on_its_own_gpus(
         "visible_devices_not_the_gang": [],
         "visible_device_overlaps": {},
     }
-    assert sum(jobs["gangs"].values()) == 12 and jobs["gangs"]["4"] > 0
-    # Ray handed out its declared GPUs, by its own ids
-    assert set(jobs["ray_gpu_ids_used"]) <= {str(i) for i in range(8)}
-    assert len(jobs["ray_gpu_ids_used"]) >= 4
+    assert sum(jobs["gangs"].values()) == 8 and jobs["gangs"]["4"] > 0
+    # an attempt of the same shape after another ran on the same, warm runner
+    assert jobs["per_job_cost"]["warm_runner_reused"] is True
+    # Ray handed out its declared GPUs, by its own ids on each of the two nodes (4 each)
+    used = [gpu.split(":") for gpu in jobs["ray_gpu_ids_used"]]
+    assert {gpu for _, gpu in used} <= {"0", "1", "2", "3"} and len({n for n, _ in used}) == 2
+    assert len(used) >= 4
 
 
 def test_a_job_on_ray_is_preempted_by_sigterm_for_a_gang_and_resumes_from_its_checkpoint(
@@ -96,6 +100,31 @@ def test_a_job_on_ray_is_preempted_by_sigterm_for_a_gang_and_resumes_from_its_ch
     assert part["victim_last_argv"][-2:] == ["--resume", "--quiet"]
     steps = part["victim_train_steps"]
     assert steps == list(range(1, len(steps) + 1))  # no step lost, none trained twice
+    assert part["state_dir_job_folders"] == []  # they are in --jobs-dir, apart from the state
+
+
+def test_a_gang_of_more_gpus_than_a_node_has_runs_on_both_nodes_whole(
+    scenarios: dict[str, Any],
+) -> None:
+    part = _part(scenarios, "preempt")
+    nodes = part["gang_nodes"]  # the urgent 8-GPU job on two Ray nodes of 4 GPUs
+    assert len(nodes) == 2 and nodes[0]["TENSORFAB_RAY_NODE"] != nodes[1]["TENSORFAB_RAY_NODE"]
+    held = [
+        (n["TENSORFAB_RAY_NODE"], gpu)
+        for n in nodes
+        for gpu in n["CUDA_VISIBLE_DEVICES"].split(",")
+    ]
+    assert len(held) == len(set(held)) == 8  # disjoint: 4 GPUs on each node
+    assert [(n["TENSORFAB_NODE_RANK"], n["TENSORFAB_NNODES"]) for n in nodes] == [
+        ("0", "2"),
+        ("1", "2"),
+    ]
+    # one rendezvous, on the first node's address
+    assert nodes[0]["TENSORFAB_RDZV_ENDPOINT"] == nodes[1]["TENSORFAB_RDZV_ENDPOINT"]
+    assert nodes[0]["TENSORFAB_RDZV_ENDPOINT"].startswith("127.0.0.1:")
+    # all or nothing: while the victim held a GPU no node of the gang started, then both did
+    assert all(n["exit_code"] == 0 for n in nodes)
+    assert min(n["started_at"] for n in nodes) >= part["victim_preempted_at"] - 1.0
 
 
 def test_ray_train_with_a_lost_worker_resumes_at_the_next_step_and_keeps_accuracy(
@@ -113,3 +142,14 @@ def test_ray_train_with_a_lost_worker_resumes_at_the_next_step_and_keeps_accurac
     steps = part["train_steps"]
     assert steps == list(range(1, len(steps) + 1))
     assert abs(part["ray_accuracy"] - part["single_accuracy"]) <= 0.03
+
+
+def test_two_torchrun_nodes_reach_the_single_process_accuracy(scenarios: dict[str, Any]) -> None:
+    part = _part(scenarios, "torchrun")  # two agents, c10d rendezvous on 127.0.0.1, no Ray
+    single = _part(scenarios, "train")["single_accuracy"]  # the same settings, one process
+    assert part["exit_codes"] == [0, 0] and part["world_size"] == 2
+    # digits: 1437 training samples, batch 64; each of two ranks: ceil(719/64) = 12 steps an
+    # epoch, 4 epochs
+    assert part["steps"] == 4 * 12
+    assert part["accuracy"] > 0.9
+    assert abs(part["accuracy"] - single) <= 0.03, (part["accuracy"], single)
