@@ -31,6 +31,7 @@ from tensorfab.serve.convenience import predict
 from tensorfab.serve.protocol import (
     HEADER_LENGTH,
     InferRequest,
+    InferRequestBody,
     ProtocolError,
     infer_response,
     parse_infer_request,
@@ -42,6 +43,33 @@ __all__ = ["GrpcOptions", "ServerOptions", "create_app", "read_body"]
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 OFF_LOOP_BYTES = 64 * 1024  # bodies at least this large are parsed in the decode pool
+
+
+def _documented(app: FastAPI) -> None:
+    """The infer request's JSON declared in the OpenAPI schema (the route reads the body
+    itself, for its limits and the binary extension, so FastAPI cannot see it)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            body = InferRequestBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["InferRequestBody"] = body
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequestBody"}}
+        },
+    }
+}
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -99,6 +127,7 @@ def create_app(options: ServerOptions) -> FastAPI:
     _add_health_routes(app, service)
     _add_repository_routes(app, service)
     _add_model_routes(app, service)
+    _documented(app)
     return app
 
 
@@ -212,7 +241,7 @@ def _add_model_routes(app: FastAPI, service: Service) -> None:
         app.add_api_route(base + "/ready", model_ready, methods=["GET"])
         app.add_api_route(base + "/config", config, methods=["GET"])
         app.add_api_route(base + "/stats", stats, methods=["GET"])
-        app.add_api_route(base + "/infer", infer, methods=["POST"])
+        app.add_api_route(base + "/infer", infer, methods=["POST"], openapi_extra=INFER_BODY)
     app.add_api_route("/v1/models/{name}:predict", predict_route, methods=["POST"])
     app.add_api_route("/v1/models/{name}", v1_model, methods=["GET"])
 
