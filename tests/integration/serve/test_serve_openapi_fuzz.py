@@ -4,11 +4,13 @@ derived from the schema the server publishes at ``/openapi.json``, mixed with va
 wrong type, unknown keys and raw bytes. Not one answer may be a 500 (nor any 5xx but the
 protocol's 503 for a model the fuzz unloaded itself), and the server stays up.
 
-Why hypothesis strategies of our own and not schemathesis: schemathesis installs from the
-index, but it pulls some twenty packages (its own pinned hypothesis among them) into the
-environment for one test, while the schema here is small (one request model, string path
-parameters); the walker below is some sixty lines and keeps the examples per route, the
-values mixed in and the time bounded where CI needs them. ``TENSORFAB_FUZZ_EXAMPLES`` sets
+Why hypothesis strategies of our own and not schemathesis: schemathesis 4.32.5 does install
+from the index (a pip dry run on 2026-11-30: five packages beyond the dev extra, hypothesis
+kept), but the schema here is small (one request model, string path and query parameters)
+and the walker below is some sixty lines that keep in the test what schemathesis would need
+hooks for: the model names the server knows mixed into the path parameters, the model
+control routes (which unload) fuzzed last, the protocol's 503 for an unloaded model told
+apart from a 500, and the examples per route bounded for CI. ``TENSORFAB_FUZZ_EXAMPLES`` sets
 the examples per route (CI: 15); ``benchmarks/serve_hardening.py --fuzz-examples N`` runs
 the long fuzz.
 """
