@@ -17,7 +17,13 @@ own process, and drives it from this one (loopback only, every loop bounded):
   valid requests; the valid requests' p99;
 - flood: the server's resident memory before, right after and 5 s after a flood of large
   requests that fills the queue;
-- mixed: ``--mixed`` requests, 5 % malformed; every valid one must be answered 200.
+- mixed: ``--mixed`` requests, 5 % malformed; every valid one must be answered 200;
+- fuzz (``--fuzz-examples N``): the OpenAPI fuzz test with N examples per route.
+
+The abuse of ``idle`` and ``bombs`` is sent from a forked process, so that it does not
+compete for this process's GIL with the clients whose latency is measured;
+``bombs_same_process`` sends the bombs from threads of this process, as the first run did.
+Each step records the 1-minute load average at its end.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import contextlib
 import datetime
 import io
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -56,6 +63,7 @@ HEADER_TIMEOUT_S = 2.0
 GOOD = {
     "inputs": [{"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]
 }
+STEPS = ("reloads", "idle", "bombs", "bombs_same_process", "flood", "mixed")
 BAD = [b'{"inputs": [{"name": "images", "shape": [true, 1, 28, 28]}]}', b"[" * 100_000,
        b'{"inputs": 5}', b"{not json"]  # fmt: skip
 
@@ -137,29 +145,62 @@ def reloads(url: str, clients: int, count: int) -> dict:
     return _during(url, clients, action)
 
 
-def idle(url: str, port: int, count: int) -> dict:
-    unloaded = _during(url, 2, lambda: (time.sleep(3), {})[1])
+def _in_child(work: Callable[[], dict]) -> Callable[[], dict]:
+    """``work`` run in a forked process: the abuse it sends does not compete for this
+    process's GIL with the clients whose latency is measured."""
+
+    def run() -> dict:
+        context = multiprocessing.get_context("fork")
+        reader, writer = context.Pipe(duplex=False)
+        proc = context.Process(target=lambda: writer.send(work()), daemon=True)
+        proc.start()
+        result = reader.recv()
+        proc.join()
+        return result
+
+    return run
+
+
+def _open_idle(port: int, count: int, hold_s: float) -> dict:
+    """``count`` sockets that send nothing or half a request line, held ``hold_s`` seconds;
+    then how many of them the server had closed by its header timeout."""
     sockets = []
-
-    def action() -> dict:
-        for i in range(count):
-            s = socket.create_connection(("127.0.0.1", port))
-            if i % 2:
-                s.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # never finished
-            sockets.append(s)
-        time.sleep(1.0)
-        return {}
-
-    loaded = _during(url, 2, action)
-    time.sleep(HEADER_TIMEOUT_S + 2)
+    start = time.perf_counter()
+    for i in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        if i % 2:
+            s.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # never finished
+        sockets.append(s)
+    opened_s = time.perf_counter() - start
+    time.sleep(hold_s + HEADER_TIMEOUT_S + 2)
     closed = 0
     for s in sockets:
         s.settimeout(0.5)
         with contextlib.suppress(TimeoutError, OSError):
             closed += s.recv(10) == b""
         s.close()
-    return {"sockets": count, "closed_by_server": closed, "header_timeout_s": HEADER_TIMEOUT_S,
-            "unloaded_p99_ms": unloaded["valid_p99_ms"], **loaded}  # fmt: skip
+    return {"sockets": count, "opened_in_s": opened_s, "closed_by_server": closed}
+
+
+def idle(url: str, port: int, count: int, window_s: float = 6.0) -> dict:
+    """Valid p99 for ``window_s`` with nothing else, then for ``window_s`` from the moment
+    ``count`` idle sockets start opening (a forked process opens and holds them)."""
+    unloaded = _during(url, 2, lambda: (time.sleep(window_s), {})[1])
+    held: list[dict] = []
+    opener = threading.Thread(
+        target=lambda: held.append(_in_child(lambda: _open_idle(port, count, window_s))())
+    )
+    stop = threading.Event()
+    statuses, latencies = _valid_load(url, 2, stop)
+    opener.start()
+    time.sleep(window_s)
+    stop.set()
+    opener.join()
+    time.sleep(0.5)
+    return {"header_timeout_s": HEADER_TIMEOUT_S, **held[0],
+            "unloaded": {k: unloaded[k] for k in ("valid", "failed", "valid_p99_ms")},
+            "valid": len(statuses), "failed": sum(1 for s in statuses if s != 200),
+            "valid_p99_ms": _p99(latencies)}  # fmt: skip
 
 
 def _bomb_png() -> bytes:
@@ -168,30 +209,39 @@ def _bomb_png() -> bytes:
     return buf.getvalue()
 
 
-def bombs(url: str) -> dict:
+def _send_bombs(url: str, png: bytes, big: bytes) -> dict:
+    """Three senders of the PNG bomb and three of the large JSON body, 5 requests each."""
+    codes: list[int] = []
+
+    def send(body: bytes, route: str) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            for _ in range(5):
+                try:
+                    codes.append(http.post(route, content=body).status_code)
+                except httpx.TransportError:
+                    codes.append(-1)  # closed before its answer was read
+
+    jobs = [threading.Thread(target=send, args=(png, "/v1/models/digits:predict"))
+            for _ in range(3)]  # fmt: skip
+    jobs += [threading.Thread(target=send, args=(big, "/v2/models/digits/infer"))
+             for _ in range(3)]  # fmt: skip
+    start = time.perf_counter()
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join()
+    return {"png_bytes": len(png), "bomb_statuses": sorted(set(codes)),
+            "bombs_s": time.perf_counter() - start}  # fmt: skip
+
+
+def bombs(url: str, same_process: bool = False) -> dict:
+    """Small valid requests' p99 while bombs go in parallel; the bombs sent from a forked
+    process (the target's measurement) or, ``same_process``, from threads of this one."""
     png = _bomb_png()
     big = json.dumps({"inputs": [{"name": "images", "shape": [1], "datatype": "FP32",
                                   "data": [1.0] * 3_000_000}]}).encode()[: 15_900_000]  # fmt: skip
-
-    def action() -> dict:
-        codes: list[int] = []
-
-        def send(body: bytes, route: str) -> None:
-            with httpx.Client(base_url=url, timeout=60) as http:
-                for _ in range(5):
-                    codes.append(http.post(route, content=body).status_code)
-
-        jobs = [threading.Thread(target=send, args=(png, "/v1/models/digits:predict"))
-                for _ in range(3)]  # fmt: skip
-        jobs += [threading.Thread(target=send, args=(big, "/v2/models/digits/infer"))
-                 for _ in range(3)]  # fmt: skip
-        for j in jobs:
-            j.start()
-        for j in jobs:
-            j.join()
-        return {"png_bytes": len(png), "bomb_statuses": sorted(set(codes))}
-
-    return _during(url, 4, action)
+    action = lambda: _send_bombs(url, png, big)  # noqa: E731
+    return _during(url, 4, action if same_process else _in_child(action))
 
 
 def flood(url: str, pid: int) -> dict:
@@ -253,6 +303,18 @@ def mixed(url: str, total: int, clients: int) -> dict:
     }
 
 
+def fuzz(examples: int) -> dict:
+    """The OpenAPI fuzz test with ``examples`` per route (CI runs 15): passed, seconds."""
+    test = "tests/integration/serve/test_serve_openapi_fuzz.py"
+    env = {**os.environ, "TENSORFAB_FUZZ_EXAMPLES": str(examples)}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    return {"examples_per_route": examples, "passed": proc.returncode == 0,
+            "seconds": time.perf_counter() - start,
+            "summary": proc.stdout.strip().splitlines()[-1]}  # fmt: skip
+
+
 def _cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -268,6 +330,13 @@ def main() -> None:
     parser.add_argument("--reloads", type=int, default=20)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--mixed", type=int, default=10_000)
+    parser.add_argument("--steps", default=",".join(STEPS), help="a subset of " + ",".join(STEPS))
+    parser.add_argument(
+        "--fuzz-examples",
+        type=int,
+        default=0,
+        help="also run the OpenAPI fuzz, this many examples per route",
+    )
     args = parser.parse_args()
     raise_open_file_limit()
     url = f"http://127.0.0.1:{args.port}"
@@ -275,18 +344,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         proc = _serve(_repo(Path(tmp)), args.port)
         try:
-            steps = [("reloads", lambda: reloads(url, args.clients, args.reloads)),
-                     ("idle", lambda: idle(url, args.port, args.idle)),
-                     ("bombs", lambda: bombs(url)), ("flood", lambda: flood(url, proc.pid)),
-                     ("mixed", lambda: mixed(url, args.mixed, 8))]  # fmt: skip
-            for name, step in steps:
-                results[name] = step()
+            steps = {"reloads": lambda: reloads(url, args.clients, args.reloads),
+                     "idle": lambda: idle(url, args.port, args.idle),
+                     "bombs": lambda: bombs(url),
+                     "bombs_same_process": lambda: bombs(url, same_process=True),
+                     "flood": lambda: flood(url, proc.pid),
+                     "mixed": lambda: mixed(url, args.mixed, 8)}  # fmt: skip
+            for name in args.steps.split(","):
+                results[name] = steps[name]()
+                results[name]["loadavg_1min"] = float(Path("/proc/loadavg").read_text().split()[0])
                 print(name, results[name], flush=True)
         finally:
             proc.terminate()
             out, err = proc.communicate(timeout=60)
         results["shutdown_line"] = out.strip().splitlines()[-1] if out.strip() else ""
         results["server_log_lines"] = len(err.splitlines())
+    if args.fuzz_examples:
+        results["fuzz"] = fuzz(args.fuzz_examples)
     summary = {
         "date": datetime.date.today().isoformat(),
         "device": f"{os.cpu_count()}-core {_cpu_name()} CPU, shared with other jobs",
