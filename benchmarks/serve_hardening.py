@@ -315,6 +315,30 @@ def fuzz(examples: int) -> dict:
             "summary": proc.stdout.strip().splitlines()[-1]}  # fmt: skip
 
 
+def compare(repo: Path, port: int, before_src: str, rounds: int) -> dict:
+    """The bombs step against a server run from ``before_src`` (another checkout's ``src``)
+    and one from this checkout, alternated ``rounds`` times so both see the same machine."""
+    runs: dict[str, list] = {"before": [], "after": []}
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    for i in range(rounds):
+        for label, src in (("before", before_src), ("after", here)):
+            os.environ["PYTHONPATH"] = src  # the server process imports tensorfab from there
+            proc = _serve(repo, port + 2 * i + (label == "after"))
+            try:
+                result = bombs(f"http://127.0.0.1:{port + 2 * i + (label == 'after')}")
+            finally:
+                proc.terminate()
+                proc.communicate(timeout=60)
+            result["loadavg_1min"] = float(Path("/proc/loadavg").read_text().split()[0])
+            runs[label].append(result)
+            print(label, result, flush=True)
+    del os.environ["PYTHONPATH"]
+    medians = {k: float(np.median([r["valid_p99_ms"] for r in v])) for k, v in runs.items()}
+    commit = subprocess.run(["git", "-C", before_src, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return {"before_commit": commit, "rounds": rounds, "median_valid_p99_ms": medians, **runs}
+
+
 def _cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -337,11 +361,18 @@ def main() -> None:
         default=0,
         help="also run the OpenAPI fuzz, this many examples per route",
     )
+    parser.add_argument("--compare-src", help="only: the bombs step, a server from this src "
+                        "folder (before) against this checkout's (after), alternated")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare-src")
     args = parser.parse_args()
     raise_open_file_limit()
     url = f"http://127.0.0.1:{args.port}"
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.compare_src:
+            results["compare"] = compare(_repo(Path(tmp)), args.port, args.compare_src, args.rounds)
+            _write(args.out, results)
+            return
         proc = _serve(_repo(Path(tmp)), args.port)
         try:
             steps = {"reloads": lambda: reloads(url, args.clients, args.reloads),
@@ -361,13 +392,17 @@ def main() -> None:
         results["server_log_lines"] = len(err.splitlines())
     if args.fuzz_examples:
         results["fuzz"] = fuzz(args.fuzz_examples)
+    _write(args.out, results)
+
+
+def _write(out: str, results: dict) -> None:
     summary = {
         "date": datetime.date.today().isoformat(),
         "device": f"{os.cpu_count()}-core {_cpu_name()} CPU, shared with other jobs",
         "command": " ".join(["benchmarks/serve_hardening.py", *sys.argv[1:]]),
         "results": results,
     }
-    with atomic_path(Path(args.out)) as path:
+    with atomic_path(Path(out)) as path:
         path.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
