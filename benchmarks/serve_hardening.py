@@ -22,7 +22,9 @@ own process, and drives it from this one (loopback only, every loop bounded):
 
 The abuse of ``idle`` and ``bombs`` is sent from a forked process, so that it does not
 compete for this process's GIL with the clients whose latency is measured;
-``bombs_same_process`` sends the bombs from threads of this process, as the first run did.
+``bombs_same_process`` sends the bombs from threads of this process, as the first run did;
+``bombs_control`` sends them to a sink that refuses them as the server does, not to the
+server: the valid p99 left then is the machine's (the senders' and the kernel's work).
 Each step records the 1-minute load average at its end.
 """
 
@@ -63,7 +65,7 @@ HEADER_TIMEOUT_S = 2.0
 GOOD = {
     "inputs": [{"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]
 }
-STEPS = ("reloads", "idle", "bombs", "bombs_same_process", "flood", "mixed")
+STEPS = ("reloads", "idle", "bombs", "bombs_same_process", "bombs_control", "flood", "mixed")
 BAD = [b'{"inputs": [{"name": "images", "shape": [true, 1, 28, 28]}]}', b"[" * 100_000,
        b'{"inputs": 5}', b"{not json"]  # fmt: skip
 
@@ -234,14 +236,39 @@ def _send_bombs(url: str, png: bytes, big: bytes) -> dict:
             "bombs_s": time.perf_counter() - start}  # fmt: skip
 
 
-def bombs(url: str, same_process: bool = False) -> dict:
+def _refusing_sink() -> tuple[socket.socket, str]:
+    """A listening socket on 127.0.0.1 whose every connection is answered 413 and closed
+    after its headers, as the server does: the bombs' cost to the machine, not the server."""
+    sink = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = sink.accept()
+                with conn, contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                                 b"Connection: close\r\n\r\n")  # fmt: skip
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sink, f"http://127.0.0.1:{sink.getsockname()[1]}"
+
+
+def bombs(url: str, same_process: bool = False, control: bool = False) -> dict:
     """Small valid requests' p99 while bombs go in parallel; the bombs sent from a forked
-    process (the target's measurement) or, ``same_process``, from threads of this one."""
+    process (the target's measurement) or, ``same_process``, from threads of this one; with
+    ``control``, the bombs go to a sink that refuses them, not to the server (what is left
+    of the p99 then is the machine's)."""
     png = _bomb_png()
     big = json.dumps({"inputs": [{"name": "images", "shape": [1], "datatype": "FP32",
                                   "data": [1.0] * 3_000_000}]}).encode()[: 15_900_000]  # fmt: skip
-    action = lambda: _send_bombs(url, png, big)  # noqa: E731
-    return _during(url, 4, action if same_process else _in_child(action))
+    sink, target = _refusing_sink() if control else (None, url)
+    action = lambda: _send_bombs(target, png, big)  # noqa: E731
+    try:
+        return _during(url, 4, action if same_process else _in_child(action))
+    finally:
+        if sink is not None:
+            sink.close()
 
 
 def flood(url: str, pid: int) -> dict:
@@ -379,6 +406,7 @@ def main() -> None:
                      "idle": lambda: idle(url, args.port, args.idle),
                      "bombs": lambda: bombs(url),
                      "bombs_same_process": lambda: bombs(url, same_process=True),
+                     "bombs_control": lambda: bombs(url, control=True),
                      "flood": lambda: flood(url, proc.pid),
                      "mixed": lambda: mixed(url, args.mixed, 8)}  # fmt: skip
             for name in args.steps.split(","):
