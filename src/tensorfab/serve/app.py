@@ -31,6 +31,7 @@ from tensorfab.serve.convenience import predict
 from tensorfab.serve.protocol import (
     HEADER_LENGTH,
     InferRequest,
+    InferRequestBody,
     ProtocolError,
     infer_response,
     parse_infer_request,
@@ -42,6 +43,36 @@ __all__ = ["GrpcOptions", "ServerOptions", "create_app", "read_body"]
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")
 OFF_LOOP_BYTES = 64 * 1024  # bodies at least this large are parsed in the decode pool
+# A body refused as too large is not read: the answer closes the connection, where keeping it
+# would have the event loop take in (and throw away) the rest of the body, 15.9 MB of a bomb.
+CLOSE = {"Connection": "close"}
+
+
+def _documented(app: FastAPI) -> None:
+    """The infer request's JSON declared in the OpenAPI schema (the route reads the body
+    itself, for its limits and the binary extension, so FastAPI cannot see it)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = base()
+            body = InferRequestBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["InferRequestBody"] = body
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/InferRequestBody"}}
+        },
+    }
+}
 
 
 def _error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -49,16 +80,17 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 
 async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
-    """The request body, refused (413) past ``limit`` bytes without reading it all, and
-    refused (408) when it has not all come within ``timeout_s`` (a slow or stalled client)."""
+    """The request body, refused (413, closing) past ``limit`` bytes without reading it all,
+    and refused (408) when it has not all come within ``timeout_s`` (a slow or stalled client)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(f"request body: {declared} bytes exceed the limit of {limit}", 413)
+        message = f"request body: {declared} bytes exceed the limit of {limit}"
+        raise ProtocolError(message, 413, CLOSE)
     try:
         return await asyncio.wait_for(_collect(request, limit), timeout_s)
     except TimeoutError:
         raise ProtocolError(
-            f"request body: not received within {timeout_s:g} s", 408, {"Connection": "close"}
+            f"request body: not received within {timeout_s:g} s", 408, CLOSE
         ) from None
     except ClientDisconnect:
         raise ProtocolError("request body: the client went away", 400) from None
@@ -69,7 +101,7 @@ async def _collect(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(f"request body: over the limit of {limit} bytes", 413)
+            raise ProtocolError(f"request body: over the limit of {limit} bytes", 413, CLOSE)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -99,6 +131,7 @@ def create_app(options: ServerOptions) -> FastAPI:
     _add_health_routes(app, service)
     _add_repository_routes(app, service)
     _add_model_routes(app, service)
+    _documented(app)
     return app
 
 
@@ -212,7 +245,7 @@ def _add_model_routes(app: FastAPI, service: Service) -> None:
         app.add_api_route(base + "/ready", model_ready, methods=["GET"])
         app.add_api_route(base + "/config", config, methods=["GET"])
         app.add_api_route(base + "/stats", stats, methods=["GET"])
-        app.add_api_route(base + "/infer", infer, methods=["POST"])
+        app.add_api_route(base + "/infer", infer, methods=["POST"], openapi_extra=INFER_BODY)
     app.add_api_route("/v1/models/{name}:predict", predict_route, methods=["POST"])
     app.add_api_route("/v1/models/{name}", v1_model, methods=["GET"])
 

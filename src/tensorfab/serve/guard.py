@@ -5,7 +5,10 @@ closes the connection, so a pooled client loses the valid request it sends next.
 answered ``500 {"error": ...}`` on a connection that stays open, and logged as one line at
 most ``LOG_BURST`` times per ``LOG_WINDOW_S`` per kind, with a count of the lines left out.
 A client that goes away mid-request is counted, never logged. :class:`RequestTally` says at
-shutdown how many requests were answered and how many were cut.
+shutdown how many requests were answered and how many were cut; :meth:`guard.cut_in_flight`
+(called when the graceful timeout has passed) stops the requests still running and answers
+each one ``503`` with ``Connection: close``, so a cut request is a clean refusal, never
+uvicorn's 500 of a cancelled task.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 LOG = logging.getLogger("tensorfab.serve")
 LOG_BURST = 5  # lines per kind of error in one window
 LOG_WINDOW_S = 60.0
+CUT = "tensorfab: the graceful timeout passed"  # the cancel message of a cut request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,6 +84,15 @@ class guard:
     def __init__(self, app: ASGIApp, tally: RequestTally, log: RateLimitedLog) -> None:
         self.app, self.tally, self.log = app, tally, log
         self.state = getattr(app, "state", None)
+        self.running: set[asyncio.Task[Any]] = set()
+        self.cutting = False
+
+    def cut_in_flight(self) -> int:
+        """Stop every request still running; each is answered 503 (the number cut)."""
+        self.cutting = True
+        for task in self.running:
+            task.cancel(CUT)
+        return len(self.running)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,25 +105,44 @@ class guard:
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI app runs in a task
+        self.running.add(task)
         self.tally.in_flight += 1
         try:
             await self.app(scope, receive, tracked)
             self.tally.answered += 1
         except asyncio.CancelledError:
             self.tally.cut += 1
-            raise
+            if not self._ours(task):
+                raise
+            if not started:
+                await _answer(tracked, 503, CUT_ANSWER, close=True)
         except Exception as exc:
             self.tally.errors += 1
             where = f"{scope.get('method')} {scope.get('path')}"
             self.log(type(exc).__name__, f"internal error on {where}: {_first_line(exc)}")
             if not started:
-                await _answer_500(tracked, f"internal error: {_first_line(exc)}")
+                await _answer(tracked, 500, f"internal error: {_first_line(exc)}")
         finally:
+            self.running.discard(task)
             self.tally.in_flight -= 1
 
+    def _ours(self, task: asyncio.Task[Any]) -> bool:
+        """True when the cancel was :meth:`cut_in_flight`'s alone (then it is taken back)."""
+        if not self.cutting or task.cancelling() != 1:
+            return False
+        task.uncancel()
+        return True
 
-async def _answer_500(send: Send, message: str) -> None:
+
+CUT_ANSWER = "server shutting down: the request was cut at the graceful timeout; send it again"
+
+
+async def _answer(send: Send, status: int, message: str, close: bool = False) -> None:
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

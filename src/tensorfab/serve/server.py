@@ -1,13 +1,16 @@
 """Run the app under uvicorn: bind, serve, and shut down gracefully.
 
-On SIGINT/SIGTERM uvicorn stops accepting connections and waits (up to
-``graceful_timeout_s``) for requests in flight; the app's shutdown then stops the gRPC
-endpoint (its calls in flight get the same grace) and lets every batcher finish its queue
-before the process exits.
+On SIGINT/SIGTERM uvicorn stops accepting connections and waits for requests in flight;
+those still running ``graceful_timeout_s`` later are cut by the guard (each answered 503 with
+``Connection: close``; uvicorn's own cancel, a 500, is only a last resort
+``CUT_MARGIN_S`` after that). The app's shutdown then stops the gRPC endpoint (its calls in
+flight get the same grace) and lets every batcher finish its queue before the process exits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import resource
 import signal
 import socket
@@ -27,6 +30,7 @@ from tensorfab.serve.timeouts import DEFAULT_HEADER_TIMEOUT_S, timed_protocol
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 MAX_PORT = 65535
+CUT_MARGIN_S = 5  # uvicorn cancels what is left (a 500) this long after the guard's cut
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,24 @@ def raise_open_file_limit() -> tuple[int, int]:
     return soft, soft
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, cutting the requests still in flight at the graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, guarded: guard, grace_s: float) -> None:
+        super().__init__(config)
+        self.guarded, self.grace_s = guarded, grace_s
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        cut = asyncio.get_running_loop().call_later(self.grace_s, self.guarded.cut_in_flight)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut.cancel()
+
+
 def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
-    app: Any = guard(create_app(options), options.tally, RateLimitedLog())
+    guarded = guard(create_app(options), options.tally, RateLimitedLog())
+    app: Any = guarded
     if options.access_log is not None:
         app = access_logged(app, options.access_log)
     config = uvicorn.Config(
@@ -70,12 +90,12 @@ def build_server(options: ServerOptions, bind: Bind) -> uvicorn.Server:
         host=bind.host,
         port=bind.port,
         log_level=bind.log_level,
-        timeout_graceful_shutdown=int(bind.graceful_timeout_s),
+        timeout_graceful_shutdown=math.ceil(bind.graceful_timeout_s) + CUT_MARGIN_S,
         timeout_keep_alive=bind.keep_alive_s,
         access_log=False,
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    return DrainingServer(config, guarded, bind.graceful_timeout_s)
 
 
 def check_port(port: int, flag: str = "--port") -> None:

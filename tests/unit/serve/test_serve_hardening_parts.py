@@ -13,7 +13,7 @@ import pytest
 
 from tensorfab.package.repository import ModelConfig
 from tensorfab.serve.batching import BatchPolicy, DynamicBatcher, QueueFullError
-from tensorfab.serve.guard import RateLimitedLog, RequestTally
+from tensorfab.serve.guard import RateLimitedLog, RequestTally, guard
 from tensorfab.serve.protocol import ProtocolError, element_count, parse_infer_request
 from tensorfab.serve.repository import LoadedVersion
 from tensorfab.tasks import ServingLimits, TensorSpec
@@ -123,3 +123,33 @@ def test_the_tally_summary_says_answered_and_cut() -> None:
     assert RequestTally(answered=3, errors=1).summary() == (
         "3 requests answered (1 internal errors), 0 cut"
     )
+
+
+def test_a_cut_request_is_answered_503_with_close_and_counted_cut_not_answered() -> None:
+    async def scenario() -> tuple[list[dict], RequestTally, bool]:
+        tally, sent = RequestTally(), []
+        started = asyncio.Event()
+
+        async def slow_app(scope: dict, receive: object, send: object) -> None:
+            started.set()
+            await asyncio.sleep(60)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        guarded = guard(slow_app, tally, RateLimitedLog(emit=lambda line: None))  # type: ignore[arg-type]
+        cut = asyncio.create_task(guarded({"type": "http"}, None, send))  # type: ignore[arg-type]
+        other = asyncio.create_task(guarded({"type": "http"}, None, send))  # type: ignore[arg-type]
+        await started.wait()
+        await asyncio.sleep(0)
+        other.cancel()  # a cancel that is not the cut's goes on up (uvicorn's own)
+        await asyncio.gather(other, return_exceptions=True)
+        assert guarded.cut_in_flight() == 1
+        await cut
+        return sent, tally, other.cancelled()
+
+    sent, tally, propagated = asyncio.run(scenario())
+    assert propagated
+    assert sent[0]["status"] == 503 and (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"].startswith("server shutting down: the request")
+    assert (tally.answered, tally.cut, tally.in_flight) == (0, 2, 0)
