@@ -11,9 +11,11 @@ then gives every sentence of ``--texts`` (words joined by spaces, as people type
 ``transformers.pipeline("ner", aggregation_strategy="first")`` on the exported folder, and
 compares their (type, start, end) entity sets sentence by sentence. Sentences are also
 counted apart by whether the pipeline's words are the whitespace words: WordPiece splits
-"U.S." or "1-0" into several pipeline words (a piece without "##" starts one), where
-tensorfab labels the whole whitespace word by its first piece. Writes the JSON summary
-with the device, date and command to ``--out`` (paths relative to the repository).
+"U.S." or "1-0" into several pipeline words (a piece without "##" starts one). A model
+trained with ``data.label_pieces: first`` labels the whole whitespace word by its first
+piece, so only those sentences agree by construction; with ``all`` predict reads the
+pipeline's words (docs/hf-export.md). Writes the JSON summary with the device, date and
+command to ``--out`` (paths relative to the repository).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def main() -> int:
         f"{torch.get_num_threads()} threads, shared with other jobs",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": relative(model_dir),
+        "label_pieces": meta.get("task_config", {}).get("label_pieces", "first"),
         "model_metrics": {k: meta.get("metrics", {}).get(k) for k in ("selection", "test")},
         "texts": relative(args.texts),
         "exported_files": files,
