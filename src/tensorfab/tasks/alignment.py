@@ -21,7 +21,6 @@ import torch
 
 IGNORE = -100
 CONTINUED = -1000  # a continuation sub-token's label l is stored as CONTINUED - l
-LABEL_PIECES = ("first", "all")  # which sub-tokens of a word carry a label
 
 
 def align_labels(
