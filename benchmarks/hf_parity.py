@@ -125,6 +125,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="only the first N sentences (a quick check)")
     args = parser.parse_args()
     sentences = read_conll(args.texts)[: args.limit]
+    load_start = os.getloadavg()[0]
     model_dir = resolve_model_dir(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         files = export_hf(load_package(model_dir), Path(tmp) / "hf")
@@ -136,6 +137,7 @@ def main() -> int:
         "date": datetime.date.today().isoformat(),
         "device": f"cpu ({platform.processor() or platform.machine()}), "
         f"{torch.get_num_threads()} threads, shared with other jobs",
+        "load_average_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "model": relative(model_dir),
         "label_pieces": meta.get("task_config", {}).get("label_pieces", "first"),
