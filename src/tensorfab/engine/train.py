@@ -79,6 +79,7 @@ def build_workload(spec: JobSpec, progress: Loggers | None = None) -> tuple[Work
         model_name=spec.model.name,
         max_length=spec.data.max_length,
         context=spec.data.context,
+        label_pieces=spec.data.label_pieces,
         head=spec.model.head,
         fairness=spec.train.fairness.model_dump() if spec.train.fairness else None,
         intents=spec.intents.model_dump() if spec.intents else None,

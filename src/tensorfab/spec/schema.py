@@ -65,6 +65,12 @@ class DataSpec(_Strict):
         description="token-classification: each sentence read with its neighbours in the "
         "document as context, up to max_length tokens; only its own words are scored",
     )
+    label_pieces: Literal["first", "all"] = Field(
+        "first",
+        description="token-classification: which sub-tokens of a word are trained; all: the "
+        "later ones towards I-X (Hugging Face's label_all_tokens), and predict reads people's "
+        "words as the tokenizer cuts them, as a Hugging Face NER pipeline does",
+    )
     image_size: int | None = Field(None, ge=8, le=1024, description="resize (imagefolder)")
     channels: Literal[1, 3] | None = None
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="digits/imagefolder split")
@@ -285,13 +291,21 @@ def _check_token_options(spec: JobSpec) -> None:
         "data.packing": spec.data.packing,
         "data.context": spec.data.context,
         "model.head=crf": spec.model.head == "crf",
+        "data.label_pieces=all": spec.data.label_pieces == "all",
     }
     on = [name for name, value in named.items() if value]
     if on and spec.task != "token-classification":
         raise ValueError(f"{on[0]}: only for token-classification, not {spec.task!r}")
-    if spec.data.packing and len(on) > 1:
+    packing = [name for name in on if name != "data.label_pieces=all"]
+    if spec.data.packing and len(packing) > 1:
         # context rows are full already; a CRF chain would run across packed sentences
-        raise ValueError(f"data.packing cannot be combined with {', '.join(on[1:])}")
+        raise ValueError(f"data.packing cannot be combined with {', '.join(packing[1:])}")
+    if spec.data.label_pieces == "all" and spec.model.head == "crf":
+        # a CRF reads word starts only, and a pipeline decodes no CRF: nothing to agree with
+        raise ValueError(
+            "data.label_pieces=all trains every sub-token; model.head=crf reads "
+            "only each word's first one: choose one"
+        )
 
 
 def _check_privacy(spec: JobSpec) -> None:

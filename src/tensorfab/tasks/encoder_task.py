@@ -28,7 +28,7 @@ from tensorfab.data.text_types import TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import load_tokenizer
-from tensorfab.tasks.alignment import IGNORE
+from tensorfab.tasks.alignment import word_starts
 from tensorfab.tasks.base import (
     OUTPUT,
     Batch,
@@ -271,7 +271,7 @@ class EncoderTask:
     ) -> dict[int, dict[str, Any]]:
         del top_k  # every class's probability is in a text row
         probs = softmax(logits)
-        keep = (key[3] != IGNORE).cpu().numpy()
+        keep = word_starts(key[3]).cpu().numpy()
         return {
             i: self.text_row(inputs.data[i], probs[r], keep[r])
             for r, i in enumerate(key[0].tolist())

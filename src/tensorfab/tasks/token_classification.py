@@ -1,8 +1,13 @@
 """Token classification (NER) on a transformer encoder: IOB2 tags per word, entity F1.
 
-Words are split into sub-tokens; only each word's first sub-token carries its label (the
-others are ignored by the loss and the scores). People's texts are split into words on
-whitespace (CoNLL's tokenization) and answered with tags and entities with character spans.
+Words are split into sub-tokens; each word's first sub-token carries its label and is what
+the scores read. The others are ignored by the loss (``label_pieces="first"``) or trained
+towards the word's continuation label (``"all"``: B-X -> I-X, as the Hugging Face example's
+``label_all_tokens``). People's texts are answered with tags and entities with character
+spans; their words are the whitespace words (CoNLL's tokenization) or, with ``"all"``, the
+words as the tokenizer cuts them (``alignment.tokenizer_words``), which are the words that
+``pipeline("ner", aggregation_strategy="first")`` reads on the ``export --format hf``
+directory, so both give the same entities (docs/hf-export.md).
 
 Two switches, recorded in ``task_config``: ``context`` (FLERT, Schweter and Akbik 2020)
 reads each sentence with the neighbouring words of its document on both sides, up to
@@ -27,7 +32,15 @@ from torch import nn
 from tensorfab.data.text_types import TextSplits, TokenExample
 from tensorfab.metrics import entity_errors, entity_scores, token_scores
 from tensorfab.models.crf import CRF_PARAM, compact, crf_nll, viterbi
-from tensorfab.tasks.alignment import IGNORE, align_labels, first_subtokens
+from tensorfab.tasks.alignment import (
+    IGNORE,
+    align_labels,
+    first_subtokens,
+    inside_labels,
+    piece_targets,
+    tokenizer_words,
+    word_starts,
+)
 from tensorfab.tasks.base import Batch, Workload
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
 from tensorfab.tasks.prediction import decode_entities, word_spans
@@ -51,6 +64,7 @@ class TokenClassification(EncoderTask):
     context: bool = False  # neighbouring words of the document fill the row
     crf: bool = False  # Viterbi under IOB2's rule instead of each word's best tag
     crf_weights: list[list[float]] | None = field(default=None, repr=False)  # [C + 2, C]
+    label_pieces: str = "first"  # "all": every sub-token trained; people's words as tokenized
     # the model's CRF parameter while a model is at hand (training, evaluate); the
     # contract's loss and eval_step take logits only, so logits() keeps it here
     _crf: torch.Tensor | None = field(default=None, init=False, repr=False, compare=False)
@@ -64,12 +78,13 @@ class TokenClassification(EncoderTask):
         index = {t: i for i, t in enumerate(self.classes)}
         windows = self.windows(examples)
         enc = self.tok()([w for w, _, _ in windows], is_split_into_words=True)
+        inside = inside_labels(self.classes) if self.label_pieces == "all" else None
         all_ids, all_labels, cut = [], [], 0
         for i, (ex, (words, start, end)) in enumerate(zip(examples, windows, strict=True)):
             ids, wids = truncate(enc["input_ids"][i], enc.word_ids(i), self.max_length)
             own = [IGNORE] * start + [index[t] for t in ex.tags] + [IGNORE] * (len(words) - end)
             all_ids.append(ids)
-            all_labels.append(align_labels(wids, own))
+            all_labels.append(align_labels(wids, own, inside))
             cut += len(ex.words) - sum(start <= w < end for w in first_subtokens(wids))
         return all_ids, all_labels, cut
 
@@ -103,7 +118,8 @@ class TokenClassification(EncoderTask):
 
     def config(self) -> dict[str, Any]:
         extra = {"crf_weights": self.weights().tolist()} if self.crf else {}
-        return {**super().config(), "context": self.context, "crf": self.crf, **extra}
+        own = {"context": self.context, "crf": self.crf, "label_pieces": self.label_pieces}
+        return {**super().config(), **own, **extra}
 
     def weights(self) -> torch.Tensor:
         """The CRF's weights: the model's while one is at hand, else the package's."""
@@ -123,17 +139,18 @@ class TokenClassification(EncoderTask):
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.crf:
-            words, mask, order = compact(logits, batch[3] != IGNORE)
+            words, mask, order = compact(logits, word_starts(batch[3]))
             tags = torch.gather(batch[3], 1, order)
             weights = self._crf if self._crf is not None else self.weights().to(logits.device)
             nll = crf_nll(words, tags, mask, weights, self.classes)
             return nll / mask.sum().clamp(min=1)  # per word, as the cross-entropy is
         flat = logits.float().flatten(0, 1)
-        return nn.functional.cross_entropy(flat, batch[3].flatten(), ignore_index=IGNORE)
+        targets = piece_targets(batch[3]).flatten()
+        return nn.functional.cross_entropy(flat, targets, ignore_index=IGNORE)
 
     def eval_step(self, logits: torch.Tensor, batch: Batch) -> Any:
         labels, index = batch[3].cpu(), batch[0].cpu()
-        keep = labels != IGNORE  # exactly the first sub-token of every (kept) word
+        keep = word_starts(labels)  # exactly the first sub-token of every (kept) word
         preds = self.decode(logits.detach().float().cpu(), keep)
         return [(int(index[r]), labels[r][keep[r]].tolist(), preds[r]) for r in range(len(index))]
 
@@ -171,12 +188,19 @@ class TokenClassification(EncoderTask):
         return dataclasses.replace(example, words=words)
 
     def placeholder(self, text: str) -> TokenExample:
-        """Whitespace words; "O" labels only mark each word's first sub-token."""
-        words = text.split()
+        """The text's words (:meth:`words_of`); "O" labels mark each word's first sub-token."""
+        words = [w for w, _, _ in self.words_of(text)]
         return TokenExample(words, ["O"] * len(words))
 
+    def words_of(self, text: str) -> list[tuple[str, int, int]]:
+        """People's words with character offsets: on whitespace, or as the tokenizer cuts
+        the text where every piece was trained (``label_pieces="all"``)."""
+        if self.label_pieces == "all":
+            return tokenizer_words(self.tok(), text)
+        return word_spans(text)
+
     def text_row(self, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
-        spans = word_spans(text)
+        spans = self.words_of(text)
         words = probs[keep]  # [words, C]
         # Viterbi on log-probabilities: a per-word shift of the logits changes no path
         emissions = torch.from_numpy(np.log(np.maximum(words, 1e-30)))[None]
@@ -222,9 +246,14 @@ def crf_parameter(model: nn.Module) -> torch.Tensor:
 
 
 def _prepare(
-    splits: TextSplits, *, context: bool = False, head: str = "linear", **options: Any
+    splits: TextSplits,
+    *,
+    context: bool = False,
+    head: str = "linear",
+    label_pieces: str = "first",
+    **options: Any,
 ) -> Workload:
-    task_args = {"context": context, "crf": head == "crf"}
+    task_args = {"context": context, "crf": head == "crf", "label_pieces": label_pieces}
     return prepare_text(TokenClassification, splits, task_args=task_args, **options)
 
 
@@ -238,7 +267,9 @@ def build_token_classification(
     context: bool = False,
     crf: bool = False,
     crf_weights: list[list[float]] | None = None,
+    label_pieces: str = "first",  # packages written before the switch: "first"
 ) -> TokenClassification:
     del input_spec  # the tokenizer and max_length say it all
     args = {"context": context, "crf": crf, "crf_weights": crf_weights}
+    args["label_pieces"] = label_pieces
     return rebuild(TokenClassification, classes, max_length, package_dir, encoder, **args)

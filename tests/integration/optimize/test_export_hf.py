@@ -1,7 +1,9 @@
 """``export --format hf``: a tiny NER model trained on real CoNLL sentences becomes a Hugging
 Face model directory that ``AutoModelForTokenClassification`` loads, whose ``pipeline("ner",
-aggregation_strategy="first")`` finds the entities ``tensorfab predict`` finds, and that
-``model.name: hf:<dir>`` fine-tunes again. Other tasks are refused in one line."""
+aggregation_strategy="first")`` finds the entities ``tensorfab predict`` finds (in every
+sentence for a model trained with ``data.label_pieces=all``; where the pipeline's words are
+the whitespace words for one trained on first pieces), and that ``model.name: hf:<dir>``
+fine-tunes again. Other tasks are refused in one line."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def _ner_sets(conll: Path, runs: Path, model: str) -> list[str]:
         "train.optimizer=adamw",
         "train.metric=f1",
         "train.device=cpu",
+        "data.label_pieces=all",
         f"output.runs_dir={runs}",
         "output.name=again",
     ]
@@ -123,12 +126,26 @@ def test_hf_dir_fine_tunes_from_the_exported_weights(fine_tuned: dict[str, Any])
     assert not bool((trained["classifier.weight"] == saved["classifier.weight"]).all())
 
 
+def _entities(model: Path, hf_dir: Path, texts: list[str]) -> tuple[list[set], list[set]]:
+    """(type, start, end) entities per text: ``tensorfab predict``'s and the pipeline's."""
+    from transformers import pipeline
+
+    from tensorfab.engine.inference import predict_inputs
+
+    ours = predict_inputs(str(model), texts, device="cpu")
+    ner = pipeline("ner", model=str(hf_dir), aggregation_strategy="first", device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = ner(texts)
+    ours_spans = [{(e["type"], e["start"], e["end"]) for e in row["entities"]} for row in ours]
+    theirs_spans = [{(e["entity_group"], e["start"], e["end"]) for e in r} for r in theirs]
+    return ours_spans, theirs_spans
+
+
 def test_the_exported_directory_loads_and_finds_predicts_entities(
     fine_tuned: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
-
-    from tensorfab.engine.inference import predict_inputs
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     run = fine_tuned["run"].run_dir
     out = tmp_path / "hf-ner"
@@ -144,20 +161,20 @@ def test_the_exported_directory_loads_and_finds_predicts_entities(
     assert AutoModelForTokenClassification.from_pretrained(str(out)).num_labels == len(labels)
 
     texts = _sentences(fine_tuned["conll"] / "valid.txt", SENTENCES)
-    ours = predict_inputs(str(run), texts, device="cpu")
-    ner = pipeline("ner", model=str(out), aggregation_strategy="first", device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = ner(texts)
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    same_words = [len(t.split()) == _pipeline_words(tokenizer, t) for t in texts]
-    ours_spans = [{(e["type"], e["start"], e["end"]) for e in row["entities"]} for row in ours]
-    theirs_spans = [{(e["entity_group"], e["start"], e["end"]) for e in r} for r in theirs]
-    # where the pipeline's words are the whitespace words, the entities are the same
-    compared = [i for i, same in enumerate(same_words) if same]
-    assert len(compared) > SENTENCES // 3
-    assert [ours_spans[i] for i in compared] == [theirs_spans[i] for i in compared]
-    assert sum(len(ours_spans[i]) for i in compared) > 50  # plenty of entities compared
+    split = [i for i, t in enumerate(texts) if len(t.split()) != _pipeline_words(tokenizer, t)]
+    assert len(split) > SENTENCES // 3  # "U.S.", "1-0", "(Reuters)": words split further
+    # trained with label_pieces=all, predict reads the pipeline's words: every sentence agrees
+    ours, theirs = _entities(run, out, texts)
+    assert ours == theirs
+    assert sum(len(ours[i]) for i in split) > 50  # plenty of entities in split words compared
+
+    # a package trained on first pieces (the default) agrees where the words are the same
+    ours, theirs = _entities(fine_tuned["package"], fine_tuned["hf"], texts)
+    same = [i for i in range(len(texts)) if i not in split]
+    assert [ours[i] for i in same] == [theirs[i] for i in same]
+    assert sum(len(ours[i]) for i in same) > 50
+    assert [ours[i] for i in split] != [theirs[i] for i in split]  # and only there
 
 
 def test_an_occupied_target_and_a_missing_out_are_refused(
