@@ -72,7 +72,7 @@ def test_bad_requests_are_refused_by_name(body: bytes, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "loss"),
-    [("mf-bpr", "bpr"), ("neumf", "bce"), ("two-tower", "in-batch"), ("mf-bpr", "softmax")],
+    [("mf-bpr", "bpr"), ("neumf", "bce"), ("two-tower", "in-batch"), ("mf-softmax", "softmax")],
 )
 def test_each_loss_trains_on_its_batch_and_full_scores_match_pairs(name: str, loss: str) -> None:
     torch.manual_seed(0)
@@ -137,7 +137,7 @@ def test_robustness_answers_some_users_as_others_and_scores_fall() -> None:
 
 
 def test_softmax_loss_is_the_positives_cross_entropy_over_all_items() -> None:
-    model = create_model("mf-bpr", num_users=2, num_items=4, dim=2)
+    model = create_model("mf-softmax", num_users=2, num_items=4, dim=2)
     with torch.no_grad():  # user 0 = (1, 0); items score 0, ln 2, 0, 0 for it
         model.users.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
         model.items.weight.copy_(torch.tensor([[0.0, 0], [0.6931472, 0], [0, 0], [0, 0]]))
