@@ -1,10 +1,14 @@
-"""Implicit-feedback recommenders: MF (BPR), NeuMF (He et al. 2017) and a two-tower model.
+"""Implicit-feedback recommenders: MF (BPR or softmax), NeuMF (He et al. 2017), two-tower.
 
 Every model scores users against items in two ways: ``pairs(users [B], items [B, K]) ->
 [B, K]`` for training on sampled items, and ``forward(users [B]) -> [B, num_items]``, all
 items at once, for ranking and serving. The registry's ``loss`` says how the task trains
-it: ``bpr`` (one sampled negative per positive), ``bce`` (NCF: four sampled negatives) or
-``in-batch`` (softmax over the batch's positives, towers only).
+it: ``bpr`` (one sampled negative per positive), ``bce`` (NCF: four sampled negatives),
+``in-batch`` (softmax over the batch's positives, towers only) or ``softmax`` (the positive's
+cross-entropy over every item: the softmax loss of Covington et al., RecSys 2016, exact
+rather than sampled since a catalogue of 1,682 items is one small matrix product; Wu et
+al., "On the Effectiveness of Sampled Softmax Loss for Item Recommendation", TOIS 2024,
+compare it with BPR).
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ class NeuMF(nn.Module):
 
 @MODELS.register("mf-bpr", task="recommendation", input="user", loss="bpr", tiny=TINY)
 def build_mf_bpr(num_users: int, num_items: int, dim: int = 64) -> nn.Module:
+    return MatrixFactorization(num_users, num_items, dim)
+
+
+@MODELS.register("mf-softmax", task="recommendation", input="user", loss="softmax", tiny=TINY)
+def build_mf_softmax(num_users: int, num_items: int, dim: int = 64) -> nn.Module:
     return MatrixFactorization(num_users, num_items, dim)
 
 

@@ -48,7 +48,7 @@ SAMPLED = 99  # the NCF paper's negatives per held-out item
 BCE_NEGATIVES = 4
 PREDICT_BATCH = 256
 UNKNOWN_NOTE = "unknown user: the most popular items (score: training interactions)"
-LOSSES = ("bpr", "bce", "in-batch")
+LOSSES = ("bpr", "bce", "in-batch", "softmax")
 
 
 USER_NOISE = (0.0, 0.1, 0.25, 0.5)  # fractions of users answered as someone else
@@ -91,8 +91,8 @@ class Recommendation:
 
     # --- training and evaluation -------------------------------------------------------
     def logits(self, model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Training (user, item): scores of the sampled items; evaluation: all items."""
-        if len(batch) == 3:
+        """Training (user, item): scores of the items the loss needs; evaluation: all items."""
+        if len(batch) != 2 or self.loss_kind == "softmax":
             return model(batch[0])
         users, positives = batch
         if self.loss_kind == "in-batch":
@@ -103,7 +103,7 @@ class Recommendation:
 
     def loss(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         logits = logits.float()
-        if len(batch) == 3:  # all items: softmax cross-entropy of the held-out targets
+        if len(batch) != 2:  # all items: softmax cross-entropy of the held-out targets
             targets = batch[2].float()
             log_p = torch.log_softmax(logits, dim=1)
             return (-(log_p * targets).sum(1) / targets.sum(1).clamp(min=1)).mean()
@@ -113,37 +113,31 @@ class Recommendation:
             labels = torch.zeros_like(logits)
             labels[:, 0] = 1.0
             return nn.functional.binary_cross_entropy_with_logits(logits, labels)
-        return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+        # softmax: the positive among all items; in-batch: among the batch's positives
+        labels = batch[1] if self.loss_kind == "softmax" else torch.arange(len(logits))
+        return nn.functional.cross_entropy(logits, labels.to(logits.device))
 
     def eval_step(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> Any:
-        users, seen, targets = batch
         """(per-user metrics, top-10 item indices): the second part is what parity reports
         compare between a runtime's answers and the reference's."""
+        _, seen, targets, candidates = batch
         scores = logits.float().masked_fill(seen, -torch.inf)
         full = ranking_metrics(top_k_hits(scores, targets, K).cpu(), targets.sum(1).cpu())
-        sampled = self._sampled(users, scores, seen, targets)
+        sampled = self._sampled(scores, candidates)
         top = scores.topk(min(K, scores.shape[1]), dim=1).indices.cpu()
         return {**full, **{f"sampled99_{k}": v for k, v in sampled.items()}}, top
 
-    def _sampled(
-        self, users: torch.Tensor, scores: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """NCF's protocol: one held-out item ranked among 99 unseen items, both chosen by a
-        fixed hash of (user, item), so the choice does not depend on batching or order."""
-        items = torch.arange(scores.shape[1], device=scores.device)
-        key = (users[:, None] * 1_000_003 + items[None] * 7_919) % 1_000_033
-        key = key.float()
-        positive = key.masked_fill(~targets, torch.inf).argmin(dim=1, keepdim=True)
-        free = key.masked_fill(seen | targets, torch.inf)
-        negatives = free.topk(min(SAMPLED, free.shape[1]), dim=1, largest=False).indices
-        valid = free.gather(1, negatives).isfinite()
-        pos_score = scores.gather(1, positive)
-        neg_score = scores.gather(1, negatives).masked_fill(~valid, -torch.inf)
-        rank = (neg_score > pos_score).sum(1)  # 0: the held-out item ranks first
-        hits = torch.zeros(len(users), K, dtype=torch.bool)
+    def _sampled(self, scores: torch.Tensor, candidates: torch.Tensor) -> dict[str, torch.Tensor]:
+        """NCF's protocol on the candidates chosen once per split (``sampled_candidates``):
+        the held-out item's rank among the user's 99 sampled unseen items."""
+        valid = candidates[:, 1:] >= 0
+        picked = scores.gather(1, candidates.clamp(min=0))
+        neg_score = picked[:, 1:].masked_fill(~valid, -torch.inf)
+        rank = (neg_score > picked[:, :1]).sum(1).cpu()  # 0: the held-out item ranks first
+        hits = torch.zeros(len(candidates), K, dtype=torch.bool)
         inside = rank < K
-        hits[inside.cpu(), rank[inside].cpu()] = True
-        return ranking_metrics(hits, torch.ones(len(users)))
+        hits[inside, rank[inside]] = True
+        return ranking_metrics(hits, torch.ones(len(candidates)))
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         names = [n for n in self.metric_names if n != "loss"]
@@ -155,7 +149,9 @@ class Recommendation:
     def config(self) -> dict[str, Any]:
         return {
             "users": list(self.users),
-            "seen": [list(s) for s in self.seen],
+            # one line of item indices per user: 80k ints one per line made JSON writes of
+            # the package cost 0.7 s, at every improved epoch
+            "seen": [" ".join(map(str, s)) for s in self.seen],
             "popularity": list(self.popularity),
             "loss_kind": self.loss_kind,
         }
@@ -181,7 +177,7 @@ class Recommendation:
         )
 
     def eval_batches(self, data: Interactions, batch_size: int, device: torch.device) -> Any:
-        return TensorBatches(data.by_user(), batch_size, device=device, shuffle=False)
+        return TensorBatches(eval_tensors(data), batch_size, device=device, shuffle=False)
 
     def take_samples(self, data: Interactions, index: torch.Tensor) -> Interactions:
         return data.subset(index)
@@ -306,12 +302,13 @@ class Recommendation:
             g = torch.Generator().manual_seed(seed)
             outputs = []
             with torch.no_grad():
-                for users, seen, targets in self.eval_batches(data, 1024, device).epoch(0):
+                for batch in self.eval_batches(data, 1024, device).epoch(0):
+                    users = batch[0]
                     swap = torch.rand(len(users), generator=g) < eps
                     other = torch.randint(0, data.num_users, (len(users),), generator=g)
                     asked = torch.where(swap.to(users.device), other.to(users.device), users)
-                    logits = self.logits(model, (asked, seen, targets))
-                    outputs.append(self.eval_step(logits, (users, seen, targets)))
+                    logits = self.logits(model, (asked, *batch[1:]))
+                    outputs.append(self.eval_step(logits, batch))
             name = "none" if eps == 0 else "user-swap"
             rows.append({"attack": name, "eps": eps, **self.eval_scores(outputs)})
         return rows
@@ -323,6 +320,28 @@ class Recommendation:
         zeros = torch.zeros(1, dtype=torch.long, device=device)
         per_example = counted_flops(lambda: model.pairs(zeros, zeros[:, None].expand(1, 2)))
         return float(count.samples * per_example)
+
+
+def sampled_candidates(
+    users: torch.Tensor, seen: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """int64 [U, 1 + 99]: per user one held-out item, then up to 99 items the user never
+    interacted with (-1 past the last), both chosen by a fixed hash of (user, item), so the
+    choice depends neither on batching nor on order. Computed once per split."""
+    items = torch.arange(seen.shape[1], device=seen.device)
+    key = ((users[:, None] * 1_000_003 + items[None] * 7_919) % 1_000_033).float()
+    positive = key.masked_fill(~targets, torch.inf).argmin(dim=1, keepdim=True)
+    free = key.masked_fill(seen | targets, torch.inf)
+    negatives = free.topk(min(SAMPLED, free.shape[1]), dim=1, largest=False).indices
+    negatives = negatives.masked_fill(~free.gather(1, negatives).isfinite(), -1)
+    return torch.cat([positive, negatives], dim=1)
+
+
+def eval_tensors(data: Interactions) -> tuple[torch.Tensor, ...]:
+    """A split's evaluation batch tensors: users, excluded and target masks, and the
+    sampled protocol's candidates."""
+    users, seen, targets = data.by_user()
+    return users, seen, targets, sampled_candidates(users, seen, targets)
 
 
 def _instance(instance: Any, n: int) -> tuple[str, bool, int | None]:
@@ -352,7 +371,7 @@ def prepare_recommendation(
 
     def make_batches(split: str, batch_size: int, shuffle: bool, where: Placement) -> Any:
         data = parts[split]
-        tensors = (data.user, data.item) if split == "train" else data.by_user()
+        tensors = (data.user, data.item) if split == "train" else eval_tensors(data)
         shard = {"rank": where.rank, "world_size": where.world_size} if shuffle else {}
         return TensorBatches(
             tensors, batch_size, device=where.device, shuffle=shuffle, seed=where.seed, **shard
@@ -372,11 +391,12 @@ def prepare_recommendation(
 def build_recommendation(
     classes: list[str],
     users: list[str],
-    seen: list[list[int]],
+    seen: list[str] | list[list[int]],
     popularity: list[int],
     loss_kind: str = "bpr",
     package_dir: str | None = None,
     input_spec: dict[str, Any] | None = None,
 ) -> Recommendation:
     del package_dir, input_spec  # everything is in task_config
-    return Recommendation(list(classes), list(users), seen, popularity, loss_kind)
+    lists = [[int(i) for i in s.split()] if isinstance(s, str) else list(s) for s in seen]
+    return Recommendation(list(classes), list(users), lists, popularity, loss_kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -11,7 +12,12 @@ from tensorfab.data.movielens import Interactions
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model
 from tensorfab.tasks.base import ServingLimits
-from tensorfab.tasks.recommendation import UNKNOWN_NOTE, Recommendation
+from tensorfab.tasks.recommendation import (
+    UNKNOWN_NOTE,
+    Recommendation,
+    build_recommendation,
+    sampled_candidates,
+)
 
 ITEMS = ["a", "b", "c", "d"]
 
@@ -65,7 +71,8 @@ def test_bad_requests_are_refused_by_name(body: bytes, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "loss"), [("mf-bpr", "bpr"), ("neumf", "bce"), ("two-tower", "in-batch")]
+    ("name", "loss"),
+    [("mf-bpr", "bpr"), ("neumf", "bce"), ("two-tower", "in-batch"), ("mf-softmax", "softmax")],
 )
 def test_each_loss_trains_on_its_batch_and_full_scores_match_pairs(name: str, loss: str) -> None:
     torch.manual_seed(0)
@@ -85,7 +92,7 @@ def test_evaluation_ranks_only_unseen_items() -> None:
     seen = torch.tensor([[True, True, False, False], [False] * 4])
     targets = torch.tensor([[False, False, False, True], [False, True, False, False]])
     logits = torch.tensor([[9.0, 8.0, 1.0, 2.0], [3.0, 2.0, 1.0, 0.0]])
-    step = t.eval_step(logits, (users, seen, targets))
+    step = t.eval_step(logits, (users, seen, targets, sampled_candidates(users, seen, targets)))
     assert step[1][:, :2].tolist() == [[3, 2], [0, 1]]  # top items, as parity compares them
     out = t.eval_scores([step])
     # user 0: "d" ranks first once seen items are left out; user 1: "b" ranks second
@@ -127,3 +134,39 @@ def test_robustness_answers_some_users_as_others_and_scores_fall() -> None:
     assert rows[0]["mrr@10"] == 1.0  # unperturbed: every user's item ranks first
     assert rows[3]["mrr@10"] < rows[0]["mrr@10"]
     assert t.robustness(_PersonalModel(8), data, torch.device("cpu"), seed=0) == rows  # seeded
+
+
+def test_softmax_loss_is_the_positives_cross_entropy_over_all_items() -> None:
+    model = create_model("mf-softmax", num_users=2, num_items=4, dim=2)
+    with torch.no_grad():  # user 0 = (1, 0); items score 0, ln 2, 0, 0 for it
+        model.users.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        model.items.weight.copy_(torch.tensor([[0.0, 0], [0.6931472, 0], [0, 0], [0, 0]]))
+    t = task("softmax")
+    batch = (torch.tensor([0]), torch.tensor([1]))
+    # p(item 1) = 2 / (1 + 2 + 1 + 1) = 0.4
+    value = t.loss(t.logits(model, batch), batch).detach()
+    assert float(value) == pytest.approx(-math.log(0.4))
+
+
+def test_sampled_candidates_are_a_target_then_unseen_items_padded_with_minus_one() -> None:
+    users = torch.tensor([0, 1, 2])
+    seen = torch.zeros(3, 120, dtype=torch.bool)
+    seen[0, :30] = True  # user 0: 90 items left, one of them a target -> 89 negatives
+    targets = torch.zeros(3, 120, dtype=torch.bool)
+    targets[0, 50], targets[1, [3, 7]], targets[2, 119] = True, True, True
+    c = sampled_candidates(users, seen, targets)
+    assert c.shape == (3, 100)
+    assert c[0, 0] == 50 and c[2, 0] == 119 and int(c[1, 0]) in (3, 7)
+    assert (c[0, 90:] == -1).all() and (c[0, 1:90] >= 30).all() and 50 not in c[0, 1:]
+    assert len(set(c[1, 1:].tolist())) == 99 and not {3, 7} & set(c[1, 1:].tolist())
+    # a user's candidates do not depend on the other users of the batch
+    torch.testing.assert_close(sampled_candidates(users[1:], seen[1:], targets[1:]), c[1:])
+
+
+def test_task_config_round_trips_with_seen_items_one_line_per_user() -> None:
+    config = task().config()
+    assert config["seen"] == ["0 1", ""]
+    again = build_recommendation(ITEMS, **config)
+    assert again.seen == [[0, 1], []] and again.config() == config
+    old = build_recommendation(ITEMS, **{**config, "seen": [[0, 1], []]})  # earlier packages
+    assert old.seen == [[0, 1], []]
