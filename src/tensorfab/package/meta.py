@@ -51,6 +51,7 @@ class ModelArgs(_Record):
     vocab_size: int | None = Field(None, ge=1)
     hidden_dropout_prob: float | None = Field(None, ge=0, le=1)
     attention_probs_dropout_prob: float | None = Field(None, ge=0, le=1)
+    activation: Literal["relu", "tanh"] | None = None  # lenet
     # tabular-mlp
     num_numeric: int | None = Field(None, ge=0)
     cardinalities: list[int] | None = None
