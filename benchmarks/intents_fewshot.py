@@ -1,12 +1,17 @@
-"""BANKING77 few-shot (10 queries per intent) on minilm-l6: validation accuracy of the
-trained run, the INT8 export's accuracy delta and the served p50 per query, in one JSON.
+"""BANKING77 few-shot (10 queries per intent) on minilm-l6, two measurements.
 
-Run after the training (the command is recorded in the result):
+``speed``: where a one-epoch ``tensorfab train`` spends its time (report.json's timings)
+beside a bare PyTorch loop (forward, backward, AdamW step) of the same model on the same
+batches, and a bare forward pass over the validation batches, in one process at one thread
+count and precision:
 
-    nice -n 10 tensorfab train examples/banking77-minilm.yaml --name banking77-fewshot \\
-        --set data.per_class_limit=10 --set train.epochs=4 --set data.batch_size=16 \\
-        --set train.lr=0.0003 --set train.warmup_steps=20 --set train.device=cpu
-    nice -n 10 python benchmarks/intents_fewshot.py runs/banking77-fewshot \\
+    nice -n 10 python benchmarks/intents_fewshot.py speed \\
+        --out benchmarks/results/cpu-2026-11-30-banking77-speed.json
+
+``serve RUN``: validation accuracy of a trained run, the INT8 export's accuracy delta and
+the served p50 per query, in one JSON (the training command is in docs/intents.md):
+
+    nice -n 10 python benchmarks/intents_fewshot.py serve runs/banking77-fewshot \\
         --out benchmarks/results/cpu-2026-11-30-banking77-fewshot.json
 
 Export parity runs on the whole validation split; the server binds 127.0.0.1, one client
@@ -73,13 +78,125 @@ def served_p50(repo: Path, models: list[str], texts: Path, requests: int, port: 
         server.wait(timeout=30)
 
 
+SPEC = REPO / "examples/banking77-minilm.yaml"
+SPEEDS = ("train_samples_per_s", "eval_samples_per_s")
+FEW_SHOT = ["data.per_class_limit=10", "train.epochs=1", "train.device=cpu"]
+
+
+def _timed_loop(step: Any, batches: Any) -> dict[str, float]:
+    """Samples, seconds and samples/s of ``step(batch)`` over ``batches``."""
+    samples, start = 0, time.perf_counter()
+    for batch in batches:
+        step(batch)
+        samples += len(batch[0])
+    seconds = time.perf_counter() - start
+    return {"samples": samples, "seconds": seconds, "samples_per_s": samples / seconds}
+
+
+def bare_loops(overrides: list[str]) -> dict[str, Any]:
+    """A plain loop of the spec's model on the batches ``tensorfab train`` makes: one
+    training epoch (autocast forward, cross-entropy, backward, fused AdamW step) and one
+    forward pass over the validation batches."""
+    import torch
+
+    from tensorfab.data.sequence_batching import SequenceBatches
+    from tensorfab.engine.train import build_workload
+    from tensorfab.models import create_model
+    from tensorfab.spec import load_spec
+    from tensorfab.tasks import Placement
+
+    spec = load_spec(SPEC, overrides)
+    torch.set_num_threads(spec.train.threads)  # type: ignore[arg-type]
+    torch.manual_seed(spec.seed)
+    workload, _ = build_workload(spec)
+    model = create_model(spec.model.name, **{**workload.model_args, **spec.model.args})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, fused=True)
+    dtype = torch.bfloat16 if spec.train.precision == "bf16" else torch.float32
+    where = Placement(torch.device("cpu"), spec.seed, bucket=spec.data.length_bucketing)
+
+    def train_step(batch: Any) -> None:
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            logits = model(input_ids=batch[1], attention_mask=batch[2]).logits
+        torch.nn.functional.cross_entropy(logits.float(), batch[3]).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def eval_step(batch: Any) -> None:
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            model(input_ids=batch[1], attention_mask=batch[2])
+
+    train = workload.make_batches("train", spec.data.batch_size, True, where)
+    model.train()
+    timed = {"train": {**_timed_loop(train_step, train.epoch(0)), "load_1m": os.getloadavg()[0]}}
+    model.eval()
+    evals = workload.make_batches("eval", 1024, False, where)  # as the engine asks for them
+    timed["eval"] = {**_timed_loop(eval_step, evals.epoch(0)), "load_1m": os.getloadavg()[0]}
+    # the form before: all 1,001 queries one length-sorted batch, padded to the longest
+    one = SequenceBatches(
+        evals.input_ids, evals.labels, 1024, device=where.device, shuffle=False, bucket=True
+    )
+    timed["eval_one_batch"] = {
+        **_timed_loop(eval_step, one.epoch(0)),
+        "load_1m": os.getloadavg()[0],
+    }
+    return timed
+
+
+def engine_run(overrides: list[str], runs_dir: Path) -> dict[str, Any]:
+    """``tensorfab train`` of the spec: wall time and report.json's speed and timings."""
+    args = [*CLI, "train", str(SPEC), "--quiet", "--name", "speed"]
+    args += [x for o in [*overrides, f"output.runs_dir={runs_dir}"] for x in ("--set", o)]
+    load, start = os.getloadavg()[0], time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    report = json.loads((runs_dir / "speed/report.json").read_text())
+    return {
+        "wall_s": wall,
+        "load_1m": [load, os.getloadavg()[0]],
+        "timings": report["timings"],
+        "throughput": {
+            k: report["throughput"][k] for k in ("train_samples_per_s", "eval_samples_per_s")
+        },
+    }
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = [*FEW_SHOT, f"train.threads={args.threads}", f"train.precision={args.precision}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = engine_run(overrides, Path(tmp))
+    return {
+        "what": "BANKING77 few-shot (per_class_limit 10), minilm-l6, one epoch: tensorfab "
+        "train's time by phase beside a bare loop of the same model on the same batches",
+        "date": date.today().isoformat(),
+        "command": "python benchmarks/intents_fewshot.py speed "
+        f"--threads {args.threads} --precision {args.precision}",
+        "overrides": overrides,
+        "tensorfab_train": engine,
+        "bare": bare_loops(overrides),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="the trained run directory")
-    parser.add_argument("--out", required=True, help="result JSON")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--port", type=int, default=8093)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    fast = sub.add_parser("speed", help="tensorfab train against a bare loop")
+    fast.add_argument("--threads", type=int, default=1)
+    fast.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    fast.add_argument("--out", required=True, help="result JSON")
+    served = sub.add_parser("serve", help="accuracy, INT8 delta and served p50 of a run")
+    served.add_argument("run", help="the trained run directory")
+    served.add_argument("--out", required=True, help="result JSON")
+    served.add_argument("--requests", type=int, default=200)
+    served.add_argument("--port", type=int, default=8093)
     args = parser.parse_args()
+    result = speed(args) if args.mode == "speed" else serve(args)
+    with atomic_path(Path(args.out)) as tmp_out:
+        Path(tmp_out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def serve(args: argparse.Namespace) -> dict[str, Any]:
+    """Validation accuracy, the INT8 export's parity and the served p50 of a trained run."""
     run = Path(args.run)
     report = json.loads((run / "report.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +212,7 @@ def main() -> None:
         texts.write_text("\n".join(line.rsplit(",", 1)[0].strip('"') for line in lines[1:301]))
         models = ["banking", "banking-int8-dynamic"]
         perf = served_p50(repo, models, texts, args.requests, args.port)
-    result = {
+    return {
         "what": "BANKING77 few-shot (data.per_class_limit 10), minilm-l6: accuracy on the "
         "validation part carved from train (seed 0), INT8-dynamic export delta, served p50",
         "date": date.today().isoformat(),
@@ -109,8 +226,6 @@ def main() -> None:
         "export": {k: export[k] for k in ("variants", "samples") if k in export} or export,
         "served": perf,
     }
-    with atomic_path(Path(args.out)) as tmp_out:
-        Path(tmp_out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,11 @@ class IntentsSpec(_Strict):
     ambiguity_margin: float = Field(
         0.1, ge=0.0, le=1.0, description="flag an answer whose two best intents are closer"
     )
+    prototype_init: bool = Field(
+        False,
+        description="start the classifier as the nearest class mean of the training queries' "
+        "embeddings (few-shot); needs the default mean pooling",
+    )
 
 
 MLFLOW_SCHEMES = ("file:", "sqlite:", "http://", "https://")
