@@ -58,6 +58,32 @@ def _wait_ready(url: str, seconds: float) -> None:
     raise SystemExit(f"error: the server at {url} was not ready within {seconds:.0f} s")
 
 
+def stages(version_dir: Path, texts: list[str], threads: int | None) -> dict[str, float]:
+    """Median milliseconds of each step a served single-query predict takes in-process:
+    reading the body, tokenizing and collating, the runtime's forward, the answer rows."""
+    import statistics
+
+    from tensorfab.optimize.runtime import load_runtime
+    from tensorfab.tasks import task_from_meta
+
+    runtime = load_runtime(version_dir, threads=threads)
+    task = task_from_meta(runtime.meta, package_dir=str(version_dir))
+    spent: dict[str, list[float]] = {"body": [], "tokenize": [], "forward": [], "rows": []}
+    for text in texts:
+        marks = [time.perf_counter()]
+        inputs = task.decode_request(json.dumps({"text": text}).encode(), None)
+        marks.append(time.perf_counter())
+        ((feed, key),) = list(task.input_batches(inputs, 1))
+        marks.append(time.perf_counter())
+        logits = runtime(feed)
+        marks.append(time.perf_counter())
+        task.rows(inputs, key, logits, 3)
+        marks.append(time.perf_counter())
+        for name, a, b in zip(spent, marks, marks[1:], strict=False):
+            spent[name].append((b - a) * 1000)
+    return {f"{name}_ms": statistics.median(ms) for name, ms in spent.items()}
+
+
 def served_p50(repo: Path, models: list[str], texts: Path, requests: int, port: int) -> dict:
     """Per model: p50/p99 of single-query requests from one client to a local server."""
     url = f"http://127.0.0.1:{port}"
@@ -198,6 +224,7 @@ def main() -> None:
 def serve(args: argparse.Namespace) -> dict[str, Any]:
     """Validation accuracy, the INT8 export's parity and the served p50 of a trained run."""
     run = Path(args.run)
+    load = os.getloadavg()[0]
     report = json.loads((run / "report.json").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
@@ -212,12 +239,14 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
         texts.write_text("\n".join(line.rsplit(",", 1)[0].strip('"') for line in lines[1:301]))
         models = ["banking", "banking-int8-dynamic"]
         perf = served_p50(repo, models, texts, args.requests, args.port)
+        queries = texts.read_text().splitlines()[: args.requests]
+        steps = {m: stages(repo / m / "1", queries, None) for m in models}
     return {
         "what": "BANKING77 few-shot (data.per_class_limit 10), minilm-l6: accuracy on the "
         "validation part carved from train (seed 0), INT8-dynamic export delta, served p50",
         "date": date.today().isoformat(),
         "device": report["hardware"],
-        "load_average_at_end": os.getloadavg(),
+        "load_average": {"start": load, "end": os.getloadavg()[0]},
         "spec": report["spec"],
         "command": "see benchmarks/intents_fewshot.py (train, then this script)",
         "history": report.get("history"),
@@ -225,6 +254,7 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
         "throughput": {k: report["throughput"].get(k) for k in ("train_samples_per_s",)},
         "export": {k: export[k] for k in ("variants", "samples") if k in export} or export,
         "served": perf,
+        "in_process_steps": steps,
     }
 
 
