@@ -9,7 +9,8 @@ count and precision:
         --out benchmarks/results/cpu-2026-11-30-banking77-speed.json
 
 ``serve RUN``: validation accuracy of a trained run, the INT8 export's accuracy delta and
-the served p50 per query, in one JSON (the training command is in docs/intents.md):
+the served p50 per query of each ``--variants`` (fp32, int8-dynamic, int8-static), in one
+JSON (the training command is in docs/intents.md):
 
     nice -n 10 python benchmarks/intents_fewshot.py serve runs/banking77-fewshot \\
         --out benchmarks/results/cpu-2026-11-30-banking77-fewshot.json
@@ -215,6 +216,7 @@ def main() -> None:
     served.add_argument("--out", required=True, help="result JSON")
     served.add_argument("--requests", type=int, default=200)
     served.add_argument("--port", type=int, default=8093)
+    served.add_argument("--variants", default="fp32,int8-dynamic,int8-static")
     args = parser.parse_args()
     result = speed(args) if args.mode == "speed" else serve(args)
     with atomic_path(Path(args.out)) as tmp_out:
@@ -231,19 +233,20 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
         export = _json(
             [
                 "export", str(run), "--repo", str(repo), "--name", "banking",
-                "--variants", "fp32,int8-dynamic", "--samples", "100000",
+                "--variants", args.variants, "--samples", "100000",
             ]
         )  # fmt: skip
         texts = Path(tmp) / "queries.txt"
         lines = (REPO.parent / "shared/data/banking77/train.csv").read_text().splitlines()
         texts.write_text("\n".join(line.rsplit(",", 1)[0].strip('"') for line in lines[1:301]))
-        models = ["banking", "banking-int8-dynamic"]
+        variants = args.variants.split(",")
+        models = [f"banking-{v}" if v != "fp32" else "banking" for v in variants]
         perf = served_p50(repo, models, texts, args.requests, args.port)
         queries = texts.read_text().splitlines()[: args.requests]
         steps = {m: stages(repo / m / "1", queries, None) for m in models}
     return {
         "what": "BANKING77 few-shot (data.per_class_limit 10), minilm-l6: accuracy on the "
-        "validation part carved from train (seed 0), INT8-dynamic export delta, served p50",
+        "validation part carved from train (seed 0), INT8 export deltas, served p50",
         "date": date.today().isoformat(),
         "device": report["hardware"],
         "load_average": {"start": load, "end": os.getloadavg()[0]},
