@@ -219,9 +219,9 @@ class IntentsSpec(_Strict):
         0.1, ge=0.0, le=1.0, description="flag an answer whose two best intents are closer"
     )
     prototype_init: bool = Field(
-        False,
+        True,
         description="start the classifier as the nearest class mean of the training queries' "
-        "embeddings (few-shot); needs the default mean pooling",
+        "embeddings (needs the default mean pooling); false: a random start",
     )
 
 

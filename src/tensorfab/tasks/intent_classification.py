@@ -20,9 +20,9 @@ the two best intents are closer than ``ambiguity_margin`` (the spec's
 
 The model reads a query through the mean of its tokens' last hidden states (``pooling:
 mean``, the form a sentence-embedding encoder such as all-MiniLM-L6-v2 was trained in;
-``model.args.pooling: cls`` picks the Hugging Face pooler instead). With
-``intents.prototype_init`` the classifier starts as the nearest class mean of the training
-queries' embeddings (the few-shot lever of prototypical networks) instead of at random."""
+``model.args.pooling: cls`` picks the Hugging Face pooler instead). The classifier starts
+as the nearest class mean of the training queries' embeddings (the few-shot lever of
+prototypical networks; ``intents.prototype_init: false`` starts it at random)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ OOS_METRICS = ("in_scope_accuracy", "oos_recall", "oos_precision", "auroc", "fpr
 TPR = 0.95
 POOLING = "mean"  # what the classifier reads (model.args.pooling overrides it)
 PROTOTYPE_BATCH = 64
+# BANKING77 10-shot, minilm-l6, the same run otherwise: validation accuracy 0.818 after one
+# epoch from the class means, 0.276 from a random head (docs/intents.md)
+PROTOTYPE_INIT = True
 
 
 def confidence(logits: np.ndarray, score: str) -> np.ndarray:
@@ -302,8 +305,8 @@ def prototype_start(make_batches: Callable[..., Any]) -> Callable[[nn.Module], N
         init = getattr(model, "init_from_prototypes", None)
         if init is None:
             raise TensorfabError(
-                "intents.prototype_init: needs the mean-pooled head; drop model.args.pooling "
-                "or set it to mean"
+                "intents.prototype_init: the class-mean start needs the mean-pooled head "
+                "(model.args.pooling: mean); with another head set intents.prototype_init: false"
             )
         device = next(model.parameters()).device
         batches = make_batches("train", PROTOTYPE_BATCH, False, Placement(device, resident="off"))
@@ -324,7 +327,7 @@ def _prepare(
     workload.package_meta["task_config"] = task.config()
     workload.model_args["num_classes"] = len(task.classes) + task.oos_class
     workload.model_args["pooling"] = POOLING
-    if opts.get("prototype_init", False):
+    if opts.get("prototype_init", PROTOTYPE_INIT):
         workload.init_model = prototype_start(workload.make_batches)
     return workload
 

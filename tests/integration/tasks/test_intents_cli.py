@@ -120,7 +120,7 @@ def test_the_head_starts_as_the_class_means_of_the_training_queries(tmp_path: Pa
     sets = ("data.format=banking77", "data.path=train.csv", "data.val_fraction=0.25")
     # one step at a learning rate too small to move anything: the package holds the start
     still = ("train.epochs=1", "train.max_steps=1", "train.lr=1e-12", "train.warmup_steps=0")
-    run = _train(tmp_path, "proto", *sets, *still, "intents.prototype_init=true")
+    run = _train(tmp_path, "proto", *sets, *still)  # the default start
     meta = json.loads((run / "model/tensorfab.json").read_text())
     assert meta["model"]["args"]["pooling"] == "mean"
     weights = load_file(str(run / "model/weights.safetensors"))

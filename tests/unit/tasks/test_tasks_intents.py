@@ -210,14 +210,10 @@ def _words(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("_words")
 def test_intents_read_mean_pooled_queries_and_start_from_class_means() -> None:
-    plain = prepare_workload("intent-classification", _splits(), model_name="bert-tiny")
+    options = {"model_name": "bert-tiny", "intents": {"prototype_init": False}}
+    plain = prepare_workload("intent-classification", _splits(), **options)
     assert plain.model_args["pooling"] == "mean" and plain.init_model is None
-    workload = prepare_workload(
-        "intent-classification",
-        _splits(),
-        model_name="bert-tiny",
-        intents={"prototype_init": True},
-    )
+    workload = prepare_workload("intent-classification", _splits(), model_name="bert-tiny")
     model = _Embedder(2).train()
     assert workload.init_model is not None
     workload.init_model(model)
@@ -240,6 +236,6 @@ def test_prototype_init_without_the_mean_pooled_head_is_one_line() -> None:
     with pytest.raises(TensorfabError) as info:
         workload.init_model(torch.nn.Linear(2, 2))
     assert str(info.value) == (
-        "intents.prototype_init: needs the mean-pooled head; drop model.args.pooling or set "
-        "it to mean"
+        "intents.prototype_init: the class-mean start needs the mean-pooled head "
+        "(model.args.pooling: mean); with another head set intents.prototype_init: false"
     )
