@@ -199,6 +199,7 @@ def _build(
     model = create_model(spec.model.name, **args)
     model = runtime.place_model(model, layout or spec.train.channels_last)
     if fresh and workload.init_model is not None:
+        progress.log("starting the model from the training data (one pass, no gradients)")
         workload.init_model(model)
     compiled = torch.compile(model, mode=spec.train.compile_mode) if spec.train.compile else model
     if spec.train.compile:
