@@ -8,6 +8,9 @@ count and precision:
     nice -n 10 python benchmarks/intents_fewshot.py speed \\
         --out benchmarks/results/cpu-2026-11-30-banking77-speed.json
 
+``pooling``: the nearest-class-mean accuracy on the validation part of the untrained
+encoder's embeddings, mean-pooled and through the first token's pooler.
+
 ``serve RUN``: validation accuracy of a trained run, the INT8 export's accuracy delta and
 the served p50 per query of each ``--variants`` (fp32, int8-dynamic, int8-static), in one
 JSON (the training command is in docs/intents.md):
@@ -204,6 +207,49 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _pooler_output(model: Any) -> Any:
+    """What Hugging Face's sequence head reads: the pooler over the first token."""
+    return lambda ids, mask: model.bert(ids, mask).pooler_output
+
+
+def pooling(args: argparse.Namespace) -> dict[str, Any]:
+    """Nearest-class-mean accuracy on the validation part, with no training: the training
+    queries' class means of minilm-l6's embeddings, mean-pooled or the first token's pooler
+    (what each head would read before its first step)."""
+    import torch
+
+    from tensorfab.engine.train import build_workload
+    from tensorfab.models import create_model
+    from tensorfab.spec import load_spec
+    from tensorfab.tasks import Placement
+
+    spec = load_spec(SPEC, ["data.per_class_limit=10", "train.device=cpu"])
+    torch.set_num_threads(args.threads)
+    workload, _ = build_workload(spec)
+    where = Placement(torch.device("cpu"), spec.seed, bucket=True)
+    scores = {}
+    for kind in ("mean", "cls"):
+        model = create_model(spec.model.name, **{**workload.model_args, "pooling": kind}).eval()
+        embed = model.embed if kind == "mean" else _pooler_output(model)
+        with torch.no_grad():
+            parts = {}
+            for split in ("train", "eval"):
+                batches = workload.make_batches(split, 64, False, where).epoch(0)
+                pairs = [(embed(b[1], b[2]), b[3]) for b in batches]
+                parts[split] = (torch.cat([e for e, _ in pairs]), torch.cat([y for _, y in pairs]))
+        (x, y), (vx, vy) = parts["train"], parts["eval"]
+        means = torch.stack([x[y == c].mean(0) for c in range(int(y.max()) + 1)])
+        scores[kind] = (torch.cdist(vx, means).argmin(1) == vy).float().mean().item()
+    return {
+        "what": "BANKING77 10-shot, minilm-l6, no training: nearest class mean accuracy on "
+        "the validation part by pooling",
+        "date": date.today().isoformat(),
+        "command": f"python benchmarks/intents_fewshot.py pooling --threads {args.threads}",
+        "load_1m": os.getloadavg()[0],
+        "accuracy": scores,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -211,6 +257,9 @@ def main() -> None:
     fast.add_argument("--threads", type=int, default=1)
     fast.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     fast.add_argument("--out", required=True, help="result JSON")
+    pooled = sub.add_parser("pooling", help="nearest-class-mean accuracy by pooling")
+    pooled.add_argument("--threads", type=int, default=1)
+    pooled.add_argument("--out", required=True, help="result JSON")
     served = sub.add_parser("serve", help="accuracy, INT8 delta and served p50 of a run")
     served.add_argument("run", help="the trained run directory")
     served.add_argument("--out", required=True, help="result JSON")
@@ -218,7 +267,7 @@ def main() -> None:
     served.add_argument("--port", type=int, default=8093)
     served.add_argument("--variants", default="fp32,int8-dynamic,int8-static")
     args = parser.parse_args()
-    result = speed(args) if args.mode == "speed" else serve(args)
+    result = {"speed": speed, "pooling": pooling, "serve": serve}[args.mode](args)
     with atomic_path(Path(args.out)) as tmp_out:
         Path(tmp_out).write_text(json.dumps(result, indent=2) + "\n")
 
