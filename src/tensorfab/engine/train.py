@@ -171,7 +171,7 @@ def setup(
     # Only the main rank checks the rules: the others might already see the directory
     # the main rank creates below and refuse it.
     run = check_run_dir(spec, resume=resume) if env.is_main else RunDir(run_path(spec))
-    ctx = _build(spec, env, runtime, run, quiet)
+    ctx = _build(spec, env, runtime, run, quiet, fresh=not resume)
     if resume and saved is None:
         saved = read_checkpoint(run.checkpoint)
     _tune_cpu(ctx, saved if resume else None)
@@ -183,8 +183,11 @@ def setup(
     return ctx
 
 
-def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bool) -> RunContext:
-    """Data, task, model, batches and optimizer of ``spec``: reads inputs, writes nothing."""
+def _build(
+    spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bool, fresh: bool = True
+) -> RunContext:
+    """Data, task, model, batches and optimizer of ``spec``: reads inputs, writes nothing.
+    A ``fresh`` model (not resumed) gets the task's start from the data, if it has one."""
     progress = ProgressReporter(quiet=quiet or not env.is_main)
     loggers = Loggers([progress])
     workload, splits = build_workload(spec, loggers)
@@ -196,6 +199,9 @@ def _build(spec: JobSpec, env: DistEnv, runtime: Runtime, run: RunDir, quiet: bo
     layout = "off" if spec.train.privacy and spec.train.channels_last == "auto" else None
     model = create_model(spec.model.name, **args)
     model = runtime.place_model(model, layout or spec.train.channels_last)
+    if fresh and workload.init_model is not None:
+        progress.log("starting the model from the training data (one pass, no gradients)")
+        workload.init_model(model)
     compiled = torch.compile(model, mode=spec.train.compile_mode) if spec.train.compile else model
     if spec.train.compile:
         progress.log("compiling the model (torch.compile): the first steps take longer")

@@ -6,6 +6,12 @@ with ``--no-deps``) and ``bert-tiny`` (a random 2-layer BERT for tests, using mi
 vocabulary). ``trust_remote_code`` stays off, and weights are always cast to fp32: with
 transformers 5 a checkpoint saved in bf16 would otherwise train as pure bf16 (seen to stall
 AdamW at F1 0.74 on CoNLL, issue 3); autocast gives the speed, fp32 masters the accuracy.
+
+A ``sequence`` head reads the text through ``pooling``: ``cls`` (the Hugging Face class's
+own: the pooler's tanh layer over the first token) or ``mean`` (the mean of the real
+tokens' last hidden states, :class:`MeanPooledClassifier`), which is how sentence-embedding
+encoders such as all-MiniLM-L6-v2 were trained. The choice is written into the encoder's
+``config.json`` (``POOLING_KEY``), so a package rebuilds the head it was trained with.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ TINY_BERT = {
     "intermediate_size": 64,
     "max_position_embeddings": 512,
 }
+POOLINGS = ("cls", "mean")
+POOLING_KEY = "tensorfab_pooling"  # in config.json: a package rebuilds the same head
 
 
 def minilm_dir() -> Path:
@@ -76,19 +84,107 @@ def _head_class(head: str) -> Any:
     return getattr(transformers, HEADS[head])
 
 
+class MeanPooledClassifier(nn.Module):
+    """A sequence classifier reading the mean of the real tokens' last hidden states.
+
+    ``forward`` takes and answers what a Hugging Face ``...ForSequenceClassification``
+    does (``.logits`` [B, C]), so tasks, export and serving treat both heads alike.
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # the first token's pooler is not read: no dead weights
+        self.encoder = encoder
+        self.config = encoder.config
+        self.config.num_labels = num_classes
+        setattr(self.config, POOLING_KEY, "mean")
+        rate = getattr(self.config, "classifier_dropout", None)
+        rate = rate if rate is not None else getattr(self.config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(rate)
+        self.classifier = nn.Linear(self.config.hidden_size, num_classes)
+        std = getattr(self.config, "initializer_range", 0.02)
+        nn.init.normal_(self.classifier.weight, std=std)  # as Hugging Face's heads start
+        nn.init.zeros_(self.classifier.bias)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] ids and mask -> [B, H]: the mean over the tokens the mask keeps."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = out.last_hidden_state  # [B, T, H]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    @torch.no_grad()
+    def init_from_prototypes(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, scale: float = 1.0
+    ) -> int:
+        """Start the classifier as the nearest class mean (prototypical networks).
+
+        ``embeddings`` [N, H] of examples with ``labels`` [N] (negative: none): class c's
+        row becomes ``scale * mu_c`` and its bias ``-scale * |mu_c|^2 / 2``, so the logits
+        order the classes as ``-|x - mu_c|^2`` does (the ``|x|^2`` term is the same for
+        every class). A class without examples keeps its random row. Returns the classes
+        that got a prototype.
+        """
+        weight, bias = self.classifier.weight, self.classifier.bias
+        found = 0
+        for c in range(weight.shape[0]):
+            rows = embeddings[labels == c]
+            if len(rows) == 0:
+                continue
+            mu = rows.float().mean(0)
+            weight[c] = scale * mu
+            bias[c] = -scale * mu.dot(mu) / 2
+            found += 1
+        return found
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        pooled = self.embed(input_ids, attention_mask)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
+def _check_pooling(pooling: str, head: str) -> None:
+    if pooling not in POOLINGS:
+        raise TensorfabError(f"model.args.pooling: {pooling!r} is not one of {list(POOLINGS)}")
+    if pooling == "mean" and head != "sequence":
+        raise TensorfabError(
+            f"model.args.pooling: mean pools a whole text for a sequence head, not head {head!r}"
+        )
+
+
 def build_encoder_classifier(
-    encoder: str, num_classes: int, head: str = "token", random_init: bool = False, **config: Any
+    encoder: str,
+    num_classes: int,
+    head: str = "token",
+    random_init: bool = False,
+    pooling: str = "cls",
+    **config: Any,
 ) -> nn.Module:
     """An encoder with a classification head of ``num_classes`` labels, in fp32.
 
     ``random_init`` builds the architecture from the encoder's config (plus ``config``
-    overrides) with fresh weights: tiny test models without any download.
+    overrides) with fresh weights: tiny test models without any download. ``pooling``:
+    what a ``sequence`` head reads (module docstring).
     """
+    _check_pooling(pooling, head)
     source = resolve_encoder(encoder)
     cls = _head_class(head)
     with _quiet_transformers():
+        if pooling == "mean":
+            return _load_mean_pooled(source, encoder, num_classes, random_init, config)
         model = _load(cls, source, encoder, num_classes, random_init, config)
     return with_head_extras(model, head)
+
+
+def _load_mean_pooled(
+    source: str, encoder: str, num_classes: int, random_init: bool, config: dict[str, Any]
+) -> nn.Module:
+    import transformers
+
+    base = _load(transformers.AutoModel, source, encoder, num_classes, random_init, config)
+    return MeanPooledClassifier(base, num_classes).float()
 
 
 def with_head_extras(model: nn.Module, head: str) -> nn.Module:
@@ -180,13 +276,16 @@ def build_from_encoder_config(directory: Path, head: str = "token", **_saved: An
     encoder_config=...)`` calls): the classes, the size overrides and the vocabulary that
     the other arguments (``_saved``) chose are in the saved config already.
     """
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModel
 
     try:
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise TensorfabError(f"{directory}: unreadable encoder config ({exc})") from None
     with _quiet_transformers():
+        if getattr(config, POOLING_KEY, "cls") == "mean":
+            base = AutoModel.from_config(config)
+            return MeanPooledClassifier(base, int(config.num_labels)).float()
         return with_head_extras(_head_class(head).from_config(config).float(), head)
 
 
@@ -209,9 +308,13 @@ def load_tokenizer(encoder: str) -> Any:
     from_encoder_config=build_from_encoder_config,
 )
 def build_minilm(
-    num_classes: int = 2, head: str = "token", random_init: bool = False, **config: Any
+    num_classes: int = 2,
+    head: str = "token",
+    random_init: bool = False,
+    pooling: str = "cls",
+    **config: Any,
 ) -> nn.Module:
-    return build_encoder_classifier("minilm-l6", num_classes, head, random_init, **config)
+    return build_encoder_classifier("minilm-l6", num_classes, head, random_init, pooling, **config)
 
 
 @MODELS.register(
@@ -222,9 +325,9 @@ def build_minilm(
     tiny={},
     from_encoder_config=build_from_encoder_config,
 )
-def build_bert_tiny(num_classes: int = 2, head: str = "token") -> nn.Module:
+def build_bert_tiny(num_classes: int = 2, head: str = "token", pooling: str = "cls") -> nn.Module:
     """A random 2-layer, 32-wide BERT on minilm's uncased vocabulary: for tests."""
-    return build_encoder_classifier("minilm-l6", num_classes, head, random_init=True, **TINY_BERT)
+    return build_encoder_classifier("minilm-l6", num_classes, head, True, pooling, **TINY_BERT)
 
 
 def hf_entry(name: str) -> Entry[nn.Module]:
@@ -232,9 +335,13 @@ def hf_entry(name: str) -> Entry[nn.Module]:
     encoder = name.split(":", 1)[1]
 
     def builder(
-        num_classes: int = 2, head: str = "token", random_init: bool = False, **config: Any
+        num_classes: int = 2,
+        head: str = "token",
+        random_init: bool = False,
+        pooling: str = "cls",
+        **config: Any,
     ) -> nn.Module:
-        return build_encoder_classifier(encoder, num_classes, head, random_init, **config)
+        return build_encoder_classifier(encoder, num_classes, head, random_init, pooling, **config)
 
     meta = {"task": "token-classification", "input": "text", "encoder": encoder}
     return Entry(name, builder, {**meta, "from_encoder_config": build_from_encoder_config})

@@ -40,6 +40,7 @@ class ModelArgs(_Record):
     in_channels: int | None = Field(None, ge=1)
     image_size: int | None = Field(None, ge=1)
     head: Literal["token", "token-crf", "sequence"] | None = None
+    pooling: Literal["cls", "mean"] | None = None  # what a sequence head reads
     random_init: bool | None = None
     width: int | None = Field(None, ge=1)
     blocks: list[int] | None = None

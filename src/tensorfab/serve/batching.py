@@ -72,11 +72,17 @@ def expire(queue: deque[Pending], now: float) -> list[Pending]:
     return late
 
 
-def take_batch(queue: deque[Pending], now: float, policy: BatchPolicy) -> list[Pending] | None:
+def take_batch(
+    queue: deque[Pending], now: float, policy: BatchPolicy, idle: bool = False
+) -> list[Pending] | None:
     """The requests to run now (oldest first), or None to wait for more.
 
     Runs when the rows waiting fill ``max_batch_size`` or the oldest request has waited
-    ``max_delay_s``; takes whole requests in arrival order while their rows fit.
+    ``max_delay_s``; takes whole requests in arrival order while their rows fit. A lone
+    request at an ``idle`` model (no batch of it running) runs at once: at low load the
+    company it would wait for does not come, and the wait was all of its queue time (the
+    default 2 ms, beside a 3 ms int8 forward pass of minilm-l6 on a BANKING77 query); two
+    or more queued requests mean concurrent traffic, and they wait to fill the batch.
     """
     if not queue:
         return None
@@ -88,7 +94,8 @@ def take_batch(queue: deque[Pending], now: float, policy: BatchPolicy) -> list[P
             break
         count, rows = count + 1, rows + p.rows
     full = count < len(queue) or rows >= policy.max_batch_size
-    if not full and now - queue[0].arrival < policy.max_delay_s:
+    lone = idle and len(queue) == 1
+    if not full and not lone and now - queue[0].arrival < policy.max_delay_s:
         return None
     return [queue.popleft() for _ in range(count)]
 
@@ -193,6 +200,7 @@ class DynamicBatcher:
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _closing: bool = False
     queued_bytes: int = 0
+    _running: int = 0  # batches being computed now, by all instances
 
     @property
     def closing(self) -> bool:
@@ -239,7 +247,7 @@ class DynamicBatcher:
                     RequestTimeoutError(f"timed out after {now - late.arrival:.3f} s in queue"),
                 )
             policy = self.policy if not self._closing else replace(self.policy, max_delay_s=0.0)
-            batch = take_batch(self.queue, now, policy)
+            batch = take_batch(self.queue, now, policy, idle=self._running == 0)
             if batch is None:
                 await self._sleep(next_deadline(self.queue, policy), now)
                 continue
@@ -254,8 +262,12 @@ class DynamicBatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _compute(self, batch: list[Pending]) -> None:
-        for group in length_groups(batch, self.policy.max_padding):
-            await self._compute_group(group)
+        self._running += 1
+        try:
+            for group in length_groups(batch, self.policy.max_padding):
+                await self._compute_group(group)
+        finally:
+            self._running -= 1
 
     async def _compute_group(self, batch: list[Pending]) -> None:
         """Run one sub-batch; if the runtime fails on it, run its requests one by one.

@@ -224,6 +224,11 @@ class IntentsSpec(_Strict):
     ambiguity_margin: float = Field(
         0.1, ge=0.0, le=1.0, description="flag an answer whose two best intents are closer"
     )
+    prototype_init: bool = Field(
+        True,
+        description="start the classifier as the nearest class mean of the training queries' "
+        "embeddings (needs the default mean pooling); false: a random start",
+    )
 
 
 MLFLOW_SCHEMES = ("file:", "sqlite:", "http://", "https://")

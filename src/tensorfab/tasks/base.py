@@ -230,6 +230,8 @@ class Workload:
     train_count: TokenCount | None = None  # the training split's samples and real tokens
     # files that depend on the trained model (fairness thresholds), written with the assets
     postprocess: Callable[[nn.Module, Path], None] | None = None
+    # a fresh model's start from the training data (intents: prototype head); not on resume
+    init_model: Callable[[nn.Module], None] | None = None
 
 
 def no_hf_form(task: str, why: str = "") -> TensorfabError:

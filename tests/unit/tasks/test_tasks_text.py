@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from tensorfab.data.text_types import TextExample, TokenExample
+from tensorfab.errors import TensorfabError
 from tensorfab.tasks.prediction import decode_entities, word_spans
 from tensorfab.tasks.text_classification import TextClassification
 from tensorfab.tasks.token_classification import TokenClassification
@@ -97,3 +101,16 @@ def test_packed_rows_give_the_loss_and_gradients_of_padded_rows() -> None:
     assert (n_plain, n_packed) == (4, 5) and rows_packed < rows_plain == 4
     torch.testing.assert_close(loss_packed, loss_plain, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_packed, grad_plain, rtol=1e-4, atol=1e-6)
+
+
+def test_a_mean_pooled_text_model_has_no_hugging_face_form(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    model.config = SimpleNamespace(tensorfab_pooling="mean")  # type: ignore[assignment]
+    with pytest.raises(TensorfabError) as info:
+        TextClassification(["neg", "pos"]).hf_export(model, tmp_path)
+    assert str(info.value).startswith(
+        "export --format hf: text-classification models have no Hugging Face form (its head "
+        "reads the mean of the tokens; a Hugging Face sequence classifier reads the first "
+        "token's pooler)"
+    )
+    assert not any(tmp_path.iterdir())  # refused before anything is written
