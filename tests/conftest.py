@@ -15,10 +15,13 @@ SHARED = REPO.parent / "shared"
 
 def pytest_configure(config: pytest.Config) -> None:
     """One fresh cache of measured peaks and precision choices for the whole session
-    (subprocesses inherit it): no test reads what earlier runs on this machine cached."""
+    (subprocesses inherit it): no test reads what earlier runs on this machine cached.
+    Matplotlib's font list too: a user cache built while a matplotlib was half installed
+    lacks its bundled fonts, and every plot then logs findfont fallbacks to stderr."""
     del config
     if "TENSORFAB_CACHE_DIR" not in os.environ:
         os.environ["TENSORFAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="tensorfab-cache-")
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="tensorfab-mpl-")
 
 
 @pytest.fixture
