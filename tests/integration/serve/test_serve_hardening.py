@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzzjson import any_json
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions
 
 GOOD = {
@@ -199,16 +200,7 @@ def test_a_failed_reload_keeps_the_old_version_serving_and_says_why(
 
 # A property-based fuzz of the HTTP API: requests shaped like the protocol's, with any JSON
 # in any field, plus raw bytes, to every route that reads a body. Not one may be a 500.
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8)
-)
-ANY_JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+ANY_JSON = any_json(max_leaves=12)
 NAMES = st.sampled_from(["images", "logits", "x", ""]) | ANY_JSON
 TENSOR = st.fixed_dictionaries(
     {},

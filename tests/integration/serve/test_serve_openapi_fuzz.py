@@ -30,19 +30,11 @@ from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzzjson import any_json
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions
 
 EXAMPLES = int(os.environ.get("TENSORFAB_FUZZ_EXAMPLES", "15"))
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8)
-)
-ANY_JSON = st.recursive(
-    SCALARS,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=10,
-)
+ANY_JSON = any_json(max_leaves=10)
 # Path parameters the server knows, beside any text: the models loaded, one that fails to
 # load, one that is not there, and versions.
 KNOWN = {"name": ["digits", "digits-torch", "broken", "nothing"], "version": ["1", "2", "0"]}
