@@ -7,6 +7,12 @@ batch 16, lr 5e-5). Both evaluate the whole valid set ``evals_per_epoch`` times 
 evaluation time counted, and stop at the first evaluation reaching ``target``. The parent
 stamps the start with the system's monotonic clock, the child stamps each evaluation with
 the same clock.
+
+``side_by_side`` starts both sides at once, each pinned to its own CPU core with one
+intra-op thread, so on a shared machine both meet the same load at the same time (the ratio
+is what is compared; a side alone on an idle machine would be faster). ``tensorfab_sets``
+are ``--set`` overrides of tensorfab's side only (its recipe is ours to choose; the
+``Trainer``'s is the tutorial's and stays fixed).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.spec.load import apply_overrides
 
 SIDES = ("tensorfab", "hf-trainer")
 
@@ -34,6 +42,8 @@ class TtaPlan:
     max_epochs: int = 3
     limit_train: int | None = None  # a scaled run: the first N train sentences
     limit_eval: int | None = None  # ... and valid sentences (default: all of them)
+    tensorfab_sets: tuple[str, ...] = ()  # --set overrides of tensorfab's side
+    side_by_side: bool = False  # both sides at once, one core and one thread each
 
 
 def eval_cuts(batches: int, evals_per_epoch: int) -> list[int]:
@@ -68,8 +78,11 @@ def _engine_spec(plan: TtaPlan, runs_dir: str) -> dict[str, Any]:
     train.update(scheduler="linear", warmup_steps=200, clip_grad_norm=1.0, metric="f1")
     output = {"runs_dir": runs_dir, "name": "tta"}
     model = {"name": "minilm-l6"}
-    return {"task": "token-classification", "data": data, "model": model, "train": train,
-            "output": output}  # fmt: skip
+    if plan.side_by_side:
+        train["threads"] = 1
+    raw = {"task": "token-classification", "data": data, "model": model, "train": train,
+           "output": output}  # fmt: skip
+    return apply_overrides(raw, list(plan.tensorfab_sets))
 
 
 def run_tensorfab(plan: TtaPlan) -> list[dict[str, Any]]:
@@ -114,29 +127,62 @@ def _stamp(epoch: float, f1: float) -> dict[str, Any]:
     return {"epoch": epoch, "f1": f1, "monotonic_s": time.monotonic()}
 
 
+def _plan_from_json(plan_json: str) -> TtaPlan:
+    raw = json.loads(plan_json)
+    raw.update(data_dir=Path(raw["data_dir"]), tensorfab_sets=tuple(raw["tensorfab_sets"]))
+    return TtaPlan(**raw)
+
+
+def _plan_json(plan: TtaPlan) -> str:
+    return json.dumps({**asdict(plan), "data_dir": str(plan.data_dir)})
+
+
 def child_main(side: str, plan_json: str) -> None:
     """What the child process runs: one side, its evaluations as JSON on stdout."""
-    raw = json.loads(plan_json)
-    plan = TtaPlan(**{**raw, "data_dir": Path(raw["data_dir"])})
+    plan = _plan_from_json(plan_json)
+    if plan.side_by_side:
+        import torch
+
+        torch.set_num_threads(1)
     evals = run_tensorfab(plan) if side == "tensorfab" else run_hf_trainer(plan)
     print(json.dumps(evals))
 
 
-def measure_side(side: str, plan: TtaPlan) -> dict[str, Any]:
-    """Start one side in a new process; wall clock from its start to each evaluation."""
-    plan_json = json.dumps({**asdict(plan), "data_dir": str(plan.data_dir)})
-    code = (
-        "import sys; from tensorfab.bench.time_to_accuracy import child_main; "
-        "child_main(*sys.argv[1:])"
-    )
-    started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", code, side, plan_json], capture_output=True, text=True, check=False
-    )
+_CHILD = (
+    "import sys; from tensorfab.bench.time_to_accuracy import child_main; child_main(*sys.argv[1:])"
+)
+
+
+def side_cores(sides: list[str], side_by_side: bool) -> dict[str, int | None]:
+    """The core each side is pinned to: one each, in order, when side by side."""
+    if not side_by_side:
+        return dict.fromkeys(sides)
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < len(sides):
+        raise TensorfabError(
+            f"--side-by-side needs a core per side: {len(sides)} sides, {len(cores)} cores"
+        )
+    return {side: cores[i] for i, side in enumerate(sides)}
+
+
+def _start(side: str, plan: TtaPlan, core: int | None) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    if core is not None:
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    pin = (lambda: os.sched_setaffinity(0, {core})) if core is not None else None
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, side, _plan_json(plan)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=pin,
+    )  # fmt: skip
+
+
+def _finish(side: str, plan: TtaPlan, proc: subprocess.Popen[str], started: float) -> dict:
+    out, err = proc.communicate()
+    ended = time.monotonic()
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (err.strip().splitlines() or ["no output"])[-1]
         raise TensorfabError(f"time-to-accuracy, side {side}: failed ({last})")
-    evals = json.loads(proc.stdout.strip().splitlines()[-1])
+    evals = json.loads(out.strip().splitlines()[-1])
     for e in evals:
         e["wall_s"] = e.pop("monotonic_s") - started
     reached = next((e for e in evals if e["f1"] >= plan.target), None)
@@ -144,18 +190,34 @@ def measure_side(side: str, plan: TtaPlan) -> dict[str, Any]:
         "evaluations": evals,
         "reached": reached is not None,
         "time_to_target_s": reached["wall_s"] if reached else None,
-        "process_wall_s": time.monotonic() - started,
+        "process_wall_s": ended - started,
     }
 
 
+def measure_sides(sides: list[str], plan: TtaPlan) -> dict[str, dict[str, Any]]:
+    """Each side in a new process (in turn, or all at once pinned when side by side); wall
+    clock from each process's start to each of its evaluations."""
+    cores, found = side_cores(sides, plan.side_by_side), {}
+    if plan.side_by_side:
+        started = {s: time.monotonic() for s in sides}
+        procs = {s: _start(s, plan, cores[s]) for s in sides}
+        for s in sides:
+            found[s] = {**_finish(s, plan, procs[s], started[s]), "core": cores[s]}
+        return found
+    for s in sides:
+        began = time.monotonic()
+        found[s] = _finish(s, plan, _start(s, plan, None), began)
+    return found
+
+
 def bench_time_to_accuracy(sides: list[str], plan: TtaPlan) -> dict[str, Any]:
-    """Each side in turn; the ratio is tensorfab's time over the Trainer's."""
-    found = {side: measure_side(side, plan) for side in sides}
+    """The sides' times to target; the ratio is tensorfab's time over the Trainer's."""
+    found = measure_sides(sides, plan)
     times = {s: r["time_to_target_s"] for s, r in found.items()}
     ours, theirs = times.get("tensorfab"), times.get("hf-trainer")
     return {
         "kind": "time-to-accuracy",
-        "plan": {**asdict(plan), "data_dir": str(plan.data_dir)},
+        "plan": json.loads(_plan_json(plan)),
         "sides": found,
         "tensorfab_over_hf_trainer_time": ours / theirs if ours and theirs else None,
     }

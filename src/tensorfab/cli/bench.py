@@ -57,6 +57,7 @@ SUBCOMMANDS = {
         "wall clock from process start to valid entity F1 >= target: tensorfab vs the "
         "Hugging Face Trainer (minilm-l6, CoNLL-2003; ~40 min+ a side on 2 CPU cores)",
         "tensorfab bench time-to-accuracy --device cpu\n"
+        "tensorfab bench time-to-accuracy --side-by-side --set train.lr=2e-4\n"
         "tensorfab bench time-to-accuracy --limit-train 2000 --limit-eval 500 --target 0.7",
     ),
 }
@@ -95,6 +96,15 @@ def _tta_options(cmd: argparse.ArgumentParser) -> None:
         help="result JSON (default: benchmarks/results/<device>-<date>-bench-"
         "time-to-accuracy.json)",
     )
+    cmd.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="override tensorfab's side only, as in train (e.g. train.lr=2e-4); repeatable",
+    )  # fmt: skip
+    cmd.add_argument(
+        "--side-by-side", action="store_true",
+        help="run both sides at once, each pinned to its own core with one thread "
+        "(default: in turn, all cores each)",
+    )  # fmt: skip
     cmd.add_argument("--note", help="recorded with the results")
     cmd.add_argument("--json", action="store_true", help="print only the result JSON")
 
@@ -113,7 +123,7 @@ def _tta(args: argparse.Namespace, progress: BenchProgress) -> dict[str, Any]:
         raise TensorfabError(f"--data-dir {data_dir}: no conll2003/train.txt there")
     plan = TtaPlan(
         data_dir, args.target, args.evals_per_epoch, args.max_epochs,
-        args.limit_train, args.limit_eval,
+        args.limit_train, args.limit_eval, tuple(args.sets), args.side_by_side,
     )  # fmt: skip
     return bench_time_to_accuracy(sides, plan)
 
