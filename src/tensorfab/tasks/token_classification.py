@@ -11,7 +11,9 @@ directory, so both give the same entities (docs/hf-export.md).
 
 Two switches, recorded in ``task_config``: ``context`` (FLERT, Schweter and Akbik 2020)
 reads each sentence with the neighbouring words of its document on both sides, up to
-``max_length`` sub-tokens, and labels, scores and answers only the sentence's own words;
+``max_length`` sub-tokens, and labels, scores and answers only the sentence's own words
+(``max_length`` then budgets the context: a sentence longer than it is read whole, alone,
+up to ``CONTEXT_ROW_CAP`` sub-tokens, so context never costs a sentence its words);
 ``crf`` decodes tags with a linear-chain CRF (``models/crf.py``) under IOB2's rule. The
 inference graph returns emissions either way; Viterbi runs in :meth:`eval_step` and in the
 rows, with the CRF weights recorded in the package (``crf_weights``).
@@ -47,6 +49,8 @@ from tensorfab.tasks.prediction import decode_entities, word_spans
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
 
+CONTEXT_ROW_CAP = 512  # BERT-family position tables: the longest row a sentence may fill
+
 Window = tuple[list[str], int, int]  # the words fed, and where the sentence's own words are
 
 
@@ -81,12 +85,22 @@ class TokenClassification(EncoderTask):
         inside = inside_labels(self.classes) if self.label_pieces == "all" else None
         all_ids, all_labels, cut = [], [], 0
         for i, (ex, (words, start, end)) in enumerate(zip(examples, windows, strict=True)):
-            ids, wids = truncate(enc["input_ids"][i], enc.word_ids(i), self.max_length)
+            wids = enc.word_ids(i)
+            ids, wids = truncate(enc["input_ids"][i], wids, self.row_limit(wids, start, end))
             own = [IGNORE] * start + [index[t] for t in ex.tags] + [IGNORE] * (len(words) - end)
             all_ids.append(ids)
             all_labels.append(align_labels(wids, own, inside))
             cut += len(ex.words) - sum(start <= w < end for w in first_subtokens(wids))
         return all_ids, all_labels, cut
+
+    def row_limit(self, word_ids: list[int | None], start: int, end: int) -> int:
+        """Where a row is cut: ``max_length``; with ``context`` not before the end of the
+        sentence's own words ``[start, end)`` (measured on CoNLL-2003 valid at max_length
+        64, cutting sentences lost 57 of its 5,942 entities)."""
+        if not self.context:
+            return self.max_length
+        own = sum(w is None or start <= w < end for w in word_ids)  # with the specials
+        return max(self.max_length, min(own, CONTEXT_ROW_CAP))
 
     def windows(self, examples: list[TokenExample]) -> list[Window]:
         """Each sentence's words with its document's context around them (``context``)."""

@@ -42,6 +42,7 @@ def _job(data: Path) -> list[str]:
         "train.optimizer=adamw",
         "train.metric=f1",
         "train.device=cpu",
+        "train.threads=1",  # not auto, which follows the load: bitwise resume needs one count
         "train.checkpoint_every_steps=4",
         "train.log_every_steps=4",
     ]

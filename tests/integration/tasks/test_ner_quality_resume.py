@@ -45,6 +45,8 @@ def _spec(tmp: Path, name: str, epochs: int) -> object:
             "train.metric=f1",
             "train.metric_mode=max",
             "train.device=cpu",
+            "train.threads=1",  # auto follows the load: a thread count that differs between
+            # the two runs changes float sums, and bitwise equality with them
             f"train.epochs={epochs}",
             f"output.runs_dir={tmp / 'runs'}",
             f"name={name}",

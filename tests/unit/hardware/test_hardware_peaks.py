@@ -125,3 +125,13 @@ def test_cache_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert default_cache_path() == tmp_path / "peaks.json"
     monkeypatch.delenv("TENSORFAB_CACHE_DIR")
     assert default_cache_path() == Path.home() / ".cache" / "tensorfab" / "peaks.json"
+
+
+def test_measuring_a_peak_leaves_the_random_state_as_it_was() -> None:
+    # a first run measures the peak, its re-run reads it from the cache: both must draw
+    # the same dropout masks afterwards (the exact-resume tests of CRF/context runs)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    measure_matmul_tflops(torch.device("cpu"), "fp32", n=16, iters=1)
+    assert torch.equal(torch.rand(3), expected)

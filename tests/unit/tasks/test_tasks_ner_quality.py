@@ -66,6 +66,21 @@ def test_context_feeds_the_neighbours_and_labels_only_the_sentence() -> None:
 
 
 @needs_tokenizer
+def test_with_context_max_length_budgets_the_context_and_never_cuts_the_sentence() -> None:
+    from tensorfab.models.encoders import load_tokenizer
+
+    tok = load_tokenizer("minilm-l6")
+    first = len(tok(DOC[0].words, is_split_into_words=True)["input_ids"])  # 7 with specials
+    cut_plain = TokenClassification(TAGS, tok, max_length=first - 2).encode(DOC)
+    assert cut_plain[2] == 2  # without context the row limit cuts "Paris ."
+    ids, labels, cut = TokenClassification(TAGS, tok, max_length=first - 2, context=True).encode(
+        DOC
+    )
+    assert cut == 0 and len(ids[0]) == first  # the first sentence whole, alone
+    assert [x for x in labels[0] if x != IGNORE] == [3, 4, 0, 1, 0]
+
+
+@needs_tokenizer
 def test_predict_reads_the_lines_of_a_file_as_one_document(tmp_path) -> None:
     from tensorfab.models.encoders import load_tokenizer
 
