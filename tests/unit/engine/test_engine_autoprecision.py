@@ -130,3 +130,14 @@ def test_the_probe_leaves_no_trace() -> None:
     assert torch.equal(torch.get_rng_state(), rng)  # dropout's draws undone
     ctx.env.world_size = 2
     assert autoprecision._probe(ctx) is None  # DDP: never probed
+
+
+def test_the_probe_times_the_median_sized_batch_not_the_first() -> None:
+    import torch
+
+    from tensorfab.engine.autoprecision import typical_batch
+
+    batches = [(torch.zeros(16, t), torch.zeros(16)) for t in (5, 40, 20, 9, 31)]
+    assert typical_batch(iter(batches))[0].shape == (16, 20)
+    assert typical_batch(iter(batches[:2]))[0].shape == (16, 5)  # of two, the smaller
+    assert typical_batch(iter([])) is None
