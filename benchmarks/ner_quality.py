@@ -26,6 +26,7 @@ SPEC = "examples/conll2003-minilm.yaml"
 CONFIGS = {
     "baseline": [],
     "crf-lld": ["model.head=crf", "train.layer_lr_decay=0.9"],
+    "context": ["data.context=true", "data.max_length=64"],
     "context-crf-lld": [
         "data.context=true",
         "data.max_length=64",
