@@ -27,6 +27,13 @@ CONFIGS = {
     "baseline": [],
     "crf-lld": ["model.head=crf", "train.layer_lr_decay=0.9"],
     "context": ["data.context=true", "data.max_length=64"],
+    "context-crf-lld-lr3e-4": [
+        "data.context=true",
+        "data.max_length=64",
+        "model.head=crf",
+        "train.layer_lr_decay=0.9",
+        "train.lr=3e-4",
+    ],
     "context-crf-lld": [
         "data.context=true",
         "data.max_length=64",
