@@ -121,6 +121,7 @@ def _predictors(
     pkg: LoadedPackage, plan: VariantPlan, repo: Path, choice: dict[str, Any]
 ) -> dict[str, Logits]:
     folders = _export_rows(pkg, plan.rows, repo)
+    threads = torch.get_num_threads()  # onnxruntime's intra-op threads: torch's, for fairness
     out: dict[str, Logits] = {}
     for row in plan.rows:
         if row == BASELINE:
@@ -129,9 +130,11 @@ def _predictors(
         if row in SORTED_ROWS:
             precision = choice["precision"] if row == "torch-auto" else "fp32"
             settings = TorchSettings(precision=precision)
-            runtime = load_reported_runtime(pkg.path, "torch", plan.device, settings=settings)
+            runtime = load_reported_runtime(
+                pkg.path, "torch", plan.device, threads=threads, settings=settings
+            )
         else:
-            runtime = load_reported_runtime(folders[row], "auto", plan.device)
+            runtime = load_reported_runtime(folders[row], "auto", plan.device, threads=threads)
         out[row] = _runtime_logits(runtime, pkg)
     return out
 
