@@ -222,18 +222,22 @@ def test_inference_auto_probes_the_forward_once_and_caches_it(
     assert next(pkg.model.parameters()).dtype == torch.float32  # the probe left it fp32
 
 
-def test_bench_infer_variants_times_and_scores_every_row(ner: tuple) -> None:
-    from tensorfab.bench.infer_variants import VariantPlan, bench_infer_variants
-    from tensorfab.bench.progress import BenchProgress
+def test_bench_infer_variants_times_and_scores_every_row(
+    ner: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tensorfab.cli.main import main
 
     pkg = ner[0]
     rows = ("eager-fp32", "torch-fp32", "onnx-int8-dynamic")
-    plan = VariantPlan(
-        str(pkg.path), str(CONLL / "valid.txt"), rows, repeats=2, batch_size=8, samples=24
-    )
-    result = bench_infer_variants(plan, BenchProgress(quiet=True))
+    out = tmp_path / "variants.json"
+    argv = ["bench", "infer", "--model", str(pkg.path), "--data", str(CONLL / "valid.txt")]
+    argv += ["--variants", ",".join(rows[1:]), "--repeats", "2", "--batch", "8"]
+    argv += ["--samples", "24", "--device", "cpu", "--threads", "1", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "infer-variants" and result == json.loads(out.read_text())
     assert result["sequences"] == 24 and result["metric"] == "f1"
-    assert list(result["rows"]) == list(rows)
+    assert list(result["rows"]) == list(rows)  # the baseline first, always
     base = result["rows"]["eager-fp32"]
     assert base["speedup_vs_eager_fp32"] == 1.0 and base["metric_delta"] == 0.0
     for row in result["rows"].values():
@@ -243,4 +247,7 @@ def test_bench_infer_variants_times_and_scores_every_row(ner: tuple) -> None:
     # the same fp32 model in sorted batches predicts what file order predicts
     assert result["rows"]["torch-fp32"]["metric"] == pytest.approx(base["metric"], abs=1e-9)
     assert result["best"] in ("torch-fp32", "onnx-int8-dynamic")
-    assert result["inference_precision"]["precision"] in ("fp32", "bf16")
+    choice = result["inference_precision"]
+    table = out.with_suffix(".md").read_text()
+    assert f"torch-auto: {choice['precision']} ({choice['reason']})." in table
+    assert "| eager-fp32 | " in table and "| 1.00x | " in table
