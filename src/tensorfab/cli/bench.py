@@ -101,26 +101,25 @@ def _variant_options(cmd: argparse.ArgumentParser) -> None:
         help=f"with --model: rows from {', '.join(ROWS)} (default: {','.join(DEFAULT_ROWS)}; "
         "eager-fp32, the baseline, always runs)",
     )
-    cmd.add_argument(
-        "--repeats", type=int, default=3, help="with --model: passes, median (default 3)"
-    )
-    cmd.add_argument("--batch", type=int, default=64, help="with --model: batch size (default 64)")
-    cmd.add_argument(
-        "--samples", type=int, default=100_000, help="with --model: first N examples (default all)"
-    )
+    # defaults applied in _variants: None keeps them out of a workload run's recorded command
+    cmd.add_argument("--repeats", type=int, help="with --model: passes, median (default 3)")
+    cmd.add_argument("--batch", type=int, help="with --model: batch size (default 64)")
+    cmd.add_argument("--samples", type=int, help="with --model: first N examples (default all)")
 
 
 def _variants(args: argparse.Namespace, device: torch.device, progress: BenchProgress) -> dict:
     from tensorfab.bench.infer_variants import VariantPlan, bench_infer_variants, parse_rows
 
-    if args.repeats < 1 or args.batch < 1:
-        raise TensorfabError(
-            f"--repeats and --batch must be >= 1, not {args.repeats}, {args.batch}"
-        )
+    for name in ("repeats", "batch", "samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TensorfabError(f"--{name} must be at least 1, not {value}")
+    repeats = 3 if args.repeats is None else args.repeats
+    batch = 64 if args.batch is None else args.batch
+    samples = 10**9 if args.samples is None else args.samples  # all
     plan = VariantPlan(
-        args.model, args.data, parse_rows(args.variants), args.repeats, args.batch,
-        args.samples, device.type,
-    )  # fmt: skip
+        args.model, args.data, parse_rows(args.variants), repeats, batch, samples, device.type
+    )
     return bench_infer_variants(plan, progress)
 
 

@@ -58,3 +58,13 @@ def test_variant_rows_keep_the_baseline_first_once() -> None:
     )
     with pytest.raises(TensorfabError, match=r"--variants: unknown \['torch-fp16'\]"):
         parse_rows("torch-fp16")
+
+
+def test_bench_infer_model_numbers_are_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from tensorfab.cli.main import main
+
+    argv = ["bench", "infer", "--model", "nowhere", "--device", "cpu"]
+    assert main([*argv, "--repeats", "0"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --repeats must be at least 1, not 0"]
+    assert main([*argv, "--samples", "-3"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --samples must be at least 1, not -3"]
