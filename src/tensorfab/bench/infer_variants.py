@@ -151,8 +151,9 @@ def timed_pass(predict: Logits, batches: list[Any]) -> tuple[float, list[torch.T
     return seconds, kept
 
 
-def _warm_up(predict: Logits, batches: list[Any]) -> None:
-    by_size = sorted(batches, key=lambda b: b[1].numel() if isinstance(b, tuple | list) else 0)
+def _warm_up(pkg: LoadedPackage, predict: Logits, batches: list[Any]) -> None:
+    """The largest and the smallest batch by what the graph is fed, untimed."""
+    by_size = sorted(batches, key=lambda b: sum(a.size for a in pkg.task.feed(b).values()))
     for batch in (by_size[-1], by_size[0]):
         predict(batch)
 
@@ -161,6 +162,12 @@ def _score(pkg: LoadedPackage, logits: list[torch.Tensor], batches: list[Any]) -
     metric = pkg.task.metric_names[0]
     steps = [pkg.task.eval_step(x.float(), b) for x, b in zip(logits, batches, strict=True)]
     return float(pkg.task.eval_scores(steps)[metric])
+
+
+def plan_examples(batches: list[Any], pkg: LoadedPackage) -> int:
+    """Examples in a pass: the rows of the graph's first input, batch by batch."""
+    first = pkg.task.signature()[0][0].name
+    return sum(len(pkg.task.feed(b)[first]) for b in batches)
 
 
 def _measure(
@@ -174,7 +181,7 @@ def _measure(
     scores: dict[str, float] = {}
     with progress.stage("infer variants", plan.repeats * len(predictors)) as advance:
         for row, predict in predictors.items():
-            _warm_up(predict, sets[row])
+            _warm_up(pkg, predict, sets[row])
         for _ in range(plan.repeats):
             for row, predict in predictors.items():
                 took, logits = timed_pass(predict, sets[row])
@@ -182,7 +189,7 @@ def _measure(
                 if row not in scores:
                     scores[row] = _score(pkg, logits, sets[row])
                 advance()
-    n = sum(len(b[0]) for b in sets[BASELINE])  # the examples of one pass
+    n = plan_examples(sets[BASELINE], pkg)  # the examples of one pass
     return {
         row: {
             "sequences_per_s": [n / s for s in took],
