@@ -68,3 +68,16 @@ def test_bench_infer_model_numbers_are_one_clear_error(capsys: pytest.CaptureFix
     assert capsys.readouterr().err.splitlines() == ["error: --repeats must be at least 1, not 0"]
     assert main([*argv, "--samples", "-3"]) == 2
     assert capsys.readouterr().err.splitlines() == ["error: --samples must be at least 1, not -3"]
+
+
+def test_a_gpu_takes_the_hardware_rule_without_a_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from tensorfab.optimize import precision
+
+    monkeypatch.setattr(precision, "resolve_device", lambda d, f: torch.device("cuda", 0))
+    seen = []
+    monkeypatch.setattr(precision, "resolve_precision", lambda r, d, f: seen.append(r) or "bf16")
+    choice = precision.choose_inference_precision(None, "cuda")  # type: ignore[arg-type]
+    assert choice == PrecisionChoice("bf16", "auto on cuda: the device's fastest native type")
+    assert seen == ["auto"]
