@@ -111,6 +111,8 @@ def markdown(result: dict[str, Any]) -> str:
         return _compare_table(result)
     if kind == "time-to-accuracy":
         return _tta_table(result)
+    if kind == "infer-variants":
+        return _variants_table(result)
     return ""
 
 
@@ -261,3 +263,25 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
+
+
+def _variants_table(result: dict[str, Any]) -> str:
+    """Per row: median sequences/s (each pass), the speed-up over eager fp32, the metric."""
+    metric = result["metric"]
+    header = ("row", "median seq/s", "passes seq/s", "vs eager fp32", metric, "delta")
+    rows = [
+        (name, fmt(r["median_sequences_per_s"], ",.0f"),
+         " / ".join(fmt(v, ",.0f") for v in r["sequences_per_s"]),
+         f"{fmt(r['speedup_vs_eager_fp32'], '.2f')}x", fmt(r["metric"], ".4f"),
+         f"{r['metric_delta']:+.4f}")
+        for name, r in result["rows"].items()
+    ]  # fmt: skip
+    choice = result["inference_precision"]
+    lines = [
+        f"{result['sequences']} examples of {result['data']}, batch {result['batch_size']}, "
+        f"{result['repeats']} passes per row, {result['threads']} threads; best: {result['best']}.",
+        f"torch-auto: {choice['precision']} ({choice['reason']}).",
+        "",
+        *markdown_table(header, rows, "lrrrrr"),
+    ]
+    return _title(result) + _lines(lines)

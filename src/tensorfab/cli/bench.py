@@ -33,6 +33,7 @@ tensorfab bench train --workloads lenet-mnist --device cpu
 tensorfab bench train --quick --json --out /tmp/bench.json
 tensorfab bench train --workloads minilm-ner --device cpu --profile /tmp/profile
 tensorfab bench infer --workloads minilm-ner
+tensorfab bench infer --model runs/ner --data ../shared/data/conll2003/valid.txt --device cpu
 tensorfab bench compare --workloads lenet-mnist"""
 
 SUBCOMMANDS = {
@@ -46,8 +47,11 @@ SUBCOMMANDS = {
         "tensorfab bench train --quick --device cpu --json --out /tmp/train.json",
     ),
     "infer": (
-        "batch-1 latency and large-batch throughput: baseline vs tensorfab",
-        "tensorfab bench infer --workloads minilm-ner --device cpu",
+        "batch-1 latency and large-batch throughput: baseline vs tensorfab; with --model, "
+        "every inference variant of a trained model (speed and metric) vs PyTorch fp32 eager",
+        "tensorfab bench infer --workloads minilm-ner --device cpu\n"
+        "tensorfab bench infer --model runs/ner --data ../shared/data/conll2003/valid.txt "
+        "--variants torch-auto,onnx-int8-dynamic --repeats 3 --device cpu",
     ),
     "compare": (
         "one training epoch on CPU and GPU, and the speed-up",
@@ -80,6 +84,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
             _tta_options(cmd)
         else:
             _common(cmd, workloads=name != "micro")
+        if name == "infer":
+            _variant_options(cmd)
+
+
+def _variant_options(cmd: argparse.ArgumentParser) -> None:
+    from tensorfab.bench.infer_variants import DEFAULT_ROWS, ROWS
+
+    cmd.add_argument(
+        "--model",
+        help="a trained run or model package: time every --variants row on its held-out "
+        "data instead of the workloads (default: off)",
+    )
+    cmd.add_argument("--data", help="with --model: held-out file (default: its own test split)")
+    cmd.add_argument(
+        "--variants",
+        help=f"with --model: rows from {', '.join(ROWS)} (default: {','.join(DEFAULT_ROWS)}; "
+        "eager-fp32, the baseline, always runs)",
+    )
+    # defaults applied in _variants: None keeps them out of a workload run's recorded command
+    cmd.add_argument("--repeats", type=int, help="with --model: passes, median (default 3)")
+    cmd.add_argument("--batch", type=int, help="with --model: batch size (default 64)")
+    cmd.add_argument("--samples", type=int, help="with --model: first N examples (default all)")
+
+
+def _variants(args: argparse.Namespace, device: torch.device, progress: BenchProgress) -> dict:
+    from tensorfab.bench.infer_variants import VariantPlan, bench_infer_variants, parse_rows
+
+    for name in ("repeats", "batch", "samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TensorfabError(f"--{name} must be at least 1, not {value}")
+    repeats = 3 if args.repeats is None else args.repeats
+    batch = 64 if args.batch is None else args.batch
+    samples = 10**9 if args.samples is None else args.samples  # all
+    plan = VariantPlan(
+        args.model, args.data, parse_rows(args.variants), repeats, batch, samples, device.type
+    )
+    return bench_infer_variants(plan, progress)
 
 
 def _tta_options(cmd: argparse.ArgumentParser) -> None:
@@ -251,13 +293,17 @@ def run(args: argparse.Namespace) -> int:
     """Run the suite, save JSON + table (+ chart), print the table or the JSON."""
     device = _device(args.device)
     tta = args.bench_command == "time-to-accuracy"
-    plan = _plan(args, device) if args.bench_command != "micro" and not tta else None
+    variants = getattr(args, "model", None) is not None
+    timed = args.bench_command != "micro" and not tta and not variants
+    plan = _plan(args, device) if timed else None
     if not tta:
         _set_threads(args, device)
     progress = BenchProgress(quiet=args.json)
     env = environment(device, _command(args), args.note)
     if tta:
         result = _tta(args, progress)
+    elif variants:
+        result = _variants(args, device, progress)
     elif plan is None:
         result = bench_micro(device, args.quick, progress)
     else:

@@ -16,6 +16,11 @@ from tensorfab.optimize import export_package, parity_report
 from tensorfab.optimize.export import DEFAULT_VARIANTS, ExportedModel, check_variants
 from tensorfab.optimize.latency import latency_report
 from tensorfab.optimize.parity import heldout_data
+from tensorfab.optimize.precision import (
+    AUTO_VARIANT,
+    choose_inference_precision,
+    resolve_auto_variant,
+)
 from tensorfab.optimize.report import export_markdown
 from tensorfab.package import LoadedPackage, load_package, resolve_model_dir
 from tensorfab.package.repository import (
@@ -31,6 +36,7 @@ EXAMPLE = """\
 tensorfab export runs/digits-lenet --repo repo
 tensorfab export runs/conll2003-minilm --repo repo --name ner --calibration-samples 512 --json
 tensorfab export runs/sst2-minilm --repo repo --variants fp32,torch-bf16 --latency
+tensorfab export runs/conll2003-minilm --repo repo --variants int8-dynamic,torch-auto --latency
 tensorfab export runs/sst2-minilm --repo repo --variants fp32,torch-fp16,torch-cudagraphs \\
     --device cuda --latency
 tensorfab export runs/conll2003-minilm --format hf hf/conll2003-minilm   # transformers loads it"""
@@ -73,8 +79,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variants",
         default=",".join(DEFAULT_VARIANTS),
-        help=f"comma-separated, from {', '.join(VARIANTS)} (torch-fp16 and torch-cudagraphs "
-        "need a CUDA GPU to be checked; elsewhere they are written and marked skipped)",
+        help=f"comma-separated, from {', '.join(VARIANTS)}, {AUTO_VARIANT} (torch-fp16 and "
+        "torch-cudagraphs need a CUDA GPU to be checked; elsewhere they are written and marked "
+        f"skipped; {AUTO_VARIANT}: the torch variant of the precision auto chooses on --device, "
+        "measured; the choice and why are in the report, as with --latency) "
+        f"(default: {','.join(DEFAULT_VARIANTS)})",
     )
     parser.add_argument(
         "--calibration-samples",
@@ -121,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     pkg = load_package(model_dir)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    choice = None
+    if args.latency or AUTO_VARIANT in variants:  # what auto is, when speed is the question
+        choice = choose_inference_precision(pkg, args.device)
+        variants = resolve_auto_variant(variants, choice)
     check_variants(variants, args.calibration_samples)
     heldout = heldout_data(pkg, args.data, args.samples)
     version = resolve_version(repo, name, variants, args.version)
@@ -129,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         pkg, exported, heldout=heldout, tolerance=args.tolerance, device=args.device
     )
     report["version"] = version
+    if choice is not None:
+        report["inference_precision"] = choice.to_dict()
     report["files"] = {e.variant: str(e.path) for e in exported}
     if args.latency:
         report["latency"] = _latency(args, pkg, exported, heldout[0])
@@ -228,6 +243,9 @@ def _print(report: dict) -> None:
         )
         for note in row.get("notes", []):
             print(f"{'':>16}  note: {note}")
+    choice = report.get("inference_precision")
+    if choice:
+        print(f"inference precision (auto): {choice['precision']}: {choice['reason']}")
     latency = report.get("latency", {})
     if latency:
         print(f"latency on {latency['device']}, {latency['threads']} threads:")

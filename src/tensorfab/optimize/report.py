@@ -66,6 +66,10 @@ def _latency(latency: dict[str, Any]) -> list[str]:
 def export_markdown(report: dict[str, Any], title: str) -> str:
     """``export-report-<version>.md``: parity, then latency when it was measured."""
     lines = [f"# tensorfab export: {title}", "", *_parity(report)]
+    choice = report.get("inference_precision")
+    if choice:
+        lines += ["", f"Inference precision (auto, torch runtime): {choice['precision']}: "
+                  f"{choice['reason']}."]  # fmt: skip
     if report.get("latency"):
         lines += _latency(report["latency"])
     return "\n".join(lines) + "\n"

@@ -122,6 +122,9 @@ def test_export_cli_writes_parity_and_exits_zero(lenet_run: Path, tmp_path: Path
     assert "| fp32 | " in table and "| ok |" in table
     assert "| torch-fp32 |" in table and "| onnx-fp32 |" in table
     assert "| torch-cudagraphs | | | | | | not checked: torch-cudagraphs needs a CUDA GPU" in table
+    choice = report["inference_precision"]  # --latency: what auto is for the torch runtime
+    assert choice["precision"] in ("fp32", "bf16") and choice["reason"]
+    assert f"Inference precision (auto, torch runtime): {choice['precision']}: " in table
     latency = report["latency"]
     assert latency["device"].startswith("cpu (") and latency["seq_len"] is None
     runtimes = latency["runtimes"]

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tensorfab.data import create_dataset
@@ -199,3 +200,54 @@ def test_non_positive_sequence_length_is_refused(ner: tuple) -> None:
     pkg, exported, _ = ner
     with pytest.raises(TensorfabError, match=r"--seq-len 0, batch sizes \[1, 8\]: each must be"):
         latency_report(pkg, exported, batch_sizes=(1, 8), seq_len=0)
+
+
+def test_inference_auto_probes_the_forward_once_and_caches_it(
+    ner: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tensorfab.hardware import autoprecision
+
+    pkg = ner[0]
+    monkeypatch.setenv("TENSORFAB_CACHE_DIR", str(tmp_path))
+    peaks = {"fp32": 0.1, "bf16": 0.5}
+    monkeypatch.setattr(autoprecision, "measured_peak_tflops", lambda d, p: peaks[p])
+    from tensorfab.optimize.precision import choose_inference_precision
+
+    first = choose_inference_precision(pkg, "cpu")
+    assert first.numbers["peak_ratio"] == pytest.approx(5.0)
+    assert first.numbers["probe_fp32_step_s"] > 0 and first.numbers["probe_bf16_step_s"] > 0
+    assert "forward of this model" in first.reason
+    peaks["bf16"] = 0.01  # a cached choice is not decided again
+    assert choose_inference_precision(pkg, "cpu") == first
+    assert next(pkg.model.parameters()).dtype == torch.float32  # the probe left it fp32
+
+
+def test_bench_infer_variants_times_and_scores_every_row(
+    ner: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tensorfab.cli.main import main
+
+    pkg = ner[0]
+    rows = ("eager-fp32", "torch-fp32", "onnx-int8-dynamic")
+    out = tmp_path / "variants.json"
+    argv = ["bench", "infer", "--model", str(pkg.path), "--data", str(CONLL / "valid.txt")]
+    argv += ["--variants", ",".join(rows[1:]), "--repeats", "2", "--batch", "8"]
+    argv += ["--samples", "24", "--device", "cpu", "--threads", "1", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["kind"] == "infer-variants" and result == json.loads(out.read_text())
+    assert result["sequences"] == 24 and result["metric"] == "f1"
+    assert list(result["rows"]) == list(rows)  # the baseline first, always
+    base = result["rows"]["eager-fp32"]
+    assert base["speedup_vs_eager_fp32"] == 1.0 and base["metric_delta"] == 0.0
+    for row in result["rows"].values():
+        assert len(row["sequences_per_s"]) == 2
+        assert min(row["sequences_per_s"]) <= row["median_sequences_per_s"]
+        assert row["median_sequences_per_s"] <= max(row["sequences_per_s"])
+    # the same fp32 model in sorted batches predicts what file order predicts
+    assert result["rows"]["torch-fp32"]["metric"] == pytest.approx(base["metric"], abs=1e-9)
+    assert result["best"] in ("torch-fp32", "onnx-int8-dynamic")
+    choice = result["inference_precision"]
+    table = out.with_suffix(".md").read_text()
+    assert f"torch-auto: {choice['precision']} ({choice['reason']})." in table
+    assert "| eager-fp32 | " in table and "| 1.00x | " in table

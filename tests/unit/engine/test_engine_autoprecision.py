@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_unprobed_run_keeps_fp32() -> None:
 
 def test_probe_interleaves_and_drops_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter(range(100))
-    monkeypatch.setattr(autoprecision.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
     calls: list[str] = []
     durations = {"fp32": 3.0, "bf16": 1.0}
 
