@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tensorfab.advise.host import host_seconds, measure_or_none, meta_copy, to_meta
 from tensorfab.advise.record import OpRecord, OpRecorder
 from tensorfab.engine.fit import train_step
 from tensorfab.engine.optim import create_optimizer, create_scheduler
@@ -76,6 +77,7 @@ class Profile:
     model_flops_per_sample: float | None  # the task's count (real tokens), one step
     params: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    host_s: float | None = None  # host seconds a step outside kernels, measured (host.py)
 
     def steps_per_epoch(self) -> int:
         return max(1, -(-self.samples_per_epoch // self.batch_size))
@@ -187,11 +189,35 @@ def _representative(batches: Any) -> tuple[tuple[torch.Tensor, ...], float]:
     return seen[len(seen) // 2], min(seconds)  # the least disturbed by other work
 
 
-def _train_context(spec: JobSpec, workload: Any, model: torch.nn.Module, precision: str) -> Any:
+def _sampled(spec: JobSpec) -> JobSpec:
+    """The spec cut to what the profile reads: the first rows of the training split (the
+    batches looked at, no more: preparing the whole split costs seconds) and a few
+    evaluation and test rows (not used)."""
+    rows = _BATCHES_LOOKED_AT * spec.data.batch_size
+    cut = {"limit_train": min(spec.data.limit_train or rows, rows)}
+    cut |= {k: min(getattr(spec.data, k) or _FEW, _FEW) for k in ("limit_eval", "limit_test")}
+    return spec.model_copy(update={"data": spec.data.model_copy(update=cut)})
+
+
+def epoch_samples(prepared: int, split: dict[str, Any], limit: int | None) -> int:
+    """Training samples a full epoch has, from those prepared from the first rows: scaled
+    by the rows the cut left out (a task may make several samples of one row), up to the
+    spec's own ``limit_train``."""
+    cut, full = split.get("train_size"), split.get("train_full_size")
+    if not cut or not full:
+        return prepared
+    full = min(full, limit) if limit is not None else full
+    return max(1, round(prepared * full / cut))
+
+
+def _train_context(
+    spec: JobSpec, workload: Any, model: torch.nn.Module, precision: str, fusable: bool = True
+) -> Any:
     """What ``train_step`` reads, for a fresh model: the run's optimizer as a GPU runs it
-    (fused where the spec fuses on CUDA, else PyTorch's CUDA default, foreach)."""
+    (fused where the spec fuses on CUDA, else PyTorch's CUDA default, foreach; foreach too
+    where ``fusable`` is false: the meta device has no fused kernels)."""
     t = spec.train
-    fused = t.fused != "off"
+    fused = t.fused != "off" and fusable
     optimizer = create_optimizer(
         t.optimizer, model, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, fused=fused
     )
@@ -249,10 +275,9 @@ class SpecProfiler:
                 "set train.compile=false and leave train.privacy out"
             )
         self.spec = spec
-        # the profile reads only the training split: a few eval/test rows are enough
-        few = {k: min(getattr(spec.data, k) or _FEW, _FEW) for k in ("limit_eval", "limit_test")}
-        self.workload, _ = build_workload(
-            spec.model_copy(update={"data": spec.data.model_copy(update=few)})
+        self.workload, splits = build_workload(_sampled(spec))
+        self.samples_per_epoch = epoch_samples(
+            self.workload.sizes["train"], splits.split, spec.data.limit_train
         )
         torch.manual_seed(spec.seed)
         args = {**self.workload.model_args, **spec.model.args}
@@ -261,6 +286,15 @@ class SpecProfiler:
         batches = self.workload.make_batches("train", spec.data.batch_size, True, where)
         self.batch, self.input_s = _representative(batches)
         self.fps = flops_per_sample(self.workload.task, self.model, self.workload.train_count)
+        with one_thread():
+            self.host, self.host_note = measure_or_none(self._meta_step)
+
+    def _meta_step(self) -> Callable[[], Any]:
+        """The same training step on the meta device (fp32, foreach: see advise/host.py)."""
+        fresh = meta_copy(self.model).train()
+        ctx = _train_context(self.spec, self.workload, fresh, "fp32", fusable=False)
+        rows = to_meta(_rows(self.batch, PROBE_SIZES[0]))
+        return lambda: train_step(ctx, rows)
 
     def __call__(self, precision: str) -> Profile:
         """The training profile in ``precision`` (fp32 | bf16 | fp16; tf32 records as fp32)."""
@@ -281,14 +315,18 @@ class SpecProfiler:
             host_ops=len(a.ops),
             syncs=sum(op.name in ("_local_scalar_dense", "item") for op in a.ops),
             host_input_s=self.input_s,
-            samples_per_epoch=self.workload.sizes["train"],
+            samples_per_epoch=self.samples_per_epoch,
             epochs=spec.train.epochs,
             model_flops_per_sample=None if self.fps is None else TRAIN_FLOPS_FACTOR * self.fps,
             params=sum(p.numel() for p in self.model.parameters()),
             notes=(
-                f"profiled on a median-sized batch of {len(self.batch[0])} of the training "
-                "split; host input time: the fastest batch of the first ones on this CPU",
+                f"profiled on a median-sized batch of {len(self.batch[0])} among the first "
+                f"{self.workload.sizes['train']} training samples (an epoch: "
+                f"{self.samples_per_epoch}); host input time: the fastest of their batches "
+                "on this CPU",
+                self.host_note,
             ),
+            host_s=None if self.host is None else host_seconds(self.host, len(a.ops)),
         )
 
 
