@@ -123,13 +123,9 @@ def _has(op: Any, key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), key)
 
 
-# an op with a kernel for one of these runs on meta without a Python meta kernel
-_CPP_KEYS = (
-    "Meta",
-    "CompositeImplicitAutograd",
-    "CompositeExplicitAutograd",
-    "CompositeExplicitAutogradNonFunctional",
-)
+# an op with a kernel for one of these runs on meta without a Python meta kernel (a
+# CompositeExplicitAutograd op may not: convolution's goes to convolution_overrideable)
+_CPP_KEYS = ("Meta", "CompositeImplicitAutograd")
 
 
 def use_cpp_meta_kernels(python: _PythonMeta) -> torch.library.Library:
@@ -194,12 +190,15 @@ def measure(step: Callable[[], Any], repeats: int = REPEATS) -> HostCost:
     return HostCost(max(host_s, 0.0), len(recorder.ops), calls, dispatch_us)
 
 
-def _child(make_step: Callable[[], Callable[[], Any]], out: int) -> None:
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+
+def _child(step: Callable[[], Any], out: int) -> None:
     try:
-        payload = {"cost": measure(make_step()).__dict__}
+        payload = {"cost": measure(step).__dict__}
     except Exception as e:  # anything the meta device cannot run: reported, not raised
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        payload = {"error": first[:160]}
+        payload = {"error": _first_line(e)}
     os.write(out, json.dumps(payload).encode())
 
 
@@ -212,15 +211,20 @@ def _read_all(fd: int) -> bytes:
 
 def measure_forked(make_step: Callable[[], Callable[[], Any]]) -> dict[str, Any]:
     """``measure(make_step())`` in a forked child (whose meta kernels it changes);
-    ``{"cost": ...}`` or ``{"error": why}``."""
+    ``{"cost": ...}`` or ``{"error": why}``. The step is made here: a forked child's first
+    CPU kernels wait long for the intra-op thread pool it inherited."""
     if not hasattr(os, "fork"):
         return {"error": "no fork on this system"}
+    try:
+        step = make_step()
+    except Exception as e:  # a model that cannot be copied to meta
+        return {"error": _first_line(e)}
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: measure, answer, leave without running any cleanup
         os.close(read)
         try:
-            _child(make_step, write)
+            _child(step, write)
         finally:
             os._exit(0)
     os.close(write)

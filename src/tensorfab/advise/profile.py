@@ -2,12 +2,14 @@
 
 A real training step (the engine's own ``train_step``: task loss, autocast, scaler,
 clipping, optimizer, scheduler) runs twice on the CPU under :class:`OpRecorder`, on the
-first 2 and 3 examples of a representative batch, each from fresh model and optimizer
-state. Every op's FLOPs and bytes are a straight line in the batch size through those two
-points, so the profile answers for any batch size without running it (kernel count and
-host ops do not grow with the batch); the peak memory is such a line too. The precision
-is the one the GPU would run: autocast to bf16/fp16 on the CPU gives the same op list
-(casts included) and the same tensor sizes.
+first 2 and 3 examples of a representative batch, on a fresh copy of the model after one
+warm-up step (the optimizer's state exists, as in every later step). Every op's FLOPs
+and bytes are a straight line in the batch size through those two points, so the profile
+answers for any batch size without running it (kernel count and host ops do not grow with
+the batch); the peak memory is such a line too. The precision is the one the GPU would
+run: autocast to bf16/fp16 on the CPU gives the same op list (casts included) and the
+same tensor sizes. Only the first rows of the training split are prepared (the batches
+looked at); the host's time outside kernels is measured on the meta device (host.py).
 """
 
 from __future__ import annotations
@@ -120,11 +122,15 @@ def optimizer_tensors(optimizer: Any) -> list[torch.Tensor]:
     return found
 
 
-def record(step: Callable[[], Any], held: Callable[[], Sequence[torch.Tensor]]) -> Recording:
-    """Run ``step`` once unrecorded (the optimizer creates its state), then once under an
-    :class:`OpRecorder`: a steady-state step. ``held()`` (weights, optimizer state, batch)
-    counts as held from the start, so the peak is the whole step's memory."""
-    step()
+def record(
+    step: Callable[[], Any], held: Callable[[], Sequence[torch.Tensor]], warm_up: bool = True
+) -> Recording:
+    """Run ``step`` once unrecorded (the optimizer creates its state; ``warm_up=False``:
+    it exists already), then once under an :class:`OpRecorder`: a steady-state step.
+    ``held()`` (weights, optimizer state, batch) counts as held from the start, so the
+    peak is the whole step's memory."""
+    if warm_up:
+        step()
     recorder = OpRecorder()
     with recorder:
         recorder.track(list(held()))
@@ -241,15 +247,28 @@ def _train_context(
 
 
 def _record_train(
-    spec: JobSpec, workload: Any, model: torch.nn.Module, batch: tuple, precision: str, n: int
-) -> Recording:
+    spec: JobSpec, workload: Any, model: torch.nn.Module, batch: tuple, precision: str
+) -> tuple[Recording, Recording]:
+    """Steady-state steps at the two probe sizes, on one fresh copy of the model (the
+    first one's warm-up makes the optimizer state both use)."""
     fresh = copy.deepcopy(model).train()
     ctx = _train_context(spec, workload, fresh, precision)
-    rows = _rows(batch, n)
-    return record(
-        lambda: train_step(ctx, rows),
-        lambda: [*fresh.parameters(), *fresh.buffers(), *optimizer_tensors(ctx.optimizer), *rows],
-    )
+    recordings = []
+    for n in PROBE_SIZES:
+        rows = _rows(batch, n)
+        recordings.append(
+            record(
+                lambda rows=rows: train_step(ctx, rows),
+                lambda rows=rows: [
+                    *fresh.parameters(),
+                    *fresh.buffers(),
+                    *optimizer_tensors(ctx.optimizer),
+                    *rows,
+                ],
+                warm_up=not recordings,
+            )
+        )
+    return recordings[0], recordings[1]
 
 
 @contextlib.contextmanager
@@ -300,10 +319,7 @@ class SpecProfiler:
         """The training profile in ``precision`` (fp32 | bf16 | fp16; tf32 records as fp32)."""
         spec, recorded = self.spec, precision if precision in ("bf16", "fp16") else "fp32"
         with one_thread():
-            a, b = (
-                _record_train(spec, self.workload, self.model, self.batch, recorded, n)
-                for n in PROBE_SIZES
-            )
+            a, b = _record_train(spec, self.workload, self.model, self.batch, recorded)
         return Profile(
             name=spec.name,
             kind="train",
