@@ -27,6 +27,8 @@ import contextlib
 import copy
 import json
 import os
+import select
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +40,8 @@ from torch import nn
 from tensorfab.advise.record import OpRecorder
 
 META = torch.device("meta")
-REPEATS = 5  # timed meta steps; the least is kept (the machine is shared)
+REPEATS = 3  # timed meta steps; the least is kept (the machine is shared)
+CHILD_TIMEOUT_S = 300.0  # a measuring child that takes longer is killed (the fallback is used)
 
 
 @dataclass(frozen=True)
@@ -173,16 +176,15 @@ def _least_host_s(step: Callable[[], Any], python: _PythonMeta, repeats: int) ->
 
 
 def measure(step: Callable[[], Any], repeats: int = REPEATS) -> HostCost:
-    """Run a meta ``step`` once (the optimizer makes its state), count its ops, then keep
-    the least thread CPU time of ``repeats`` runs, with the Python meta kernels' time
+    """Run a meta ``step`` once, counting its ops (the optimizer makes its state), then
+    keep the least thread CPU time of ``repeats`` runs, with the Python meta kernels' time
     replaced by a C++ dispatch each. Call in the forked child (``use_cpp_meta_kernels``)."""
     python = _PythonMeta()
     _lib = use_cpp_meta_kernels(python)
     dispatch_us = cpp_dispatch_us()
     with scalar_reads():
-        step()
         recorder = OpRecorder()
-        with recorder:
+        with recorder:  # the warm-up: its ops are counted (the optimizer's state is made)
             step()
         outside, calls = _least_host_s(step, python, repeats)
     del _lib
@@ -202,11 +204,19 @@ def _child(step: Callable[[], Any], out: int) -> None:
     os.write(out, json.dumps(payload).encode())
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
+def _read_all(fd: int, pid: int, timeout_s: float) -> bytes:
+    """What the child writes until it closes the pipe; after ``timeout_s`` the child is
+    killed and what came so far is returned."""
+    chunks, deadline = [], time.monotonic() + timeout_s
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            return b""
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def measure_forked(make_step: Callable[[], Callable[[], Any]]) -> dict[str, Any]:
@@ -229,11 +239,11 @@ def measure_forked(make_step: Callable[[], Callable[[], Any]]) -> dict[str, Any]
             os._exit(0)
     os.close(write)
     try:
-        data = _read_all(read)
+        data = _read_all(read, pid, CHILD_TIMEOUT_S)
     finally:
         os.close(read)
         os.waitpid(pid, 0)
-    return json.loads(data) if data else {"error": "the measuring process ended early"}
+    return json.loads(data) if data else {"error": "the measuring process ended or timed out"}
 
 
 def host_seconds(cost: HostCost, recorded_ops: int) -> float:
