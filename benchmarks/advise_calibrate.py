@@ -8,6 +8,11 @@ shared cores do not inflate them; each figure is the best of many repeats.
   ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
 * ``tflops``: a 512 x 512 fp32 matmul; ``bandwidth_gb_s``: a 64 MiB
   copy, each byte read and written (2 x size / time).
+* ``efficiency``: op classes that run far below those two rooflines on a CPU, each timed
+  on one generic shape (not a validated workload's): ``convolution`` (a 3 x 3, 32 -> 32
+  channel conv2d on 32 x 32 x 28 x 28, forward and both backward grads: FLOPs by
+  PyTorch's formulas / time / the matmul peak) and ``pooling`` (2 x 2 max pooling of the
+  same tensor, forward and backward: bytes read and written / time / the copy bandwidth).
 
     nice -n 10 .venv/bin/python benchmarks/advise_calibrate.py
 writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
@@ -74,6 +79,34 @@ def copy_gb_s(nbytes: int = 64 * 2**20) -> float:
     return 2 * nbytes / best_cpu_s(lambda: dst.copy_(src), 10) / 1e9
 
 
+def _recorded(step: Callable[[], Any]) -> tuple[float, float]:
+    """(FLOPs, bytes) of one run of ``step`` as advise's OpRecorder counts them."""
+    recorder = OpRecorder()
+    with recorder:
+        step()
+    return sum(op.flops for op in recorder.ops), sum(op.bytes for op in recorder.ops)
+
+
+def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, float]:
+    torch.manual_seed(0)
+    x = torch.randn(32, 32, 28, 28, requires_grad=True)
+    conv = nn.Conv2d(32, 32, 3, padding=1)
+
+    def conv_step() -> None:
+        conv(x).sum().backward()
+
+    def pool_step() -> None:
+        nn.functional.max_pool2d(x, 2).sum().backward()
+
+    conv_flops, _ = _recorded(conv_step)
+    _, pool_bytes = _recorded(pool_step)
+    conv_s, pool_s = best_cpu_s(conv_step, 10), best_cpu_s(pool_step, 10)
+    return {
+        "convolution": conv_flops / conv_s / (peak_tflops * 1e12),
+        "pooling": pool_bytes / pool_s / (bandwidth_gb_s * 1e9),
+    }
+
+
 def main() -> None:
     torch.set_num_threads(1)
     result = {
@@ -88,6 +121,7 @@ def main() -> None:
         "tflops": {"fp32": matmul_tflops(torch.float32)},
         "bandwidth_gb_s": copy_gb_s(),
     }
+    result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_gb_s"])
     write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from tensorfab.advise import SpecProfiler, advise
-from tensorfab.advise.model import cpu_from_calibration, gpu_device, load_constants, step_time
+from tensorfab.advise.model import cpu_from_calibration, gpu_device, step_time
 from tensorfab.advise.workloads import profile_named
 from tensorfab.files import write_text_atomic
 from tensorfab.hardware import gpu_by_id
@@ -35,7 +35,7 @@ def main() -> None:
     calibration = json.loads(
         Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json").read_text()
     )
-    host = load_constants().host_op_us
+    host = None  # each profile's own host time, measured on the meta device
     rows, cache = [], {}
     device = gpu_device(gpu_by_id(h100["gpu"]))
     for run in h100["runs"]:
@@ -53,6 +53,7 @@ def main() -> None:
                 "predicted_ms": t.step_s * 1e3,
                 "ratio": t.step_s * 1e3 / measured,
                 "bound": t.bound,
+                "host_ms": t.dispatch_s * 1e3,
             }
         )
     minilm = SpecProfiler(load_spec("examples/conll2003-minilm.yaml"))
@@ -83,6 +84,7 @@ def main() -> None:
                 "predicted_ms": t.step_s * 1e3,
                 "ratio": t.step_s * 1e3 / m["min_ms"],
                 "bound": t.bound,
+                "host_ms": t.dispatch_s * 1e3,
                 "measured_memory_bytes": m["peak_rss_above_start_bytes"],
                 "predicted_memory_bytes": memory,
                 "memory_ratio": memory / max(m["peak_rss_above_start_bytes"], 1),

@@ -16,6 +16,7 @@ from tensorfab.advise.model import (
     Device,
     energy_j,
     gpu_device,
+    host_dispatch_s,
     largest_batch,
     load_constants,
     memory_needed,
@@ -96,7 +97,9 @@ def _mfu(profile: Profile, step_s: float, gpu: Gpu, precision: str) -> float | N
     )
 
 
-def row(profile: Profile, gpu: Gpu, device: Device, precision: str, host_op_us: float) -> dict:
+def row(
+    profile: Profile, gpu: Gpu, device: Device, precision: str, host_op_us: float | None
+) -> dict:
     """One GPU's prediction as a JSON-ready row."""
     t = step_time(profile, device, precision, host_op_us)
     steps = profile.steps_per_epoch() * profile.epochs
@@ -151,7 +154,16 @@ def rank(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     }
 
 
-def assumptions(profiles: list[Profile], host_op_us: float) -> list[str]:
+def _host(profiles: list[Profile], calibrated: float | None) -> str:
+    if calibrated is not None:
+        return f"{calibrated:g} us per dispatched op (--calibrate)"
+    if any(p.host_s is None for p in profiles):
+        return f"{load_constants().host_op_us:g} us per dispatched op (assumed)"
+    found = " / ".join(f"{p.precision} {host_dispatch_s(p) * 1e3:.2f} ms" for p in profiles)
+    return f"a step outside kernels as measured on the meta device on this CPU ({found})"
+
+
+def assumptions(profiles: list[Profile], host_op_us: float | None) -> list[str]:
     c = load_constants()
     recorded = ", ".join(
         f"{p.precision}: {p.host_ops} ops ({p.kernels()} kernels)" for p in profiles
@@ -162,8 +174,8 @@ def assumptions(profiles: list[Profile], host_op_us: float) -> list[str]:
         f"GEMM peak: datasheet dense x {c.gemm_efficiency:g} unless measured (--calibrate)",
         f"memory bandwidth: datasheet x {c.memory_efficiency:g}; "
         f"{c.kernel_latency_us:g} us device latency per kernel",
-        f"host: {host_op_us:g} us per dispatched op (measured on this CPU) + "
-        f"{c.launch_us:g} us per CUDA launch; the GPU overlaps with the host",
+        f"host: {_host(profiles, host_op_us)} + {c.launch_us:g} us per CUDA launch; the "
+        "GPU overlaps with the host (whose speed per op is taken to be this CPU's)",
         f"memory: the step's measured peak of live tensors + {c.context_gb:g} GB CUDA context; "
         f"{c.memory_usable:.0%} of device memory usable",
         f"energy: TDP x ({c.idle_power:g} + {1 - c.idle_power:g} x busy fraction); "
@@ -181,7 +193,8 @@ def advise(
 ) -> Advice:
     """Rows for ``gpus``; ``profile_for`` is called once per precision needed."""
     calibration = calibration or {}
-    host_op_us = float(calibration.get("host_op_us", load_constants().host_op_us))
+    calibrated = calibration.get("host_op_us")
+    host_op_us = None if calibrated is None else float(calibrated)
     profiles: dict[str, Profile] = {}
     rows = []
     for gpu in gpus:

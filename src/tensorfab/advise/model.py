@@ -62,6 +62,20 @@ class Device:
     peak_source: str
     kernel_latency_us: float
     launch_us: float
+    efficiency: dict[str, float] = field(default_factory=dict)  # op class -> roofline share
+
+
+# Op classes a device may run below its rooflines (a CPU's, measured by
+# benchmarks/advise_calibrate.py); an op of no class runs at the roofline.
+OP_CLASSES = {
+    "convolution": "convolution",
+    "convolution_backward": "convolution",
+    "mkldnn_convolution": "convolution",
+    "max_pool2d_with_indices": "pooling",
+    "max_pool2d_with_indices_backward": "pooling",
+    "avg_pool2d": "pooling",
+    "avg_pool2d_backward": "pooling",
+}
 
 
 def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
@@ -90,8 +104,14 @@ def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
     )
 
 
-def cpu_device(name: str, tflops: dict[str, float], bandwidth_gb_s: float) -> Device:
-    """This CPU from its measured peaks (``bench micro``): ops run one after another."""
+def cpu_device(
+    name: str,
+    tflops: dict[str, float],
+    bandwidth_gb_s: float,
+    efficiency: dict[str, float] | None = None,
+) -> Device:
+    """This CPU from its measured peaks (``bench micro``) and op-class efficiencies
+    (``benchmarks/advise_calibrate.py``): ops run one after another."""
     return Device(
         id="cpu",
         name=name,
@@ -104,6 +124,7 @@ def cpu_device(name: str, tflops: dict[str, float], bandwidth_gb_s: float) -> De
         peak_source="measured (bench micro)",
         kernel_latency_us=0.0,
         launch_us=0.0,
+        efficiency=dict(efficiency or {}),
     )
 
 
@@ -137,8 +158,9 @@ def _device_parts(profile: Profile, device: Device, precision: str) -> tuple[flo
     for op in profile.ops:
         flops, moved = op.at(profile.batch_size)
         peak = device.tflops.get(_op_precision(op.dtype, precision, device), 0.0) * 1e12
-        t_flops = flops / peak if flops and peak else 0.0
-        t_bytes = moved / bw
+        share = device.efficiency.get(OP_CLASSES.get(op.name, ""), 1.0)
+        t_flops = flops / (peak * share) if flops and peak else 0.0
+        t_bytes = moved / (bw * share)
         if t_flops > t_bytes:
             compute += t_flops
         else:
@@ -151,10 +173,23 @@ def _bound(parts: dict[str, float]) -> str:
     return max(parts, key=lambda k: parts[k])
 
 
-def step_time(profile: Profile, device: Device, precision: str, host_op_us: float) -> StepTime:
-    """Predicted seconds per step of ``profile`` on ``device`` in ``precision``."""
+def host_dispatch_s(profile: Profile, calibrated_op_us: float | None = None) -> float:
+    """Host seconds a step spends outside kernels (before launches): per op as calibrated
+    on the GPU's own host (--calibrate), else measured on this workload on the meta
+    device (advise/host.py), else the assumed cost per op of constants.yaml."""
+    if calibrated_op_us is None and profile.host_s is not None:
+        return profile.host_s
+    per_op = load_constants().host_op_us if calibrated_op_us is None else calibrated_op_us
+    return profile.host_ops * per_op * 1e-6
+
+
+def step_time(
+    profile: Profile, device: Device, precision: str, host_op_us: float | None = None
+) -> StepTime:
+    """Predicted seconds per step of ``profile`` on ``device`` in ``precision``;
+    ``host_op_us``: a calibrated host cost per op that replaces the profile's own."""
     compute, memory, latency = _device_parts(profile, device, precision)
-    dispatch = profile.host_ops * host_op_us * 1e-6 + profile.kernels() * device.launch_us * 1e-6
+    dispatch = host_dispatch_s(profile, host_op_us) + profile.kernels() * device.launch_us * 1e-6
     device_s, host_s = compute + memory + latency, dispatch + profile.host_input_s
     step = max(device_s, host_s) if device.asynchronous else device_s + host_s
     if device.asynchronous and host_s > device_s:
@@ -196,5 +231,7 @@ def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
 
 def cpu_from_calibration(data: dict[str, Any]) -> Device:
     """This CPU as ``benchmarks/advise_calibrate.py`` measured it (one thread): matmul
-    peaks, copy bandwidth."""
-    return cpu_device(data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"])
+    peaks, copy bandwidth, op classes below them."""
+    return cpu_device(
+        data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"], data.get("efficiency")
+    )

@@ -2,12 +2,14 @@
 
 A real training step (the engine's own ``train_step``: task loss, autocast, scaler,
 clipping, optimizer, scheduler) runs twice on the CPU under :class:`OpRecorder`, on the
-first 2 and 3 examples of a representative batch, each from fresh model and optimizer
-state. Every op's FLOPs and bytes are a straight line in the batch size through those two
-points, so the profile answers for any batch size without running it (kernel count and
-host ops do not grow with the batch); the peak memory is such a line too. The precision
-is the one the GPU would run: autocast to bf16/fp16 on the CPU gives the same op list
-(casts included) and the same tensor sizes.
+first 2 and 3 examples of a representative batch, on a fresh copy of the model after one
+warm-up step (the optimizer's state exists, as in every later step). Every op's FLOPs
+and bytes are a straight line in the batch size through those two points, so the profile
+answers for any batch size without running it (kernel count and host ops do not grow with
+the batch); the peak memory is such a line too. The precision is the one the GPU would
+run: autocast to bf16/fp16 on the CPU gives the same op list (casts included) and the
+same tensor sizes. Only the first rows of the training split are prepared (the batches
+looked at); the host's time outside kernels is measured on the meta device (host.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import torch
 
+from tensorfab.advise.host import host_seconds, measure_or_none, meta_copy, to_meta
 from tensorfab.advise.record import OpRecord, OpRecorder
 from tensorfab.engine.fit import train_step
 from tensorfab.engine.optim import create_optimizer, create_scheduler
@@ -76,6 +79,7 @@ class Profile:
     model_flops_per_sample: float | None  # the task's count (real tokens), one step
     params: int
     notes: tuple[str, ...] = field(default_factory=tuple)
+    host_s: float | None = None  # host seconds a step outside kernels, measured (host.py)
 
     def steps_per_epoch(self) -> int:
         return max(1, -(-self.samples_per_epoch // self.batch_size))
@@ -118,11 +122,15 @@ def optimizer_tensors(optimizer: Any) -> list[torch.Tensor]:
     return found
 
 
-def record(step: Callable[[], Any], held: Callable[[], Sequence[torch.Tensor]]) -> Recording:
-    """Run ``step`` once unrecorded (the optimizer creates its state), then once under an
-    :class:`OpRecorder`: a steady-state step. ``held()`` (weights, optimizer state, batch)
-    counts as held from the start, so the peak is the whole step's memory."""
-    step()
+def record(
+    step: Callable[[], Any], held: Callable[[], Sequence[torch.Tensor]], warm_up: bool = True
+) -> Recording:
+    """Run ``step`` once unrecorded (the optimizer creates its state; ``warm_up=False``:
+    it exists already), then once under an :class:`OpRecorder`: a steady-state step.
+    ``held()`` (weights, optimizer state, batch) counts as held from the start, so the
+    peak is the whole step's memory."""
+    if warm_up:
+        step()
     recorder = OpRecorder()
     with recorder:
         recorder.track(list(held()))
@@ -187,11 +195,35 @@ def _representative(batches: Any) -> tuple[tuple[torch.Tensor, ...], float]:
     return seen[len(seen) // 2], min(seconds)  # the least disturbed by other work
 
 
-def _train_context(spec: JobSpec, workload: Any, model: torch.nn.Module, precision: str) -> Any:
+def _sampled(spec: JobSpec) -> JobSpec:
+    """The spec cut to what the profile reads: the first rows of the training split (the
+    batches looked at, no more: preparing the whole split costs seconds) and a few
+    evaluation and test rows (not used)."""
+    rows = _BATCHES_LOOKED_AT * spec.data.batch_size
+    cut = {"limit_train": min(spec.data.limit_train or rows, rows)}
+    cut |= {k: min(getattr(spec.data, k) or _FEW, _FEW) for k in ("limit_eval", "limit_test")}
+    return spec.model_copy(update={"data": spec.data.model_copy(update=cut)})
+
+
+def epoch_samples(prepared: int, split: dict[str, Any], limit: int | None) -> int:
+    """Training samples a full epoch has, from those prepared from the first rows: scaled
+    by the rows the cut left out (a task may make several samples of one row), up to the
+    spec's own ``limit_train``."""
+    cut, full = split.get("train_size"), split.get("train_full_size")
+    if not cut or not full:
+        return prepared
+    full = min(full, limit) if limit is not None else full
+    return max(1, round(prepared * full / cut))
+
+
+def _train_context(
+    spec: JobSpec, workload: Any, model: torch.nn.Module, precision: str, fusable: bool = True
+) -> Any:
     """What ``train_step`` reads, for a fresh model: the run's optimizer as a GPU runs it
-    (fused where the spec fuses on CUDA, else PyTorch's CUDA default, foreach)."""
+    (fused where the spec fuses on CUDA, else PyTorch's CUDA default, foreach; foreach too
+    where ``fusable`` is false: the meta device has no fused kernels)."""
     t = spec.train
-    fused = t.fused != "off"
+    fused = t.fused != "off" and fusable
     optimizer = create_optimizer(
         t.optimizer, model, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, fused=fused
     )
@@ -215,15 +247,28 @@ def _train_context(spec: JobSpec, workload: Any, model: torch.nn.Module, precisi
 
 
 def _record_train(
-    spec: JobSpec, workload: Any, model: torch.nn.Module, batch: tuple, precision: str, n: int
-) -> Recording:
+    spec: JobSpec, workload: Any, model: torch.nn.Module, batch: tuple, precision: str
+) -> tuple[Recording, Recording]:
+    """Steady-state steps at the two probe sizes, on one fresh copy of the model (the
+    first one's warm-up makes the optimizer state both use)."""
     fresh = copy.deepcopy(model).train()
     ctx = _train_context(spec, workload, fresh, precision)
-    rows = _rows(batch, n)
-    return record(
-        lambda: train_step(ctx, rows),
-        lambda: [*fresh.parameters(), *fresh.buffers(), *optimizer_tensors(ctx.optimizer), *rows],
-    )
+    recordings = []
+    for n in PROBE_SIZES:
+        rows = _rows(batch, n)
+        recordings.append(
+            record(
+                lambda rows=rows: train_step(ctx, rows),
+                lambda rows=rows: [
+                    *fresh.parameters(),
+                    *fresh.buffers(),
+                    *optimizer_tensors(ctx.optimizer),
+                    *rows,
+                ],
+                warm_up=not recordings,
+            )
+        )
+    return recordings[0], recordings[1]
 
 
 @contextlib.contextmanager
@@ -249,10 +294,9 @@ class SpecProfiler:
                 "set train.compile=false and leave train.privacy out"
             )
         self.spec = spec
-        # the profile reads only the training split: a few eval/test rows are enough
-        few = {k: min(getattr(spec.data, k) or _FEW, _FEW) for k in ("limit_eval", "limit_test")}
-        self.workload, _ = build_workload(
-            spec.model_copy(update={"data": spec.data.model_copy(update=few)})
+        self.workload, splits = build_workload(_sampled(spec))
+        self.samples_per_epoch = epoch_samples(
+            self.workload.sizes["train"], splits.split, spec.data.limit_train
         )
         torch.manual_seed(spec.seed)
         args = {**self.workload.model_args, **spec.model.args}
@@ -261,15 +305,21 @@ class SpecProfiler:
         batches = self.workload.make_batches("train", spec.data.batch_size, True, where)
         self.batch, self.input_s = _representative(batches)
         self.fps = flops_per_sample(self.workload.task, self.model, self.workload.train_count)
+        with one_thread():
+            self.host, self.host_note = measure_or_none(self._meta_step)
+
+    def _meta_step(self) -> Callable[[], Any]:
+        """The same training step on the meta device (fp32, foreach: see advise/host.py)."""
+        fresh = meta_copy(self.model).train()
+        ctx = _train_context(self.spec, self.workload, fresh, "fp32", fusable=False)
+        rows = to_meta(_rows(self.batch, PROBE_SIZES[0]))
+        return lambda: train_step(ctx, rows)
 
     def __call__(self, precision: str) -> Profile:
         """The training profile in ``precision`` (fp32 | bf16 | fp16; tf32 records as fp32)."""
         spec, recorded = self.spec, precision if precision in ("bf16", "fp16") else "fp32"
         with one_thread():
-            a, b = (
-                _record_train(spec, self.workload, self.model, self.batch, recorded, n)
-                for n in PROBE_SIZES
-            )
+            a, b = _record_train(spec, self.workload, self.model, self.batch, recorded)
         return Profile(
             name=spec.name,
             kind="train",
@@ -281,14 +331,18 @@ class SpecProfiler:
             host_ops=len(a.ops),
             syncs=sum(op.name in ("_local_scalar_dense", "item") for op in a.ops),
             host_input_s=self.input_s,
-            samples_per_epoch=self.workload.sizes["train"],
+            samples_per_epoch=self.samples_per_epoch,
             epochs=spec.train.epochs,
             model_flops_per_sample=None if self.fps is None else TRAIN_FLOPS_FACTOR * self.fps,
             params=sum(p.numel() for p in self.model.parameters()),
             notes=(
-                f"profiled on a median-sized batch of {len(self.batch[0])} of the training "
-                "split; host input time: the fastest batch of the first ones on this CPU",
+                f"profiled on a median-sized batch of {len(self.batch[0])} among the first "
+                f"{self.workload.sizes['train']} training samples (an epoch: "
+                f"{self.samples_per_epoch}); host input time: the fastest of their batches "
+                "on this CPU",
+                self.host_note,
             ),
+            host_s=None if self.host is None else host_seconds(self.host, len(a.ops)),
         )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tensorfab.advise.host import HostCost, host_seconds, measure_or_none, meta_copy, to_meta
 from tensorfab.advise.profile import (
     PROBE_SIZES,
     Profile,
@@ -128,6 +129,37 @@ def _record(named: Named, model: nn.Module, precision: str, n: int, seq_len: int
     return record(step, lambda: [*fresh.parameters(), *fresh.buffers(), *inputs, *state()])
 
 
+def _meta_step(
+    named: Named, model: nn.Module, precision: str, seq_len: int
+) -> Callable[[], Callable[[], None]]:
+    """A maker of the same step on the meta device (training in fp32: advise/host.py)."""
+
+    def make() -> Callable[[], None]:
+        fresh = meta_copy(model)
+        inputs = to_meta(named.inputs(PROBE_SIZES[0], seq_len))
+        if named.kind == "infer":
+            return _infer_step(named, fresh.eval().to(_DTYPES[precision]), inputs)
+        optimizer = torch.optim.Adam(fresh.parameters(), lr=1e-4, foreach=True)
+        return _train_step(named, fresh.train(), inputs, "fp32", optimizer)
+
+    return make
+
+
+_HOST: dict[tuple[str, int], tuple[HostCost | None, str]] = {}
+
+
+def _host_cost(
+    name: str, named: Named, model: nn.Module, precision: str, seq_len: int
+) -> tuple[HostCost | None, str]:
+    """The meta step's host cost, measured once per workload and sequence length: the
+    meta device runs every precision's step alike (advise/host.py), so one measurement
+    serves them all and their differences are the recorded ops', not noise."""
+    key = (name, seq_len)
+    if key not in _HOST:
+        _HOST[key] = measure_or_none(_meta_step(named, model, precision, seq_len))
+    return _HOST[key]
+
+
 def profile_named(name: str, batch: int, seq_len: int, precision: str) -> Profile:
     """The profile of a named workload at ``batch`` x ``seq_len`` in ``precision``."""
     if name not in NAMED:
@@ -139,6 +171,7 @@ def profile_named(name: str, batch: int, seq_len: int, precision: str) -> Profil
     model = named.build()
     with one_thread():
         a, b = (_record(named, model, recorded, n, seq_len) for n in PROBE_SIZES)
+        host, host_note = _host_cost(name, named, model, recorded, seq_len)
     return Profile(
         name=name,
         kind=named.kind,
@@ -157,5 +190,7 @@ def profile_named(name: str, batch: int, seq_len: int, precision: str) -> Profil
         notes=(
             f"{named.help}; one synthetic batch reused (no host input); a run is "
             + ("1,000,000 samples" if named.kind == "infer" else "one step"),
+            host_note,
         ),
+        host_s=None if host is None else host_seconds(host, len(a.ops)),
     )

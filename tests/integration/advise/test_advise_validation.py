@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tensorfab.advise import SpecProfiler, advise
-from tensorfab.advise.model import cpu_from_calibration, gpu_device, load_constants, step_time
+from tensorfab.advise.model import cpu_from_calibration, gpu_device, step_time
 from tensorfab.advise.profile import Profile
 from tensorfab.advise.workloads import profile_named
 from tensorfab.hardware import gpu_by_id
@@ -48,30 +48,35 @@ def _h100_ms(run_id: str) -> tuple[float, str]:
     run = RUNS[run_id]
     profile = _profile(run["workload"], run.get("seq_len", 0), run["precision"])
     device = gpu_device(gpu_by_id(H100["gpu"]))
-    t = step_time(
-        profile.with_batch(run["batch"]), device, run["precision"], load_constants().host_op_us
-    )
+    t = step_time(profile.with_batch(run["batch"]), device, run["precision"])
     return t.step_s * 1e3, t.bound
 
 
-def test_h100_compute_bound_bert_inference_within_25_percent() -> None:
-    """bert-base fp32 at batch 64 is compute-bound: the roofline holds (target met)."""
+def test_h100_bert_inference_compute_bound_within_25_percent_host_bound_named() -> None:
+    """bert-base fp32 at batch 64 is compute-bound: the roofline within 25 % (0.91). At
+    batch 1 it is host-bound: the step's own host time, measured on the meta device, + 5 us
+    per launch (1.01 in the validation run, docs/advise.md). That host time is measured on
+    this shared CPU as the test runs, and moves with the machine's load (10-21 ms for this
+    step within minutes at load 6-7): asserted here within a factor of 3, not 25 %."""
     ms, bound = _h100_ms("bert-infer-b64-fp32")
     assert bound == "compute"
     assert ms == pytest.approx(_measured_ms(RUNS["bert-infer-b64-fp32"]), rel=0.25)
+    ms, bound = _h100_ms("bert-infer-b1-fp32")
+    assert bound == "launch overhead"
+    assert 1 / 3 < ms / _measured_ms(RUNS["bert-infer-b1-fp32"]) < 3
 
 
-def test_h100_launch_bound_runs_are_named_so_but_predicted_too_fast() -> None:
-    """Target MISSED for LeNet and bert-base batch 1 (docs/advise.md): the H100's host
-    spends 18-31 us per op, this CPU's calibration 4.6 us + 5 us per launch. What holds:
-    the bound is launch overhead, the prediction is below the measurement (never above),
-    and within a factor of six (bert-base fp16 is in docs/advise.md, not here: its CPU
-    profile alone would take a tenth of this file's time budget)."""
-    for run_id in ("lenet-b64-fp32", "lenet-b512-fp32", "bert-infer-b1-fp32"):
+def test_h100_lenet_is_launch_bound_within_a_factor_of_two_and_a_half() -> None:
+    """Target MISSED for LeNet (0.60-0.68 fp32 in the validation run, docs/advise.md): 79
+    ops take 2.44 ms on the H100's host; this CPU's meta step and 5 us per launch give
+    about 1.6 ms (cuDNN's own host work per convolution is not on the meta device). What
+    holds: launch overhead is the bound, within a factor of 2.5 (the host time is measured
+    as the test runs, on a shared CPU)."""
+    for run_id in ("lenet-b64-fp32", "lenet-b512-fp32"):
         ms, bound = _h100_ms(run_id)
         measured = _measured_ms(RUNS[run_id])
         assert bound == "launch overhead", run_id
-        assert measured / 6 < ms < measured, run_id
+        assert 1 / 2.5 < ms / measured < 2.5, run_id
 
 
 def test_h100_lenet_trends_follow_the_measurements() -> None:
@@ -80,7 +85,7 @@ def test_h100_lenet_trends_follow_the_measurements() -> None:
     b64, _ = _h100_ms("lenet-b64-fp32")
     b512, _ = _h100_ms("lenet-b512-fp32")
     bf16, _ = _h100_ms("lenet-b64-bf16")
-    assert 1.0 <= b512 / b64 < 1.3
+    assert 0.95 <= b512 / b64 < 1.3
     assert bf16 > b64
 
 
@@ -89,23 +94,21 @@ def _minilm() -> SpecProfiler:
     return SpecProfiler(load_spec(MINILM))
 
 
-def test_h100_minilm_ner_run_is_launch_bound_and_predicted_too_fast() -> None:
-    """Target MISSED: HF Trainer took 60 s for 3 epochs (bf16 autocast, batch 16); the model
-    says 25-35 s, launch-bound (short CoNLL sentences: the GPU waits for the host)."""
+def test_h100_minilm_ner_run_is_launch_bound_near_the_measurement() -> None:
+    """HF Trainer took 60 s for 3 epochs (bf16 autocast, batch 16); the model said 62 s in
+    the validation run (1.03, docs/advise.md), launch-bound: short CoNLL sentences, the GPU
+    waits for the host (the engine's step stands in for the Trainer's). The host time is
+    measured as the test runs on a shared CPU (77 s under heavier load): within a factor
+    of 2 here."""
     result = advise(_minilm(), "bf16", [gpu_by_id("h100-sxm")])
     row = result.gpus[0]
     run = RUNS["minilm-ner-hf-trainer"]
     assert row["bound"] == "launch overhead"
-    assert run["run_s"] / 5 < row["run_s"] < run["run_s"]
+    assert 0.5 < row["run_s"] / run["run_s"] < 2
 
 
 def _cpu_ms(profile: Profile, batch: int) -> float:
-    t = step_time(
-        profile.with_batch(batch),
-        cpu_from_calibration(CALIBRATION),
-        "fp32",
-        load_constants().host_op_us,
-    )
+    t = step_time(profile.with_batch(batch), cpu_from_calibration(CALIBRATION), "fp32")
     return t.step_s * 1e3
 
 
@@ -144,13 +147,14 @@ def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
     assert ratios["lenet-train-b64-fp32"] == pytest.approx(1.0, abs=0.15)
 
 
-def test_cpu_step_times_are_predicted_too_fast() -> None:
-    """Target MISSED on this CPU (docs/advise.md): bert-base inference and minilm NER come
-    out 25-30 % fast (0.70, 0.76), LeNet 3.4x fast: its convolutions (1 to 16 channels) run
-    far below the GEMM peak the roofline gives every FLOP. What holds: never slower than
-    measured, bert and minilm within 40 %, LeNet within 5x."""
+def test_cpu_step_times_bert_and_minilm_within_25_percent_lenet_too_fast() -> None:
+    """Target met on this CPU for minilm NER (0.89-0.90); at the edge for bert-base
+    inference (0.76 and 0.73 in two runs); MISSED for LeNet (0.54-0.56, docs/advise.md):
+    with the convolution and pooling efficiencies of a generic 32-channel micro-bench, its
+    1- and 20-channel layers still run slower than modelled. What holds: minilm within
+    25 %, bert-base within 35 %, LeNet below the measurement and within 2.5x."""
     ratios = {k: v["time"] for k, v in cpu_comparison().items()}
-    for run_id in ("bert-base-infer-b1-s128-fp32", "minilm-ner-b16-fp32"):
-        assert 0.6 < ratios[run_id] < 1.0, run_id
+    assert ratios["minilm-ner-b16-fp32"] == pytest.approx(1.0, abs=0.25)
+    assert ratios["bert-base-infer-b1-s128-fp32"] == pytest.approx(1.0, abs=0.35)
     for run_id in ("lenet-train-b64-fp32", "lenet-train-b512-fp32"):
-        assert 0.2 < ratios[run_id] < 1.0, run_id
+        assert 0.4 < ratios[run_id] < 1.0, run_id

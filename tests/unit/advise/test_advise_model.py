@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tensorfab.advise.advise import advise, rank, run_precision
-from tensorfab.advise.model import Device, energy_j, gpu_device, step_time
-from tensorfab.advise.profile import OpLine, Profile
+from tensorfab.advise.model import (
+    Device,
+    cpu_device,
+    energy_j,
+    gpu_device,
+    host_dispatch_s,
+    load_constants,
+    step_time,
+)
+from tensorfab.advise.profile import OpLine, Profile, epoch_samples
 from tensorfab.hardware import gpu_by_id
 
 
@@ -136,3 +146,28 @@ def test_rank_orders_by_each_key() -> None:
         "cost": ["b", "d", "a"],
         "energy": ["b", "a", "d"],
     }
+
+
+def test_host_time_is_calibrated_else_measured_else_assumed() -> None:
+    measured = replace(_profile([], host_ops=100), host_s=0.004)
+    assumed = _profile([], host_ops=100)
+    assert host_dispatch_s(measured, 20.0) == pytest.approx(100 * 20e-6)  # --calibrate
+    assert host_dispatch_s(measured) == pytest.approx(0.004)  # the meta-device step
+    assert host_dispatch_s(assumed) == pytest.approx(100 * load_constants().host_op_us * 1e-6)
+
+
+def test_a_cpu_op_class_runs_at_its_measured_share_of_the_roofline() -> None:
+    conv = OpLine("convolution_backward", "float32", 1, (1e9, 0.0), (0.0, 0.0))
+    pool = OpLine("max_pool2d_with_indices", "float32", 1, (0.0, 0.0), (1e8, 0.0))
+    cpu = cpu_device("cpu", {"fp32": 0.1}, 10.0, {"convolution": 0.5, "pooling": 0.25})
+    t = step_time(replace(_profile([conv, pool]), host_s=0.0), cpu, "fp32")
+    assert t.compute_s == pytest.approx(1e9 / (0.1e12 * 0.5))  # 20 ms, not 10
+    assert t.memory_s == pytest.approx(1e8 / (10e9 * 0.25))  # 40 ms, not 10
+
+
+def test_an_epoch_scales_the_prepared_rows_to_the_whole_split() -> None:
+    split = {"train_size": 384, "train_full_size": 14041}
+    assert epoch_samples(384, split, None) == 14041
+    assert epoch_samples(400, split, None) == round(400 * 14041 / 384)  # rows made 400
+    assert epoch_samples(384, split, 1000) == 1000  # the spec's own limit_train
+    assert epoch_samples(384, {}, None) == 384
