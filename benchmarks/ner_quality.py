@@ -32,6 +32,10 @@ CONFIGS = {
         "model.head=crf",
         "train.layer_lr_decay=0.9",
     ],
+    # checkpoint averaging: the weights of the last k epochs' ends, packaged if they beat
+    # the best epoch (the baseline's epochs are the same run's up to the average)
+    "average-2": ["train.average_last=2"],
+    "average-3": ["train.average_last=3"],
 }
 
 
@@ -66,8 +70,10 @@ def summary(run: Path) -> dict:
         "errors": scores.get("errors", {}).get("per_type"),
         "train_s": report.get("timings", {}).get("train_s"),
         "history": [
-            {k: h[k] for k in ("epoch", "f1", "train_loss") if k in h} for h in report["history"]
+            {k: h[k] for k in ("epoch", "averaged_epochs", "f1", "train_loss") if k in h}
+            for h in report["history"]
         ],
+        **({"averaging": report["averaging"]} if "averaging" in report else {}),
     }
 
 
