@@ -17,16 +17,17 @@ from tensorfab.engine.train import train
 from tensorfab.spec import JobSpec, load_spec
 
 
-def _spec(tmp: Path, name: str) -> JobSpec:
+def _spec(tmp: Path, name: str, average: str = "train.average_last=2") -> JobSpec:
     return load_spec(
         None,
         [
             "train.device=cpu",
             "train.epochs=3",
-            "train.average_last=2",
+            average,
             "train.lr=0.01",
             "data.batch_size=64",
-            "data.limit_train=512",
+            "data.limit_train=256",
+            "data.limit_eval=200",
             f"output.runs_dir={tmp / 'runs'}",
             f"name={name}",
         ],
@@ -80,6 +81,11 @@ def test_average_survives_a_kill_between_epochs_and_picks_by_the_metric(
         torch.testing.assert_close(v, mean)
     assert _same_scores(resumed.report["history"], straight.report["history"])
     _check_selection(straight.report, straight.run_dir, one["average"]["tensors"])
+
+    # averaging only reads the weights: the epochs are those of a run without it
+    plain = train(_spec(tmp_path, "plain", "train.average_last=null"), quiet=True)
+    assert _same_scores(plain.report["history"], straight.report["history"][:-1])
+    assert all(torch.equal(v, _ckpt(plain.run_dir)["model"][k]) for k, v in one["model"].items())
 
 
 def _same_scores(a: list[dict], b: list[dict]) -> bool:
