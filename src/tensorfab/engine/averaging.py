@@ -154,8 +154,9 @@ def _average_record(ctx: RunContext, state: TrainState, avg: WeightAverage) -> d
 def _skipped(avg: WeightAverage, state: TrainState) -> dict[str, Any]:
     a, b = avg.window
     why = (
-        f"train.average_last: training ended at epoch {state.epoch}, having averaged "
-        f"{len(avg.epochs)} of epochs {a}-{b}; nothing averaged"
+        f"train.average_last: training ended at epoch {state.epoch} with "
+        f"{len(avg.epochs)} of epochs {a}-{b} in the average (early stopping or "
+        "train.max_steps); an average needs two, so the best epoch is the package"
     )
     return {"epochs": avg.epochs, "skipped": why}
 

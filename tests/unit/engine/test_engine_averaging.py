@@ -3,11 +3,14 @@ limits and the report's section."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
-from tensorfab.engine.averaging import WeightAverage, create_average
+from tensorfab.engine.averaging import WeightAverage, create_average, evaluate_average
+from tensorfab.engine.state import TrainState
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics.report import render_markdown
 from tensorfab.spec import load_spec
@@ -103,3 +106,19 @@ def test_report_says_what_was_averaged_which_was_packaged_and_the_cost() -> None
     assert "| packaged | average |" in text
     assert "| extra memory | 3.0 MiB (one fp32 copy) |" in text
     assert "| extra time | 0.25 s averaging + 1.50 s eval |" in text
+
+
+def test_a_run_that_stops_before_two_epochs_are_averaged_says_so() -> None:
+    avg = WeightAverage((3, 4))
+    avg.update(_model(1.0), 3)
+    lines: list[str] = []
+    ctx = SimpleNamespace(average=avg, info={}, progress=SimpleNamespace(log=lines.append))
+    evaluate_average(ctx, TrainState(epoch=3, best_epoch=2))  # early-stopped after epoch 3
+    why = (
+        "train.average_last: training ended at epoch 3 with 1 of epochs 3-4 in the average "
+        "(early stopping or train.max_steps); an average needs two, so the best epoch is the "
+        "package"
+    )
+    assert ctx.info["averaging"] == {"epochs": [3], "skipped": why}
+    assert lines == [f"warning: {why}"]
+    assert f"## Weight averaging\n\n{why}" in render_markdown({"averaging": ctx.info["averaging"]})
