@@ -3,6 +3,8 @@ limits and the report's section."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 from tensorfab.engine.averaging import WeightAverage, create_average, evaluate_average
+from tensorfab.engine.rundir import MetricsLog
 from tensorfab.engine.state import TrainState
 from tensorfab.errors import TensorfabError
 from tensorfab.metrics.report import render_markdown
@@ -122,3 +125,17 @@ def test_a_run_that_stops_before_two_epochs_are_averaged_says_so() -> None:
     assert ctx.info["averaging"] == {"epochs": [3], "skipped": why}
     assert lines == [f"warning: {why}"]
     assert f"## Weight averaging\n\n{why}" in render_markdown({"averaging": ctx.info["averaging"]})
+
+
+def test_resume_drops_the_logged_evaluation_of_an_average(tmp_path: Path) -> None:
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    records = [
+        {"kind": "eval", "step": 10, "epoch": 1},
+        {"kind": "eval", "step": 20, "epoch": 2},
+        {"kind": "average", "step": 20, "averaged_epochs": [1, 2]},
+    ]
+    for r in records:
+        log.append(r)
+    log.truncate_after(20)  # a resume from the last checkpoint re-evaluates the average
+    kept = [json.loads(x) for x in log.path.read_text().splitlines()]
+    assert kept == records[:2]
