@@ -9,6 +9,9 @@ side by side: micro F1, F1 per type, and the error counts of the run report.
 
 Each configuration is one ``tensorfab train`` of examples/conll2003-minilm.yaml (valid only;
 CoNLL-2003's test split is never read). A finished run is not retrained: its report is read.
+``average-k`` (``train.average_last=k``) needs no run without it beside it: averaging only
+reads the weights, so its epochs are the baseline's (a test asserts it on digits), and its
+report holds the best epoch's F1, the average's, and the seconds the average cost.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ CONFIGS = {
         "model.head=crf",
         "train.layer_lr_decay=0.9",
     ],
+    # checkpoint averaging: the weights of the last k epochs' ends, packaged if they beat
+    # the best epoch (the baseline's epochs are the same run's up to the average)
+    "average-2": ["train.average_last=2"],
+    "average-3": ["train.average_last=3"],
 }
 
 
@@ -74,8 +81,10 @@ def summary(run: Path) -> dict:
         "errors": scores.get("errors", {}).get("per_type"),
         "train_s": report.get("timings", {}).get("train_s"),
         "history": [
-            {k: h[k] for k in ("epoch", "f1", "train_loss") if k in h} for h in report["history"]
+            {k: h[k] for k in ("epoch", "averaged_epochs", "f1", "train_loss") if k in h}
+            for h in report["history"]
         ],
+        **({"averaging": report["averaging"]} if "averaging" in report else {}),
     }
 
 

@@ -45,5 +45,6 @@ class RunContext:
     info: dict[str, Any] = field(default_factory=dict)  # data sizes, split, timings
     start: TrainState = field(default_factory=TrainState)  # fresh, or restored on --resume
     privacy: Any = None  # engine.privacy.Privacy when the run trains with DP-SGD
+    average: Any = None  # engine.averaging.WeightAverage with train.average_last
     # called on every rank after each checkpoint (Ray Train reports it: engine/ray_train.py)
     on_checkpoint: Callable[[RunContext, TrainState], None] | None = None

@@ -22,6 +22,7 @@ from tensorfab.engine.signals import StopFlag
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.errors import TensorfabError
+from tensorfab.package import save_package
 from tensorfab.tasks.base import TRAIN_FLOPS_FACTOR
 
 
@@ -89,6 +90,7 @@ def _save(ctx: RunContext, state: TrainState) -> None:
             "state": state.to_dict(),
             "precision": ctx.runtime.precision,  # what auto chose: a resume keeps it
             **({"privacy": ctx.privacy.state_dict()} if ctx.privacy else {}),
+            **({"average": ctx.average.state_dict()} if ctx.average is not None else {}),
         },
     )
 
@@ -264,3 +266,19 @@ def phase(ctx: RunContext, what: str, split: str) -> Callable[[int], None]:
 
 def metric_value(record: dict[str, Any], metric: str) -> float:
     return record["eval_loss"] if metric == "loss" else record[metric]
+
+
+def save_best(ctx: RunContext, record: dict[str, Any], position: dict[str, Any]) -> None:
+    """Write the model as the run's package (main rank): ``record`` is the evaluation that
+    selected it, ``position`` where in the run it stands (epoch and step)."""
+    if not ctx.env.is_main:
+        return
+    meta = {
+        **ctx.package_meta,
+        "task_config": ctx.task.config(),  # what evaluation chose (an OOS rule)
+        "metrics": {"selection": record},
+        **({"privacy": ctx.privacy.summary()} if ctx.privacy else {}),
+        "run": {"name": ctx.run.path.name, **position},
+    }
+    ctx.save_assets(ctx.run.model_dir)  # first: the package's manifest covers it
+    save_package(ctx.run.model_dir, ctx.model, meta)

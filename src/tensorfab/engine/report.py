@@ -82,11 +82,7 @@ def build_report(
         "hardware": {**ctx.runtime.describe(), "world_size": ctx.env.world_size},
         "metrics": {
             "test": test,
-            "best": {
-                "metric": ctx.spec.train.metric,
-                "value": state.best_value,
-                "epoch": state.best_epoch,
-            },
+            "best": _best(ctx, state),
         },
         "throughput": _throughput(ctx, state, eval_sps),
         "timings": {
@@ -97,7 +93,17 @@ def build_report(
         },
         "history": state.history,
         "steps": state.global_step,
+        **({"averaging": info["averaging"]} if "averaging" in info else {}),
     }
+
+
+def _best(ctx: RunContext, state: TrainState) -> dict[str, Any]:
+    """What the package holds: the best epoch, or the average of epochs that beat it."""
+    best = {"metric": ctx.spec.train.metric, "value": state.best_value, "epoch": state.best_epoch}
+    avg = ctx.info.get("averaging", {})
+    if avg.get("packaged") == "average":
+        best.update(value=avg["value"], epoch=None, averaged_epochs=avg["epochs"])
+    return best
 
 
 def subsets(split: Any) -> dict[str, dict[str, int]]:
@@ -143,7 +149,8 @@ def _finish_main(ctx: RunContext, state: TrainState, status: str, started: float
     report = build_report(ctx, state, status, test, eval_sps, time.perf_counter() - started)
     ctx.run.plots_dir.mkdir(exist_ok=True)
     steps = [r for r in read_metrics(ctx.run.metrics_file) if r.get("kind") == "train"]
-    plots = [plot_curves(state.history, ctx.run.plots_dir / "curves.png", steps=steps)]
+    epochs = [r for r in state.history if "epoch" in r]  # not the average's record
+    plots = [plot_curves(epochs, ctx.run.plots_dir / "curves.png", steps=steps)]
     # classification: per class; token classification: per tag (token level)
     cm = test.get("confusion_matrix") or test.get("token", {}).get("confusion_matrix")
     if cm:
@@ -181,6 +188,12 @@ def _runtime_rows(hw: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _where(best: dict[str, Any]) -> str:
+    """``at epoch 3``, or ``averaged over epochs 3-4`` when the average was packaged."""
+    ep = best.get("averaged_epochs")
+    return f"averaged over epochs {ep[0]}-{ep[-1]}" if ep else f"at epoch {best['epoch']}"
+
+
 def summary_table(report: dict[str, Any]) -> Table:
     """The one-screen summary printed at the end of ``tensorfab train``."""
     t = Table(title=f"run {report['name']}: {report['status']}", show_header=False)
@@ -190,7 +203,7 @@ def summary_table(report: dict[str, Any]) -> Table:
     rows = [
         ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
         *_runtime_rows(hw),
-        ("best", f"{best['metric']} {_fmt(best['value'])} at epoch {best['epoch']}{evalcut}"),
+        ("best", f"{best['metric']} {_fmt(best['value'])} {_where(best)}{evalcut}"),
         *[
             (f"{split} {k}", _fmt(test[k]) + subset_note(report, "test", split))
             for k in ("accuracy", "f1", "macro_f1")

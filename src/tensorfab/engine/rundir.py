@@ -116,14 +116,20 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
     def truncate_after(self, step: int) -> None:
-        """Drop records logged after ``step`` (they belong to work the resume redoes).
+        """Drop records logged after ``step`` (they belong to work the resume redoes), and
+        the evaluation of a weight average (``train.average_last``): it ends a run, after
+        its last checkpoint, so a resumed run makes its own.
 
         Every line is parsed before anything is written, so a corrupt log is an error that
         leaves the file exactly as it was.
         """
         if not (self.enabled and self.path.is_file()):
             return
-        kept = [line for line, record in _parsed_lines(self.path) if record.get("step", 0) <= step]
+        kept = [
+            line
+            for line, record in _parsed_lines(self.path)
+            if record.get("step", 0) <= step and record.get("kind") != "average"
+        ]
         write_text_atomic(self.path, "".join(f"{line}\n" for line in kept))
 
 

@@ -18,6 +18,7 @@ import torch
 
 from tensorfab.data import create_dataset
 from tensorfab.engine.autoprecision import choose_precision
+from tensorfab.engine.averaging import create_average, evaluate_average
 from tensorfab.engine.checkpoint import load_checkpoint, set_rng_state
 from tensorfab.engine.context import RunContext
 from tensorfab.engine.distributed import (
@@ -29,7 +30,13 @@ from tensorfab.engine.distributed import (
     shutdown_distributed,
     wrap_model,
 )
-from tensorfab.engine.fit import checkpoint, evaluate_epoch, metric_value, train_epoch
+from tensorfab.engine.fit import (
+    checkpoint,
+    evaluate_epoch,
+    metric_value,
+    save_best,
+    train_epoch,
+)
 from tensorfab.engine.loggers import Loggers, TensorBoardLogger, flatten
 from tensorfab.engine.optim import create_optimizer, create_scheduler
 from tensorfab.engine.privacy import Privacy, make_private
@@ -43,7 +50,6 @@ from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import flops_per_sample
 from tensorfab.errors import TensorfabError
 from tensorfab.models import create_model, layer_lr_scales
-from tensorfab.package import save_package
 from tensorfab.spec import JobSpec
 from tensorfab.tasks import Placement, Workload, prepare_workload
 
@@ -228,6 +234,7 @@ def _build(
         package_meta=meta,
         save_assets=_assets(workload, model),
         privacy=privacy,
+        average=create_average(spec.train.average_last, spec.train.epochs),
     )
     ctx.info.update(
         train_size=workload.sizes["train"],
@@ -326,6 +333,7 @@ def restore(ctx: RunContext, saved: dict[str, Any] | None = None) -> TrainState:
     ckpt = saved if saved is not None else read_checkpoint(ctx.run.checkpoint)
     _load_states(ctx, ckpt)
     _load_privacy(ctx, ckpt)
+    _load_average(ctx, ckpt)
     set_rng_state(ckpt["rng"])
     state = TrainState.from_dict(ckpt["state"])
     ctx.log.truncate_after(state.global_step)
@@ -340,6 +348,19 @@ def restore(ctx: RunContext, saved: dict[str, Any] | None = None) -> TrainState:
             f"(epoch {state.epoch + 1}, batch {state.batch_in_epoch})"
         )
     return state
+
+
+def _load_average(ctx: RunContext, ckpt: dict[str, Any]) -> None:
+    """The running average of ``train.average_last``; it restarts (with a warning) when the
+    checkpoint averaged another window (``--resume`` with more epochs)."""
+    if ctx.average is None or "average" not in ckpt:
+        return
+    if not ctx.average.load_state_dict(ckpt["average"], ctx.runtime.device):
+        a, b = ckpt["average"]["window"]
+        ctx.progress.log(
+            f"warning: the checkpoint averaged epochs {a}-{b}; train.average_last now "
+            f"averages epochs {ctx.average.window[0]}-{ctx.average.window[1]}: it restarts"
+        )
 
 
 def _saved_report(run: RunDir) -> dict[str, Any] | None:
@@ -430,20 +451,7 @@ def _after_eval(ctx: RunContext, state: TrainState, record: dict[str, Any]) -> b
     value = metric_value(record, spec.metric)
     if state.improved(value, spec.metric_mode, spec.early_stopping.min_delta):
         state.best_value, state.best_epoch, state.bad_evals = value, record["epoch"], 0
-        if ctx.env.is_main:
-            meta = {
-                **ctx.package_meta,
-                "task_config": ctx.task.config(),  # what evaluation chose (an OOS rule)
-                "metrics": {"selection": record},
-                **({"privacy": ctx.privacy.summary()} if ctx.privacy else {}),
-                "run": {
-                    "name": ctx.run.path.name,
-                    "epoch": record["epoch"],
-                    "step": record["step"],
-                },
-            }
-            ctx.save_assets(ctx.run.model_dir)  # first: the package's manifest covers it
-            save_package(ctx.run.model_dir, ctx.model, meta)
+        save_best(ctx, record, {"epoch": record["epoch"], "step": record["step"]})
     else:
         state.bad_evals += 1
     patience = spec.early_stopping.patience
@@ -464,6 +472,8 @@ def fit(ctx: RunContext, state: TrainState) -> str:
             more = train_epoch(ctx, state, stop)
             record = evaluate_epoch(ctx, state)
             stop_early = _after_eval(ctx, state, record)
+            if ctx.average is not None and ctx.average.wants(record["epoch"]):
+                ctx.average.update(ctx.model, record["epoch"])
             ctx.loggers.end_epoch(_epoch_summary(record, spec.metric))
             state.epoch += 1
             state.batch_in_epoch = 0
@@ -517,6 +527,7 @@ def train(
             if prof is not None:
                 ctx.train = ProfiledBatches(ctx.train, prof)
             status = fit(ctx, state)
+        evaluate_average(ctx, state)
         report = finish_run(ctx, state, status, started)
         if ctx.env.is_main:
             ctx.loggers.finish(ctx.run.path, report)

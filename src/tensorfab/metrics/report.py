@@ -73,6 +73,9 @@ def _best_text(best: Any) -> str:
     text = f"{best.get('metric', 'metric')} = {format_metric(best.get('value'))}"
     if best.get("epoch") is not None:
         text += f" (epoch {best['epoch']})"
+    if best.get("averaged_epochs"):
+        ep = best["averaged_epochs"]
+        text += f" (weights averaged over epochs {ep[0]}-{ep[-1]})"
     return text
 
 
@@ -196,6 +199,25 @@ def _history(history: Any) -> list[str]:
     return ["## History", "", *_table(columns, rows)] if columns else []
 
 
+def _averaging(avg: Any) -> list[str]:
+    """``train.average_last``: what was averaged, its score against the best epoch's, which
+    one the package holds, and what it cost."""
+    if not isinstance(avg, Mapping):
+        return []
+    if avg.get("skipped"):
+        return ["## Weight averaging", "", str(avg["skipped"]), ""]
+    ep, best, cost = avg["epochs"], avg["best_epoch"], avg["cost"]
+    rows = [
+        ("averaged", f"the weights at the ends of epochs {ep[0]}-{ep[-1]} ({len(ep)})"),
+        (f"average {avg['metric']}", format_metric(avg["value"])),
+        (f"best epoch ({best['epoch']}) {avg['metric']}", format_metric(best["value"])),
+        ("packaged", str(avg["packaged"])),
+        ("extra memory", f"{cost['extra_memory_bytes'] / 2**20:.1f} MiB (one fp32 copy)"),
+        ("extra time", f"{cost['average_s']:.2f} s averaging + {cost['eval_s']:.2f} s eval"),
+    ]
+    return ["## Weight averaging", "", *_table(("", "value"), rows)]
+
+
 def _timings(report: Mapping[str, Any]) -> list[str]:
     timings = report.get("timings")
     epoch_times = _get(report, "throughput", "epoch_time_s")
@@ -242,6 +264,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += _data_and_model(report)
     lines += _split_scores(scored_split(report), _get(report, "metrics", "test"))
     lines += _split_scores("eval", _get(report, "metrics", "eval"))
+    lines += _averaging(report.get("averaging"))
     lines += _history(report.get("history"))
     lines += _timings(report)
     lines += _artifacts(report.get("artifacts"))

@@ -190,6 +190,12 @@ class TrainSpec(_Strict):
     )
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
+    average_last: int | None = Field(
+        None,
+        ge=2,
+        description="average the weights (parameters, floating buffers) over the ends of the "
+        "last k epochs; packaged only if they beat the best epoch on train.metric",
+    )
     metric: str = Field("accuracy", description="selects the best model and early stopping")
     metric_mode: Literal["max", "min"] = "max"
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
@@ -207,6 +213,15 @@ class TrainSpec(_Strict):
     def _mode_needs_compile(self) -> TrainSpec:
         if self.compile_mode != "default" and not self.compile:
             raise ValueError(f"train.compile_mode {self.compile_mode!r} needs train.compile: true")
+        return self
+
+    @model_validator(mode="after")
+    def _average_within_epochs(self) -> TrainSpec:
+        if self.average_last is not None and self.average_last > self.epochs:
+            raise ValueError(
+                f"train.average_last {self.average_last} is more than train.epochs "
+                f"{self.epochs}: it averages the ends of that many of the last epochs"
+            )
         return self
 
     @field_validator("device")
