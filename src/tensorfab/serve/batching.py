@@ -141,25 +141,25 @@ def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
     """Concatenate requests along the batch axis, zero-padding any shorter trailing axis.
 
     Zero is the pad token id and a masked position, so padded token positions change no
-    real position's output. Returns the merged inputs and each request's (start, rows).
+    real position's output. Each input is written once into a batch array made at its
+    final size (a lone request's arrays are passed on as they are). Returns the merged
+    inputs and each request's (start, rows).
     """
-    merged: Feed = {}
-    for name in feeds[0]:
-        arrays = [f[name] for f in feeds]
-        longest = np.max([a.shape for a in arrays], axis=0)
-        padded = [
-            np.pad(
-                a,
-                [(0, 0)] + [(0, int(m - s)) for s, m in zip(a.shape[1:], longest[1:], strict=True)],
-            )
-            for a in arrays
-        ]
-        merged[name] = padded[0] if len(padded) == 1 else np.concatenate(padded)
     slices, start = [], 0
     for f in feeds:
         rows = len(next(iter(f.values())))
         slices.append((start, rows))
         start += rows
+    if len(feeds) == 1:
+        return dict(feeds[0]), slices
+    merged: Feed = {}
+    for name in feeds[0]:
+        arrays = [f[name] for f in feeds]
+        longest = np.max([a.shape for a in arrays], axis=0)
+        out = np.zeros((start, *longest[1:]), dtype=arrays[0].dtype)
+        for a, (first, rows) in zip(arrays, slices, strict=True):
+            out[(slice(first, first + rows), *(slice(0, n) for n in a.shape[1:]))] = a
+        merged[name] = out
     return merged, slices
 
 
