@@ -10,10 +10,10 @@ inputs (an image inverted, fitted and centred) is in the answer's ``notes``.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.serve.handoff import Handoff
 from tensorfab.serve.protocol import ProtocolError
 from tensorfab.serve.repository import LoadedVersion, ModelRepository
 from tensorfab.tasks import OUTPUT, Inputs
@@ -40,16 +40,15 @@ def prepare(model: LoadedVersion, body: bytes) -> tuple[Inputs, list[tuple[Any, 
 
 
 async def predict(
-    repo: ModelRepository, model: LoadedVersion, body: bytes, pool: Executor | None = None
+    repo: ModelRepository, model: LoadedVersion, body: bytes, handoff: Handoff
 ) -> dict[str, Any]:
     """Result rows as ``tensorfab predict --json`` prints them, for one request body.
 
-    The body is decoded and made into feeds (an image's pixels, a text's tokens) in
-    ``pool``, off the event loop, in one hand-over; Pillow and the tokenizers release the
-    GIL while they work, so threads suffice.
+    The body is decoded and made into feeds (an image's pixels, a text's tokens) in a
+    worker thread, off the event loop, with the other requests waiting then (``handoff``);
+    Pillow and the tokenizers release the GIL while they work, so threads suffice.
     """
-    loop = asyncio.get_running_loop()
-    inputs, feeds = await loop.run_in_executor(pool, prepare, model, body)
+    inputs, feeds = await handoff.run(prepare, model, body)
 
     async def one(feed: Any, key: Any) -> dict[int, dict[str, Any]]:
         logits = (await repo.infer(model, feed))[OUTPUT]
