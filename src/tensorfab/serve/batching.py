@@ -142,16 +142,16 @@ def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
 
     Zero is the pad token id and a masked position, so padded token positions change no
     real position's output. Each input is written once into a batch array made at its
-    final size (a lone request's arrays are passed on as they are). Returns the merged
-    inputs and each request's (start, rows).
+    final size (a lone request's writable arrays are passed on as they are). Returns the
+    merged inputs and each request's (start, rows).
     """
     slices, start = [], 0
     for f in feeds:
         rows = len(next(iter(f.values())))
         slices.append((start, rows))
         start += rows
-    if len(feeds) == 1:
-        return dict(feeds[0]), slices
+    if len(feeds) == 1:  # read-only arrays (views of a binary body) copied: runtimes may write
+        return {k: a if a.flags.writeable else a.copy() for k, a in feeds[0].items()}, slices
     merged: Feed = {}
     for name in feeds[0]:
         arrays = [f[name] for f in feeds]

@@ -121,3 +121,6 @@ def test_merge_writes_each_request_once_and_passes_a_lone_one_on() -> None:
     assert merged["input_ids"].dtype == a["input_ids"].dtype and slices == [(0, 1), (1, 2)]
     alone, where = merge([a])
     assert alone["input_ids"] is a["input_ids"] and where == [(0, 1)]
+    view = {"input_ids": np.frombuffer(np.array([[1, 2]]).tobytes(), dtype=int).reshape(1, 2)}
+    copied, _ = merge([view])
+    assert copied["input_ids"].flags.writeable and copied["input_ids"].tolist() == [[1, 2]]
