@@ -307,10 +307,22 @@ def main() -> None:
         print(json.dumps(offline(Path(args.offline_child), texts, sizes)))
         return
     os.sched_setaffinity(0, {args.client_cpu})  # the load generator's core
-    results = {}
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             results[variant] = measure_variant(variant, args, Path(tmp), texts)
+            write_summary(args, texts, results)  # each runtime's result kept as it comes
+    for variant, r in results.items():
+        line = f"{variant}: offline best {r['offline']['best']:.1f}/s (batch "
+        line += f"{r['offline']['best_batch']}), served fraction {r['fraction_this']:.2f}"
+        line += f", CPU-time fraction {r['cpu_fraction_this']:.2f}"
+        if "fraction_compare" in r:
+            line += f" (compare {r['fraction_compare']:.2f}, {r['cpu_fraction_compare']:.2f})"
+        print(line)
+    print(f"-> {args.out}")
+
+
+def write_summary(args: argparse.Namespace, texts: list[str], results: dict[str, Any]) -> None:
     summary = {
         "device": f"cpu {platform.machine()} ({platform.processor() or 'unknown'}), "
         f"{os.cpu_count()} cores; server and offline on core {args.server_cpu}, one thread; "
@@ -326,14 +338,6 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(Path(args.out)) as part:
         part.write_text(json.dumps(summary, indent=2) + "\n")
-    for variant, r in results.items():
-        line = f"{variant}: offline best {r['offline']['best']:.1f}/s (batch "
-        line += f"{r['offline']['best_batch']}), served fraction {r['fraction_this']:.2f}"
-        line += f", CPU-time fraction {r['cpu_fraction_this']:.2f}"
-        if "fraction_compare" in r:
-            line += f" (compare {r['fraction_compare']:.2f})"
-        print(line)
-    print(f"-> {args.out}")
 
 
 if __name__ == "__main__":
