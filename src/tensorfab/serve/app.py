@@ -235,7 +235,7 @@ def _add_model_routes(app: FastAPI, service: Service) -> None:
         model = repo.get(name)
         with service.metrics.request(name, model.version):
             body = await read_body(request, options.max_body_bytes, options.body_timeout_s)
-            result = await predict(repo, model, body, service.decoder)
+            result = await predict(repo, model, body, service.handoff)
         return JSONResponse(result)  # plain JSON, no re-encoding
 
     app.add_api_route("/v2/models/stats", stats, methods=["GET"])  # before /v2/models/{name}

@@ -141,25 +141,25 @@ def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
     """Concatenate requests along the batch axis, zero-padding any shorter trailing axis.
 
     Zero is the pad token id and a masked position, so padded token positions change no
-    real position's output. Returns the merged inputs and each request's (start, rows).
+    real position's output. Each input is written once into a batch array made at its
+    final size (a lone request's writable arrays are passed on as they are). Returns the
+    merged inputs and each request's (start, rows).
     """
-    merged: Feed = {}
-    for name in feeds[0]:
-        arrays = [f[name] for f in feeds]
-        longest = np.max([a.shape for a in arrays], axis=0)
-        padded = [
-            np.pad(
-                a,
-                [(0, 0)] + [(0, int(m - s)) for s, m in zip(a.shape[1:], longest[1:], strict=True)],
-            )
-            for a in arrays
-        ]
-        merged[name] = padded[0] if len(padded) == 1 else np.concatenate(padded)
     slices, start = [], 0
     for f in feeds:
         rows = len(next(iter(f.values())))
         slices.append((start, rows))
         start += rows
+    if len(feeds) == 1:  # read-only arrays (views of a binary body) copied: runtimes may write
+        return {k: a if a.flags.writeable else a.copy() for k, a in feeds[0].items()}, slices
+    merged: Feed = {}
+    for name in feeds[0]:
+        arrays = [f[name] for f in feeds]
+        longest = np.max([a.shape for a in arrays], axis=0)
+        out = np.zeros((start, *longest[1:]), dtype=arrays[0].dtype)
+        for a, (first, rows) in zip(arrays, slices, strict=True):
+            out[(slice(first, first + rows), *(slice(0, n) for n in a.shape[1:]))] = a
+        merged[name] = out
     return merged, slices
 
 
@@ -262,12 +262,47 @@ class DynamicBatcher:
             await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _compute(self, batch: list[Pending]) -> None:
+        """Run the batch's length groups one after the other in one hand-over to a thread
+        (a hand-over per group cost as much as a small group's forward pass on one core);
+        each group's requests get their answers as soon as it is computed."""
         self._running += 1
         try:
-            for group in length_groups(batch, self.policy.max_padding):
-                await self._compute_group(group)
+            groups = length_groups(batch, self.policy.max_padding)
+            loop = asyncio.get_running_loop()
+            done, error = await loop.run_in_executor(self.executor, self._run_groups, groups, loop)
+            if error is not None:  # the runtime failed on group ``done``: see _compute_group
+                await self._isolate(groups[done], error)
+                for group in groups[done + 1 :]:
+                    await self._compute_group(group)
         finally:
             self._running -= 1
+
+    def _run_groups(
+        self, groups: list[list[Pending]], loop: asyncio.AbstractEventLoop
+    ) -> tuple[int, Exception | None]:
+        """In the worker thread: compute each group and hand its outputs to the loop; stops
+        at the first group the runtime fails on: (its index, the error), else (n, None)."""
+        for done, group in enumerate(groups):
+            start = self.clock()
+            feed, slices = merge([p.feed for p in group])
+            try:
+                out = self.run(feed)
+            except Exception as exc:
+                return done, exc
+            loop.call_soon_threadsafe(self._deliver, group, out, slices, start)
+        return len(groups), None
+
+    def _deliver(
+        self, batch: list[Pending], out: np.ndarray, slices: list[tuple[int, int]], start: float
+    ) -> None:
+        """Each request's own part of a computed group (on the loop), and the group's stats."""
+        compute = self.clock() - start
+        for p, where in zip(batch, slices, strict=True):
+            if not p.future.done():
+                p.future.set_result(split(out, p.feed, where, self.per_position))
+        self.on_batch(
+            BatchStats(sum(p.rows for p in batch), [start - p.arrival for p in batch], compute)
+        )
 
     async def _compute_group(self, batch: list[Pending]) -> None:
         """Run one sub-batch; if the runtime fails on it, run its requests one by one.
@@ -283,19 +318,17 @@ class DynamicBatcher:
         try:
             out = await asyncio.get_running_loop().run_in_executor(self.executor, self.run, feed)
         except Exception as exc:
-            if len(batch) == 1:  # alone already: this request is the faulty one
-                _fail(batch[0], exc)
-                return
-            for p in batch:
-                await self._compute_group([p])
+            await self._isolate(batch, exc)
             return
-        compute = self.clock() - start
-        for p, where in zip(batch, slices, strict=True):
-            if not p.future.done():
-                p.future.set_result(split(out, p.feed, where, self.per_position))
-        self.on_batch(
-            BatchStats(sum(p.rows for p in batch), [start - p.arrival for p in batch], compute)
-        )
+        self._deliver(batch, out, slices, start)
+
+    async def _isolate(self, batch: list[Pending], exc: Exception) -> None:
+        """After the runtime failed on ``batch`` with ``exc``: each request run alone."""
+        if len(batch) == 1:  # alone already: this request is the faulty one
+            _fail(batch[0], exc)
+            return
+        for p in batch:
+            await self._compute_group([p])
 
 
 def _fail(pending: Pending, exc: Exception) -> None:

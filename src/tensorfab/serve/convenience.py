@@ -10,10 +10,10 @@ inputs (an image inverted, fitted and centred) is in the answer's ``notes``.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
 from typing import Any
 
 from tensorfab.errors import TensorfabError
+from tensorfab.serve.handoff import Handoff
 from tensorfab.serve.protocol import ProtocolError
 from tensorfab.serve.repository import LoadedVersion, ModelRepository
 from tensorfab.tasks import OUTPUT, Inputs
@@ -31,17 +31,24 @@ def decode(model: LoadedVersion, body: bytes) -> Inputs:
         raise ProtocolError(str(exc)) from None
 
 
+def prepare(model: LoadedVersion, body: bytes) -> tuple[Inputs, list[tuple[Any, Any]]]:
+    """The request's inputs and their feeds (the task's ``input_batches``: a text's tokens),
+    each feed at most the model's ``max_batch_size`` rows."""
+    inputs = decode(model, body)
+    size = min(len(inputs.data), model.config.max_batch_size or DEFAULT_BATCH)
+    return inputs, list(model.task.input_batches(inputs, size))
+
+
 async def predict(
-    repo: ModelRepository, model: LoadedVersion, body: bytes, pool: Executor | None = None
+    repo: ModelRepository, model: LoadedVersion, body: bytes, handoff: Handoff
 ) -> dict[str, Any]:
     """Result rows as ``tensorfab predict --json`` prints them, for one request body.
 
-    The body is decoded (an image's pixels, a text's tokens) in ``pool``, off the event
-    loop; Pillow and the tokenizers release the GIL while they work, so threads suffice.
+    The body is decoded and made into feeds (an image's pixels, a text's tokens) in a
+    worker thread, off the event loop, with the other requests waiting then (``handoff``);
+    Pillow and the tokenizers release the GIL while they work, so threads suffice.
     """
-    inputs = await asyncio.get_running_loop().run_in_executor(pool, decode, model, body)
-    size = min(len(inputs.data), model.config.max_batch_size or DEFAULT_BATCH)
-    feeds = list(model.task.input_batches(inputs, size))
+    inputs, feeds = await handoff.run(prepare, model, body)
 
     async def one(feed: Any, key: Any) -> dict[int, dict[str, Any]]:
         logits = (await repo.infer(model, feed))[OUTPUT]

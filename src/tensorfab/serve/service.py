@@ -21,6 +21,7 @@ import numpy as np
 
 from tensorfab import __version__
 from tensorfab.serve.guard import RequestTally
+from tensorfab.serve.handoff import Handoff
 from tensorfab.serve.metrics import ServerMetrics
 from tensorfab.serve.protocol import InferRequest, ProtocolError, chosen_outputs
 from tensorfab.serve.repository import LoadedVersion, ModelRepository, describe
@@ -87,6 +88,7 @@ class Service:
         self.decoder = ThreadPoolExecutor(
             options.decode_threads, thread_name_prefix="tensorfab-decode"
         )
+        self.handoff = Handoff(self.decoder, options.decode_threads)  # predict's decoding
         self.started = False
         self.stopping = False
 

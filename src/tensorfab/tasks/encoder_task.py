@@ -23,12 +23,17 @@ import torch
 from torch import nn
 
 from tensorfab.data import load_eval_data
-from tensorfab.data.sequence_batching import SequenceBatches, resident_bytes, sequences_fit
+from tensorfab.data.sequence_batching import (
+    BUCKET_WINDOW,
+    SequenceBatches,
+    resident_bytes,
+    sequences_fit,
+)
 from tensorfab.data.text_types import TextSplits
 from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import POOLING_KEY, load_tokenizer
-from tensorfab.tasks.alignment import word_starts
+from tensorfab.tasks.alignment import IGNORE, word_starts
 from tensorfab.tasks.base import (
     OUTPUT,
     Batch,
@@ -262,11 +267,22 @@ class EncoderTask:
     def input_batches(
         self, inputs: Inputs, batch_size: int | None = None
     ) -> Iterable[tuple[Feed, Any]]:
-        texts = inputs.data
+        """People's texts, tokenized in one call, as feeds of similar length; each key is
+        the batch ``rows`` reads: (index, input_ids, attention_mask, labels).
+
+        The batches are the evaluation batches of :class:`SequenceBatches` (length-sorted
+        windows, each padded to its longest; tested equal), built once in numpy: a served
+        request holds one text or a few, and the sampler and per-row tensors of training
+        batches cost more than tokenizing it. The feeds are the key's own arrays, no copy.
+        """
         size = batch_size or PREDICT_BATCH
+        texts = inputs.data
         examples = self.in_documents([self.placeholder(t) for t in texts], inputs.documents)
-        for batch in self.eval_batches(examples, size, torch.device("cpu")).epoch(0):
-            yield self.feed(batch), batch
+        ids, labels, _ = self.encode(examples)
+        pad = self.tok().pad_token_id or 0
+        for rows in length_sorted([len(x) for x in ids], size):
+            batch = padded_batch(ids, labels, rows, pad)
+            yield {"input_ids": batch[1].numpy(), "attention_mask": batch[2].numpy()}, batch
 
     def rows(
         self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
@@ -327,6 +343,41 @@ class EncoderTask:
             return 0.0
         shape = EncoderShape.from_config(config, per_token_head=self.head == "token")
         return encoder_forward_flops(shape, count.token_sum, count.token_sq_sum, count.samples)
+
+
+def length_sorted(lengths: Sequence[int], size: int) -> list[np.ndarray]:
+    """Rows in batches of ``size``, longest first within windows of ``BUCKET_WINDOW``
+    batches (ties in input order): the order of ``SequenceBatches(bucket=True)``'s
+    evaluation epoch."""
+    order = np.arange(len(lengths))
+    sizes = np.asarray(lengths)
+    out = []
+    for start in range(0, len(order), size * BUCKET_WINDOW):
+        chunk = order[start : start + size * BUCKET_WINDOW]
+        ranked = chunk[np.argsort(-sizes[chunk], kind="stable")]
+        out += [ranked[i : i + size] for i in range(0, len(ranked), size)]
+    return out
+
+
+def padded_batch(ids: list[list[int]], labels: list[Any], rows: np.ndarray, pad_id: int) -> Batch:
+    """(index, input_ids, attention_mask, labels) of ``rows``, padded to the longest (int64;
+    per-token labels padded with ``IGNORE``), as tensors sharing the numpy arrays."""
+    width = max(len(ids[r]) for r in rows)
+    tokens = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    per_token = isinstance(labels[rows[0]], (list, tuple))
+    if per_token:
+        tags = np.full((len(rows), width), IGNORE, dtype=np.int64)
+    else:
+        tags = np.array([labels[r] for r in rows], dtype=np.int64)
+    for i, r in enumerate(rows.tolist()):
+        n = len(ids[r])
+        tokens[i, :n] = ids[r]
+        mask[i, :n] = 1
+        if per_token:
+            tags[i, :n] = labels[r]
+    index = rows.astype(np.int64)
+    return tuple(torch.from_numpy(a) for a in (index, tokens, mask, tags))
 
 
 def _names_a_file(item: str) -> bool:

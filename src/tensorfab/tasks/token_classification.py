@@ -43,9 +43,9 @@ from tensorfab.tasks.alignment import (
     tokenizer_words,
     word_starts,
 )
-from tensorfab.tasks.base import Batch, Workload
+from tensorfab.tasks.base import Batch, Inputs, Workload
 from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
-from tensorfab.tasks.prediction import decode_entities, word_spans
+from tensorfab.tasks.prediction import decode_entities, softmax, word_spans
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
 
@@ -213,15 +213,49 @@ class TokenClassification(EncoderTask):
             return tokenizer_words(self.tok(), text)
         return word_spans(text)
 
+    def rows(
+        self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
+    ) -> dict[int, dict[str, Any]]:
+        """Tags and entities of each text of a batch, decoded for the whole batch at once;
+        probabilities are computed at the words' first sub-tokens only."""
+        del top_k  # every word's tag is in a text row
+        keep = word_starts(key[3]).cpu().numpy()  # [B, T]
+        if isinstance(logits, torch.Tensor):
+            logits = logits.detach().float().cpu().numpy()
+        probs = softmax(np.asarray(logits)[keep])  # [words of the batch, C], row by row
+        index = key[0].tolist()
+        answers = self.text_rows([inputs.data[i] for i in index], probs, keep.sum(1))
+        return dict(zip(index, answers, strict=True))
+
     def text_row(self, text: str, probs: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
+        """One text's row from its positions' probabilities ``[T, C]`` (``keep``: [T])."""
+        return self.text_rows([text], probs[keep], np.array([int(keep.sum())]))[0]
+
+    def text_rows(
+        self, texts: list[str], probs: np.ndarray, counts: np.ndarray
+    ) -> list[dict[str, Any]]:
+        """Rows of ``texts`` from their words' probabilities, one text after the other
+        (``probs`` [sum of counts, C]): every text's tags come from one :meth:`decode`, the
+        one evaluation uses, on log-probabilities (Viterbi on them equals Viterbi on the
+        logits: a per-word shift changes no path)."""
+        width = int(counts.max()) if len(counts) else 0
+        placed = np.arange(width)[None] < counts[:, None]  # [B, W]: each text's words, left
+        emissions = np.zeros((len(counts), width, len(self.classes)))
+        emissions[placed] = np.log(np.maximum(probs, 1e-30))
+        best = self.decode(torch.from_numpy(emissions), torch.from_numpy(placed))
+        ends = np.cumsum(counts)
+        return [
+            self.entity_row(text, probs[end - n : end], tags)
+            for text, end, n, tags in zip(texts, ends, counts, best, strict=True)
+        ]
+
+    def entity_row(self, text: str, words: np.ndarray, best: list[int]) -> dict[str, Any]:
+        """One text's answer from its words' probabilities ``[W, C]`` and decoded tags."""
         spans = self.words_of(text)
-        words = probs[keep]  # [words, C]
-        # Viterbi on log-probabilities: a per-word shift of the logits changes no path
-        emissions = torch.from_numpy(np.log(np.maximum(words, 1e-30)))[None]
-        best = np.asarray(self.decode(emissions, torch.ones(emissions.shape[:2], dtype=bool))[0])
-        tags = [self.classes[j] for j in best.tolist()]
+        tags = [self.classes[j] for j in best]
         tags += ["O"] * (len(spans) - len(tags))  # words cut by truncation
-        scores = words[np.arange(len(best)), best].tolist() + [0.0] * (len(spans) - len(best))
+        chosen = words[np.arange(len(best)), np.asarray(best, dtype=np.int64)].tolist()
+        scores = chosen + [0.0] * (len(spans) - len(best))
         return {"text": text, "tags": tags, "entities": decode_entities(text, spans, tags, scores)}
 
 
