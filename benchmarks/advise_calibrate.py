@@ -21,7 +21,6 @@ writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tensorfab.advise.host import least_thread_s
 from tensorfab.advise.record import OpRecorder
 from tensorfab.files import write_text_atomic
 
@@ -38,12 +38,7 @@ OUT = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 def best_cpu_s(op: Callable[[], Any], repeats: int) -> float:
     """The least thread CPU time of ``repeats`` calls, after one warm-up."""
     op()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.thread_time()
-        op()
-        best = min(best, time.thread_time() - t0)
-    return best
+    return least_thread_s(op, repeats)
 
 
 def host_op_us() -> dict[str, float]:

@@ -146,7 +146,9 @@ def use_cpp_meta_kernels(python: _PythonMeta) -> torch.library.Library:
     return lib
 
 
-def _least_thread_s(step: Callable[[], Any], repeats: int) -> float:
+def least_thread_s(step: Callable[[], Any], repeats: int) -> float:
+    """The least thread CPU time of ``repeats`` calls: on a shared machine, the run that
+    other processes disturbed least."""
     best = float("inf")
     for _ in range(repeats):
         t0 = time.thread_time()
@@ -159,7 +161,7 @@ def cpp_dispatch_us(repeats: int = 200) -> float:
     """Thread CPU microseconds of one meta op dispatched to a C++ meta kernel (an add of
     two 64 x 64 tensors): what an op with no C++ meta kernel is priced at."""
     x = torch.empty(64, 64, device=META)
-    return _least_thread_s(lambda: [x + x for _ in range(repeats)], 5) * 1e6 / repeats
+    return least_thread_s(lambda: [x + x for _ in range(repeats)], 5) * 1e6 / repeats
 
 
 def _least_host_s(step: Callable[[], Any], python: _PythonMeta, repeats: int) -> tuple[float, int]:
