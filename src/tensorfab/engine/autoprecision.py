@@ -80,18 +80,19 @@ def _probe(ctx: RunContext) -> Probe | None:
     DP-SGD run, whose wrappers must see only real steps."""
     if ctx.env.world_size > 1 or ctx.privacy is not None:
         return None
-    batch = typical_batch(itertools.islice(ctx.train.epoch(0), PROBE_CANDIDATES))
-    if batch is None:
+    if next(iter(ctx.train.epoch(0)), None) is None:  # one batch made: an empty epoch
         return None
 
-    def step(precision: str) -> None:
-        with Runtime(ctx.runtime.device, precision).autocast():
-            logits = ctx.task.logits(ctx.model, batch)
-        ctx.task.loss(logits, batch).backward()
-
-    def run() -> dict[str, float]:
+    def run() -> dict[str, float]:  # only on a cache miss: the batches are made here
         rng = torch.get_rng_state()
         buffers = [b.detach().clone() for b in ctx.model.buffers()]  # BatchNorm statistics
+        batch = typical_batch(itertools.islice(ctx.train.epoch(0), PROBE_CANDIDATES))
+
+        def step(precision: str) -> None:
+            with Runtime(ctx.runtime.device, precision).autocast():
+                logits = ctx.task.logits(ctx.model, batch)
+            ctx.task.loss(logits, batch).backward()
+
         try:
             return probe_steps(step)
         finally:

@@ -44,21 +44,24 @@ def forward_probe(pkg: LoadedPackage, batch: int = PROBE_BATCH, seq: int = PROBE
     bf16, as the torch backend runs each; the package's own model is left as it was."""
     from tensorfab.optimize.export import inference_graph
 
-    device = torch.device("cpu")
-    pkg.model.cpu().eval()
-    graph = inference_graph(pkg)[0]
-    forwards = {
-        p: torch_forward(copy.deepcopy(graph), TorchSettings(precision=p), device)
-        for p in ("fp32", "bf16")
-    }
-    feed = pkg.task.example_feed([seq] * batch, np.random.default_rng(0))
-    args = [torch.from_numpy(feed[s.name]) for s in pkg.task.signature()[0]]
+    def run() -> dict[str, float]:  # only on a cache miss: the model copies are made here
+        device = torch.device("cpu")
+        pkg.model.cpu().eval()
+        graph = inference_graph(pkg)[0]
+        forwards = {
+            p: torch_forward(copy.deepcopy(graph), TorchSettings(precision=p), device)
+            for p in ("fp32", "bf16")
+        }
+        feed = pkg.task.example_feed([seq] * batch, np.random.default_rng(0))
+        args = [torch.from_numpy(feed[s.name]) for s in pkg.task.signature()[0]]
 
-    @torch.inference_mode()
-    def step(precision: str) -> None:
-        forwards[precision](*args)
+        @torch.inference_mode()
+        def step(precision: str) -> None:
+            forwards[precision](*args)
 
-    return lambda: probe_steps(step)
+        return probe_steps(step)
+
+    return run
 
 
 def choose_inference_precision(pkg: LoadedPackage, device: str = "cpu") -> PrecisionChoice:
