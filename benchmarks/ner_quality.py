@@ -43,6 +43,14 @@ CONFIGS = {
         "model.head=crf",
         "train.layer_lr_decay=0.9",
     ],
+    # FLERT's wider context (128 tokens in all), with the last two epochs averaged
+    "context128-crf-lld-avg2": [
+        "data.context=true",
+        "data.max_length=128",
+        "model.head=crf",
+        "train.layer_lr_decay=0.9",
+        "train.average_last=2",
+    ],
     # checkpoint averaging: the weights of the last k epochs' ends, packaged if they beat
     # the best epoch (the baseline's epochs are the same run's up to the average)
     "average-2": ["train.average_last=2"],
