@@ -10,13 +10,17 @@ who could read its report (issue 21).
 
 A writer killed mid-write (SIGKILL, power loss) cannot remove its temporary file, so the
 next write of the same target removes the temporaries of writers that are no longer
-running (their pid is in the name); a live writer's is left alone.
+running (their pid is in the name); a live writer's is left alone. The name also holds the
+writing thread: two threads of one process may write the same target at once (the jobs
+daemon's API and its agent both write a job's ``spec.yaml``), and with one name per process
+the first one's rename took the second one's file away under it (a 500 on ``POST /jobs``).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +52,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
     try:
         yield tmp
         with open(tmp, "rb") as written:
@@ -72,12 +76,12 @@ def _running(pid: int) -> bool:
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporary files of ``path`` left by writers that are no longer running.
 
-    Only names :func:`atomic_path` makes (``.<name>.<pid>.tmp``) whose pid is not a
-    running process; returns what was removed.
+    Only names :func:`atomic_path` makes (``.<name>.<pid>.<thread>.tmp``, or the older
+    ``.<name>.<pid>.tmp``) whose pid is not a running process; returns what was removed.
     """
     prefix, removed = f".{path.name}.", []
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = tmp.name[len(prefix) : -len(".tmp")]
+        pid = tmp.name[len(prefix) : -len(".tmp")].split(".")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)

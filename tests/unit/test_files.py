@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def _killed_writer(target: Path) -> Path:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         proc.stdout.close()  # type: ignore[union-attr]
-    assert name == f".{target.name}.{proc.pid}.tmp"
+    assert name == f".{target.name}.{proc.pid}.{proc.pid}.tmp"  # main thread's id is the pid
     return target.with_name(name)
 
 
@@ -99,6 +100,34 @@ def test_a_running_writers_temp_and_other_files_are_kept(tmp_path: Path) -> None
     for path in (alive, *others):
         path.write_text("x")
     dead = tmp_path / ".last.pt.999999999.tmp"  # above any pid_max: never running
-    dead.write_text("x")
-    assert remove_stale_temporaries(target) == [dead]
+    dead_thread = tmp_path / ".last.pt.999999999.12.tmp"  # the name with the writer's thread
+    for path in (dead, dead_thread):
+        path.write_text("x")
+    assert sorted(remove_stale_temporaries(target)) == [dead_thread, dead]
     assert all(p.is_file() for p in (alive, *others))
+
+
+def test_two_threads_writing_one_target_at_once_both_succeed(tmp_path: Path) -> None:
+    """A second thread's whole write inside the first one's block (the jobs daemon's API and
+    agent both write a job's spec.yaml): each has its own temporary, the last rename wins."""
+    target = tmp_path / "spec.yaml"
+    inside, other_done, errors = threading.Event(), threading.Event(), []
+
+    def slow_writer() -> None:
+        try:
+            with atomic_path(target) as tmp:
+                tmp.write_text("first\n")
+                inside.set()
+                other_done.wait(10)
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    assert inside.wait(10)
+    write_text_atomic(target, "second\n")
+    other_done.set()
+    thread.join(10)
+    assert errors == []
+    assert target.read_text() == "first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
