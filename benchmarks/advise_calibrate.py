@@ -15,7 +15,7 @@ shared cores do not inflate them; each figure is the best of many repeats.
   by PyTorch's formulas / time / the matmul peak), ``pooling`` and ``pooling_backward``
   (2 x 2 max pooling of the same tensor: bytes read and written / time / the copy
   bandwidth). Forward and backward apart: one share for both (the first sessions') hid a
-  pooling forward 11x slower than its backward.
+  pooling forward 8x slower per byte than its backward.
 
     nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_calibrate.py
 writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.

@@ -69,7 +69,7 @@ class Device:
 # benchmarks/advise_calibrate.py, each op of a class timed on its own); an op of no class
 # runs at the roofline. Forward and backward are classes of their own: on this CPU max
 # pooling's forward (which also writes the indices) ran at 0.07 of the copy bandwidth,
-# its backward at 0.81, and one share for both priced LeNet's pooling 3x too fast.
+# its backward at 0.59, and one share for both priced LeNet's pooling forward 3x too fast.
 OP_CLASSES = {
     "convolution": "convolution",
     "mkldnn_convolution": "convolution",

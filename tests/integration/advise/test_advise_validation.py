@@ -67,11 +67,12 @@ def test_h100_bert_inference_compute_bound_within_25_percent_host_bound_named() 
 
 
 def test_h100_lenet_is_launch_bound_within_a_factor_of_four() -> None:
-    """Target MISSED for LeNet (0.60-0.68 fp32 in the validation run, docs/advise.md): 79
-    ops take 2.44 ms on the H100's host; this CPU's meta step and 5 us per launch give
-    about 1.6 ms (cuDNN's own host work per convolution is not on the meta device). What
-    holds: launch overhead is the bound, within a factor of 4 (the host time is measured
-    as the test runs, on a shared CPU: 0.37 in one run at load 9, 2026-11-30)."""
+    """Target MISSED for LeNet in two of three validation runs (fp32: 0.60-0.68 in run A,
+    0.91-1.02 in B, 0.41-0.46 in C, docs/advise.md): 79 ops take 2.44 ms on the H100's
+    host; this CPU's meta step and 5 us per launch give 1.1-2.5 ms (cuDNN's own host work
+    per convolution is not on the meta device). What holds: launch overhead is the bound,
+    within a factor of 4 (the host time is measured as the test runs, on a shared CPU:
+    0.37 in one run at load 9, 2026-11-30)."""
     for run_id in ("lenet-b64-fp32", "lenet-b512-fp32"):
         ms, bound = _h100_ms(run_id)
         measured = _measured_ms(RUNS[run_id])
@@ -147,7 +148,7 @@ def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
 
 def test_cpu_step_times_within_25_percent_bert_at_the_edge() -> None:
     """Met on this CPU for minilm NER (0.85) and, since convolution and pooling are priced
-    forward and backward apart, for LeNet (0.82 at batch 64, 0.77 at 512; 0.56 with one
+    forward and backward apart, for LeNet (0.81 at batch 64, 0.77 at 512; 0.56 with one
     share for both, docs/advise.md); at the edge for bert-base inference (0.75: its CPU
     time is matmul-bound at the 512 x 512 matmul's peak, which its one-row GEMMs do not
     reach). The host part is measured as the test runs on a shared CPU, so what is
