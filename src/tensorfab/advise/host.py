@@ -53,6 +53,7 @@ class HostCost:
     ops: int
     python_meta_ops: int
     dispatch_us: float
+    switches: int = -1  # involuntary context switches during the kept run (-1: unknown)
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
@@ -164,17 +165,35 @@ def cpp_dispatch_us(repeats: int = 200) -> float:
     return least_thread_s(lambda: [x + x for _ in range(repeats)], 5) * 1e6 / repeats
 
 
-def _least_host_s(step: Callable[[], Any], python: _PythonMeta, repeats: int) -> tuple[float, int]:
+def involuntary_switches() -> int:
+    """Times the scheduler took this thread off the CPU so far (-1 where the system does
+    not say): each costs a step thread CPU time (caches refilled), which least-of-N keeps
+    when every run is preempted (docs/advise.md, benchmarks/advise_host_noise.py)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    except (ImportError, AttributeError, OSError):
+        return -1
+
+
+def _least_host_s(
+    step: Callable[[], Any], python: _PythonMeta, repeats: int
+) -> tuple[float, int, int]:
     """The least, over ``repeats`` steps, of a step's thread CPU time minus the time its
-    Python meta kernels took (paired per step: the two vary together), and their count."""
-    best, calls = float("inf"), 0
+    Python meta kernels took (paired per step: the two vary together), their count, and
+    the involuntary context switches that run suffered."""
+    best, calls, switches = float("inf"), 0, -1
     for _ in range(repeats):
         python.seconds, python.calls = 0.0, 0
+        before = involuntary_switches()
         t0 = time.thread_time()
         step()
-        best = min(best, time.thread_time() - t0 - python.seconds)
+        seconds = time.thread_time() - t0 - python.seconds
+        if seconds < best:
+            best, switches = seconds, involuntary_switches() - before if before >= 0 else -1
         calls = python.calls
-    return best, calls
+    return best, calls, switches
 
 
 def measure(step: Callable[[], Any], repeats: int = REPEATS) -> HostCost:
@@ -188,10 +207,10 @@ def measure(step: Callable[[], Any], repeats: int = REPEATS) -> HostCost:
         recorder = OpRecorder()
         with recorder:  # the warm-up: its ops are counted (the optimizer's state is made)
             step()
-        outside, calls = _least_host_s(step, python, repeats)
+        outside, calls, switches = _least_host_s(step, python, repeats)
     del _lib
     host_s = outside + calls * dispatch_us * 1e-6
-    return HostCost(max(host_s, 0.0), len(recorder.ops), calls, dispatch_us)
+    return HostCost(max(host_s, 0.0), len(recorder.ops), calls, dispatch_us, switches)
 
 
 def _first_line(e: BaseException) -> str:
@@ -269,8 +288,14 @@ def measure_or_none(make_step: Callable[[], Callable[[], Any]]) -> tuple[HostCos
         if cost.python_meta_ops
         else ""
     )
+    switched = (
+        f"; {cost.switches} involuntary context switches during it: a shared CPU's "
+        "preemptions add to this figure"
+        if cost.switches > 0
+        else ""
+    )
     return cost, (
         f"host: {cost.step_s * 1e3:.2f} ms of thread CPU time a step outside kernels, "
         f"measured on this CPU by running the step on the meta device ({cost.ops} ops"
-        f"{python})"
+        f"{python}{switched})"
     )

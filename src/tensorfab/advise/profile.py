@@ -246,13 +246,18 @@ def _train_context(
     )
 
 
-def _record_train(
-    spec: JobSpec, workload: Any, model: torch.nn.Module, batch: tuple, precision: str
-) -> tuple[Recording, Recording]:
-    """Steady-state steps at the two probe sizes, on one fresh copy of the model (the
-    first one's warm-up makes the optimizer state both use)."""
-    fresh = copy.deepcopy(model).train()
-    ctx = _train_context(spec, workload, fresh, precision)
+def _in_precision(ctx: Any, precision: str) -> Any:
+    """``ctx`` (model, optimizer, scheduler: their state kept) stepping in ``precision``:
+    its own runtime and grad scaler."""
+    runtime = Runtime(CPU, precision)
+    return SimpleNamespace(**{**vars(ctx), "runtime": runtime, "scaler": runtime.grad_scaler()})
+
+
+def _record_train(ctx: Any, batch: tuple, precision: str) -> tuple[Recording, Recording]:
+    """Steady-state steps at the two probe sizes on ``ctx``'s model: one warm-up step in
+    ``precision`` first (the optimizer's state made on the first call, kept for the next
+    precisions: the same tensors, not made again; the grad scaler's own state)."""
+    ctx = _in_precision(ctx, precision)
     recordings = []
     for n in PROBE_SIZES:
         rows = _rows(batch, n)
@@ -260,8 +265,8 @@ def _record_train(
             record(
                 lambda rows=rows: train_step(ctx, rows),
                 lambda rows=rows: [
-                    *fresh.parameters(),
-                    *fresh.buffers(),
+                    *ctx.model.parameters(),
+                    *ctx.model.buffers(),
                     *optimizer_tensors(ctx.optimizer),
                     *rows,
                 ],
@@ -284,8 +289,9 @@ def one_thread() -> Iterator[None]:
 
 
 class SpecProfiler:
-    """Profiles of one job spec, one per precision asked for; the data, model and a
-    representative batch are made once (``advise`` asks for up to three precisions)."""
+    """Profiles of one job spec, one per precision asked for; the data, model, a
+    representative batch and the recording steps' model copy and optimizer are made once
+    (``advise`` asks for up to three precisions)."""
 
     def __init__(self, spec: JobSpec) -> None:
         if spec.train.compile or spec.train.privacy is not None:
@@ -294,6 +300,7 @@ class SpecProfiler:
                 "set train.compile=false and leave train.privacy out"
             )
         self.spec = spec
+        self._trained: Any = None  # the recording steps' model and optimizer (_context)
         self.workload, splits = build_workload(_sampled(spec))
         self.samples_per_epoch = epoch_samples(
             self.workload.sizes["train"], splits.split, spec.data.limit_train
@@ -315,11 +322,19 @@ class SpecProfiler:
         rows = to_meta(_rows(self.batch, PROBE_SIZES[0]))
         return lambda: train_step(ctx, rows)
 
+    def _context(self) -> Any:
+        """One fresh copy of the model with the run's optimizer, made once: every
+        precision's recording steps it (its optimizer state is made by the first only)."""
+        if self._trained is None:
+            fresh = copy.deepcopy(self.model).train()
+            self._trained = _train_context(self.spec, self.workload, fresh, "fp32")
+        return self._trained
+
     def __call__(self, precision: str) -> Profile:
         """The training profile in ``precision`` (fp32 | bf16 | fp16; tf32 records as fp32)."""
         spec, recorded = self.spec, precision if precision in ("bf16", "fp16") else "fp32"
         with one_thread():
-            a, b = _record_train(spec, self.workload, self.model, self.batch, recorded)
+            a, b = _record_train(self._context(), self.batch, recorded)
         return Profile(
             name=spec.name,
             kind="train",

@@ -67,11 +67,12 @@ def test_h100_bert_inference_compute_bound_within_25_percent_host_bound_named() 
 
 
 def test_h100_lenet_is_launch_bound_within_a_factor_of_four() -> None:
-    """Target MISSED for LeNet (0.60-0.68 fp32 in the validation run, docs/advise.md): 79
-    ops take 2.44 ms on the H100's host; this CPU's meta step and 5 us per launch give
-    about 1.6 ms (cuDNN's own host work per convolution is not on the meta device). What
-    holds: launch overhead is the bound, within a factor of 4 (the host time is measured
-    as the test runs, on a shared CPU: 0.37 in one run at load 9, 2026-11-30)."""
+    """Target MISSED for LeNet in two of three validation runs (fp32: 0.60-0.68 in run A,
+    0.91-1.02 in B, 0.41-0.46 in C, docs/advise.md): 79 ops take 2.44 ms on the H100's
+    host; this CPU's meta step and 5 us per launch give 1.1-2.5 ms (cuDNN's own host work
+    per convolution is not on the meta device). What holds: launch overhead is the bound,
+    within a factor of 4 (the host time is measured as the test runs, on a shared CPU:
+    0.37 in one run at load 9, 2026-11-30)."""
     for run_id in ("lenet-b64-fp32", "lenet-b512-fp32"):
         ms, bound = _h100_ms(run_id)
         measured = _measured_ms(RUNS[run_id])
@@ -139,22 +140,21 @@ def cpu_comparison() -> dict[str, dict[str, float]]:
 
 
 def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
-    """Target met for the training steps of LeNet (batch 512) and minilm NER (batch 16) and
-    for bert-base inference; LeNet at batch 64 (a 9 MB step) is 11 % over, reported."""
-    ratios = {k: v["memory"] for k, v in cpu_comparison().items()}
-    for run_id in ("lenet-train-b512-fp32", "minilm-ner-b16-fp32", "bert-base-infer-b1-s128-fp32"):
-        assert ratios[run_id] == pytest.approx(1.0, abs=0.10), run_id
-    assert ratios["lenet-train-b64-fp32"] == pytest.approx(1.0, abs=0.15)
+    """Target met for all four runs (LeNet batch 64 at 1.08 since the re-measured fixture:
+    9.1 MB measured, it was 11 % over the first measurement's 8.9 MB)."""
+    for run_id, ratios in cpu_comparison().items():
+        assert ratios["memory"] == pytest.approx(1.0, abs=0.10), run_id
 
 
-def test_cpu_step_times_bert_and_minilm_within_25_percent_lenet_too_fast() -> None:
-    """Target met on this CPU for minilm NER (0.89-0.90); at the edge for bert-base
-    inference (0.76 and 0.73 in two runs); MISSED for LeNet (0.54-0.56, docs/advise.md):
-    with the convolution and pooling efficiencies of a generic 32-channel micro-bench, its
-    1- and 20-channel layers still run slower than modelled. What holds: minilm within
-    25 %, bert-base within 35 %, LeNet below the measurement and within 2.5x."""
+def test_cpu_step_times_within_25_percent_bert_at_the_edge() -> None:
+    """Met on this CPU for minilm NER (0.85) and, since convolution and pooling are priced
+    forward and backward apart, for LeNet (0.81 at batch 64, 0.77 at 512; 0.56 with one
+    share for both, docs/advise.md); at the edge for bert-base inference (0.75: its CPU
+    time is matmul-bound at the 512 x 512 matmul's peak, which its one-row GEMMs do not
+    reach). The host part is measured as the test runs on a shared CPU, so what is
+    asserted keeps a margin: minilm within 25 %, bert-base within 35 %, LeNet 0.7-1.25."""
     ratios = {k: v["time"] for k, v in cpu_comparison().items()}
     assert ratios["minilm-ner-b16-fp32"] == pytest.approx(1.0, abs=0.25)
     assert ratios["bert-base-infer-b1-s128-fp32"] == pytest.approx(1.0, abs=0.35)
     for run_id in ("lenet-train-b64-fp32", "lenet-train-b512-fp32"):
-        assert 0.4 < ratios[run_id] < 1.0, run_id
+        assert 0.7 < ratios[run_id] < 1.25, run_id

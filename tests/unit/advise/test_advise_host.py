@@ -61,6 +61,15 @@ def test_a_meta_step_is_measured_in_a_child_that_changes_nothing_here() -> None:
     # the child's C++ meta kernels stayed in the child
     assert "_meta_registrations.py" in torch._C._dispatch_dump("aten::add.Tensor")
     assert note.startswith("host: ") and f"({cost.ops} ops" in note
+    assert cost.switches >= 0  # Linux says how often the kept run was preempted
+    assert ("involuntary context switches" in note) == (cost.switches > 0)
+
+
+def test_preemptions_are_counted_for_this_thread_only() -> None:
+    before = host.involuntary_switches()
+    assert before >= 0
+    time.sleep(0.01)  # a voluntary sleep is not an involuntary switch
+    assert host.involuntary_switches() - before <= 1
 
 
 def test_a_step_that_cannot_run_on_meta_falls_back_and_says_why() -> None:

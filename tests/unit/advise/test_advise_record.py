@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from tensorfab.advise.profile import fit_lines, memory_lines, record
-from tensorfab.advise.record import OpRecorder
+from tensorfab.advise.record import OpRecorder, _tensors
 from tensorfab.models import create_model
 
 
@@ -69,3 +70,18 @@ def test_lines_through_two_batch_sizes() -> None:
     assert lines["mm"].at(64) == (12800.0, 400.0 + 64 * 80.0)
     curve = memory_lines(a, b, (2, 3))
     assert max(f + p * 64 for f, p in curve) == 400 + 64 * 40 * 2  # w, the ones, the product
+
+
+def test_tensors_are_found_in_pytree_order() -> None:
+    a, b = torch.ones(2), torch.zeros(3)
+    trees = [
+        ((a, [b, 1, (a,)], {"x": b, "y": [a]}), {"out": b}),
+        (1, 2.0, None, "s"),
+        torch.max(torch.ones(2, 2), 0),  # a structseq: a tuple
+    ]
+    for tree in trees:
+        expected = [t for t in tree_flatten(tree)[0] if isinstance(t, torch.Tensor)]
+        found = _tensors(tree)
+        assert len(found) == len(expected) and all(
+            x is y for x, y in zip(found, expected, strict=True)
+        )

@@ -1,0 +1,113 @@
+"""Where advise's CPU step time goes wrong: measured against predicted, per op class.
+
+Runs a named workload's real step on this CPU (one intra-op thread) under a dispatch
+mode that times every ATen op by the thread's CPU time, keeps each op's least time over
+the repeated steps, and sets it beside the model's time for that op (the roofline of
+``benchmarks/results/cpu-2026-11-30-advise-calibrate.json``, op classes included). A
+diagnosis of the model, not a calibration: nothing here is read back by advise.
+
+    nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py lenet-train 64
+writes benchmarks/results/cpu-2026-11-30-advise-ops-<workload>-b<batch>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tensorfab.advise.model import OP_CLASSES, cpu_from_calibration
+from tensorfab.advise.record import OpRecorder
+from tensorfab.advise.workloads import NAMED, _infer_step, _train_step
+from tensorfab.files import write_text_atomic
+
+CALIBRATION = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
+REPEATS = 15
+
+
+class OpTimer(TorchDispatchMode):
+    """Thread CPU seconds of each op of a step, in dispatch order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        t0 = time.thread_time()
+        out = func(*args, **(kwargs or {}))
+        self.seconds.append(time.thread_time() - t0)
+        return out
+
+
+def _step(name: str, batch: int, seq_len: int) -> Any:
+    named = NAMED[name]
+    torch.manual_seed(0)
+    model, inputs = named.build(), named.inputs(batch, seq_len)
+    if named.kind == "infer":
+        return _infer_step(named, model.eval(), inputs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    return _train_step(named, model.train(), inputs, "fp32", optimizer)
+
+
+def _predicted_s(op: Any, device: Any) -> float:
+    share = device.efficiency.get(OP_CLASSES.get(op.name, ""), 1.0)
+    t_flops = op.flops / (device.tflops["fp32"] * 1e12 * share) if op.flops else 0.0
+    return max(t_flops, op.bytes / (device.bandwidth_gb_s * 1e9 * share))
+
+
+def main(name: str, batch: int, seq_len: int = 128) -> None:
+    torch.set_num_threads(1)
+    step = _step(name, batch, seq_len)
+    step()
+    recorder = OpRecorder()
+    with recorder:
+        step()
+    least = None
+    whole = float("inf")
+    for _ in range(REPEATS):
+        timer = OpTimer()
+        t0 = time.thread_time()
+        with timer:
+            step()
+        whole = min(whole, time.thread_time() - t0)
+        least = [min(a, b) for a, b in zip(least or timer.seconds, timer.seconds, strict=True)]
+    device = cpu_from_calibration(json.loads(CALIBRATION.read_text()))
+    table: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for op, measured in zip(recorder.ops, least or [], strict=True):
+        row = table[op.name]
+        row["count"] += 1
+        row["measured_ms"] += measured * 1e3
+        row["predicted_ms"] += _predicted_s(op, device) * 1e3
+        row["gflop"] += op.flops / 1e9
+        row["mb"] += op.bytes / 1e6
+    rows = sorted(table.items(), key=lambda kv: -kv[1]["measured_ms"])
+    result = {
+        "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread",
+        "date": "2026-11-30",
+        "command": f"nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py "
+        f"{name} {batch}",
+        "load_average_1min": float(Path("/proc/loadavg").read_text().split()[0]),
+        "timing": f"thread CPU time per op, the least of {REPEATS} steps each",
+        "step_ms_least_under_timer": whole * 1e3,
+        "ops_ms_sum": sum(r["measured_ms"] for _, r in rows),
+        "predicted_ops_ms_sum": sum(r["predicted_ms"] for _, r in rows),
+        "ops": {k: dict(v) for k, v in rows},
+    }
+    out = Path(f"benchmarks/results/cpu-2026-11-30-advise-ops-{name}-b{batch}.json")
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    print(f"{'op':42} {'n':>3} {'meas ms':>8} {'pred ms':>8} {'ratio':>6}")
+    for k, r in rows:
+        ratio = r["predicted_ms"] / r["measured_ms"] if r["measured_ms"] else float("nan")
+        counts = f"{r['count']:3.0f} {r['measured_ms']:8.3f} {r['predicted_ms']:8.3f}"
+        print(f"{k:42} {counts} {ratio:6.2f}")
+    print(json.dumps({k: v for k, v in result.items() if k != "ops"}, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4]))
