@@ -15,6 +15,7 @@ import torch
 
 from tensorfab.hardware import (
     ThreadChoice,
+    keep_freed_memory,
     choose_threads,
     device_name,
     resolve_device,
@@ -31,6 +32,7 @@ class Runtime:
     threads: ThreadChoice | None = None  # set by apply_threads once the model is known
     precision_reason: dict[str, object] | None = None  # why (auto on a CPU: the numbers)
     channels_last: bool = False  # 4-D weights in channels-last layout
+    host_memory: dict[str, int] | None = None  # glibc malloc settings (CPU training)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -54,6 +56,7 @@ class Runtime:
             "precision": self.precision,
             "precision_choice": self.precision_reason,
             "channels_last": self.channels_last,
+            "host_memory": self.host_memory,
             "threads": self.threads.to_dict() if self.threads else None,
         }
 
@@ -74,6 +77,13 @@ class Runtime:
         self.threads = choose_threads(requested, parameters)
         torch.set_num_threads(self.threads.threads)
         return self.threads
+
+    def keep_host_memory(self) -> dict[str, int] | None:
+        """On a CPU, glibc malloc keeps freed memory for the rest of the process (a step's
+        big tensors are not page-faulted in again every step); logged in the report."""
+        if self.device.type == "cpu":
+            self.host_memory = keep_freed_memory()
+        return self.host_memory
 
 
 def create_runtime(device: str, precision: str) -> Runtime:

@@ -30,6 +30,7 @@ from tensorfab.hardware.precision import (
     resolve_precision,
     supported_precisions,
 )
+from tensorfab.hardware.host_memory import keep_freed_memory
 from tensorfab.hardware.threads import THREADS_ENV, ThreadChoice, choose_threads, decide_threads
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "Gpu",
     "ThreadChoice",
     "choose_threads",
+    "keep_freed_memory",
     "collect_info",
     "cpu_model",
     "cuda_index",
