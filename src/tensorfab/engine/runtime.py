@@ -15,9 +15,9 @@ import torch
 
 from tensorfab.hardware import (
     ThreadChoice,
-    keep_freed_memory,
     choose_threads,
     device_name,
+    keep_freed_memory,
     resolve_device,
     resolve_precision,
 )

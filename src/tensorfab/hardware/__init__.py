@@ -11,6 +11,7 @@ from tensorfab.hardware.device import (
     mps_available,
     resolve_device,
 )
+from tensorfab.hardware.host_memory import keep_freed_memory
 from tensorfab.hardware.info import collect_info, gpus, memory_bytes, physical_cores
 from tensorfab.hardware.nvml import driver_version, energy_mj, gpu_readings
 from tensorfab.hardware.peaks import (
@@ -30,7 +31,6 @@ from tensorfab.hardware.precision import (
     resolve_precision,
     supported_precisions,
 )
-from tensorfab.hardware.host_memory import keep_freed_memory
 from tensorfab.hardware.threads import THREADS_ENV, ThreadChoice, choose_threads, decide_threads
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "Gpu",
     "ThreadChoice",
     "choose_threads",
-    "keep_freed_memory",
     "collect_info",
     "cpu_model",
     "cuda_index",
@@ -56,6 +55,7 @@ __all__ = [
     "gpu_by_id",
     "gpu_readings",
     "gpus",
+    "keep_freed_memory",
     "load_catalogue",
     "measure_matmul_tflops",
     "measure_peak_tflops",
