@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tensorfab.engine.dropout import bulk_dropout
 from tensorfab.hardware import (
     ThreadChoice,
     choose_threads,
@@ -33,6 +34,7 @@ class Runtime:
     precision_reason: dict[str, object] | None = None  # why (auto on a CPU: the numbers)
     channels_last: bool = False  # 4-D weights in channels-last layout
     host_memory: dict[str, int] | None = None  # glibc malloc settings (CPU training)
+    bulk_dropout: int = 0  # dropout layers drawing their masks in bulk (CPU training)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -57,6 +59,7 @@ class Runtime:
             "precision_choice": self.precision_reason,
             "channels_last": self.channels_last,
             "host_memory": self.host_memory,
+            "bulk_dropout_layers": self.bulk_dropout,
             "threads": self.threads.to_dict() if self.threads else None,
         }
 
@@ -70,6 +73,8 @@ class Runtime:
         )
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":  # torch's CPU dropout draws a number per element
+            self.bulk_dropout = bulk_dropout(model)
         return model
 
     def apply_threads(self, requested: int | str, parameters: int) -> ThreadChoice:
