@@ -58,6 +58,7 @@ def side_result(
         "seconds": seconds,
         "samples_per_s": meter.samples / seconds,
         "tokens_per_s": None if tokens is None else tokens[0] / seconds,
+        **_cpu_time(meter, tokens),
         "padded_tokens_per_s": None if tokens is None else meter.padded_tokens / seconds,
         "padding_fraction": None if tokens is None else 1.0 - tokens[0] / meter.padded_tokens,
         "step_time_ms": {k: v * 1e3 if k != "n" else v for k, v in spread(times).items()},
@@ -71,6 +72,17 @@ def side_result(
         "datasheet_peak_tflops": peaks["datasheet_peak_tflops"],
         "energy_j_per_sample": None if energy is None else energy / meter.samples,
     }
+
+
+def _cpu_time(meter: StepMeter, tokens: tuple[float, float] | None) -> dict[str, Any]:
+    """On a CPU, the process's CPU seconds of the timed steps and real tokens per CPU
+    second: a ratio of two sides that other jobs on a shared machine disturb less than
+    the wall-clock one (they take the core away from one side and not the other)."""
+    if meter.device.type != "cpu":
+        return {}
+    cpu = sum(meter.step_cpu_times_s())
+    per_cpu_s = None if tokens is None or cpu <= 0 else tokens[0] / cpu
+    return {"cpu_seconds": cpu, "tokens_per_cpu_s": per_cpu_s}
 
 
 def run_baseline(workload: Any, plan: Plan, batch_size: int, advance: Any) -> dict[str, Any]:
@@ -286,7 +298,11 @@ def _vs_trainer(sides: dict[str, Any]) -> dict[str, Any]:
     if trainer is None:
         return {}
     theirs = trainer.get("tokens_per_s")
-    return {"tensorfab_vs_hf_trainer": ratio(sides["tensorfab"]["tokens_per_s"], theirs)}
+    out = {"tensorfab_vs_hf_trainer": ratio(sides["tensorfab"]["tokens_per_s"], theirs)}
+    if "tokens_per_cpu_s" in trainer:  # a CPU run: the same ratio in CPU time
+        ours = sides["tensorfab"].get("tokens_per_cpu_s")
+        out["tensorfab_vs_hf_trainer_cpu_time"] = ratio(ours, trainer["tokens_per_cpu_s"])
+    return out
 
 
 def bench_train(names: list[str], plan: Plan, progress: BenchProgress) -> dict[str, Any]:
