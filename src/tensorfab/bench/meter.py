@@ -48,14 +48,25 @@ class _Clock:
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.stamps: list[Any] = []
+        self.cpu_stamps: list[float] = []  # the process's CPU time (all its threads)
 
     def stamp(self) -> None:
+        self.cpu_stamps.append(time.process_time())
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             self.stamps.append(event)
         else:
             self.stamps.append(time.perf_counter())
+
+    def pop(self) -> None:
+        self.stamps.pop()
+        self.cpu_stamps.pop()
+
+    def cpu_durations_s(self) -> list[float]:
+        """The process's CPU seconds per step: on a shared CPU, what a step costs when other
+        jobs take the core away (its wall time then counts their time too)."""
+        return [b - a for a, b in zip(self.cpu_stamps, self.cpu_stamps[1:], strict=False)]
 
     def durations_s(self) -> list[float]:
         if self.cuda:
@@ -94,7 +105,7 @@ class StepMeter:
             try:
                 batch = next(it)
             except StopIteration:  # end of an epoch: the next fetch (or stop) ends the step
-                self.clock.stamps.pop()
+                self.clock.pop()
                 return
             self._add(batch)
             yield batch
@@ -129,6 +140,10 @@ class StepMeter:
     def step_times_s(self) -> list[float]:
         """Durations of the timed steps (warm-up steps dropped)."""
         return self.clock.durations_s()[self.warmup :]
+
+    def step_cpu_times_s(self) -> list[float]:
+        """The process's CPU seconds of the timed steps."""
+        return self.clock.cpu_durations_s()[self.warmup :]
 
     def tokens(self) -> tuple[float, float] | None:
         """(sum of real lengths, sum of squared real lengths) over timed steps; None: images."""

@@ -95,12 +95,46 @@ def _save(ctx: RunContext, state: TrainState) -> None:
     )
 
 
+def _clip_in_step(ctx: RunContext) -> bool:
+    """Whether clipping folds into the optimizer's own pass: torch's fused Adam/AdamW on a
+    CPU without loss scaling, which divides every gradient by ``grad_scale`` as it reads it."""
+    opt = ctx.optimizer
+    fused = isinstance(opt, torch.optim.Adam) and bool(opt.defaults.get("fused"))
+    return fused and ctx.runtime.device.type == "cpu" and not ctx.scaler.is_enabled()
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, params: Any, max_norm: float) -> None:
+    """``clip_grad_norm_`` then ``step`` in one pass over the gradients (a fused Adam).
+
+    The clip factor is ``clip_grad_norm_``'s, min(1, max_norm / (norm + 1e-6)); the fused
+    kernel divides each gradient by its inverse instead of a separate pass multiplying
+    them (minilm's 22.7M gradients: one read and write of 91 MB less per step). The
+    result differs from the two passes by float rounding only (a factor of 1: none).
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, 2.0)
+    factor = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    optimizer.grad_scale = factor.reciprocal()  # type: ignore[attr-defined]
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.grad_scale  # type: ignore[attr-defined]
+
+
 def _optimizer_step(ctx: RunContext) -> None:
     clip = ctx.spec.train.clip_grad_norm
+    if clip is not None and _clip_in_step(ctx):
+        clipped_step(ctx.optimizer, list(ctx.model.parameters()), clip)
+        _after_step(ctx)
+        return
     if clip is not None:
         ctx.scaler.unscale_(ctx.optimizer)
         torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), clip)
     ctx.scaler.step(ctx.optimizer)
+    _after_step(ctx)
+
+
+def _after_step(ctx: RunContext) -> None:
     ctx.scaler.update()
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scheduler.step()

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tensorfab.engine.dropout import bulk_dropout
 from tensorfab.hardware import (
     ThreadChoice,
     choose_threads,
     device_name,
+    keep_freed_memory,
     resolve_device,
     resolve_precision,
 )
@@ -31,6 +33,8 @@ class Runtime:
     threads: ThreadChoice | None = None  # set by apply_threads once the model is known
     precision_reason: dict[str, object] | None = None  # why (auto on a CPU: the numbers)
     channels_last: bool = False  # 4-D weights in channels-last layout
+    host_memory: dict[str, int] | None = None  # glibc malloc settings (CPU training)
+    bulk_dropout: int = 0  # dropout layers drawing their masks in bulk (CPU training)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -54,6 +58,8 @@ class Runtime:
             "precision": self.precision,
             "precision_choice": self.precision_reason,
             "channels_last": self.channels_last,
+            "host_memory": self.host_memory,
+            "bulk_dropout_layers": self.bulk_dropout,
             "threads": self.threads.to_dict() if self.threads else None,
         }
 
@@ -67,6 +73,8 @@ class Runtime:
         )
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":  # torch's CPU dropout draws a number per element
+            self.bulk_dropout = bulk_dropout(model)
         return model
 
     def apply_threads(self, requested: int | str, parameters: int) -> ThreadChoice:
@@ -74,6 +82,13 @@ class Runtime:
         self.threads = choose_threads(requested, parameters)
         torch.set_num_threads(self.threads.threads)
         return self.threads
+
+    def keep_host_memory(self) -> dict[str, int] | None:
+        """On a CPU, glibc malloc keeps freed memory for the rest of the process (a step's
+        big tensors are not page-faulted in again every step); logged in the report."""
+        if self.device.type == "cpu":
+            self.host_memory = keep_freed_memory()
+        return self.host_memory
 
 
 def create_runtime(device: str, precision: str) -> Runtime:

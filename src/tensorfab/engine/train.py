@@ -251,9 +251,10 @@ def _build(
 
 
 def _tune_cpu(ctx: RunContext, saved: dict[str, Any] | None) -> None:
-    """Threads first (the precision probe and the peaks are measured at that count), then
-    ``precision: auto`` on a CPU; each with the reason in the report."""
+    """Threads first (the precision probe and the peaks are measured at that count), the
+    host allocator, then ``precision: auto`` on a CPU; each with the reason in the report."""
     threads = ctx.runtime.apply_threads(ctx.spec.train.threads, ctx.info["parameters"])
+    ctx.runtime.keep_host_memory()
     if threads.warning():
         ctx.progress.log(f"warning: {threads.warning()}")
     choose_precision(ctx, saved)

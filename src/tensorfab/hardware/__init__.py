@@ -11,6 +11,7 @@ from tensorfab.hardware.device import (
     mps_available,
     resolve_device,
 )
+from tensorfab.hardware.host_memory import keep_freed_memory
 from tensorfab.hardware.info import collect_info, gpus, memory_bytes, physical_cores
 from tensorfab.hardware.nvml import driver_version, energy_mj, gpu_readings
 from tensorfab.hardware.peaks import (
@@ -54,6 +55,7 @@ __all__ = [
     "gpu_by_id",
     "gpu_readings",
     "gpus",
+    "keep_freed_memory",
     "load_catalogue",
     "measure_matmul_tflops",
     "measure_peak_tflops",

@@ -135,3 +135,21 @@ def test_no_energy_on_a_cpu() -> None:
     with PowerSampler(CPU) as power:
         pass
     assert power.energy_j(seconds=1.0) is None
+
+
+def test_cpu_time_counts_work_and_not_waiting() -> None:
+    import time
+
+    meter = StepMeter(CPU, count_images, warmup=0, total=2)
+    for i, _ in enumerate(meter.wrap([(torch.zeros(1, 1),), (torch.zeros(1, 1),)])):
+        if i == 0:
+            time.sleep(0.05)  # waiting: wall time, no CPU time
+        else:
+            end = time.process_time() + 0.05
+            while time.process_time() < end:  # working: CPU time
+                pass
+    meter.stop()
+    wall, cpu = meter.step_times_s(), meter.step_cpu_times_s()
+    assert len(cpu) == len(wall) == 2
+    assert wall[0] >= 0.05 and cpu[0] < 0.025
+    assert 0.05 <= cpu[1] <= wall[1] + 0.01
