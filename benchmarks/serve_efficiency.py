@@ -259,7 +259,7 @@ def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: li
     off["load_average_1min"] = [load, load_average()]
     bodies = [json.dumps({"text": t}).encode() for t in texts]
     out: dict[str, Any] = {"offline": off, "served": {}}
-    sources = {"this": None} | ({"compare": args.compare_src} if args.compare_src else {})
+    sources = {"this": args.src} | ({"compare": args.compare_src} if args.compare_src else {})
     for round_ in range(args.rounds):
         for name, src in sources.items():
             got = served(repo, args, bodies, src)
@@ -296,6 +296,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=1, help="served runs per source")
     parser.add_argument("--compare-src", help="also serve from this src folder (before/after)")
+    parser.add_argument(
+        "--src", help="serve 'this' from this src folder (default: the installed tensorfab)"
+    )
     parser.add_argument("--max-seconds", type=float, default=240)
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", default="benchmarks/results/serve-efficiency.json")

@@ -258,8 +258,9 @@ class DynamicBatcher:
         assert self._wake is not None
         self._wake.clear()
         timeout = None if until is None else max(0.0, until - now)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):  # no task per wait, as wait_for made
+                await self._wake.wait()
 
     async def _compute(self, batch: list[Pending]) -> None:
         """Run the batch's length groups one after the other in one hand-over to a thread

@@ -55,7 +55,11 @@ async def predict(
         return model.task.rows(inputs, key, logits, 3)
 
     rows: dict[int, dict[str, Any]] = {}
-    for part in await asyncio.gather(*(one(f, k) for f, k in feeds)):
+    if len(feeds) == 1:  # a text or an image: awaited here, not in a task of its own
+        parts = [await one(*feeds[0])]
+    else:
+        parts = await asyncio.gather(*(one(f, k) for f, k in feeds))
+    for part in parts:
         rows.update(part)
     answer = {
         "model_name": model.name,

@@ -1,11 +1,17 @@
-"""uvicorn's HTTP/1.1 protocol with the one timeout it lacks: for the request's headers.
+"""uvicorn's HTTP/1.1 protocol (httptools, the C parser) with the limits it lacks: a timeout
+and a size for the request's headers.
 
 uvicorn (0.3x to 0.54) arms a timer only after a response, for the keep-alive wait, and
 cancels it at the first byte received; a socket that connects and sends nothing, or sends
 half a request line, is kept open without end (measured: README, "Serve"). Here a timer runs
-from the connection (and from each byte that does not finish the headers) and closes the
-socket when the headers are not all in within ``header_timeout_s``. Slow bodies are the
-app's: :func:`tensorfab.serve.app.read_body` answers 408 and closes.
+from the connection (and from the first byte after an answer) and closes the socket when the
+headers are not all in within ``header_timeout_s``; headers longer than
+``MAX_HEADER_BYTES`` are refused (400, closing) rather than collected, which httptools alone
+would do without bound. Slow bodies are the app's: :func:`tensorfab.serve.app.read_body`
+answers 408 and closes.
+
+httptools, not h11: the pure-Python h11 parser and uvicorn's code around it took about a
+third of a one-core server's time under load (py-spy, README "Serving, where the time goes").
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 64 * 1024  # a request line and headers together (h11's default: 16 KiB)
+TOO_LARGE = "Request headers too large."
 
 
-class TimedH11Protocol(H11Protocol):
-    """H11Protocol closing sockets whose request headers do not arrive in time."""
+class TimedHttpToolsProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol closing sockets whose request headers do not arrive in time, or
+    do not end within ``MAX_HEADER_BYTES``."""
 
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     closed_slow: int = 0  # sockets closed for slow headers, all connections together
@@ -28,18 +36,33 @@ class TimedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0  # received since the last request's headers ended
+        self._in_body = False  # a request's headers are in, its body is not all in yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        waiting = self._waiting_for_headers()
+        if waiting:
+            self._header_bytes += len(data)
         super().data_received(data)
-        if self._waiting_for_headers():
-            if self._header_timer is None:
-                self._arm()
-        else:
+        if self.transport.is_closing() or not self._waiting_for_headers():
             self._disarm()
+        elif self._header_bytes > MAX_HEADER_BYTES:
+            self._disarm()
+            self.send_400_response(TOO_LARGE)
+        elif self._header_timer is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._header_bytes, self._in_body = 0, True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -51,7 +74,7 @@ class TimedH11Protocol(H11Protocol):
 
     def _waiting_for_headers(self) -> bool:
         idle = self.cycle is None or self.cycle.response_complete
-        return idle and self.conn.their_state is h11.IDLE
+        return idle and not self._in_body
 
     def _arm(self) -> None:
         self._disarm()
@@ -65,10 +88,11 @@ class TimedH11Protocol(H11Protocol):
     def _expired(self) -> None:
         self._header_timer = None
         if self._waiting_for_headers() and not self.transport.is_closing():
-            TimedH11Protocol.closed_slow += 1
+            TimedHttpToolsProtocol.closed_slow += 1
             self.transport.close()
 
 
-def timed_protocol(header_timeout_s: float) -> type[TimedH11Protocol]:
+def timed_protocol(header_timeout_s: float) -> type[TimedHttpToolsProtocol]:
     """The protocol class uvicorn is given (``http=``), with this server's header timeout."""
-    return type("TimedH11Protocol", (TimedH11Protocol,), {"header_timeout_s": header_timeout_s})
+    attrs = {"header_timeout_s": header_timeout_s}
+    return type("TimedHttpToolsProtocol", (TimedHttpToolsProtocol,), attrs)

@@ -258,3 +258,22 @@ def test_the_server_is_up_and_clean_after_the_fuzz(controlled: BackgroundServer)
     assert httpx.get(f"{controlled.url}/v2/health/ready").json() == {"ready": True}
     assert httpx.post(f"{controlled.url}/v2/models/digits/infer", json=GOOD).status_code == 200
     assert controlled.server.config.app.tally.errors == 0  # no exception reached the guard
+
+
+def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again(
+    controlled: BackgroundServer,
+) -> None:
+    port = int(controlled.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as endless:
+        endless.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        endless.sendall(b"X-Pad: " + b"a" * 70_000)  # past 64 KiB, no end of line
+        answer = endless.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 400") and "Request headers too large." in answer
+        assert endless.recv(100) == b""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as kept:
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200")  # answered, kept open
+        start = time.monotonic()
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # the next request's half
+        assert kept.recv(100) == b""  # closed at the header timeout, not the keep-alive's 75 s
+        assert 0.4 < time.monotonic() - start < 3.0
