@@ -117,18 +117,21 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _tta_table(result: dict[str, Any]) -> str:
-    """Per side: reached or not, the wall clock to the target, evaluations, best F1."""
+    """Per side: its precision, reached or not, the wall clock to the target, evaluations,
+    best F1."""
     target = result["plan"]["target"]
-    header = ("side", f"valid F1 >= {target}", "time to target s", "evaluations", "best F1")
+    header = ("side", "precision", f"valid F1 >= {target}", "time to target s", "evaluations",
+              "best F1")  # fmt: skip
     rows = [
-        (side, "yes" if r["reached"] else "no", fmt(r["time_to_target_s"], ",.1f"),
-         len(r["evaluations"]), fmt(max((e["f1"] for e in r["evaluations"]), default=None), ".4f"))
+        (side, r.get("runtime", {}).get("precision", "?"), "yes" if r["reached"] else "no",
+         fmt(r["time_to_target_s"], ",.1f"), len(r["evaluations"]),
+         fmt(max((e["f1"] for e in r["evaluations"]), default=None), ".4f"))
         for side, r in result["sides"].items()
     ]  # fmt: skip
     ratio_line = (
         f"\ntensorfab / Trainer time: {fmt(result['tensorfab_over_hf_trainer_time'], '.2f')}\n"
     )
-    return _title(result) + _lines(markdown_table(header, rows, "llrrr")) + ratio_line
+    return _title(result) + _lines(markdown_table(header, rows, "lllrrr")) + ratio_line
 
 
 def _title(result: dict[str, Any]) -> str:

@@ -85,8 +85,9 @@ def _engine_spec(plan: TtaPlan, runs_dir: str) -> dict[str, Any]:
     return apply_overrides(raw, list(plan.tensorfab_sets))
 
 
-def run_tensorfab(plan: TtaPlan) -> list[dict[str, Any]]:
-    """Train with the engine, evaluating the valid set at each cut; stop at the target."""
+def run_tensorfab(plan: TtaPlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train with the engine, evaluating the valid set at each cut; stop at the target.
+    Also returns the runtime it chose (precision and why, threads): the result names them."""
     import tempfile
 
     from tensorfab.engine.evaluate import evaluate_batches
@@ -108,19 +109,19 @@ def run_tensorfab(plan: TtaPlan) -> list[dict[str, Any]]:
                 scores = evaluate_batches(ctx.model, ctx.task, ctx.eval.epoch(0), ctx.runtime)
                 evals.append(_stamp(epoch + cut / len(upto), scores.scores["f1"]))
                 if evals[-1]["f1"] >= plan.target:
-                    return evals
+                    return evals, ctx.runtime.describe()
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-    return evals
+        return evals, ctx.runtime.describe()
 
 
-def run_hf_trainer(plan: TtaPlan) -> list[dict[str, Any]]:
+def run_hf_trainer(plan: TtaPlan) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The Trainer side (``bench.baselines.hf_trainer_ner``)."""
     from tensorfab.bench.baselines import hf_trainer_ner
 
     why = hf_trainer_ner.missing()
     if why is not None:
         raise TensorfabError(f"--sides hf-trainer: {why}")
-    return hf_trainer_ner.train_to_f1(plan, _stamp)
+    return hf_trainer_ner.train_to_f1(plan, _stamp), dict(hf_trainer_ner.SETTINGS)
 
 
 def _stamp(epoch: float, f1: float) -> dict[str, Any]:
@@ -138,14 +139,14 @@ def _plan_json(plan: TtaPlan) -> str:
 
 
 def child_main(side: str, plan_json: str) -> None:
-    """What the child process runs: one side, its evaluations as JSON on stdout."""
+    """What the child process runs: one side; its evaluations and runtime as JSON on stdout."""
     plan = _plan_from_json(plan_json)
     if plan.side_by_side:
         import torch
 
         torch.set_num_threads(1)
-    evals = run_tensorfab(plan) if side == "tensorfab" else run_hf_trainer(plan)
-    print(json.dumps(evals))
+    evals, runtime = run_tensorfab(plan) if side == "tensorfab" else run_hf_trainer(plan)
+    print(json.dumps({"evaluations": evals, "runtime": runtime}))
 
 
 _CHILD = (
@@ -182,12 +183,14 @@ def _finish(side: str, plan: TtaPlan, proc: subprocess.Popen[str], started: floa
     if proc.returncode != 0:
         last = (err.strip().splitlines() or ["no output"])[-1]
         raise TensorfabError(f"time-to-accuracy, side {side}: failed ({last})")
-    evals = json.loads(out.strip().splitlines()[-1])
+    told = json.loads(out.strip().splitlines()[-1])
+    evals = told["evaluations"]
     for e in evals:
         e["wall_s"] = e.pop("monotonic_s") - started
     reached = next((e for e in evals if e["f1"] >= plan.target), None)
     return {
         "evaluations": evals,
+        "runtime": told["runtime"],
         "reached": reached is not None,
         "time_to_target_s": reached["wall_s"] if reached else None,
         "process_wall_s": ended - started,

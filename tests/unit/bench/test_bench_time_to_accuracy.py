@@ -3,7 +3,10 @@ that trains an epoch in parts (the end-to-end run takes minutes: measured, not t
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +74,43 @@ def test_a_plan_survives_the_trip_to_the_child() -> None:
 
     plan = TtaPlan(Path("x/y"), 0.8, 2, 1, 10, 5, ("train.lr=1e-3",), True)
     assert _plan_from_json(_plan_json(plan)) == plan
+
+
+class _Child:
+    """A finished side's process: what the child printed, exit status 0."""
+
+    returncode = 0
+
+    def __init__(self, printed: str) -> None:
+        self.printed = printed
+
+    def communicate(self) -> tuple[str, str]:
+        return self.printed, ""
+
+
+def test_a_sides_result_names_the_precision_its_child_chose() -> None:
+    from tensorfab.bench import time_to_accuracy as tta
+
+    now = tta.time.monotonic()
+    evals = [tta._stamp(0.25, 0.85), tta._stamp(0.5, 0.91)]
+    runtime = {"precision": "bf16", "precision_choice": {"probe_speedup": 1.3}}
+    printed = "progress line\n" + json.dumps({"evaluations": evals, "runtime": runtime})
+    plan = tta.TtaPlan(data_dir=Path("."), target=0.9)
+    side = tta._finish("tensorfab", plan, _Child(printed), now - 10.0)  # type: ignore[arg-type]
+    assert side["runtime"] == runtime
+    assert side["reached"] and side["evaluations"][1]["f1"] == 0.91
+    assert 10.0 <= side["time_to_target_s"] < 20.0
+
+
+def test_the_table_names_each_sides_precision() -> None:
+    from tensorfab.bench.report import markdown
+
+    env = {"device_name": "cpu", "device": "cpu", "date": "2026-11-30", "command": "c"}
+    env["torch_version"] = "2"
+    side = {"reached": True, "time_to_target_s": 12.0, "evaluations": [{"f1": 0.91}]}
+    result = {"kind": "time-to-accuracy", "environment": env, "plan": {"target": 0.9}}
+    result["sides"] = {"tensorfab": {**side, "runtime": {"precision": "bf16"}}, "hf-trainer": side}
+    result["tensorfab_over_hf_trainer_time"] = 0.5
+    table = re.sub(" +", " ", markdown(result))
+    assert "| tensorfab | bf16 | yes |" in table
+    assert "| hf-trainer | ? | yes |" in table  # a result from before sides named theirs
