@@ -31,12 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from tensorfab.files import atomic_path
+from tensorfab.serve.loadgen import wait_until_ready
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "tensorfab.cli.main"]
@@ -51,14 +51,8 @@ def _json(args: list[str]) -> Any:
 
 
 def _wait_ready(url: str, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(1.0)
+    if wait_until_ready(url, None, seconds):
+        return
     raise SystemExit(f"error: the server at {url} was not ready within {seconds:.0f} s")
 
 

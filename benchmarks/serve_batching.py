@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +32,7 @@ import torch
 from tensorfab.data.conll import read_conll
 from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
-from tensorfab.serve.loadgen import LoadSpec, run_load
+from tensorfab.serve.loadgen import LoadSpec, run_load, wait_until_ready
 
 BATCHING = {
     "batching-on": "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n"
@@ -50,13 +49,8 @@ def start_server(
     """``tensorfab serve repo`` on 127.0.0.1:port (plus ``options``), once every model is ready."""
     cmd = [sys.executable, "-m", "tensorfab.cli.main", "serve", str(repo), "--port", str(port)]
     proc = subprocess.Popen([*cmd, *options], stdout=stdout, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
+    if wait_until_ready(f"http://127.0.0.1:{port}", proc):
+        return proc
     proc.kill()
     raise SystemExit(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
 

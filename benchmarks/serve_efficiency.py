@@ -50,7 +50,7 @@ from tensorfab.data.conll import read_conll
 from tensorfab.files import atomic_path
 from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
-from tensorfab.serve.loadgen import LoadSpec, run_load, summarize
+from tensorfab.serve.loadgen import LoadSpec, run_load, summarize, wait_until_ready
 
 SERVE_CONFIG = (
     "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\nmax_padding: 0.25\n"
@@ -142,13 +142,8 @@ def start_server(repo: Path, port: int, cpu: int, src: str | None) -> subprocess
     cmd = ["taskset", "-c", str(cpu), sys.executable, "-m", "tensorfab.cli.main", "serve"]
     cmd += [str(repo), "--port", str(port), "--threads", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.3)
+    if wait_until_ready(f"http://127.0.0.1:{port}", proc):
+        return proc
     proc.kill()
     err = proc.stderr.read().decode() if proc.stderr else ""
     raise SystemExit(f"server did not start: {err[-2000:]}")

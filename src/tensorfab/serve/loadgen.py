@@ -153,3 +153,20 @@ def failure_line(summary: dict[str, Any]) -> str | None:
 def run_load(spec: LoadSpec) -> dict[str, Any]:
     """Run the load test to completion (blocking) and summarize it."""
     return asyncio.run(_run(spec))
+
+
+def wait_until_ready(url: str, proc: Any = None, timeout_s: float = 180.0) -> bool:
+    """Poll ``url``/v2/health/ready until it answers 200 (True); False when ``timeout_s``
+    pass first or ``proc`` (the server's ``Popen``, if given) exits. A load test starts
+    only once the server is ready; the caller decides what a failed start means."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=5.0).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False

@@ -7,13 +7,13 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tensorfab.serve import BackgroundServer
+from tensorfab.serve.loadgen import wait_until_ready
 from testkit import cli_command, run_cli
 
 
@@ -27,13 +27,7 @@ def test_serve_cli_serves_and_stops_on_sigterm(serve_repo: Path, free_port) -> N
         env={k: v for k, v in os.environ.items() if k != "TENSORFAB_TOKEN"},  # no auth
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        assert wait_until_ready(f"http://127.0.0.1:{port}", proc, timeout_s=120)
         assert httpx.get(f"http://127.0.0.1:{port}/v2/models/digits/ready").status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)

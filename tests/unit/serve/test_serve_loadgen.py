@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import pytest
 
 from tensorfab.cli.perf import server_url
 from tensorfab.errors import TensorfabError
-from tensorfab.serve.loadgen import error_detail, failure_line, summarize, transport_detail
+from tensorfab.serve.loadgen import (
+    error_detail,
+    failure_line,
+    summarize,
+    transport_detail,
+    wait_until_ready,
+)
 
 
 def test_throughput_and_latency_count_successful_answers_only() -> None:
@@ -67,3 +76,21 @@ def test_perf_refuses_what_is_not_a_server_url(url: str, message: str) -> None:
 def test_perf_keeps_a_server_url_without_its_trailing_slash() -> None:
     assert server_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
     assert server_url("https://example.org") == "https://example.org"
+
+
+class _Exited:
+    """A server process that has already exited."""
+
+    def poll(self) -> int:
+        return 1
+
+
+def test_waiting_for_a_server_stops_when_it_exits_or_time_runs_out() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    started = time.monotonic()
+    assert wait_until_ready(url, _Exited(), timeout_s=30) is False
+    assert time.monotonic() - started < 1.0  # an exited server is not waited for
+    assert wait_until_ready(url, None, timeout_s=0.5) is False
+    assert time.monotonic() - started < 5.0
