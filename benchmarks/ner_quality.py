@@ -43,6 +43,14 @@ CONFIGS = {
         "model.head=crf",
         "train.layer_lr_decay=0.9",
     ],
+    # the same with another seed: how much one seed tells, and a seed ensemble's second member
+    "context-crf-lld-seed1": [
+        "data.context=true",
+        "data.max_length=64",
+        "model.head=crf",
+        "train.layer_lr_decay=0.9",
+        "seed=1",
+    ],
     # FLERT's wider context (128 tokens in all), with the last two epochs averaged
     "context128-crf-lld-avg2": [
         "data.context=true",
