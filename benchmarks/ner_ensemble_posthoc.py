@@ -180,6 +180,7 @@ def main() -> None:
     ]
     result = {
         "data": members[0].report["source"],
+        "eval_path": members[0].report["spec"]["data"]["eval_path"],  # the packages' test split
         "sentences": len(members[0].gold),
         "precision": "fp32",
         "threads": torch.get_num_threads(),
