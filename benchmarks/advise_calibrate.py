@@ -24,17 +24,15 @@ writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from tensorfab.advise.host import least_thread_s
-from tensorfab.advise.record import OpRecorder
+from tensorfab.advise.record import OpRecorder, OpTimer
 from tensorfab.files import write_text_atomic
 
 OUT = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
@@ -79,21 +77,6 @@ def copy_gb_s(nbytes: int = 64 * 2**20) -> float:
     return 2 * nbytes / best_cpu_s(lambda: dst.copy_(src), 10) / 1e9
 
 
-class _OpTimes(TorchDispatchMode):
-    """Each op of a step: (name, FLOPs, bytes) as advise's OpRecorder counts them, and
-    its thread CPU seconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
-        t0 = time.thread_time()
-        out = func(*args, **(kwargs or {}))
-        self.seconds.append(time.thread_time() - t0)
-        return out
-
-
 def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float, float, float]]:
     """Op name -> (FLOPs, bytes, least thread CPU seconds over ``repeats`` steps)."""
     step()
@@ -102,7 +85,7 @@ def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float,
         step()
     least = [float("inf")] * len(recorder.ops)
     for _ in range(repeats):
-        timer = _OpTimes()
+        timer = OpTimer()
         with timer:
             step()
         least = [min(a, b) for a, b in zip(least, timer.seconds, strict=True)]

@@ -20,39 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from tensorfab.advise.model import OP_CLASSES, cpu_from_calibration
-from tensorfab.advise.record import OpRecorder
-from tensorfab.advise.workloads import NAMED, _infer_step, _train_step
+from tensorfab.advise.record import OpRecorder, OpTimer
+from tensorfab.advise.workloads import fp32_step
 from tensorfab.files import write_text_atomic
 
 CALIBRATION = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 REPEATS = 15
-
-
-class OpTimer(TorchDispatchMode):
-    """Thread CPU seconds of each op of a step, in dispatch order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
-        t0 = time.thread_time()
-        out = func(*args, **(kwargs or {}))
-        self.seconds.append(time.thread_time() - t0)
-        return out
-
-
-def _step(name: str, batch: int, seq_len: int) -> Any:
-    named = NAMED[name]
-    torch.manual_seed(0)
-    model, inputs = named.build(), named.inputs(batch, seq_len)
-    if named.kind == "infer":
-        return _infer_step(named, model.eval(), inputs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
-    return _train_step(named, model.train(), inputs, "fp32", optimizer)
 
 
 def _predicted_s(op: Any, device: Any) -> float:
@@ -63,7 +38,7 @@ def _predicted_s(op: Any, device: Any) -> float:
 
 def main(name: str, batch: int, seq_len: int = 128) -> None:
     torch.set_num_threads(1)
-    step = _step(name, batch, seq_len)
+    step = fp32_step(name, batch, seq_len)
     step()
     recorder = OpRecorder()
     with recorder:

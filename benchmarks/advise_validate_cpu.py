@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from tensorfab.advise.profile import SpecProfiler, _rows, _train_context
-from tensorfab.advise.workloads import NAMED, _infer_step, _train_step
+from tensorfab.advise.workloads import fp32_step
 from tensorfab.engine.fit import train_step
 from tensorfab.files import write_text_atomic
 from tensorfab.spec import load_spec
@@ -64,16 +64,6 @@ def measure(step: Callable[[], None], n: int) -> dict[str, float]:
     }
 
 
-def _named_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
-    named = NAMED[name]
-    torch.manual_seed(0)
-    model, inputs = named.build(), named.inputs(batch, seq_len)
-    if named.kind == "infer":
-        return _infer_step(named, model.eval(), inputs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
-    return _train_step(named, model.train(), inputs, "fp32", optimizer)
-
-
 def _minilm_step(batch: int) -> Callable[[], None]:
     spec = load_spec(MINILM, [f"data.batch_size={batch}"])
     profiler = SpecProfiler(spec)
@@ -85,9 +75,9 @@ def _minilm_step(batch: int) -> Callable[[], None]:
 def main(part: str) -> None:
     torch.set_num_threads(1)
     runs = {
-        "lenet-train-b64-fp32": measure(_named_step("lenet-train", 64, 0), 30),
-        "lenet-train-b512-fp32": measure(_named_step("lenet-train", 512, 0), 10),
-        "bert-base-infer-b1-s128-fp32": measure(_named_step("bert-base-infer", 1, 128), 5),
+        "lenet-train-b64-fp32": measure(fp32_step("lenet-train", 64, 0), 30),
+        "lenet-train-b512-fp32": measure(fp32_step("lenet-train", 512, 0), 10),
+        "bert-base-infer-b1-s128-fp32": measure(fp32_step("bert-base-infer", 1, 128), 5),
         "minilm-ner-b16-fp32": measure(_minilm_step(16), 10),
     }
     keys = ("min_ms", "median_ms", "steps") if part == "time" else ("peak_rss_above_start_bytes",)

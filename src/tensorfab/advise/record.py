@@ -12,6 +12,7 @@ memory, measured on the step itself.
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass
 from functools import cache
@@ -151,4 +152,19 @@ class OpRecorder(TorchDispatchMode):
         )
         self.track(outputs)
         self.live_after.append(self.live_bytes)
+        return out
+
+
+class OpTimer(TorchDispatchMode):
+    """Thread CPU seconds of each op of a step, in dispatch order (the op order
+    :class:`OpRecorder` records in): how the CPU calibration prices op classes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: Any = None):
+        t0 = time.thread_time()
+        out = func(*args, **(kwargs or {}))
+        self.seconds.append(time.thread_time() - t0)
         return out

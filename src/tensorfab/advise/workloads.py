@@ -115,6 +115,18 @@ def _train_step(
     return step
 
 
+def fp32_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
+    """One eager fp32 step of the named workload, as a tutorial runs it (seed 0): what the
+    CPU calibration and validation benchmarks time."""
+    named = NAMED[name]
+    torch.manual_seed(0)
+    model, inputs = named.build(), named.inputs(batch, seq_len)
+    if named.kind == "infer":
+        return _infer_step(named, model.eval(), inputs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, foreach=True)
+    return _train_step(named, model.train(), inputs, "fp32", optimizer)
+
+
 def _record(named: Named, model: nn.Module, precision: str, n: int, seq_len: int) -> Recording:
     fresh = copy.deepcopy(model)
     inputs = named.inputs(n, seq_len)

@@ -7,7 +7,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from tensorfab.advise.profile import fit_lines, memory_lines, record
-from tensorfab.advise.record import OpRecorder, _tensors
+from tensorfab.advise.record import OpRecorder, OpTimer, _tensors
+from tensorfab.advise.workloads import fp32_step
 from tensorfab.models import create_model
 
 
@@ -85,3 +86,15 @@ def test_tensors_are_found_in_pytree_order() -> None:
         assert len(found) == len(expected) and all(
             x is y for x, y in zip(found, expected, strict=True)
         )
+
+
+def test_the_timer_times_the_ops_the_recorder_records_in_their_order() -> None:
+    step = fp32_step("lenet-train", 4, 0)
+    step()
+    recorder, timer = OpRecorder(), OpTimer()
+    with recorder:
+        step()
+    with timer:
+        step()
+    assert len(timer.seconds) == len(recorder.ops) > 10  # one time per recorded op
+    assert all(s >= 0.0 for s in timer.seconds) and sum(timer.seconds) > 0.0
