@@ -33,6 +33,7 @@ from torch import nn
 
 from tensorfab.advise.host import least_thread_s
 from tensorfab.advise.record import OpRecorder, OpTimer
+from tensorfab.advise.workloads import tiny_mlp_step
 from tensorfab.files import write_text_atomic
 
 OUT = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
@@ -45,18 +46,8 @@ def best_cpu_s(op: Callable[[], Any], repeats: int) -> float:
 
 
 def host_op_us() -> dict[str, float]:
-    torch.manual_seed(0)
-    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(4, 4), nn.ReLU())])
-    optimizer = torch.optim.Adam(model.parameters(), foreach=True)
-    x, y = torch.randn(2, 4), torch.randn(2, 4)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.mse_loss(model(x), y).backward()
-        optimizer.step()
-
+    step = tiny_mlp_step()
     recorder = OpRecorder()
-    step()
     with recorder:
         step()
     seconds = best_cpu_s(step, 500)

@@ -26,30 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from tensorfab.advise import host
-from tensorfab.advise.workloads import NAMED, _meta_step
+from tensorfab.advise.workloads import NAMED, _meta_step, tiny_mlp_step
 from tensorfab.files import write_text_atomic
 
 OUT = Path("benchmarks/results/cpu-2026-11-30-advise-host-noise.json")
 ROUNDS, REPEATS = 4, 12
 BUSY = "import time\nt = time.time()\nwhile time.time() - t < 120: sum(range(10000))"
-
-
-def _reference() -> Callable[[], None]:
-    torch.manual_seed(0)
-    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(4, 4), nn.ReLU())])
-    optimizer = torch.optim.Adam(model.parameters(), foreach=True)
-    x, y = torch.randn(2, 4), torch.randn(2, 4)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        nn.functional.mse_loss(model(x), y).backward()
-        optimizer.step()
-
-    step()
-    return step
 
 
 def _switches() -> int:
@@ -95,7 +79,7 @@ def main() -> None:
     named = NAMED["bert-base-infer"]
     torch.manual_seed(0)
     make = _meta_step(named, named.build(), "fp32", 128)
-    reference = _reference()
+    reference = tiny_mlp_step()
     rounds = []
     for i in range(ROUNDS):
         busy = None

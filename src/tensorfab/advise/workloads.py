@@ -127,6 +127,23 @@ def fp32_step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
     return _train_step(named, model.train(), inputs, "fp32", optimizer)
 
 
+def tiny_mlp_step() -> Callable[[], None]:
+    """A training step of a width-4, 12-layer MLP (Adam, seed 0), run once: so small that
+    its time is all host work, the reference the per-op host cost is measured on."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(4, 4), nn.ReLU())])
+    optimizer = torch.optim.Adam(model.parameters(), foreach=True)
+    x, y = torch.randn(2, 4), torch.randn(2, 4)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+
+    step()
+    return step
+
+
 def _record(named: Named, model: nn.Module, precision: str, n: int, seq_len: int) -> Recording:
     fresh = copy.deepcopy(model)
     inputs = named.inputs(n, seq_len)

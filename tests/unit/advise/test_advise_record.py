@@ -8,7 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tensorfab.advise.profile import fit_lines, memory_lines, record
 from tensorfab.advise.record import OpRecorder, OpTimer, _tensors
-from tensorfab.advise.workloads import fp32_step
+from tensorfab.advise.workloads import fp32_step, tiny_mlp_step
 from tensorfab.models import create_model
 
 
@@ -98,3 +98,13 @@ def test_the_timer_times_the_ops_the_recorder_records_in_their_order() -> None:
         step()
     assert len(timer.seconds) == len(recorder.ops) > 10  # one time per recorded op
     assert all(s >= 0.0 for s in timer.seconds) and sum(timer.seconds) > 0.0
+
+
+def test_the_host_reference_step_is_a_small_training_step() -> None:
+    step = tiny_mlp_step()
+    recorder = OpRecorder()
+    with recorder:
+        step()
+    names = [op.name for op in recorder.ops]
+    assert any("addmm" in n for n in names) and any("mse_loss" in n for n in names)
+    assert sum(op.flops for op in recorder.ops) < 1e5  # all host work, no real compute
