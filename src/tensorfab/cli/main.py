@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "train LeNet on the embedded digits data and evaluate it; with a GPU present, also "
         "time one epoch on CPU and GPU",
     ),
+    "ensemble": (
+        "tensorfab.cli.ensemble",
+        "make one model package of several runs of the same model (seeds): their mean runs",
+    ),
     "export": (
         "tensorfab.cli.export",
         "export a trained model to ONNX (fp32, int8-dynamic, int8-static) and, on request, "

@@ -38,8 +38,13 @@ def model_entry(name: str) -> Entry[nn.Module]:
     return MODELS.get(name)
 
 
-def create_model(name: str, encoder_config: Path | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, encoder_config: Path | None = None, ensemble: int | None = None, **kwargs: Any
+) -> nn.Module:
     """Build a model by registry name with plain keyword arguments.
+
+    ``ensemble``: that many members built alike, run as one (``models/ensemble.py``); a
+    package made by ``tensorfab ensemble`` records it in ``model.args``.
 
     ``encoder_config``: the folder of a saved Hugging Face ``config.json`` (a model
     package's ``encoder/``); the entry rebuilds its architecture from it with fresh
@@ -53,6 +58,10 @@ def create_model(name: str, encoder_config: Path | None = None, **kwargs: Any) -
             raise TensorfabError(f"model {name!r}: cannot be rebuilt from {encoder_config}")
         builder = partial(entry.meta["from_encoder_config"], encoder_config)
     try:
+        if ensemble is not None:
+            from tensorfab.models.ensemble import Ensemble
+
+            return Ensemble([builder(**kwargs) for _ in range(ensemble)])
         return builder(**kwargs)
     except (TypeError, ValueError) as exc:  # a bad argument, e.g. lenet's image_size < 16
         raise TensorfabError(f"model.args for {name!r}: {exc}") from None

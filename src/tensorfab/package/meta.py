@@ -62,6 +62,8 @@ class ModelArgs(_Record):
     num_users: int | None = Field(None, ge=1)
     num_items: int | None = Field(None, ge=1)
     dim: int | None = Field(None, ge=1)
+    # an ensemble package (``tensorfab ensemble``): how many members of this architecture
+    ensemble: int | None = Field(None, ge=2)
 
 
 class ModelRecord(_Record):
@@ -144,6 +146,22 @@ class PrivacyRecord(_Record):
     steps: int = Field(ge=0)
 
 
+class EnsembleMember(_Record):
+    """One member of an ensemble package: where it came from and what it scored alone."""
+
+    run: str | None = None
+    path: str
+    created: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    train_s: float | None = Field(None, ge=0)
+
+
+class EnsembleRecord(_Record):
+    """The runs an ensemble package was made of (``tensorfab ensemble``), in order."""
+
+    members: list[EnsembleMember] = Field(min_length=2)
+
+
 class PackageMeta(_Record):
     """``tensorfab.json``: written by ``save_package`` (and by export for a version)."""
 
@@ -162,6 +180,7 @@ class PackageMeta(_Record):
     onnx: OnnxRecord | None = None
     runtime: RuntimeRecord | None = None
     privacy: PrivacyRecord | None = None
+    ensemble: EnsembleRecord | None = None
 
 
 def _where(loc: tuple[Any, ...]) -> str:

@@ -103,6 +103,16 @@ class ModelSpec(_Strict):
         description="token-classification: crf decodes tags with Viterbi under IOB2's rule",
     )
 
+    @field_validator("args")
+    @classmethod
+    def _no_ensemble(cls, args: dict[str, Any]) -> dict[str, Any]:
+        if "ensemble" in args:
+            raise ValueError(
+                "ensemble: an ensemble is made of finished runs (`tensorfab ensemble RUN RUN "
+                "--out DIR`), not trained as one model"
+            )
+        return args
+
 
 class EarlyStoppingSpec(_Strict):
     patience: int | None = Field(None, ge=1, description="evaluations without improvement")

@@ -330,6 +330,12 @@ class EncoderTask:
                 "its head reads the mean of the tokens; a Hugging Face sequence classifier "
                 "reads the first token's pooler",
             )
+        if hasattr(model, "members"):  # models/ensemble.py
+            raise TensorfabError(
+                "export --format hf: an ensemble runs several encoders and a Hugging Face "
+                "model directory holds one; export a member's run, or the ensemble to ONNX "
+                "(tensorfab export MODEL --repo REPO)"
+            )
         config.id2label = dict(enumerate(self.classes))
         config.label2id = {label: i for i, label in enumerate(self.classes)}
         model.save_pretrained(str(directory))
@@ -342,7 +348,10 @@ class EncoderTask:
         if config is None:
             return 0.0
         shape = EncoderShape.from_config(config, per_token_head=self.head == "token")
-        return encoder_forward_flops(shape, count.token_sum, count.token_sq_sum, count.samples)
+        members = len(getattr(model, "members", ())) or 1  # an ensemble runs each member
+        return members * encoder_forward_flops(
+            shape, count.token_sum, count.token_sq_sum, count.samples
+        )
 
 
 def length_sorted(lengths: Sequence[int], size: int) -> list[np.ndarray]:

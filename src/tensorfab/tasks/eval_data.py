@@ -32,11 +32,22 @@ def load_eval_split(meta: dict[str, Any], data_path: str | None) -> tuple[Any, s
     by what the path holds, texts by the file's suffix and the package's text format)."""
     if data_path is None:
         splits, fmt = _package_splits(meta)
-        return splits.test, f"{fmt} test split"
+        return splits.test, f"{fmt} test split{_test_file(meta)}"
     path = Path(data_path)
     if not path.exists():
         raise TensorfabError(f"{path}: no such file or folder")
     return task_from_meta(meta).read_eval_data(meta, path), str(path)
+
+
+def _test_file(meta: dict[str, Any]) -> str:
+    """Which file the test split is, where the package says: its own test file, or the
+    eval file, which validation also reads (CoNLL-2003 read with only valid.txt)."""
+    spec, split = meta["data"]["spec"], meta["data"].get("split")
+    if spec.get("test_path"):
+        return f" ({spec['test_path']})"
+    if isinstance(split, dict) and split.get("test") == "eval" and spec.get("eval_path"):
+        return f" (the eval file {spec['eval_path']}, also the validation split)"
+    return ""
 
 
 def load_train_split(meta: dict[str, Any], max_samples: int, seed: int = 0) -> tuple[Any, str]:

@@ -38,7 +38,7 @@ def test_no_command_prints_help_and_returns_2(capsys: pytest.CaptureFixture[str]
 def test_command_table() -> None:
     assert set(COMMANDS) == {
         "train", "evaluate", "predict", "info", "demo", "spec", "export", "serve", "perf", "bench",
-        "jobs", "data", "audit", "advise",
+        "jobs", "data", "audit", "advise", "ensemble",
     }  # fmt: skip
     for module_name, help_text in COMMANDS.values():
         module = importlib.import_module(module_name)

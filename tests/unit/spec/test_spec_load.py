@@ -214,3 +214,8 @@ def test_intents_ambiguity_margin_is_set_checked_and_only_for_intents() -> None:
     )
     with pytest.raises(TensorfabError, match=r"intents: only for intent-classification"):
         load_spec(None, ["intents.ambiguity_margin=0.2"])  # the default task: images
+
+
+def test_an_ensemble_is_not_trained_as_one_model() -> None:
+    with pytest.raises(TensorfabError, match=r"model.args.*tensorfab ensemble RUN RUN"):
+        load_spec(None, ["model.args.ensemble=2"])

@@ -1,0 +1,52 @@
+"""``tensorfab ensemble RUN RUN [...] --out DIR``: one model package of several finished runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from tensorfab.package.ensemble import pack_ensemble
+from tensorfab.package.io import read_meta
+
+EXAMPLE = """\
+tensorfab train examples/conll2003-minilm-context.yaml --name ner-seed0
+tensorfab train examples/conll2003-minilm-context.yaml --set seed=1 --name ner-seed1
+tensorfab ensemble runs/ner-seed0 runs/ner-seed1 --out runs/ner-ensemble
+tensorfab evaluate runs/ner-ensemble          # then predict, export and serve it like any model"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="two or more run directories or model packages of the same model trained again "
+        "(another seed): same task, labels, settings, architecture, data and tokenizer",
+    )
+    parser.add_argument("--out", required=True, help="the ensemble's package folder (new or empty)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = pack_ensemble(args.runs, args.out)
+    members = read_meta(out)["ensemble"]["members"]
+    result = summary(str(out), members)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"wrote {out}: an ensemble of {len(members)} models (inference costs {len(members)}x)")
+    for m in members:
+        f1 = m["metrics"].get("f1")
+        score = f"test-split F1 {f1:.4f}" if isinstance(f1, float) else "no recorded F1"
+        trained = f", trained in {m['train_s']:,.0f} s" if m["train_s"] is not None else ""
+        print(f"  {m['path']}: {score}{trained}")
+    print(f"score it: tensorfab evaluate {out}")
+    return 0
+
+
+def summary(out: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``--json`` prints: the package, its members and their summed training time."""
+    times = [m["train_s"] for m in members]
+    total = sum(times) if all(t is not None for t in times) else None
+    return {"package": out, "members": members, "train_s": total}
