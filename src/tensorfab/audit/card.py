@@ -109,10 +109,29 @@ def section_data(facts: dict[str, Any]) -> str:
 
 def section_evaluation(facts: dict[str, Any]) -> str:
     test = facts["meta"].get("metrics", {}).get("test")
+    members = (facts["meta"].get("ensemble") or {}).get("members")
+    if members:
+        return _ensemble_members(members)
     if not test:
         return NOT_MEASURED
     rows = [[k, v] for k, v in test.items() if isinstance(v, int | float)]
     return "Test split of the training data:\n\n" + _table(rows, ["metric", "value"])
+
+
+def _ensemble_members(members: list[dict[str, Any]]) -> str:
+    """An ensemble's members, each scored alone; the ensemble itself is scored by
+    ``tensorfab evaluate``, which does not write into the package."""
+    rows = [
+        [m.get("run") or m["path"], _fmt(m["metrics"].get("f1", m["metrics"].get("accuracy"))),
+         "-" if m.get("train_s") is None else f"{m['train_s']:,.0f}"]
+        for m in members
+    ]  # fmt: skip
+    return (
+        f"An ensemble of {len(members)} runs (the mean of their log-probabilities); each "
+        "member alone on its test split (F1, or accuracy), and its training seconds. Score "
+        "the ensemble with `tensorfab evaluate`.\n\n"
+        + _table(rows, ["member", "score alone", "train s"])
+    )
 
 
 def section_fairness(facts: dict[str, Any]) -> str:

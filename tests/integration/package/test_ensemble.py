@@ -195,3 +195,14 @@ def test_the_cli_never_replaces_a_folder(
         from tensorfab.optimize.hf import export_hf
 
         export_hf(load_package(out), tmp_path / "hf")
+
+
+def test_the_model_card_lists_the_members_scored_alone(runs: dict[str, Path]) -> None:
+    from tensorfab.audit.card import write_card
+
+    record = load_package(runs["ensemble"]).meta["ensemble"]["members"]
+    card = write_card(runs["ensemble"]).read_text()
+    assert "An ensemble of 2 runs" in card
+    for m in record:
+        assert f"| {m['run']} | {m['metrics']['f1']:.4f} | {m['train_s']:,.0f} |" in card
+    load_package(runs["ensemble"])  # the manifest covers the card: it still loads
