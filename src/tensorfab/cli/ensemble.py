@@ -37,12 +37,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: an ensemble of {len(members)} models (inference costs {len(members)}x)")
     for m in members:
-        f1 = m["metrics"].get("f1")
-        score = f"test-split F1 {f1:.4f}" if isinstance(f1, float) else "no recorded F1"
-        trained = f", trained in {m['train_s']:,.0f} s" if m["train_s"] is not None else ""
-        print(f"  {m['path']}: {score}{trained}")
+        trained = f", trained in {m['train_s']:,.1f} s" if m["train_s"] is not None else ""
+        print(f"  {m['path']}: {headline(m['metrics'])}{trained}")
     print(f"score it: tensorfab evaluate {out}")
     return 0
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """A member's score alone on its run's test split: F1 (NER) or accuracy."""
+    for name in ("f1", "accuracy"):
+        if isinstance(metrics.get(name), float):
+            return f"{name} {metrics[name]:.4f} alone (its run's test split)"
+    return "no recorded score"
 
 
 def summary(out: str, members: list[dict[str, Any]]) -> dict[str, Any]:

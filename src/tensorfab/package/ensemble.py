@@ -103,23 +103,24 @@ def check_alike(members: Sequence[tuple[Path, dict[str, Any]]], given: Sequence[
             raise TensorfabError(f"{name}: {found}, against {given[0]}: not the same model")
 
 
-def _train_seconds(path: Path) -> float | None:
-    """The run's training time from its ``report.json`` (a run directory only)."""
-    report = Path(path) / "report.json"
+def _train_seconds(model_dir: Path) -> float | None:
+    """The run's training time from its ``report.json``, beside the package's ``model/``."""
+    report = model_dir.parent / "report.json"
     try:
         return float(json.loads(report.read_text(encoding="utf-8"))["timings"]["train_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _record(path: str, meta: dict[str, Any]) -> dict[str, Any]:
+def _record(path: str, model_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
     run = meta.get("run") or {}
+    in_run = model_dir.name == "model"  # a run's package, not a copied one
     return {
         "run": run.get("name"),
         "path": str(path),
         "created": meta.get("created"),
         "metrics": meta.get("metrics", {}).get("test", {}),
-        "train_s": _train_seconds(Path(path)),
+        "train_s": _train_seconds(model_dir) if in_run else None,
     }
 
 
@@ -130,7 +131,7 @@ def ensemble_meta(members: Sequence[tuple[Path, dict[str, Any]]], given: Sequenc
     meta["model"] = {**first["model"], "args": {**first["model"].get("args", {})}}
     meta["model"]["args"]["ensemble"] = len(members)
     meta["ensemble"] = {
-        "members": [_record(name, m) for (_, m), name in zip(members, given, strict=True)]
+        "members": [_record(name, d, m) for (d, m), name in zip(members, given, strict=True)]
     }
     return meta
 

@@ -181,9 +181,8 @@ def test_the_cli_never_replaces_a_folder(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "ens"
-    assert (
-        main(["ensemble", str(runs["seed0"]), str(runs["seed1"]), "--out", str(out), "--json"]) == 0
-    )
+    model_dir = str(runs["seed0"] / "model")  # a run's package: its run's time is found
+    assert main(["ensemble", model_dir, str(runs["seed1"]), "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["package"] == str(out) and len(result["members"]) == 2
     assert result["train_s"] == pytest.approx(sum(m["train_s"] for m in result["members"]))
