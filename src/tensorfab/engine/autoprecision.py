@@ -3,8 +3,8 @@
 A CPU trains in bf16 (autocast; fp32 master weights and optimizer state, as on a GPU) when
 both hold: the cached matmul peak in bf16 is at least ``PEAK_RATIO`` x the fp32 one (the chip
 has bf16 units: AVX-512 BF16, AMX), and a short probe of the actual model (forward and
-backward on one real training batch, fp32 and bf16 steps interleaved, the median of
-``PROBE_STEPS`` each after one warm-up) is at least ``PROBE_RATIO`` x faster in bf16.
+backward on one real training batch, fp32 and bf16 steps interleaved, the median CPU time
+of ``PROBE_STEPS`` each after two warm-ups) is at least ``PROBE_RATIO`` x faster in bf16.
 
 The choice is cached beside the peaks (``precision.json``: per device and thread count,
 model, arguments and batch size), so a run started again chooses what the first did, and a
@@ -69,7 +69,8 @@ def choice_key(device: torch.device, spec: JobSpec) -> str:
     """Device, threads and torch (the peak's key), then what the probe ran."""
     shape = json.dumps(spec.model.args, sort_keys=True, default=str)
     data = f"{spec.data.format} batch {spec.data.batch_size}"
-    probe = f"probe: median of {PROBE_CANDIDATES} batches"  # choices of the first-batch probe
+    # older choices (a first-batch probe; wall time) are not read back: probed again
+    probe = f"probe: median of {PROBE_CANDIDATES} batches, cpu time"
     return f"{peak_cache_key(device)} | {spec.model.name} {shape} | {data} | {probe}"
 
 

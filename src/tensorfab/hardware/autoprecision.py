@@ -3,7 +3,8 @@
 A CPU computes in bf16 (autocast) when both hold: the cached matmul peak in bf16 is at
 least ``PEAK_RATIO`` x the fp32 one (the chip has bf16 units: AVX-512 BF16, AMX), and a
 short probe of the actual model (what the caller times: a training step, or an inference
-forward; fp32 and bf16 interleaved, the median of ``PROBE_STEPS`` each after one warm-up)
+forward; fp32 and bf16 interleaved, the median CPU time of ``PROBE_STEPS`` each after
+``PROBE_WARM_UPS`` warm-ups)
 is at least ``PROBE_RATIO`` x faster in bf16.
 
 The choice is cached beside the peaks (``precision.json``, under a key the caller makes:
@@ -29,7 +30,8 @@ from tensorfab.hardware.peaks import default_cache_path, measured_peak_tflops
 
 PEAK_RATIO = 1.5  # bf16 / fp32 matmul peak: the chip computes bf16 natively
 PROBE_RATIO = 1.2  # fp32 / bf16 time of the model's own pass
-PROBE_STEPS = 3
+PROBE_STEPS = 5
+PROBE_WARM_UPS = 2  # oneDNN makes a precision's primitives on its first passes
 
 Probe = Callable[[], dict[str, float]]  # seconds per probed pass by precision
 
@@ -78,16 +80,21 @@ def decide_cpu_precision(
     return PrecisionChoice("bf16", why, numbers)
 
 
-def probe_steps(step: Callable[[str], None], steps: int = PROBE_STEPS) -> dict[str, float]:
-    """Median seconds of ``step(precision)`` for fp32 and bf16, interleaved so that a
-    machine whose load changes meanwhile slows both alike; one untimed warm-up each."""
+def probe_steps(
+    step: Callable[[str], None], steps: int = PROBE_STEPS, warm_ups: int = PROBE_WARM_UPS
+) -> dict[str, float]:
+    """Median CPU seconds of ``step(precision)`` for fp32 and bf16, interleaved, after
+    ``warm_ups`` untimed passes each. CPU time (the process's, every thread), not wall
+    time: on a shared machine a pass that is preempted loses wall time it did not use
+    (LeNet's probe read 1.11x once with wall time, 1.41-1.63x in four other processes;
+    with CPU time 1.53-1.59x in the same four, 2026-11-30)."""
     times: dict[str, list[float]] = {"fp32": [], "bf16": []}
-    for i in range(steps + 1):
+    for i in range(steps + warm_ups):
         for precision, kept in times.items():
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             step(precision)
-            if i:
-                kept.append(time.perf_counter() - t0)
+            if i >= warm_ups:
+                kept.append(time.process_time() - t0)
     return {p: statistics.median(t) for p, t in times.items()}
 
 

@@ -36,11 +36,12 @@ def inference_key(device: torch.device, pkg: LoadedPackage, batch: int, seq: int
     """Device, threads and torch (the peak's key), then the model and the probed shape."""
     model = pkg.meta.get("model", {})
     shape = json.dumps(model.get("args", {}), sort_keys=True, default=str)
-    return f"{peak_cache_key(device)} | inference {model.get('name')} {shape} | {batch}x{seq}"
+    where = f"{peak_cache_key(device)} | inference {model.get('name')} {shape}"
+    return f"{where} | {batch}x{seq} | cpu time"  # wall-time probes' choices: probed again
 
 
 def forward_probe(pkg: LoadedPackage, batch: int = PROBE_BATCH, seq: int = PROBE_SEQ) -> Probe:
-    """Median seconds of one forward of the package's inference graph on the CPU, fp32 vs
+    """Median CPU seconds of one forward of the package's inference graph on the CPU, fp32 vs
     bf16, as the torch backend runs each; the package's own model is left as it was."""
     from tensorfab.optimize.export import inference_graph
 

@@ -68,7 +68,7 @@ def test_unprobed_run_keeps_fp32() -> None:
 
 def test_probe_interleaves_and_drops_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter(range(100))
-    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(time, "process_time", lambda: float(next(clock)))
     calls: list[str] = []
     durations = {"fp32": 3.0, "bf16": 1.0}
 
@@ -78,7 +78,7 @@ def test_probe_interleaves_and_drops_the_warm_up(monkeypatch: pytest.MonkeyPatch
             next(clock)
 
     assert probe_steps(step, steps=2) == {"fp32": 3.0, "bf16": 1.0}
-    assert calls == ["fp32", "bf16"] * 3  # one warm-up pair, then two timed pairs
+    assert calls == ["fp32", "bf16"] * 4  # two warm-up pairs, then two timed pairs
 
 
 def test_choice_is_cached_per_key(tmp_path: Path) -> None:
