@@ -1,18 +1,21 @@
 """Embedding tables trained through the rows a step reads: the same AdamW, less work on a CPU.
 
 A dense embedding gradient is a table of zeros with the batch's rows added in: for minilm's
-30,522 x 384 words, a 47 MB fill each step (16 ms of a 190 ms bf16 step on one thread),
-a norm over it for clipping (4 ms) and half of the fused AdamW's pass (15 of 30 ms), for
-the few hundred rows a batch of 16 sentences reads. :class:`SparseRows` makes such tables
-return sparse gradients (``nn.Embedding(sparse=True)``: the batch's rows only) and steps
-them with torch's own fused Adam kernel on the rows that can move:
+30,522 x 384 words, a 47 MB fill each step (6-17 ms of a 190-250 ms bf16 step on one
+thread), a norm over it for clipping (4 ms) and half of the fused AdamW's pass (15 of
+30 ms), for the few hundred rows a batch of 16 sentences reads. :class:`SparseRows` makes
+such tables return sparse gradients (``nn.Embedding(sparse=True)``: the batch's rows only)
+and steps them with torch's own fused Adam kernel:
 
 - a row some step has read (its moments are not zero) moves every step, as in the dense
   step; a row no step has read has zero moments and a zero gradient, so the dense kernel
-  leaves it exactly as it is (AdamW's decay aside). Those rows are skipped;
+  leaves it exactly as it is (AdamW's decay aside). While such moving rows are few
+  (``GATHER_BELOW``) they are gathered, stepped and written back; once training has read
+  more of the table, the kernel runs over all of it with a kept zero gradient that only
+  the batch's rows are written into (no fill);
 - AdamW's decoupled weight decay multiplies every row by ``1 - lr * weight_decay`` first
   (one pass over the table, as the kernel computes it: bit-identical, tested); the kernel
-  then runs on the moving rows with the decay off.
+  then runs with the decay off.
 
 The optimizer state is torch's own (``step``, ``exp_avg``, ``exp_avg_sq`` per table), so
 checkpoints are the same as a dense run's and a run resumes in either form; the moving
@@ -33,7 +36,7 @@ MIN_ROWS = 4096  # a smaller table (positions, token types) costs little dense
 # Moving rows are gathered, stepped and written back while they are fewer than this
 # fraction of the table; above it the kernel runs on the whole table (a gathered row costs
 # about 4x a row of the whole-table pass: 8 vs 25 ms at 8 % of minilm's rows, 50 vs 24 ms
-# at 46 %, one thread)
+# at 46 %, one thread, the whole-table pass with a fresh zero gradient)
 GATHER_BELOW = 0.2
 
 
@@ -67,6 +70,7 @@ class SparseRows:
         self.optimizer = optimizer
         self.params = [t.weight for t in tables]
         self._moving: dict[int, torch.Tensor] = {}  # id(param) -> bool [rows]
+        self._dense_grads: dict[int, torch.Tensor] = {}  # id(param) -> zeros, kept
         optimizer.register_load_state_dict_post_hook(lambda _opt: self._moving.clear())
         for table in tables:
             table.sparse = True
@@ -112,14 +116,33 @@ class SparseRows:
         moving[read] = True
         rows = moving.nonzero().squeeze(1)
         tensors = (p, state["exp_avg"], state["exp_avg_sq"])
-        whole = len(rows) > GATHER_BELOW * len(moving)
-        parts = tensors if whole else tuple(t.index_select(0, rows) for t in tensors)
+        if len(rows) > GATHER_BELOW * len(moving):
+            self._step_whole(group, tensors, grad, state["step"], grad_scale)
+            return
+        parts = tuple(t.index_select(0, rows) for t in tensors)
         grad_rows = p.new_zeros(parts[0].shape)
-        grad_rows.index_copy_(0, read if whole else torch.searchsorted(rows, read), grad.values())
+        grad_rows.index_copy_(0, torch.searchsorted(rows, read), grad.values())
         _adam_step(group, parts, grad_rows, state["step"], grad_scale)
-        if not whole:
-            for full, part in zip(tensors, parts, strict=True):
-                full.index_copy_(0, rows, part)
+        for full, part in zip(tensors, parts, strict=True):
+            full.index_copy_(0, rows, part)
+
+    def _step_whole(
+        self,
+        group: dict[str, Any],
+        tensors: tuple[torch.Tensor, ...],
+        grad: torch.Tensor,
+        step: torch.Tensor,
+        grad_scale: torch.Tensor | None,
+    ) -> None:
+        """The kernel over the whole table, its gradient a kept table of zeros with the
+        batch's rows written in and zeroed again after (no 47 MB fill each step)."""
+        p, read = tensors[0], grad.indices()[0]
+        if id(p) not in self._dense_grads:
+            self._dense_grads[id(p)] = torch.zeros_like(p)
+        dense = self._dense_grads[id(p)]
+        dense.index_copy_(0, read, grad.values())
+        _adam_step(group, tensors, dense, step, grad_scale)
+        dense.index_fill_(0, read, 0.0)  # the kernel may have scaled those rows in place
 
     def _group(self, p: torch.Tensor) -> dict[str, Any]:
         """The parameter's group as it is now (loading a state replaces the groups; a

@@ -65,8 +65,13 @@ def test_sparse_rows_step_equals_dense_adamw(
     assert int((opt_dense.state[emb]["exp_avg_sq"] != 0).any(1).sum()) < 60  # few rows move
 
 
-def test_sparse_rows_clipped_close_to_dense() -> None:
-    """Clipping at a norm above the limit: the clip factor may differ by rounding only."""
+@pytest.mark.parametrize("gather_below", [1.0, 0.0])
+def test_sparse_rows_clipped_close_to_dense(
+    monkeypatch: pytest.MonkeyPatch, gather_below: float
+) -> None:
+    """Clipping at a norm above the limit: the clip factor may differ by rounding only
+    (over the whole table, the kept zero gradient is zero again after each scaled step)."""
+    monkeypatch.setattr(sparse_rows, "GATHER_BELOW", gather_below)
     dense, sparse = _model(), _model()
     opt_dense, opt_sparse = _adamw(dense, 0.01), _adamw(sparse, 0.01)
     rows = create_sparse_rows(sparse, opt_sparse)
@@ -75,6 +80,8 @@ def test_sparse_rows_clipped_close_to_dense() -> None:
     for a, b in zip(dense.parameters(), sparse.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
     assert sparse["emb"].weight.grad is None and not hasattr(opt_sparse, "grad_scale")
+    kept = list(rows._dense_grads.values())
+    assert len(kept) == (1 if gather_below == 0.0 else 0) and all(not g.any() for g in kept)
 
 
 def test_sparse_rows_resume_from_a_dense_state() -> None:
