@@ -116,3 +116,16 @@ def test_sparse_rows_only_where_the_step_stays_the_same() -> None:
     assert create_sparse_rows(tied, _adamw(tied, 0.0)) is None
     rows = create_sparse_rows(model, torch.optim.Adam(model.parameters(), fused=True))
     assert rows is not None and model["emb"].sparse  # Adam without decay: rows stay put
+
+
+def test_the_cpu_runtime_steps_rows_sparse_and_says_so() -> None:
+    from tensorfab.engine.runtime import Runtime
+
+    model = _model()
+    gpu = Runtime(torch.device("meta"), "fp32")  # another device: left dense
+    gpu.step_rows_sparse(model, _adamw(model, 0.0))
+    assert gpu.describe()["sparse_embedding_rows"] is None and not model["emb"].sparse
+    cpu = Runtime(torch.device("cpu"), "fp32")
+    cpu.step_rows_sparse(model, _adamw(model, 0.0))
+    assert cpu.describe()["sparse_embedding_rows"] == {"tables": 1, "rows": [MIN_ROWS]}
+    assert model["emb"].sparse
