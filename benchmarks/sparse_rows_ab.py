@@ -62,7 +62,7 @@ def _age(ctx: Any, rows: torch.Tensor) -> None:
     state["exp_avg"][rows] = 1e-4
     state["exp_avg_sq"][rows] = 1e-8
     if ctx.runtime.sparse_rows is not None:
-        ctx.runtime.sparse_rows._moving.clear()  # read them again from the moments
+        ctx.runtime.sparse_rows.reread()
 
 
 def _epoch_rows(workload: Any) -> torch.Tensor:

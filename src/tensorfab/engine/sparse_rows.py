@@ -71,9 +71,14 @@ class SparseRows:
         self.params = [t.weight for t in tables]
         self._moving: dict[int, torch.Tensor] = {}  # id(param) -> bool [rows]
         self._dense_grads: dict[int, torch.Tensor] = {}  # id(param) -> zeros, kept
-        optimizer.register_load_state_dict_post_hook(lambda _opt: self._moving.clear())
+        optimizer.register_load_state_dict_post_hook(lambda _opt: self.reread())
         for table in tables:
             table.sparse = True
+
+    def reread(self) -> None:
+        """Read the moving rows from the moments again at the next step (a state loaded
+        or set from outside)."""
+        self._moving.clear()
 
     def describe(self) -> dict[str, Any]:
         return {"tables": len(self.params), "rows": [int(p.shape[0]) for p in self.params]}
