@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tensorfab.engine.dropout import bulk_dropout
+from tensorfab.engine.sparse_rows import SparseRows, create_sparse_rows
 from tensorfab.hardware import (
     ThreadChoice,
     choose_threads,
@@ -35,6 +36,7 @@ class Runtime:
     channels_last: bool = False  # 4-D weights in channels-last layout
     host_memory: dict[str, int] | None = None  # glibc malloc settings (CPU training)
     bulk_dropout: int = 0  # dropout layers drawing their masks in bulk (CPU training)
+    sparse_rows: SparseRows | None = None  # embedding tables stepped by their rows (CPU)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
@@ -60,6 +62,7 @@ class Runtime:
             "channels_last": self.channels_last,
             "host_memory": self.host_memory,
             "bulk_dropout_layers": self.bulk_dropout,
+            "sparse_embedding_rows": self.sparse_rows.describe() if self.sparse_rows else None,
             "threads": self.threads.to_dict() if self.threads else None,
         }
 
@@ -76,6 +79,13 @@ class Runtime:
         if self.device.type == "cpu":  # torch's CPU dropout draws a number per element
             self.bulk_dropout = bulk_dropout(model)
         return model
+
+    def step_rows_sparse(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """On a CPU, big embedding tables get sparse gradients and a row-wise step of the
+        same optimizer (``engine/sparse_rows.py``); called for a plain single-process run
+        (no DP-SGD, DDP or compile, which expect dense gradients)."""
+        if self.device.type == "cpu":
+            self.sparse_rows = create_sparse_rows(model, optimizer)
 
     def apply_threads(self, requested: int | str, parameters: int) -> ThreadChoice:
         """Choose and set torch's intra-op threads (``train.threads``); logged in the report."""

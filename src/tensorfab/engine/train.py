@@ -215,6 +215,8 @@ def _build(
     ctx_batches = _batches(spec, workload, env, runtime.device)
     optimizer, scheduler = _optimization(spec, model, runtime.device, len(ctx_batches["train"]))
     step_model, optimizer, privacy = _private(spec, model, step_model, optimizer, ctx_batches, env)
+    if privacy is None and env.world_size == 1 and not spec.train.compile:
+        runtime.step_rows_sparse(model, optimizer)
     meta = _package_meta(spec, workload, args, splits)
     ctx = RunContext(
         spec,
