@@ -86,7 +86,7 @@ def _has_mnist(folder: Path) -> bool:
 
 def has_mnist(data_dir: Path) -> bool:
     """Whether lenet-mnist finds real MNIST under ``data_dir`` (else it runs on synthetic)."""
-    return _has_mnist(data_dir.resolve() / "mnist")
+    return _has_mnist(data_dir / "mnist")
 
 
 class LenetMnist:
@@ -98,7 +98,7 @@ class LenetMnist:
 
     def __init__(self, plan: Plan) -> None:
         self.batch_sizes = (64, 512)
-        real = plan.data_dir.resolve() / "mnist"
+        real = plan.data_dir / "mnist"
         limit = max(self.batch_sizes) * plan.total_steps if plan.quick else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if _has_mnist(real):
@@ -171,7 +171,7 @@ class NerWorkload:
         # the Trainer baseline: minilm (issue 18's target); bert-base's is the same loop
         self.hf_trainer = name == "minilm-ner"
         self.batch_sizes = (4,) if plan.quick else (16,)
-        folder = plan.data_dir.resolve() / "conll2003"
+        folder = plan.data_dir / "conll2003"
         if not (folder / "train.txt").is_file():
             raise TensorfabError(
                 f"{folder / 'train.txt'}: CoNLL-2003 train file not found; workload {name} "
