@@ -68,3 +68,15 @@ def test_baseline_switches_are_pytorch_defaults_and_restored() -> None:
         assert torch.backends.cudnn.benchmark is True
         assert torch.backends.cuda.matmul.allow_tf32 is True
     assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_a_relative_data_dir_stays_relative_in_what_results_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data" / "conll2003"
+    folder.mkdir(parents=True)
+    for name in ("train.txt", "valid.txt"):
+        (folder / name).write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n")
+    monkeypatch.chdir(tmp_path)
+    workload = create_workload("minilm-ner", _plan(Path("data")))
+    assert workload.limits["path"] == str(Path("data/conll2003/train.txt"))  # not /tmp/...
