@@ -74,3 +74,17 @@ def test_difference_names_the_first_field_that_differs() -> None:
         "data.spec.context differs (true vs false)"
     )
     assert difference({"k": 1}, {}, "") == "k differs (1 vs null)"
+
+
+def test_an_ensemble_costs_its_members_flops() -> None:
+    from tensorfab.tasks.base import TokenCount
+    from tensorfab.tasks.token_classification import TokenClassification
+
+    shape = {"hidden_size": 8, "num_hidden_layers": 2, "intermediate_size": 16, "num_labels": 3}
+    member = Fixed([0.0, 1.0, 2.0])
+    member.config = SimpleNamespace(**shape)
+    task = TokenClassification(["O", "B-PER", "I-PER"])
+    count = TokenCount(samples=2, token_sum=10.0, token_sq_sum=52.0)
+    one = task.forward_flops(member, count)
+    assert one > 0
+    assert task.forward_flops(Ensemble([member, Fixed([0.0, 1.0, 2.0])]), count) == 2 * one
