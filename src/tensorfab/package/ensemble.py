@@ -36,7 +36,7 @@ from tensorfab.package.io import (
     resolve_model_dir,
     save_package,
 )
-from tensorfab.package.manifest import MANIFEST_FILE, check_manifest, digests
+from tensorfab.package.manifest import MANIFEST_FILE, check_manifest, file_digest, package_files
 
 # what the members must share, as their tensorfab.json says it
 SAME_FIELDS = ("task", "labels", "input", "preprocessing", "model", "data")
@@ -70,9 +70,14 @@ def _settings(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in meta.get("task_config", {}).items() if k not in OWN_CONFIG}
 
 
+def _asset_names(model_dir: Path) -> list[str]:
+    """The package's files besides its own weights and description (tokenizer, encoder)."""
+    return [name for name in package_files(model_dir) if name not in OWN_FILES]
+
+
 def _assets(model_dir: Path) -> dict[str, str]:
-    """The package's files besides its own weights and description: name -> sha256."""
-    return {k: v for k, v in digests(model_dir).items() if k not in OWN_FILES}
+    """Those files' sha256 (the weights, most of the bytes, are not read for this)."""
+    return {name: file_digest(model_dir / name) for name in _asset_names(model_dir)}
 
 
 def difference(a: Any, b: Any, where: str) -> str | None:
@@ -142,7 +147,7 @@ def _write(out: Path, model: Ensemble, meta: dict[str, Any], assets_from: Path) 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # a folder as mkdir makes it (mkdtemp: 0700)
-        for name in _assets(assets_from):  # first: the manifest covers them
+        for name in _asset_names(assets_from):  # first: the manifest covers them
             if not name.startswith(ENCODER_DIR + "/"):  # save_package writes the config
                 with atomic_path(tmp / name) as part:
                     part.write_bytes((assets_from / name).read_bytes())
