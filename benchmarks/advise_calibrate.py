@@ -1,19 +1,24 @@
-"""This CPU's figures for advise's model: host time per op, matmul peaks, copy bandwidth.
+"""This CPU's figures for advise's model: host time per op, matmul peaks, memory bandwidth.
 
 The one source of CPU calibration (never the validation runs). All timed with one
-intra-op thread by the thread's own CPU time (``time.thread_time``), so other jobs on the
-shared cores do not inflate them; each figure is the best of many repeats.
+intra-op thread by the thread's own CPU time (``time.thread_time``), the best of many
+repeats. Thread CPU time keeps other jobs' time out, not their effect on shared caches and
+memory: measured beside other jobs the figures move by 10-20 %, so the validation runs
+(``advise_validate_cpu.py``) are measured right after this, in the same conditions.
 
 * ``host_op_us``: a width-4 MLP (compute negligible) takes Adam steps; step CPU time / the
   ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
-* ``tflops``: a 512 x 512 fp32 matmul; ``bandwidth_gb_s``: a 64 MiB
-  copy, each byte read and written (2 x size / time).
+* ``tflops``: a 512 x 512 fp32 matmul; ``bandwidth_gb_s``: STREAM's add on 8 MiB fp32
+  tensors (3 x size / time; a 64 MiB byte copy, ``copy_gb_s``, is kept for reference:
+  memcpy runs 2-4x faster than the elementwise kernels a step's memory-bound ops are).
 * ``efficiency``: op classes that run far below those two rooflines on a CPU, each timed
-  on one generic shape (not a validated workload's), each op on its own (its thread CPU
+  on generic shapes (not a validated workload's), each op on its own (its thread CPU
   time inside a dispatch mode, the least of the repeats): ``convolution`` and
-  ``convolution_backward`` (a 3 x 3, 32 -> 32 channel conv2d on 32 x 32 x 28 x 28: FLOPs
-  by PyTorch's formulas / time / the matmul peak), ``pooling`` and ``pooling_backward``
-  (2 x 2 max pooling of the same tensor: bytes read and written / time / the copy
+  ``convolution_backward`` by reduction depth (3 x 3 conv2d layers of 1 -> 8 up to
+  64 -> 64 channels on 32 x C x 28 x 28: FLOPs by PyTorch's formulas / time / the matmul
+  peak; one 32-channel share, the first sessions', priced a 1-channel layer 5-10x too
+  fast), ``pooling`` and ``pooling_backward``
+  (2 x 2 max pooling of a 32 x 32 x 28 x 28 tensor: bytes read and written / time / the
   bandwidth). Forward and backward apart: one share for both (the first sessions') hid a
   pooling forward 8x slower per byte than its backward.
 
@@ -24,6 +29,7 @@ writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,7 @@ from tensorfab.advise.host import least_thread_s
 from tensorfab.advise.record import OpRecorder, OpTimer
 from tensorfab.advise.workloads import tiny_mlp_step
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.device import cpu_model
 
 OUT = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 
@@ -68,6 +75,14 @@ def copy_gb_s(nbytes: int = 64 * 2**20) -> float:
     return 2 * nbytes / best_cpu_s(lambda: dst.copy_(src), 10) / 1e9
 
 
+def add_gb_s(numel: int = 2**21) -> float:
+    """STREAM's "add": out = a + b on fp32 tensors of 8 MiB each, 3 x 8 MiB moved. The
+    memory-bound ops of a step are elementwise kernels like it, not memcpy: on a CPU
+    with a large last-level cache a byte copy runs 2-4x faster than they do."""
+    a, b, out = torch.rand(numel), torch.rand(numel), torch.empty(numel)
+    return 3 * numel * 4 / best_cpu_s(lambda: torch.add(a, b, out=out), 20) / 1e9
+
+
 def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float, float, float]]:
     """Op name -> (FLOPs, bytes, least thread CPU seconds over ``repeats`` steps)."""
     step()
@@ -87,24 +102,37 @@ def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float,
     return found
 
 
-def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, float]:
+# Generic 3 x 3 convolutions (batch 32, 28 x 28, padding 1), input -> output channels:
+# reduction depths 9 to 576 (input channels x 9), the range of common CNN layers.
+CONV_CHANNELS = ((1, 8), (4, 16), (8, 16), (16, 32), (32, 32), (64, 64))
+
+
+def conv_shares(peak_tflops: float) -> dict[str, list[list[float]]]:
+    """Convolution's forward and backward FLOPs / time / the matmul peak, at each depth of
+    CONV_CHANNELS: a CPU runs a few-channel convolution far below a many-channel one."""
+    found: dict[str, list[list[float]]] = {"convolution": [], "convolution_backward": []}
+    for c_in, c_out in CONV_CHANNELS:
+        torch.manual_seed(0)
+        x = torch.randn(32, c_in, 28, 28, requires_grad=True)
+        conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        ops = per_op(lambda conv=conv, x=x: conv(x).sum().backward())
+        for name, rows in found.items():
+            flops, _, seconds = ops[name]
+            rows.append([c_in * 9, flops / seconds / (peak_tflops * 1e12)])
+    return found
+
+
+def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, Any]:
     torch.manual_seed(0)
     x = torch.randn(32, 32, 28, 28, requires_grad=True)
-    conv = nn.Conv2d(32, 32, 3, padding=1)
-    convs = per_op(lambda: conv(x).sum().backward())
     pools = per_op(lambda: nn.functional.max_pool2d(x, 2).sum().backward())
-
-    def compute(op: str) -> float:
-        flops, _, seconds = convs[op]
-        return flops / seconds / (peak_tflops * 1e12)
 
     def moved(op: str) -> float:
         _, nbytes, seconds = pools[op]
         return nbytes / seconds / (bandwidth_gb_s * 1e9)
 
     return {
-        "convolution": compute("convolution"),
-        "convolution_backward": compute("convolution_backward"),
+        **conv_shares(peak_tflops),
         "pooling": moved("max_pool2d_with_indices"),
         "pooling_backward": moved("max_pool2d_with_indices_backward"),
     }
@@ -113,7 +141,7 @@ def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, 
 def main() -> None:
     torch.set_num_threads(1)
     result = {
-        "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread",
+        "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op thread",
         "date": "2026-11-30",
         "command": "nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_calibrate.py",
         "load_average_1min": float(Path("/proc/loadavg").read_text().split()[0]),
@@ -123,7 +151,8 @@ def main() -> None:
         # fp32 only: a bf16 matmul runs partly outside the calling thread (oneDNN), which
         # thread CPU time would miss
         "tflops": {"fp32": matmul_tflops(torch.float32)},
-        "bandwidth_gb_s": copy_gb_s(),
+        "bandwidth_gb_s": add_gb_s(),
+        "copy_gb_s": copy_gb_s(),  # for reference: memcpy of 64 MiB, not used by the model
     }
     result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_gb_s"])
     write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")

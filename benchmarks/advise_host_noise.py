@@ -30,6 +30,7 @@ import torch
 from tensorfab.advise import host
 from tensorfab.advise.workloads import NAMED, _meta_step, tiny_mlp_step
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.device import cpu_model
 
 OUT = Path("benchmarks/results/cpu-2026-11-30-advise-host-noise.json")
 ROUNDS, REPEATS = 4, 12
@@ -108,7 +109,8 @@ def main() -> None:
         OUT,
         json.dumps(
             {
-                "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread",
+                "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; "
+                "1 intra-op thread",
                 "date": "2026-11-30",
                 "command": "taskset -c 0 nice -n 10 .venv/bin/python "
                 "benchmarks/advise_host_noise.py",

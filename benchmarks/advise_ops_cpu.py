@@ -13,6 +13,7 @@ writes benchmarks/results/cpu-2026-11-30-advise-ops-<workload>-b<batch>.json.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -21,17 +22,18 @@ from typing import Any
 
 import torch
 
-from tensorfab.advise.model import OP_CLASSES, cpu_from_calibration
+from tensorfab.advise.model import cpu_from_calibration, op_share
 from tensorfab.advise.record import OpRecorder, OpTimer
 from tensorfab.advise.workloads import fp32_step
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.device import cpu_model
 
 CALIBRATION = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 REPEATS = 15
 
 
 def _predicted_s(op: Any, device: Any) -> float:
-    share = device.efficiency.get(OP_CLASSES.get(op.name, ""), 1.0)
+    share = op_share(device, op.name, op.depth)
     t_flops = op.flops / (device.tflops["fp32"] * 1e12 * share) if op.flops else 0.0
     return max(t_flops, op.bytes / (device.bandwidth_gb_s * 1e9 * share))
 
@@ -63,7 +65,7 @@ def main(name: str, batch: int, seq_len: int = 128) -> None:
         row["mb"] += op.bytes / 1e6
     rows = sorted(table.items(), key=lambda kv: -kv[1]["measured_ms"])
     result = {
-        "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread",
+        "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op thread",
         "date": "2026-11-30",
         "command": f"nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py "
         f"{name} {batch}",

@@ -18,6 +18,7 @@ without them).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from tensorfab.advise.profile import SpecProfiler, _rows, _train_context
 from tensorfab.advise.workloads import fp32_step
 from tensorfab.engine.fit import train_step
 from tensorfab.files import write_text_atomic
+from tensorfab.hardware.device import cpu_model
 from tensorfab.spec import load_spec
 
 OUT = Path("tests/fixtures/advise/cpu-2026-11-30.json")
@@ -89,8 +91,8 @@ def main(part: str) -> None:
     loads = {k: v for k, v in top.items() if k.startswith("load_average_1min_")}
     result = {
         **loads,
-        "device": "2-core AMD EPYC CPU, shared with other jobs; 1 intra-op thread, thread "
-        "CPU time, pinned to core 0 (taskset -c 0) while another job held core 1",
+        "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op "
+        "thread, thread CPU time, pinned to core 0 (taskset -c 0)",
         f"load_average_1min_{part}": float(Path("/proc/loadavg").read_text().split()[0]),
         "date": "2026-11-30",
         "command": "nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_validate_cpu.py "

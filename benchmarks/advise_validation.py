@@ -11,6 +11,7 @@ writes benchmarks/results/cpu-2026-11-30-advise-validation.json.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tensorfab.advise import SpecProfiler, advise
@@ -18,6 +19,7 @@ from tensorfab.advise.model import cpu_from_calibration, gpu_device, step_time
 from tensorfab.advise.workloads import profile_named
 from tensorfab.files import write_text_atomic
 from tensorfab.hardware import gpu_by_id
+from tensorfab.hardware.device import cpu_model
 from tensorfab.spec import load_spec
 
 FIXTURES = Path("tests/fixtures/advise")
@@ -92,7 +94,7 @@ def main() -> None:
         )
     result = {
         "date": "2026-11-30",
-        "device": "2-core AMD EPYC CPU, shared with other jobs",
+        "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs",
         "command": "nice -n 10 .venv/bin/python benchmarks/advise_validation.py",
         "rows": rows,
     }

@@ -12,6 +12,8 @@ GEMM peaks only; a device's own measured peaks (``--calibrate``) replace the dat
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -23,6 +25,7 @@ from tensorfab.advise.profile import Profile
 from tensorfab.hardware import Gpu
 
 GB = 1e9
+Share = float | list[list[float]]  # an op class's roofline share: one, or by depth
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Device:
     peak_source: str
     kernel_latency_us: float
     launch_us: float
-    efficiency: dict[str, float] = field(default_factory=dict)  # op class -> roofline share
+    # op class -> roofline share: one figure, or [[depth, share], ...] by reduction depth
+    efficiency: dict[str, Share] = field(default_factory=dict)
 
 
 # Op classes a device may run below its rooflines (a CPU's, measured by
@@ -79,6 +83,24 @@ OP_CLASSES = {
     "max_pool2d_with_indices_backward": "pooling_backward",
     "avg_pool2d_backward": "pooling_backward",
 }
+
+
+def op_share(device: Device, name: str, depth: int = 0) -> float:
+    """The share of its roofline an op reaches on ``device``: 1.0 outside the op classes;
+    a class measured at several reduction depths (convolutions: a CPU runs a 1-channel
+    3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth,
+    linearly in log depth between the measured points and flat beyond them."""
+    share = device.efficiency.get(OP_CLASSES.get(name, ""), 1.0)
+    if not isinstance(share, list):
+        return float(share)
+    points = sorted((float(d), float(v)) for d, v in share)
+    if depth <= points[0][0]:
+        return points[0][1]
+    for (d0, v0), (d1, v1) in itertools.pairwise(points):
+        if depth <= d1:
+            w = math.log(depth / d0) / math.log(d1 / d0)
+            return v0 + w * (v1 - v0)
+    return points[-1][1]
 
 
 def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
@@ -111,7 +133,7 @@ def cpu_device(
     name: str,
     tflops: dict[str, float],
     bandwidth_gb_s: float,
-    efficiency: dict[str, float] | None = None,
+    efficiency: dict[str, Share] | None = None,
 ) -> Device:
     """This CPU from its measured peaks (``bench micro``) and op-class efficiencies
     (``benchmarks/advise_calibrate.py``): ops run one after another."""
@@ -161,7 +183,7 @@ def _device_parts(profile: Profile, device: Device, precision: str) -> tuple[flo
     for op in profile.ops:
         flops, moved = op.at(profile.batch_size)
         peak = device.tflops.get(_op_precision(op.dtype, precision, device), 0.0) * 1e12
-        share = device.efficiency.get(OP_CLASSES.get(op.name, ""), 1.0)
+        share = op_share(device, op.name, op.depth)
         t_flops = flops / (peak * share) if flops and peak else 0.0
         t_bytes = moved / (bw * share)
         if t_flops > t_bytes:

@@ -52,6 +52,7 @@ class OpLine:
     kernels: int
     flops: tuple[float, float]  # (fixed, per sample)
     bytes: tuple[float, float]
+    depth: int = 0  # a convolution's reduction depth (record.conv_depth): its CPU share
 
     def at(self, batch: int) -> tuple[float, float]:
         """(FLOPs, bytes) at batch size ``batch``, never below zero."""
@@ -152,7 +153,9 @@ def fit_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[OpLin
     for x, y in zip(a.ops, b.ops, strict=True):
         per_f, per_b = (y.flops - x.flops) / span, (y.bytes - x.bytes) / span
         fixed = (x.flops - per_f * sizes[0], x.bytes - per_b * sizes[0])
-        lines.append(OpLine(x.name, x.dtype, x.kernels, (fixed[0], per_f), (fixed[1], per_b)))
+        lines.append(
+            OpLine(x.name, x.dtype, x.kernels, (fixed[0], per_f), (fixed[1], per_b), x.depth)
+        )
     return tuple(lines)
 
 

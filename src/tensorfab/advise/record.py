@@ -12,6 +12,7 @@ memory, measured on the step itself.
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ class OpRecord:
     bytes: float
     kernels: int
     dtype: str  # the first floating-point input's dtype ("" if none): picks the peak
+    depth: int = 0  # a convolution's reduction depth (see conv_depth); 0 for other ops
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
@@ -66,6 +68,19 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 
 def _nbytes(tensors: list[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# Ops that read only the rows their indices pick from their first tensor (a word table of
+# 30,522 x 768 for a 128-token batch): that tensor's bytes read are the output's, not its own.
+_GATHERS = frozenset({"embedding", "index_select", "gather", "take"})
+
+
+def _moved(name: str, inputs: list[torch.Tensor], outputs: list[torch.Tensor]) -> int:
+    """Bytes an op reads and writes: its tensors' sizes, a gather's rows read instead of
+    the whole table it reads them from."""
+    if name in _GATHERS and inputs:
+        return _nbytes(inputs[1:]) + 2 * _nbytes(outputs)
+    return _nbytes(inputs) + _nbytes(outputs)
 
 
 @cache
@@ -96,6 +111,21 @@ def op_flops(func: Any, args: tuple, kwargs: dict, out: Any) -> float:
     if name in _CPU_ATTENTION:
         return _attention_flops(name, args)
     return 0.0
+
+
+# Where a convolution op keeps its weight: aten.convolution(input, weight, ...) and
+# aten.convolution_backward(grad_output, input, weight, ...).
+_CONV_WEIGHT_ARG = {"convolution": 1, "mkldnn_convolution": 1, "convolution_backward": 2}
+
+
+def conv_depth(name: str, args: tuple) -> int:
+    """The products summed into each output element of a convolution (input channels per
+    group x kernel elements: the inner dimension of its GEMM): how well a CPU runs it
+    depends on it (LeNet's 1-channel 5 x 5 conv: 25); 0 for any other op."""
+    index = _CONV_WEIGHT_ARG.get(name)
+    if index is None or len(args) <= index or not isinstance(args[index], torch.Tensor):
+        return 0
+    return int(math.prod(args[index].shape[1:]))
 
 
 def _kernels(name: str, inputs: list[torch.Tensor], view: bool) -> int:
@@ -145,10 +175,18 @@ class OpRecorder(TorchDispatchMode):
         inputs, outputs = _tensors((args, kwargs)), _tensors(out)
         view = _is_view(func)
         name = func.overloadpacket.__name__
-        moved = 0 if view else _nbytes(inputs) + _nbytes(outputs)
+        moved = 0 if view else _moved(name, inputs, outputs)
         flops = op_flops(func, args, kwargs, out)
         self.ops.append(
-            OpRecord(name, self.phase, flops, moved, _kernels(name, inputs, view), _dtype(inputs))
+            OpRecord(
+                name,
+                self.phase,
+                flops,
+                moved,
+                _kernels(name, inputs, view),
+                _dtype(inputs),
+                conv_depth(name, args),
+            )
         )
         self.track(outputs)
         self.live_after.append(self.live_bytes)

@@ -14,6 +14,7 @@ from tensorfab.advise.model import (
     gpu_device,
     host_dispatch_s,
     load_constants,
+    op_share,
     step_time,
 )
 from tensorfab.advise.profile import OpLine, Profile, epoch_samples
@@ -164,6 +165,19 @@ def test_a_cpu_op_class_runs_at_its_measured_share_of_the_roofline() -> None:
     t = step_time(replace(_profile([conv, pool]), host_s=0.0), cpu, "fp32")
     assert t.compute_s == pytest.approx(1e9 / (0.1e12 * 0.5))  # 20 ms, not 10 (nor 11)
     assert t.memory_s == pytest.approx(1e8 / (10e9 * 0.25))  # 40 ms, not 10 (nor 12.5)
+
+
+def test_a_convolution_share_is_read_at_its_depth_between_measured_points() -> None:
+    shares = {"convolution": [[81, 0.5], [9, 0.1]], "pooling": 0.25}  # any order
+    cpu = cpu_device("cpu", {"fp32": 0.1}, 10.0, shares)
+    assert op_share(cpu, "convolution", 27) == pytest.approx(0.3)  # half way in log depth
+    assert op_share(cpu, "convolution", 3) == pytest.approx(0.1)  # flat below the points
+    assert op_share(cpu, "convolution", 900) == pytest.approx(0.5)  # and above them
+    assert op_share(cpu, "max_pool2d_with_indices", 0) == 0.25  # a class of one share
+    assert op_share(cpu, "mm", 0) == 1.0  # no class: the roofline
+    conv = OpLine("convolution", "float32", 1, (1e9, 0.0), (0.0, 0.0), depth=27)
+    t = step_time(replace(_profile([conv]), host_s=0.0), cpu, "fp32")
+    assert t.compute_s == pytest.approx(1e9 / (0.1e12 * 0.3))
 
 
 def test_an_epoch_scales_the_prepared_rows_to_the_whole_split() -> None:

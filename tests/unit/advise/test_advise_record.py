@@ -46,6 +46,30 @@ def test_views_launch_nothing_and_foreach_launches_per_chunk() -> None:
     assert by_name["_foreach_add_"].kernels == 3  # 50 tensors, 24 per launch
 
 
+def test_a_lookup_reads_the_rows_it_picks_not_the_whole_table() -> None:
+    table = torch.zeros(1000, 16)  # 64,000 bytes, of which 3 rows are read
+    ids = torch.tensor([1, 5, 5])  # 24 bytes (int64)
+    recorder = OpRecorder()
+    with recorder:
+        torch.nn.functional.embedding(ids, table)
+        table.index_select(0, ids)
+    emb, sel = recorder.ops
+    # the ids, 3 rows of 16 floats read (192 bytes) and the same written
+    assert emb.name == "embedding" and emb.bytes == 24 + 2 * 3 * 16 * 4
+    assert sel.name == "index_select" and sel.bytes == 24 + 2 * 3 * 16 * 4
+
+
+def test_a_convolution_records_its_reduction_depth() -> None:
+    conv = torch.nn.Conv2d(3, 8, 5)  # each output sums 3 channels x 25 kernel elements
+    x = torch.rand(2, 3, 12, 12, requires_grad=True)
+    recorder = OpRecorder()
+    with recorder:
+        conv(x).sum().backward()
+    depths = {op.name: op.depth for op in recorder.ops}
+    assert depths["convolution"] == depths["convolution_backward"] == 75
+    assert depths["sum"] == 0
+
+
 def test_memory_held_rises_and_falls_with_storages() -> None:
     held = torch.zeros(1000)  # 4000 bytes, tracked from the start
 
