@@ -511,7 +511,25 @@ def train(
     with status ``already-complete`` (a scheduler may requeue a job that had finished).
     ``profile`` records a few training steps with torch.profiler into ``profile/``.
     ``on_checkpoint`` runs on every rank after each checkpoint (Ray Train's report).
+    torch's intra-op thread count, set for the run (``train.threads``), is given back
+    afterwards: a notebook's next cell runs with the count it had. (glibc's malloc
+    settings, hardware/host_memory.py, stay for the process: glibc cannot read them back.)
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(spec, resume=resume, quiet=quiet, profile=profile, hook=on_checkpoint)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    spec: JobSpec,
+    *,
+    resume: bool,
+    quiet: bool,
+    profile: bool,
+    hook: Callable[[RunContext, TrainState], None] | None,
+) -> RunResult:
     started = time.perf_counter()
     saved = None
     if resume:
@@ -520,7 +538,7 @@ def train(
         if done is not None:
             return done
     ctx = setup(spec, resume=resume, quiet=quiet, saved=saved)
-    ctx.on_checkpoint = on_checkpoint
+    ctx.on_checkpoint = hook
     failed = True
     try:
         state = ctx.start

@@ -67,3 +67,16 @@ def test_auto_precision_is_reported_and_kept_on_resume(
     assert resumed["hardware"]["precision"] == chosen
     assert resumed["hardware"]["precision_choice"]["reason"].startswith("kept from the checkpoint")
     assert resumed["steps"] == 2 * first["steps"]
+
+
+def test_the_thread_count_is_given_back_after_a_run(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        sets = ["train.epochs=1", "train.threads=1", "train.precision=fp32", "name=t"]
+        spec = load_spec(None, [*TINY, *sets, f"output.runs_dir={tmp_path}"])
+        report = train(spec, quiet=True).report
+        assert report["hardware"]["threads"]["threads"] == 1  # the run had one
+        assert torch.get_num_threads() == 2  # and the caller has its two again
+    finally:
+        torch.set_num_threads(before)
