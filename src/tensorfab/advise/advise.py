@@ -209,6 +209,6 @@ def advise(
         device = gpu_device(gpu, calibration.get("gpus", {}).get(gpu.id))
         rows.append(row(profile, gpu, device, precision, host_op_us))
     first = next(iter(profiles.values()))
-    notes = sorted({n for p in profiles.values() for n in p.notes})
+    notes = sorted({n for p in profiles.values() for n in p.notes}) + calibration.get("notes", [])
     found = assumptions(list(profiles.values()), host_op_us)
     return Advice(first.name, first.kind, rows, rank(rows), found, notes)

@@ -67,6 +67,9 @@ class Device:
     launch_us: float
     # op class -> roofline share: one figure, or [[depth, share], ...] by reduction depth
     efficiency: dict[str, Share] = field(default_factory=dict)
+    # a measured run's correction of this device (advise/measured.py): host and device time
+    host_scale: float = 1.0
+    device_scale: float = 1.0
 
 
 # Op classes a device may run below its rooflines (a CPU's, measured by
@@ -114,6 +117,8 @@ def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
         if measured.get("tflops")
         else (f"datasheet x {c.gemm_efficiency:g} (assumed GEMM efficiency)")
     )
+    if "host_scale" in measured or "device_scale" in measured:
+        source += "; host or device time corrected by a measured run (--calibrate)"
     return Device(
         id=gpu.id,
         name=gpu.name,
@@ -126,6 +131,8 @@ def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
         peak_source=source,
         kernel_latency_us=c.kernel_latency_us,
         launch_us=c.launch_us,
+        host_scale=float(measured.get("host_scale", 1.0)),
+        device_scale=float(measured.get("device_scale", 1.0)),
     )
 
 
@@ -213,21 +220,21 @@ def step_time(
 ) -> StepTime:
     """Predicted seconds per step of ``profile`` on ``device`` in ``precision``;
     ``host_op_us``: a calibrated host cost per op that replaces the profile's own."""
-    compute, memory, latency = _device_parts(profile, device, precision)
-    dispatch = host_dispatch_s(profile, host_op_us) + profile.kernels() * device.launch_us * 1e-6
-    device_s, host_s = compute + memory + latency, dispatch + profile.host_input_s
+    compute, memory, latency = (
+        x * device.device_scale for x in _device_parts(profile, device, precision)
+    )
+    launches = profile.kernels() * device.launch_us * 1e-6
+    dispatch = (host_dispatch_s(profile, host_op_us) + launches) * device.host_scale
+    host_input = profile.host_input_s * device.host_scale
+    device_s, host_s = compute + memory + latency, dispatch + host_input
     step = max(device_s, host_s) if device.asynchronous else device_s + host_s
     if device.asynchronous and host_s > device_s:
-        parts = {"launch overhead": dispatch, "host input": profile.host_input_s}
+        parts = {"launch overhead": dispatch, "host input": host_input}
     else:
         parts = {"compute": compute, "memory bandwidth": memory, "launch overhead": latency}
         if not device.asynchronous:
-            parts.update(
-                {"launch overhead": latency + dispatch, "host input": profile.host_input_s}
-            )
-    return StepTime(
-        step, device_s, compute, memory, latency, dispatch, profile.host_input_s, _bound(parts)
-    )
+            parts.update({"launch overhead": latency + dispatch, "host input": host_input})
+    return StepTime(step, device_s, compute, memory, latency, dispatch, host_input, _bound(parts))
 
 
 def memory_needed(profile: Profile, batch: int, device: Device) -> float:

@@ -1,9 +1,11 @@
 """The advice as people read it: a markdown table, a PNG, and the calibration file.
 
 ``--calibrate FILE`` reads a ``tensorfab bench micro`` result (its matmul peaks and copy
-bandwidth replace the datasheet figures of the catalogue GPU its device name matches) or
-an advise calibration object ``{"host_op_us": .., "gpus": {id: {"tflops": {..},
-"bandwidth_gb_s": .., "price_usd_h": ..}}}``.
+bandwidth replace the datasheet figures of the catalogue GPU its device name matches), a
+``tensorfab bench train`` result measured on a catalogue GPU (its runs correct that GPU's
+host or device time: advise/measured.py), or an advise calibration object
+``{"host_op_us": .., "gpus": {id: {"tflops": {..}, "bandwidth_gb_s": .., "price_usd_h": ..,
+"host_scale": .., "device_scale": ..}}}``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.advise.advise import Advice
+from tensorfab.advise.measured import calibration_from_bench
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path
 from tensorfab.hardware import find_gpu
@@ -102,6 +105,8 @@ def load_calibration(path: Path) -> dict[str, Any]:
         raise TensorfabError(f"--calibrate {path}: expected a JSON object")
     if data.get("kind") == "micro":
         return _from_micro(data, f"--calibrate {path}")
+    if data.get("kind") == "train":
+        return calibration_from_bench(data, f"--calibrate {path}")
     unknown = set(data) - {"host_op_us", "gpus"}
     if unknown:
         raise TensorfabError(f"--calibrate {path}: unknown keys {', '.join(sorted(unknown))}")

@@ -37,8 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibrate",
         type=Path,
-        help="bench micro JSON or advise "
-        "calibration JSON: measured figures that override the model",
+        help="measured figures that override the model: a bench micro JSON (peaks), a "
+        "bench train JSON measured on a catalogue GPU (corrects its host or device time), "
+        "or an advise calibration JSON",
     )
     parser.add_argument(
         "--out",

@@ -101,6 +101,19 @@ def test_largest_batch_is_the_lowest_cap_over_the_memory_curve() -> None:
     assert profile.largest_batch(4000.0) == 0  # the fixed 5000 B alone do not fit
 
 
+def test_a_measured_runs_scales_multiply_the_host_or_the_device_part() -> None:
+    op = OpLine("mm", "float32", 1, (1e12, 0.0), (0.0, 0.0))  # 0.1 s of FLOPs + 1 us latency
+    profile = replace(_profile([op], host_ops=10, input_s=0.001), host_s=0.002)
+    plain = step_time(profile, _device(), "fp32")
+    scaled = step_time(profile, replace(_device(), host_scale=3.0, device_scale=2.0), "fp32")
+    assert scaled.device_s == pytest.approx(2 * plain.device_s)  # rooflines and latencies
+    assert scaled.dispatch_s == pytest.approx(3 * (0.002 + 2e-6))  # host step + 1 launch
+    assert scaled.input_s == pytest.approx(0.003)
+    assert scaled.step_s == pytest.approx(scaled.device_s)  # still the longer part
+    h100 = gpu_device(gpu_by_id("h100-sxm"), {"host_scale": 1.5})
+    assert (h100.host_scale, h100.device_scale) == (1.5, 1.0)
+
+
 def test_energy_is_idle_plus_busy_share_of_tdp() -> None:
     op = OpLine("mm", "float32", 1, (1e12, 0.0), (0.0, 0.0))  # 0.1 s compute
     t = step_time(_profile([op], host_ops=0), _device(), "fp32", host_op_us=0.0)
