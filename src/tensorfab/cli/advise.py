@@ -11,7 +11,8 @@ from tensorfab.errors import TensorfabError
 
 EXAMPLE = """tensorfab advise examples/conll2003-minilm.yaml
 tensorfab advise examples/mnist-lenet.yaml --gpus h100-sxm,l4,t4 --set data.batch_size=512
-tensorfab advise --workload bert-base-infer --batch 1,64 --seq-len 128 --json"""
+tensorfab advise --workload bert-base-infer --batch 1,64 --seq-len 128 --json
+tensorfab advise examples/conll2003-minilm.yaml --calibrate h100-2026-12-01-bench-train.json"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
