@@ -19,6 +19,7 @@ from; other GPUs keep the model.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -47,9 +48,12 @@ def _measured(result: dict[str, Any], where: str) -> tuple[Any, str, int, float]
     """(spec, precision, batch, measured seconds per step) of one bench train result."""
     side = result.get("tensorfab") or {}
     try:
-        spec = parse_spec(side["settings"]["spec"])
         median_ms = float(side["step_time_ms"]["median"])
-        return spec, str(side["precision"]), int(result["batch_size"]), median_ms / 1e3
+        batch = int(result["batch_size"])
+        if not (math.isfinite(median_ms) and median_ms > 0 and batch > 0):
+            raise ValueError(f"step_time_ms.median {median_ms:g}, batch_size {batch}")
+        spec = parse_spec(side["settings"]["spec"])
+        return spec, str(side["precision"]), batch, median_ms / 1e3
     except (KeyError, TypeError, ValueError, TensorfabError) as exc:
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise TensorfabError(
@@ -70,6 +74,11 @@ def _factor(result: dict[str, Any], gpu: Gpu, where: str) -> tuple[str, float, s
     host_bound = t.bound in HOST_BOUND
     part_s = t.dispatch_s + t.input_s if host_bound else t.device_s
     key = "host_scale" if host_bound else "device_scale"
+    if part_s <= 0:
+        raise TensorfabError(
+            f"{where}: result {result.get('workload', '?')!r}: the model "
+            f"predicts no {'host' if host_bound else 'device'} time to correct"
+        )
     factor = measured_s / part_s
     note = (
         f"{gpu.id}: {'host' if host_bound else 'device'} time x{factor:.2f}, from "

@@ -63,6 +63,7 @@ def test_a_host_bound_run_measured_on_a_gpu_sets_that_gpus_host_time(
     [
         ("Intel(R) Xeon(R) Processor", {}, "is not a GPU of the catalogue"),
         ("NVIDIA L4", {"task": "no-such-task"}, "result 'lenet-digits' is not a tensorfab"),
+        ("NVIDIA L4", None, "(step_time_ms.median -1, batch_size 32)"),
         (
             "NVIDIA L4",
             {"task": "token-classification", "data": {"format": "conll", "path": "gone.txt"}},
@@ -71,9 +72,10 @@ def test_a_host_bound_run_measured_on_a_gpu_sets_that_gpus_host_time(
     ],
 )
 def test_a_result_that_cannot_correct_a_gpu_is_one_error_line(
-    device_name: str, spec_dump: dict, message: str, tmp_path: Path, capsys
+    device_name: str, spec_dump: dict | None, message: str, tmp_path: Path, capsys
 ) -> None:
-    path = _bench(tmp_path / "bad.json", device_name, 5.0, spec_dump)
+    step_ms = 5.0 if spec_dump is not None else -1.0  # None: a negative step time
+    path = _bench(tmp_path / "bad.json", device_name, step_ms, spec_dump or {})
     argv = ["advise", "--workload", "lenet-train", "--calibrate", str(path)]
     assert main([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
