@@ -10,6 +10,8 @@
    two OpenMP threads on a loaded 2-core machine wait on each other): tokens/s ratios.
 3. minilm NER, a short run on a train subset: ``precision: bf16`` vs ``fp32``, valid entity F1
    (both runs at once: their speed is not compared).
+4. ``--parts lenet-steps``: LeNet's fp32 and bf16 steps alternating in one process (CPU time),
+   and the forward + backward alone.
 
 Run dirs go to a temporary folder; the result names commands and paths relative to the
 repository. Ratios only: the machine is shared with other jobs (load averages recorded).
@@ -18,14 +20,19 @@ repository. Ratios only: the machine is shared with other jobs (load averages re
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = "../shared/data/mnist"
@@ -70,6 +77,60 @@ def lenet(runs: Path, epochs: int, limit: int | None, repeats: int) -> dict:
         pairs.append({"fp32": fp32, "auto": auto, "auto_vs_fp32_samples_per_s": ratio})
     ratios = sorted(p["auto_vs_fp32_samples_per_s"] for p in pairs)
     return {"pairs": pairs, "median_auto_vs_fp32_samples_per_s": ratios[len(ratios) // 2]}
+
+
+def _cpu_ms(fn: Callable[[], None], n: int) -> float:
+    t0 = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t0) / n * 1e3
+
+
+def lenet_steps(rounds: int, block: int = 10) -> dict:
+    """fp32 and bf16 in one process, alternating blocks of ``block`` steps: the loop's step
+    (``train_step``: forward, loss, backward, fused Adam, zero_grad, schedule) and the
+    forward + backward alone (what ``precision: auto`` probes); CPU ms per step, the median
+    of ``rounds`` blocks after two. What the step adds to the forward + backward is shared
+    by both precisions and takes the step's ratio below the probe's."""
+    from tensorfab.engine.fit import train_step
+    from tensorfab.engine.train import setup
+    from tensorfab.spec import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="tensorfab-lenet-steps-") as tmp:
+        sets = [f"data.path={REPO.parent / 'shared/data/mnist'}", "train.device=cpu"]
+        sets += ["train.precision=fp32", f"output.runs_dir={tmp}", "data.limit_train=6400"]
+        ctx = setup(load_spec(REPO / "examples/mnist-lenet.yaml", sets), quiet=True)
+        batches = itertools.cycle(list(ctx.train.epoch(0)))
+
+        def step() -> None:
+            train_step(ctx, next(batches))
+
+        def forward_backward() -> None:
+            batch = next(batches)
+            with ctx.runtime.autocast():
+                logits = ctx.task.logits(ctx.model, batch)
+            ctx.task.loss(logits, batch).backward()
+            ctx.model.zero_grad(set_to_none=True)
+
+        ms: dict[str, list[float]] = {}
+        load = os.getloadavg()[0]
+        for i in range(rounds + 2):
+            for precision in ("fp32", "bf16"):
+                ctx.runtime.precision = precision
+                for kind, fn in (("step", step), ("forward_backward", forward_backward)):
+                    t = _cpu_ms(fn, block)
+                    if i >= 2:
+                        ms.setdefault(f"{precision}_{kind}_ms", []).append(t)
+    med = {k: statistics.median(v) for k, v in ms.items()}
+    return {
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+        "block": block,
+        "load_average_1m": [load, os.getloadavg()[0]],
+        **med,
+        "step_ratio": med["fp32_step_ms"] / med["bf16_step_ms"],
+        "forward_backward_ratio": med["fp32_forward_backward_ms"] / med["bf16_forward_backward_ms"],
+    }
 
 
 def ner_bench(out: Path, steps: int) -> dict:
@@ -131,6 +192,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="LeNet epochs (default 10)")
     parser.add_argument("--lenet-train", type=int, help="LeNet: first N train images (all)")
     parser.add_argument("--lenet-repeats", type=int, default=1, help="fp32/auto pairs")
+    parser.add_argument("--step-rounds", type=int, default=12, help="lenet-steps blocks")
     parser.add_argument("--ner-steps", type=int, default=40, help="bench timed steps")
     parser.add_argument("--ner-train", type=int, default=2000, help="NER F1 run: train sentences")
     parser.add_argument("--parts", default="lenet,bench,ner", help="which parts, in order")
@@ -147,6 +209,8 @@ def main() -> None:
                 result["lenet_mnist"] = lenet(
                     runs, args.epochs, args.lenet_train, args.lenet_repeats
                 )
+            elif part == "lenet-steps":
+                result["lenet_steps_one_process"] = lenet_steps(args.step_rounds)
             elif part == "bench":
                 result["minilm_ner_bench"] = ner_bench(runs / "bench.json", args.ner_steps)
             elif part == "ner":

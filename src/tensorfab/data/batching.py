@@ -77,9 +77,11 @@ class TensorBatches:
         return tuple(self._take(t, index) for t in self.tensors)
 
     def _take(self, t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        # index_select, not t[index]: the same rows, without advanced indexing's set-up
+        # (64 MNIST images: 4.5 against 42 us on a CPU, a step of LeNet takes 9-14 ms)
         if self.resident:
-            return t[index]
-        part = t[index]
+            return t.index_select(0, index)
+        part = t.index_select(0, index)
         if self.device.type == "cuda":
             part = part.pin_memory()
         return part.to(self.device, non_blocking=True)

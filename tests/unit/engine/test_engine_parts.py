@@ -157,3 +157,21 @@ def test_checking_the_run_dir_writes_nothing(tmp_path: Path) -> None:
     assert load_spec(run.path / "spec.yaml") == spec
     with pytest.raises(TensorfabError, match="already exists; pass --resume"):
         check_run_dir(spec, resume=False)
+
+
+def test_guard_reads_the_mean_and_the_first_non_finite_step_at_log_time(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tensorfab.engine.fit import _Guard
+    from tensorfab.engine.state import TrainState
+
+    guard = _Guard(torch.device("cpu"))
+    for step, loss in enumerate([1.0, 2.0, 4.5], start=1):
+        guard.observe(torch.tensor(loss, requires_grad=True) * 1.0, step)
+    ctx = SimpleNamespace(run=SimpleNamespace(checkpoint=tmp_path / "last.pt"), info={})
+    guard.check(ctx, TrainState())  # all finite: nothing raised
+    assert guard.take_mean() == (2.5, 3) and guard.batches == 0  # (1 + 2 + 4.5) / 3
+    for step, loss in ((4, 1.0), (5, float("inf")), (6, float("nan"))):
+        guard.observe(torch.tensor(loss), step)
+    with pytest.raises(TensorfabError, match=r"non-finite \(nan/inf\) at step 5 \(epoch 1\)"):
+        guard.check(ctx, TrainState())

@@ -38,3 +38,28 @@ def test_unknown_activation_is_one_line() -> None:
     expected = r"model\.args for 'lenet': activation 'gelu' is not one of relu, tanh"
     with pytest.raises(TensorfabError, match=expected):
         create_model("lenet", activation="gelu")
+
+
+def _grads(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 3, 9])).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_channels_last_gradient_reaches_the_pool_channels_last_with_the_same_values() -> None:
+    from tensorfab.models.lenet import _gradient_like_input
+
+    seen: list[torch.Tensor] = []
+    for layout in (torch.channels_last, torch.contiguous_format):
+        leaf = torch.randn(3, 50, 4, 4).to(memory_format=layout).requires_grad_()
+        x = _gradient_like_input(leaf * 1.0)
+        x.register_hook(lambda g: seen.append(g) or g)  # runs after the layout's hook
+        (x.flatten(1) * torch.arange(800.0)).sum().backward()
+    cl, nchw = seen
+    assert cl.is_contiguous(memory_format=torch.channels_last) and not cl.is_contiguous()
+    assert nchw.is_contiguous()  # an NCHW tensor (DP-SGD's layout) is left alone
+    assert torch.equal(cl, nchw)  # the same gradient, only its layout differs
+    model, x = _pair("relu")
+    plain = _grads(model.train(), x)
+    fast = _grads(model.to(memory_format=torch.channels_last), x)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, fast, strict=True))
