@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
+from tensorfab.errors import TensorfabError
 from tensorfab.spec import JobSpec, load_spec
+from tensorfab.spec.names import RULE, is_plain_name
 
 EXAMPLE = """\
 tensorfab train examples/mnist-lenet.yaml                    # data in ../shared/data/mnist
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides)
     if args.name:
+        if not is_plain_name(args.name):
+            raise TensorfabError(f"--name {args.name!r}: a run name is {RULE}")
         overrides.append(f"output.name={args.name}")
     spec = load_spec(args.spec, overrides)
     if args.ray:

@@ -13,7 +13,6 @@ the defaults are said once and what export writes reads back as the same setting
 
 from __future__ import annotations
 
-import re
 import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,11 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
 from tensorfab.spec import load_yaml_model
+from tensorfab.spec.names import RULE, is_plain_name
 
 CONFIG_FILE = "config.yaml"
 REPORT_PREFIX = "export-report-"
-# Triton's model names, minus anything that could leave the repository folder
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 BASE_VARIANT = "fp32"  # written as repo/<name>/; every other variant as repo/<name>-<variant>/
 # every variant an export may write (optimize.export says how each is made)
 VARIANTS = (
@@ -140,11 +138,8 @@ def check_model_name(name: str, option: str = "--name") -> None:
     Letters, digits, ``_``, ``-`` and ``.`` as Triton allows; ``.`` and ``..`` alone name
     the repository itself or its parent, where ``--name ../evil`` would have written.
     """
-    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
-        raise TensorfabError(
-            f"{option} {name!r}: a model name is letters, digits, '_', '-' and '.' "
-            "(no path separators, not '.' or '..')"
-        )
+    if not is_plain_name(name):
+        raise TensorfabError(f"{option} {name!r}: a model name is {RULE}")
 
 
 def variant_model(name: str, variant: str) -> str:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from tensorfab.spec.names import plain_name
+
 Device = str  # auto | cpu | cuda | cuda:N | mps; checked by the hardware layer at run time
 Precision = Literal["auto", "fp32", "tf32", "bf16", "fp16"]
 
@@ -262,6 +264,12 @@ MLFLOW_SCHEMES = ("file:", "sqlite:", "http://", "https://")
 class OutputSpec(_Strict):
     runs_dir: str = "runs"
     name: str | None = Field(None, description="run directory name; default: the job name")
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str | None) -> str | None:
+        return None if name is None else plain_name(name)
+
     mlflow: str | None = Field(
         None,
         description="MLflow tracking URI to log the run to as well (file:./mlruns or "
@@ -296,6 +304,11 @@ class JobSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     intents: IntentsSpec | None = Field(None, description="intent-classification options")
     output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str) -> str:
+        return plain_name(name)
 
     @model_validator(mode="after")
     def _format_fits_task(self) -> JobSpec:

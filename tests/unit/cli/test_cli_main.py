@@ -129,3 +129,12 @@ def test_spec_refuses_a_model_train_would_refuse(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     _assert_one_error_line(err)
     assert err.startswith("error: unknown model 'nosuch'; known: ")
+
+
+def test_train_name_is_one_folder_under_the_runs_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = f"output.runs_dir={tmp_path}"
+    assert main(["train", "--set", runs, "--name", "../escape"]) == 2
+    assert capsys.readouterr().err.startswith("error: --name '../escape': a run name is letters")
+    assert list(tmp_path.parent.glob("escape")) == [] and list(tmp_path.iterdir()) == []

@@ -67,7 +67,16 @@ def test_set_values_are_yaml_scalars() -> None:
 
 
 def test_set_value_with_equals_sign_keeps_the_rest() -> None:
-    assert load_spec(None, ["name=a=b"]).name == "a=b"
+    assert load_spec(None, ["output.mlflow=file:./a=b"]).output.mlflow == "file:./a=b"
+
+
+@pytest.mark.parametrize("field", ["name", "output.name"])
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs", "a/b", "..", "."])
+def test_a_run_name_is_one_folder_never_a_path(field: str, name: str) -> None:
+    with pytest.raises(TensorfabError) as err:
+        load_spec(None, [f"{field}={name}"])
+    assert f"{field}: {name!r} is not a folder name" in str(err.value)
+    assert load_spec(None, [f"{field}=run-1.b_2"]) is not None
 
 
 def test_typo_names_file_line_and_field(tmp_path: Path) -> None:
