@@ -21,7 +21,11 @@ For each runtime (``torch``: the package on the PyTorch backend; ``fp32``,
 
 fraction = served requests/s / offline best sentences/s; the CPU-time fraction (offline
 CPU ms per sentence over the server's CPU ms per request) is the same ratio measured in
-CPU time, which a loaded machine disturbs less. ``--compare-src DIR`` serves each runtime
+CPU time, which a loaded machine disturbs less. Each served run also records the server's
+CPU per request by thread (the event loop, the compute thread, the rest: /proc), the length
+groups computed (``batches``, ``rows``) and the batches taken from the queue with their
+requests (``taken_batches``, ``taken_requests``: from ``tensorfab_batch_requests``, absent on
+servers without it). ``--compare-src DIR`` serves each runtime
 a second time from another source tree (e.g. the branch's start, unpacked with ``git
 archive``), alternating, so before and after share the machine's load. Writes JSON with
 the device, date, command and the 1-minute load average of each phase to ``--out``.
@@ -155,13 +159,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of a process, by thread id; the main thread (the
+    event loop: HTTP, JSON, the answers' rows) is ``loop``. Python does not name its
+    threads for the OS, so the compute thread is told apart by its share (the busiest)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "loop" if task.name == str(pid) else task.name
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def thread_shares(before: dict[str, float], after: dict[str, float], answered: int) -> dict:
+    """CPU ms per answered request of the loop, the busiest other thread (``compute``) and
+    all the others together (``other``: tokenizing in the decode pool, runtime helpers)."""
+    used = {t: after[t] - before.get(t, 0.0) for t in after}
+    loop = used.pop("loop", 0.0)
+    compute = max(used.values(), default=0.0)
+    other = sum(used.values()) - compute
+    return {
+        k: 1e3 * v / answered for k, v in (("loop", loop), ("compute", compute), ("other", other))
+    }
+
+
 def batch_metrics(port: int) -> dict[str, float]:
-    """Computed batches (length groups), their rows and compute seconds, from /metrics."""
+    """Computed batches (length groups), their rows and compute seconds, and the batches
+    taken from the queue with their requests (absent from servers without the metric)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     wanted = {
         "tensorfab_batch_size_count": "batches",
         "tensorfab_batch_size_sum": "rows",
         "tensorfab_compute_duration_seconds_sum": "compute_s",
+        "tensorfab_batch_requests_count": "taken_batches",
+        "tensorfab_batch_requests_sum": "taken_requests",
     }
     out = {}
     for line in text.splitlines():
@@ -223,16 +257,20 @@ def served(repo: Path, args: argparse.Namespace, bodies: list[bytes], src: str |
         else:
             run_load(LoadSpec(url, bodies[:64], clients=args.clients, requests=128))
         before, cpu, load = batch_metrics(args.port), cpu_seconds(server.pid), load_average()
+        threads = thread_cpu_seconds(server.pid)
         if args.client == "raw":
             result = raw_load(args.port, bodies, args.clients)
         else:
             result = run_load(LoadSpec(url, bodies, args.clients, len(bodies), args.max_seconds))
         cpu = cpu_seconds(server.pid) - cpu
+        per_thread = thread_cpu_seconds(server.pid)
         after = batch_metrics(args.port)
         batches = {k: after[k] - before.get(k, 0.0) for k in after}
+        answered = max(result["succeeded"], 1)
         return {
             **result,
-            "server_cpu_ms_per_request": 1e3 * cpu / max(result["succeeded"], 1),
+            "server_cpu_ms_per_request": 1e3 * cpu / answered,
+            "thread_cpu_ms_per_request": thread_shares(threads, per_thread, answered),
             "server_cpu_busy": cpu / result["seconds"],  # near its core's share: server-bound
             "batches": batches,
             "load_average_1min": [load, load_average()],
@@ -316,8 +354,18 @@ def main() -> None:
         line += f", CPU-time fraction {r['cpu_fraction_this']:.2f}"
         if "fraction_compare" in r:
             line += f" (compare {r['fraction_compare']:.2f}, {r['cpu_fraction_compare']:.2f})"
-        print(line)
+        print(line + requests_per_batch(r))
     print(f"-> {args.out}")
+
+
+def requests_per_batch(result: dict[str, Any]) -> str:
+    """``; requests per batch taken: this 31.6 (compare 24.0)`` from the served runs' counts."""
+    parts = []
+    for name, runs in result["served"].items():
+        taken = sum(r["batches"].get("taken_batches", 0.0) for r in runs)
+        if taken:
+            parts.append(f"{name} {sum(r['batches']['taken_requests'] for r in runs) / taken:.1f}")
+    return f"; requests per batch taken: {', '.join(parts)}" if parts else ""
 
 
 def write_summary(args: argparse.Namespace, texts: list[str], results: dict[str, Any]) -> None:
