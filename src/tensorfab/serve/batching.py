@@ -77,7 +77,9 @@ class CallCost:
     positions, which :func:`length_groups` weighs against padding: fitted on minilm-l6's
     served groups it was 54 positions on PyTorch eager and 9-19 on ONNX Runtime
     (``benchmarks/serve_groups.py``), so one constant would split PyTorch's batches into
-    too many calls or ONNX's into too few."""
+    too many calls or ONNX's into too few. The time is the calling thread's: a runtime that
+    computes in other threads (a GPU, several CPU threads) shows less per position, so its
+    fixed part reads larger and its groups come larger, as such runtimes want them."""
 
     decay: float = 0.98  # the fit follows about the last 50 groups
     min_weight: float = 8.0  # groups (weighted) before the fit is used
