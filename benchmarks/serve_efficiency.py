@@ -27,7 +27,9 @@ groups computed (``batches``, ``rows``) and the batches taken from the queue wit
 requests (``taken_batches``, ``taken_requests``: from ``tensorfab_batch_requests``, absent on
 servers without it). ``--compare-src DIR`` serves each runtime
 a second time from another source tree (e.g. the branch's start, unpacked with ``git
-archive``), alternating, so before and after share the machine's load. Writes JSON with
+archive``), alternating, so before and after share the machine's load; ``--max-padding``
+and ``--compare-max-padding`` set each side's ``max_padding`` (0.25 both by default: a
+side's own config against the other's, e.g. one source tree at two settings). Writes JSON with
 the device, date, command and the 1-minute load average of each phase to ``--out``.
 """
 
@@ -56,9 +58,7 @@ from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
 from tensorfab.serve.loadgen import LoadSpec, run_load, summarize, wait_until_ready
 
-SERVE_CONFIG = (
-    "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\nmax_padding: 0.25\n"
-)
+SERVE_CONFIG = "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n"
 PASSES = 3  # over the sentences at each batch size, offline
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TENSORFAB_THREADS": "1"}
 
@@ -280,13 +280,22 @@ def served(repo: Path, args: argparse.Namespace, bodies: list[bytes], src: str |
         server.wait(timeout=60)
 
 
+def serving_repo(path: Path, variant: str, max_padding: str, where: Path) -> Path:
+    """A repository at ``where`` serving the version at ``path`` as model ``ner``."""
+    shutil.copytree(path, where / "ner" / "1")
+    config = SERVE_CONFIG + f"max_padding: {max_padding}\n"
+    config += "threads: 1\n" if variant != "torch" else ""
+    with atomic_path(where / "ner" / "config.yaml") as part:
+        part.write_text(config)
+    return where
+
+
 def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: list[str]) -> dict:
     path = version_dir(args.model, variant, tmp)
-    repo = tmp / f"repo-{variant}"
-    shutil.copytree(path, repo / "ner" / "1")
-    config = SERVE_CONFIG + ("threads: 1\n" if variant != "torch" else "")
-    with atomic_path(repo / "ner" / "config.yaml") as part:
-        part.write_text(config)
+    paddings = {"this": args.max_padding, "compare": args.compare_max_padding or args.max_padding}
+    repos = {
+        k: serving_repo(path, variant, v, tmp / f"repo-{variant}-{k}") for k, v in paddings.items()
+    }
     load = load_average()
     off = run_offline_child(path, args)
     off["load_average_1min"] = [load, load_average()]
@@ -295,7 +304,7 @@ def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: li
     sources = {"this": args.src} | ({"compare": args.compare_src} if args.compare_src else {})
     for round_ in range(args.rounds):
         for name, src in sources.items():
-            got = served(repo, args, bodies, src)
+            got = served(repos[name], args, bodies, src)
             out["served"].setdefault(name, []).append(got)
             print(variant, name, round_, f"{got['requests_per_s']:.1f} req/s", got["failed"])
     for name, runs in out["served"].items():
@@ -332,6 +341,8 @@ def main() -> None:
     parser.add_argument(
         "--src", help="serve 'this' from this src folder (default: the installed tensorfab)"
     )
+    parser.add_argument("--max-padding", default="0.25", help="the served config's (this)")
+    parser.add_argument("--compare-max-padding", help="the compare side's (default: the same)")
     parser.add_argument("--max-seconds", type=float, default=240)
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", default="benchmarks/results/serve-efficiency.json")
@@ -379,6 +390,7 @@ def write_summary(args: argparse.Namespace, texts: list[str], results: dict[str,
         "model": str(args.model),
         "texts": f"{args.texts} (first {len(texts)} sentences, one per request)",
         "serve_config": SERVE_CONFIG,
+        "max_padding": {"this": args.max_padding, "compare": args.compare_max_padding},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
