@@ -75,7 +75,7 @@ class CallCost:
     per_position x padded positions, by least squares over the groups computed so far, the
     older ones weighing less (``decay`` per group). ``call_tokens`` is the fixed part in
     positions, which :func:`length_groups` weighs against padding: fitted on minilm-l6's
-    served groups it was 54 positions on PyTorch eager and 9-19 on ONNX Runtime
+    served groups it was 53-54 positions on PyTorch eager and 8-21 on ONNX Runtime
     (``benchmarks/serve_groups.py``), so one constant would split PyTorch's batches into
     too many calls or ONNX's into too few. The time is the calling thread's: a runtime that
     computes in other threads (a GPU, several CPU threads) shows less per position, so its
