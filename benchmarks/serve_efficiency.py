@@ -21,9 +21,15 @@ For each runtime (``torch``: the package on the PyTorch backend; ``fp32``,
 
 fraction = served requests/s / offline best sentences/s; the CPU-time fraction (offline
 CPU ms per sentence over the server's CPU ms per request) is the same ratio measured in
-CPU time, which a loaded machine disturbs less. ``--compare-src DIR`` serves each runtime
+CPU time, which a loaded machine disturbs less. Each served run also records the server's
+CPU per request by thread (the event loop, the compute thread, the rest: /proc), the length
+groups computed (``batches``, ``rows``) and the batches taken from the queue with their
+requests (``taken_batches``, ``taken_requests``: from ``tensorfab_batch_requests``, absent on
+servers without it). ``--compare-src DIR`` serves each runtime
 a second time from another source tree (e.g. the branch's start, unpacked with ``git
-archive``), alternating, so before and after share the machine's load. Writes JSON with
+archive``), alternating, so before and after share the machine's load; ``--max-padding``
+and ``--compare-max-padding`` set each side's ``max_padding`` (0.25 both by default: a
+side's own config against the other's, e.g. one source tree at two settings). Writes JSON with
 the device, date, command and the 1-minute load average of each phase to ``--out``.
 """
 
@@ -52,9 +58,7 @@ from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
 from tensorfab.serve.loadgen import LoadSpec, run_load, summarize, wait_until_ready
 
-SERVE_CONFIG = (
-    "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\nmax_padding: 0.25\n"
-)
+SERVE_CONFIG = "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n"
 PASSES = 3  # over the sentences at each batch size, offline
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TENSORFAB_THREADS": "1"}
 
@@ -155,13 +159,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each thread of a process, by thread id; the main thread (the
+    event loop: HTTP, JSON, the answers' rows) is ``loop``. Python does not name its
+    threads for the OS, so the compute thread is told apart by its share (the busiest)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "loop" if task.name == str(pid) else task.name
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def thread_shares(before: dict[str, float], after: dict[str, float], answered: int) -> dict:
+    """CPU ms per answered request of the loop, the busiest other thread (``compute``) and
+    all the others together (``other``: tokenizing in the decode pool, runtime helpers)."""
+    used = {t: after[t] - before.get(t, 0.0) for t in after}
+    loop = used.pop("loop", 0.0)
+    compute = max(used.values(), default=0.0)
+    other = sum(used.values()) - compute
+    return {
+        k: 1e3 * v / answered for k, v in (("loop", loop), ("compute", compute), ("other", other))
+    }
+
+
 def batch_metrics(port: int) -> dict[str, float]:
-    """Computed batches (length groups), their rows and compute seconds, from /metrics."""
+    """Computed batches (length groups), their rows and compute seconds, and the batches
+    taken from the queue with their requests (absent from servers without the metric)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     wanted = {
         "tensorfab_batch_size_count": "batches",
         "tensorfab_batch_size_sum": "rows",
         "tensorfab_compute_duration_seconds_sum": "compute_s",
+        "tensorfab_batch_requests_count": "taken_batches",
+        "tensorfab_batch_requests_sum": "taken_requests",
     }
     out = {}
     for line in text.splitlines():
@@ -223,16 +257,20 @@ def served(repo: Path, args: argparse.Namespace, bodies: list[bytes], src: str |
         else:
             run_load(LoadSpec(url, bodies[:64], clients=args.clients, requests=128))
         before, cpu, load = batch_metrics(args.port), cpu_seconds(server.pid), load_average()
+        threads = thread_cpu_seconds(server.pid)
         if args.client == "raw":
             result = raw_load(args.port, bodies, args.clients)
         else:
             result = run_load(LoadSpec(url, bodies, args.clients, len(bodies), args.max_seconds))
         cpu = cpu_seconds(server.pid) - cpu
+        per_thread = thread_cpu_seconds(server.pid)
         after = batch_metrics(args.port)
         batches = {k: after[k] - before.get(k, 0.0) for k in after}
+        answered = max(result["succeeded"], 1)
         return {
             **result,
-            "server_cpu_ms_per_request": 1e3 * cpu / max(result["succeeded"], 1),
+            "server_cpu_ms_per_request": 1e3 * cpu / answered,
+            "thread_cpu_ms_per_request": thread_shares(threads, per_thread, answered),
             "server_cpu_busy": cpu / result["seconds"],  # near its core's share: server-bound
             "batches": batches,
             "load_average_1min": [load, load_average()],
@@ -242,13 +280,22 @@ def served(repo: Path, args: argparse.Namespace, bodies: list[bytes], src: str |
         server.wait(timeout=60)
 
 
+def serving_repo(path: Path, variant: str, max_padding: str, where: Path) -> Path:
+    """A repository at ``where`` serving the version at ``path`` as model ``ner``."""
+    shutil.copytree(path, where / "ner" / "1")
+    config = SERVE_CONFIG + f"max_padding: {max_padding}\n"
+    config += "threads: 1\n" if variant != "torch" else ""
+    with atomic_path(where / "ner" / "config.yaml") as part:
+        part.write_text(config)
+    return where
+
+
 def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: list[str]) -> dict:
     path = version_dir(args.model, variant, tmp)
-    repo = tmp / f"repo-{variant}"
-    shutil.copytree(path, repo / "ner" / "1")
-    config = SERVE_CONFIG + ("threads: 1\n" if variant != "torch" else "")
-    with atomic_path(repo / "ner" / "config.yaml") as part:
-        part.write_text(config)
+    paddings = {"this": args.max_padding, "compare": args.compare_max_padding or args.max_padding}
+    repos = {
+        k: serving_repo(path, variant, v, tmp / f"repo-{variant}-{k}") for k, v in paddings.items()
+    }
     load = load_average()
     off = run_offline_child(path, args)
     off["load_average_1min"] = [load, load_average()]
@@ -257,7 +304,7 @@ def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: li
     sources = {"this": args.src} | ({"compare": args.compare_src} if args.compare_src else {})
     for round_ in range(args.rounds):
         for name, src in sources.items():
-            got = served(repo, args, bodies, src)
+            got = served(repos[name], args, bodies, src)
             out["served"].setdefault(name, []).append(got)
             print(variant, name, round_, f"{got['requests_per_s']:.1f} req/s", got["failed"])
     for name, runs in out["served"].items():
@@ -294,6 +341,8 @@ def main() -> None:
     parser.add_argument(
         "--src", help="serve 'this' from this src folder (default: the installed tensorfab)"
     )
+    parser.add_argument("--max-padding", default="0.25", help="the served config's (this)")
+    parser.add_argument("--compare-max-padding", help="the compare side's (default: the same)")
     parser.add_argument("--max-seconds", type=float, default=240)
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", default="benchmarks/results/serve-efficiency.json")
@@ -316,8 +365,18 @@ def main() -> None:
         line += f", CPU-time fraction {r['cpu_fraction_this']:.2f}"
         if "fraction_compare" in r:
             line += f" (compare {r['fraction_compare']:.2f}, {r['cpu_fraction_compare']:.2f})"
-        print(line)
+        print(line + requests_per_batch(r))
     print(f"-> {args.out}")
+
+
+def requests_per_batch(result: dict[str, Any]) -> str:
+    """``; requests per batch taken: this 31.6 (compare 24.0)`` from the served runs' counts."""
+    parts = []
+    for name, runs in result["served"].items():
+        taken = sum(r["batches"].get("taken_batches", 0.0) for r in runs)
+        if taken:
+            parts.append(f"{name} {sum(r['batches']['taken_requests'] for r in runs) / taken:.1f}")
+    return f"; requests per batch taken: {', '.join(parts)}" if parts else ""
 
 
 def write_summary(args: argparse.Namespace, texts: list[str], results: dict[str, Any]) -> None:
@@ -331,6 +390,7 @@ def write_summary(args: argparse.Namespace, texts: list[str], results: dict[str,
         "model": str(args.model),
         "texts": f"{args.texts} (first {len(texts)} sentences, one per request)",
         "serve_config": SERVE_CONFIG,
+        "max_padding": {"this": args.max_padding, "compare": args.compare_max_padding},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ its rows reach ``max_batch_size`` or when its oldest request has waited
 similar length (:func:`length_groups`), each padded to its own longest request, and each
 request gets back exactly its own rows and positions: padding a whole batch of real
 sentences to its longest one computes mostly padding (README, "Measured", has the figures).
+The split is the cheapest by the runtime's own costs, a call's fixed cost against its
+padded positions, fitted from the groups it computes (:class:`CallCost`).
 The queue is bounded: a full queue rejects at once (the server answers 429) instead of
 building a backlog that would time out anyway. When the runtime fails on a batch of
 several requests, each is run again alone, so one faulty request fails alone.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +30,8 @@ from typing import Any
 import numpy as np
 
 Feed = dict[str, np.ndarray]
+CALL_TOKENS = 16.0  # a runtime call's fixed cost in padded positions, until one is fitted
+MAX_CALL_TOKENS = 512.0  # a fitted cost is held below this (a noisy fit cannot merge all)
 
 
 class QueueFullError(Exception):
@@ -62,6 +67,48 @@ class BatchPolicy:
 
     def fits(self, rows: int) -> bool:
         return self.max_batch_size == 0 or rows <= self.max_batch_size
+
+
+@dataclass
+class CallCost:
+    """What a runtime call costs, fitted as the batcher computes: CPU seconds = fixed +
+    per_position x padded positions, by least squares over the groups computed so far, the
+    older ones weighing less (``decay`` per group). ``call_tokens`` is the fixed part in
+    positions, which :func:`length_groups` weighs against padding: fitted on minilm-l6's
+    served groups it was 53-54 positions on PyTorch eager and 8-21 on ONNX Runtime
+    (``benchmarks/serve_groups.py``), so one constant would split PyTorch's batches into
+    too many calls or ONNX's into too few. The time is the calling thread's: a runtime that
+    computes in other threads (a GPU, several CPU threads) shows less per position, so its
+    fixed part reads larger and its groups come larger, as such runtimes want them."""
+
+    decay: float = 0.98  # the fit follows about the last 50 groups
+    min_weight: float = 8.0  # groups (weighted) before the fit is used
+    sums: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def add(self, positions: int, seconds: float) -> None:
+        """One computed group: its padded positions and the CPU seconds its call took."""
+        d = self.decay
+        n, x, y, xx, xy = self.sums
+        self.sums = (  # one assignment: the loop may read it meanwhile
+            d * n + 1.0,
+            d * x + positions,
+            d * y + seconds,
+            d * xx + positions * positions,
+            d * xy + positions * seconds,
+        )
+
+    def call_tokens(self) -> float:
+        """The fitted fixed cost in positions; ``CALL_TOKENS`` while too few groups (or
+        groups of one size only) were seen or the fit is not a rising line."""
+        n, x, y, xx, xy = self.sums
+        spread = n * xx - x * x
+        if n < self.min_weight or spread <= 1e-9 * n * xx:
+            return CALL_TOKENS
+        per_position = (n * xy - x * y) / spread
+        if per_position <= 0.0:
+            return CALL_TOKENS
+        fixed = (y - per_position * x) / n
+        return min(max(fixed / per_position, 0.0), MAX_CALL_TOKENS)
 
 
 def expire(queue: deque[Pending], now: float) -> list[Pending]:
@@ -113,28 +160,53 @@ def length_of(feed: Feed) -> int:
     return int(first.shape[1]) if first.ndim >= 2 else 1
 
 
-def length_groups(batch: list[Pending], max_padding: float | None) -> list[list[Pending]]:
+def padded_positions(feed: Feed) -> int:
+    """A merged feed's rows times its positions per row (what its call computes)."""
+    return len(next(iter(feed.values()))) * length_of(feed)
+
+
+def length_groups(
+    batch: list[Pending], max_padding: float | None, call_tokens: float = CALL_TOKENS
+) -> list[list[Pending]]:
     """Split a batch into sub-batches of similar length, shortest first.
 
-    Requests are sorted by length and a sub-batch grows while padding every row to its
-    longest request keeps the padded positions within ``(1 + max_padding)`` times the
-    positions the requests bring. Equal lengths (images, fixed-length text) always stay one
-    sub-batch; ``None`` keeps the whole batch as one.
+    Requests are sorted by length and each sub-batch is padded to its longest request,
+    which must keep its padded positions within ``(1 + max_padding)`` times the positions
+    its requests bring. Among the splits that keep that bound, the one with the least
+    estimated compute is run: a sub-batch costs its padded positions plus ``call_tokens``,
+    a runtime call's fixed cost counted in positions. (A transformer's attention adds a
+    cost per row growing with the length squared, but next to its dense layers it is a
+    few per cent at sentence lengths, so positions stand for the cost.) Equal lengths
+    (images, fixed-length text) always stay one sub-batch; ``None`` keeps the whole batch.
     """
     if max_padding is None or len(batch) < 2:
         return [batch]
-    groups: list[list[Pending]] = []
-    rows = positions = 0
-    for p in sorted(batch, key=lambda p: length_of(p.feed)):
-        length = length_of(p.feed)
-        padded = (rows + p.rows) * length
-        if groups and padded <= (1.0 + max_padding) * (positions + p.rows * length):
-            groups[-1].append(p)
-            rows, positions = rows + p.rows, positions + p.rows * length
-        else:
-            groups.append([p])
-            rows, positions = p.rows, p.rows * length
-    return groups
+    ranked = sorted(batch, key=lambda p: length_of(p.feed))
+    rows = [p.rows for p in ranked]
+    cuts = cheapest_cuts(rows, [length_of(p.feed) for p in ranked], max_padding, call_tokens)
+    return [ranked[a:b] for a, b in itertools.pairwise(cuts)]
+
+
+def cheapest_cuts(
+    rows: list[int], lengths: list[int], max_padding: float, call_tokens: float
+) -> list[int]:
+    """Where to cut requests sorted by length into groups (the first index of each group
+    and the end): the cheapest split, by dynamic programming over the group ends."""
+    best = [0.0] + [float("inf")] * len(rows)
+    start_of = [0] * (len(rows) + 1)
+    for end in range(1, len(rows) + 1):
+        count = positions = 0
+        for start in range(end - 1, -1, -1):  # the group grows shorter requests downward
+            count, positions = count + rows[start], positions + rows[start] * lengths[start]
+            padded = count * lengths[end - 1]
+            if padded > (1.0 + max_padding) * positions:  # only grows from here on
+                break
+            if best[start] + call_tokens + padded <= best[end]:  # ties: the larger group
+                best[end], start_of[end] = best[start] + call_tokens + padded, start
+    cuts = [len(rows)]
+    while cuts[-1]:
+        cuts.append(start_of[cuts[-1]])
+    return cuts[::-1]
 
 
 def merge(feeds: list[Feed]) -> tuple[Feed, list[tuple[int, int]]]:
@@ -180,6 +252,7 @@ class BatchStats:
     rows: int
     queue_s: list[float]
     compute_s: float
+    taken: int = 0  # on a batch's first group: the requests taken from the queue with it
 
 
 @dataclass(eq=False)  # one batcher is one queue: compared and hashed by identity
@@ -201,6 +274,7 @@ class DynamicBatcher:
     _closing: bool = False
     queued_bytes: int = 0
     _running: int = 0  # batches being computed now, by all instances
+    cost: CallCost = field(default_factory=CallCost)  # fitted as groups are computed
 
     @property
     def closing(self) -> bool:
@@ -268,7 +342,7 @@ class DynamicBatcher:
         each group's requests get their answers as soon as it is computed."""
         self._running += 1
         try:
-            groups = length_groups(batch, self.policy.max_padding)
+            groups = length_groups(batch, self.policy.max_padding, self.cost.call_tokens())
             loop = asyncio.get_running_loop()
             done, error = await loop.run_in_executor(self.executor, self._run_groups, groups, loop)
             if error is not None:  # the runtime failed on group ``done``: see _compute_group
@@ -283,27 +357,35 @@ class DynamicBatcher:
     ) -> tuple[int, Exception | None]:
         """In the worker thread: compute each group and hand its outputs to the loop; stops
         at the first group the runtime fails on: (its index, the error), else (n, None)."""
+        taken = sum(len(g) for g in groups)
         for done, group in enumerate(groups):
             start = self.clock()
             feed, slices = merge([p.feed for p in group])
+            cpu = time.thread_time()
             try:
                 out = self.run(feed)
             except Exception as exc:
                 return done, exc
-            loop.call_soon_threadsafe(self._deliver, group, out, slices, start)
+            self.cost.add(padded_positions(feed), time.thread_time() - cpu)
+            taken_now = taken if done == 0 else 0
+            loop.call_soon_threadsafe(self._deliver, group, out, slices, start, taken_now)
         return len(groups), None
 
     def _deliver(
-        self, batch: list[Pending], out: np.ndarray, slices: list[tuple[int, int]], start: float
+        self,
+        batch: list[Pending],
+        out: np.ndarray,
+        slices: list[tuple[int, int]],
+        start: float,
+        taken: int = 0,
     ) -> None:
         """Each request's own part of a computed group (on the loop), and the group's stats."""
         compute = self.clock() - start
         for p, where in zip(batch, slices, strict=True):
             if not p.future.done():
                 p.future.set_result(split(out, p.feed, where, self.per_position))
-        self.on_batch(
-            BatchStats(sum(p.rows for p in batch), [start - p.arrival for p in batch], compute)
-        )
+        rows = sum(p.rows for p in batch)
+        self.on_batch(BatchStats(rows, [start - p.arrival for p in batch], compute, taken))
 
     async def _compute_group(self, batch: list[Pending]) -> None:
         """Run one sub-batch; if the runtime fails on it, run its requests one by one.

@@ -62,6 +62,13 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.batch_requests = Histogram(
+            "tensorfab_batch_requests",
+            "Requests taken from the queue together (a batch, before its length groups)",
+            labels,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "tensorfab_queue_depth", "Requests waiting", labels, registry=self.registry
         )
@@ -80,6 +87,8 @@ class ServerMetrics:
     def record_batch(self, model: str, version: str, stats: BatchStats) -> None:
         self.batch_size.labels(model, version).observe(stats.rows)
         self.compute.labels(model, version).observe(stats.compute_s)
+        if stats.taken:
+            self.batch_requests.labels(model, version).observe(stats.taken)
         for wait in stats.queue_s:
             self.queue.labels(model, version).observe(wait)
         count_ns = self.batches[model, version].setdefault(stats.rows, [0, 0])

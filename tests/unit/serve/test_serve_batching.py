@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from tensorfab.serve.batching import (
+    CALL_TOKENS,
     BatchPolicy,
+    BatchStats,
+    CallCost,
     DynamicBatcher,
     Pending,
     QueueFullError,
@@ -113,6 +116,63 @@ def test_length_groups_keep_padding_within_the_bound_shortest_first() -> None:
     assert len(length_groups(_tokens((1, 7), (3, 7), (2, 7)), max_padding=0.0)) == 1
     images = [Pending({"x": np.zeros((1, 1, 28, 28))}, 1, 0.0, 9.0) for _ in range(3)]
     assert length_groups(images, max_padding=0.0) == [images]
+
+
+def _lengths(groups: list[list[Pending]]) -> list[list[int]]:
+    return [[p.feed["input_ids"].shape[1] for p in g] for g in groups]
+
+
+def test_length_groups_take_the_cheapest_split_by_a_calls_fixed_cost() -> None:
+    batch = _tokens((1, 32), (1, 10), (1, 30), (1, 12))
+    # each group costs call_tokens + rows x its longest. With 16: {10, 12} {30, 32} costs
+    # 16 + 24 + 16 + 64 = 120, one group 16 + 128 = 144, four alone 4 x 16 + 84 = 148.
+    assert _lengths(length_groups(batch, 4.0, call_tokens=16)) == [[10, 12], [30, 32]]
+    # with 100 one call (228) beats two (288): when the padding bound allows it
+    assert _lengths(length_groups(batch, 4.0, call_tokens=100)) == [[10, 12, 30, 32]]
+    assert _lengths(length_groups(batch, 0.25, call_tokens=100)) == [[10, 12], [30, 32]]
+    # with no fixed cost padding is all that counts: each alone (84 < 24 + 64)
+    assert _lengths(length_groups(batch, 4.0, call_tokens=0)) == [[10], [12], [30], [32]]
+
+
+def test_call_cost_fits_a_calls_fixed_part_in_positions() -> None:
+    cost = CallCost()
+    assert cost.call_tokens() == CALL_TOKENS  # nothing seen yet
+    for positions in (40, 40, 40, 40, 40, 40, 40, 40, 40):
+        cost.add(positions, 0.002 + 1e-4 * positions)
+    assert cost.call_tokens() == CALL_TOKENS  # one size only: no line to fit
+    for positions in (10, 100, 25, 70):
+        cost.add(positions, 0.002 + 1e-4 * positions)  # 2 ms fixed = 20 positions
+    assert cost.call_tokens() == pytest.approx(20.0)
+    falling = CallCost()
+    for positions in range(10, 200, 10):
+        falling.add(positions, 0.01 - 1e-5 * positions)  # not a cost: the default stays
+    assert falling.call_tokens() == CALL_TOKENS
+    dear = CallCost()
+    for positions in range(10, 200, 10):
+        dear.add(positions, 1.0 + 1e-6 * positions)  # a fixed part of 10^6 positions
+    assert dear.call_tokens() == 512.0  # held below MAX_CALL_TOKENS
+
+
+def test_a_batch_reports_its_taken_requests_once_and_fits_its_calls() -> None:
+    stats: list[BatchStats] = []
+
+    async def main() -> DynamicBatcher:
+        batcher = _batcher(
+            lambda feed: feed["input_ids"][..., None] * 1.0,
+            policy=TEXT_POLICY,
+            per_position=True,
+            on_batch=stats.append,
+        )
+        batcher.start()
+        feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
+        await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
+        await batcher.stop()
+        return batcher
+
+    batcher = asyncio.run(main())
+    assert [(s.rows, s.taken) for s in stats] == [(2, 4), (2, 0)]  # two groups of one batch
+    assert batcher.cost.sums[0] == pytest.approx(1.0 + 0.98)  # two calls, the first decayed
+    assert batcher.cost.sums[1] == pytest.approx(2 * 4 * 0.98 + 2 * 31)  # their positions
 
 
 def test_a_batch_of_mixed_lengths_runs_as_length_groups_and_answers_each_request() -> None:

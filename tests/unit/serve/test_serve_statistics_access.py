@@ -91,3 +91,17 @@ def test_page_sample_reads_a_rendered_metrics_page() -> None:
     assert success == 1.0
     assert page_sample(page, "tensorfab_batch_size_sum", model="m", version="1") == 4.0
     assert page_sample(page, "tensorfab_batch_size_sum", model="m", version="2") == 0.0
+
+
+def test_batch_requests_count_the_requests_each_taken_batch_had() -> None:
+    metrics = ServerMetrics()
+    metrics.record_batch("m", "1", BatchStats(rows=3, queue_s=[0.0], compute_s=0.01, taken=5))
+    metrics.record_batch("m", "1", BatchStats(rows=2, queue_s=[0.0], compute_s=0.01))  # 2nd group
+    metrics.record_batch("m", "1", BatchStats(rows=1, queue_s=[0.0], compute_s=0.01, taken=1))
+    page = metrics.render().decode()
+    count = page_sample(page, "tensorfab_batch_requests_count", model="m", version="1")
+    assert (count, page_sample(page, "tensorfab_batch_requests_sum", model="m", version="1")) == (
+        2.0,
+        6.0,
+    )
+    assert page_sample(page, "tensorfab_batch_size_count", model="m", version="1") == 3.0
