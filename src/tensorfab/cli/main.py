@@ -224,6 +224,13 @@ def _dispatch(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        if exc.filename is None:
+            raise
+        # a folder or file the user named that cannot be made or written (``--out`` under
+        # a file, a read-only place): the path and the reason, as for any bad input
+        print(f"error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 def _reader_went_away() -> int:

@@ -138,3 +138,13 @@ def test_train_name_is_one_folder_under_the_runs_dir(
     assert main(["train", "--set", runs, "--name", "../escape"]) == 2
     assert capsys.readouterr().err.startswith("error: --name '../escape': a run name is letters")
     assert list(tmp_path.parent.glob("escape")) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_under_a_file_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    assert main(["train", "--set", f"output.runs_dir={afile}", "--set", "train.epochs=1"]) == 2
+    assert capsys.readouterr().err == f"error: {afile}/job: Not a directory\n"
+    assert afile.read_text() == "kept"
