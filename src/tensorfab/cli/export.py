@@ -188,6 +188,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
     """The numeric options and --device, checked before any work is done or written."""
     if args.samples < 1:
         raise TensorfabError(f"--samples must be at least 1, not {args.samples}")
+    if not args.tolerance >= 0:  # NaN fails too
+        raise TensorfabError(f"--tolerance must be 0 or more, not {args.tolerance}")
     if args.seq_len is not None and args.seq_len < 1:
         raise TensorfabError(f"--seq-len must be at least 1, not {args.seq_len}")
     if args.version is not None:

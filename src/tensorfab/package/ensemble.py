@@ -47,6 +47,8 @@ OWN_CONFIG = (CRF_PARAM,)  # task settings each member learned: averaged, not co
 def _member_meta(path: Path) -> tuple[Path, dict[str, Any]]:
     """A member's package directory and its checked description, or why it cannot be one."""
     model_dir = resolve_model_dir(path)
+    if not (model_dir / MANIFEST_FILE).is_file():  # the comparisons below trust its digests
+        raise TensorfabError(f"{path}: no {MANIFEST_FILE}, so its files cannot be checked")
     check_manifest(model_dir)
     meta = read_meta(model_dir)
     if "onnx" in meta or "runtime" in meta:
@@ -169,6 +171,11 @@ def pack_ensemble(paths: Sequence[str | Path], out: str | Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TensorfabError(f"--out {out}: exists and is not an empty folder (nothing replaced)")
     members = [_member_meta(Path(p)) for p in given]
+    seen: dict[Path, str] = {}
+    for (model_dir, _), name in zip(members, given, strict=True):
+        first = seen.setdefault(model_dir.resolve(), name)
+        if first != name:
+            raise TensorfabError(f"{name} is the same package as {first}: give different runs")
     check_alike(members, given)
     loaded = [load_package(model_dir).model for model_dir, _ in members]
     model = Ensemble(loaded)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -174,6 +175,13 @@ def test_members_of_another_kind_are_refused(runs: dict[str, Path], tmp_path: Pa
         pack_ensemble([runs["seed0"]], tmp_path / "b")
     with pytest.raises(TensorfabError, match="already an ensemble"):
         pack_ensemble([runs["ensemble"], runs["seed0"]], tmp_path / "c")
+    same = [runs["seed0"], runs["seed0"] / "model"]  # one run, named twice
+    with pytest.raises(TensorfabError, match=r"/model is the same package as .*seed0"):
+        pack_ensemble(same, tmp_path / "d")
+    unverified = shutil.copytree(runs["seed1"] / "model", tmp_path.parent / "no-manifest")
+    (unverified / "manifest.json").unlink()
+    with pytest.raises(TensorfabError, match=r"no-manifest: no manifest\.json"):
+        pack_ensemble([runs["seed0"], unverified], tmp_path / "e")
     assert not list(tmp_path.iterdir())  # nothing written, no temporary left
 
 
