@@ -37,17 +37,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: an ensemble of {len(members)} models (inference costs {len(members)}x)")
     for m in members:
-        trained = f", trained in {m['train_s']:,.1f} s" if m["train_s"] is not None else ""
+        trained = f", training loop {m['train_s']:,.1f} s" if m["train_s"] is not None else ""
         print(f"  {m['path']}: {headline(m['metrics'])}{trained}")
     print(f"score it: tensorfab evaluate {out}")
     return 0
 
 
 def headline(metrics: dict[str, Any]) -> str:
-    """A member's score alone on its run's test split: F1 (NER) or accuracy."""
+    """A member's score alone as its run reported it (on the run's test split, or on its
+    evaluation data where the spec had no test split): F1 (NER) or accuracy."""
     for name in ("f1", "accuracy"):
         if isinstance(metrics.get(name), float):
-            return f"{name} {metrics[name]:.4f} alone (its run's test split)"
+            return f"{name} {metrics[name]:.4f} alone (as its run reported it)"
     return "no recorded score"
 
 
