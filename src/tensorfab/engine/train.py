@@ -82,6 +82,7 @@ def build_workload(spec: JobSpec, progress: Loggers | None = None) -> tuple[Work
         splits,
         val_fraction=spec.data.val_fraction,
         split_seed=spec.data.split_seed,
+        limit_eval=spec.data.limit_eval,
         model_name=spec.model.name,
         max_length=spec.data.max_length,
         context=spec.data.context,

@@ -281,13 +281,22 @@ def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 def prepare_images(
-    splits: ImageSplits, *, val_fraction: float = 0.0, split_seed: int = 0, **_: Any
+    splits: ImageSplits,
+    *,
+    val_fraction: float = 0.0,
+    split_seed: int = 0,
+    limit_eval: int | None = None,
+    **_: Any,
 ) -> Workload:
-    """Image splits -> a workload; a validation part is carved from train when asked."""
+    """Image splits -> a workload; a validation part is carved from train when asked (else
+    the test split is evaluated on); ``limit_eval`` keeps the first rows of what is
+    evaluated on each epoch (text formats cut their eval split when they read it)."""
     train, test, evals = splits.train, splits.test, splits.test
     if val_fraction > 0:
         keep, held = stratified_split(train.labels, val_fraction, split_seed)
         train, evals = train.subset(keep), train.subset(held)
+    if limit_eval is not None:
+        evals = evals.subset(torch.arange(min(limit_eval, len(evals))))
     mean, std = channel_stats(train.images)
     _, c, h, w = train.images.shape
     polarity = measure_polarity(train.images.numpy())

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from tensorfab.engine.inference import evaluate_model, predict_inputs
-from tensorfab.engine.train import train
+from tensorfab.engine.train import build_workload, train
 from tensorfab.errors import TensorfabError
 from tensorfab.spec import load_spec
 from testkit import run_cli
@@ -158,6 +158,15 @@ def test_spec_typo_fails_before_work_with_file_and_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {spec}:4: train.lrr: unknown field"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "sizes"), [([], (512, 50, 256)), (["data.val_fraction=0.25"], (384, 50, 256))]
+)
+def test_limit_eval_cuts_what_images_are_evaluated_on(extra: list[str], sizes: tuple) -> None:
+    spec = load_spec(None, [*FAST, "data.limit_eval=50", *extra])
+    workload, _ = build_workload(spec)
+    assert (workload.sizes["train"], workload.sizes["eval"], workload.sizes["test"]) == sizes
 
 
 def test_val_fraction_selects_on_validation_and_reports_test(tmp_path: Path) -> None:
