@@ -244,7 +244,8 @@ def memory_needed(profile: Profile, batch: int, device: Device) -> float:
 
 
 def largest_batch(profile: Profile, device: Device) -> int | None:
-    """The largest batch whose step fits the device's usable memory (None: no limit known)."""
+    """The largest batch whose step fits the device's usable memory (None: no limit known,
+    or none: the step's memory does not grow with the batch)."""
     if device.memory_gb is None:
         return None
     c = load_constants()

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.advise.advise import Advice
+from tensorfab.advise.calibration import check_raw, from_micro, shown
 from tensorfab.advise.measured import calibration_from_bench
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path
-from tensorfab.hardware import find_gpu
 
 
-def _cell(value: Any, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
+def _cell(value: Any, fmt: str, none: str = "n/a") -> str:
+    return none if value is None else format(value, fmt)
 
 
 def markdown(advice: Advice) -> str:
@@ -44,7 +44,7 @@ def markdown(advice: Advice) -> str:
         lines.append(
             f"| {r['id']} | {r['precision']} | {r['batch_size']} | {r['step_ms']:.2f} "
             f"| {r['run_s']:.1f} | {r['bound']} | {r['memory_gb']:.2f} | "
-            f"{'yes' if r['fits'] else 'NO'} | {_cell(r['largest_batch'], 'd')} | "
+            f"{'yes' if r['fits'] else 'NO'} | {_cell(r['largest_batch'], 'd', 'no limit')} | "
             f"{_cell(r['energy_kj'], '.2f')} | {r['cost_usd']:.4f} |"
         )
     lines += ["", *(f"fastest: {', '.join(advice.ranking['time'][:3])}" for _ in [0])]
@@ -80,34 +80,20 @@ def plot(advice: Advice, path: Path) -> Path:
     return path
 
 
-def _from_micro(data: dict[str, Any], where: str) -> dict[str, Any]:
-    name = data.get("environment", {}).get("device_name", "")
-    gpu = find_gpu(name)
-    if gpu is None:
-        raise TensorfabError(f"{where}: device {name!r} is not a GPU of the catalogue")
-    tflops = {p: r["tflops"] for p, r in data["matmul"].items() if r.get("tflops")}
-    entry: dict[str, Any] = {"tflops": tflops}
-    d2d = data.get("bandwidth_gb_s", {}).get("device_to_device")
-    if d2d:
-        entry["bandwidth_gb_s"] = 2 * d2d  # a copy reads and writes each byte
-    return {"gpus": {gpu.id: entry}}
-
-
 def load_calibration(path: Path) -> dict[str, Any]:
-    """A calibration object from ``path`` (see the module docstring)."""
+    """A checked calibration object from ``path`` (see the module docstring and
+    advise/calibration.py: every value is checked there)."""
+    where = f"--calibrate {path}"
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
-        raise TensorfabError(f"--calibrate {path}: cannot read ({exc.strerror})") from None
+        raise TensorfabError(f"{where}: cannot read ({exc.strerror})") from None
     except ValueError as exc:
-        raise TensorfabError(f"--calibrate {path}: not JSON ({exc})") from None
+        raise TensorfabError(f"{where}: not JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise TensorfabError(f"--calibrate {path}: expected a JSON object")
+        raise TensorfabError(f"{where}: expected a JSON object, not {shown(data)}")
     if data.get("kind") == "micro":
-        return _from_micro(data, f"--calibrate {path}")
+        return from_micro(data, where)
     if data.get("kind") == "train":
-        return calibration_from_bench(data, f"--calibrate {path}")
-    unknown = set(data) - {"host_op_us", "gpus"}
-    if unknown:
-        raise TensorfabError(f"--calibrate {path}: unknown keys {', '.join(sorted(unknown))}")
-    return data
+        return calibration_from_bench(data, where)
+    return check_raw(data, where)

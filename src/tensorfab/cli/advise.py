@@ -9,6 +9,9 @@ from pathlib import Path
 from tensorfab.cli.train import add_set_argument
 from tensorfab.errors import TensorfabError
 
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+WORKLOAD_ONLY = {"batch": "1", "seq_len": 128, "precision": "auto"}  # and their defaults
+
 EXAMPLE = """tensorfab advise examples/conll2003-minilm.yaml
 tensorfab advise examples/mnist-lenet.yaml --gpus h100-sxm,l4,t4 --set data.batch_size=512
 tensorfab advise --workload bert-base-infer --batch 1,64 --seq-len 128 --json
@@ -24,16 +27,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a named workload instead of a spec: bert-base-infer, bert-base-train, lenet-train",
     )
     parser.add_argument(
-        "--batch", default="1", help="--workload batch sizes, comma-separated (default: 1)"
+        "--batch", help="--workload only: batch sizes, comma-separated (default: 1)"
     )
     parser.add_argument(
-        "--seq-len", type=int, default=128, help="--workload tokens per sequence (default: 128)"
+        "--seq-len", type=int, help="--workload only: tokens per sequence (default: 128)"
     )
     parser.add_argument(
         "--precision",
-        default="auto",
-        help="--workload precision: auto, "
-        "fp32, tf32, bf16, fp16 (default: auto; a spec uses train.precision)",
+        choices=PRECISIONS,
+        help="--workload only (a spec uses train.precision): %(choices)s (default: auto)",
     )
     parser.add_argument(
         "--calibrate",
@@ -61,12 +63,58 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _gpu_ids(text: str | None) -> list[str] | None:
+    """The ids ``--gpus`` names (None: all); an empty or repeated id is refused."""
+    if text is None:
+        return None
+    ids = [i.strip().lower() for i in text.split(",")]
+    if not all(ids):
+        raise TensorfabError(f"--gpus: expected catalogue ids like h100-sxm,l4, not {text!r}")
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise TensorfabError(f"--gpus: {', '.join(repeated)} given more than once")
+    return ids
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` must be a folder, or be made as one: nothing on its path is a file."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise TensorfabError(f"--out {out}: {path} exists and is not a folder")
+            return
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """A spec and a named workload each take their own arguments only."""
+    if args.workload and (args.spec or args.overrides):
+        raise TensorfabError(
+            "advise: --workload takes no job spec and no --set (they are a spec's)"
+        )
+    if not args.workload:
+        given = [k for k in WORKLOAD_ONLY if getattr(args, k) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise TensorfabError(
+                f"advise: {flag} is for --workload only; a spec uses its own data and "
+                "train fields (change them with --set)"
+            )
+    for key, default in WORKLOAD_ONLY.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    if args.seq_len < 1:
+        raise TensorfabError(f"--seq-len: expected a positive integer, not {args.seq_len}")
+
+
 def _advices(args: argparse.Namespace) -> list:
     from tensorfab.advise import SpecProfiler, advise, profile_named, select_gpus
     from tensorfab.advise.report import load_calibration
     from tensorfab.spec import load_spec
 
-    gpus = select_gpus(args.gpus.split(",") if args.gpus else None)
+    _check_mode(args)
+    _check_out(args.out)
+    batches = _ints(args.batch)
+    gpus = select_gpus(_gpu_ids(args.gpus))
     calibration = load_calibration(args.calibrate) if args.calibrate else None
     if args.workload:
         return [
@@ -76,12 +124,19 @@ def _advices(args: argparse.Namespace) -> list:
                 gpus,
                 calibration,
             )
-            for b in _ints(args.batch)
+            for b in batches
         ]
     if not args.spec:
         raise TensorfabError("advise: give a job spec or --workload NAME")
     spec = load_spec(args.spec, args.overrides)
     return [advise(SpecProfiler(spec), spec.train.precision, gpus, calibration)]
+
+
+def _stem(out: Path, workload: str, batch: int) -> Path:
+    """``advise-<workload>-b<batch>``; a name that already ends so (a spec called
+    mnist-lenet-b512) is not given the batch twice."""
+    name = workload if workload.endswith(f"-b{batch}") else f"{workload}-b{batch}"
+    return out / f"advise-{name}"
 
 
 def _merged(advices: list) -> dict:
@@ -101,11 +156,11 @@ def run(args: argparse.Namespace) -> int:
     advices = _advices(args)
     for advice in advices:
         batch = advice.gpus[0]["batch_size"]
-        stem = args.out / f"advise-{advice.workload}-b{batch}"
+        stem = _stem(args.out, advice.workload, batch)
         write_text_atomic(stem.with_suffix(".md"), markdown(advice))
         plot(advice, stem.with_suffix(".png"))
     if args.json:
-        print(json.dumps(_merged(advices), indent=2))
+        print(json.dumps(_merged(advices), indent=2, allow_nan=False))
     else:
         for advice in advices:
             print(markdown(advice))

@@ -84,9 +84,41 @@ def load_catalogue() -> tuple[Gpu, ...]:
     return parse_catalogue(text)
 
 
+# A board that is not the catalogue's though its name holds an entry's pattern: a MIG slice
+# ("NVIDIA H100 80GB HBM3 MIG 1g.10gb": a seventh of the SMs and an eighth of the memory),
+# a laptop part (another chip under the desktop name) and the RTX 4090 D (the China
+# variant: 14,592 CUDA cores of the 4090's 16,384, so 11 % below its peaks).
+_OTHER_BOARD = re.compile(r"(?<![A-Za-z0-9])(MIG|Laptop|RTX 4090 D)(?![A-Za-z0-9])", re.I)
+# Form factors a device name and an entry's name state: a PCIe board has another power
+# limit, clock and often bandwidth than the SXM one of the same name
+_FORM = re.compile(r"(?<![A-Za-z0-9])(PCIe|SXM|NVL)\d*(?![A-Za-z0-9])", re.I)
+
+
+def _forms(name: str) -> set[str]:
+    return {m.upper() for m in _FORM.findall(name)}
+
+
+def _same_form(device_forms: set[str], gpu: Gpu) -> bool:
+    """Whether the entry's form factor agrees with the device name's (or either is unsaid)."""
+    own = _forms(gpu.name)
+    return not device_forms or not own or bool(device_forms & own)
+
+
 def find_gpu(device_name: str) -> Gpu | None:
-    """The first entry whose pattern is a whole word of ``device_name``; None if unknown."""
-    return next((g for g in load_catalogue() if g.matches(device_name)), None)
+    """The first entry whose pattern is a whole word of ``device_name``; None if unknown.
+
+    Figures are only ever another board's when None is answered instead: a MIG slice, a
+    laptop part or the RTX 4090 D (``_OTHER_BOARD``) matches no entry, and neither does a
+    name whose form factor the entry's name contradicts ("NVIDIA A100 80GB PCIe" and
+    "Tesla V100-PCIE-32GB" are not the catalogue's SXM boards: their power, clocks and, for
+    the A100, bandwidth differ). The datasheet peak beside MFU (``peaks.py``) and
+    ``advise --calibrate`` both read this, so a slice's MFU says "n/a" rather than a
+    fraction of a whole H100's peak, and its measurements correct no whole GPU."""
+    if _OTHER_BOARD.search(device_name):
+        return None
+    forms = _forms(device_name)
+    found = (g for g in load_catalogue() if g.matches(device_name) and _same_form(forms, g))
+    return next(found, None)
 
 
 def gpu_by_id(gpu_id: str, field_name: str = "--gpus") -> Gpu:

@@ -18,9 +18,9 @@ from tensorfab.spec import load_spec
 TINY = ["data.limit_train=128", "data.limit_test=64", "data.batch_size=32", "train.device=cpu"]
 
 
-def _bench(path: Path, device_name: str, step_ms: float, spec_dump: dict) -> Path:
-    result = {
-        "workload": "lenet-digits",
+def _result(step_ms: float, spec_dump: dict, workload: str = "lenet-digits") -> dict:
+    return {
+        "workload": workload,
         "batch_size": 32,
         "tensorfab": {
             "precision": "fp32",
@@ -28,8 +28,12 @@ def _bench(path: Path, device_name: str, step_ms: float, spec_dump: dict) -> Pat
             "settings": {"spec": spec_dump},
         },
     }
+
+
+def _bench(path: Path, device_name: str, step_ms: float, spec_dump: dict, more: tuple = ()) -> Path:
     env = {"device": "cuda", "device_name": device_name}
-    path.write_text(json.dumps({"kind": "train", "environment": env, "results": [result]}))
+    results = [_result(step_ms, spec_dump), *more]
+    path.write_text(json.dumps({"kind": "train", "environment": env, "results": results}))
     return path
 
 
@@ -45,7 +49,9 @@ def test_a_host_bound_run_measured_on_a_gpu_sets_that_gpus_host_time(
     assert before["h100-sxm"]["bound"] in host_bound
     predicted = before["h100-sxm"]["step_ms"]
     dump = spec.model_dump(mode="json", exclude={"output"})
-    path = _bench(tmp_path / "h100.json", "NVIDIA H100 80GB HBM3", 3 * predicted, dump)
+    compiled = {**dump, "train": {**dump["train"], "compile": True}}  # bench's CUDA default
+    more = (_result(0.1 * predicted, compiled, "lenet-compiled"),)
+    path = _bench(tmp_path / "h100.json", "NVIDIA H100 80GB HBM3", 3 * predicted, dump, more)
 
     calibration = load_calibration(path)
     assert calibration["gpus"]["h100-sxm"] == {"host_scale": pytest.approx(3.0)}
@@ -56,18 +62,30 @@ def test_a_host_bound_run_measured_on_a_gpu_sets_that_gpus_host_time(
     assert after["l4"]["step_ms"] == pytest.approx(before["l4"]["step_ms"])  # not measured
     assert "corrected by a measured run" in after["h100-sxm"]["peaks"]
     assert any(n.startswith("h100-sxm: host time x3.00, from lenet-digits") for n in advice.notes)
+    assert (
+        "h100-sxm: lenet-compiled left out: compiled runs are not modelled; rerun bench "
+        "train --compile off" in advice.notes
+    )
 
 
 @pytest.mark.parametrize(
     ("device_name", "spec_dump", "message"),
     [
         ("Intel(R) Xeon(R) Processor", {}, "is not a GPU of the catalogue"),
-        ("NVIDIA L4", {"task": "no-such-task"}, "result 'lenet-digits' is not a tensorfab"),
-        ("NVIDIA L4", None, "(step_time_ms.median -1, batch_size 32)"),
+        (
+            "NVIDIA L4",
+            {"task": "no-such-task"},
+            "result 0 ('lenet-digits'): tensorfab.settings.spec is not a job spec",
+        ),
+        (
+            "NVIDIA L4",
+            None,
+            "result 0 ('lenet-digits'): tensorfab.step_time_ms.median must be a number",
+        ),
         (
             "NVIDIA L4",
             {"task": "token-classification", "data": {"format": "conll", "path": "gone.txt"}},
-            "result 'lenet-digits': ",
+            "result 0 ('lenet-digits'): ",
         ),
     ],
 )

@@ -18,6 +18,7 @@ from tensorfab.advise.model import (
     step_time,
 )
 from tensorfab.advise.profile import OpLine, Profile, epoch_samples
+from tensorfab.advise.report import markdown
 from tensorfab.hardware import gpu_by_id
 
 
@@ -99,6 +100,18 @@ def test_largest_batch_is_the_lowest_cap_over_the_memory_curve() -> None:
     assert profile.memory_at(100) == 11000.0
     assert profile.largest_batch(6000.0) == 50  # (6000-1000)/100; (6000-5000)/10 = 100
     assert profile.largest_batch(4000.0) == 0  # the fixed 5000 B alone do not fit
+
+
+def test_a_step_whose_memory_does_not_grow_with_the_batch_has_no_largest_batch() -> None:
+    """A 1-row training split: both recordings hold the same bytes, every slope is 0."""
+    op = OpLine("mm", "float32", 1, (1e9, 0.0), (0.0, 0.0))
+    flat = _profile([op], batch=8, curve=((1000.0, 0.0), (5000.0, 0.0)))
+    assert flat.largest_batch(6000.0) is None  # was 2**31, shown as 2147483648
+    assert flat.largest_batch(4000.0) == 0
+    advice = advise(lambda _p: flat, "fp32", [gpu_by_id("l4")])
+    assert advice.gpus[0]["largest_batch"] is None and advice.gpus[0]["fits"] is True
+    row = next(line for line in markdown(advice).splitlines() if line.startswith("| l4 "))
+    assert "| no limit |" in row
 
 
 def test_a_measured_runs_scales_multiply_the_host_or_the_device_part() -> None:

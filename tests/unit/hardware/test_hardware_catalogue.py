@@ -7,6 +7,7 @@ import pytest
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import find_gpu, gpu_by_id, load_catalogue
 from tensorfab.hardware.catalogue import parse_catalogue
+from tensorfab.hardware.peaks import datasheet_peak_tflops
 
 REQUIRED = {
     "b200",
@@ -68,6 +69,30 @@ def test_dense_figures_not_sparse() -> None:
 def test_device_names_match_the_right_entry(name: str, gpu_id: str) -> None:
     gpu = find_gpu(name)
     assert gpu is not None and gpu.id == gpu_id
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NVIDIA H100 80GB HBM3 MIG 1g.10gb",  # a slice: 1/7 of the SMs, 10 of 80 GB
+        "NVIDIA A100-SXM4-40GB MIG 3g.20gb",
+        "NVIDIA A100 80GB PCIe",  # the catalogue's A100s are SXM (400 W, 2039 GB/s)
+        "NVIDIA A100-PCIE-40GB",
+        "Tesla V100-PCIE-32GB",  # the catalogue's V100 is the SXM2 board (300 W, 125 TF)
+        "NVIDIA GeForce RTX 4090 D",  # 14,592 of the 4090's 16,384 cores
+        "NVIDIA GeForce RTX 4090 Laptop GPU",
+    ],
+)
+def test_another_board_under_an_entrys_name_matches_nothing(name: str) -> None:
+    assert find_gpu(name) is None
+    assert datasheet_peak_tflops(name, "fp16") is None  # MFU's peak: n/a, not the board's
+
+
+def test_the_form_factor_a_name_states_must_agree() -> None:
+    assert find_gpu("NVIDIA H100 NVL").id == "h100-nvl"  # entry named "H100 NVL (PCIe)"
+    assert find_gpu("NVIDIA H200 NVL").id == "h200-nvl"
+    assert find_gpu("NVIDIA GeForce RTX 4090").id == "rtx-4090"
+    assert datasheet_peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.4
 
 
 def test_unknown_id_lists_the_catalogue() -> None:
