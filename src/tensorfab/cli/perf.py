@@ -42,7 +42,12 @@ def server_url(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tensorfab.serve.loadgen import LoadSpec, failure_line, run_load  # the serve extra
+    from tensorfab.serve.loadgen import (  # the serve extra
+        LoadSpec,
+        failure_line,
+        model_not_ready,
+        run_load,
+    )
 
     base = server_url(args.url)
     path = Path(args.texts)
@@ -54,13 +59,17 @@ def run(args: argparse.Namespace) -> int:
     if args.clients < 1 or args.requests < 1:
         raise TensorfabError("--clients and --requests must be at least 1")
     bodies = [json.dumps({"text": t}).encode() for t in texts]
+    token = os.environ.get(args.token_env) or None
+    problem = model_not_ready(base, args.model, token)
+    if problem is not None:
+        raise TensorfabError(f"--model {args.model!r} at {base}: {problem}; nothing was sent")
     spec = LoadSpec(
         url=f"{base}/v1/models/{args.model}:predict",
         bodies=bodies,
         clients=args.clients,
         requests=args.requests,
         max_seconds=args.max_seconds,
-        token=os.environ.get(args.token_env) or None,
+        token=token,
     )
     summary = run_load(spec)
     if args.json:

@@ -155,6 +155,22 @@ def run_load(spec: LoadSpec) -> dict[str, Any]:
     return asyncio.run(_run(spec))
 
 
+def model_not_ready(base: str, model: str, token: str | None = None) -> str | None:
+    """Why ``model`` cannot take the load (its KServe v2 ready route answered an error), or
+    None: ready, or no answer at all (the load itself then says it could not connect). A
+    load test of a model the server does not have would send every request to a 404."""
+    import httpx
+
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(f"{base}/v2/models/{model}/ready", headers=headers, timeout=10.0)
+    except httpx.TransportError:
+        return None
+    if response.status_code == 200:
+        return None
+    return f"{error_detail(response)} (HTTP {response.status_code})"
+
+
 def wait_until_ready(url: str, proc: Any = None, timeout_s: float = 180.0) -> bool:
     """Poll ``url``/v2/health/ready until it answers 200 (True); False when ``timeout_s``
     pass first or ``proc`` (the server's ``Popen``, if given) exits. A load test starts

@@ -62,16 +62,17 @@ def test_perf_cli_reports_a_bounded_run(server: BackgroundServer, tmp_path: Path
     assert plain.stdout.startswith("4 requests, 0 failed, ") and "successful req/s" in plain.stdout
 
 
-def test_perf_cli_says_why_every_request_failed(
+def test_perf_cli_refuses_a_missing_model_and_says_why_every_request_failed(
     server: BackgroundServer, tmp_path: Path, free_port
 ) -> None:
     (tmp_path / "texts.txt").write_text("EU rejects German call .\n")
     common = ("--texts", "texts.txt", "--clients", "2", "--requests", "5")
     missing = run_cli("perf", server.url, "--model", "nope", *common, cwd=tmp_path)
-    assert missing.returncode == 1
-    assert missing.stdout == ""  # no req/s or latency of answers that were all errors
+    assert missing.returncode == 2  # asked of the model's ready route first: no load sent
+    assert missing.stdout == ""
     assert missing.stderr.strip() == (
-        "error: all 5 requests failed: 404 x5 (model 'nope' is not in the repository)"
+        f"error: --model 'nope' at {server.url}: model 'nope' is not in the repository "
+        "(HTTP 404); nothing was sent"
     )
     closed = f"http://127.0.0.1:{free_port()}"
     refused = run_cli("perf", closed, "--model", "ner", *common, cwd=tmp_path)

@@ -13,6 +13,7 @@ from tensorfab.errors import TensorfabError
 from tensorfab.serve.loadgen import (
     error_detail,
     failure_line,
+    model_not_ready,
     summarize,
     transport_detail,
     wait_until_ready,
@@ -94,3 +95,23 @@ def test_waiting_for_a_server_stops_when_it_exits_or_time_runs_out() -> None:
     assert time.monotonic() - started < 1.0  # an exited server is not waited for
     assert wait_until_ready(url, None, timeout_s=0.5) is False
     assert time.monotonic() - started < 5.0
+
+
+def test_a_model_is_asked_if_it_is_ready_with_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def get(url: str, headers: dict, timeout: float) -> httpx.Response:
+        asked.append((url, headers))
+        code, body = (401, {"error": "missing or wrong token"}) if not headers else (200, {})
+        return httpx.Response(code, json=body, request=httpx.Request("GET", url))
+
+    monkeypatch.setattr(httpx, "get", get)
+    assert model_not_ready("http://127.0.0.1:1", "ner", "t0k") is None
+    assert asked[-1] == ("http://127.0.0.1:1/v2/models/ner/ready", {"authorization": "Bearer t0k"})
+    assert model_not_ready("http://127.0.0.1:1", "ner") == "missing or wrong token (HTTP 401)"
+
+    def refused(url: str, headers: dict, timeout: float) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    monkeypatch.setattr(httpx, "get", refused)  # no answer: the load itself reports it
+    assert model_not_ready("http://127.0.0.1:1", "ner") is None
