@@ -107,6 +107,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="time text models at this fixed length (default: the held-out sentences' lengths)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="--latency: CPU threads for torch and onnxruntime alike (default: torch's count; "
+        "on a shared machine 1 gives figures that repeat)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -190,6 +196,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise TensorfabError(f"--samples must be at least 1, not {args.samples}")
     if not args.tolerance >= 0:  # NaN fails too
         raise TensorfabError(f"--tolerance must be 0 or more, not {args.tolerance}")
+    if args.threads is not None and args.threads < 1:
+        raise TensorfabError(f"--threads must be at least 1, not {args.threads}")
     if args.seq_len is not None and args.seq_len < 1:
         raise TensorfabError(f"--seq-len must be at least 1, not {args.seq_len}")
     if args.version is not None:
@@ -229,6 +237,7 @@ def _latency(
         seq_len=args.seq_len or 32,
         lengths=lengths,
         device=args.device,
+        threads=args.threads,
     )
 
 

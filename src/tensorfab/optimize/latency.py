@@ -122,16 +122,19 @@ def measure(
 
 
 def _runtimes(
-    pkg: LoadedPackage, variants: list[ExportedModel], device: str
+    pkg: LoadedPackage, variants: list[ExportedModel], device: str, threads: int | None
 ) -> dict[str, LoadedModel | str]:
-    """Every runtime to time, or the reason one cannot run on ``device``."""
+    """Every runtime to time, or the reason one cannot run on ``device``; ``threads``:
+    onnxruntime's intra-op threads (torch's are the process's)."""
     out: dict[str, LoadedModel | str] = {
         "torch-fp32": load_reported_runtime(pkg.path, "torch", device, settings=TorchSettings())
     }
     for v in variants:
         name = f"onnx-{v.variant}" if v.backend == "onnxruntime" else v.variant
         reason = unsupported_reason(v, device)
-        out[name] = reason or load_reported_runtime(v.version_dir, v.backend, device)
+        out[name] = reason or load_reported_runtime(
+            v.version_dir, v.backend, device, threads=threads
+        )
     return out
 
 
@@ -145,9 +148,32 @@ def latency_report(
     seq_len: int = 32,
     lengths: Sequence[int] | None = None,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Per runtime on ``device``: batch-1 p50/p99 latency and the best throughput over
-    ``batch_sizes``; text at the mix of ``lengths`` if given, else at ``seq_len``."""
+    ``batch_sizes``; text at the mix of ``lengths`` if given, else at ``seq_len``;
+    ``threads``: torch's and onnxruntime's intra-op threads while timing (None: torch's
+    count and onnxruntime's default)."""
+    before = torch.get_num_threads()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return _report(pkg, variants, batch_sizes, iters, warmup, seq_len, lengths, device, threads)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _report(
+    pkg: LoadedPackage,
+    variants: list[ExportedModel],
+    batch_sizes: tuple[int, ...],
+    iters: int,
+    warmup: int,
+    seq_len: int,
+    lengths: Sequence[int] | None,
+    device: str,
+    threads: int | None,
+) -> dict[str, Any]:
     text = variable_length(pkg.task.signature())
     if seq_len < 1 or min(batch_sizes, default=0) < 1:
         raise TensorfabError(
@@ -156,7 +182,7 @@ def latency_report(
     lengths = list(lengths) if text and lengths else None
     workload = {b: timed_batches(pkg.task, b, lengths, seq_len) for b in {1, *batch_sizes}}
     rows: dict[str, dict[str, Any]] = {}
-    for name, runtime in _runtimes(pkg, variants, device).items():
+    for name, runtime in _runtimes(pkg, variants, device, threads).items():
         if isinstance(runtime, str):
             rows[name] = {"skipped": runtime}
             continue
@@ -168,6 +194,7 @@ def latency_report(
     return {
         "device": describe_device(resolve_device(device, "--device")),
         "threads": torch.get_num_threads(),
+        "onnxruntime_threads": threads,
         "seq_len": seq_len if text and lengths is None else None,
         "lengths": _length_summary(lengths),
         "runtimes": rows,

@@ -186,6 +186,7 @@ def _export(lenet_run: Path, cwd: Path, *args: str) -> tuple[int, str, str]:
         (["--data", "nope.conll"], "nope.conll: no such file or folder"),
         (["--seq-len", "0"], "--seq-len must be at least 1, not 0"),
         (["--tolerance", "-1"], "--tolerance must be 0 or more, not -1.0"),
+        (["--threads", "0"], "--threads must be at least 1, not 0"),
         (["--device", "gpu"], "--device: must be cpu, cuda, cuda:N or auto, not 'gpu'"),
         (["--variants", "fp32,fp8"], "--variants: unknown ['fp8']; choose from fp32, "),
     ],

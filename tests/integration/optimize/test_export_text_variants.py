@@ -190,10 +190,15 @@ def test_latency_on_the_held_out_length_mix(ner: tuple) -> None:
 
 def test_fixed_sequence_length_is_still_an_option(ner: tuple) -> None:
     pkg, exported, _ = ner
-    report = latency_report(pkg, exported[:1], batch_sizes=(4,), iters=4, warmup=1, seq_len=16)
+    before = torch.get_num_threads()
+    report = latency_report(
+        pkg, exported[:1], batch_sizes=(4,), iters=4, warmup=1, seq_len=16, threads=1
+    )
     assert report["seq_len"] == 16 and report["lengths"] is None
     row = report["runtimes"]["onnx-fp32"]
     assert row["tokens_per_s"]["4"] == pytest.approx(16 * row["throughput_per_s"]["4"])
+    assert (report["threads"], report["onnxruntime_threads"]) == (1, 1)  # timed on one
+    assert torch.get_num_threads() == before  # and the caller's count given back
 
 
 def test_non_positive_sequence_length_is_refused(ner: tuple) -> None:
