@@ -184,11 +184,16 @@ def test_preemption_starts_the_urgent_job_in_time_and_loses_nothing(
     grace_s = 10.0
     daemon = daemons("--simulate-gpus", "2", "--cpus", "2", "--grace", f"{grace_s}s")
     with JobsClient(daemon.url) as client:
-        reference = client.submit(digits_job(tmp_path, "reference", gpus=1))["id"]
+        longer = "train.epochs=4"  # see the victim
+        reference = client.submit(digits_job(tmp_path, "reference", longer, gpus=1))["id"]
         # started after the reference, the victim is the youngest lower-priority job: the one
         # the policy preempts (two jobs started in one pass would tie)
         wait_for(lambda: client.show(reference)["state"] == "running", 60, "the reference")
-        victim = client.submit(digits_job(tmp_path, "victim", gpus=1, priority="low"))["id"]
+        # four epochs, as the reference (their weights are compared): one took about a second
+        # once the loop got faster, and a victim that ended before the urgent job came was
+        # never preempted (a race the test could lose)
+        low = digits_job(tmp_path, "victim", longer, gpus=1, priority="low")
+        victim = client.submit(low)["id"]
         wait_for(lambda: has_checkpoint(tmp_path, "victim"), 120, "the victim to train")
         submitted = time.time()
         urgent = client.submit(digits_job(tmp_path, "urgent", gpus=1, priority="high"))["id"]
