@@ -124,10 +124,12 @@ def test_kill_9_of_daemon_and_jobs_loses_nothing_and_runs_nothing_twice(
     state = tmp_path / "state"
     with JobsClient(daemon.url) as client:
         # submitted first, the long job gets core 0, which the "gone" job shares (3 slots on
-        # 2 cores): 5 epochs there outlive the other two's first checkpoints by far
-        adopted = client.submit(digits_job(tmp_path, "adopted", "train.epochs=5", gpus=1))["id"]
-        retried = client.submit(digits_job(tmp_path, "retried", gpus=1, retries=1))["id"]
-        gone = client.submit(digits_job(tmp_path, "gone", gpus=1))["id"]
+        # 2 cores): 8 epochs there outlive the other two's first checkpoints by far; those two
+        # train 3 (an epoch takes about a second: one epoch could end before it is killed)
+        adopted = client.submit(digits_job(tmp_path, "adopted", "train.epochs=8", gpus=1))["id"]
+        three = "train.epochs=3"
+        retried = client.submit(digits_job(tmp_path, "retried", three, gpus=1, retries=1))["id"]
+        gone = client.submit(digits_job(tmp_path, "gone", three, gpus=1))["id"]
         names = {adopted: "adopted", retried: "retried", gone: "gone"}
         wait_for(lambda: has_checkpoint(tmp_path, "retried"), 120, "a checkpoint of 'retried'")
         kill_job(state, retried)  # a crash: retried, resumed from its checkpoint
