@@ -24,6 +24,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from tensorfab.advise.advise import recorded_precision
 from tensorfab.advise.calibration import Measured, device_gpu, number, train_results
 from tensorfab.advise.model import gpu_device, step_time
 from tensorfab.advise.profile import SpecProfiler
@@ -46,9 +47,8 @@ def _skipped(m: Measured) -> str | None:
 
 def _factor(m: Measured, gpu: Gpu, where: str) -> tuple[str, float, str]:
     """("host_scale" or "device_scale", measured / predicted, a note)."""
-    recorded = m.precision if m.precision in ("bf16", "fp16") else "fp32"
     try:  # the result's own spec: its data must be readable here too
-        profile = SpecProfiler(m.spec)(recorded).with_batch(m.batch)
+        profile = SpecProfiler(m.spec)(recorded_precision(m.precision)).with_batch(m.batch)
     except TensorfabError as exc:
         raise TensorfabError(f"{where}: {m.label}: {exc}") from None
     t = step_time(profile, gpu_device(gpu), m.precision)
