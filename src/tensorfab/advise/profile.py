@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +32,7 @@ from tensorfab.engine.runtime import Runtime
 from tensorfab.engine.telemetry import flops_per_sample
 from tensorfab.engine.train import build_workload
 from tensorfab.errors import TensorfabError
+from tensorfab.hardware.threads import kept_threads
 from tensorfab.models import create_model
 from tensorfab.spec import JobSpec
 from tensorfab.tasks import Placement
@@ -283,16 +284,10 @@ def _record_train(ctx: Any, batch: tuple, precision: str) -> tuple[Recording, Re
     return recordings[0], recordings[1]
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
+def one_thread() -> contextlib.AbstractContextManager[None]:
     """One intra-op thread while recording: the profile counts ops, it does not time them,
     and on a shared CPU the second thread's spinning only costs time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return kept_threads(1)
 
 
 class SpecProfiler:

@@ -49,6 +49,7 @@ from tensorfab.engine.signals import stop_on_signals
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import flops_per_sample
 from tensorfab.errors import TensorfabError
+from tensorfab.hardware.threads import kept_threads
 from tensorfab.models import create_model, layer_lr_scales
 from tensorfab.spec import JobSpec
 from tensorfab.tasks import Placement, Workload, prepare_workload
@@ -516,11 +517,8 @@ def train(
     afterwards: a notebook's next cell runs with the count it had. (glibc's malloc
     settings, hardware/host_memory.py, stay for the process: glibc cannot read them back.)
     """
-    threads = torch.get_num_threads()
-    try:
+    with kept_threads():
         return _train(spec, resume=resume, quiet=quiet, profile=profile, hook=on_checkpoint)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(

@@ -9,7 +9,9 @@ thread, load average 5 on 2 cores: issue 18). And a small model's ops are too sh
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,3 +110,19 @@ def choose_threads(requested: int | str, parameters: int) -> ThreadChoice:
         load=load_average(),
         env=os.environ.get(THREADS_ENV),
     )
+
+
+@contextlib.contextmanager
+def kept_threads(count: int | None = None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` (None: left as it is) inside, and
+    the caller's count given back after: a run, a timing or a profile sets it for itself,
+    and a notebook's next cell runs with what it had."""
+    import torch  # here: the jobs agent reads this module without torch
+
+    before = torch.get_num_threads()
+    try:
+        if count is not None:
+            torch.set_num_threads(count)
+        yield
+    finally:
+        torch.set_num_threads(before)

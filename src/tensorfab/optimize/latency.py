@@ -21,6 +21,7 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import describe_device, resolve_device
+from tensorfab.hardware.threads import kept_threads
 from tensorfab.optimize.export import ExportedModel, unsupported_reason
 from tensorfab.optimize.runtime import LoadedModel, TorchSettings, load_reported_runtime
 from tensorfab.package import LoadedPackage
@@ -154,51 +155,32 @@ def latency_report(
     ``batch_sizes``; text at the mix of ``lengths`` if given, else at ``seq_len``;
     ``threads``: torch's and onnxruntime's intra-op threads while timing (None: torch's
     count and onnxruntime's default)."""
-    before = torch.get_num_threads()
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return _report(pkg, variants, batch_sizes, iters, warmup, seq_len, lengths, device, threads)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _report(
-    pkg: LoadedPackage,
-    variants: list[ExportedModel],
-    batch_sizes: tuple[int, ...],
-    iters: int,
-    warmup: int,
-    seq_len: int,
-    lengths: Sequence[int] | None,
-    device: str,
-    threads: int | None,
-) -> dict[str, Any]:
     text = variable_length(pkg.task.signature())
     if seq_len < 1 or min(batch_sizes, default=0) < 1:
         raise TensorfabError(
             f"--seq-len {seq_len}, batch sizes {list(batch_sizes)}: each must be at least 1"
         )
     lengths = list(lengths) if text and lengths else None
-    workload = {b: timed_batches(pkg.task, b, lengths, seq_len) for b in {1, *batch_sizes}}
-    rows: dict[str, dict[str, Any]] = {}
-    for name, runtime in _runtimes(pkg, variants, device, threads).items():
-        if isinstance(runtime, str):
-            rows[name] = {"skipped": runtime}
-            continue
-        rows[name] = {**measure(runtime, workload, iters, warmup), **runtime.describe()}
-    base = rows["torch-fp32"]["best_throughput_per_s"]
-    for row in rows.values():
-        if "skipped" not in row:
-            row["speedup_vs_torch_fp32"] = row["best_throughput_per_s"] / base
-    return {
-        "device": describe_device(resolve_device(device, "--device")),
-        "threads": torch.get_num_threads(),
-        "onnxruntime_threads": threads,
-        "seq_len": seq_len if text and lengths is None else None,
-        "lengths": _length_summary(lengths),
-        "runtimes": rows,
-    }
+    with kept_threads(threads):
+        workload = {b: timed_batches(pkg.task, b, lengths, seq_len) for b in {1, *batch_sizes}}
+        rows: dict[str, dict[str, Any]] = {}
+        for name, runtime in _runtimes(pkg, variants, device, threads).items():
+            if isinstance(runtime, str):
+                rows[name] = {"skipped": runtime}
+                continue
+            rows[name] = {**measure(runtime, workload, iters, warmup), **runtime.describe()}
+        base = rows["torch-fp32"]["best_throughput_per_s"]
+        for row in rows.values():
+            if "skipped" not in row:
+                row["speedup_vs_torch_fp32"] = row["best_throughput_per_s"] / base
+        return {
+            "device": describe_device(resolve_device(device, "--device")),
+            "threads": torch.get_num_threads(),
+            "onnxruntime_threads": threads,
+            "seq_len": seq_len if text and lengths is None else None,
+            "lengths": _length_summary(lengths),
+            "runtimes": rows,
+        }
 
 
 def _length_summary(lengths: list[int] | None) -> dict[str, Any] | None:
