@@ -247,10 +247,10 @@ class EncoderTask:
         for number, item in enumerate(items):
             p = Path(item)
             if _names_a_file(item):
-                lines = p.read_text(encoding="utf-8").splitlines()
-                found = [line for line in lines if line.strip()]
+                found = [line for line in _file_lines(p) if line.strip()]
             else:
                 found = [item]
+                check_unicode(item, f"predict: argument {number + 1}")
             texts += found
             documents += [number] * len(found)
         if not texts:
@@ -415,7 +415,31 @@ def request_texts(body: bytes) -> list[str]:
         raise TensorfabError(f"request body: {len(texts)} texts; at most {MAX_TEXTS} per request")
     if not all(t.strip() for t in texts):
         raise TensorfabError("request body: empty text")
+    for i, text in enumerate(texts):
+        check_unicode(text, f"request body: text {i}")
     return texts
+
+
+def check_unicode(text: str, where: str) -> None:
+    """Refuse a text that is not valid Unicode. JSON's ``\\udcff`` escapes and undecodable
+    command-line bytes reach Python as lone surrogates, which the tokenizers cannot encode
+    (a TypeError deep inside them, a 500 for a served request)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TensorfabError(
+            f"{where}: not valid Unicode (a lone surrogate at character {exc.start})"
+        ) from None
+
+
+def _file_lines(path: Path) -> list[str]:
+    """A text file's lines; one that is not UTF-8 is one error naming the file and byte."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise TensorfabError(
+            f"{path}: not UTF-8 text (byte {exc.start}); predict reads one text per line"
+        ) from None
 
 
 def token_limits(version_dir: Path, tokenizer: Any = None) -> ServingLimits:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,12 +171,26 @@ def test_an_image_request_over_the_pixel_limit_is_refused_by_name() -> None:
         (json.dumps({"instances": [3]}).encode(), 'expected {"instances": ["text", ...]}'),
         (json.dumps({"instances": [" "]}).encode(), "request body: empty text"),
         (json.dumps({"instances": ["a"] * 1025}).encode(), "1025 texts; at most 1024"),
+        (
+            b'{"instances": ["ok", "Z\\u00fcrich \\udcff"]}',
+            "text 1: not valid Unicode (a lone surrogate at character 7)",
+        ),
     ],
 )
 def test_a_bad_text_request_is_one_message(body: bytes, message: str) -> None:
-    with pytest.raises(TensorfabError, match=message.replace("[", r"\[").replace("{", r"\{")):
+    with pytest.raises(TensorfabError, match=re.escape(message)):
         request_texts(body)
     assert request_texts(json.dumps({"text": "a b"}).encode()) == ["a b"]
+
+
+def test_predict_refuses_text_that_is_not_unicode(tmp_path: Path) -> None:
+    task = task_from_meta(METAS["token-classification"])
+    with pytest.raises(TensorfabError, match=r"predict: argument 2: not valid Unicode"):
+        task.read_inputs(["fine", "bad \udcff byte"])  # what argv holds for a 0xff byte
+    binary = tmp_path / "texts.txt"
+    binary.write_bytes(b"one\ntwo \xff\n")
+    with pytest.raises(TensorfabError, match=r"texts.txt: not UTF-8 text \(byte 8\)"):
+        task.read_inputs([str(binary)])
 
 
 def test_a_task_without_its_package_cannot_tokenize_and_says_so() -> None:
