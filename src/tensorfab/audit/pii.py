@@ -209,6 +209,8 @@ def ner_from_model(model: str, device: str = "cpu") -> NerFn:
     """PER/LOC/ORG spans from a tensorfab token-classification package, line by line."""
     from tensorfab.engine.inference import predict_inputs
 
+    _check_ner_labels(model)
+
     def ner(lines: list[str]) -> list[list[Finding]]:
         texts = [line.rstrip("\n") or " " for line in lines]
         rows = predict_inputs(model, texts, device=device, top_k=1) if texts else []
@@ -217,6 +219,19 @@ def ner_from_model(model: str, device: str = "cpu") -> NerFn:
         return [_ner_findings(row["entities"]) for row in rows]
 
     return ner
+
+
+def _check_ner_labels(model: str) -> None:
+    """Refuse, before any line is read, a package whose labels name none of PER/LOC/ORG
+    (an image or sentence classifier): its task would read the lines as something else."""
+    from tensorfab.package.io import read_meta, resolve_model_dir
+
+    labels = read_meta(resolve_model_dir(model))["labels"]
+    if not any(label.rpartition("-")[2] in NER_TYPES for label in labels):
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+        raise TensorfabError(
+            f"--ner {model}: not an NER model (its labels {shown} name no PER, LOC or ORG)"
+        )
 
 
 def _ner_findings(entities: list[dict[str, Any]]) -> list[Finding]:
@@ -250,10 +265,33 @@ class PiiReport:
         }
 
 
+def check_redact_target(path: Path, out: Path) -> None:
+    """Refuse a ``--redact`` target that would destroy or feed back into data: the input
+    itself, anything inside the input folder (the next scan would read the copies and nest
+    them), an existing file, or a folder that is not empty (as ``export --format hf``). A
+    redacted copy is a new thing; it never replaces what is there."""
+    src, dst = path.resolve(), out.resolve()
+    if dst == src:
+        raise TensorfabError(f"--redact {out}: is the input itself (the originals would be lost)")
+    if src.is_dir() and dst.is_relative_to(src):
+        raise TensorfabError(f"--redact {out}: is inside the input folder {path}")
+    if dst.is_file() or (dst.exists() and not dst.is_dir()):
+        raise TensorfabError(f"--redact {out}: exists (pick a new path; nothing is replaced)")
+    if dst.is_dir() and (src.is_file() or any(dst.iterdir())):
+        what = "is a folder (a file's copy is a file)" if src.is_file() else "folder is not empty"
+        raise TensorfabError(f"--redact {out}: {what}")
+    above = next(p for p in dst.parents if p.exists())  # the root always exists
+    if not above.is_dir():
+        raise TensorfabError(f"--redact {out}: {above} is not a folder")
+
+
 def scan(path: Path, redact_to: Path | None = None, ner: NerFn | None = None) -> PiiReport:
     """Scan a file or a folder; with ``redact_to``, write each text file's redacted copy
-    there (a file for a file, the same tree for a folder)."""
+    there (a file for a file, the same tree for a folder), after
+    :func:`check_redact_target` accepted it."""
     files = text_files(path)
+    if redact_to is not None:
+        check_redact_target(path, redact_to)
     report = PiiReport([], 0, [])
     for file in files:
         lines = read_lines(file)

@@ -13,6 +13,7 @@ import torch
 
 from tensorfab.audit.card import AUDIT_DIR
 from tensorfab.engine.runtime import create_runtime
+from tensorfab.errors import TensorfabError
 from tensorfab.files import write_text_atomic
 from tensorfab.package import load_package
 from tensorfab.package.manifest import amending
@@ -30,6 +31,8 @@ def robustness_report(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Rows of attack, eps and scores on up to ``samples`` examples drawn with ``seed``."""
+    if samples < 1:  # 0 leaves nothing to attack; a negative count would slice from the end
+        raise TensorfabError(f"--samples {samples}: must be at least 1")
     runtime = create_runtime(device, "fp32")
     pkg = load_package(model, runtime.device)
     data, source = load_eval_split(pkg.meta, data_path)

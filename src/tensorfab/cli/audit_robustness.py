@@ -19,7 +19,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="run directory or model package directory")
     parser.add_argument("--data", help="labelled data to attack (default: the test split)")
     parser.add_argument(
-        "--samples", type=int, default=1000, help="examples drawn from it (default 1000)"
+        "--samples",
+        type=int,
+        default=1000,
+        help="examples drawn from it, at least 1 (default 1000)",
     )
     parser.add_argument("--seed", type=int, default=0, help="draw and noise seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")

@@ -92,3 +92,26 @@ def test_audit_help_has_an_example(name: str, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert out.startswith(f"usage: tensorfab audit {name}")
     assert "example:\n  tensorfab audit " in out
+
+
+def test_pii_ner_with_an_image_model_says_it_is_not_an_ner_model(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "pii.txt"
+    notes.write_text("mail me at a@example.org\n", encoding="utf-8")
+    assert main(["audit", "pii", str(notes), "--ner", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --ner {run_dir}: not an NER model (its labels 0, 1, 2, 3, 4, ... name no "
+        "PER, LOC or ORG)"
+    )
+
+
+@pytest.mark.parametrize("samples", ["0", "-5"])
+def test_robustness_samples_below_one_is_refused_and_nothing_is_written(
+    run_dir: Path, samples: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = run_dir / "model" / "audit" / "robustness.json"
+    before = report.read_bytes() if report.exists() else None
+    assert main(["audit", "robustness", str(run_dir), "--samples", samples]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --samples {samples}: must be at least 1"
+    assert (report.read_bytes() if report.exists() else None) == before

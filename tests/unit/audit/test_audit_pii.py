@@ -133,3 +133,57 @@ def test_ner_names_join_the_patterns_where_they_overlap_none() -> None:
         ("PER", "Ann Lee", "f.txt", 1),
         ("EMAIL", "ann@example.com", "f.txt", 1),  # the ORG inside the address is dropped
     ]
+
+
+def _redact_cli(src: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["audit", "pii", str(src), "--redact", str(out)])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_redact_never_overwrites_the_input_or_an_existing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    original = b"mail me at a@example.org\n"
+    f, other = tmp_path / "pii.txt", tmp_path / "afile.txt"
+    f.write_bytes(original)
+    other.write_bytes(b"keep\n")
+    assert _redact_cli(f, f, capsys) == (
+        2,
+        f"error: --redact {f}: is the input itself (the originals would be lost)",
+    )
+    assert _redact_cli(f, other, capsys) == (
+        2,
+        f"error: --redact {other}: exists (pick a new path; nothing is replaced)",
+    )
+    assert _redact_cli(f, tmp_path, capsys) == (
+        2,
+        f"error: --redact {tmp_path}: is a folder (a file's copy is a file)",
+    )
+    assert _redact_cli(f, other / "sub.txt", capsys) == (
+        2,
+        f"error: --redact {other / 'sub.txt'}: {other} is not a folder",
+    )
+    assert f.read_bytes() == original and other.read_bytes() == b"keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt", "pii.txt"]
+
+
+def test_redact_refuses_the_input_folder_inside_it_and_a_non_empty_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, full = tmp_path / "notes", tmp_path / "full"
+    (src / "a").mkdir(parents=True)
+    full.mkdir()
+    (full / "x").write_bytes(b"x")
+    (src / "a" / "one.txt").write_bytes(b"call +1 555 234 5678\n")
+    assert _redact_cli(src, src, capsys)[1] == (
+        f"error: --redact {src}: is the input itself (the originals would be lost)"
+    )
+    assert _redact_cli(src, src / "red", capsys)[1] == (
+        f"error: --redact {src / 'red'}: is inside the input folder {src}"
+    )
+    assert _redact_cli(src, full, capsys) == (2, f"error: --redact {full}: folder is not empty")
+    assert (src / "a" / "one.txt").read_bytes() == b"call +1 555 234 5678\n"
+    assert sorted(p.name for p in src.rglob("*")) == ["a", "one.txt"]
+    (tmp_path / "empty").mkdir()  # an empty folder is a fine target
+    assert _redact_cli(src, tmp_path / "empty", capsys)[0] == 0
+    assert (tmp_path / "empty/a/one.txt").read_text() == "call [PHONE]\n"
