@@ -111,6 +111,7 @@ class Agent:
         """Adopt, read or requeue the jobs a previous daemon left running."""
         now = self.clock()
         self.usage = self._usage_from_history(now)
+        self._fail_corrupt(self.store.jobs())  # a row edited by hand while the daemon was down
         for job in self.store.jobs(("running",)):
             handle = self.backend.adopt(job["id"], job["attempt"], job_dir(self.store, job["id"]))
             if handle is None:
@@ -195,8 +196,23 @@ class Agent:
 
     # -- deciding ---------------------------------------------------------------------------
 
+    def _fail_corrupt(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fail each job whose row is corrupt (store._row names the row and field) and is
+        not already ended, once, logging it; the sound rows are returned. The row stays in
+        the database for a person to read; its job never runs on made-up values."""
+        sound = []
+        for row in rows:
+            if "corrupt" not in row:
+                sound.append(row)
+            elif row["state"] not in ENDED or " state is " in row["corrupt"]:
+                why = row["corrupt"]
+                print(f"tensorfab jobs: job {row['id']} failed: {why}", file=sys.stderr, flush=True)
+                self.store.transition(row["id"], "failed", why, self.clock())
+                self.ended("failed")
+        return sound
+
     def snapshot(self, now: float) -> State:
-        live = self.store.jobs(LIVE)
+        live = self._fail_corrupt(self.store.jobs(LIVE))
         deps = sorted({d for j in live for d in j["after"]})
         finished = {i: s for i, s in self.store.states_of(deps).items() if s in ENDED}
         stopping = frozenset(j["id"] for j in live if j["state"] == "running" and j["stop_reason"])

@@ -14,13 +14,15 @@ holds locked, and a file that is not a sound SQLite database (never recreated).
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import json
+import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,8 @@ from tensorfab.errors import TensorfabError
 STATES = ("queued", "held", "running", "preempted", "succeeded", "failed", "cancelled")
 WAITING = ("queued", "preempted")  # in the queue, may be started
 ENDED = ("succeeded", "failed", "cancelled")
+MAX_ID = 2**63 - 1  # SQLite's INTEGER: a larger id names no job (never an OverflowError)
+KINDS = ("train", "command", "sleep")  # preemptible and resumable; any command; tests only
 NETWORK_FS = (
     "nfs",
     "nfs4",
@@ -176,11 +180,95 @@ def check_local_disk(state_dir: Path, mounts: str | None = None) -> None:
         )
 
 
+# -- a row read back: checked in this one place ------------------------------------------
+# jobs.db is a plain file: a person (or a bug) can write anything into a row, and SQLite
+# keeps any type in any column. Every row read goes through _row, which checks each column
+# against what the daemon itself writes; a bad value is replaced by a harmless one (so
+# listings, reports and the policy never see it) and the row carries ``corrupt``: "jobs.db
+# row 14: argv is not JSON". The agent fails such a job once, naming that; nothing deletes it.
+
+
+def _is_int(v: Any, low: int | None = 0, high: int | None = None) -> bool:
+    if type(v) is not int:  # bool is an int subclass; "3" or 3.0 is not what was written
+        return False
+    return (low is None or v >= low) and (high is None or v <= high)
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v)
+
+
+def _ints(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_int(x) for x in v)
+
+
+def _strs(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+# column -> (is it sound, what it must be, the harmless value shown instead)
+COLUMNS: dict[str, tuple[Callable[[Any], bool], str, Any]] = {
+    "state": (lambda v: v in STATES, f"not one of {', '.join(STATES)}", "failed"),
+    "kind": (lambda v: v in KINDS, f"not one of {', '.join(KINDS)}", "command"),
+    "argv": (_strs, "not a list of strings", []),
+    "after": (_ints, "not a list of job ids", []),
+    "devices": (_strs, "not a list of device ids", []),
+    "cores": (_ints, "not a list of core numbers", []),
+    "energy_start": (lambda v: v is None or isinstance(v, dict), "not an object", None),
+    "priority": (lambda v: _is_int(v, 0, 9), "not a number 0-9", 0),
+    "cpus": (lambda v: _is_int(v, 1), "not a whole number of at least 1", 1),
+    **{
+        k: (_is_int, "not a whole number of at least 0", 0)
+        for k in ("gpus", "mem_bytes", "retries", "retries_used", "preemptions", "attempt")
+    },
+    "time_limit_s": (lambda v: v is None or (_is_num(v) and v > 0), "not above 0", None),
+    **{
+        k: (lambda v: _is_num(v) and v >= 0, "not a number of at least 0", 0.0)
+        for k in ("submitted_at", "queued_at", "wait_s", "run_s", "gpu_s", "cpu_s")
+    },
+    **{
+        k: (lambda v: v is None or _is_num(v), "not a number", None)
+        for k in ("started_at", "ended_at", "energy_j", "stop_sent_at")
+    },
+    "exit_code": (lambda v: v is None or _is_int(v, None), "not a whole number", None),
+    **{k: (lambda v: isinstance(v, str), "not text", "") for k in ("user", "team", "cwd")},
+    "reason": (lambda v: isinstance(v, str), "not text", ""),
+    **{
+        k: (lambda v: v is None or isinstance(v, str), "not text", None)
+        for k in ("run_dir", "spec", "stop_reason")
+    },
+}
+
+
+def _decoded(key: str, value: Any) -> tuple[Any, bool]:
+    if key not in JSON_FIELDS or value is None:
+        return value, True
+    try:
+        return json.loads(value), True
+    except (TypeError, ValueError, RecursionError):  # not text, not JSON, nested too deep
+        return None, False
+
+
+def _column(key: str, value: Any) -> tuple[Any, str | None]:
+    """The column's value as the daemon uses it, or a harmless one and what is wrong."""
+    check, want, harmless = COLUMNS.get(key, (lambda _v: True, "", None))
+    value, decoded = _decoded(key, value)
+    if not decoded:
+        return copy.copy(harmless), f"{key} is not JSON"
+    if not check(value):
+        return copy.copy(harmless), f"{key} is {want}"
+    return value, None
+
+
 def _row(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    for key in JSON_FIELDS:
-        if key in out and out[key] is not None:
-            out[key] = json.loads(out[key])
+    """A job from a database row, every column checked (see COLUMNS)."""
+    out: dict[str, Any] = {}
+    problems = []
+    for key, raw in dict(row).items():
+        out[key], problem = _column(key, raw)
+        problems += [problem] if problem else []
+    if problems:
+        out["corrupt"] = f"{DB_NAME} row {out.get('id')}: {'; '.join(problems)}"
     return out
 
 
@@ -325,6 +413,8 @@ class Store:
     # -- reads --------------------------------------------------------------------------
 
     def get(self, job_id: int) -> dict[str, Any] | None:
+        if not 0 <= job_id <= MAX_ID:
+            return None
         with self._mutex:
             row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _row(row) if row else None
@@ -349,7 +439,8 @@ class Store:
         """
         with self._mutex:
             rows = self.db.execute(
-                "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?", (limit, max(0, offset))
+                "SELECT * FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?",
+                (min(limit, MAX_ID), min(max(0, offset), MAX_ID)),
             ).fetchall()
         return [_row(r) for r in rows]
 
@@ -363,7 +454,7 @@ class Store:
         query = f"SELECT {cols} FROM jobs WHERE ended_at IS NULL OR ended_at >= ? ORDER BY id"
         with self._mutex:
             rows = self.db.execute(query, (since,)).fetchall()
-        return [dict(r) for r in rows]
+        return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state (states without jobs are left out)."""
@@ -372,6 +463,8 @@ class Store:
         return {str(r[0]): int(r[1]) for r in rows}
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
+        if not 0 <= job_id <= MAX_ID:
+            return []
         with self._mutex:
             rows = self.db.execute(
                 "SELECT at, state, reason FROM events WHERE job_id=? ORDER BY id", (job_id,)
@@ -379,6 +472,7 @@ class Store:
         return [dict(r) for r in rows]
 
     def states_of(self, ids: list[int]) -> dict[int, str]:
+        ids = [i for i in ids if 0 <= i <= MAX_ID]
         if not ids:
             return {}
         with self._mutex:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -331,4 +332,27 @@ def test_real_gpus_get_uuids_and_energy_from_nvml(tmp_path, monkeypatch) -> None
     backend.results[job_id] = Ended(0, 0.0, 10.0)
     agent.tick()
     assert agent.store.get(job_id)["energy_j"] == pytest.approx(1000.0)
+    agent.store.close()
+
+
+def test_a_corrupt_row_fails_its_job_once_and_the_others_run(tmp_path, capsys) -> None:
+    agent, backend = _real_policy_agent(tmp_path)
+    bad, bogus = _command(agent, tmp_path), _command(agent, tmp_path)
+    good = _command(agent, tmp_path)
+    with sqlite3.connect(agent.store.path) as db:
+        db.execute("UPDATE jobs SET after=? WHERE id=?", ('[99999, "x"]', bad))
+        db.execute("UPDATE jobs SET state='bogus' WHERE id=?", (bogus,))
+    agent.recover()  # a restarted daemon reads every row
+    agent.tick()
+    agent.tick()
+    assert [launch.job_id for launch in backend.launches] == [good]
+    why = f"jobs.db row {bad}: after is not a list of job ids"
+    assert agent.store.get(bad)["state"] == "failed"
+    assert agent.store.events(bad)[-1]["reason"] == why
+    assert agent.store.get(bogus)["state"] == "failed"  # the row is kept, its state repaired
+    assert agent.store.events(bogus)[-1]["reason"].startswith(
+        f"jobs.db row {bogus}: state is not one of"
+    )
+    logged = capsys.readouterr().err.splitlines()
+    assert logged.count(f"tensorfab jobs: job {bad} failed: {why}") == 1 and len(logged) == 2
     agent.store.close()

@@ -189,3 +189,40 @@ def test_pages_are_newest_first_and_counts_and_usage_rows_cover_the_window(store
     window = store.usage_rows(since=200.0)
     assert [r["id"] for r in window] == [1, 3, 4, 5, 6, 7]
     assert "spec" not in window[0] and window[1]["state"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem", "shown"),
+    [
+        ("argv", "{not json", "argv is not JSON", []),
+        ("after", '[99999, "x"]', "after is not a list of job ids", []),
+        ("gpus", -5, "gpus is not a whole number of at least 0", 0),
+        (
+            "state",
+            "bogus",
+            "state is not one of queued, held, running, preempted, succeeded, failed, cancelled",
+            "failed",
+        ),
+        ("priority", 999, "priority is not a number 0-9", 0),
+        ("cpus", "two", "cpus is not a whole number of at least 1", 1),
+    ],
+)
+def test_a_hand_edited_row_is_read_with_a_harmless_value_naming_row_and_column(
+    store: Store, column: str, value: object, problem: str, shown: object
+) -> None:
+    good, bad = store.add(_job(), 1.0), store.add(_job(gpus=1), 2.0)
+    with sqlite3.connect(store.path) as db:  # as a person with the sqlite3 shell would
+        db.execute(f"UPDATE jobs SET {column}=? WHERE id=?", (value, bad))
+    row = store.get(bad)
+    assert row["corrupt"] == f"jobs.db row {bad}: {problem}" and row[column] == shown
+    assert "corrupt" not in store.get(good)
+    assert [r["id"] for r in store.jobs()] == [good, bad]  # listed, never dropped
+    usage = {r["id"]: r for r in store.usage_rows(0.0)}
+    assert usage[bad]["gpus"] == (0 if column == "gpus" else 1)
+
+
+def test_ids_beyond_sqlite_integers_name_no_job(store: Store) -> None:
+    store.add(_job(), 1.0)
+    assert store.get(10**26) is None and store.events(10**26) == []
+    assert store.states_of([1, 10**26, -1]) == {1: "queued"}
+    assert len(store.page(10**30, 10**30)) == 0 and len(store.page(0, 10**30)) == 1
