@@ -16,9 +16,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from tensorfab.errors import TensorfabError
@@ -26,13 +27,20 @@ from tensorfab.files import write_text_atomic
 from tensorfab.jobs.actions import apply_action, caller_of
 from tensorfab.jobs.agent import Agent, job_dir
 from tensorfab.jobs.dashboard import COOKIE, OPEN_PATHS, add_dashboard
-from tensorfab.jobs.store import ENDED
-from tensorfab.jobs.submit import Caller, build_job, request_from_json
+from tensorfab.jobs.store import ENDED, MAX_ID
+from tensorfab.jobs.submit import (
+    Caller,
+    build_job,
+    check_run_dir_creatable,
+    request_from_json,
+)
 from tensorfab.jobs.supervisor import STDERR, STDOUT
 from tensorfab.jobs.views import job_view, node_view
 from tensorfab.metrics.prometheus import CONTENT_TYPE
 
 MAX_LOG_CHUNK = 1 << 20
+# a file offset is a signed 64-bit number (seek() refuses more): larger is a bad request
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 
 @dataclass(frozen=True)
@@ -65,9 +73,12 @@ class _Routes:
             body = await request.json()
         except ValueError:
             return _error("request: body is not JSON")
+        except RecursionError:  # json's decoder recurses once per level: {"a": {"a": ...
+            return _error("request: body is nested too deep")
         req = request_from_json(body)
         allow = self.options.allow_test_jobs
         job, spec = build_job(req, self.caller(request), self.agent.node, allow)
+        self._check_after(job.after)
         if job.run_dir:
             self._check_run_dir(job.run_dir)
         job.spec = spec
@@ -77,13 +88,17 @@ class _Routes:
         self.agent.wake.set()
         return JSONResponse({"id": job_id, "run_dir": job.run_dir}, status_code=201)
 
+    def _check_after(self, after: list[int]) -> None:
+        """Each job named by ``after`` must exist: an unknown one could only cancel the job
+        later ("dependency 9999 is unknown"), so it is refused now."""
+        known = self.store.states_of(after)
+        unknown = [str(i) for i in after if i not in known]
+        if unknown:
+            raise TensorfabError(f"after: job {', '.join(unknown)}: no such job")
+
     def _check_run_dir(self, run_dir: str) -> None:
-        """A train job needs a run directory of its own: not there yet, not another job's."""
-        if Path(run_dir).exists():
-            raise TensorfabError(
-                f"{run_dir}: run directory already exists; set output.name (--set "
-                "output.name=NEW) or --run-dir to start another run"
-            )
+        """A train job needs a run directory of its own: one it can make, not another job's."""
+        check_run_dir_creatable(run_dir)
         for row in self.store.jobs(("queued", "held", "running", "preempted")):
             if row["run_dir"] == run_dir:
                 raise TensorfabError(
@@ -104,7 +119,7 @@ class _Routes:
         view["job_dir"] = str(job_dir(self.store, job_id))
         return view
 
-    def logs(self, job_id: int, stream: str = "stdout", offset: int = 0) -> Any:
+    def logs(self, job_id: int, stream: str = "stdout", offset: Offset = 0) -> Any:
         row = self.store.get(job_id)
         if row is None:
             return _error(f"job {job_id}: no such job", 404)
@@ -156,7 +171,19 @@ def create_app(agent: Agent, options: ApiOptions) -> FastAPI:
         return _error(str(exc))
 
     app.add_exception_handler(TensorfabError, bad_input)
+    app.add_exception_handler(RequestValidationError, bad_parameter)
     return app
+
+
+async def bad_parameter(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 ``{"detail": [...]}`` for a path or query value of the wrong type, as
+    the documented 400 ``{"error": "request: query offset: ..."}`` naming the parameter."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if not errors:
+        return _error("request: invalid")
+    first = errors[0]
+    where = " ".join(str(part) for part in first.get("loc", ())) or "request"
+    return _error(f"request: {where}: {first.get('msg', 'invalid')}")
 
 
 def _read_chunk(path: Path, offset: int) -> tuple[str, int]:

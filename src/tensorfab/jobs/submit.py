@@ -20,11 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tensorfab.errors import TensorfabError
 from tensorfab.jobs.policy import Job, Node, fits_anywhere
-from tensorfab.jobs.store import NewJob
+from tensorfab.jobs.store import KINDS, NewJob
 from tensorfab.spec import dump_spec, parse_spec
 
 PRIORITIES = {"low": 2, "normal": 4, "high": 7, "urgent": 9}
-KINDS = ("train", "command", "sleep")
 _COMMAND = re.compile(r"[a-z][a-z0-9-]*")
 
 
@@ -104,6 +103,8 @@ def resolve_train_spec(req: SubmitRequest) -> tuple[str, str]:
     if not isinstance(raw, dict):
         raise TensorfabError("request: spec_yaml: expected a mapping of settings")
     spec = parse_spec(raw, source="request spec_yaml")
+    if req.run_dir is not None and not req.run_dir.strip():
+        raise TensorfabError("run_dir: empty (leave --run-dir out for runs/<name>)")
     if req.run_dir:
         target = Path(req.cwd) / req.run_dir
     else:
@@ -112,6 +113,32 @@ def resolve_train_spec(req: SubmitRequest) -> tuple[str, str]:
     overrides = [f"output.runs_dir={target.parent}", f"output.name={target.name}"]
     spec = parse_spec(spec.model_dump(mode="json"), overrides, source="request spec_yaml")
     return dump_spec(spec), str(target)
+
+
+def check_run_dir_creatable(run_dir: str) -> None:
+    """Refuse at submit a run directory the job could only fail on later: one that exists
+    (a file too), one under a file, one whose folder cannot be made (``/proc/x``, no write
+    permission). The probe makes the directory and its missing parents, then removes what
+    it made: nothing is left behind, and the answer is the filesystem's, not a guess."""
+    target = Path(run_dir)
+    if target.exists() or target.is_symlink():
+        raise TensorfabError(
+            f"{run_dir}: run directory already exists; set output.name (--set "
+            "output.name=NEW) or --run-dir to start another run"
+        )
+    made: list[Path] = []
+    try:
+        for folder in [*reversed(target.parents), target]:
+            if not folder.exists():
+                folder.mkdir()
+                made.append(folder)
+    except OSError as exc:
+        raise TensorfabError(
+            f"{run_dir}: cannot make the run directory ({exc.strerror}: {exc.filename})"
+        ) from None
+    finally:
+        for folder in reversed(made):
+            folder.rmdir()
 
 
 def _command_args(req: SubmitRequest, allow_sleep: bool) -> list[str]:

@@ -186,3 +186,55 @@ def test_the_example_tokens_file_loads() -> None:
     assert table.identify("alice-secret-token") == Identity("alice", ("vision", "nlp"))
     assert table.identify("carol-secret-token") == Identity("carol", ("speech",))
     assert table.identify("alice-secret-token ") is None
+
+
+def test_hostile_requests_are_4xx_with_the_error_body(agent: Agent, tmp_path) -> None:
+    client = _client(agent)
+    job_id = client.post("/jobs", json=_train_body(tmp_path)).json()["id"]
+    deep = client.post("/jobs", content='{"a":' * 100_000)
+    assert (deep.status_code, deep.json()) == (400, {"error": "request: body is nested too deep"})
+    huge = client.get("/jobs/99999999999999999999999999")
+    assert huge.status_code == 404
+    assert huge.json() == {"error": "job 99999999999999999999999999: no such job"}
+    far = client.get(f"/jobs/{job_id}/logs", params={"offset": "99999999999999999999"})
+    assert far.status_code == 400
+    assert far.json()["error"].startswith("request: query offset: Input should be less than")
+    word = client.get("/jobs/abc")
+    assert word.status_code == 400
+    assert word.json() == {
+        "error": "request: path job_id: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    }
+    since = client.get("/report", params={"since": "abc"})
+    assert since.status_code == 400 and since.json()["error"].startswith("request: query since:")
+
+
+def test_submit_refuses_what_could_only_fail_later(agent: Agent, tmp_path) -> None:
+    client = _client(agent)
+    (tmp_path / "afile.txt").write_text("keep\n")
+
+    def refused(**kw: Any) -> str:
+        answer = client.post("/jobs", json=_train_body(tmp_path, **kw))
+        assert answer.status_code == 400
+        return answer.json()["error"]
+
+    assert refused(after=[9999]) == "after: job 9999: no such job"
+    assert refused(after=[0]) == "after: job 0: no such job"
+    assert refused(run_dir="afile.txt").startswith(
+        f"{tmp_path}/afile.txt: run directory already exists;"
+    )
+    assert refused(run_dir="afile.txt/sub") == (
+        f"{tmp_path}/afile.txt/sub: cannot make the run directory (Not a directory: "
+        f"{tmp_path}/afile.txt/sub)"
+    )
+    assert refused(run_dir="/proc/x") == (
+        "/proc/x: cannot make the run directory (No such file or directory: /proc/x)"
+    )
+    assert refused(run_dir="") == "run_dir: empty (leave --run-dir out for runs/<name>)"
+    assert agent.store.jobs() == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile.txt",
+        "state",
+    ]
+    ok = client.post("/jobs", json=_train_body(tmp_path, run_dir="a/b/c")).json()
+    assert ok["run_dir"] == f"{tmp_path}/a/b/c" and not (tmp_path / "a").exists()  # probe undone
+    assert client.post("/jobs", json=_train_body(tmp_path, after=[ok["id"]])).status_code == 201

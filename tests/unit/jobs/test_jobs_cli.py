@@ -54,6 +54,16 @@ def test_submit_of_a_bad_spec_names_file_and_line(tmp_path: Path, capsys) -> Non
     assert (code, err) == (2, f"error: {bad}:3: train.epoch: unknown field")
 
 
+def test_submit_of_a_binary_file_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
+    png = tmp_path / "ok28.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    code, err = _run(["jobs", "submit", str(png), "--url", "http://127.0.0.1:9"], capsys)
+    assert (code, err) == (
+        2,
+        f"error: {png}: not a YAML spec (not UTF-8 text: byte 0x89 at offset 0)",
+    )
+
+
 def test_submit_arguments(capsys) -> None:
     spec = str(REPO / "examples" / "digits-lenet.yaml")
     cases = [
