@@ -164,11 +164,14 @@ def _configure_submit(subs: Any) -> None:
         action="append",
         default=[],
         metavar="ID",
-        help="start only after job ID succeeded (repeatable)",
+        help="start only after job ID succeeded (repeatable; an unknown ID is refused)",
     )
     p.add_argument("--retries", type=int, default=0, help="restarts after a crash (default 0)")
     p.add_argument("--team", help="team to charge (default: your first team)")
-    p.add_argument("--run-dir", help="run directory (default: runs/<name> under this folder)")
+    p.add_argument(
+        "--run-dir",
+        help="new run directory, refused if it exists (default: runs/<name> under this folder)",
+    )
     p.add_argument("--hold", action="store_true", help="queue it held, until `jobs release`")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     _add_client_args(p)

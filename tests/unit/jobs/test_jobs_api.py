@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,3 +239,15 @@ def test_submit_refuses_what_could_only_fail_later(agent: Agent, tmp_path) -> No
     ok = client.post("/jobs", json=_train_body(tmp_path, run_dir="a/b/c")).json()
     assert ok["run_dir"] == f"{tmp_path}/a/b/c" and not (tmp_path / "a").exists()  # probe undone
     assert client.post("/jobs", json=_train_body(tmp_path, after=[ok["id"]])).status_code == 201
+
+
+def test_a_corrupt_row_is_listed_and_reported(agent: Agent, tmp_path) -> None:
+    client = _client(agent)
+    job_id = client.post("/jobs", json=_train_body(tmp_path)).json()["id"]
+    with sqlite3.connect(agent.store.path) as db:
+        db.execute("UPDATE jobs SET gpus=-5, state='bogus' WHERE id=?", (job_id,))
+    (listed,) = client.get("/jobs", params={"all": "true"}).json()
+    assert (listed["state"], listed["gpus"]) == ("failed", 0)
+    assert listed["corrupt"].startswith(f"jobs.db row {job_id}: state is not one of")
+    (reported,) = client.get("/report").json()
+    assert reported["gpus"] == 0 and client.get(f"/jobs/{job_id}").status_code == 200
