@@ -18,12 +18,12 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from tensorfab.advise.model import cpu_from_calibration, op_share
-from tensorfab.advise.record import OpRecorder, OpTimer
+from tensorfab.advise.model import Device, cpu_from_calibration, op_seconds
+from tensorfab.advise.profile import OpLine
+from tensorfab.advise.record import OpRecord, OpRecorder, OpTimer
 from tensorfab.advise.workloads import fp32_step
 from tensorfab.files import write_text_atomic
 from tensorfab.hardware.device import cpu_model
@@ -32,10 +32,20 @@ CALIBRATION = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 REPEATS = 15
 
 
-def _predicted_s(op: Any, device: Any) -> float:
-    share = op_share(device, op.name, op.depth)
-    t_flops = op.flops / (device.tflops["fp32"] * 1e12 * share) if op.flops else 0.0
-    return max(t_flops, op.bytes / (device.bandwidth_gb_s * 1e9 * share))
+def _predicted_s(op: OpRecord, device: Device) -> float:
+    """The model's seconds for one recorded op (advise/model.py's op_seconds, at the
+    recorded op's own shape)."""
+    line = OpLine(
+        op.name,
+        op.dtype,
+        op.kernels,
+        (op.flops, 0.0),
+        (op.bytes, 0.0),
+        op.depth,
+        tuple((float(x), 0.0) for x in op.gemm),
+        op.layout,
+    )
+    return max(op_seconds(line, 1, device, "fp32"))
 
 
 def main(name: str, batch: int, seq_len: int = 128) -> None:

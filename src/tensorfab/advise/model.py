@@ -21,11 +21,17 @@ from typing import Any
 
 import yaml
 
-from tensorfab.advise.profile import Profile
+from tensorfab.advise.profile import OpLine, Profile
 from tensorfab.hardware import Gpu
 
 GB = 1e9
-Share = float | list[list[float]]  # an op class's roofline share: one, or by depth
+# A measured figure over one or more axes: a number, or [[x, Curve], ...] read at x
+# (linearly in log x between the points, flat beyond them), each entry a curve over the
+# next axis: [[depth, share], ...] by convolution depth; [[m, [[n, [[k, tflops]]]]]].
+Curve = float | list[list[Any]]
+# an op class's roofline share: one, a curve by depth, or per convolution layout
+# ("nchw-k5", record.conv_layout) a curve by depth and bytes moved
+Share = Curve | dict[str, Curve]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class Device:
     # a measured run's correction of this device (advise/measured.py): host and device time
     host_scale: float = 1.0
     device_scale: float = 1.0
+    # precision -> a matrix product's TFLOP/s by its M, N, K (a CPU's measured grid);
+    # a precision without one runs every matrix product at ``tflops``
+    gemm_tflops: dict[str, Curve] = field(default_factory=dict)
 
 
 # Op classes a device may run below its rooflines (a CPU's, measured by
@@ -88,22 +97,70 @@ OP_CLASSES = {
 }
 
 
-def op_share(device: Device, name: str, depth: int = 0) -> float:
+def curve_value(curve: Curve, point: tuple[float, ...]) -> float:
+    """``curve`` read at ``point`` (one coordinate per axis, in order): linearly in the log
+    of each coordinate between the measured points, flat beyond the first and last."""
+    if not isinstance(curve, list):
+        return float(curve)
+    x, rest = max(point[0], 1e-12), point[1:]
+    rows = sorted(((float(r[0]), r[1]) for r in curve), key=lambda r: r[0])
+    if x <= rows[0][0]:
+        return curve_value(rows[0][1], rest)
+    for (x0, c0), (x1, c1) in itertools.pairwise(rows):
+        if x <= x1:
+            w = math.log(x / x0) / math.log(x1 / x0)
+            v0, v1 = curve_value(c0, rest), curve_value(c1, rest)
+            return v0 + w * (v1 - v0)
+    return curve_value(rows[-1][1], rest)
+
+
+def op_share(
+    device: Device, name: str, depth: int = 0, layout: str = "", moved: float = 0.0
+) -> float:
     """The share of its roofline an op reaches on ``device``: 1.0 outside the op classes;
     a class measured at several reduction depths (convolutions: a CPU runs a 1-channel
-    3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth,
-    linearly in log depth between the measured points and flat beyond them."""
+    3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth;
+    one measured per layout (memory format and kernel width, ``"nchw-k5"``) takes the
+    layout's curve (the nearest kernel width of its memory format) at the op's depth and
+    bytes moved (a working set past the cache runs slower)."""
     share = device.efficiency.get(OP_CLASSES.get(name, ""), 1.0)
-    if not isinstance(share, list):
-        return float(share)
-    points = sorted((float(d), float(v)) for d, v in share)
-    if depth <= points[0][0]:
-        return points[0][1]
-    for (d0, v0), (d1, v1) in itertools.pairwise(points):
-        if depth <= d1:
-            w = math.log(depth / d0) / math.log(d1 / d0)
-            return v0 + w * (v1 - v0)
-    return points[-1][1]
+    if isinstance(share, dict):
+        share = _layout_curve(share, layout)
+        return curve_value(share, (float(depth), float(moved)))
+    return curve_value(share, (float(depth),))
+
+
+def _layout_curve(curves: dict[str, Curve], layout: str) -> Curve:
+    """The curve of ``layout`` ("nchw-k5"), else of the nearest kernel width in the same
+    memory format, else of the nearest width in any."""
+    if layout in curves:
+        return curves[layout]
+    fmt, _, k = layout.partition("-k")
+    width = int(k) if k.isdigit() else 3
+
+    def distance(key: str) -> tuple[int, int]:
+        f, _, w = key.partition("-k")
+        return (f != fmt, abs(int(w) - width) if w.isdigit() else 99)
+
+    return curves[min(curves, key=distance)]
+
+
+def op_seconds(op: OpLine, batch: int, device: Device, precision: str) -> tuple[float, float]:
+    """(seconds its FLOPs take, seconds its bytes take) of one op at ``batch``: a matrix
+    product at the device's measured TFLOP/s for its shape where there is a grid for its
+    precision, else at the peak; an op class at its measured share of both rooflines."""
+    flops, moved = op.at(batch)
+    prec = _op_precision(op.dtype, precision, device)
+    grid = device.gemm_tflops.get(prec) if op.gemm else None
+    if grid is not None:
+        tflops, share = curve_value(grid, op.gemm_at(batch)), 1.0
+    else:
+        tflops, share = (
+            device.tflops.get(prec, 0.0),
+            op_share(device, op.name, op.depth, op.layout, moved),
+        )
+    t_flops = flops / (tflops * 1e12 * share) if flops and tflops else 0.0
+    return t_flops, moved / (device.bandwidth_gb_s * GB * share)
 
 
 def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
@@ -141,6 +198,7 @@ def cpu_device(
     tflops: dict[str, float],
     bandwidth_gb_s: float,
     efficiency: dict[str, Share] | None = None,
+    gemm_tflops: dict[str, Curve] | None = None,
 ) -> Device:
     """This CPU from its measured peaks (``bench micro``) and op-class efficiencies
     (``benchmarks/advise_calibrate.py``): ops run one after another."""
@@ -157,6 +215,7 @@ def cpu_device(
         kernel_latency_us=0.0,
         launch_us=0.0,
         efficiency=dict(efficiency or {}),
+        gemm_tflops=dict(gemm_tflops or {}),
     )
 
 
@@ -186,13 +245,8 @@ def _op_precision(dtype: str, precision: str, device: Device) -> str:
 def _device_parts(profile: Profile, device: Device, precision: str) -> tuple[float, float, float]:
     """(compute-bound seconds, memory-bound seconds, kernel latency seconds) of the ops."""
     compute = memory = 0.0
-    bw = device.bandwidth_gb_s * GB
     for op in profile.ops:
-        flops, moved = op.at(profile.batch_size)
-        peak = device.tflops.get(_op_precision(op.dtype, precision, device), 0.0) * 1e12
-        share = op_share(device, op.name, op.depth)
-        t_flops = flops / (peak * share) if flops and peak else 0.0
-        t_bytes = moved / (bw * share)
+        t_flops, t_bytes = op_seconds(op, profile.batch_size, device, precision)
         if t_flops > t_bytes:
             compute += t_flops
         else:
@@ -264,7 +318,11 @@ def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
 
 def cpu_from_calibration(data: dict[str, Any]) -> Device:
     """This CPU as ``benchmarks/advise_calibrate.py`` measured it (one thread): matmul
-    peaks, copy bandwidth, op classes below them."""
+    peaks, copy bandwidth, op classes below them, matrix products by shape."""
     return cpu_device(
-        data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"], data.get("efficiency")
+        data.get("device", "cpu"),
+        data["tflops"],
+        data["bandwidth_gb_s"],
+        data.get("efficiency"),
+        data.get("gemm_tflops"),
     )
