@@ -28,8 +28,10 @@ writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,24 +104,116 @@ def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float,
     return found
 
 
-# Generic 3 x 3 convolutions (batch 32, 28 x 28, padding 1), input -> output channels:
-# reduction depths 9 to 576 (input channels x 9), the range of common CNN layers.
-CONV_CHANNELS = ((1, 8), (4, 16), (8, 16), (16, 32), (32, 32), (64, 64))
+# Generic convolutions (padded to keep the image size) in both memory formats, two kernel
+# widths and two channel alignments, at reduction depths c_in x k x k of common CNN layers, on
+# 28 x 28 and 8 x 8 images and at three batch sizes (the bytes an op moves against the
+# CPU's caches).
+CONV_LAYOUTS = ("nchw", "cl")
+CONV_KERNELS = (3, 5)
+# input channels -> 32, and (the "-odd" layouts) channel counts that are no multiple of 16
+CONV_CHANNELS = {"": ((1, 4, 16, 64), 32), "-odd": ((1, 6, 20, 72), 40)}
+CONV_SIDES = (8, 28)
+CONV_BATCHES = (16, 128, 512)
 
 
-def conv_shares(peak_tflops: float) -> dict[str, list[list[float]]]:
-    """Convolution's forward and backward FLOPs / time / the matmul peak, at each depth of
-    CONV_CHANNELS: a CPU runs a few-channel convolution far below a many-channel one."""
-    found: dict[str, list[list[float]]] = {"convolution": [], "convolution_backward": []}
-    for c_in, c_out in CONV_CHANNELS:
-        torch.manual_seed(0)
-        x = torch.randn(32, c_in, 28, 28, requires_grad=True)
-        conv = nn.Conv2d(c_in, c_out, 3, padding=1)
-        ops = per_op(lambda conv=conv, x=x: conv(x).sum().backward())
-        for name, rows in found.items():
-            flops, _, seconds = ops[name]
-            rows.append([c_in * 9, flops / seconds / (peak_tflops * 1e12)])
+def _conv_step(
+    layout: str, k: int, channels: tuple[int, int], side: int, batch: int
+) -> Callable[[], None]:
+    torch.manual_seed(0)
+    c_in, c_out = channels
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+    x = torch.randn(batch, c_in, side, side).contiguous(memory_format=fmt).requires_grad_()
+    conv = nn.Conv2d(c_in, c_out, k, padding=k // 2).to(memory_format=fmt)
+    return lambda: conv(x).sum().backward()
+
+
+def _conv_curves(layout: str, k: int, odd: str, peak_tflops: float) -> dict[str, list]:
+    """One layout's forward and backward shares: [[depth, [[pixels, [[bytes, share]]]]]]."""
+    found: dict[str, list] = {"convolution": [], "convolution_backward": []}
+    in_channels, c_out = CONV_CHANNELS[odd]
+    for c_in in in_channels:
+        by_side: dict[str, list] = {name: [] for name in found}
+        for side in CONV_SIDES:
+            points: dict[str, list] = {name: [] for name in found}
+            for batch in CONV_BATCHES:
+                ops = per_op(_conv_step(layout, k, (c_in, c_out), side, batch), repeats=3)
+                for name, rows in points.items():
+                    flops, nbytes, seconds = ops[name]
+                    rows.append([nbytes, flops / seconds / (peak_tflops * 1e12)])
+            for name in found:
+                by_side[name].append([side * side, points[name]])
+        for name in found:
+            found[name].append([c_in * k * k, by_side[name]])
     return found
+
+
+def conv_shares(peak_tflops: float) -> dict[str, dict[str, list]]:
+    """Convolution's forward and backward FLOPs / time / the matmul peak, per layout
+    ("nchw-k5") by reduction depth, output positions per image and bytes moved: a CPU runs
+    a few-channel convolution far below a many-channel one, small images below large
+    ones, and a large batch's below a small one's (its tensors leave the cache)."""
+    found: dict[str, dict[str, list]] = {"convolution": {}, "convolution_backward": {}}
+    for layout, k, odd in itertools.product(CONV_LAYOUTS, CONV_KERNELS, CONV_CHANNELS):
+        for name, curves in _conv_curves(layout, k, odd, peak_tflops).items():
+            found[name][f"{layout}-k{k}{odd}"] = curves
+    return found
+
+
+# A generic grid of matrix products a[M, K] @ w[N, K]^T (nn.Linear's layout), log-spaced.
+GEMM_M = (1, 4, 16, 64, 256, 1024, 4096)
+GEMM_NK = (64, 256, 1024, 4096)
+
+
+def llc_bytes() -> int:
+    """The last-level cache's size (sysfs), 64 MiB if it cannot be read."""
+    path = Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
+    text = path.read_text().strip() if path.is_file() else ""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    if text[:-1].isdigit() and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return 64 * 2**20
+
+
+def _cold_s(
+    op: Callable[[], Any], warm: torch.Tensor, evict: torch.Tensor, clock: Callable[[], float]
+) -> float:
+    """The least time of 3 calls of ``op``, each after reading a buffer the size of the
+    last-level cache and then ``warm`` (not timed): the weight comes from memory, as in a
+    whole step, where the ops since its last use evicted it, and the activation from the
+    cache, as the op before has just written it."""
+    op()
+    best = float("inf")
+    for _ in range(3):
+        evict.sum()
+        warm.sum()
+        t0 = clock()
+        op()
+        best = min(best, clock() - t0)
+    return best
+
+
+def gemm_grid(dtype: torch.dtype) -> list:
+    """TFLOP/s of each product of the grid, weight cold and activation warm, less the
+    time of a 1 x 1 x 1 product (dispatch, which advise counts as host time), as
+    [[m, [[n, [[k, tflops]]]]]].
+    bf16 by process CPU time (oneDNN may run it outside the calling thread)."""
+    clock = time.thread_time if dtype == torch.float32 else time.process_time
+    evict = torch.ones(llc_bytes() // 4)
+    one = torch.ones(1, 1, dtype=dtype)
+    floor = _cold_s(lambda: torch.mm(one, one), one, evict, clock)
+    grid = []
+    for m in GEMM_M:
+        rows = []
+        for n in GEMM_NK:
+            points = []
+            for k in GEMM_NK:
+                a, w = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
+                out = torch.empty(m, n, dtype=dtype)
+                s = _cold_s(lambda a=a, w=w, o=out: torch.mm(a, w.t(), out=o), a, evict, clock)
+                points.append([k, 2 * m * n * k / max(s - floor, 0.1 * s) / 1e12])
+            rows.append([n, points])
+        grid.append([m, rows])
+    return grid
 
 
 def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, Any]:
@@ -153,6 +247,8 @@ def main() -> None:
         "tflops": {"fp32": matmul_tflops(torch.float32)},
         "bandwidth_gb_s": add_gb_s(),
         "copy_gb_s": copy_gb_s(),  # for reference: memcpy of 64 MiB, not used by the model
+        "llc_bytes": llc_bytes(),
+        "gemm_tflops": {"fp32": gemm_grid(torch.float32), "bf16": gemm_grid(torch.bfloat16)},
     }
     result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_gb_s"])
     write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")

@@ -44,6 +44,7 @@ def _predicted_s(op: OpRecord, device: Device) -> float:
         op.depth,
         tuple((float(x), 0.0) for x in op.gemm),
         op.layout,
+        op.pixels,
     )
     return max(op_seconds(line, 1, device, "fp32"))
 

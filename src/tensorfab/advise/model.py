@@ -30,7 +30,7 @@ GB = 1e9
 # next axis: [[depth, share], ...] by convolution depth; [[m, [[n, [[k, tflops]]]]]].
 Curve = float | list[list[Any]]
 # an op class's roofline share: one, a curve by depth, or per convolution layout
-# ("nchw-k5", record.conv_layout) a curve by depth and bytes moved
+# ("nchw-k5", record.conv_layout) a curve by depth, output positions per image and bytes
 Share = Curve | dict[str, Curve]
 
 
@@ -115,32 +115,38 @@ def curve_value(curve: Curve, point: tuple[float, ...]) -> float:
 
 
 def op_share(
-    device: Device, name: str, depth: int = 0, layout: str = "", moved: float = 0.0
+    device: Device, name: str, depth: int = 0, layout: str = "", size: tuple[float, float] = (0, 0)
 ) -> float:
     """The share of its roofline an op reaches on ``device``: 1.0 outside the op classes;
     a class measured at several reduction depths (convolutions: a CPU runs a 1-channel
     3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth;
     one measured per layout (memory format and kernel width, ``"nchw-k5"``) takes the
-    layout's curve (the nearest kernel width of its memory format) at the op's depth and
-    bytes moved (a working set past the cache runs slower)."""
+    layout's curve (the nearest kernel width of its memory format) at the op's depth,
+    then ``size``: its output positions per image and its bytes moved (small images and
+    a working set past the cache run slower)."""
     share = device.efficiency.get(OP_CLASSES.get(name, ""), 1.0)
     if isinstance(share, dict):
         share = _layout_curve(share, layout)
-        return curve_value(share, (float(depth), float(moved)))
+        return curve_value(share, (float(depth), float(size[0]), float(size[1])))
     return curve_value(share, (float(depth),))
 
 
 def _layout_curve(curves: dict[str, Curve], layout: str) -> Curve:
-    """The curve of ``layout`` ("nchw-k5"), else of the nearest kernel width in the same
-    memory format, else of the nearest width in any."""
+    """The curve of ``layout`` ("nchw-k5-odd"), else the nearest: the same memory format
+    first, then the same channel alignment, then the nearest kernel width."""
     if layout in curves:
         return curves[layout]
-    fmt, _, k = layout.partition("-k")
-    width = int(k) if k.isdigit() else 3
 
-    def distance(key: str) -> tuple[int, int]:
-        f, _, w = key.partition("-k")
-        return (f != fmt, abs(int(w) - width) if w.isdigit() else 99)
+    def parts(key: str) -> tuple[str, int, bool]:
+        fmt, _, rest = key.partition("-k")
+        width, _, odd = rest.partition("-")
+        return fmt, int(width) if width.isdigit() else 3, odd == "odd"
+
+    fmt, width, odd = parts(layout)
+
+    def distance(key: str) -> tuple[bool, bool, int]:
+        f, w, o = parts(key)
+        return f != fmt, o != odd, abs(w - width)
 
     return curves[min(curves, key=distance)]
 
@@ -157,7 +163,7 @@ def op_seconds(op: OpLine, batch: int, device: Device, precision: str) -> tuple[
     else:
         tflops, share = (
             device.tflops.get(prec, 0.0),
-            op_share(device, op.name, op.depth, op.layout, moved),
+            op_share(device, op.name, op.depth, op.layout, (op.pixels, moved)),
         )
     t_flops = flops / (tflops * 1e12 * share) if flops and tflops else 0.0
     return t_flops, moved / (device.bandwidth_gb_s * GB * share)

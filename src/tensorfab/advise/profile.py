@@ -56,6 +56,7 @@ class OpLine:
     depth: int = 0  # a convolution's reduction depth (record.conv_depth): its CPU share
     gemm: tuple[tuple[float, float], ...] = ()  # a matrix product's M, N, K: lines in B
     layout: str = ""  # a convolution's memory format and kernel (record.conv_layout)
+    pixels: int = 0  # a convolution's output positions per image (record.conv_pixels)
 
     def at(self, batch: int) -> tuple[float, float]:
         """(FLOPs, bytes) at batch size ``batch``, never below zero."""
@@ -172,6 +173,7 @@ def fit_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[OpLin
                 x.depth,
                 gemm,
                 x.layout,
+                x.pixels,
             )
         )
     return tuple(lines)

@@ -50,6 +50,7 @@ class OpRecord:
     depth: int = 0  # a convolution's reduction depth (see conv_depth); 0 for other ops
     gemm: tuple[int, ...] = ()  # a matrix product's (M, N, K) per matrix (see gemm_shape)
     layout: str = ""  # a 2-D convolution's memory format and kernel (see conv_layout)
+    pixels: int = 0  # a 2-D convolution's output positions per image (see conv_pixels)
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
@@ -153,8 +154,10 @@ _CONV_INPUT_ARG = {"convolution": 0, "mkldnn_convolution": 0, "convolution_backw
 
 def conv_layout(name: str, args: tuple) -> str:
     """A 2-D convolution's input memory format and kernel width, ``"nchw-k5"`` or
-    ``"cl-k3"`` (channels-last): a CPU's convolution kernels differ by both; "" for any
-    other op (and for 1-D and 3-D convolutions)."""
+    ``"cl-k3"`` (channels-last), ``-odd`` added when its input or output channels are not
+    a multiple of 16 (a CPU's vector kernels block channels by 16: 20 -> 50 channels ran
+    at half the rate of 16 -> 48 on this session's CPU); "" for any other op (and for 1-D
+    and 3-D convolutions)."""
     i, w = _CONV_INPUT_ARG.get(name), _CONV_WEIGHT_ARG.get(name)
     if i is None or w is None or len(args) <= max(i, w):
         return ""
@@ -162,7 +165,20 @@ def conv_layout(name: str, args: tuple) -> str:
     if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() != 4:
         return ""
     cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    return f"{'cl' if cl else 'nchw'}-k{int(weight.shape[-1])}"
+    odd = weight.shape[0] % 16 or weight.shape[1] % 16
+    return f"{'cl' if cl else 'nchw'}-k{int(weight.shape[-1])}{'-odd' if odd else ''}"
+
+
+def conv_pixels(name: str, args: tuple, out: Any) -> int:
+    """Output positions per image of a 2-D convolution (its output's, or for the backward
+    its gradient's, H x W): a CPU runs a convolution on 8 x 8 images below one on 28 x 28;
+    0 for any other op."""
+    if name not in _CONV_INPUT_ARG:
+        return 0
+    y = args[0] if name == "convolution_backward" else out
+    if not isinstance(y, torch.Tensor) or y.dim() != 4:
+        return 0
+    return int(y.shape[-2] * y.shape[-1])
 
 
 def _kernels(name: str, inputs: list[torch.Tensor], view: bool) -> int:
@@ -225,6 +241,7 @@ class OpRecorder(TorchDispatchMode):
                 conv_depth(name, args),
                 gemm_shape(name, args),
                 conv_layout(name, args),
+                conv_pixels(name, args, out),
             )
         )
         self.track(outputs)

@@ -228,18 +228,22 @@ def test_a_matrix_product_runs_at_the_grid_figure_of_its_shape() -> None:
     assert op_seconds(bf16, 1, cpu, "fp32")[0] == 0.0
 
 
-def test_a_convolution_share_follows_its_layout_depth_and_bytes() -> None:
+def test_a_convolution_share_follows_its_layout_depth_image_size_and_bytes() -> None:
+    # depth -> output positions per image -> bytes moved -> share
     curves = {
-        "nchw-k3": [[9, [[1e6, 0.4], [1e8, 0.1]]], [90, 0.8]],
-        "cl-k5": [[25, [[1e6, 0.6]]]],
+        "nchw-k3": [[9, [[784, [[1e6, 0.4], [1e8, 0.1]]], [64, 0.2]]], [90, 0.8]],
+        "cl-k5": [[25, 0.6]],
+        "nchw-k5-odd": [[25, 0.05]],
     }
     cpu = cpu_device("cpu", {"fp32": 0.1}, 10.0, {"convolution": curves})
-    assert op_share(cpu, "convolution", 9, "nchw-k3", 1e7) == pytest.approx(0.25)
-    assert op_share(cpu, "convolution", 9, "nchw-k5", 1e7) == pytest.approx(0.25)  # nearest k
-    assert op_share(cpu, "convolution", 900, "cl-k3", 1e9) == pytest.approx(0.6)  # its format
-    assert op_share(cpu, "convolution", 30, "nchw-k3", 1e8) == pytest.approx(
-        0.1 + 0.7 * 0.523, abs=1e-3
-    )
+    assert op_share(cpu, "convolution", 9, "nchw-k3", (784, 1e7)) == pytest.approx(0.25)
+    assert op_share(cpu, "convolution", 9, "nchw-k5", (784, 1e7)) == pytest.approx(0.25)
+    assert op_share(cpu, "convolution", 9, "nchw-k3", (224, 1e8)) == pytest.approx(0.15)
+    assert op_share(cpu, "convolution", 900, "cl-k3", (1, 1e9)) == pytest.approx(0.6)
+    # not measured: the same format, then the same channel alignment, then the kernel
+    assert op_share(cpu, "convolution", 9, "nchw-k3-odd", (1, 1)) == pytest.approx(0.05)
+    share = op_share(cpu, "convolution", 30, "nchw-k3", (784, 1e8))  # 0.52 of the way in log
+    assert share == pytest.approx(0.1 + 0.7 * 0.523, abs=1e-3)
 
 
 def test_an_epoch_scales_the_prepared_rows_to_the_whole_split() -> None:
