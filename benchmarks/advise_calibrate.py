@@ -8,16 +8,23 @@ memory: measured beside other jobs the figures move by 10-20 %, so the validatio
 
 * ``host_op_us``: a width-4 MLP (compute negligible) takes Adam steps; step CPU time / the
   ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
-* ``tflops``: a 512 x 512 fp32 matmul; ``bandwidth_gb_s``: STREAM's add on 8 MiB fp32
-  tensors (3 x size / time; a 64 MiB byte copy, ``copy_gb_s``, is kept for reference:
-  memcpy runs 2-4x faster than the elementwise kernels a step's memory-bound ops are).
+* ``tflops``: a 512 x 512 fp32 matmul (warm: the reference the op-class shares are
+  of); ``bandwidth_gb_s``: STREAM's add on 8 MiB fp32 tensors (3 x size / time; a 64 MiB
+  byte copy, ``copy_gb_s``, is kept for reference: memcpy runs 2-4x faster than the
+  elementwise kernels a step's memory-bound ops are).
+* ``gemm_tflops``: fp32 and bf16 matrix products a[M, K] @ w[N, K]^T on a log-spaced
+  grid (M 1-4096, N and K 64-4096), each timed after reading a buffer the size of the
+  last-level cache and then ``a`` (the weight comes from memory, the activation from the
+  cache, as in a whole step), less a 1 x 1 x 1 product's dispatch time: advise prices each
+  product of a step at its shape, read in the grid (until session 16 every product ran at
+  the one 512 x 512 peak, above what a 128-row 768-wide product reaches).
 * ``efficiency``: op classes that run far below those two rooflines on a CPU, each timed
   on generic shapes (not a validated workload's), each op on its own (its thread CPU
   time inside a dispatch mode, the least of the repeats): ``convolution`` and
-  ``convolution_backward`` by reduction depth (3 x 3 conv2d layers of 1 -> 8 up to
-  64 -> 64 channels on 32 x C x 28 x 28: FLOPs by PyTorch's formulas / time / the matmul
-  peak; one 32-channel share, the first sessions', priced a 1-channel layer 5-10x too
-  fast), ``pooling`` and ``pooling_backward``
+  ``convolution_backward`` per layout (memory format NCHW or channels-last, kernel 3 or
+  5, channels multiples of 16 or not: ``nchw-k5-odd``), by reduction depth, output
+  positions per image (8 x 8, 28 x 28) and bytes moved (batch 16, 64, 256): FLOPs by
+  PyTorch's formulas / time / the matmul peak; ``pooling`` and ``pooling_backward``
   (2 x 2 max pooling of a 32 x 32 x 28 x 28 tensor: bytes read and written / time / the
   bandwidth). Forward and backward apart: one share for both (the first sessions') hid a
   pooling forward 8x slower per byte than its backward.
@@ -113,7 +120,7 @@ CONV_KERNELS = (3, 5)
 # input channels -> 32, and (the "-odd" layouts) channel counts that are no multiple of 16
 CONV_CHANNELS = {"": ((1, 4, 16, 64), 32), "-odd": ((1, 6, 20, 72), 40)}
 CONV_SIDES = (8, 28)
-CONV_BATCHES = (16, 128, 512)
+CONV_BATCHES = (16, 64, 256)
 
 
 def _conv_step(
@@ -136,7 +143,7 @@ def _conv_curves(layout: str, k: int, odd: str, peak_tflops: float) -> dict[str,
         for side in CONV_SIDES:
             points: dict[str, list] = {name: [] for name in found}
             for batch in CONV_BATCHES:
-                ops = per_op(_conv_step(layout, k, (c_in, c_out), side, batch), repeats=3)
+                ops = per_op(_conv_step(layout, k, (c_in, c_out), side, batch), repeats=2)
                 for name, rows in points.items():
                     flops, nbytes, seconds = ops[name]
                     rows.append([nbytes, flops / seconds / (peak_tflops * 1e12)])
@@ -236,7 +243,7 @@ def main() -> None:
     torch.set_num_threads(1)
     result = {
         "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op thread",
-        "date": "2026-11-30",
+        "date": "2026-12-01",
         "command": "nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_calibrate.py",
         "load_average_1min": float(Path("/proc/loadavg").read_text().split()[0]),
         "torch": torch.__version__,

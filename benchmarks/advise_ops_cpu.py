@@ -77,7 +77,7 @@ def main(name: str, batch: int, seq_len: int = 128) -> None:
     rows = sorted(table.items(), key=lambda kv: -kv[1]["measured_ms"])
     result = {
         "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op thread",
-        "date": "2026-11-30",
+        "date": "2026-12-01",
         "command": f"nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py "
         f"{name} {batch}",
         "load_average_1min": float(Path("/proc/loadavg").read_text().split()[0]),

@@ -94,7 +94,7 @@ def main(part: str) -> None:
         "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op "
         "thread, thread CPU time, pinned to core 0 (taskset -c 0)",
         f"load_average_1min_{part}": float(Path("/proc/loadavg").read_text().split()[0]),
-        "date": "2026-11-30",
+        "date": "2026-12-01",
         "command": "nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_validate_cpu.py "
         "time; MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=0 nice -n 10 taskset -c 0 "
         ".venv/bin/python benchmarks/advise_validate_cpu.py memory",
