@@ -148,15 +148,12 @@ def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
         assert ratios["memory"] == pytest.approx(1.0, abs=0.10), run_id
 
 
-def test_cpu_step_times_minilm_within_25_percent_lenet_and_bert_below() -> None:
-    """This CPU (an Intel Xeon this session, measured with its calibration back to back,
-    docs/advise.md): minilm NER 0.78 (met); bert-base inference 0.73 and LeNet 0.75 at
-    batch 64 at the edge, LeNet 0.64 at 512 (missed): the ops of a whole step run slower
-    than the same ops timed alone in the calibration (LeNet's 5 x 5 convolutions 2-3x).
-    The host part is measured as the test runs, so what is asserted keeps a margin:
-    minilm within 25 %, bert-base within 35 %, LeNet 0.55-1.25."""
-    ratios = {k: v["time"] for k, v in cpu_comparison().items()}
-    assert ratios["minilm-ner-b16-fp32"] == pytest.approx(1.0, abs=0.25)
-    assert ratios["bert-base-infer-b1-s128-fp32"] == pytest.approx(1.0, abs=0.35)
-    for run_id in ("lenet-train-b64-fp32", "lenet-train-b512-fp32"):
-        assert 0.55 < ratios[run_id] < 1.25, run_id
+def test_cpu_step_times_within_25_percent() -> None:
+    """Target met for all four on this CPU (an Intel Xeon), measured with its calibration
+    back to back (run E, session 16, docs/advise.md): LeNet 0.87 at batch 64 and 512,
+    bert-base inference 0.94, minilm NER 1.14, since matrix products are priced by their
+    shape in a measured grid and convolutions by memory format, kernel, channel
+    alignment, image size and bytes moved (run D, one 512 x 512 peak and a depth curve:
+    0.64-0.76). The host part (1-13 ms of 22-250) is measured as the test runs."""
+    for run_id, ratios in cpu_comparison().items():
+        assert ratios["time"] == pytest.approx(1.0, abs=0.25), run_id
