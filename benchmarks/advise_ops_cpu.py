@@ -7,6 +7,7 @@ the repeated steps, and sets it beside the model's time for that op (the rooflin
 diagnosis of the model, not a calibration: nothing here is read back by advise.
 
     nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py lenet-train 64
+(or ``bert-base-infer 1``, or ``minilm-ner 16``: the engine's step of the minilm spec)
 writes benchmarks/results/cpu-2026-11-30-advise-ops-<workload>-b<batch>.json.
 """
 
@@ -17,9 +18,11 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from advise_validate_cpu import minilm_step
 
 from tensorfab.advise.model import Device, cpu_from_calibration, op_seconds
 from tensorfab.advise.profile import OpLine
@@ -49,9 +52,17 @@ def _predicted_s(op: OpRecord, device: Device) -> float:
     return max(op_seconds(line, 1, device, "fp32"))
 
 
+def _step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
+    """A named workload's fp32 step, or (``minilm-ner``) the engine's step of
+    examples/conll2003-minilm.yaml as advise_validate_cpu.py times it."""
+    if name == "minilm-ner":
+        return minilm_step(batch)
+    return fp32_step(name, batch, seq_len)
+
+
 def main(name: str, batch: int, seq_len: int = 128) -> None:
     torch.set_num_threads(1)
-    step = fp32_step(name, batch, seq_len)
+    step = _step(name, batch, seq_len)
     step()
     recorder = OpRecorder()
     with recorder:
