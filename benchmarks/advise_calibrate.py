@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from tensorfab.advise.host import least_thread_s
+from tensorfab.advise.model import curve_value, op_class
 from tensorfab.advise.record import OpRecorder, OpTimer
 from tensorfab.advise.workloads import tiny_mlp_step
 from tensorfab.files import write_text_atomic
@@ -90,6 +91,19 @@ def add_gb_s(numel: int = 2**21) -> float:
     with a large last-level cache a byte copy runs 2-4x faster than they do."""
     a, b, out = torch.rand(numel), torch.rand(numel), torch.empty(numel)
     return 3 * numel * 4 / best_cpu_s(lambda: torch.add(a, b, out=out), 20) / 1e9
+
+
+def add_curve() -> list[list[float]]:
+    """STREAM's add at 0.2 MiB to 768 MiB moved: [[bytes, GB/s]], each size on warm
+    buffers (the least of the repeats), so a working set in the caches runs at their
+    speed and one past the last level at memory's."""
+    curve = []
+    for e in range(14, 27, 2):
+        n = 2**e
+        a, b, out = torch.rand(n), torch.rand(n), torch.empty(n)
+        seconds = best_cpu_s(lambda a=a, b=b, o=out: torch.add(a, b, out=o), max(3, 2 ** (22 - e)))
+        curve.append([3 * n * 4, 3 * n * 4 / seconds / 1e9])
+    return curve
 
 
 def per_op(step: Callable[[], Any], repeats: int = 10) -> dict[str, tuple[float, float, float]]:
@@ -223,19 +237,57 @@ def gemm_grid(dtype: torch.dtype) -> list:
     return grid
 
 
-def op_class_efficiency(peak_tflops: float, bandwidth_gb_s: float) -> dict[str, Any]:
+def _optimizer_step(fused: bool) -> Callable[[], None]:
+    """An AdamW step (fused, or foreach with gradient clipping's norm) over 16 generic
+    256 x 256 parameters with gradients."""
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(256, 256)) for _ in range(16)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    kind = {"fused": True} if fused else {"foreach": True}
+    optimizer = torch.optim.AdamW(params, lr=1e-4, **kind)
+
+    def step() -> None:
+        if not fused:
+            torch._foreach_norm([p.grad for p in params])
+        optimizer.step()
+
+    return step
+
+
+def memory_classes(bandwidth: Callable[[float], float]) -> dict[str, float]:
+    """Shares of the bandwidth (bytes / time / ``bandwidth`` GB/s at those bytes, the add's
+    curve) of the op classes of memory-bound
+    ops a CPU runs far below it, each class the ops advise's model puts in it
+    (``op_class``), each on a generic shape: pooling and its backward (2 x 2 max pooling
+    of 32 x 32 x 28 x 28), dropout's random numbers (on the same tensor), an embedding's
+    backward (8192 x 256 table, 2048 lookups), optimizer kernels (AdamW over 16 x 256 x
+    256 parameters, foreach with a gradient norm, or fused)."""
     torch.manual_seed(0)
     x = torch.randn(32, 32, 28, 28, requires_grad=True)
-    pools = per_op(lambda: nn.functional.max_pool2d(x, 2).sum().backward())
+    table = nn.Embedding(8192, 256)
+    ids = torch.randint(0, 8192, (32, 64))
+    steps = {
+        ("pooling", "pooling_backward"): lambda: nn.functional.max_pool2d(x, 2).sum().backward(),
+        ("random",): lambda: nn.functional.dropout(x.detach(), 0.1, training=True),
+        ("embedding_backward",): lambda: table(ids).sum().backward(),
+        ("foreach",): _optimizer_step(fused=False),
+        ("fused_optimizer",): _optimizer_step(fused=True),
+    }
+    found = {}
+    for classes, step in steps.items():
+        ops = per_op(step)
+        for cls in classes:
+            picked = [v for name, v in ops.items() if op_class(name) == cls]
+            at_curve = sum(b / (bandwidth(b) * 1e9) for _, b, _ in picked)
+            found[cls] = at_curve / sum(t for _, _, t in picked)
+    return found
 
-    def moved(op: str) -> float:
-        _, nbytes, seconds = pools[op]
-        return nbytes / seconds / (bandwidth_gb_s * 1e9)
 
+def op_class_efficiency(peak_tflops: float, curve: list[list[float]]) -> dict[str, Any]:
     return {
         **conv_shares(peak_tflops),
-        "pooling": moved("max_pool2d_with_indices"),
-        "pooling_backward": moved("max_pool2d_with_indices_backward"),
+        **memory_classes(lambda nbytes: curve_value(curve, (nbytes,))),
     }
 
 
@@ -254,10 +306,11 @@ def main() -> None:
         "tflops": {"fp32": matmul_tflops(torch.float32)},
         "bandwidth_gb_s": add_gb_s(),
         "copy_gb_s": copy_gb_s(),  # for reference: memcpy of 64 MiB, not used by the model
+        "bandwidth_curve": add_curve(),
         "llc_bytes": llc_bytes(),
         "gemm_tflops": {"fp32": gemm_grid(torch.float32), "bf16": gemm_grid(torch.bfloat16)},
     }
-    result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_gb_s"])
+    result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_curve"])
     write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -79,6 +79,8 @@ class Device:
     # precision -> a matrix product's TFLOP/s by its M, N, K (a CPU's measured grid);
     # a precision without one runs every matrix product at ``tflops``
     gemm_tflops: dict[str, Curve] = field(default_factory=dict)
+    # GB/s by the bytes an op moves (a CPU's: its caches, then memory); None: the one figure
+    bandwidth_curve: Curve | None = None
 
 
 # Op classes a device may run below its rooflines (a CPU's, measured by
@@ -94,7 +96,23 @@ OP_CLASSES = {
     "avg_pool2d": "pooling",
     "max_pool2d_with_indices_backward": "pooling_backward",
     "avg_pool2d_backward": "pooling_backward",
+    # memory-bound ops a CPU runs far below the add's bandwidth (session 16, minilm op by
+    # op: dropout's random numbers 0.6 ms priced against 14.8 measured, the embedding's
+    # backward, a zeroed table plus a scatter, 2.0 against 20.1)
+    "bernoulli_": "random",
+    "bernoulli": "random",
+    "embedding_dense_backward": "embedding_backward",
 }
+# optimizer kernels by prefix: one multi-tensor op per step (fused AdamW 14.9 ms priced
+# against 32.1 for minilm; LeNet's foreach Adam ops 4x fast on small tensors)
+OP_CLASS_PREFIXES = {"_foreach_": "foreach", "_fused_": "fused_optimizer"}
+
+
+def op_class(name: str) -> str:
+    """The class an op is priced in ("" for none: the roofline)."""
+    if name in OP_CLASSES:
+        return OP_CLASSES[name]
+    return next((c for p, c in OP_CLASS_PREFIXES.items() if name.startswith(p)), "")
 
 
 def curve_value(curve: Curve, point: tuple[float, ...]) -> float:
@@ -124,7 +142,7 @@ def op_share(
     layout's curve (the nearest kernel width of its memory format) at the op's depth,
     then ``size``: its output positions per image and its bytes moved (small images and
     a working set past the cache run slower)."""
-    share = device.efficiency.get(OP_CLASSES.get(name, ""), 1.0)
+    share = device.efficiency.get(op_class(name), 1.0)
     if isinstance(share, dict):
         share = _layout_curve(share, layout)
         return curve_value(share, (float(depth), float(size[0]), float(size[1])))
@@ -166,7 +184,16 @@ def op_seconds(op: OpLine, batch: int, device: Device, precision: str) -> tuple[
             op_share(device, op.name, op.depth, op.layout, (op.pixels, moved)),
         )
     t_flops = flops / (tflops * 1e12 * share) if flops and tflops else 0.0
-    return t_flops, moved / (device.bandwidth_gb_s * GB * share)
+    return t_flops, moved / (bandwidth_at(device, moved) * GB * share)
+
+
+def bandwidth_at(device: Device, moved: float) -> float:
+    """GB/s of an op moving ``moved`` bytes: read in the device's curve by size where it
+    has one (a CPU: 25 GB/s while the bytes fit its last-level cache, 12 past it), else
+    its one figure."""
+    if device.bandwidth_curve is None:
+        return device.bandwidth_gb_s
+    return curve_value(device.bandwidth_curve, (moved,))
 
 
 def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
@@ -205,6 +232,7 @@ def cpu_device(
     bandwidth_gb_s: float,
     efficiency: dict[str, Share] | None = None,
     gemm_tflops: dict[str, Curve] | None = None,
+    bandwidth_curve: Curve | None = None,
 ) -> Device:
     """This CPU from its measured peaks (``bench micro``) and op-class efficiencies
     (``benchmarks/advise_calibrate.py``): ops run one after another."""
@@ -222,6 +250,7 @@ def cpu_device(
         launch_us=0.0,
         efficiency=dict(efficiency or {}),
         gemm_tflops=dict(gemm_tflops or {}),
+        bandwidth_curve=bandwidth_curve,
     )
 
 
@@ -331,4 +360,5 @@ def cpu_from_calibration(data: dict[str, Any]) -> Device:
         data["bandwidth_gb_s"],
         data.get("efficiency"),
         data.get("gemm_tflops"),
+        data.get("bandwidth_curve"),
     )

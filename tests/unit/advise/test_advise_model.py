@@ -15,6 +15,7 @@ from tensorfab.advise.model import (
     gpu_device,
     host_dispatch_s,
     load_constants,
+    op_class,
     op_seconds,
     op_share,
     step_time,
@@ -244,6 +245,21 @@ def test_a_convolution_share_follows_its_layout_depth_image_size_and_bytes() -> 
     assert op_share(cpu, "convolution", 9, "nchw-k3-odd", (1, 1)) == pytest.approx(0.05)
     share = op_share(cpu, "convolution", 30, "nchw-k3", (784, 1e8))  # 0.52 of the way in log
     assert share == pytest.approx(0.1 + 0.7 * 0.523, abs=1e-3)
+
+
+def test_a_cpu_op_moves_its_bytes_at_the_bandwidth_of_their_size_and_its_class() -> None:
+    curve = [[1e6, 80.0], [1e8, 20.0]]  # GB/s: in the cache, then memory
+    shares = {"random": 0.05, "foreach": 0.5}
+    cpu = cpu_device("cpu", {"fp32": 0.1}, 25.0, shares, bandwidth_curve=curve)
+    add = OpLine("add", "float32", 1, (0.0, 0.0), (1e7, 0.0))  # half way in log: 50 GB/s
+    assert op_seconds(add, 1, cpu, "fp32")[1] == pytest.approx(1e7 / 50e9)
+    assert op_seconds(replace(add, bytes=(1e9, 0.0)), 1, cpu, "fp32")[1] == pytest.approx(0.05)
+    rng, adam = replace(add, name="bernoulli_"), replace(add, name="_foreach_addcdiv_")
+    assert op_seconds(rng, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (50e9 * 0.05))
+    assert op_seconds(adam, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (50e9 * 0.5))
+    assert op_class("_fused_adamw_") == "fused_optimizer" and op_class("add") == ""
+    flat = cpu_device("cpu", {"fp32": 0.1}, 25.0)  # no curve: the one figure
+    assert op_seconds(add, 1, flat, "fp32")[1] == pytest.approx(1e7 / 25e9)
 
 
 def test_an_epoch_scales_the_prepared_rows_to_the_whole_split() -> None:
