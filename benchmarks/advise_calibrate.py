@@ -8,10 +8,12 @@ memory: measured beside other jobs the figures move by 10-20 %, so the validatio
 
 * ``host_op_us``: a width-4 MLP (compute negligible) takes Adam steps; step CPU time / the
   ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
-* ``tflops``: a 512 x 512 fp32 matmul (warm: the reference the op-class shares are
-  of); ``bandwidth_gb_s``: STREAM's add on 8 MiB fp32 tensors (3 x size / time; a 64 MiB
-  byte copy, ``copy_gb_s``, is kept for reference: memcpy runs 2-4x faster than the
-  elementwise kernels a step's memory-bound ops are).
+* ``tflops``: a 512 x 512 fp32 matmul (warm: the reference the convolution shares are
+  of); ``bandwidth_curve``: STREAM's add (out = a + b, fp32, 3 x size / time) from 0.2
+  to 768 MiB moved, warm: the bandwidth an op gets by the bytes it moves (the caches,
+  then memory); ``bandwidth_gb_s`` (8 MiB) and a 64 MiB byte copy (``copy_gb_s``: memcpy
+  runs 2-4x faster than the elementwise kernels a step's memory-bound ops are) are kept
+  for reference.
 * ``gemm_tflops``: fp32 and bf16 matrix products a[M, K] @ w[N, K]^T on a log-spaced
   grid (M 1-4096, N and K 64-4096), each timed after reading a buffer the size of the
   last-level cache and then ``a`` (the weight comes from memory, the activation from the
@@ -24,10 +26,12 @@ memory: measured beside other jobs the figures move by 10-20 %, so the validatio
   ``convolution_backward`` per layout (memory format NCHW or channels-last, kernel 3 or
   5, channels multiples of 16 or not: ``nchw-k5-odd``), by reduction depth, output
   positions per image (8 x 8, 28 x 28) and bytes moved (batch 16, 64, 256): FLOPs by
-  PyTorch's formulas / time / the matmul peak; ``pooling`` and ``pooling_backward``
-  (2 x 2 max pooling of a 32 x 32 x 28 x 28 tensor: bytes read and written / time / the
-  bandwidth). Forward and backward apart: one share for both (the first sessions') hid a
-  pooling forward 8x slower per byte than its backward.
+  PyTorch's formulas / time / the matmul peak; memory-bound classes (bytes / time / the
+  add's bandwidth at those bytes), each the ops advise's ``op_class`` puts in it:
+  ``pooling`` and ``pooling_backward`` (2 x 2 max pooling of a 32 x 32 x 28 x 28 tensor;
+  forward and backward apart: one share for both hid a forward 8x slower per byte),
+  ``random`` (dropout's random numbers), ``embedding_backward`` (an 8192 x 256 table),
+  ``foreach`` and ``fused_optimizer`` (AdamW over 16 x 256 x 256 parameters).
 
     nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_calibrate.py
 writes benchmarks/results/cpu-2026-11-30-advise-calibrate.json.
