@@ -9,11 +9,11 @@ memory: measured beside other jobs the figures move by 10-20 %, so the validatio
 * ``host_op_us``: a width-4 MLP (compute negligible) takes Adam steps; step CPU time / the
   ops one step dispatches (counted by advise's OpRecorder): eager dispatch + autograd cost.
 * ``tflops``: a 512 x 512 fp32 matmul (warm: the reference the convolution shares are
-  of); ``bandwidth_curve``: STREAM's add (out = a + b, fp32, 3 x size / time) from 0.2
-  to 768 MiB moved, warm: the bandwidth an op gets by the bytes it moves (the caches,
-  then memory); ``bandwidth_gb_s`` (8 MiB) and a 64 MiB byte copy (``copy_gb_s``: memcpy
-  runs 2-4x faster than the elementwise kernels a step's memory-bound ops are) are kept
-  for reference.
+  of); ``bandwidth_curve``: STREAM's add (out = a + b, fp32, 3 x size / time) from 3 to
+  768 MiB moved, warm: the bandwidth an op gets by the bytes it moves (the last-level
+  cache, then memory); ``bandwidth_gb_s``: the add on 8 MiB tensors, the rate classes'
+  reference; a 64 MiB byte copy (``copy_gb_s``: memcpy runs 2-4x faster than the
+  elementwise kernels a step's memory-bound ops are) is kept for reference.
 * ``gemm_tflops``: fp32 and bf16 matrix products a[M, K] @ w[N, K]^T on a log-spaced
   grid (M 1-4096, N and K 64-4096), each timed after reading a buffer the size of the
   last-level cache and then ``a`` (the weight comes from memory, the activation from the
@@ -27,7 +27,8 @@ memory: measured beside other jobs the figures move by 10-20 %, so the validatio
   5, channels multiples of 16 or not: ``nchw-k5-odd``), by reduction depth, output
   positions per image (8 x 8, 28 x 28) and bytes moved (batch 16, 64, 256): FLOPs by
   PyTorch's formulas / time / the matmul peak; memory-bound classes (bytes / time / the
-  add's bandwidth at those bytes), each the ops advise's ``op_class`` puts in it:
+  add's bandwidth at those bytes, or at 8 MiB for the classes limited by their own work:
+  pooling, random numbers), each the ops advise's ``op_class`` puts in it:
   ``pooling`` and ``pooling_backward`` (2 x 2 max pooling of a 32 x 32 x 28 x 28 tensor;
   forward and backward apart: one share for both hid a forward 8x slower per byte),
   ``random`` (dropout's random numbers), ``embedding_backward`` (an 8192 x 256 table),
@@ -51,7 +52,7 @@ import torch
 from torch import nn
 
 from tensorfab.advise.host import least_thread_s
-from tensorfab.advise.model import curve_value, op_class
+from tensorfab.advise.model import RATE_CLASSES, curve_value, op_class
 from tensorfab.advise.record import OpRecorder, OpTimer
 from tensorfab.advise.workloads import tiny_mlp_step
 from tensorfab.files import write_text_atomic
@@ -98,11 +99,13 @@ def add_gb_s(numel: int = 2**21) -> float:
 
 
 def add_curve() -> list[list[float]]:
-    """STREAM's add at 0.2 MiB to 768 MiB moved: [[bytes, GB/s]], each size on warm
-    buffers (the least of the repeats), so a working set in the caches runs at their
-    speed and one past the last level at memory's."""
+    """STREAM's add at 3 MiB to 768 MiB moved: [[bytes, GB/s]], each size on warm buffers
+    (the least of the repeats): the last-level cache's speed, then memory's. Smaller sizes
+    are left out (flat below): their 60-90 GB/s are a core's own cache on buffers reused
+    back to back, which a step's small ops did not reach (bert-base's 26 adds of about a
+    MB ran at 22 GB/s)."""
     curve = []
-    for e in range(14, 27, 2):
+    for e in range(18, 27, 2):
         n = 2**e
         a, b, out = torch.rand(n), torch.rand(n), torch.empty(n)
         seconds = best_cpu_s(lambda a=a, b=b, o=out: torch.add(a, b, out=o), max(3, 2 ** (22 - e)))
@@ -259,9 +262,10 @@ def _optimizer_step(fused: bool) -> Callable[[], None]:
     return step
 
 
-def memory_classes(bandwidth: Callable[[float], float]) -> dict[str, float]:
+def memory_classes(bandwidth: Callable[[float], float], flat_gb_s: float) -> dict[str, float]:
     """Shares of the bandwidth (bytes / time / ``bandwidth`` GB/s at those bytes, the add's
-    curve) of the op classes of memory-bound
+    curve; ``flat_gb_s`` for the classes limited by their own work, model.RATE_CLASSES) of
+    the op classes of memory-bound
     ops a CPU runs far below it, each class the ops advise's model puts in it
     (``op_class``), each on a generic shape: pooling and its backward (2 x 2 max pooling
     of 32 x 32 x 28 x 28), dropout's random numbers (on the same tensor), an embedding's
@@ -283,15 +287,18 @@ def memory_classes(bandwidth: Callable[[float], float]) -> dict[str, float]:
         ops = per_op(step)
         for cls in classes:
             picked = [v for name, v in ops.items() if op_class(name) == cls]
-            at_curve = sum(b / (bandwidth(b) * 1e9) for _, b, _ in picked)
+            rate = (lambda _: flat_gb_s) if cls in RATE_CLASSES else bandwidth
+            at_curve = sum(b / (rate(b) * 1e9) for _, b, _ in picked)
             found[cls] = at_curve / sum(t for _, _, t in picked)
     return found
 
 
-def op_class_efficiency(peak_tflops: float, curve: list[list[float]]) -> dict[str, Any]:
+def op_class_efficiency(
+    peak_tflops: float, curve: list[list[float]], flat_gb_s: float
+) -> dict[str, Any]:
     return {
         **conv_shares(peak_tflops),
-        **memory_classes(lambda nbytes: curve_value(curve, (nbytes,))),
+        **memory_classes(lambda nbytes: curve_value(curve, (nbytes,)), flat_gb_s),
     }
 
 
@@ -314,7 +321,9 @@ def main() -> None:
         "llc_bytes": llc_bytes(),
         "gemm_tflops": {"fp32": gemm_grid(torch.float32), "bf16": gemm_grid(torch.bfloat16)},
     }
-    result["efficiency"] = op_class_efficiency(result["tflops"]["fp32"], result["bandwidth_curve"])
+    result["efficiency"] = op_class_efficiency(
+        result["tflops"]["fp32"], result["bandwidth_curve"], result["bandwidth_gb_s"]
+    )
     write_text_atomic(OUT, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -255,8 +255,9 @@ def test_a_cpu_op_moves_its_bytes_at_the_bandwidth_of_their_size_and_its_class()
     assert op_seconds(add, 1, cpu, "fp32")[1] == pytest.approx(1e7 / 50e9)
     assert op_seconds(replace(add, bytes=(1e9, 0.0)), 1, cpu, "fp32")[1] == pytest.approx(0.05)
     rng, adam = replace(add, name="bernoulli_"), replace(add, name="_foreach_addcdiv_")
-    assert op_seconds(rng, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (50e9 * 0.05))
     assert op_seconds(adam, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (50e9 * 0.5))
+    # random numbers are limited by their own work: a fixed rate, the one figure (25 GB/s)
+    assert op_seconds(rng, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (25e9 * 0.05))
     assert op_class("_fused_adamw_") == "fused_optimizer" and op_class("add") == ""
     flat = cpu_device("cpu", {"fp32": 0.1}, 25.0)  # no curve: the one figure
     assert op_seconds(add, 1, flat, "fp32")[1] == pytest.approx(1e7 / 25e9)
