@@ -4,7 +4,9 @@ committed calibration, whole and with one part taken out.
 * without the GEMM grid: every matrix product at the one 512 x 512 peak (session 15's);
 * with the old kind of convolution curve: shares by depth only, read off the calibration's
   NCHW 3 x 3 rows of 28 x 28 images at its smallest batch (close to session 15's one
-  generic 32 x C x 28 x 28 curve).
+  generic 32 x C x 28 x 28 curve);
+* with one bandwidth figure (the add on 8 MiB) and no memory-bound classes beyond
+  pooling (session 15's).
 
 Uses the committed calibration and the measured runs (``tests/fixtures/advise/
 cpu-2026-11-30.json``); the host part is measured again on the meta device as it runs.
@@ -41,8 +43,15 @@ def _depth_only(curves: dict[str, Any]) -> list[list[float]]:
     return found
 
 
-def device(no_grid: bool, old_conv: bool) -> Device:
+NEW_CLASSES = ("random", "embedding_backward", "foreach", "fused_optimizer")
+
+
+def device(no_grid: bool, old_conv: bool, one_bandwidth: bool = False) -> Device:
     data = copy.deepcopy(json.loads(CALIBRATION.read_text()))
+    if one_bandwidth:
+        data.pop("bandwidth_curve", None)
+        for name in NEW_CLASSES:
+            data["efficiency"].pop(name, None)
     if no_grid:
         data.pop("gemm_tflops", None)
     if old_conv:
@@ -67,7 +76,8 @@ def main() -> None:
         "full model": (False, False),
         "no GEMM grid": (True, False),
         "depth-only convolution curve": (False, True),
-        "neither": (True, True),
+        "one bandwidth, no new memory classes": (False, False, True),
+        "none of the three (session 15's kind of model)": (True, True, True),
     }
     table = {}
     for label, flags in variants.items():
