@@ -7,6 +7,7 @@ the repeated steps, and sets it beside the model's time for that op (the rooflin
 diagnosis of the model, not a calibration: nothing here is read back by advise.
 
     nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py lenet-train 64
+(or ``bert-base-infer 1``, or ``minilm-ner 16``: the engine's step of the minilm spec)
 writes benchmarks/results/cpu-2026-11-30-advise-ops-<workload>-b<batch>.json.
 """
 
@@ -17,13 +18,15 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
+from advise_validate_cpu import minilm_step
 
-from tensorfab.advise.model import cpu_from_calibration, op_share
-from tensorfab.advise.record import OpRecorder, OpTimer
+from tensorfab.advise.model import Device, cpu_from_calibration, op_seconds
+from tensorfab.advise.profile import OpLine
+from tensorfab.advise.record import OpRecord, OpRecorder, OpTimer
 from tensorfab.advise.workloads import fp32_step
 from tensorfab.files import write_text_atomic
 from tensorfab.hardware.device import cpu_model
@@ -32,15 +35,34 @@ CALIBRATION = Path("benchmarks/results/cpu-2026-11-30-advise-calibrate.json")
 REPEATS = 15
 
 
-def _predicted_s(op: Any, device: Any) -> float:
-    share = op_share(device, op.name, op.depth)
-    t_flops = op.flops / (device.tflops["fp32"] * 1e12 * share) if op.flops else 0.0
-    return max(t_flops, op.bytes / (device.bandwidth_gb_s * 1e9 * share))
+def _predicted_s(op: OpRecord, device: Device) -> float:
+    """The model's seconds for one recorded op (advise/model.py's op_seconds, at the
+    recorded op's own shape)."""
+    line = OpLine(
+        op.name,
+        op.dtype,
+        op.kernels,
+        (op.flops, 0.0),
+        (op.bytes, 0.0),
+        op.depth,
+        tuple((float(x), 0.0) for x in op.gemm),
+        op.layout,
+        op.pixels,
+    )
+    return max(op_seconds(line, 1, device, "fp32"))
+
+
+def _step(name: str, batch: int, seq_len: int) -> Callable[[], None]:
+    """A named workload's fp32 step, or (``minilm-ner``) the engine's step of
+    examples/conll2003-minilm.yaml as advise_validate_cpu.py times it."""
+    if name == "minilm-ner":
+        return minilm_step(batch)
+    return fp32_step(name, batch, seq_len)
 
 
 def main(name: str, batch: int, seq_len: int = 128) -> None:
     torch.set_num_threads(1)
-    step = fp32_step(name, batch, seq_len)
+    step = _step(name, batch, seq_len)
     step()
     recorder = OpRecorder()
     with recorder:
@@ -66,7 +88,7 @@ def main(name: str, batch: int, seq_len: int = 128) -> None:
     rows = sorted(table.items(), key=lambda kv: -kv[1]["measured_ms"])
     result = {
         "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs; 1 intra-op thread",
-        "date": "2026-11-30",
+        "date": "2026-12-01",
         "command": f"nice -n 10 taskset -c 0 .venv/bin/python benchmarks/advise_ops_cpu.py "
         f"{name} {batch}",
         "load_average_1min": float(Path("/proc/loadavg").read_text().split()[0]),

@@ -93,7 +93,7 @@ def main() -> None:
             }
         )
     result = {
-        "date": "2026-11-30",
+        "date": "2026-12-01",
         "device": f"{os.cpu_count()}-core {cpu_model()}, shared with other jobs",
         "command": "nice -n 10 .venv/bin/python benchmarks/advise_validation.py",
         "rows": rows,

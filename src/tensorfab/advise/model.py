@@ -21,11 +21,17 @@ from typing import Any
 
 import yaml
 
-from tensorfab.advise.profile import Profile
+from tensorfab.advise.profile import OpLine, Profile
 from tensorfab.hardware import Gpu
 
 GB = 1e9
-Share = float | list[list[float]]  # an op class's roofline share: one, or by depth
+# A measured figure over one or more axes: a number, or [[x, Curve], ...] read at x
+# (linearly in log x between the points, flat beyond them), each entry a curve over the
+# next axis: [[depth, share], ...] by convolution depth; [[m, [[n, [[k, tflops]]]]]].
+Curve = float | list[list[Any]]
+# an op class's roofline share: one, a curve by depth, or per convolution layout
+# ("nchw-k5", record.conv_layout) a curve by depth, output positions per image and bytes
+Share = Curve | dict[str, Curve]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,11 @@ class Device:
     # a measured run's correction of this device (advise/measured.py): host and device time
     host_scale: float = 1.0
     device_scale: float = 1.0
+    # precision -> a matrix product's TFLOP/s by its M, N, K (a CPU's measured grid);
+    # a precision without one runs every matrix product at ``tflops``
+    gemm_tflops: dict[str, Curve] = field(default_factory=dict)
+    # GB/s by the bytes an op moves (a CPU's: its caches, then memory); None: the one figure
+    bandwidth_curve: Curve | None = None
 
 
 # Op classes a device may run below its rooflines (a CPU's, measured by
@@ -85,25 +96,108 @@ OP_CLASSES = {
     "avg_pool2d": "pooling",
     "max_pool2d_with_indices_backward": "pooling_backward",
     "avg_pool2d_backward": "pooling_backward",
+    # memory-bound ops a CPU runs far below the add's bandwidth (session 16, minilm op by
+    # op: dropout's random numbers 0.6 ms priced against 14.8 measured, the embedding's
+    # backward, a zeroed table plus a scatter, 2.0 against 20.1)
+    "bernoulli_": "random",
+    "bernoulli": "random",
+    "embedding_dense_backward": "embedding_backward",
 }
+# Classes limited by their own work per element, not by memory: priced at a fixed rate (a
+# share of the one bandwidth figure), whatever cache their bytes are in (LeNet's max-pool
+# took 0.93 ms per MB at batch 64 and at 512, 6.6 and 53 MB moved).
+RATE_CLASSES = frozenset({"pooling", "pooling_backward", "random"})
+# optimizer kernels by prefix: one multi-tensor op per step (fused AdamW 14.9 ms priced
+# against 32.1 for minilm; LeNet's foreach Adam ops 4x fast on small tensors)
+OP_CLASS_PREFIXES = {"_foreach_": "foreach", "_fused_": "fused_optimizer"}
 
 
-def op_share(device: Device, name: str, depth: int = 0) -> float:
+def op_class(name: str) -> str:
+    """The class an op is priced in ("" for none: the roofline)."""
+    if name in OP_CLASSES:
+        return OP_CLASSES[name]
+    return next((c for p, c in OP_CLASS_PREFIXES.items() if name.startswith(p)), "")
+
+
+def curve_value(curve: Curve, point: tuple[float, ...]) -> float:
+    """``curve`` read at ``point`` (one coordinate per axis, in order): linearly in the log
+    of each coordinate between the measured points, flat beyond the first and last."""
+    if not isinstance(curve, list):
+        return float(curve)
+    x, rest = max(point[0], 1e-12), point[1:]
+    rows = sorted(((float(r[0]), r[1]) for r in curve), key=lambda r: r[0])
+    if x <= rows[0][0]:
+        return curve_value(rows[0][1], rest)
+    for (x0, c0), (x1, c1) in itertools.pairwise(rows):
+        if x <= x1:
+            w = math.log(x / x0) / math.log(x1 / x0)
+            v0, v1 = curve_value(c0, rest), curve_value(c1, rest)
+            return v0 + w * (v1 - v0)
+    return curve_value(rows[-1][1], rest)
+
+
+def op_share(
+    device: Device, name: str, depth: int = 0, layout: str = "", size: tuple[float, float] = (0, 0)
+) -> float:
     """The share of its roofline an op reaches on ``device``: 1.0 outside the op classes;
     a class measured at several reduction depths (convolutions: a CPU runs a 1-channel
-    3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth,
-    linearly in log depth between the measured points and flat beyond them."""
-    share = device.efficiency.get(OP_CLASSES.get(name, ""), 1.0)
-    if not isinstance(share, list):
-        return float(share)
-    points = sorted((float(d), float(v)) for d, v in share)
-    if depth <= points[0][0]:
-        return points[0][1]
-    for (d0, v0), (d1, v1) in itertools.pairwise(points):
-        if depth <= d1:
-            w = math.log(depth / d0) / math.log(d1 / d0)
-            return v0 + w * (v1 - v0)
-    return points[-1][1]
+    3 x 3 conv at a tenth of the share of a 64-channel one) is read at the op's depth;
+    one measured per layout (memory format and kernel width, ``"nchw-k5"``) takes the
+    layout's curve (the nearest kernel width of its memory format) at the op's depth,
+    then ``size``: its output positions per image and its bytes moved (small images and
+    a working set past the cache run slower)."""
+    share = device.efficiency.get(op_class(name), 1.0)
+    if isinstance(share, dict):
+        share = _layout_curve(share, layout)
+        return curve_value(share, (float(depth), float(size[0]), float(size[1])))
+    return curve_value(share, (float(depth),))
+
+
+def _layout_curve(curves: dict[str, Curve], layout: str) -> Curve:
+    """The curve of ``layout`` ("nchw-k5-odd"), else the nearest: the same memory format
+    first, then the same channel alignment, then the nearest kernel width."""
+    if layout in curves:
+        return curves[layout]
+
+    def parts(key: str) -> tuple[str, int, bool]:
+        fmt, _, rest = key.partition("-k")
+        width, _, odd = rest.partition("-")
+        return fmt, int(width) if width.isdigit() else 3, odd == "odd"
+
+    fmt, width, odd = parts(layout)
+
+    def distance(key: str) -> tuple[bool, bool, int]:
+        f, w, o = parts(key)
+        return f != fmt, o != odd, abs(w - width)
+
+    return curves[min(curves, key=distance)]
+
+
+def op_seconds(op: OpLine, batch: int, device: Device, precision: str) -> tuple[float, float]:
+    """(seconds its FLOPs take, seconds its bytes take) of one op at ``batch``: a matrix
+    product at the device's measured TFLOP/s for its shape where there is a grid for its
+    precision, else at the peak; an op class at its measured share of both rooflines."""
+    flops, moved = op.at(batch)
+    prec = _op_precision(op.dtype, precision, device)
+    grid = device.gemm_tflops.get(prec) if op.gemm else None
+    if grid is not None:
+        tflops, share = curve_value(grid, op.gemm_at(batch)), 1.0
+    else:
+        tflops, share = (
+            device.tflops.get(prec, 0.0),
+            op_share(device, op.name, op.depth, op.layout, (op.pixels, moved)),
+        )
+    t_flops = flops / (tflops * 1e12 * share) if flops and tflops else 0.0
+    return t_flops, moved / (bandwidth_at(device, moved, op.name) * GB * share)
+
+
+def bandwidth_at(device: Device, moved: float, name: str = "") -> float:
+    """GB/s of op ``name`` moving ``moved`` bytes: read in the device's curve by size
+    where it has one (a CPU: 25 GB/s while the bytes fit its last-level cache, 13 past
+    it), else, and for the classes limited by their own work, its one figure."""
+    if device.bandwidth_curve is None or op_class(name) in RATE_CLASSES:
+        return device.bandwidth_gb_s
+    return curve_value(device.bandwidth_curve, (moved,))
 
 
 def gpu_device(gpu: Gpu, measured: dict[str, Any] | None = None) -> Device:
@@ -141,6 +235,8 @@ def cpu_device(
     tflops: dict[str, float],
     bandwidth_gb_s: float,
     efficiency: dict[str, Share] | None = None,
+    gemm_tflops: dict[str, Curve] | None = None,
+    bandwidth_curve: Curve | None = None,
 ) -> Device:
     """This CPU from its measured peaks (``bench micro``) and op-class efficiencies
     (``benchmarks/advise_calibrate.py``): ops run one after another."""
@@ -157,6 +253,8 @@ def cpu_device(
         kernel_latency_us=0.0,
         launch_us=0.0,
         efficiency=dict(efficiency or {}),
+        gemm_tflops=dict(gemm_tflops or {}),
+        bandwidth_curve=bandwidth_curve,
     )
 
 
@@ -186,13 +284,8 @@ def _op_precision(dtype: str, precision: str, device: Device) -> str:
 def _device_parts(profile: Profile, device: Device, precision: str) -> tuple[float, float, float]:
     """(compute-bound seconds, memory-bound seconds, kernel latency seconds) of the ops."""
     compute = memory = 0.0
-    bw = device.bandwidth_gb_s * GB
     for op in profile.ops:
-        flops, moved = op.at(profile.batch_size)
-        peak = device.tflops.get(_op_precision(op.dtype, precision, device), 0.0) * 1e12
-        share = op_share(device, op.name, op.depth)
-        t_flops = flops / (peak * share) if flops and peak else 0.0
-        t_bytes = moved / (bw * share)
+        t_flops, t_bytes = op_seconds(op, profile.batch_size, device, precision)
         if t_flops > t_bytes:
             compute += t_flops
         else:
@@ -264,7 +357,12 @@ def energy_j(time_s: StepTime, seconds: float, device: Device) -> float | None:
 
 def cpu_from_calibration(data: dict[str, Any]) -> Device:
     """This CPU as ``benchmarks/advise_calibrate.py`` measured it (one thread): matmul
-    peaks, copy bandwidth, op classes below them."""
+    peaks, copy bandwidth, op classes below them, matrix products by shape."""
     return cpu_device(
-        data.get("device", "cpu"), data["tflops"], data["bandwidth_gb_s"], data.get("efficiency")
+        data.get("device", "cpu"),
+        data["tflops"],
+        data["bandwidth_gb_s"],
+        data.get("efficiency"),
+        data.get("gemm_tflops"),
+        data.get("bandwidth_curve"),
     )

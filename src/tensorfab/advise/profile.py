@@ -54,12 +54,19 @@ class OpLine:
     flops: tuple[float, float]  # (fixed, per sample)
     bytes: tuple[float, float]
     depth: int = 0  # a convolution's reduction depth (record.conv_depth): its CPU share
+    gemm: tuple[tuple[float, float], ...] = ()  # a matrix product's M, N, K: lines in B
+    layout: str = ""  # a convolution's memory format and kernel (record.conv_layout)
+    pixels: int = 0  # a convolution's output positions per image (record.conv_pixels)
 
     def at(self, batch: int) -> tuple[float, float]:
         """(FLOPs, bytes) at batch size ``batch``, never below zero."""
         f = self.flops[0] + self.flops[1] * batch
         b = self.bytes[0] + self.bytes[1] * batch
         return max(f, 0.0), max(b, 0.0)
+
+    def gemm_at(self, batch: int) -> tuple[float, ...]:
+        """A matrix product's (M, N, K) at batch size ``batch`` (() for other ops)."""
+        return tuple(max(fixed + per * batch, 1.0) for fixed, per in self.gemm)
 
 
 @dataclass(frozen=True)
@@ -155,10 +162,27 @@ def fit_lines(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[OpLin
     for x, y in zip(a.ops, b.ops, strict=True):
         per_f, per_b = (y.flops - x.flops) / span, (y.bytes - x.bytes) / span
         fixed = (x.flops - per_f * sizes[0], x.bytes - per_b * sizes[0])
+        gemm = tuple(_line(p, q, sizes) for p, q in zip(x.gemm, y.gemm, strict=True))
         lines.append(
-            OpLine(x.name, x.dtype, x.kernels, (fixed[0], per_f), (fixed[1], per_b), x.depth)
+            OpLine(
+                x.name,
+                x.dtype,
+                x.kernels,
+                (fixed[0], per_f),
+                (fixed[1], per_b),
+                x.depth,
+                gemm,
+                x.layout,
+                x.pixels,
+            )
         )
     return tuple(lines)
+
+
+def _line(a: float, b: float, sizes: tuple[int, int]) -> tuple[float, float]:
+    """(fixed, per sample) of a value that is ``a`` at batch sizes[0] and ``b`` at sizes[1]."""
+    per = (b - a) / (sizes[1] - sizes[0])
+    return a - per * sizes[0], per
 
 
 def start_line(a: Recording, b: Recording, sizes: tuple[int, int]) -> tuple[float, float]:

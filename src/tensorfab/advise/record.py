@@ -48,6 +48,9 @@ class OpRecord:
     kernels: int
     dtype: str  # the first floating-point input's dtype ("" if none): picks the peak
     depth: int = 0  # a convolution's reduction depth (see conv_depth); 0 for other ops
+    gemm: tuple[int, ...] = ()  # a matrix product's (M, N, K) per matrix (see gemm_shape)
+    layout: str = ""  # a 2-D convolution's memory format and kernel (see conv_layout)
+    pixels: int = 0  # a 2-D convolution's output positions per image (see conv_pixels)
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
@@ -128,6 +131,59 @@ def conv_depth(name: str, args: tuple) -> int:
     return int(math.prod(args[index].shape[1:]))
 
 
+# Products of two matrices: where they are (addmm's first argument is the bias). Not the
+# batched ones (bmm: attention's products of two activations, one kernel over many small
+# matrices, which the grid of single products with a weight read from memory does not
+# describe: pricing minilm's 36 bmm by it gave 44 ms against 4.1 measured).
+_GEMM_ARGS = {"mm": 0, "addmm": 1}
+
+
+def gemm_shape(name: str, args: tuple) -> tuple[int, ...]:
+    """(M, N, K) of a product of two matrices (a CPU runs a one-row product far below a
+    square one; advise prices it by its shape); () for other ops."""
+    index = _GEMM_ARGS.get(name)
+    if index is None or len(args) < index + 2:
+        return ()
+    a, b = args[index], args[index + 1]
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor) or a.dim() < 2:
+        return ()
+    return int(a.shape[-2]), int(b.shape[-1]), int(a.shape[-1])
+
+
+# Where a convolution op keeps its input: aten.convolution(input, ...) and
+# aten.convolution_backward(grad_output, input, ...).
+_CONV_INPUT_ARG = {"convolution": 0, "mkldnn_convolution": 0, "convolution_backward": 1}
+
+
+def conv_layout(name: str, args: tuple) -> str:
+    """A 2-D convolution's input memory format and kernel width, ``"nchw-k5"`` or
+    ``"cl-k3"`` (channels-last), ``-odd`` added when its input or output channels are not
+    a multiple of 16 (a CPU's vector kernels block channels by 16: 20 -> 50 channels ran
+    at half the rate of 16 -> 48 on this session's CPU); "" for any other op (and for 1-D
+    and 3-D convolutions)."""
+    i, w = _CONV_INPUT_ARG.get(name), _CONV_WEIGHT_ARG.get(name)
+    if i is None or w is None or len(args) <= max(i, w):
+        return ""
+    x, weight = args[i], args[w]
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() != 4:
+        return ""
+    cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    odd = weight.shape[0] % 16 or weight.shape[1] % 16
+    return f"{'cl' if cl else 'nchw'}-k{int(weight.shape[-1])}{'-odd' if odd else ''}"
+
+
+def conv_pixels(name: str, args: tuple, out: Any) -> int:
+    """Output positions per image of a 2-D convolution (its output's, or for the backward
+    its gradient's, H x W): a CPU runs a convolution on 8 x 8 images below one on 28 x 28;
+    0 for any other op."""
+    if name not in _CONV_INPUT_ARG:
+        return 0
+    y = args[0] if name == "convolution_backward" else out
+    if not isinstance(y, torch.Tensor) or y.dim() != 4:
+        return 0
+    return int(y.shape[-2] * y.shape[-1])
+
+
 def _kernels(name: str, inputs: list[torch.Tensor], view: bool) -> int:
     if view or name in _HOST_ONLY:
         return 0
@@ -186,6 +242,9 @@ class OpRecorder(TorchDispatchMode):
                 _kernels(name, inputs, view),
                 _dtype(inputs),
                 conv_depth(name, args),
+                gemm_shape(name, args),
+                conv_layout(name, args),
+                conv_pixels(name, args, out),
             )
         )
         self.track(outputs)

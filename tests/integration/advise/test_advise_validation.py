@@ -142,21 +142,19 @@ def cpu_comparison() -> dict[str, dict[str, float]]:
 
 
 def test_cpu_step_memory_within_10_percent_of_the_measured_peak() -> None:
-    """Target met for all four runs (LeNet batch 64 at 1.08 since the re-measured fixture:
-    9.1 MB measured, it was 11 % over the first measurement's 8.9 MB)."""
+    """Target met for all four runs; LeNet batch 64 at the edge (1.09 with the median of 5
+    steps' peak RSS, 9.0 MB; one step's read 8.8-9.1 MB, 1.08-1.11)."""
     for run_id, ratios in cpu_comparison().items():
         assert ratios["memory"] == pytest.approx(1.0, abs=0.10), run_id
 
 
-def test_cpu_step_times_minilm_within_25_percent_lenet_and_bert_below() -> None:
-    """This CPU (an Intel Xeon this session, measured with its calibration back to back,
-    docs/advise.md): minilm NER 0.78 (met); bert-base inference 0.73 and LeNet 0.75 at
-    batch 64 at the edge, LeNet 0.64 at 512 (missed): the ops of a whole step run slower
-    than the same ops timed alone in the calibration (LeNet's 5 x 5 convolutions 2-3x).
-    The host part is measured as the test runs, so what is asserted keeps a margin:
-    minilm within 25 %, bert-base within 35 %, LeNet 0.55-1.25."""
-    ratios = {k: v["time"] for k, v in cpu_comparison().items()}
-    assert ratios["minilm-ner-b16-fp32"] == pytest.approx(1.0, abs=0.25)
-    assert ratios["bert-base-infer-b1-s128-fp32"] == pytest.approx(1.0, abs=0.35)
-    for run_id in ("lenet-train-b64-fp32", "lenet-train-b512-fp32"):
-        assert 0.55 < ratios[run_id] < 1.25, run_id
+def test_cpu_step_times_within_25_percent() -> None:
+    """Target met for all four on this CPU (an Intel Xeon), measured with its calibration
+    back to back (run E, session 16, docs/advise.md): LeNet 1.01 and 0.85 at batch 64 and
+    512, bert-base inference 0.97, minilm NER 1.03, since products of two matrices are
+    priced by their shape in a measured grid, convolutions by memory format, kernel,
+    channel alignment, image size and bytes moved, and memory-bound ops at the bandwidth
+    of their size and class (run D: one peak, one depth curve, one bandwidth: 0.64-0.76).
+    The host part (1-17 ms of 23-231) is measured as the test runs."""
+    for run_id, ratios in cpu_comparison().items():
+        assert ratios["time"] == pytest.approx(1.0, abs=0.25), run_id

@@ -10,10 +10,13 @@ from tensorfab.advise.advise import advise, rank, run_precision
 from tensorfab.advise.model import (
     Device,
     cpu_device,
+    curve_value,
     energy_j,
     gpu_device,
     host_dispatch_s,
     load_constants,
+    op_class,
+    op_seconds,
     op_share,
     step_time,
 )
@@ -204,6 +207,60 @@ def test_a_convolution_share_is_read_at_its_depth_between_measured_points() -> N
     conv = OpLine("convolution", "float32", 1, (1e9, 0.0), (0.0, 0.0), depth=27)
     t = step_time(replace(_profile([conv]), host_s=0.0), cpu, "fp32")
     assert t.compute_s == pytest.approx(1e9 / (0.1e12 * 0.3))
+
+
+def test_a_curve_over_several_axes_is_read_log_linearly_on_each() -> None:
+    # [[m, [[k, value]]]]: m 1 or 100, k 10 or 1000 (rows in any order)
+    curve = [[100, [[10, 2.0], [1000, 4.0]]], [1, [[1000, 1.0], [10, 0.0]]]]
+    assert curve_value(curve, (1.0, 100.0)) == pytest.approx(0.5)  # half way in log k
+    assert curve_value(curve, (10.0, 100.0)) == pytest.approx(1.75)  # and in log m: 0.5..3
+    assert curve_value(curve, (1e6, 1e6)) == pytest.approx(4.0)  # flat beyond both
+    assert curve_value(0.25, (3.0, 7.0)) == 0.25
+
+
+def test_a_matrix_product_runs_at_the_grid_figure_of_its_shape() -> None:
+    grid = [[1, [[64, [[64, 0.01]]]]], [100, [[64, [[64, 0.1]]]]]]  # M 1 or 100: TFLOP/s
+    cpu = cpu_device("cpu", {"fp32": 1.0}, 10.0, gemm_tflops={"fp32": grid})
+    mm = OpLine("mm", "float32", 1, (2e9, 0.0), (0.0, 0.0), gemm=((10.0, 0.0), (64, 0), (64, 0)))
+    assert op_seconds(mm, 1, cpu, "fp32")[0] == pytest.approx(2e9 / 0.055e12)  # M 10: mid-way
+    conv = replace(mm, name="convolution", gemm=())  # not a product: the peak
+    assert op_seconds(conv, 1, cpu, "fp32")[0] == pytest.approx(2e9 / 1e12)
+    bf16 = replace(mm, dtype="bfloat16")  # no bf16 peak, no bf16 grid: not priced
+    assert op_seconds(bf16, 1, cpu, "fp32")[0] == 0.0
+
+
+def test_a_convolution_share_follows_its_layout_depth_image_size_and_bytes() -> None:
+    # depth -> output positions per image -> bytes moved -> share
+    curves = {
+        "nchw-k3": [[9, [[784, [[1e6, 0.4], [1e8, 0.1]]], [64, 0.2]]], [90, 0.8]],
+        "cl-k5": [[25, 0.6]],
+        "nchw-k5-odd": [[25, 0.05]],
+    }
+    cpu = cpu_device("cpu", {"fp32": 0.1}, 10.0, {"convolution": curves})
+    assert op_share(cpu, "convolution", 9, "nchw-k3", (784, 1e7)) == pytest.approx(0.25)
+    assert op_share(cpu, "convolution", 9, "nchw-k5", (784, 1e7)) == pytest.approx(0.25)
+    assert op_share(cpu, "convolution", 9, "nchw-k3", (224, 1e8)) == pytest.approx(0.15)
+    assert op_share(cpu, "convolution", 900, "cl-k3", (1, 1e9)) == pytest.approx(0.6)
+    # not measured: the same format, then the same channel alignment, then the kernel
+    assert op_share(cpu, "convolution", 9, "nchw-k3-odd", (1, 1)) == pytest.approx(0.05)
+    share = op_share(cpu, "convolution", 30, "nchw-k3", (784, 1e8))  # 0.52 of the way in log
+    assert share == pytest.approx(0.1 + 0.7 * 0.523, abs=1e-3)
+
+
+def test_a_cpu_op_moves_its_bytes_at_the_bandwidth_of_their_size_and_its_class() -> None:
+    curve = [[1e6, 80.0], [1e8, 20.0]]  # GB/s: in the cache, then memory
+    shares = {"random": 0.05, "foreach": 0.5}
+    cpu = cpu_device("cpu", {"fp32": 0.1}, 25.0, shares, bandwidth_curve=curve)
+    add = OpLine("add", "float32", 1, (0.0, 0.0), (1e7, 0.0))  # half way in log: 50 GB/s
+    assert op_seconds(add, 1, cpu, "fp32")[1] == pytest.approx(1e7 / 50e9)
+    assert op_seconds(replace(add, bytes=(1e9, 0.0)), 1, cpu, "fp32")[1] == pytest.approx(0.05)
+    rng, adam = replace(add, name="bernoulli_"), replace(add, name="_foreach_addcdiv_")
+    assert op_seconds(adam, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (50e9 * 0.5))
+    # random numbers are limited by their own work: a fixed rate, the one figure (25 GB/s)
+    assert op_seconds(rng, 1, cpu, "fp32")[1] == pytest.approx(1e7 / (25e9 * 0.05))
+    assert op_class("_fused_adamw_") == "fused_optimizer" and op_class("add") == ""
+    flat = cpu_device("cpu", {"fp32": 0.1}, 25.0)  # no curve: the one figure
+    assert op_seconds(add, 1, flat, "fp32")[1] == pytest.approx(1e7 / 25e9)
 
 
 def test_an_epoch_scales_the_prepared_rows_to_the_whole_split() -> None:

@@ -73,6 +73,35 @@ def test_a_convolution_records_its_reduction_depth() -> None:
     assert depths["sum"] == 0
 
 
+def test_matrix_products_record_m_n_k_and_convolutions_their_layout() -> None:
+    linear = torch.nn.Linear(6, 5)  # addmm(bias, x[3, 6], W^T[6, 5]): M 3, N 5, K 6
+    conv = torch.nn.Conv2d(16, 32, 5).to(memory_format=torch.channels_last)
+    x = torch.rand(1, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    q, k = torch.rand(7, 3, 8), torch.rand(7, 8, 2)
+    recorder = OpRecorder()
+    with recorder:
+        linear(torch.rand(3, 6))
+        torch.bmm(q, k)
+        conv(x)
+        torch.nn.functional.conv2d(torch.rand(1, 2, 9, 9), torch.rand(4, 2, 3, 3))
+    ops = {op.name: op for op in recorder.ops}
+    assert ops["addmm"].gemm == (3, 5, 6)
+    assert ops["bmm"].gemm == ()  # batched: at the peak, not in the grid of single products
+    convs = [op.layout for op in recorder.ops if op.name == "convolution"]
+    assert convs == ["cl-k5", "nchw-k3-odd"]  # 2 -> 4 channels: no multiple of 16
+    assert [op.pixels for op in recorder.ops if op.name == "convolution"] == [25, 49]
+    assert ops["addmm"].layout == "" and ops["convolution"].gemm == ()
+
+
+def test_a_products_shape_is_a_line_in_the_batch() -> None:
+    linear = torch.nn.Linear(6, 5)
+    recs = []
+    for batch in (2, 3):  # [batch, 4 tokens, 6] -> M = 4 x batch rows
+        recs.append(record(lambda b=batch: linear(torch.rand(b, 4, 6)), lambda: []))
+    line = next(op for op in fit_lines(*recs, (2, 3)) if op.gemm)
+    assert line.gemm_at(16) == pytest.approx((64.0, 5.0, 6.0))
+
+
 def test_memory_held_rises_and_falls_with_storages() -> None:
     held = torch.zeros(1000)  # 4000 bytes, tracked from the start
 
