@@ -11,8 +11,6 @@ fronts say the same thing and refuse the same things.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from tensorfab.serve.repository import LoadedVersion, ModelRepository, describe
 from tensorfab.serve.statistics import model_statistics
 
 MODEL_CONTROL = ("none", "explicit")
-BATCH_POLICY = getattr(os, "SCHED_BATCH", None)  # Linux only
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "statistics_metrics"]
 
 
@@ -89,17 +86,14 @@ class Service:
             options.repository, self.metrics, options.compute_threads, options.max_queue_bytes
         )
         self.decoder = ThreadPoolExecutor(
-            options.decode_threads, thread_name_prefix="tensorfab-decode", initializer=yield_on_wake
+            options.decode_threads, thread_name_prefix="tensorfab-decode"
         )
         self.handoff = Handoff(self.decoder, options.decode_threads)  # predict's decoding
         self.started = False
         self.stopping = False
-        self._loop_policy: int | None = None  # the loop thread's, given back at stop
 
     async def start(self) -> None:
-        """Load the models asked for (each failure is kept with its model, never raised);
-        the loop's thread yields to compute on wake from here on (:func:`yield_on_wake`)."""
-        self._loop_policy = yield_on_wake()
+        """Load the models asked for (each failure is kept with its model, never raised)."""
         for name in self.options.models or self.repo.names():
             state = await self.repo.load(name)
             if self.options.announce:
@@ -113,7 +107,6 @@ class Service:
         self.stopping = True
         await self.repo.close()
         self.decoder.shutdown(wait=False, cancel_futures=True)
-        restore_policy(self._loop_policy)  # an embedding app's thread is as it was
 
     def server_ready(self) -> bool:
         """Ready once started and until stopping; with strict readiness, refused (503) while
@@ -206,33 +199,3 @@ class Service:
         for state in self.repo.models.values():
             for v in state.versions.values():
                 self.metrics.queue_depth.labels(state.name, v.version).set(len(v.batcher.queue))
-
-
-def yield_on_wake() -> int | None:
-    """Run the calling thread (the event loop, a decode worker) under Linux's SCHED_BATCH
-    and return its policy before; None where there is no such policy or it is refused.
-
-    Such a thread keeps its fair share of the CPU but does not preempt the running thread
-    when it wakes. Requests wake the loop and the decoders hundreds of times a second; on a
-    core they share with the compute thread each wake-up cut into a batch's forward pass
-    and cooled its caches (on one core with 32 clients: the compute thread's CPU per
-    request 5.0-6.3 ms, against 4.8-5.1 with the loop and decoders under SCHED_BATCH, and
-    3.7 for the same sentences offline; README, serving efficiency). The compute threads
-    keep the default policy.
-    """
-    if BATCH_POLICY is None:
-        return None
-    with contextlib.suppress(OSError):
-        before = os.sched_getscheduler(0)
-        if before != os.SCHED_OTHER:  # a real-time or idle thread is left as it was set
-            return None
-        os.sched_setscheduler(0, BATCH_POLICY, os.sched_param(0))
-        return before
-    return None
-
-
-def restore_policy(policy: int | None) -> None:
-    """Give the calling thread back the policy :func:`yield_on_wake` returned."""
-    if policy is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, policy, os.sched_param(0))
