@@ -80,8 +80,7 @@ class CallCost:
     too many calls or ONNX's into too few. A group's time is what it costs the server's
     threads: the worker's merge and call, plus the loop's hand-back of its answers (each
     request's part, the futures, the group's metrics), which a fast runtime's small calls
-    pay as much as a slow one's (the hand-back was not in the fit before: a quick INT8 call
-    was split too finely). The worker's time is its own thread's: a runtime that computes
+    pay as much as a slow one's. The worker's time is its own thread's: a runtime that computes
     in other threads (a GPU, several CPU threads) shows less per position, so its fixed
     part reads larger and its groups come larger, as such runtimes want them."""
 
@@ -93,7 +92,7 @@ class CallCost:
         """One computed group: its padded positions and the CPU seconds it cost."""
         d = self.decay
         n, x, y, xx, xy = self.sums
-        self.sums = (  # one assignment: the loop may read it meanwhile
+        self.sums = (  # one assignment, on the loop (which reads it for the next split)
             d * n + 1.0,
             d * x + positions,
             d * y + seconds,
