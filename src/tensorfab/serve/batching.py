@@ -77,19 +77,22 @@ class CallCost:
     positions, which :func:`length_groups` weighs against padding: fitted on minilm-l6's
     served groups it was 53-54 positions on PyTorch eager and 8-21 on ONNX Runtime
     (``benchmarks/serve_groups.py``), so one constant would split PyTorch's batches into
-    too many calls or ONNX's into too few. The time is the calling thread's: a runtime that
-    computes in other threads (a GPU, several CPU threads) shows less per position, so its
-    fixed part reads larger and its groups come larger, as such runtimes want them."""
+    too many calls or ONNX's into too few. A group's time is what it costs the server's
+    threads: the worker's merge and call, plus the loop's hand-back of its answers (each
+    request's part, the futures, the group's metrics), which a fast runtime's small calls
+    pay as much as a slow one's. The worker's time is its own thread's: a runtime that computes
+    in other threads (a GPU, several CPU threads) shows less per position, so its fixed
+    part reads larger and its groups come larger, as such runtimes want them."""
 
     decay: float = 0.98  # the fit follows about the last 50 groups
     min_weight: float = 8.0  # groups (weighted) before the fit is used
     sums: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
 
     def add(self, positions: int, seconds: float) -> None:
-        """One computed group: its padded positions and the CPU seconds its call took."""
+        """One computed group: its padded positions and the CPU seconds it cost."""
         d = self.decay
         n, x, y, xx, xy = self.sums
-        self.sums = (  # one assignment: the loop may read it meanwhile
+        self.sums = (  # one assignment, on the loop (which reads it for the next split)
             d * n + 1.0,
             d * x + positions,
             d * y + seconds,
@@ -245,6 +248,17 @@ def split(output: np.ndarray, feed: Feed, where: tuple[int, int], per_position: 
     return part
 
 
+@dataclass(frozen=True)
+class GroupCall:
+    """What the worker measured of one computed group, for the loop: its padded positions,
+    the CPU seconds of its merge and runtime call, and the requests taken with its batch
+    (on a batch's first group only)."""
+
+    positions: int
+    cpu_s: float
+    taken: int = 0
+
+
 @dataclass
 class BatchStats:
     """What one batch did, for the metrics: rows, per-request queue time, compute time."""
@@ -359,16 +373,14 @@ class DynamicBatcher:
         at the first group the runtime fails on: (its index, the error), else (n, None)."""
         taken = sum(len(g) for g in groups)
         for done, group in enumerate(groups):
-            start = self.clock()
+            start, cpu = self.clock(), time.thread_time()
             feed, slices = merge([p.feed for p in group])
-            cpu = time.thread_time()
             try:
                 out = self.run(feed)
             except Exception as exc:
                 return done, exc
-            self.cost.add(padded_positions(feed), time.thread_time() - cpu)
-            taken_now = taken if done == 0 else 0
-            loop.call_soon_threadsafe(self._deliver, group, out, slices, start, taken_now)
+            call = GroupCall(padded_positions(feed), time.thread_time() - cpu, taken * (done == 0))
+            loop.call_soon_threadsafe(self._deliver, group, out, slices, start, call)
         return len(groups), None
 
     def _deliver(
@@ -377,15 +389,18 @@ class DynamicBatcher:
         out: np.ndarray,
         slices: list[tuple[int, int]],
         start: float,
-        taken: int = 0,
+        call: GroupCall | None = None,
     ) -> None:
-        """Each request's own part of a computed group (on the loop), and the group's stats."""
-        compute = self.clock() - start
+        """Each request's own part of a computed group (on the loop), and the group's stats;
+        a group of the cost split (``call``) is fitted with what the loop spent on it here."""
+        compute, cpu = self.clock() - start, time.thread_time()
         for p, where in zip(batch, slices, strict=True):
             if not p.future.done():
                 p.future.set_result(split(out, p.feed, where, self.per_position))
-        rows = sum(p.rows for p in batch)
+        rows, taken = sum(p.rows for p in batch), call.taken if call else 0
         self.on_batch(BatchStats(rows, [start - p.arrival for p in batch], compute, taken))
+        if call is not None:  # its merge and call (worker) and its hand-back (here)
+            self.cost.add(call.positions, call.cpu_s + time.thread_time() - cpu)
 
     async def _compute_group(self, batch: list[Pending]) -> None:
         """Run one sub-batch; if the runtime fails on it, run its requests one by one.

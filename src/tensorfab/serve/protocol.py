@@ -265,8 +265,8 @@ def check_tokens(
     if length < 1 or (max_positions is not None and length > max_positions):
         most = f"1 to {max_positions}" if max_positions is not None else "at least 1"
         raise ProtocolError(f"input 'input_ids': {length} tokens per row; the model takes {most}")
-    if vocab_size is not None:
-        outside = np.argwhere((ids < 0) | (ids >= vocab_size))
+    if vocab_size is not None and (ids.min() < 0 or ids.max() >= vocab_size):
+        outside = np.argwhere((ids < 0) | (ids >= vocab_size))  # only on a refusal: its place
         if len(outside):
             at = [int(i) for i in outside[0]]
             raise ProtocolError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -173,6 +174,36 @@ def test_a_batch_reports_its_taken_requests_once_and_fits_its_calls() -> None:
     assert [(s.rows, s.taken) for s in stats] == [(2, 4), (2, 0)]  # two groups of one batch
     assert batcher.cost.sums[0] == pytest.approx(1.0 + 0.98)  # two calls, the first decayed
     assert batcher.cost.sums[1] == pytest.approx(2 * 4 * 0.98 + 2 * 31)  # their positions
+
+
+def _busy(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time (what the fit reads), not wall time."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_a_groups_fitted_cost_counts_the_loops_hand_back_as_well_as_the_call() -> None:
+    # the call costs the worker 4 ms, the group's hand-back (here its metrics) 6 ms of the
+    # loop's CPU: each group is fitted at about 10 ms, not at its call's 4
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        _busy(0.004)
+        return feed["input_ids"][..., None] * 1.0
+
+    async def main() -> DynamicBatcher:
+        batcher = _batcher(
+            run, policy=TEXT_POLICY, per_position=True, on_batch=lambda s: _busy(0.006)
+        )
+        batcher.start()
+        feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
+        await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
+        await batcher.stop()
+        return batcher
+
+    batcher = asyncio.run(main())
+    weight, seconds = batcher.cost.sums[0], batcher.cost.sums[2]
+    assert weight == pytest.approx(1.98)  # two groups were fitted
+    assert 0.0098 <= seconds / weight < 0.03  # each at its call and its hand-back
 
 
 def test_a_batch_of_mixed_lengths_runs_as_length_groups_and_answers_each_request() -> None:
