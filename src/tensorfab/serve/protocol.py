@@ -38,6 +38,12 @@ DATATYPES: dict[str, Any] = {
     "FP64": np.float64,
 }
 
+# Datatypes whose JSON values must be exactly of one JSON type (Python's after parsing).
+EXACT_TYPES: dict[str, frozenset[type]] = {
+    **{t: frozenset({int}) for t in DATATYPES if t.startswith(("INT", "UINT"))},
+    "BOOL": frozenset({bool}),
+}
+
 
 def datatype_of(dtype: np.dtype) -> str:
     """The protocol's name of a numpy dtype (FP32, INT64, ...)."""
@@ -173,13 +179,39 @@ def _tensor(item: InputTensor, binary: bytes, offset: int) -> tuple[str, np.ndar
         return name, array.astype(dtype.newbyteorder("="), copy=False), offset + size
     if "data" not in item.model_fields_set:
         raise ProtocolError(f"input {name!r}: no 'data' and no binary_data_size")
-    try:
-        array = np.asarray(item.data, dtype=DATATYPES[datatype])
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        raise ProtocolError(f"input {name!r}: data is not {datatype}") from None
+    array = json_values(name, datatype, item.data)
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {shape}")
     return name, array.reshape(shape), offset
+
+
+def json_values(name: str, datatype: str, data: Any) -> np.ndarray:
+    """A tensor's JSON ``data`` as an array of ``datatype``, refused (400) when a value is not
+    one: integer types take JSON integers only and BOOL only true/false, as Triton does, so
+    ``1.9``, ``"1"`` or ``true`` is never truncated into an INT64 (nor ``0.5`` into a mask)."""
+    try:
+        if datatype in EXACT_TYPES:
+            _check_exact(name, datatype, data)
+        return np.asarray(data, dtype=DATATYPES[datatype])
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise ProtocolError(f"input {name!r}: data is not {datatype}") from None
+
+
+def _check_exact(name: str, datatype: str, data: Any) -> None:
+    """Every value of integer (BOOL) ``data`` is a JSON integer (boolean); the first that is
+    not is named by its flat index. The value types are collected in C (``set(map(type))``
+    over the flat values), no Python loop per value unless one is wrong."""
+    flat = data if isinstance(data, list) else [data]
+    if flat and isinstance(flat[0], list):  # nested rows: numpy flattens them, in C
+        flat = np.asarray(data, dtype=object).ravel().tolist()
+    allowed = EXACT_TYPES[datatype]
+    if set(map(type, flat)) <= allowed:
+        return
+    at = next(i for i, value in enumerate(flat) if type(value) not in allowed)
+    shown = json.dumps(flat[at], default=repr)
+    shown = shown if len(shown) <= 24 else shown[:20] + "..."
+    want = "true or false" if datatype == "BOOL" else "an integer"
+    raise ProtocolError(f"input {name!r}: data[{at}] is {shown}, not {want}")
 
 
 def parse_infer_request(body: bytes, header_length: str | None = None) -> InferRequest:

@@ -260,6 +260,19 @@ def test_the_server_is_up_and_clean_after_the_fuzz(controlled: BackgroundServer)
     assert controlled.server.config.app.tally.errors == 0  # no exception reached the guard
 
 
+def test_complete_headers_are_held_to_64_kib_exactly(controlled: BackgroundServer) -> None:
+    """Headers that end inside a later read counted to their blank line: 65,536 bytes pass,
+    65,537 are refused (they used to pass up to about 128 KiB)."""
+    port = int(controlled.url.rsplit(":", 1)[1])
+    head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    for size, status in ((64 * 1024, b"HTTP/1.1 200"), (64 * 1024 + 1, b"HTTP/1.1 400")):
+        pad = b"a" * (size - len(head) - 4)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(head + pad + b"\r\n\r\n")
+            assert conn.recv(4096).startswith(status), size
+    assert httpx.get(f"{controlled.url}/v2/health/live").status_code == 200
+
+
 def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again(
     controlled: BackgroundServer,
 ) -> None:
