@@ -188,9 +188,10 @@ def _run_hf(args: argparse.Namespace) -> int:
         raise TensorfabError("export --format hf: give the directory to write (OUT)")
     given = [f for f, on in (("--repo", args.repo is not None), ("--latency", args.latency)) if on]
     if given:
+        verb = "do" if len(given) > 1 else "does"
         raise TensorfabError(
-            f"export --format hf: {' and '.join(given)} do not apply (they are for a "
-            "repository export); leave them out"
+            f"export --format hf: {' and '.join(given)} {verb} not apply (a repository "
+            "export's options); leave them out"
         )
     check_hf_target(Path(args.out))
     model_dir = resolve_model_dir(args.model)

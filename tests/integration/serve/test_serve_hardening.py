@@ -4,6 +4,7 @@ connection that stays open, slow sockets are closed, model control is explicit."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 from fuzzjson import any_json
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions
+from tensorfab.serve.metrics import ServerMetrics
+from tensorfab.serve.repository import ModelRepository
 
 GOOD = {
     "inputs": [{"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]
@@ -290,3 +293,42 @@ def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again
         kept.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # the next request's half
         assert kept.recv(100) == b""  # closed at the header timeout, not the keep-alive's 75 s
         assert 0.4 < time.monotonic() - start < 3.0
+
+
+def test_hand_edited_packages_are_refused_at_load_and_the_others_serve(
+    serve_repo: Path, tmp_path: Path
+) -> None:
+    """Labels that do not match the outputs, a file linked from outside the repository:
+    each one line naming the file; a package without a manifest loads, with a warning."""
+    repo = tmp_path / "repo"
+    for name in ("digits", "wide", "linked"):
+        shutil.copytree(serve_repo / "digits" / "1", repo / name / "1")
+    for name in ("wide", "digits"):
+        (repo / name / "1" / "manifest.json").unlink()
+    meta_file = repo / "wide" / "1" / "tensorfab.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "labels": [f"c{i}" for i in range(50)]}))
+    outside = tmp_path / "elsewhere.onnx"
+    (repo / "linked" / "1" / "model.onnx").rename(outside)
+    (repo / "linked" / "1" / "model.onnx").symlink_to(outside)  # same bytes: manifest agrees
+    told: list[str] = []
+    models = ModelRepository(repo, ServerMetrics(), announce=told.append)
+
+    async def load_all() -> list:
+        states = [await models.load(n) for n in ("digits", "wide", "linked")]
+        await models.close()
+        return states
+
+    digits, wide, linked = asyncio.run(load_all())
+    assert digits.ready and list(digits.versions) == ["1"]
+    assert wide.reason == (
+        "failed to load: wide/1/tensorfab.json: labels lists 50 names; the model gives 10 "
+        "scores per row"
+    )
+    assert linked.reason == (
+        "failed to load: linked/1/model.onnx: a link to a file outside the model repository"
+    )
+    assert told == [
+        f"warning: {repo / 'digits' / '1'}: no manifest.json; its files are not verified",
+        f"warning: {repo / 'wide' / '1'}: no manifest.json; its files are not verified",
+    ]

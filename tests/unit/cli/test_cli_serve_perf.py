@@ -117,3 +117,17 @@ def test_serve_refuses_an_unset_token_variable_no_models_and_a_shared_grpc_port(
         "error: --grpc-port 18719: that is the HTTP port (--port) already; "
         "give gRPC a port of its own"
     )
+
+
+def test_export_hf_refuses_repository_options_that_do_not_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hf = ("export", str(tmp_path / "run"), "--format", "hf", str(tmp_path / "hf"))
+    assert _error(capsys, *hf, "--repo", "x", "--latency") == (
+        "error: export --format hf: --repo and --latency do not apply (a repository "
+        "export's options); leave them out"
+    )
+    assert _error(capsys, *hf, "--latency").startswith(
+        "error: export --format hf: --latency does not"
+    )
+    assert not (tmp_path / "hf").exists()
