@@ -91,6 +91,7 @@ def test_a_token_that_is_not_printable_ascii_is_refused_by_server_and_client(
     )
     (tmp_path / "m" / "1").mkdir(parents=True)
     assert _error(capsys, "serve", str(tmp_path), "--port", "0") == expected
+    assert _error(capsys, "jobs", "ls", "--url", "http://127.0.0.1:9") == expected
     monkeypatch.setenv("TENSORFAB_TOKEN", "tab\there")
     assert "holds '\\t' at character 3" in _error(capsys, "serve", str(tmp_path), "--port", "0")
 
