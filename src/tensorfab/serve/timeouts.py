@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024  # a request line and headers together (h11's default: 16 KiB)
 TOO_LARGE = "Request headers too large."
+LINGER_S = 1.0  # a refused socket drops what still comes this long, then closes
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -39,6 +40,7 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # received since the last request's headers ended
         self._in_body = False  # a request's headers are in, its body is not all in yet
+        self._lingering = False  # headers refused: reading and dropping until closed
         self._tail = b""  # the last 3 header bytes received, to find a "\r\n\r\n" across reads
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -46,10 +48,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # refused: what the client still sends is read and dropped
         if self._waiting_for_headers():
             if self._header_end(data) > MAX_HEADER_BYTES:
-                self._disarm()
-                self.send_400_response(TOO_LARGE)
+                self._refuse_headers()
                 return
             self._header_bytes += len(data)
             self._tail = (self._tail + data)[-3:]
@@ -68,6 +71,23 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             return received
         end = (self._tail + data).find(b"\r\n\r\n")
         return received if end < 0 else self._header_bytes - len(self._tail) + end + 4
+
+    def _refuse_headers(self) -> None:
+        """Answer 400 and close gracefully: the answer, then FIN; bytes the client still
+        sends are read and dropped for ``LINGER_S`` before the socket closes. Closing with
+        bytes unread makes the kernel send RST, which can destroy the answer before the
+        client reads it (a "lingering close", as Apache and nginx do)."""
+        self._disarm()
+        self._lingering = True
+        headers = b"".join(n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers)
+        self.transport.write(
+            STATUS_LINE[400] + headers + b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(TOO_LARGE), TOO_LARGE.encode())
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
     def on_headers_complete(self) -> None:
         self._header_bytes, self._in_body, self._tail = 0, True, b""
