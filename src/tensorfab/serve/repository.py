@@ -342,13 +342,22 @@ def _check_folder(root: Path, name: str) -> None:
             raise TensorfabError(f"{path}: a link to a file outside the model repository")
 
 
-def _check_labels(path: Path, labels: Any, logits: np.ndarray) -> None:
-    """The package's labels name the model's outputs, one each (seen on the warm-up call)."""
-    width = logits.shape[-1] if logits.ndim else None
-    if isinstance(labels, list) and width is not None and len(labels) != width:
+def _check_labels(path: Path, task: Task, labels: Any, logits: np.ndarray) -> None:
+    """The package's labels are the task's classes (``/config`` shows the one, answers use
+    the other) and make the outputs the model gives, seen on the warm-up call: the task's
+    signature says how many scores its classes make (an intent model's ``oos`` is one more)."""
+    classes = getattr(task, "classes", None)
+    if isinstance(labels, list) and classes is not None and list(classes) != labels:
         raise TensorfabError(
-            f"{path / META_FILE}: labels lists {len(labels)} names; the model gives {width} "
-            "scores per row"
+            f"{path / META_FILE}: labels ({len(labels)} names) differ from the task's "
+            f"classes ({len(classes)}, task_config.classes)"
+        )
+    expected = task.signature()[1][0].shape[-1]
+    width = logits.shape[-1] if logits.ndim else None
+    if width is not None and expected != width:
+        raise TensorfabError(
+            f"{path / META_FILE}: its labels make {expected} scores per row; the model gives "
+            f"{width}"
         )
 
 
@@ -389,7 +398,7 @@ def _open_version(path: Path, config: ModelConfig) -> tuple[LoadedModel, Task, S
         start = time.perf_counter()
         logits = runtime(task.example_feed([WARMUP_SEQ_LEN], np.random.default_rng(0)))
         meta.setdefault("serving", {})["warmup_s"] = time.perf_counter() - start
-        _check_labels(path, meta.get("labels"), np.asarray(logits))
+        _check_labels(path, task, meta.get("labels"), np.asarray(logits))
     return runtime, task, limits
 
 

@@ -307,7 +307,11 @@ def test_hand_edited_packages_are_refused_at_load_and_the_others_serve(
         (repo / name / "1" / "manifest.json").unlink()
     meta_file = repo / "wide" / "1" / "tensorfab.json"
     meta = json.loads(meta_file.read_text())
-    meta_file.write_text(json.dumps({**meta, "labels": [f"c{i}" for i in range(50)]}))
+    fifty = [f"c{i}" for i in range(50)]
+    meta_file.write_text(json.dumps({**meta, "labels": fifty}))
+    shutil.copytree(repo / "wide", repo / "wider")  # labels and task_config both say 50
+    meta["task_config"]["classes"] = fifty
+    (repo / "wider" / "1" / "tensorfab.json").write_text(json.dumps({**meta, "labels": fifty}))
     outside = tmp_path / "elsewhere.onnx"
     (repo / "linked" / "1" / "model.onnx").rename(outside)
     (repo / "linked" / "1" / "model.onnx").symlink_to(outside)  # same bytes: manifest agrees
@@ -315,15 +319,19 @@ def test_hand_edited_packages_are_refused_at_load_and_the_others_serve(
     models = ModelRepository(repo, ServerMetrics(), announce=told.append)
 
     async def load_all() -> list:
-        states = [await models.load(n) for n in ("digits", "wide", "linked")]
+        states = [await models.load(n) for n in ("digits", "wide", "linked", "wider")]
         await models.close()
         return states
 
-    digits, wide, linked = asyncio.run(load_all())
+    digits, wide, linked, wider = asyncio.run(load_all())
     assert digits.ready and list(digits.versions) == ["1"]
     assert wide.reason == (
-        "failed to load: wide/1/tensorfab.json: labels lists 50 names; the model gives 10 "
-        "scores per row"
+        "failed to load: wide/1/tensorfab.json: labels (50 names) differ from the task's "
+        "classes (10, task_config.classes)"
+    )
+    assert wider.reason == (
+        "failed to load: wider/1/tensorfab.json: its labels make 50 scores per row; the model "
+        "gives 10"
     )
     assert linked.reason == (
         "failed to load: linked/1/model.onnx: a link to a file outside the model repository"
@@ -331,4 +339,5 @@ def test_hand_edited_packages_are_refused_at_load_and_the_others_serve(
     assert told == [
         f"warning: {repo / 'digits' / '1'}: no manifest.json; its files are not verified",
         f"warning: {repo / 'wide' / '1'}: no manifest.json; its files are not verified",
+        f"warning: {repo / 'wider' / '1'}: no manifest.json; its files are not verified",
     ]
