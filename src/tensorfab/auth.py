@@ -72,6 +72,7 @@ class TokenTable:
         """One shared token (``serve``): any holder is ``identity`` (default: user "token")."""
         if not token.strip():
             raise TensorfabError("auth: the bearer token is empty")
+        check_token_text(token, "auth")
         return cls([(hash_token(token), identity or Identity("token"))])
 
     def identify(self, token: str) -> Identity | None:
@@ -102,7 +103,23 @@ def token_from_env(variable: str) -> str | None:
         return None
     if not token.strip():
         raise TensorfabError(f"${variable} is set but empty; set a token or unset it")
+    check_token_text(token, f"${variable}")
     return token
+
+
+def check_token_text(token: str, where: str) -> None:
+    """Refuse a token with a character outside printable ASCII (a space to ``~``).
+
+    HTTP header values are Latin-1 bytes and clients (curl, urllib) send what they are
+    given as UTF-8 or refuse it, so such a token could never be presented: a server started
+    with it would refuse everyone, a client would crash encoding it.
+    """
+    for at, char in enumerate(token):
+        if not " " <= char <= "~":
+            raise TensorfabError(
+                f"{where}: the token holds {char!r} at character {at}; a bearer token is "
+                "printable ASCII (an HTTP header cannot carry other characters)"
+            )
 
 
 class _Entry(BaseModel):

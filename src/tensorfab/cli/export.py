@@ -66,7 +66,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "hf: a text model as a Hugging Face model directory (AutoModelFor*, pipeline), "
         "written to OUT (default: repo)",
     )
-    parser.add_argument("--repo", default="repo", help="serving repository folder")
+    parser.add_argument("--repo", default=None, help="serving repository folder (default: repo)")
     parser.add_argument(
         "--name",
         help="model name in the repository: letters, digits, _ - . (default: the run's name)",
@@ -116,6 +116,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+DEFAULT_REPO = "repo"
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every input, export, then score and time what was written.
 
@@ -133,9 +136,14 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(args)
     model_dir = resolve_model_dir(args.model)
     name = _model_name(args, model_dir)
-    repo = Path(args.repo)
+    repo = Path(args.repo or DEFAULT_REPO)
     pkg = load_package(model_dir)
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    unknown = sorted(set(variants) - {*VARIANTS, AUTO_VARIANT})
+    if unknown:  # auto is resolved before the variants are checked: name it among the choices
+        raise TensorfabError(
+            f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}, {AUTO_VARIANT}"
+        )
     choice = None
     if args.latency or AUTO_VARIANT in variants:  # what auto is, when speed is the question
         choice = choose_inference_precision(pkg, args.device)
@@ -178,6 +186,13 @@ def _run_hf(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise TensorfabError("export --format hf: give the directory to write (OUT)")
+    given = [f for f, on in (("--repo", args.repo is not None), ("--latency", args.latency)) if on]
+    if given:
+        verb = "do" if len(given) > 1 else "does"
+        raise TensorfabError(
+            f"export --format hf: {' and '.join(given)} {verb} not apply (a repository "
+            "export's options); leave them out"
+        )
     check_hf_target(Path(args.out))
     model_dir = resolve_model_dir(args.model)
     files = export_hf(load_package(model_dir), args.out)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tensorfab.auth import token_from_env
 from tensorfab.errors import TensorfabError
 
 EXAMPLE = """\
@@ -21,7 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texts", required=True, help="file with one text per line to send")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--requests", type=int, default=1000, help="requests in all")
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="time bound")
+    parser.add_argument(
+        "--max-seconds", type=float, default=120.0, help="time bound, above 0 (default 120)"
+    )
     parser.add_argument("--token-env", default="TENSORFAB_TOKEN", help="bearer token variable")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -41,6 +44,25 @@ def server_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def text_lines(path: Path) -> list[str]:
+    """The non-blank lines of ``--texts``; a folder, a missing or a non-UTF-8 file is one line."""
+    if path.is_dir():
+        raise TensorfabError(f"--texts {path}: is a directory; give a file with one text a line")
+    if not path.is_file():
+        raise TensorfabError(f"--texts {path}: no such file")
+    try:
+        texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    except UnicodeDecodeError as exc:
+        raise TensorfabError(
+            f"--texts {path}: not UTF-8 text (byte {exc.start}); give one text a line"
+        ) from None
+    except OSError as exc:
+        raise TensorfabError(f"--texts {path}: cannot read ({exc.strerror})") from None
+    if not texts:
+        raise TensorfabError(f"--texts {path}: no text lines")
+    return texts
+
+
 def run(args: argparse.Namespace) -> int:
     from tensorfab.serve.loadgen import (  # the serve extra
         LoadSpec,
@@ -50,16 +72,12 @@ def run(args: argparse.Namespace) -> int:
     )
 
     base = server_url(args.url)
-    path = Path(args.texts)
-    if not path.is_file():
-        raise TensorfabError(f"{path}: no such file")
-    texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    if not texts:
-        raise TensorfabError(f"{path}: no text lines")
     if args.clients < 1 or args.requests < 1:
         raise TensorfabError("--clients and --requests must be at least 1")
-    bodies = [json.dumps({"text": t}).encode() for t in texts]
-    token = os.environ.get(args.token_env) or None
+    if not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
+        raise TensorfabError(f"--max-seconds {args.max_seconds}: must be a number above 0")
+    bodies = [json.dumps({"text": t}).encode() for t in text_lines(Path(args.texts))]
+    token = token_from_env(args.token_env)
     problem = model_not_ready(base, args.model, token)
     if problem is not None:
         raise TensorfabError(f"--model {args.model!r} at {base}: {problem}; nothing was sent")

@@ -12,8 +12,8 @@ from tensorfab.hardware import resolve_device
 EXAMPLE = """\
 tensorfab predict runs/digits-lenet digit.png another.png
 tensorfab predict runs/mnist-lenet ../shared/data/mnist/t10k-images-idx3-ubyte.gz --json
-tensorfab predict runs/conll-minilm "EU rejects German call to boycott British lamb ."
-tensorfab predict runs/conll-minilm-context article.txt   # one sentence a line: one document
+tensorfab predict runs/conll2003-minilm "EU rejects German call to boycott British lamb ."
+tensorfab predict runs/conll2003-minilm-context article.txt   # one sentence a line: one document
 tensorfab predict runs/phrasebank-minilm headlines.txt --json"""
 
 
@@ -22,9 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs",
         nargs="+",
-        help="image files (png, jpg, ...), IDX files, texts or text files (one text a line; "
-        "the lines of a file are one document, read in context by an NER model trained with "
-        "data.context)",
+        help="image files (png, jpg, tiff, ...; an image model reads files, not folders), IDX "
+        "files, texts or text files (one text a line; the lines of a file are one document, "
+        "read in context by an NER model trained with data.context)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from tensorfab.auth import token_from_env
 from tensorfab.errors import TensorfabError
 
+DEFAULT_TOKEN_ENV = "TENSORFAB_TOKEN"
+
 if TYPE_CHECKING:
     from tensorfab.serve.service import GrpcOptions
 
@@ -43,9 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="comma-separated models to load (default: all)")
     parser.add_argument(
         "--token-env",
-        default="TENSORFAB_TOKEN",
+        default=None,
         help="environment variable holding a bearer token; when set, every route but "
-        "/v2/health/* requires 'Authorization: Bearer <token>'",
+        "/v2/health/* requires 'Authorization: Bearer <token>' (default: TENSORFAB_TOKEN, "
+        "optional; a variable named here must be set, else the server does not start)",
     )
     parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body")
     parser.add_argument(
@@ -105,7 +108,10 @@ def _grpc(args: argparse.Namespace) -> GrpcOptions | None:
         return None
     check_port(args.grpc_port, "--grpc-port")
     if args.grpc_port == args.port:
-        raise TensorfabError(f"--grpc-port {args.grpc_port}: the HTTP port (--port) already")
+        raise TensorfabError(
+            f"--grpc-port {args.grpc_port}: that is the HTTP port (--port) already; "
+            "give gRPC a port of its own"
+        )
     try:
         import tensorfab.serve.grpc_server  # noqa: F401  (grpcio and tritonclient[grpc])
     except ImportError as exc:
@@ -118,6 +124,37 @@ def _grpc(args: argparse.Namespace) -> GrpcOptions | None:
     )
 
 
+def _token(variable: str | None) -> str | None:
+    """The bearer token: ``TENSORFAB_TOKEN`` when set, or the variable ``--token-env`` names,
+    which must be set (asking for auth and serving without it would be a hole)."""
+    if variable is None:
+        return token_from_env(DEFAULT_TOKEN_ENV)
+    token = token_from_env(variable)
+    if token is None:
+        raise TensorfabError(
+            f"--token-env {variable}: ${variable} is not set; set it to the token, "
+            "or leave --token-env out to serve without auth"
+        )
+    return token
+
+
+def _models(repo: Path, given: str | None) -> list[str] | None:
+    """The models ``--models`` names (None: all); refused when there is nothing to serve."""
+    from tensorfab.package.repository import repository_models
+
+    if given is None:
+        if not repository_models(repo):
+            raise TensorfabError(
+                f"{repo}: no models to serve (no <model>/<version>/ folder); "
+                "export one with 'tensorfab export RUN --repo REPO --name NAME'"
+            )
+        return None
+    models = [m.strip() for m in given.split(",") if m.strip()]
+    if not models:
+        raise TensorfabError(f"--models {given!r}: names no model; give NAME[,NAME...]")
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
     from tensorfab.serve import Bind, ServerOptions, run_server  # the serve extra, when run
     from tensorfab.serve.server import check_port
@@ -128,11 +165,11 @@ def run(args: argparse.Namespace) -> int:
     check_port(args.port)
     _check_limits(args)
     grpc = _grpc(args)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    token = _token(args.token_env)
     options = ServerOptions(
         repository=repo,
-        models=models,
-        token=token_from_env(args.token_env),
+        models=_models(repo, args.models),
+        token=token,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         strict_readiness=args.strict_readiness,
         compute_threads=args.threads,

@@ -41,12 +41,16 @@ def file_digest(path: Path) -> str:
 
 def package_files(directory: Path) -> list[str]:
     """Every file under ``directory`` (POSIX relative paths, sorted) but the manifest's own
-    and the temporary files of an atomic write in progress."""
-    return sorted(
-        p.relative_to(directory).as_posix()
-        for p in directory.rglob("*")
-        if p.is_file() and p.name not in UNLISTED and not p.name.endswith(".tmp")
-    )
+    and the temporary files of an atomic write in progress; anything else that is not a
+    folder (a FIFO, a dangling link) is refused, never left out of a manifest silently."""
+    found = []
+    for p in directory.rglob("*"):
+        if p.name in UNLISTED or p.name.endswith(".tmp") or p.is_dir():
+            continue
+        if not p.is_file():  # a FIFO, socket or device: no digest can cover it
+            raise TensorfabError(f"{p}: not a regular file; a package holds only files")
+        found.append(p.relative_to(directory).as_posix())
+    return sorted(found)
 
 
 def digests(directory: Path) -> dict[str, str]:
@@ -71,7 +75,7 @@ def read_manifest(directory: Path) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise TensorfabError(f"{path}:{exc.lineno}: invalid JSON") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if manifest.get("algorithm") != ALGORITHM or not isinstance(files, dict):
+    if not isinstance(files, dict) or manifest.get("algorithm") != ALGORITHM:
         raise TensorfabError(f"{path}: expected {{'algorithm': 'sha256', 'files': {{...}}}}")
     return files
 

@@ -87,7 +87,14 @@ class ModelConfig(BaseModel):
 def load_model_config(model_dir: Path) -> ModelConfig:
     """The model folder's ``config.yaml``, or the defaults when there is none."""
     path = model_dir / CONFIG_FILE
-    return load_yaml_model(path, ModelConfig) if path.is_file() else ModelConfig()
+    if not path.exists():
+        return ModelConfig()
+    if not path.is_file():
+        raise TensorfabError(f"{path}: not a file (a model's {CONFIG_FILE} is a YAML file)")
+    try:
+        return load_yaml_model(path, ModelConfig)
+    except UnicodeDecodeError as exc:
+        raise TensorfabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def config_yaml(
@@ -163,6 +170,11 @@ def version_dirs(model_dir: Path) -> list[str]:
         return []
     found = [p.name for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
     return sorted(found, key=int)
+
+
+def unversioned_models(root: Path) -> list[str]:
+    """Folders of a repository with no numbered version folder: not models, not served."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not version_dirs(p))
 
 
 def repository_models(root: Path) -> list[str]:

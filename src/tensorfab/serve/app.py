@@ -15,6 +15,7 @@ serving after any of them. Every answer comes from the :class:`Service` the gRPC
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +49,7 @@ OFF_LOOP_BYTES = 64 * 1024  # bodies at least this large are parsed in the decod
 # A body refused as too large is not read: the answer closes the connection, where keeping it
 # would have the event loop take in (and throw away) the rest of the body, 15.9 MB of a bomb.
 CLOSE = {"Connection": "close"}
+INDEX_BODY_LIMIT = 64 * 1024  # a repository index request holds {"ready": true} at most
 
 
 def _documented(app: FastAPI) -> None:
@@ -145,7 +147,13 @@ def create_app(options: ServerOptions) -> FastAPI:
             await grpc_server.stop(options.grpc.grace_s if options.grpc else 0)
         await service.stop()
 
-    app = FastAPI(title="tensorfab inference server", version=__version__, lifespan=lifespan)
+    app = FastAPI(  # no /docs, /redoc: their pages load scripts from a CDN (blank offline)
+        title="tensorfab inference server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.service, app.state.repo, app.state.metrics = service, service.repo, service.metrics
     _add_handlers(app, options)
     _add_health_routes(app, service)
@@ -194,8 +202,11 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
 
 def _add_repository_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v2/repository/index")
-    async def repository_index() -> list[dict[str, Any]]:
-        return service.repo.index()
+    async def repository_index(request: Request) -> list[dict[str, Any]]:
+        body = await read_body(request, INDEX_BODY_LIMIT, service.options.body_timeout_s)
+        ready_only = index_request(body)
+        rows = service.repo.index()
+        return [r for r in rows if r["state"] == "READY"] if ready_only else rows
 
     @app.post("/v2/repository/models/{name}/load")
     async def load(name: str) -> dict[str, Any]:
@@ -206,6 +217,23 @@ def _add_repository_routes(app: FastAPI, service: Service) -> None:
     async def unload(name: str) -> dict[str, Any]:
         await service.unload(name)
         return {}
+
+
+def index_request(body: bytes) -> bool:
+    """A repository index request's ``ready`` flag: its body is empty or a JSON object
+    (Triton's ``{"ready": true}`` lists only the ready models); anything else is a 400."""
+    if not body.strip():
+        return False
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"request body: malformed JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise ProtocolError('request body: expected a JSON object, e.g. {"ready": true}')
+    ready = payload.get("ready", False)
+    if not isinstance(ready, bool):
+        raise ProtocolError("request body: ready: must be true or false")
+    return ready
 
 
 def _http_decoder(service: Service, request: Request) -> Any:

@@ -38,6 +38,13 @@ DATATYPES: dict[str, Any] = {
     "FP64": np.float64,
 }
 
+# What numpy must infer from the JSON values of a datatype: integers for the integer types
+# ("i", or "u" past int64), booleans for BOOL; anything else (a float, a string) is refused.
+EXACT_KINDS: dict[str, str] = {
+    **{t: "iu" for t in DATATYPES if t.startswith(("INT", "UINT"))},
+    "BOOL": "b",
+}
+
 
 def datatype_of(dtype: np.dtype) -> str:
     """The protocol's name of a numpy dtype (FP32, INT64, ...)."""
@@ -173,13 +180,55 @@ def _tensor(item: InputTensor, binary: bytes, offset: int) -> tuple[str, np.ndar
         return name, array.astype(dtype.newbyteorder("="), copy=False), offset + size
     if "data" not in item.model_fields_set:
         raise ProtocolError(f"input {name!r}: no 'data' and no binary_data_size")
-    try:
-        array = np.asarray(item.data, dtype=DATATYPES[datatype])
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        raise ProtocolError(f"input {name!r}: data is not {datatype}") from None
+    array = json_values(name, datatype, item.data)
     if array.size != count:
         raise ProtocolError(f"input {name!r}: {array.size} values for shape {shape}")
     return name, array.reshape(shape), offset
+
+
+def json_values(name: str, datatype: str, data: Any) -> np.ndarray:
+    """A tensor's JSON ``data`` as an array of ``datatype``, refused (400) when a value is not
+    one: integer types take JSON integers only and BOOL only true/false, as Triton does, so
+    ``1.9``, ``2.0``, ``"1"`` or ``true`` is never truncated into an INT64 (nor ``0.5`` into
+    a mask). The check is the dtype numpy infers for the parsed values (the conversion it
+    does anyway), so exact data costs no Python loop; one integer list mixing in a boolean
+    reads as an integer list (numpy promotes it), an all-boolean one is refused."""
+    kinds = EXACT_KINDS.get(datatype)
+    try:
+        if kinds is None:
+            return np.asarray(data, dtype=DATATYPES[datatype])
+        array = np.asarray(data)
+        if array.size and array.dtype.kind not in kinds:
+            _refuse_inexact(name, datatype, data)  # raises, unless huge integers (kind "O")
+            return np.asarray(data, dtype=DATATYPES[datatype])  # refuses those as overflow
+        return _in_range(name, datatype, array)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        raise ProtocolError(f"input {name!r}: data is not {datatype}") from None
+
+
+def _in_range(name: str, datatype: str, array: np.ndarray) -> np.ndarray:
+    """``array`` (integers or booleans, as numpy inferred them) cast to ``datatype``; a value
+    the type cannot hold is refused rather than wrapped around."""
+    target = np.dtype(DATATYPES[datatype])
+    if target.kind != "b" and array.size and array.dtype != target:
+        bounds = np.iinfo(target)
+        if array.min() < bounds.min or array.max() > bounds.max:
+            raise OverflowError
+    return array.astype(target, copy=False)
+
+
+def _refuse_inexact(name: str, datatype: str, data: Any) -> None:
+    """Name the first value of integer (BOOL) ``data`` that is not a JSON integer (boolean)
+    by its flat index; a Python loop, run only once numpy has seen a wrong kind."""
+    flat = np.asarray(data, dtype=object).ravel().tolist()
+    allowed = bool if datatype == "BOOL" else int
+    at = next((i for i, value in enumerate(flat) if type(value) is not allowed), None)
+    if at is None:
+        return
+    shown = json.dumps(flat[at], default=repr)
+    shown = shown if len(shown) <= 24 else shown[:20] + "..."
+    want = "true or false" if datatype == "BOOL" else "an integer"
+    raise ProtocolError(f"input {name!r}: data[{at}] is {shown}, not {want}")
 
 
 def parse_infer_request(body: bytes, header_length: str | None = None) -> InferRequest:

@@ -14,6 +14,7 @@ import asyncio
 import math
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,11 +33,15 @@ from tensorfab.optimize.runtime import (
     load_runtime,
 )
 from tensorfab.package.io import META_FILE
+from tensorfab.package.manifest import MANIFEST_FILE
 from tensorfab.package.repository import (
     CONFIG_FILE,
+    RULE,
     ModelConfig,
+    is_plain_name,
     load_model_config,
     repository_models,
+    unversioned_models,
     version_dirs,
 )
 from tensorfab.serve.batching import (
@@ -117,10 +122,13 @@ class ModelRepository:
         metrics: ServerMetrics,
         compute_threads: int = 4,
         max_queue_bytes: int | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         if not root.is_dir():
             raise TensorfabError(f"{root}: no such model repository folder")
         self.root = root
+        self.announce = announce
+        self._warned: set[str] = set()
         self.metrics = metrics
         self.max_queue_bytes = max_queue_bytes
         self.models: dict[str, ModelState] = {}
@@ -128,6 +136,14 @@ class ModelRepository:
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[DynamicBatcher] = set()  # started and not yet stopped
         self._closed = False
+        for name in unversioned_models(root):
+            self.warn(f"{root / name}: no numbered version folder (<model>/1/); not served")
+
+    def warn(self, line: str) -> None:
+        """Tell the server's log ``line`` once (a reload does not repeat it)."""
+        if self.announce is not None and line not in self._warned:
+            self._warned.add(line)
+            self.announce(f"warning: {line}")
 
     def names(self) -> list[str]:
         """Every model folder of the repository (loaded or not)."""
@@ -171,11 +187,15 @@ class ModelRepository:
     async def _replace(self, name: str) -> ModelState:
         fresh = ModelState(name)
         try:
+            _check_folder(self.root, name)
             fresh.config = _checked_config(self.root / name)
             versions = version_dirs(self.root / name)
             if fresh.config.versions == "latest":
                 versions = versions[-1:]
             for version in versions:
+                folder = self.root / name / version
+                if not (folder / MANIFEST_FILE).is_file():  # legal (hand-made), said once
+                    self.warn(f"{folder}: no {MANIFEST_FILE}; its files are not verified")
                 fresh.versions[version] = await self._load_version(name, version, fresh.config)
         except Exception as exc:  # any failure (a corrupt graph too) stays with this model
             await self._stop(fresh)
@@ -311,6 +331,36 @@ def public_reason(detail: str, root: Path) -> str:
     return _ABSOLUTE_PATH.sub("<path>", line)
 
 
+def _check_folder(root: Path, name: str) -> None:
+    """A model folder is named as documented and every file in it lies in the repository
+    (a symlink out of it would serve, and pass the manifest, with files nobody exported)."""
+    if not is_plain_name(name):
+        raise TensorfabError(f"{name!r} is not a model name; a model name is {RULE}")
+    inside = root.resolve()
+    for path in sorted((root / name).rglob("*")):
+        if not path.resolve().is_relative_to(inside):
+            raise TensorfabError(f"{path}: a link to a file outside the model repository")
+
+
+def _check_labels(path: Path, task: Task, labels: Any, logits: np.ndarray) -> None:
+    """The package's labels are the task's classes (``/config`` shows the one, answers use
+    the other) and make the outputs the model gives, seen on the warm-up call: the task's
+    signature says how many scores its classes make (an intent model's ``oos`` is one more)."""
+    classes = getattr(task, "classes", None)
+    if isinstance(labels, list) and classes is not None and list(classes) != labels:
+        raise TensorfabError(
+            f"{path / META_FILE}: labels ({len(labels)} names) differ from the task's "
+            f"classes ({len(classes)}, task_config.classes)"
+        )
+    expected = task.signature()[1][0].shape[-1]
+    width = logits.shape[-1] if logits.ndim else None
+    if width is not None and expected != width:
+        raise TensorfabError(
+            f"{path / META_FILE}: its labels make {expected} scores per row; the model gives "
+            f"{width}"
+        )
+
+
 def _checked_config(model_dir: Path) -> ModelConfig:
     """The model's config.yaml, its backend one that is registered (named in the file)."""
     config = load_model_config(model_dir)
@@ -346,8 +396,9 @@ def _open_version(path: Path, config: ModelConfig) -> tuple[LoadedModel, Task, S
     task = task.within(limits)  # e.g. texts truncated to the position table
     if config.warmup:
         start = time.perf_counter()
-        runtime(task.example_feed([WARMUP_SEQ_LEN], np.random.default_rng(0)))
+        logits = runtime(task.example_feed([WARMUP_SEQ_LEN], np.random.default_rng(0)))
         meta.setdefault("serving", {})["warmup_s"] = time.perf_counter() - start
+        _check_labels(path, task, meta.get("labels"), np.asarray(logits))
     return runtime, task, limits
 
 

@@ -83,7 +83,11 @@ class Service:
         self.options = options
         self.metrics = ServerMetrics()
         self.repo = ModelRepository(
-            options.repository, self.metrics, options.compute_threads, options.max_queue_bytes
+            options.repository,
+            self.metrics,
+            options.compute_threads,
+            options.max_queue_bytes,
+            options.announce,
         )
         self.decoder = ThreadPoolExecutor(
             options.decode_threads, thread_name_prefix="tensorfab-decode"

@@ -6,7 +6,8 @@ cancels it at the first byte received; a socket that connects and sends nothing,
 half a request line, is kept open without end (measured: README, "Serve"). Here a timer runs
 from the connection (and from the first byte after an answer) and closes the socket when the
 headers are not all in within ``header_timeout_s``; headers longer than
-``MAX_HEADER_BYTES`` are refused (400, closing) rather than collected, which httptools alone
+``MAX_HEADER_BYTES`` (request line to blank line, exactly) are refused (400, closing) rather
+than collected, which httptools alone
 would do without bound. Slow bodies are the app's: :func:`tensorfab.serve.app.read_body`
 answers 408 and closes.
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024  # a request line and headers together (h11's default: 16 KiB)
 TOO_LARGE = "Request headers too large."
+LINGER_S = 1.0  # a refused socket drops what still comes this long, then closes
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -38,26 +40,57 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # received since the last request's headers ended
         self._in_body = False  # a request's headers are in, its body is not all in yet
+        self._lingering = False  # headers refused: reading and dropping until closed
+        self._tail = b""  # the last 3 header bytes received, to find a "\r\n\r\n" across reads
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        waiting = self._waiting_for_headers()
-        if waiting:
+        if self._lingering:
+            return  # refused: what the client still sends is read and dropped
+        if self._waiting_for_headers():
+            if self._header_end(data) > MAX_HEADER_BYTES:
+                self._refuse_headers()
+                return
             self._header_bytes += len(data)
+            self._tail = (self._tail + data)[-3:]
         super().data_received(data)
         if self.transport.is_closing() or not self._waiting_for_headers():
             self._disarm()
-        elif self._header_bytes > MAX_HEADER_BYTES:
-            self._disarm()
-            self.send_400_response(TOO_LARGE)
         elif self._header_timer is None:
             self._arm()
 
+    def _header_end(self, data: bytes) -> int:
+        """The headers' length with ``data`` received: up to their blank line when it is in
+        ``data`` (the body after it does not count), else every byte so far. Only searched
+        once the bytes pass the limit, so the limit is exact and costs nothing below it."""
+        received = self._header_bytes + len(data)
+        if received <= MAX_HEADER_BYTES:
+            return received
+        end = (self._tail + data).find(b"\r\n\r\n")
+        return received if end < 0 else self._header_bytes - len(self._tail) + end + 4
+
+    def _refuse_headers(self) -> None:
+        """Answer 400 and close gracefully: the answer, then FIN; bytes the client still
+        sends are read and dropped for ``LINGER_S`` before the socket closes. Closing with
+        bytes unread makes the kernel send RST, which can destroy the answer before the
+        client reads it (a "lingering close", as Apache and nginx do)."""
+        self._disarm()
+        self._lingering = True
+        headers = b"".join(n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers)
+        self.transport.write(
+            STATUS_LINE[400] + headers + b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(TOO_LARGE), TOO_LARGE.encode())
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
     def on_headers_complete(self) -> None:
-        self._header_bytes, self._in_body = 0, True
+        self._header_bytes, self._in_body, self._tail = 0, True, b""
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -249,8 +249,7 @@ class EncoderTask:
             if _names_a_file(item):
                 found = [line for line in _file_lines(p) if line.strip()]
             else:
-                found = [item]
-                check_unicode(item, f"predict: argument {number + 1}")
+                found = [_argument_text(item, number + 1)]
             texts += found
             documents += [number] * len(found)
         if not texts:
@@ -396,6 +395,23 @@ def _names_a_file(item: str) -> bool:
         return len(item) < 4096 and Path(item).is_file()
     except OSError:
         return False
+
+
+def _argument_text(item: str, number: int) -> str:
+    """A predict argument that is no file, as a text: a folder or a blank text is refused
+    (as the server refuses an empty text), never predicted as if it were words."""
+    try:
+        folder = len(item) < 4096 and Path(item).is_dir()
+    except OSError:
+        folder = False
+    if folder:
+        raise TensorfabError(
+            f"predict: {item}: is a directory; give a text or a file of texts (one a line)"
+        )
+    if not item.strip():
+        raise TensorfabError(f"predict: argument {number}: empty text")
+    check_unicode(item, f"predict: argument {number}")
+    return item
 
 
 def request_texts(body: bytes) -> list[str]:

@@ -196,11 +196,9 @@ class ImageClassification:
         inputs = Inputs(None, [])
         images = []
         for item in items:
-            p = Path(item)
-            if not p.is_file():
-                raise TensorfabError(f"{p}: no such file")
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(self._converted(decode_image(p), str(p), inputs))
+            p = image_input_path(item)
+            if p.suffix.lower() in IMAGE_SUFFIXES or not looks_like_idx(p):
+                images.append(self._converted(_decoded(p), str(p), inputs))
                 continue
             batch = read_idx_images(p)
             images.append(batch)
@@ -424,3 +422,37 @@ def _image_problem(exc: TensorfabError) -> str:
     detail = str(cause) if cause is not None else str(exc).removeprefix("request body: ")
     detail = OBJECT_REPR.sub("", detail).strip().rstrip(":").strip() or "unknown format"
     return f"request body: not an image PIL can read ({detail})"
+
+
+def image_input_path(item: str) -> Path:
+    """A predict argument of an image model: a file (a folder is said to be one, not read)."""
+    p = Path(item)
+    if p.is_dir():
+        raise TensorfabError(
+            f"{p}: is a directory; predict reads image or IDX files, not folders (give DIR/*.png)"
+        )
+    if not p.is_file():
+        raise TensorfabError(f"{p}: no such file")
+    return p
+
+
+def looks_like_idx(path: Path) -> bool:
+    """Whether a file starts as an IDX file does (two zero bytes) or is gzip-compressed (as
+    MNIST's are); anything else is decoded as an image, whatever its name (TIFF too)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head in (b"\x00\x00", b"\x1f\x8b")
+
+
+def _decoded(path: Path) -> Any:
+    """An image file decoded; a file of another kind (named without an image suffix) is
+    said to be neither an image nor an IDX file rather than Pillow's words on it."""
+    try:
+        return decode_image(path)
+    except TensorfabError:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            raise
+        raise TensorfabError(
+            f"{path}: neither an image (png, jpg, tiff, ...) nor an IDX file "
+            "(magic 0x00000803); predict reads those"
+        ) from None

@@ -188,7 +188,11 @@ def _export(lenet_run: Path, cwd: Path, *args: str) -> tuple[int, str, str]:
         (["--tolerance", "-1"], "--tolerance must be 0 or more, not -1.0"),
         (["--threads", "0"], "--threads must be at least 1, not 0"),
         (["--device", "gpu"], "--device: must be cpu, cuda, cuda:N or auto, not 'gpu'"),
-        (["--variants", "fp32,fp8"], "--variants: unknown ['fp8']; choose from fp32, "),
+        (
+            ["--variants", "fp32,banana"],
+            "--variants: unknown ['banana']; choose from fp32, int8-dynamic, int8-static, "
+            "torch-fp16, torch-bf16, torch-compile, torch-cudagraphs, torch-auto\n",
+        ),
     ],
 )
 def test_export_bad_input_is_refused_before_anything_is_written(

@@ -297,7 +297,10 @@ def test_grpc_closes_silent_and_idle_connections(both: Running) -> None:
 def test_serve_cli_with_grpc_port_and_access_log(serve_repo: Path, free_port, capsys) -> None:
     port, grpc_port = free_port(), free_port()
     assert main(["serve", str(serve_repo), "--port", "9", "--grpc-port", "9"]) == 2
-    assert capsys.readouterr().err == "error: --grpc-port 9: the HTTP port (--port) already\n"
+    assert capsys.readouterr().err == (
+        "error: --grpc-port 9: that is the HTTP port (--port) already; "
+        "give gRPC a port of its own\n"
+    )
     command = cli_command(
         "serve", str(serve_repo), "--port", str(port), "--grpc-port", str(grpc_port),
         "--models", "digits", "--access-log",

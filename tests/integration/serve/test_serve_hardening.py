@@ -4,6 +4,7 @@ connection that stays open, slow sockets are closed, model control is explicit."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 
 from fuzzjson import any_json
 from tensorfab.serve import BackgroundServer, Bind, ServerOptions
+from tensorfab.serve.metrics import ServerMetrics
+from tensorfab.serve.repository import ModelRepository
 
 GOOD = {
     "inputs": [{"name": "images", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]
@@ -260,6 +263,19 @@ def test_the_server_is_up_and_clean_after_the_fuzz(controlled: BackgroundServer)
     assert controlled.server.config.app.tally.errors == 0  # no exception reached the guard
 
 
+def test_complete_headers_are_held_to_64_kib_exactly(controlled: BackgroundServer) -> None:
+    """Headers that end inside a later read counted to their blank line: 65,536 bytes pass,
+    65,537 are refused (they used to pass up to about 128 KiB)."""
+    port = int(controlled.url.rsplit(":", 1)[1])
+    head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    for size, status in ((64 * 1024, b"HTTP/1.1 200"), (64 * 1024 + 1, b"HTTP/1.1 400")):
+        pad = b"a" * (size - len(head) - 4)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(head + pad + b"\r\n\r\n")
+            assert conn.recv(4096).startswith(status), size
+    assert httpx.get(f"{controlled.url}/v2/health/live").status_code == 200
+
+
 def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again(
     controlled: BackgroundServer,
 ) -> None:
@@ -277,3 +293,51 @@ def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again
         kept.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # the next request's half
         assert kept.recv(100) == b""  # closed at the header timeout, not the keep-alive's 75 s
         assert 0.4 < time.monotonic() - start < 3.0
+
+
+def test_hand_edited_packages_are_refused_at_load_and_the_others_serve(
+    serve_repo: Path, tmp_path: Path
+) -> None:
+    """Labels that do not match the outputs, a file linked from outside the repository:
+    each one line naming the file; a package without a manifest loads, with a warning."""
+    repo = tmp_path / "repo"
+    for name in ("digits", "wide", "linked"):
+        shutil.copytree(serve_repo / "digits" / "1", repo / name / "1")
+    for name in ("wide", "digits"):
+        (repo / name / "1" / "manifest.json").unlink()
+    meta_file = repo / "wide" / "1" / "tensorfab.json"
+    meta = json.loads(meta_file.read_text())
+    fifty = [f"c{i}" for i in range(50)]
+    meta_file.write_text(json.dumps({**meta, "labels": fifty}))
+    shutil.copytree(repo / "wide", repo / "wider")  # labels and task_config both say 50
+    meta["task_config"]["classes"] = fifty
+    (repo / "wider" / "1" / "tensorfab.json").write_text(json.dumps({**meta, "labels": fifty}))
+    outside = tmp_path / "elsewhere.onnx"
+    (repo / "linked" / "1" / "model.onnx").rename(outside)
+    (repo / "linked" / "1" / "model.onnx").symlink_to(outside)  # same bytes: manifest agrees
+    told: list[str] = []
+    models = ModelRepository(repo, ServerMetrics(), announce=told.append)
+
+    async def load_all() -> list:
+        states = [await models.load(n) for n in ("digits", "wide", "linked", "wider")]
+        await models.close()
+        return states
+
+    digits, wide, linked, wider = asyncio.run(load_all())
+    assert digits.ready and list(digits.versions) == ["1"]
+    assert wide.reason == (
+        "failed to load: wide/1/tensorfab.json: labels (50 names) differ from the task's "
+        "classes (10, task_config.classes)"
+    )
+    assert wider.reason == (
+        "failed to load: wider/1/tensorfab.json: its labels make 50 scores per row; the model "
+        "gives 10"
+    )
+    assert linked.reason == (
+        "failed to load: linked/1/model.onnx: a link to a file outside the model repository"
+    )
+    assert told == [
+        f"warning: {repo / 'digits' / '1'}: no manifest.json; its files are not verified",
+        f"warning: {repo / 'wide' / '1'}: no manifest.json; its files are not verified",
+        f"warning: {repo / 'wider' / '1'}: no manifest.json; its files are not verified",
+    ]

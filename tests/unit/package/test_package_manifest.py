@@ -127,3 +127,20 @@ def test_cli_verify_exit_codes(
         f"{folder / 'tokenizer/vocab.txt: changed (sha256 differs)'}",
         f"{folder}: manifest FAILED (1 files)",
     ]
+
+
+def test_a_fifo_in_a_package_is_refused_never_left_out_of_a_rewritten_manifest(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    before = (folder / "manifest.json").read_text()
+    os.mkfifo(folder / "model.onnx")
+    assert main(["audit", "verify", str(folder), "--rewrite"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {folder / 'model.onnx'}: not a regular file; a package holds only files"
+    )
+    assert (folder / "manifest.json").read_text() == before  # not rewritten without it
+    (folder / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(TensorfabError, match=r"manifest.json: expected \{'algorithm'"):
+        manifest_problems(folder)

@@ -92,7 +92,9 @@ def test_json_response_names_the_model_and_flattens_data() -> None:
         (_json(inputs=[{"name": "x", "shape": [3], "datatype": "INT64", "data": [1, 2]}]), None,
          "2 values for shape"),
         (_json(inputs=[{"name": "x", "shape": [1], "datatype": "INT64", "data": ["a"]}]), None,
-         "data is not INT64"),
+         "input 'x': data\\[0\\] is \"a\", not an integer"),
+        (_json(inputs=[{"name": "x", "shape": [1], "datatype": "UINT8", "data": [256]}]), None,
+         "data is not UINT8"),
         (_json(inputs=[{"name": "x", "shape": [-1], "datatype": "INT64", "data": [1]}]), None,
          "non-negative"),
         (_json(inputs=[{"name": "x", "shape": [2], "datatype": "INT64",
@@ -185,3 +187,43 @@ def test_model_config_defaults_and_errors_with_file_and_line(tmp_path: Path) -> 
     (tmp_path / "config.yaml").write_text("max_batch_size: 16\nbatching: true\n")
     with pytest.raises(TensorfabError, match=r"config.yaml:2: batching: unknown field"):
         load_model_config(tmp_path)
+
+
+def _one(datatype: str, data: object, shape: list[int] | None = None) -> bytes:
+    tensor = {"name": "input_ids", "shape": shape or [1, 4], "datatype": datatype, "data": data}
+    return _json(inputs=[tensor])
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT64", [1.9, 2, 3, 4], "data[0] is 1.9, not an integer"),
+        ("INT64", [1, 2, 3, 2.0], "data[3] is 2.0, not an integer"),
+        ("INT64", ["1", "2", "3", "4"], 'data[0] is "1", not an integer'),
+        ("INT64", [True, False, True, True], "data[0] is true, not an integer"),
+        ("INT64", [1, 2, 3, [4]], "data is not INT64"),
+        ("UINT8", [1, 2, 3, -1], "data is not UINT8"),
+        ("UINT64", [1, 2, 3, 2**64], "data is not UINT64"),
+        ("INT32", [[1, 2], [3, 0.5]], "data[3] is 0.5, not an integer"),
+        ("UINT8", [0.5, 1, 2, 3], "data[0] is 0.5, not an integer"),
+        ("BOOL", [True, 1, False, True], "data[1] is 1, not true or false"),
+    ],
+)
+def test_integer_and_bool_tensors_take_only_json_integers_and_booleans(
+    datatype: str, data: object, message: str
+) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_infer_request(_one(datatype, data))
+    assert str(info.value) == f"input 'input_ids': {message}" and info.value.status == 400
+
+
+def test_exact_values_still_parse_and_a_fractional_mask_never_reaches_the_mask_check() -> None:
+    parsed = parse_infer_request(_one("INT64", [[1, 2], [3, 4]], [2, 2])).inputs["input_ids"]
+    assert parsed.dtype == np.int64 and parsed.tolist() == [[1, 2], [3, 4]]
+    flags = parse_infer_request(_one("BOOL", [True, False, True, True])).inputs["input_ids"]
+    assert flags.tolist() == [[True, False, True, True]]
+    floats = parse_infer_request(_one("FP32", [1, 2.5, 3, 4])).inputs["input_ids"]
+    assert floats.tolist() == [[1.0, 2.5, 3.0, 4.0]]  # a float tensor takes JSON integers too
+    mask = {"name": "attention_mask", "shape": [1, 4], "datatype": "INT64", "data": [1, 1, 1, 0.5]}
+    with pytest.raises(ProtocolError, match=r"attention_mask': data\[3\] is 0.5, not an integer"):
+        parse_infer_request(_json(inputs=[mask]))

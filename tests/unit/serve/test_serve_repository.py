@@ -178,3 +178,47 @@ def test_load_failure_reasons_show_no_filesystem_paths(tmp_path: Path) -> None:
     assert public_reason(detail, root) == (
         "m/1/tensorfab.json: cannot read <path> (see <path>); digits/1 and 3/4 stay"
     )
+
+
+def _reason(tmp_path: Path, name: str = "m") -> str:
+    state = asyncio.run(ModelRepository(tmp_path, ServerMetrics()).load(name))
+    assert not state.ready
+    return state.reason
+
+
+def test_bad_model_folders_fail_in_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "config.yaml").mkdir()
+    assert _reason(tmp_path) == (
+        "failed to load: m/config.yaml: not a file (a model's config.yaml is a YAML file)"
+    )
+    (tmp_path / "m" / "config.yaml").rmdir()
+    (tmp_path / "m" / "config.yaml").write_bytes(b"max_batch_size: 4\n\xc7\xff\n")
+    assert _reason(tmp_path) == "failed to load: m/config.yaml: not UTF-8 text (byte 18)"
+    (tmp_path / "m" / "config.yaml").unlink()
+    (tmp_path / "m" / "1" / "tensorfab.json").write_text("{}")
+    (tmp_path / "m" / "1" / "manifest.json").write_text("[1, 2]")
+    assert _reason(tmp_path) == (
+        "failed to load: m/1/manifest.json: expected {'algorithm': 'sha256', 'files': {...}}"
+    )
+    (tmp_path / "bad name" / "1").mkdir(parents=True)
+    assert _reason(tmp_path, "bad name") == (
+        "failed to load: 'bad name' is not a model name; a model name is letters, digits, "
+        "'_', '-' and '.' (no path separators, not '.' or '..')"
+    )
+
+
+def test_a_folder_without_a_version_and_a_package_without_manifest_are_told_once(
+    tmp_path: Path,
+) -> None:
+    for folder in ("verabc/abc", "empty", "m/1"):
+        (tmp_path / folder).mkdir(parents=True)
+    told: list[str] = []
+    repo = ModelRepository(tmp_path, ServerMetrics(), announce=told.append)
+    for _ in range(2):  # a reload does not repeat the warnings
+        asyncio.run(repo.load("m"))
+    assert told == [
+        f"warning: {tmp_path / 'empty'}: no numbered version folder (<model>/1/); not served",
+        f"warning: {tmp_path / 'verabc'}: no numbered version folder (<model>/1/); not served",
+        f"warning: {tmp_path / 'm' / '1'}: no manifest.json; its files are not verified",
+    ]

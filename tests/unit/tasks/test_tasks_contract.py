@@ -223,3 +223,37 @@ def test_a_text_longer_than_a_file_name_is_a_text_not_an_error() -> None:
     task = task_from_meta(METAS["token-classification"])
     long = " ".join(["word"] * 80)
     assert task.read_inputs([long, "short text"]).data == [long, "short text"]
+
+
+def test_predict_refuses_a_folder_and_an_empty_text_given_to_a_text_model(tmp_path: Path) -> None:
+    task = task_from_meta(METAS["token-classification"])
+    with pytest.raises(TensorfabError) as info:
+        task.read_inputs([str(tmp_path)])
+    assert str(info.value) == (
+        f"predict: {tmp_path}: is a directory; give a text or a file of texts (one a line)"
+    )
+    with pytest.raises(TensorfabError, match=r"^predict: argument 2: empty text$"):
+        task.read_inputs(["fine", "  "])
+
+
+def test_an_image_model_reads_a_tiff_by_its_content_and_names_other_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    task = ImageClassification(["a", "b"], image_shape=(1, 28, 28))
+    Image.fromarray(_digit(True)).save(tmp_path / "d.tiff")
+    png = _png(tmp_path / "d.png", _digit(True))
+    read = task.read_inputs([str(tmp_path / "d.tiff"), png]).data
+    assert torch.equal(read[0], read[1])  # the TIFF was decoded as the PNG was, no IDX error
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    with pytest.raises(TensorfabError) as info:
+        task.read_inputs([str(tmp_path / "notes.txt")])
+    assert str(info.value) == (
+        f"{tmp_path / 'notes.txt'}: neither an image (png, jpg, tiff, ...) nor an IDX file "
+        "(magic 0x00000803); predict reads those"
+    )
+    with pytest.raises(TensorfabError) as info:
+        task.read_inputs([str(tmp_path)])
+    assert str(info.value) == (
+        f"{tmp_path}: is a directory; predict reads image or IDX files, not folders "
+        "(give DIR/*.png)"
+    )
