@@ -60,7 +60,7 @@ TABLE: dict[str, set[str]] = {
     "bench": {"engine", "optimize", "hardware", "data", "models", "tasks", "metrics"},
     "jobs": {"spec", "hardware", "engine"},
     "audit": {"package", "metrics", "data", "engine"},
-    "advise": {"engine", "hardware"},
+    "advise": {"engine", "hardware", "metrics"},
     "cli": set(),  # everything, see _allowed
 }
 SHARED = {"", "errors", "registry", "files", "auth"}  # tensorfab, tensorfab.errors, ...

@@ -18,7 +18,7 @@ from tensorfab.advise.advise import Advice
 from tensorfab.advise.calibration import check_raw, from_micro, shown
 from tensorfab.advise.measured import calibration_from_bench
 from tensorfab.errors import TensorfabError
-from tensorfab.files import atomic_path
+from tensorfab.metrics.plots import plot_stacked_bars
 
 
 def _cell(value: Any, fmt: str, none: str = "n/a") -> str:
@@ -56,28 +56,20 @@ def markdown(advice: Advice) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(advice: Advice, path: Path) -> Path:
-    """Predicted step time per GPU, split into its parts (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(advice: Advice, path: Path) -> Path | None:
+    """Predicted step time per GPU, split into its parts (PNG); None when every GPU was
+    refused (nothing to draw)."""
     rows = [r for r in advice.gpus if r.get("parts_ms")]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
-    left = [0.0] * len(rows)
-    for part in ("compute", "memory", "kernel_latency", "host_dispatch", "host_input"):
-        widths = [r["parts_ms"][part] for r in rows]
-        ax.barh([r["id"] for r in rows], widths, left=left, label=part)
-        left = [a + b for a, b in zip(left, widths, strict=True)]
-    ax.set_xlabel("ms per step (parts; a GPU step is the longer of device and host)")
-    ax.set_title(f"tensorfab advise: {advice.workload}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    if not rows:
+        return None
+    parts = ("compute", "memory", "kernel_latency", "host_dispatch", "host_input")
+    return plot_stacked_bars(
+        [r["id"] for r in rows],
+        {part: [r["parts_ms"][part] for r in rows] for part in parts},
+        path,
+        ylabel="ms per step (a GPU step: the longer of device and host)",
+        title=f"tensorfab advise: {advice.workload}",
+    )
 
 
 def load_calibration(path: Path) -> dict[str, Any]:
