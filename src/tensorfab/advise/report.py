@@ -67,7 +67,7 @@ def plot(advice: Advice, path: Path) -> Path | None:
         [r["id"] for r in rows],
         {part: [r["parts_ms"][part] for r in rows] for part in parts},
         path,
-        ylabel="ms per step (a GPU step: the longer of device and host)",
+        ylabel="ms per step, by part",
         title=f"tensorfab advise: {advice.workload}",
     )
 
