@@ -11,7 +11,7 @@ from tensorfab.audit.pii import PiiReport, ner_from_model, scan
 EXAMPLE = """\
 tensorfab audit pii notes.txt                         # file:line TYPE text, then counts
 tensorfab audit pii notes/ --redact notes-redacted/ --json
-tensorfab audit pii notes/ --ner runs/conll2003-minilm# adds PER, LOC, ORG from an NER model"""
+tensorfab audit pii notes/ --ner runs/conll2003-minilm  # adds PER, LOC, ORG from an NER model"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
