@@ -7,6 +7,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -157,23 +158,25 @@ def test_call_cost_fits_a_calls_fixed_part_in_positions() -> None:
 def test_a_batch_reports_its_taken_requests_once_and_fits_its_calls() -> None:
     stats: list[BatchStats] = []
 
+    batcher = _four_texts_served(lambda feed: feed["input_ids"][..., None] * 1.0, stats.append)
+    assert [(s.rows, s.taken) for s in stats] == [(2, 4), (2, 0)]  # two groups of one batch
+    assert batcher.cost.sums[0] == pytest.approx(1.0 + 0.98)  # two calls, the first decayed
+    assert batcher.cost.sums[1] == pytest.approx(2 * 4 * 0.98 + 2 * 31)  # their positions
+
+
+def _four_texts_served(run: Any, on_batch: Any) -> DynamicBatcher:
+    """A text batcher that served four one-text requests of 30, 3, 31 and 4 tokens at once
+    (two length groups), stopped."""
+
     async def main() -> DynamicBatcher:
-        batcher = _batcher(
-            lambda feed: feed["input_ids"][..., None] * 1.0,
-            policy=TEXT_POLICY,
-            per_position=True,
-            on_batch=stats.append,
-        )
+        batcher = _batcher(run, policy=TEXT_POLICY, per_position=True, on_batch=on_batch)
         batcher.start()
         feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
         await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
         await batcher.stop()
         return batcher
 
-    batcher = asyncio.run(main())
-    assert [(s.rows, s.taken) for s in stats] == [(2, 4), (2, 0)]  # two groups of one batch
-    assert batcher.cost.sums[0] == pytest.approx(1.0 + 0.98)  # two calls, the first decayed
-    assert batcher.cost.sums[1] == pytest.approx(2 * 4 * 0.98 + 2 * 31)  # their positions
+    return asyncio.run(main())
 
 
 def _busy(seconds: float) -> None:
@@ -190,17 +193,7 @@ def test_a_groups_fitted_cost_counts_the_loops_hand_back_as_well_as_the_call() -
         _busy(0.004)
         return feed["input_ids"][..., None] * 1.0
 
-    async def main() -> DynamicBatcher:
-        batcher = _batcher(
-            run, policy=TEXT_POLICY, per_position=True, on_batch=lambda s: _busy(0.006)
-        )
-        batcher.start()
-        feeds = [{"input_ids": np.full((1, t), t, np.int64)} for t in (30, 3, 31, 4)]
-        await asyncio.gather(*(batcher.submit(f, 1, 5.0) for f in feeds))
-        await batcher.stop()
-        return batcher
-
-    batcher = asyncio.run(main())
+    batcher = _four_texts_served(run, lambda s: _busy(0.006))
     weight, seconds = batcher.cost.sums[0], batcher.cost.sums[2]
     assert weight == pytest.approx(1.98)  # two groups were fitted
     assert 0.0098 <= seconds / weight < 0.03  # each at its call and its hand-back
