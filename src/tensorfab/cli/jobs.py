@@ -341,24 +341,9 @@ def resolved_spec(path: str, overrides: list[str]) -> str:
     from tensorfab.models import model_entry
     from tensorfab.spec import dump_spec, load_spec
 
-    _check_utf8(path)
     spec = load_spec(path, overrides)
     model_entry(spec.model.name)
     return dump_spec(spec)
-
-
-def _check_utf8(path: str) -> None:
-    """A spec is YAML text: a binary file (an image given by mistake) is one line naming
-    the file and the first bad byte, not a decoder traceback."""
-    try:
-        Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = exc.object[exc.start]
-        raise TensorfabError(
-            f"{path}: not a YAML spec (not UTF-8 text: byte 0x{bad:02x} at offset {exc.start})"
-        ) from None
-    except OSError:
-        pass  # missing or unreadable: load_spec says which, in its own words
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -50,14 +50,9 @@ def text_lines(path: Path) -> list[str]:
         raise TensorfabError(f"--texts {path}: is a directory; give a file with one text a line")
     if not path.is_file():
         raise TensorfabError(f"--texts {path}: no such file")
-    try:
-        texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    except UnicodeDecodeError as exc:
-        raise TensorfabError(
-            f"--texts {path}: not UTF-8 text (byte {exc.start}); give one text a line"
-        ) from None
-    except OSError as exc:
-        raise TensorfabError(f"--texts {path}: cannot read ({exc.strerror})") from None
+    from tensorfab.data.text_types import read_text_file  # a bad byte named by its line
+
+    texts = [t for t in read_text_file(path).splitlines() if t.strip()]
     if not texts:
         raise TensorfabError(f"--texts {path}: no text lines")
     return texts

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorfab.data.files import read_file_bytes
-from tensorfab.errors import TensorfabError
+from tensorfab.spec.text import decode_text
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,7 @@ class TextSplits:
 def read_text_file(path: str | Path, encoding: str = "utf-8") -> str:
     """A whole text file, decoded; a missing file or a bad byte is one error naming the place."""
     path = Path(path)
-    data = read_file_bytes(path)
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        name = "UTF-8" if encoding.lower().startswith("utf") else encoding
-        raise TensorfabError(
-            f"{path}:{line}: invalid {name} (byte 0x{data[exc.start]:02x} at column {column})"
-        ) from None
+    return decode_text(read_file_bytes(path), path, encoding)
 
 
 def limit_text_splits(

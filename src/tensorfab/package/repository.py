@@ -91,10 +91,7 @@ def load_model_config(model_dir: Path) -> ModelConfig:
         return ModelConfig()
     if not path.is_file():
         raise TensorfabError(f"{path}: not a file (a model's {CONFIG_FILE} is a YAML file)")
-    try:
-        return load_yaml_model(path, ModelConfig)
-    except UnicodeDecodeError as exc:
-        raise TensorfabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    return load_yaml_model(path, ModelConfig)
 
 
 def config_yaml(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from tensorfab.errors import TensorfabError
 from tensorfab.spec.schema import JobSpec
+from tensorfab.spec.text import decode_text
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -79,7 +80,7 @@ def _strip_lines(node: Any, prefix: str, table: dict[str, int]) -> Any:
 def read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     """Read a spec file into a dict and a table ``dotted.path -> line``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_text(path.read_bytes(), path)
     except OSError as exc:
         raise TensorfabError(f"{path}: cannot read spec ({exc.strerror})") from None
     try:

@@ -29,7 +29,7 @@ from tensorfab.data.sequence_batching import (
     resident_bytes,
     sequences_fit,
 )
-from tensorfab.data.text_types import TextSplits
+from tensorfab.data.text_types import TextSplits, read_text_file
 from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import POOLING_KEY, load_tokenizer
@@ -247,7 +247,7 @@ class EncoderTask:
         for number, item in enumerate(items):
             p = Path(item)
             if _names_a_file(item):
-                found = [line for line in _file_lines(p) if line.strip()]
+                found = [line for line in read_text_file(p).splitlines() if line.strip()]
             else:
                 found = [_argument_text(item, number + 1)]
             texts += found
@@ -445,16 +445,6 @@ def check_unicode(text: str, where: str) -> None:
     except UnicodeEncodeError as exc:
         raise TensorfabError(
             f"{where}: not valid Unicode (a lone surrogate at character {exc.start})"
-        ) from None
-
-
-def _file_lines(path: Path) -> list[str]:
-    """A text file's lines; one that is not UTF-8 is one error naming the file and byte."""
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise TensorfabError(
-            f"{path}: not UTF-8 text (byte {exc.start}); predict reads one text per line"
         ) from None
 
 

@@ -68,7 +68,7 @@ def test_perf_refuses_folders_binary_texts_and_bad_time_bounds(
     )
     texts.write_bytes(b"ok\n\xff\xfe\n")
     assert _error(capsys, *perf, str(texts)) == (
-        f"error: --texts {texts}: not UTF-8 text (byte 3); give one text a line"
+        f"error: {texts}:2: invalid UTF-8 (byte 0xff at column 1)"
     )
     for bound in ("nan", "-1", "0", "inf"):
         assert _error(capsys, *perf, str(texts), "--max-seconds", bound) == (

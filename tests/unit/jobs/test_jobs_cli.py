@@ -60,7 +60,7 @@ def test_submit_of_a_binary_file_is_one_line_naming_it(tmp_path: Path, capsys) -
     code, err = _run(["jobs", "submit", str(png), "--url", "http://127.0.0.1:9"], capsys)
     assert (code, err) == (
         2,
-        f"error: {png}: not a YAML spec (not UTF-8 text: byte 0x89 at offset 0)",
+        f"error: {png}:1: invalid UTF-8 (byte 0x89 at column 1)",
     )
 
 

@@ -194,7 +194,9 @@ def test_bad_model_folders_fail_in_one_line_naming_the_file(tmp_path: Path) -> N
     )
     (tmp_path / "m" / "config.yaml").rmdir()
     (tmp_path / "m" / "config.yaml").write_bytes(b"max_batch_size: 4\n\xc7\xff\n")
-    assert _reason(tmp_path) == "failed to load: m/config.yaml: not UTF-8 text (byte 18)"
+    assert _reason(tmp_path) == (
+        "failed to load: m/config.yaml:2: invalid UTF-8 (byte 0xc7 at column 1)"
+    )
     (tmp_path / "m" / "config.yaml").unlink()
     (tmp_path / "m" / "1" / "tensorfab.json").write_text("{}")
     (tmp_path / "m" / "1" / "manifest.json").write_text("[1, 2]")

@@ -189,7 +189,9 @@ def test_predict_refuses_text_that_is_not_unicode(tmp_path: Path) -> None:
         task.read_inputs(["fine", "bad \udcff byte"])  # what argv holds for a 0xff byte
     binary = tmp_path / "texts.txt"
     binary.write_bytes(b"one\ntwo \xff\n")
-    with pytest.raises(TensorfabError, match=r"texts.txt: not UTF-8 text \(byte 8\)"):
+    with pytest.raises(
+        TensorfabError, match=r"texts.txt:2: invalid UTF-8 \(byte 0xff at column 5\)"
+    ):
         task.read_inputs([str(binary)])
 
 
