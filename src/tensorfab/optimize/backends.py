@@ -16,6 +16,7 @@ import torch
 
 from tensorfab.errors import TensorfabError
 from tensorfab.hardware import resolve_device
+from tensorfab.models.unpadded import unpad_encoders
 from tensorfab.optimize.export import inference_graph
 from tensorfab.optimize.runtime import (
     BACKENDS,
@@ -65,7 +66,11 @@ def load_torch(path: Path, config: LoadConfig) -> LoadedModel:
         raise TensorfabError(f"{path}: {problem}")
     pkg = load_package(path, dev)
     graph = inference_graph(pkg)[0]
-    forward = torch_forward(graph, settings, dev)
+    # eager only: the packed path's data-dependent shapes would break a compiled graph or a
+    # captured CUDA graph
+    eager = not (settings.compile or settings.cuda_graphs)
+    ragged = eager and unpad_encoders(graph) > 0
+    forward = torch_forward(graph.eval(), settings, dev)
     names = [t.name for t in pkg.task.signature()[0]]
 
     @torch.inference_mode()
@@ -73,4 +78,4 @@ def load_torch(path: Path, config: LoadConfig) -> LoadedModel:
         args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(dev) for n in names]
         return forward(*args).float().cpu().numpy()
 
-    return LoadedModel("torch", str(dev), pkg.meta, run, (), (), settings)
+    return LoadedModel("torch", str(dev), pkg.meta, run, (), (), settings, ragged)

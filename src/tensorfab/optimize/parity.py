@@ -99,7 +99,12 @@ def _compare(
     tolerance: float,
 ) -> dict[str, Any]:
     pairs = list(zip(reference, got, strict=True))
-    diffs = np.concatenate([(r - g).abs().flatten().numpy() for r, g in pairs])
+    diffs = np.concatenate(
+        [
+            (pkg.task.compared(r, b) - pkg.task.compared(g, b)).abs().flatten().numpy()
+            for (r, g), b in zip(pairs, batches, strict=True)
+        ]
+    )
     ref_steps = [pkg.task.eval_step(r, b) for r, b in zip(reference, batches, strict=True)]
     got_steps = [pkg.task.eval_step(g, b) for g, b in zip(got, batches, strict=True)]
     ref_pred = [p for s in ref_steps for p in _predictions(s)]

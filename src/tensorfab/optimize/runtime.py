@@ -117,6 +117,9 @@ class LoadedModel:
     providers: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     settings: TorchSettings | None = None  # torch backend only
+    # computes only the real positions of a padded batch (``models.unpadded``): a batch of
+    # mixed lengths costs its tokens, so the server does not split it by length
+    ragged: bool = False
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self.run(feed)
@@ -133,6 +136,7 @@ class LoadedModel:
             "providers": list(self.providers),
             "notes": list(self.notes),
             "settings": self.settings.as_dict() if self.settings else None,
+            "ragged": self.ragged,
         }
 
 

@@ -225,8 +225,10 @@ class ModelRepository:
         outputs = input_signature(runtime.meta)[1]
         batcher = DynamicBatcher(
             run=runtime,
-            policy=BatchPolicy(
-                config.max_batch_size, config.max_queue_delay_us / 1e6, config.max_padding
+            policy=BatchPolicy(  # a ragged runtime computes no padding: no split by length
+                config.max_batch_size,
+                config.max_queue_delay_us / 1e6,
+                None if runtime.ragged else config.max_padding,
             ),
             max_queue_size=config.max_queue_size,
             max_queue_bytes=self.max_queue_bytes,

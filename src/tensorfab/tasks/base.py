@@ -109,6 +109,12 @@ class Task(Protocol):
         """Task metrics over a whole split from the outputs of all its batches."""
         ...
 
+    def compared(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The outputs that mean something, for comparing two runtimes' (parity): all of
+        them, or a token model's at the positions its mask keeps (a ragged runtime computes
+        nothing at padding)."""
+        ...
+
     def config(self) -> dict[str, Any]:
         """What the model package must record to rebuild this task (``task_config``)."""
         ...
@@ -252,6 +258,12 @@ def signature_axes(signature: Signature) -> dict[str, dict[int, str]]:
         for s in inputs
     }
     return {**axes, **{s.name: {0: "batch"} for s in outputs}}
+
+
+def every_output(task: Any, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """``Task.compared`` of a task none of whose outputs is padding: all of them."""
+    del task, batch
+    return logits
 
 
 def variable_length(signature: Signature) -> bool:

@@ -45,6 +45,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    every_output,
     no_hf_form,
 )
 from tensorfab.tasks.flops import EncoderShape, encoder_forward_flops
@@ -194,6 +195,8 @@ class EncoderTask:
             TensorSpec("attention_mask", "INT64", (-1,)),
         ]
         return inputs, [TensorSpec(OUTPUT, "FP32", self.logits_shape())]
+
+    compared = every_output  # no output is padding
 
     def graph(self, model: nn.Module) -> nn.Module:
         return _EncoderGraph(model).eval()

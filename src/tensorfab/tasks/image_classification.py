@@ -36,6 +36,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    every_output,
     no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
@@ -106,6 +107,8 @@ class ImageClassification:
 
     def eval_step(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> Any:
         return batch[1].cpu(), logits.argmax(dim=-1).cpu()
+
+    compared = every_output  # no output is padding
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         targets = torch.cat([t for t, _ in outputs])

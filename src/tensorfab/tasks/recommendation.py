@@ -38,6 +38,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    every_output,
     no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
@@ -138,6 +139,8 @@ class Recommendation:
         inside = rank < K
         hits[inside, rank[inside]] = True
         return ranking_metrics(hits, torch.ones(len(candidates)))
+
+    compared = every_output  # no output is padding
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         names = [n for n in self.metric_names if n != "loss"]

@@ -39,6 +39,7 @@ from tensorfab.tasks.base import (
     TensorSpec,
     TokenCount,
     Workload,
+    every_output,
     no_hf_form,
 )
 from tensorfab.tasks.flops import counted_flops
@@ -166,6 +167,8 @@ class TabularClassification:
     def eval_step(self, logits: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> Any:
         preds = torch.from_numpy(np.asarray(self.decide(logits, batch[1].cpu()), dtype=np.int64))
         return batch[2].cpu(), preds
+
+    compared = every_output  # no output is padding
 
     def eval_scores(self, outputs: list[Any]) -> dict[str, Any]:
         targets = torch.cat([t for t, _ in outputs])

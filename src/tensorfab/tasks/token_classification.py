@@ -162,6 +162,9 @@ class TokenClassification(EncoderTask):
         targets = piece_targets(batch[3]).flatten()
         return nn.functional.cross_entropy(flat, targets, ignore_index=IGNORE)
 
+    def compared(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return logits[batch[2].bool()]  # [kept positions, C]: padding is not an answer
+
     def eval_step(self, logits: torch.Tensor, batch: Batch) -> Any:
         labels, index = batch[3].cpu(), batch[0].cpu()
         keep = word_starts(labels)  # exactly the first sub-token of every (kept) word

@@ -1,0 +1,125 @@
+"""The unpadded BERT forward against Hugging Face's, on the batches a server computes.
+
+Usage (from the repository root, with the NER run ``serve_efficiency.py`` serves):
+
+    taskset -c 0 .venv/bin/python benchmarks/serve_unpadded.py runs/srveff-ner \
+        --texts ../shared/data/conll2003/valid.txt \
+        --out benchmarks/results/cpu-2026-12-01-serve-unpadded.json
+
+On the sentences' token ids, one thread, CPU ms per sentence (best of 3 passes) of the
+package's graph as Hugging Face runs it and with its encoder unpadded
+(``models/unpadded.py``), in two kinds of batches: sorted by length (what offline
+throughput uses) and random pools (what a server takes from its queue: ``--pool`` of the
+clients' requests, in arrival order), and for the unpadded path at several attention
+group costs (``--group-costs``: the constant ``GROUP_COST`` is picked from this). Also the
+largest difference of the two paths' logits at the real positions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tensorfab.files import atomic_path
+from tensorfab.models import unpadded as unpadded_module
+from tensorfab.optimize.export import inference_graph
+from tensorfab.package import load_package, resolve_model_dir
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_efficiency import load_average, padded, sentences, token_ids
+
+PASSES = 3
+
+
+def cpu_ms(graph: torch.nn.Module, feeds: list[dict], sentences_count: int) -> float:
+    best = float("inf")
+    for _ in range(PASSES):
+        start = time.process_time()
+        for feed in feeds:
+            graph(torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"]))
+        best = min(best, 1e3 * (time.process_time() - start) / sentences_count)
+    return round(best, 3)
+
+
+def batches(rows: list[list[int]], args: argparse.Namespace) -> dict[str, list[dict]]:
+    ordered = sorted(rows, key=len)
+    arrival = rows[:]
+    random.Random(0).shuffle(arrival)
+    out = {f"sorted-{n}": _cut(ordered, n) for n in (16, 32)}
+    out.update({f"random-{n}": _cut(arrival, n) for n in args.pools})
+    return out
+
+
+def _cut(rows: list[list[int]], size: int) -> list[dict]:
+    return [padded(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+
+@torch.inference_mode()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    path = resolve_model_dir(args.model)
+    texts = sentences(args.texts, args.sentences)
+    rows = token_ids(path, texts)
+    hf = inference_graph(load_package(path, torch.device("cpu")))[0].eval()
+    packed = inference_graph(load_package(path, torch.device("cpu")))[0]
+    unpadded_module.unpad_encoders(packed)
+    packed.eval()
+    feeds = batches(rows, args)
+    check = feeds[f"random-{args.pools[0]}"][0]
+    ids, mask = (torch.from_numpy(check[k]) for k in ("input_ids", "attention_mask"))
+    kept = mask.bool()
+    diff = (hf(ids, mask)[kept] - packed(ids, mask)[kept]).abs().max().item()
+    results: dict[str, Any] = {}
+    for name, group in feeds.items():
+        row: dict[str, Any] = {"hugging_face": cpu_ms(hf, group, len(rows))}
+        for cost in args.group_costs:
+            unpadded_module.attention_groups.__defaults__ = (cost,)
+            row[f"unpadded_group_cost_{cost:g}"] = cpu_ms(packed, group, len(rows))
+        unpadded_module.attention_groups.__defaults__ = (unpadded_module.GROUP_COST,)
+        results[name] = row
+        print(name, row, flush=True)
+    return {"cpu_ms_per_sentence": results, "max_abs_diff_real_positions": diff}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--texts", required=True)
+    parser.add_argument("--sentences", type=int, default=600)
+    parser.add_argument("--pools", type=lambda s: [int(x) for x in s.split(",")], default=[25, 8])
+    parser.add_argument(
+        "--group-costs",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[1e9, 4000.0, 1000.0, 250.0],
+    )
+    parser.add_argument("--out", default="benchmarks/results/serve-unpadded.json")
+    args = parser.parse_args()
+    load = load_average()
+    result = measure(args)
+    record = {
+        "benchmark": "serve_unpadded",
+        "date": datetime.date.today().isoformat(),
+        "device": f"cpu {platform.machine()}, one thread (pin it: taskset)",
+        "command": " ".join(["benchmarks/serve_unpadded.py", *sys.argv[1:]]),
+        "threads": 1,
+        "sentences": args.sentences,
+        "group_cost_constant": unpadded_module.GROUP_COST,
+        "load_average": [load, load_average()],
+        **result,
+    }
+    with atomic_path(Path(args.out)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
