@@ -123,3 +123,23 @@ def test_latency_times_every_variant_on_the_gpu(digits: tuple) -> None:
     for variant in TORCH_GPU_VARIANTS:
         assert runtimes[variant]["device"].startswith("cuda")
         assert runtimes[variant]["best_throughput_per_s"] > 0
+
+
+@torch.inference_mode()
+def test_unpadded_bert_on_cuda_equals_hugging_face_at_kept_positions(strict_fp32: None) -> None:
+    """The ragged path's index tensors and attention groups on the GPU (models/unpadded.py)."""
+    import copy
+
+    from tensorfab.models import create_model
+    from tensorfab.models.unpadded import unpad_encoders
+
+    torch.manual_seed(0)
+    model = create_model("bert-tiny", num_classes=5).eval().cuda()
+    unpadded = copy.deepcopy(model)
+    assert unpad_encoders(unpadded) == 1
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], device="cuda")
+    ids = torch.randint(1000, 5000, mask.shape, device="cuda") * mask
+    want = model(input_ids=ids, attention_mask=mask).logits
+    got = unpadded(input_ids=ids, attention_mask=mask).logits
+    kept = mask.bool()
+    torch.testing.assert_close(got[kept], want[kept], atol=1e-5, rtol=1e-5)
