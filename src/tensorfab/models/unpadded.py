@@ -72,13 +72,17 @@ class _Group:
 
 
 class _FusedQKV(nn.Module):
-    """One layer's query, key and value projections as one matrix (one GEMM, not three)."""
+    """One layer's query, key and value projections as one matrix (one GEMM, not three): a
+    copy made when the encoder is wrapped, so wrap it once its weights are final (the
+    serving backend wraps a loaded package); buffers, so ``.to(dtype)`` casts them too."""
 
     def __init__(self, attention: nn.Module) -> None:
         super().__init__()
         layers = (attention.query, attention.key, attention.value)
-        self.register_buffer("weight", torch.cat([x.weight for x in layers]), persistent=False)
-        self.register_buffer("bias", torch.cat([x.bias for x in layers]), persistent=False)
+        with torch.no_grad():
+            weight, bias = (torch.cat([getattr(x, n) for x in layers]) for n in ("weight", "bias"))
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", bias, persistent=False)
 
 
 class UnpaddedBert(nn.Module):
@@ -138,6 +142,9 @@ class UnpaddedBert(nn.Module):
         """[B, T, H] last hidden states, zero where the mask is 0."""
         batch, width = input_ids.shape
         where = mask.reshape(-1).nonzero().squeeze(1)  # the real tokens, row after row
+        if where.numel() == 0:  # no token at all
+            hidden = self.bert.config.hidden_size
+            return self.qkv[0].weight.new_zeros(batch, width, hidden)
         x = self._embed(input_ids.reshape(-1)[where], where % width, token_type_ids, where)
         counts = mask.sum(1).cpu()
         starts = torch.cumsum(counts, 0) - counts
@@ -170,7 +177,8 @@ class UnpaddedBert(nn.Module):
         attention = layer.attention.self
         heads, size = attention.num_attention_heads, attention.attention_head_size
         projected = F.linear(x, qkv.weight, qkv.bias)  # [T, 3H]
-        context = torch.empty_like(x) if len(groups) > 1 or groups[0].mask is not None else None
+        whole = len(groups) == 1 and groups[0].mask is None  # one group, no padding
+        context: torch.Tensor | None = None
         for group in groups:
             rows, width = group.shape
             q, k, v = (
@@ -182,10 +190,12 @@ class UnpaddedBert(nn.Module):
                 q, k, v, attn_mask=group.mask, scale=attention.scaling
             )
             out = out.transpose(1, 2).reshape(rows * width, heads * size)
-            if context is None:  # one group, no padding: the slots are the tokens
+            if whole:  # the slots are the tokens
                 context = out
-            else:
-                context.index_copy_(0, group.dest, out.index_select(0, group.real))
+                break
+            if context is None:  # attention's dtype (autocast may differ from x's)
+                context = out.new_empty(x.shape[0], heads * size)
+            context.index_copy_(0, group.dest, out.index_select(0, group.real))
         assert context is not None
         first = layer.attention.output
         x = first.LayerNorm(first.dense(context) + x)

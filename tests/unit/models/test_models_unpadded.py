@@ -98,3 +98,17 @@ def test_unpad_encoders_wraps_bert_only() -> None:
     assert unpad_encoders(create_model("lenet", num_classes=10)) == 0
     _, unpadded = _pair(num_classes=2)
     assert unpad_encoders(unpadded) == 0  # already wrapped: not twice
+
+
+@torch.inference_mode()
+def test_autocast_over_fp32_weights_and_a_batch_without_tokens() -> None:
+    model, unpadded = _pair(num_classes=3)
+    ids, mask = _batch(MIXED)
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        want = model(input_ids=ids, attention_mask=mask).logits.float()
+        got = unpadded(input_ids=ids, attention_mask=mask).logits.float()
+    kept = mask.bool()
+    torch.testing.assert_close(got[kept], want[kept], atol=0.05, rtol=0.05)  # bf16 rounding
+    empty = unpadded(input_ids=ids * 0, attention_mask=mask * 0).logits
+    assert empty.shape == (*ids.shape, 3)
+    torch.testing.assert_close(empty, unpadded.classifier.bias.expand_as(empty))
