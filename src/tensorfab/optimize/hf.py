@@ -22,6 +22,9 @@ def check_hf_target(out: Path) -> None:
     """``out`` must be new or an empty folder: an export never mixes with other files."""
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise TensorfabError(f"{out}: already exists and is not an empty folder; give a new one")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise TensorfabError(f"{out}: {above} is a file, not a folder")
 
 
 def export_hf(pkg: LoadedPackage, out: str | Path) -> list[str]:

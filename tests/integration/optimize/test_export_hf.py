@@ -186,12 +186,15 @@ def test_an_occupied_target_and_a_missing_out_are_refused(
     assert main(["export", str(run), "--format", "hf", str(tmp_path / "taken")]) == 2
     assert main(["export", str(run), "--format", "hf"]) == 2
     assert main(["export", str(run), str(tmp_path / "x")]) == 2
+    (tmp_path / "afile").write_text("mine\n")
+    assert main(["export", str(run), "--format", "hf", str(tmp_path / "afile" / "sub")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
         f"error: {tmp_path / 'taken'}: already exists and is not an empty folder; give a new one",
         "error: export --format hf: give the directory to write (OUT)",
         f"error: export: OUT ({tmp_path / 'x'}) is only for --format hf; a repository export "
         "writes into --repo",
+        f"error: {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file, not a folder",
     ]
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine\n"
 
