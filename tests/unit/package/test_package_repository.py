@@ -45,10 +45,12 @@ def test_every_field_round_trips_with_its_description(tmp_path: Path) -> None:
     ]
     assert "threads: 3  # onnxruntime intra-op threads" in lines
     padding = lines.index("max_padding: null")  # its long description is wrapped above it
-    assert lines[padding - 2 : padding] == [
+    assert lines[padding - 3 : padding] == [
         "# text: run a batch as sub-batches of similar length, each padded to at most (1 + "
         "max_padding) times",
-        "# its real positions; null pads the whole batch to its longest request",
+        "# its real positions; null pads the whole batch to its longest request; a runtime "
+        "that computes only",
+        "# real tokens (PyTorch eager, BERT encoders) takes the batch whole",
     ]
     assert max(len(line) for line in lines) <= 100
     settings = [line.split(":")[0] for line in lines if not line.startswith("#")]
