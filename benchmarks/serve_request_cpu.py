@@ -12,6 +12,8 @@ through what the server does with it, without the server, the batcher or the run
 - ``decode``: the request's texts (``convenience.decode``: the task's ``decode_request``);
 - ``feeds``: the task's ``input_batches`` at the server's batch size (words, tokenizing,
   padding); ``decode`` and ``feeds`` are ``prepare``, the worker thread's share;
+  ``feeds_first_pass``: the first pass over the requests, once, before any other (what
+  the tokenizer's first sight of each word costs: ``tasks/word_pieces.py``);
 - ``checks``: what ``ModelRepository.infer`` checks on the event loop per request
   (``check_inputs``, ``check_tokens``);
 - ``rows``: the task's ``rows`` on the logits the model gave for the feed (computed once
@@ -87,7 +89,9 @@ class Pipeline:
         self.model, self.bodies = model, bodies
         self.metrics = ServerMetrics()
         self.inputs = [decode(model, b) for b in bodies]
+        start = time.process_time()
         self.feeds = [self._feeds(i) for i in self.inputs]
+        self.feeds_first_us = 1e6 * (time.process_time() - start) / len(bodies)
         self.logits = [
             [np.asarray(runtime(f), dtype=np.float32) for f, _ in fs] for fs in self.feeds
         ]
@@ -216,6 +220,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     cpu_us = measure(pipe, args.passes)
     top = profile(pipe)
     digest = hashlib.sha256(b"\n".join(pipe.answers)).hexdigest()
+    cpu_us["feeds_first_pass"] = pipe.feeds_first_us  # a tokenizer's word cache empty
     return {"requests": len(bodies), "load_1min_before": load, "cpu_us_per_request": cpu_us,
             "answers_sha256": digest, "profile_top": top}  # fmt: skip
 
@@ -236,7 +241,8 @@ def run_side(args: argparse.Namespace, src: str | None) -> dict[str, Any]:
 
 def summary(side: str, result: dict[str, Any]) -> str:
     us = result["cpu_us_per_request"]
-    stages = ", ".join(f"{k} {us[k]:.0f}" for k in (*STAGES, "worker", "loop", "total"))
+    names = (*STAGES, "worker", "loop", "total", "feeds_first_pass")
+    stages = ", ".join(f"{k} {us[k]:.0f}" for k in names)
     return f"{side}: {stages} µs/request (load {result['load_1min_before']:.2f})"
 
 

@@ -14,7 +14,6 @@ that labels every piece, the way the tokenizer cuts them (:func:`tokenizer_words
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,62 +54,6 @@ def inside_labels(classes: Sequence[str]) -> list[int]:
     return [
         index.get(f"I-{tag[2:]}", i) if tag.startswith("B-") else i for i, tag in enumerate(classes)
     ]
-
-
-def encode_words(
-    tokenizer: Any, word_lists: Sequence[Sequence[str]]
-) -> list[tuple[list[int], list[int | None]]]:
-    """Each list of words' sub-token ids (special tokens added) and the word of each id, as
-    ``tokenizer(word_lists, is_split_into_words=True)`` gives them (``word_ids(i)``).
-
-    A fast tokenizer whose backend neither truncates nor pads is called directly: the
-    backend call is what the wrapper makes, without building its ``BatchEncoding`` (a
-    third of the CPU of tokenizing one sentence). Any other tokenizer goes through the
-    wrapper, which also resets a backend's saved truncation and padding for the next call.
-    """
-    backend = _plain_backend(tokenizer)
-    if backend is None:
-        enc = tokenizer(list(word_lists), is_split_into_words=True)
-        return [(enc["input_ids"][i], enc.word_ids(i)) for i in range(len(word_lists))]
-    if len(word_lists) == 1:  # one text: no batch to make
-        found = [backend.encode(word_lists[0], is_pretokenized=True, add_special_tokens=True)]
-    else:
-        found = backend.encode_batch(
-            list(word_lists), is_pretokenized=True, add_special_tokens=True
-        )
-    return [(e.ids, e.word_ids) for e in found]
-
-
-# the wrapper's methods a call goes through; a model's own tokenizer class that redefines
-# one (e.g. to refuse pre-split words without a prefix space) keeps the wrapper
-WRAPPER_CALLS = ("__call__", "_call_one", "encode_plus", "batch_encode_plus", "_encode_plus",
-                 "_batch_encode_plus")  # fmt: skip
-WRAPPER_MODULE = "transformers.tokenization_utils"  # the base classes' modules start so
-
-
-def _plain_backend(tokenizer: Any) -> Any:
-    """A fast tokenizer's backend when calling it alone gives the wrapper's answer: the
-    tokenizer's class calls it as the library's base classes do, and the backend is set as
-    a plain call would set it (no truncation, no padding, special tokens as configured)."""
-    backend = getattr(tokenizer, "_tokenizer", None)
-    if backend is None or not getattr(tokenizer, "is_fast", False):
-        return None
-    if backend.truncation is not None or backend.padding is not None:
-        return None
-    split = getattr(tokenizer, "split_special_tokens", False)
-    if getattr(backend, "encode_special_tokens", False) != split:
-        return None
-    return backend if _calls_as_base(type(tokenizer)) else None
-
-
-@functools.cache
-def _calls_as_base(cls: type) -> bool:
-    """Whether ``cls`` makes a call through the library's base classes' methods alone."""
-    for name in WRAPPER_CALLS:
-        owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
-        if owner is not None and not owner.__module__.startswith(WRAPPER_MODULE):
-            return False
-    return True
 
 
 def word_starts(labels: torch.Tensor) -> torch.Tensor:

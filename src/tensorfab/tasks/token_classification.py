@@ -37,7 +37,6 @@ from tensorfab.models.crf import CRF_PARAM, compact, crf_nll, viterbi
 from tensorfab.tasks.alignment import (
     IGNORE,
     align_labels,
-    encode_words,
     first_subtokens,
     inside_labels,
     piece_targets,
@@ -55,6 +54,7 @@ from tensorfab.tasks.encoder_task import (
 from tensorfab.tasks.prediction import decode_entities, softmax, word_spans
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
+from tensorfab.tasks.word_pieces import encode_words
 
 CONTEXT_ROW_CAP = 512  # BERT-family position tables: the longest row a sentence may fill
 
@@ -248,8 +248,8 @@ class TokenClassification(EncoderTask):
         decoding evaluation uses, on log-probabilities (Viterbi on them equals Viterbi on
         the logits: a per-word shift changes no path)."""
         best = self.word_tags(np.log(np.maximum(probs, 1e-30)), counts)
-        flat = np.concatenate(best) if best else np.zeros(0, dtype=np.int64)
-        chosen = probs[np.arange(len(flat)), flat.astype(np.int64)].tolist()
+        flat = best[0] if len(best) == 1 else np.concatenate(best)  # one text: no copy
+        chosen = probs[np.arange(len(flat)), flat].tolist()
         rows, end = [], 0
         for text, tags in zip(texts, best, strict=True):
             rows.append(self.entity_row(text, chosen[end : end + len(tags)], tags.tolist()))
@@ -259,17 +259,18 @@ class TokenClassification(EncoderTask):
     def word_tags(self, emissions: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
         """Each text's best tags from its words' emissions (``[sum of counts, C]``): as
         :meth:`decode` gives them (each word's argmax, first on a tie; Viterbi with ``crf``)."""
-        ends = np.cumsum(counts).tolist()
-        starts = [0, *ends[:-1]]
         if not self.crf:
             best = emissions.argmax(-1) if len(emissions) else np.zeros(0, dtype=np.int64)
-            return [best[a:b] for a, b in zip(starts, ends, strict=True)]
+            if len(counts) == 1:
+                return [best]
+            ends = np.cumsum(counts).tolist()
+            return [best[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         width = int(counts.max()) if len(counts) else 0
         placed = np.arange(width)[None] < counts[:, None]  # [B, W]: each text's words, left
         padded = np.zeros((len(counts), width, len(self.classes)))
         padded[placed] = emissions
         tags = self.decode(torch.from_numpy(padded), torch.from_numpy(placed))
-        return [np.asarray(t, dtype=np.int64) for t in tags]
+        return [np.array(t, dtype=np.int64) for t in tags]
 
     def entity_row(self, text: str, scores: list[float], best: list[int]) -> dict[str, Any]:
         """One text's answer from its words' decoded tags and their probabilities."""
