@@ -247,7 +247,13 @@ def summary(side: str, result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="example: .venv/bin/python benchmarks/serve_request_cpu.py runs/srveff-ner "
+        "--texts ../shared/data/conll2003/valid.txt --compare-src runs/base-main/src "
+        "--out benchmarks/results/cpu-2026-12-01-serve-request-cpu.json",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("model", help="run directory or model package (token classification)")
     parser.add_argument("--texts", required=True, help="CoNLL file whose sentences are sent")
     parser.add_argument("--requests", type=int, default=600, help="sentences, one a request")

@@ -83,6 +83,13 @@ class WordPieces:
     def __init__(self, backend: Any, prefix: list[int], suffix: list[int]) -> None:
         self.backend, self.prefix, self.suffix = backend, prefix, suffix
         self.words: dict[str, list[int]] = {}
+        self.vocab_size = backend.get_vocab_size(with_added_tokens=True)
+
+    def holds_for(self, backend: Any) -> bool:
+        """Whether the pieces are still ``backend``'s: the same backend, no token added."""
+        return backend is self.backend and (
+            backend.get_vocab_size(with_added_tokens=True) == self.vocab_size
+        )
 
     def of(self, word: str) -> list[int]:
         found = self.words.get(word)
@@ -107,16 +114,15 @@ _LOCK = threading.Lock()
 
 
 def _pieces_of(tokenizer: Any, backend: Any) -> WordPieces | None:
-    """The tokenizer's remembered pieces (made on its first text), or None when its backend's
-    pieces are not remembered per word."""
-    try:
-        return _PIECES[tokenizer]
-    except KeyError:
-        pass
+    """The tokenizer's remembered pieces (made on its first text, made again when a token
+    was added since), or None when its backend's pieces are not remembered per word."""
+    found = _PIECES.get(tokenizer, False)
+    if found is None or (found and found.holds_for(backend)):
+        return found
     with _LOCK:
-        if tokenizer not in _PIECES:
-            _PIECES[tokenizer] = _probe(backend)
-        return _PIECES[tokenizer]
+        found = _probe(backend)
+        _PIECES[tokenizer] = found
+        return found
 
 
 def _probe(backend: Any) -> WordPieces | None:

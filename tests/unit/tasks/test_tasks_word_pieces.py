@@ -105,3 +105,13 @@ def test_rows_read_a_numpy_or_torch_key_and_a_tie_goes_to_the_first_tag(as_numpy
     assert row["entities"] == [
         {"type": "LOC", "start": 6, "end": 15, "text": "Blackburn", "score": pytest.approx(p)}
     ]
+
+
+@needs_tokenizer
+def test_a_token_added_after_the_first_text_is_seen(tokenizer) -> None:
+    tok = copy.deepcopy(tokenizer)
+    wrapper(tok, WORDS)
+    assert encode_words(tok, [["Zürichsee", "x"]])[0][1] == [None, 0, 0, 1, None]
+    tok.add_tokens(["zurichsee"])  # one piece now, where WordPiece cut it in two
+    after = encode_words(tok, [["Zürichsee", "x"]])[0]
+    assert after == wrapper(tok, [["Zürichsee", "x"]])[0] and after[1] == [None, 0, 1, None]
