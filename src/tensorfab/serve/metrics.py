@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,6 +84,7 @@ class ServerMetrics:
         # batches computed and their compute time in ns.
         self.last_inference_ms: dict[tuple[str, str], int] = {}
         self.batches: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def record_batch(self, model: str, version: str, stats: BatchStats) -> None:
         self.batch_size.labels(model, version).observe(stats.rows)
@@ -107,12 +109,23 @@ class ServerMetrics:
         self.record_request(model, version, "success", time.perf_counter() - start)
 
     def record_request(self, model: str, version: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(model, version, outcome).inc()
+        count, duration = self._request_children(model, version, outcome)
+        count.inc()
         if outcome == "success":
-            self.latency.labels(model, version).observe(seconds)
+            duration.observe(seconds)
             self.last_inference_ms[model, version] = int(time.time() * 1000)
         else:
-            self.failure_seconds.labels(model, version).inc(seconds)
+            duration.inc(seconds)
+
+    def _request_children(self, model: str, version: str, outcome: str) -> tuple[Any, Any]:
+        """The request counter's and the duration's samples of a model, version and outcome,
+        looked up once (``labels()`` checks and locks on every call: per request, on the loop)."""
+        found = self._children.get((model, version, outcome))
+        if found is None:
+            duration = self.latency if outcome == "success" else self.failure_seconds
+            found = (self.requests.labels(model, version, outcome), duration.labels(model, version))
+            self._children[model, version, outcome] = found
+        return found
 
     def value(self, sample: str, model: str, version: str, **labels: str) -> float:
         """One sample of the registry (0 when never recorded), e.g. a histogram's ``_count``."""

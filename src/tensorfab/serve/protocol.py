@@ -324,9 +324,9 @@ def check_tokens(
             )
     mask = inputs.get("attention_mask")
     if mask is not None:
-        wrong = np.argwhere((mask != 0) & (mask != 1))
-        if len(wrong):
-            at = [int(i) for i in wrong[0]]
+        wrong = (mask != 0) & (mask != 1)
+        if wrong.any():  # only on a refusal: its place
+            at = [int(i) for i in np.argwhere(wrong)[0]]
             raise ProtocolError(
                 f"input 'attention_mask': value {int(mask[tuple(at)])} at {at}; "
                 "a mask holds only 0 and 1"

