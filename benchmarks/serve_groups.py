@@ -13,7 +13,8 @@ grouping rule: ``greedy`` (the start's rule: a group grows while its padding kee
 ``max_padding``) or ``cheapest`` (the server's ``length_groups``: the cheapest split within
 the bound, a group costing its padded positions plus the runtime call's fixed cost, fitted
 first: least squares of each group's CPU time on its padded positions). Writes JSON with
-the device, date, command and load average to ``--out``.
+the device, date, command and load average to ``--out``. ``--call-scales 2,4`` also splits
+with the fitted call cost doubled and quadrupled (fewer, larger groups).
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ def call_cost(run: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
     }
 
 
-def groups_part(path: Path, texts: list[str], sizes: list[int], batch: int) -> dict[str, Any]:
+def groups_part(
+    path: Path, texts: list[str], sizes: list[int], batch: int, scales: list[float]
+) -> dict[str, Any]:
     from tensorfab.optimize.runtime import load_runtime
 
     run = load_runtime(path, "auto", "cpu", threads=1)
@@ -132,6 +135,13 @@ def groups_part(path: Path, texts: list[str], sizes: list[int], batch: int) -> d
             "groups": len(groups),
             "cpu_ms": cpu_ms(run, feeds, len(ids)),
         }
+    for scale in scales:  # fewer, larger groups: the fitted call cost counted x scale
+        groups = served_groups(ids, batch, "cheapest", 4.0, scale * out["call_cost"]["call_tokens"])
+        feeds = [padded([ids[j] for j in g]) for g in groups]
+        out["served"][f"cheapest 4.0, call cost x{scale:g}"] = {
+            "groups": len(groups),
+            "cpu_ms": cpu_ms(run, feeds, len(ids)),
+        }
     return out
 
 
@@ -143,6 +153,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600, help="sentences")
     parser.add_argument("--batch", type=int, default=24, help="requests a served batch takes")
     parser.add_argument("--sorted-sizes", default="8,16")
+    parser.add_argument(
+        "--call-scales", default="", help="also the cheapest split with the call cost x these"
+    )
     parser.add_argument("--out", default="benchmarks/results/serve-groups.json")
     args = parser.parse_args()
     texts = sentences(args.texts, args.requests)
@@ -150,7 +163,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = version_dir(args.model, args.variant, Path(tmp))
         sizes = [int(s) for s in args.sorted_sizes.split(",")]
-        result = groups_part(path, texts, sizes, args.batch)
+        scales = [float(s) for s in args.call_scales.split(",") if s]
+        result = groups_part(path, texts, sizes, args.batch, scales)
     summary = {
         "device": f"cpu {platform.machine()}, one thread (pin it: taskset)",
         "date": datetime.date.today().isoformat(),
