@@ -50,7 +50,8 @@ def load_onnx(path: Path, config: LoadConfig) -> LoadedModel:
     def run(feed: dict[str, np.ndarray]) -> np.ndarray:
         return session.run([OUTPUT], feed)[0]
 
-    return LoadedModel("onnxruntime", where, meta, run, providers, notes)
+    ragged = bool(meta.get("onnx", {}).get("ragged"))  # exported over the real tokens
+    return LoadedModel("onnxruntime", where, meta, run, providers, notes, ragged=ragged)
 
 
 @BACKENDS.register("torch", files=(WEIGHTS_FILE,), rank=1)

@@ -12,6 +12,7 @@ PyTorch variants for GPUs (``torch-fp16``, ``torch-bf16``, ``torch-compile``,
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -30,6 +31,7 @@ from torch import nn
 from tensorfab.errors import TensorfabError
 from tensorfab.files import atomic_path, write_text_atomic
 from tensorfab.hardware import resolve_device
+from tensorfab.models.unpadded import unpad_encoders
 from tensorfab.optimize.runtime import TorchSettings, torch_unsupported
 from tensorfab.package import LoadedPackage
 from tensorfab.package.io import ENCODER_DIR, META_FILE, WEIGHTS_FILE
@@ -92,6 +94,9 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
 
     pkg.model.cpu()
     graph, example, axes = inference_graph(pkg)
+    graph = copy.deepcopy(graph)  # the package's own model stays as it is
+    ragged = unpad_encoders(graph) > 0  # a BERT encoder computes only the real tokens
+    graph.eval()
     inputs = [s.name for s in pkg.task.signature()[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but dependable
@@ -107,7 +112,7 @@ def export_onnx(pkg: LoadedPackage, path: Path) -> ExportedModel:
             dynamic_axes=axes,
         )
     onnx.checker.check_model(str(path))
-    return ExportedModel("fp32", path, tuple(inputs))
+    return ExportedModel("fp32", path, tuple(inputs), details={"ragged": True} if ragged else {})
 
 
 class _PreprocessAdvice(logging.Filter):
@@ -139,7 +144,7 @@ def quantize_dynamic_int8(fp32: ExportedModel, path: Path) -> ExportedModel:
     import onnx
 
     onnx.checker.check_model(str(path))
-    return ExportedModel("int8-dynamic", path, fp32.input_names)
+    return ExportedModel("int8-dynamic", path, fp32.input_names, details=dict(fp32.details))
 
 
 def _calibration_reader(feeds: list[dict[str, Any]]) -> Any:
@@ -200,7 +205,7 @@ def quantize_static_int8(
     onnx.checker.check_model(str(path))
     calibration = {"data": source, "samples": len(data), "method": "minmax"}
     return ExportedModel(
-        "int8-static", path, fp32.input_names, details={"calibration": calibration}
+        "int8-static", path, fp32.input_names, details={**fp32.details, "calibration": calibration}
     )
 
 

@@ -124,6 +124,7 @@ class OnnxRecord(_Record):
     opset: int
     inputs: list[str]
     calibration: dict[str, Scalar] | None = None
+    ragged: bool = False  # computes only the real tokens of a padded batch (models/unpadded)
 
 
 class RuntimeRecord(_Record):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tensorfab.models import create_model
-from tensorfab.models.unpadded import UnpaddedBert, attention_groups, unpad_encoders
+from tensorfab.models.unpadded import UnpaddedBert, attention_chunks, unpad_encoders
 
 
 def _pair(**options: object) -> tuple[nn.Module, nn.Module]:
@@ -84,14 +84,20 @@ def test_training_and_packed_rows_run_hugging_face_forward() -> None:
     assert wrapper.bert.embeddings.word_embeddings.weight.grad is not None
 
 
-def test_attention_groups_cut_by_the_cost_of_a_call_against_padding() -> None:
-    lengths = [10, 2, 3, 0, 11]  # sorted: rows 1, 2, 0, 4; row 3 holds no token
-    # cost 50: {2,3} {10,11} = 50 + 2*9 + 50 + 2*121 = 360, one group 50 + 4*121 = 534,
-    # {2,3} {10} {11} = 68 + 150 + 171 = 389
-    assert attention_groups(lengths, group_cost=50) == [[1, 2], [0, 4]]
-    assert attention_groups(lengths, group_cost=1e6) == [[1, 2, 0, 4]]
-    assert attention_groups(lengths, group_cost=0) == [[1], [2], [0], [4]]
-    assert attention_groups([0, 0]) == []
+def test_attention_chunks_cut_rows_in_length_order() -> None:
+    counts = torch.tensor([10, 2, 3, 0, 11, 4])  # ranks: rows 3, 1, 2, 5, 0, 4
+    chunks = attention_chunks(counts, 3)  # rows by rank: {3, 1} {2, 5} {0, 4}
+    starts = [0, 10, 12, 15, 15, 26]  # each row's first packed token
+    assert [c.gather.shape for c in chunks] == [(2, 2), (2, 4), (2, 11)]
+    first = chunks[0]  # row 3 holds no token, row 1 two: its slots 10, 11
+    assert first.gather.tolist() == [[0, 0], [10, 11]]
+    assert first.real.tolist() == [2, 3] and first.dest.tolist() == [10, 11]
+    assert first.mask[:, 0, 0].tolist() == [[False, False], [True, True]]
+    last = chunks[2]
+    assert last.dest.tolist() == list(range(0, 10)) + list(range(15, 26))
+    assert sorted(d for c in chunks for d in c.dest.tolist()) == list(range(starts[-1] + 4))
+    two = attention_chunks(torch.tensor([5, 1]), 3)  # fewer rows than chunks: one repeats
+    assert [c.dest.tolist() for c in two] == [[5], [5], [0, 1, 2, 3, 4]]
 
 
 def test_unpad_encoders_wraps_bert_only() -> None:
