@@ -11,7 +11,9 @@ For each runtime (``torch``: the package on the PyTorch backend; ``fp32``,
 - offline: the runtime called directly (``load_runtime``, one thread) on the sentences'
   token ids in batches sorted by length, each padded to its longest, at each of
   ``--batch-sizes``, best of 3 passes; the best sentences/s is the runtime's ceiling.
-  Run in a child process pinned to the server's core (``taskset``), tokenizing not timed.
+  Run in a child process pinned to the server's core (``taskset``), tokenizing not timed;
+  with ``--compare-src``, each side's runtime is exported and measured offline by its own
+  source tree (``offline``, ``offline_compare``), and its fraction is over its own.
 - served: ``tensorfab serve`` pinned to that core (one compute thread, dynamic batching
   with length groups as ``serve_batching.py``), driven from the other core by
   ``--clients`` concurrent keep-alive clients (``--client raw``: a minimal HTTP client, so
@@ -124,16 +126,19 @@ def offline(path: Path, texts: list[str], batch_sizes: list[int]) -> dict[str, A
     }
 
 
-def run_offline_child(path: Path, args: argparse.Namespace) -> dict:
-    """:func:`offline` in a child pinned to the server's core, one thread; its JSON result."""
+def run_child(args: argparse.Namespace, src: str | None, *flags: str) -> dict:
+    """This script in a child pinned to the server's core, one thread, importing tensorfab
+    from ``src`` (None: the installed one); the JSON its last line prints."""
     cmd = ["taskset", "-c", str(args.server_cpu), sys.executable, __file__, args.model]
-    cmd += ["--offline-child", str(path), "--texts", args.texts]
+    cmd += [*flags, "--texts", args.texts]
     cmd += ["--requests", str(args.requests), "--batch-sizes", args.batch_sizes]
     env = {**os.environ, **ONE_THREAD}
     env.pop("PYTHONPATH", None)
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"offline child failed: {done.stderr[-2000:]}")
+        raise SystemExit(f"child {flags} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -291,23 +296,28 @@ def serving_repo(path: Path, variant: str, max_padding: str, where: Path) -> Pat
 
 
 def measure_variant(variant: str, args: argparse.Namespace, tmp: Path, texts: list[str]) -> dict:
-    path = version_dir(args.model, variant, tmp)
+    """Each side's runtime exported by its own source tree and measured offline by it, so a
+    fraction is a side's served rate over its own runtime's offline best."""
     paddings = {"this": args.max_padding, "compare": args.compare_max_padding or args.max_padding}
-    repos = {
-        k: serving_repo(path, variant, v, tmp / f"repo-{variant}-{k}") for k, v in paddings.items()
-    }
-    load = load_average()
-    off = run_offline_child(path, args)
-    off["load_average_1min"] = [load, load_average()]
-    bodies = [json.dumps({"text": t}).encode() for t in texts]
-    out: dict[str, Any] = {"offline": off, "served": {}}
     sources = {"this": args.src} | ({"compare": args.compare_src} if args.compare_src else {})
+    out: dict[str, Any] = {"served": {}}
+    repos = {}
+    for name, src in sources.items():
+        where = tmp / f"export-{name}"
+        path = Path(run_child(args, src, "--export-child", variant, str(where))["path"])
+        repos[name] = serving_repo(path, variant, paddings[name], tmp / f"repo-{variant}-{name}")
+        load = load_average()
+        off = run_child(args, src, "--offline-child", str(path))
+        off["load_average_1min"] = [load, load_average()]
+        out["offline" if name == "this" else f"offline_{name}"] = off
+    bodies = [json.dumps({"text": t}).encode() for t in texts]
     for round_ in range(args.rounds):
         for name, src in sources.items():
             got = served(repos[name], args, bodies, src)
             out["served"].setdefault(name, []).append(got)
             print(variant, name, round_, f"{got['requests_per_s']:.1f} req/s", got["failed"])
     for name, runs in out["served"].items():
+        off = out["offline" if name == "this" else f"offline_{name}"]
         best = max(r["requests_per_s"] for r in runs)
         out[f"fraction_{name}"] = best / off["best"]
         out[f"fractions_{name}"] = [r["requests_per_s"] / off["best"] for r in runs]
@@ -347,11 +357,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8791)
     parser.add_argument("--out", default="benchmarks/results/serve-efficiency.json")
     parser.add_argument("--offline-child", help=argparse.SUPPRESS)
+    parser.add_argument("--export-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     texts = sentences(args.texts, args.requests)
     if args.offline_child:
         sizes = [int(s) for s in args.batch_sizes.split(",")]
         print(json.dumps(offline(Path(args.offline_child), texts, sizes)))
+        return
+    if args.export_child:
+        variant, where = args.export_child
+        print(json.dumps({"path": str(version_dir(args.model, variant, Path(where)))}))
         return
     os.sched_setaffinity(0, {args.client_cpu})  # the load generator's core
     results: dict[str, Any] = {}

@@ -76,16 +76,18 @@ def attention_chunks(counts: torch.Tensor, chunks: int = CHUNKS) -> list[Chunk]:
 class _FusedQKV(nn.Module):
     """One layer's query, key and value projections as one matrix (one GEMM, not three): a
     copy made when the encoder is wrapped, so wrap it once its weights are final (the
-    serving backend and export wrap a loaded package); buffers, so ``.to(dtype)`` casts them
-    too."""
+    serving backend and export wrap a loaded package, and never save the wrapped one); buffers,
+    so ``.to(dtype)`` casts them too."""
 
     def __init__(self, attention: nn.Module) -> None:
         super().__init__()
         layers = (attention.query, attention.key, attention.value)
         with torch.no_grad():
             weight, bias = (torch.cat([getattr(x, n) for x in layers]) for n in ("weight", "bias"))
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("bias", bias, persistent=False)
+        # persistent: an ONNX export makes them initializers, which INT8 quantization reads
+        # (non-persistent ones become Constant nodes, left in fp32)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
 
 
 class UnpaddedBert(nn.Module):
