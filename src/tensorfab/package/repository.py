@@ -73,8 +73,8 @@ class ModelConfig(BaseModel):
         ge=0,
         description="text: run a batch as sub-batches of similar length, each padded to at "
         "most (1 + max_padding) times its real positions; null pads the whole batch to its "
-        "longest request; a runtime that computes only real tokens (PyTorch eager, BERT "
-        "encoders) takes the batch whole",
+        "longest request; a runtime that computes only real tokens (a BERT encoder, in "
+        "PyTorch or exported) takes the batch whole",
     )
     max_queue_size: int = Field(256, ge=1, description="waiting requests; beyond: 429")
     timeout_ms: int = Field(30_000, ge=1, description="a request waiting longer fails (503)")

@@ -50,7 +50,7 @@ def test_every_field_round_trips_with_its_description(tmp_path: Path) -> None:
         "max_padding) times",
         "# its real positions; null pads the whole batch to its longest request; a runtime "
         "that computes only",
-        "# real tokens (PyTorch eager, BERT encoders) takes the batch whole",
+        "# real tokens (a BERT encoder, in PyTorch or exported) takes the batch whole",
     ]
     assert max(len(line) for line in lines) <= 100
     settings = [line.split(":")[0] for line in lines if not line.startswith("#")]
