@@ -126,20 +126,25 @@ def offline(path: Path, texts: list[str], batch_sizes: list[int]) -> dict[str, A
     }
 
 
-def run_child(args: argparse.Namespace, src: str | None, *flags: str) -> dict:
-    """This script in a child pinned to the server's core, one thread, importing tensorfab
-    from ``src`` (None: the installed one); the JSON its last line prints."""
-    cmd = ["taskset", "-c", str(args.server_cpu), sys.executable, __file__, args.model]
-    cmd += [*flags, "--texts", args.texts]
-    cmd += ["--requests", str(args.requests), "--batch-sizes", args.batch_sizes]
+def json_child(cmd: list[str], src: str | None) -> dict:
+    """``cmd`` (a benchmark script run by this Python) with one thread, importing tensorfab
+    from ``src`` (a source tree; None: the installed one); the JSON its last line prints."""
     env = {**os.environ, **ONE_THREAD}
     env.pop("PYTHONPATH", None)
     if src:
         env["PYTHONPATH"] = str(Path(src).resolve())
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"child {flags} failed: {done.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd[2:5])} ... failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_child(args: argparse.Namespace, src: str | None, *flags: str) -> dict:
+    """This script in a child pinned to the server's core (:func:`json_child`)."""
+    cmd = ["taskset", "-c", str(args.server_cpu), sys.executable, __file__, args.model]
+    cmd += [*flags, "--texts", args.texts]
+    cmd += ["--requests", str(args.requests), "--batch-sizes", args.batch_sizes]
+    return json_child(cmd, src)
 
 
 def start_server(repo: Path, port: int, cpu: int, src: str | None) -> subprocess.Popen:

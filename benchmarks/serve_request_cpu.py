@@ -37,9 +37,7 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +49,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_efficiency import sentences
+from serve_efficiency import json_child, sentences
 
 from tensorfab.files import write_text_atomic
 from tensorfab.optimize.runtime import input_signature, load_runtime
@@ -229,14 +227,7 @@ def run_side(args: argparse.Namespace, src: str | None) -> dict[str, Any]:
     """:func:`child` in a child process, from ``src`` (a source tree) or this one."""
     cmd = [sys.executable, __file__, args.model, "--texts", args.texts, "--child"]
     cmd += ["--requests", str(args.requests), "--passes", str(args.passes)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)
-    if src:
-        env["PYTHONPATH"] = str(Path(src).resolve())
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"measurement child failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json_child(cmd, src)
 
 
 def summary(side: str, result: dict[str, Any]) -> str:
