@@ -418,6 +418,11 @@ def host_array(values: torch.Tensor | np.ndarray) -> np.ndarray:
         return values.detach().cpu().numpy()
 
 
+# what a file of texts is usually called: a predict argument of one word ending so, that
+# names no file, is a mistyped path, not a text to predict
+TEXT_FILE_SUFFIXES = (".txt", ".text", ".tsv", ".csv", ".jsonl", ".conll")
+
+
 def _names_a_file(item: str) -> bool:
     """Whether a predict argument is a file of texts rather than a text: a sentence longer
     than a file name may be (255 bytes) made ``is_file`` raise "File name too long"."""
@@ -440,6 +445,10 @@ def _argument_text(item: str, number: int) -> str:
         )
     if not item.strip():
         raise TensorfabError(f"predict: argument {number}: empty text")
+    if Path(item).suffix.lower() in TEXT_FILE_SUFFIXES and len(item.split()) == 1:
+        raise TensorfabError(  # a mistyped file name would be predicted as a one-word text
+            f"predict: {item}: no such file (to predict it as a text, add a space: '{item} ')"
+        )
     check_unicode(item, f"predict: argument {number}")
     return item
 

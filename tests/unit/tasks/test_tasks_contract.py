@@ -236,6 +236,13 @@ def test_predict_refuses_a_folder_and_an_empty_text_given_to_a_text_model(tmp_pa
     )
     with pytest.raises(TensorfabError, match=r"^predict: argument 2: empty text$"):
         task.read_inputs(["fine", "  "])
+    missing = str(tmp_path / "texts.txt")
+    with pytest.raises(TensorfabError) as info:
+        task.read_inputs([missing])
+    assert str(info.value) == (
+        f"predict: {missing}: no such file (to predict it as a text, add a space: '{missing} ')"
+    )
+    assert task.read_inputs(["notes.txt ", "U.S."]).data == ["notes.txt ", "U.S."]
 
 
 def test_an_image_model_reads_a_tiff_by_its_content_and_names_other_files(tmp_path: Path) -> None:
