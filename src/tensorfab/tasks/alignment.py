@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 IGNORE = -100
@@ -56,8 +57,9 @@ def inside_labels(classes: Sequence[str]) -> list[int]:
     ]
 
 
-def word_starts(labels: torch.Tensor) -> torch.Tensor:
-    """Where a batch's labels are scored: the first sub-token of every kept word."""
+def word_starts(labels: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Where a batch's labels are scored: the first sub-token of every kept word (a tensor
+    or, for a served request's key read on the event loop, a numpy array)."""
     return labels >= 0
 
 

@@ -33,7 +33,7 @@ from tensorfab.data.text_types import TextSplits, read_text_file
 from tensorfab.errors import TensorfabError
 from tensorfab.models import model_entry
 from tensorfab.models.encoders import POOLING_KEY, load_tokenizer
-from tensorfab.tasks.alignment import IGNORE
+from tensorfab.tasks.alignment import IGNORE, word_starts
 from tensorfab.tasks.base import (
     OUTPUT,
     Batch,
@@ -291,7 +291,7 @@ class EncoderTask:
     ) -> dict[int, dict[str, Any]]:
         del top_k  # every class's probability is in a text row
         probs = softmax(logits)
-        keep = host_array(key[3]) >= 0  # word_starts, in numpy
+        keep = word_starts(host_array(key[3]))
         return {
             i: self.text_row(inputs.data[i], probs[r], keep[r])
             for r, i in enumerate(host_array(key[0]).tolist())

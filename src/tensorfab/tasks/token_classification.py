@@ -231,7 +231,7 @@ class TokenClassification(EncoderTask):
         probabilities are computed at the words' first sub-tokens only. The key is read in
         numpy (a request's batch is small: each torch op on it costs more than its work)."""
         del top_k  # every word's tag is in a text row
-        keep = host_array(key[3]) >= 0  # [B, T]: word_starts
+        keep = word_starts(host_array(key[3]))  # [B, T]
         if isinstance(logits, torch.Tensor):
             logits = logits.detach().float().cpu().numpy()
         probs = softmax(np.asarray(logits)[keep])  # [words of the batch, C], row by row
