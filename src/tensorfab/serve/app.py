@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +51,9 @@ OFF_LOOP_BYTES = 64 * 1024  # bodies at least this large are parsed in the decod
 # would have the event loop take in (and throw away) the rest of the body, 15.9 MB of a bomb.
 CLOSE = {"Connection": "close"}
 INDEX_BODY_LIMIT = 64 * 1024  # a repository index request holds {"ready": true} at most
+# Content-Encoding of a request body (Triton's HTTP endpoint takes gzip and deflate): the
+# zlib window bits that read each; deflate is zlib-wrapped as RFC 9110 defines it.
+BODY_ENCODINGS = {"identity": None, "gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def _documented(app: FastAPI) -> None:
@@ -102,20 +106,52 @@ def _error(message: str, status: int, headers: dict[str, str] | None = None) -> 
 
 async def read_body(request: Request, limit: int, timeout_s: float = 30.0) -> bytes:
     """The request body, refused (413, closing) past ``limit`` bytes without reading it all,
-    and refused (408) when it has not all come within ``timeout_s`` (a slow or stalled client)."""
+    and refused (408) when it has not all come within ``timeout_s`` (a slow or stalled client).
+    A gzip or deflate body (``Content-Encoding``) is decompressed, ``limit`` holding for its
+    decompressed size too; any other encoding is refused (415) before the body is read."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in BODY_ENCODINGS:
+        known = ", ".join(BODY_ENCODINGS)
+        message = f"request body: Content-Encoding {encoding!r} is not supported (send {known})"
+        raise ProtocolError(message, 415, CLOSE)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         message = f"request body: {declared} bytes exceed the limit of {limit}"
         raise ProtocolError(message, 413, CLOSE)
     try:
         async with asyncio.timeout(timeout_s):  # a timer, not a task per request (wait_for's)
-            return await _collect(request, limit)
+            body = await _collect(request, limit)
     except TimeoutError:
         raise ProtocolError(
             f"request body: not received within {timeout_s:g} s", 408, CLOSE
         ) from None
     except ClientDisconnect:
         raise ProtocolError("request body: the client went away", 400) from None
+    return decompressed(body, encoding, limit)
+
+
+def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` read as sent with ``Content-Encoding: encoding`` (a key of BODY_ENCODINGS),
+    at most ``limit`` bytes once decompressed: a small body that inflates past it (a zip
+    bomb) is refused (413) having produced no more than ``limit + 1`` bytes. Decompressed on
+    the loop: bounded by ``limit`` as the parsing of a body that size is."""
+    wbits = BODY_ENCODINGS[encoding]
+    if wbits is None:
+        return body
+    inflate = zlib.decompressobj(wbits)
+    try:
+        out = inflate.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ProtocolError(f"request body: not valid {encoding} data ({exc})") from None
+    if len(out) > limit:
+        raise ProtocolError(
+            f"request body: over the limit of {limit} bytes once decompressed ({encoding})", 413
+        )
+    if not inflate.eof:
+        raise ProtocolError(f"request body: {encoding} data ends before its end mark")
+    if inflate.unused_data:  # a second gzip member, or bytes after the end: not read as data
+        raise ProtocolError(f"request body: bytes after the end of the {encoding} data")
+    return out
 
 
 async def _collect(request: Request, limit: int) -> bytes:

@@ -8,7 +8,9 @@ from the connection (and from the first byte after an answer) and closes the soc
 headers are not all in within ``header_timeout_s``; headers longer than
 ``MAX_HEADER_BYTES`` (request line to blank line, exactly) are refused (400, closing) rather
 than collected, which httptools alone
-would do without bound. Slow bodies are the app's: :func:`tensorfab.serve.app.read_body`
+would do without bound. A request httptools cannot parse (two ``Content-Length`` headers, a bad
+chunk size) is answered as every other error, ``400 {"error": ...}`` naming what the parser
+said, not uvicorn's plain text. Slow bodies are the app's: :func:`tensorfab.serve.app.read_body`
 answers 408 and closes.
 
 httptools, not h11: the pure-Python h11 parser and uvicorn's code around it took about a
@@ -18,13 +20,15 @@ third of a one-core server's time under load (py-spy, README "Serving, where the
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024  # a request line and headers together (h11's default: 16 KiB)
-TOO_LARGE = "Request headers too large."
+TOO_LARGE = f"request headers: over {MAX_HEADER_BYTES} bytes (request line to blank line)"
 LINGER_S = 1.0  # a refused socket drops what still comes this long, then closes
 
 
@@ -79,15 +83,27 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         client reads it (a "lingering close", as Apache and nginx do)."""
         self._disarm()
         self._lingering = True
-        headers = b"".join(n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers)
-        self.transport.write(
-            STATUS_LINE[400] + headers + b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (len(TOO_LARGE), TOO_LARGE.encode())
-        )
+        self._write_400(TOO_LARGE)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request its parser refused, as JSON: called inside its
+        ``except HttpParserError``, so the parser's own words are at hand."""
+        error = sys.exc_info()[1]
+        said = f": {error}" if error is not None and str(error) else ""
+        self._write_400(f"request: not valid HTTP/1.1{said}")
+        self.transport.close()
+
+    def _write_400(self, message: str) -> None:
+        """``400 {"error": message}`` with ``Connection: close``, as the app's errors read."""
+        body = json.dumps({"error": message}).encode()
+        headers = b"".join(n + b": " + v + b"\r\n" for n, v in self.server_state.default_headers)
+        self.transport.write(
+            STATUS_LINE[400] + headers + b"content-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
 
     def on_headers_complete(self) -> None:
         self._header_bytes, self._in_body, self._tail = 0, True, b""

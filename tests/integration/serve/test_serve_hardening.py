@@ -5,6 +5,7 @@ connection that stays open, slow sockets are closed, model control is explicit."
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import shutil
 import socket
@@ -108,6 +109,24 @@ def test_a_body_over_the_models_limit_is_413_before_it_is_read(
     assert answer.startswith("HTTP/1.1 413")
     assert "exceed the limit of" in answer  # 784 values x 64 rows x 32 bytes + slack
     assert "connection: close" in answer.lower() and rest == b""
+
+
+def test_a_gzip_body_is_served_as_the_plain_one_and_an_unknown_encoding_is_a_415(
+    controlled: BackgroundServer,
+) -> None:
+    with httpx.Client(base_url=controlled.url, timeout=10) as client:
+        plain = client.post("/v2/models/digits/infer", json=GOOD)
+        body = gzip.compress(json.dumps(GOOD).encode())
+        packed = client.post(
+            "/v2/models/digits/infer", content=body, headers={"Content-Encoding": "gzip"}
+        )
+        assert plain.status_code == packed.status_code == 200
+        assert packed.json()["outputs"] == plain.json()["outputs"]
+        brotli = client.post(
+            "/v2/models/digits/infer", content=body, headers={"Content-Encoding": "br"}
+        )
+        assert brotli.status_code == 415
+        assert "Content-Encoding 'br' is not supported" in brotli.json()["error"]
 
 
 def test_slow_headers_and_slow_bodies_are_closed_at_their_timeouts(
@@ -276,6 +295,22 @@ def test_complete_headers_are_held_to_64_kib_exactly(controlled: BackgroundServe
     assert httpx.get(f"{controlled.url}/v2/health/live").status_code == 200
 
 
+def test_a_request_http_cannot_parse_is_a_json_400_with_the_parsers_words(
+    controlled: BackgroundServer,
+) -> None:
+    port = int(controlled.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+            b"Content-Length: 2\r\n\r\nab"
+        )
+        head, _, body = sock.recv(4096).decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head
+    assert json.loads(body)["error"].startswith("request: not valid HTTP/1.1: ")
+    with httpx.Client(base_url=controlled.url, timeout=10) as client:  # still serving
+        assert client.get("/v2/health/live").status_code == 200
+
+
 def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again(
     controlled: BackgroundServer,
 ) -> None:
@@ -284,7 +319,8 @@ def test_headers_that_never_end_are_refused_and_a_kept_connection_is_timed_again
         endless.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
         endless.sendall(b"X-Pad: " + b"a" * 70_000)  # past 64 KiB, no end of line
         answer = endless.recv(4096).decode()
-        assert answer.startswith("HTTP/1.1 400") and "Request headers too large." in answer
+        assert answer.startswith("HTTP/1.1 400") and "application/json" in answer
+        assert '{"error": "request headers: over 65536 bytes' in answer
         assert endless.recv(100) == b""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as kept:
         kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")

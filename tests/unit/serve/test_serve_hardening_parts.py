@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from tensorfab.package.repository import ModelConfig
+from tensorfab.serve.app import decompressed
 from tensorfab.serve.batching import BatchPolicy, DynamicBatcher, QueueFullError
 from tensorfab.serve.guard import RateLimitedLog, RequestTally, guard
 from tensorfab.serve.protocol import ProtocolError, element_count, parse_infer_request
@@ -153,3 +155,32 @@ def test_a_cut_request_is_answered_503_with_close_and_counted_cut_not_answered()
     assert sent[0]["status"] == 503 and (b"connection", b"close") in sent[0]["headers"]
     assert json.loads(sent[1]["body"])["error"].startswith("server shutting down: the request")
     assert (tally.answered, tally.cut, tally.in_flight) == (0, 2, 0)
+
+
+GOOD_BODY = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+
+
+def _deflated(data: bytes, wbits: int) -> bytes:
+    pack = zlib.compressobj(wbits=wbits)
+    return pack.compress(data) + pack.flush()
+
+
+@pytest.mark.parametrize(("encoding", "wbits"), [("gzip", 31), ("deflate", 15)])
+def test_gzip_and_deflate_bodies_are_read_within_the_limit_after_decompressing(
+    encoding: str, wbits: int
+) -> None:
+    body = json.dumps(GOOD_BODY).encode()
+    packed = _deflated(body, wbits)
+    assert decompressed(packed, encoding, len(body)) == body
+    assert decompressed(body, "identity", 10) == body  # identity: as sent, not checked here
+    with pytest.raises(ProtocolError) as bomb:  # 1 MB of zeros in ~1 kB: inflates past 1,000
+        decompressed(_deflated(bytes(1 << 20), wbits), encoding, 1000)
+    assert bomb.value.status == 413 and "once decompressed" in str(bomb.value)
+    for broken, says in [
+        (packed[:-9], "ends before its end mark"),
+        (b"not compressed", f"not valid {encoding} data"),
+        (packed + packed, f"bytes after the end of the {encoding} data"),
+    ]:
+        with pytest.raises(ProtocolError, match=says) as bad:
+            decompressed(broken, encoding, 1 << 20)
+        assert bad.value.status == 400
