@@ -264,6 +264,37 @@ def test_a_lone_request_is_answered_without_the_batching_delay() -> None:
     assert asyncio.run(main()).tolist() == [[1.0]]
 
 
+def test_after_a_batch_of_several_a_first_request_back_waits_for_the_others() -> None:
+    # A closed loop of clients: the first answered client's next request, taken alone at
+    # once, cost a whole call for one request, every other batch. A lone client (batches of
+    # one) is still answered without the delay.
+    calls: list[int] = []
+
+    def run(feed: dict[str, np.ndarray]) -> np.ndarray:
+        calls.append(len(feed["x"]))
+        return feed["x"]
+
+    async def main() -> list[float]:
+        batcher = _batcher(run, policy=BatchPolicy(8, 0.3))
+        batcher.start()
+        one = {"x": np.ones((1, 1))}
+        await asyncio.gather(*(batcher.submit(one, 1, 5.0) for _ in range(3)))
+        first = asyncio.create_task(batcher.submit(one, 1, 5.0))  # back from the batch of 3
+        await asyncio.sleep(0.05)
+        await asyncio.gather(first, batcher.submit(one, 1, 5.0))  # ... joined by another
+        waited = []
+        for _ in range(2):  # then one client alone: one waits, being the first after 2 ...
+            start = time.monotonic()
+            await batcher.submit(one, 1, 5.0)
+            waited.append(time.monotonic() - start)
+        await batcher.stop()
+        return waited
+
+    waited = asyncio.run(main())
+    assert calls == [3, 2, 1, 1]
+    assert waited[0] >= 0.25 and waited[1] < 0.2  # ... and the next runs at once
+
+
 def test_full_queue_refuses_and_late_requests_time_out_while_the_runtime_is_busy() -> None:
     gate = threading.Event()
 
