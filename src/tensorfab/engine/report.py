@@ -18,7 +18,7 @@ from tensorfab.engine.rundir import read_metrics
 from tensorfab.engine.state import TrainState
 from tensorfab.engine.telemetry import model_flops_utilization, peak_info
 from tensorfab.metrics import plot_confusion_matrix, plot_curves, write_report
-from tensorfab.metrics.report import scored_split, subset_note
+from tensorfab.metrics.report import runtime_rows, scored_split, subset_note
 from tensorfab.package import update_metrics
 from tensorfab.package.io import WEIGHTS_FILE, read_meta
 from tensorfab.tasks import task_from_meta
@@ -178,16 +178,6 @@ def _fmt(x: float | None, pattern: str = "{:.4f}") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else pattern.format(x)
 
 
-def _runtime_rows(hw: dict[str, Any]) -> list[tuple[str, str]]:
-    """Why this precision and this many threads (reports from before issue 18 lack them)."""
-    rows = []
-    if hw.get("precision_choice"):
-        rows.append(("precision", f"{hw['precision']}: {hw['precision_choice']['reason']}"))
-    if hw.get("threads"):
-        rows.append(("threads", f"{hw['threads']['threads']}: {hw['threads']['reason']}"))
-    return rows
-
-
 def _where(best: dict[str, Any]) -> str:
     """``at epoch 3``, or ``averaged over epochs 3-4`` when the average was packaged."""
     ep = best.get("averaged_epochs")
@@ -201,8 +191,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     best, split = report["metrics"]["best"], scored_split(report)
     evalcut = subset_note(report, "eval", "eval")
     rows = [
-        ("device", f"{hw['device']} ({hw['device_name']}), {hw['precision']}"),
-        *_runtime_rows(hw),
+        ("device", f"{hw['device']} ({hw['device_name']})"),
+        *runtime_rows(hw),
         ("best", f"{best['metric']} {_fmt(best['value'])} {_where(best)}{evalcut}"),
         *[
             (f"{split} {k}", _fmt(test[k]) + subset_note(report, "test", split))

@@ -109,7 +109,7 @@ def _summary(report: Mapping[str, Any]) -> list[str]:
         ("status", str(report.get("status", NA))),
         ("task", str(report.get("task", NA))),
         ("device", _device_text(report.get("hardware"))),
-        ("precision", str(_get(report, "hardware", "precision") or NA)),
+        *runtime_rows(hw if isinstance(hw := report.get("hardware"), Mapping) else {}),
         ("best", _best_text(_get(report, "metrics", "best")) + subset_note(report, "eval", "eval")),
         # NER reports entity-level micro F1 where classification reports accuracy
         (f"{scores_split} entity F1", format_metric(_get(scores, "f1")) + cut)
@@ -121,6 +121,20 @@ def _summary(report: Mapping[str, Any]) -> list[str]:
         ("MFU", _mfu_text(report.get("throughput"))),
     ]
     return ["## Summary", "", *_table(("", "value"), rows)]
+
+
+def runtime_rows(hw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The precision and the thread count, each with why it was chosen (a report from
+    before issue 18 has neither reason: its precision alone)."""
+    choice, threads = hw.get("precision_choice"), hw.get("threads")
+    precision = str(hw.get("precision") or NA)
+    why = isinstance(choice, Mapping) and choice.get("reason")
+    rows = [("precision", f"{precision}: {why}" if why else precision)]
+    if isinstance(threads, Mapping):
+        rows.append(("threads", f"{threads.get('threads', NA)}: {threads.get('reason', NA)}"))
+    elif threads:  # a bare count (the hardware section's own, in older reports)
+        rows.append(("threads", str(threads)))
+    return rows
 
 
 def _device_text(hardware: Any) -> str:

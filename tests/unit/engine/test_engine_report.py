@@ -76,7 +76,15 @@ def test_summary_says_why_this_precision_and_thread_count() -> None:
     text = console.export_text()
     assert "│ precision       │ bf16: probe 1.4x" in text
     assert "│ threads         │ 1: busy" in text
-    assert "precision" not in "".join(_rows(_report({"method": "stratified"})))  # older reports
+    from tensorfab.metrics.report import render_markdown
+
+    markdown = render_markdown(report)  # report.md says the same
+    assert "| precision | bf16: probe 1.4x |" in markdown and "| threads | 1: busy |" in markdown
+    older = Console(record=True, width=100)  # a report from before issue 18: no reasons
+    older.print(report_mod.summary_table(_report({"method": "stratified"})))
+    assert "│ precision       │ fp32 " in older.export_text()
+    assert "threads" not in older.export_text()
+    assert "| precision | fp32 |" in render_markdown(_report({"method": "stratified"}))
 
 
 def _limited() -> dict[str, Any]:
