@@ -58,7 +58,6 @@ from tensorfab.data.conll import read_conll
 from tensorfab.files import atomic_path
 from tensorfab.optimize import export_package
 from tensorfab.package import load_package, resolve_model_dir
-from tensorfab.serve.loadgen import LoadSpec, run_load, summarize, wait_until_ready
 
 SERVE_CONFIG = "max_batch_size: 32\nmax_queue_delay_us: 5000\nmax_queue_size: 512\n"
 PASSES = 3  # over the sentences at each batch size, offline
@@ -149,6 +148,11 @@ def run_child(args: argparse.Namespace, src: str | None, *flags: str) -> dict:
 
 def start_server(repo: Path, port: int, cpu: int, src: str | None) -> subprocess.Popen:
     """``tensorfab serve repo`` pinned to ``cpu``, one compute thread, once ready."""
+    # here and below, the load side's imports are in the functions that use them: the
+    # children import only what exporting and offline need, so an older source tree (whose
+    # loadgen lacks them) can be the compared side
+    from tensorfab.serve.loadgen import wait_until_ready
+
     env = {**os.environ, **ONE_THREAD}
     env.pop("PYTHONPATH", None)
     if src:
@@ -241,6 +245,8 @@ def raw_load(port: int, bodies: list[bytes], clients: int) -> dict[str, Any]:
     load generator is not what limits the served rate; summarised by ``loadgen``."""
     import uvloop
 
+    from tensorfab.serve.loadgen import summarize
+
     head = "POST /v1/models/ner:predict HTTP/1.1\r\nhost: 127.0.0.1\r\n"
     head += "content-type: application/json\r\ncontent-length: {}\r\n\r\n"
     requests = [head.format(len(b)).encode() + b for b in bodies]
@@ -259,6 +265,8 @@ def raw_load(port: int, bodies: list[bytes], clients: int) -> dict[str, Any]:
 
 
 def served(repo: Path, args: argparse.Namespace, bodies: list[bytes], src: str | None) -> dict:
+    from tensorfab.serve.loadgen import LoadSpec, run_load
+
     server = start_server(repo, args.port, args.server_cpu, src)
     try:
         url = f"http://127.0.0.1:{args.port}/v1/models/ner:predict"
