@@ -125,6 +125,7 @@ class OnnxRecord(_Record):
     inputs: list[str]
     calibration: dict[str, Scalar] | None = None
     ragged: bool = False  # computes only the real tokens of a padded batch (models/unpadded)
+    weight_bits: int | None = None  # int8-static: 7 (reduce_range), so no x86 CPU saturates
 
 
 class RuntimeRecord(_Record):

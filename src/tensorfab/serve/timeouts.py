@@ -92,8 +92,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer to a request its parser refused, as JSON: called inside its
         ``except HttpParserError``, so the parser's own words are at hand."""
         error = sys.exc_info()[1]
-        said = f": {error}" if error is not None and str(error) else ""
-        self._write_400(f"request: not valid HTTP/1.1{said}")
+        said = str(error) if error is not None and str(error) else msg
+        self._write_400(f"request: not valid HTTP/1.1: {said}")
         self.transport.close()
 
     def _write_400(self, message: str) -> None:

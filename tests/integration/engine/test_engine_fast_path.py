@@ -35,9 +35,19 @@ def test_device_resident_batches_and_fused_adam_give_the_plain_runs_results(
     # the same batches in the same order: device residency changes nothing at all
     assert all(torch.equal(resident_w[k], plain_w[k]) for k in plain_w)
     assert resident_only["accuracy"] == plain["accuracy"]
-    # the fused optimizer is the same update with another rounding order
+    # the fused optimizer is the same update with another rounding order: after two steps
+    # the weights agree to rounding; after 3 epochs the orders' differences have grown with
+    # the training (per tensor, relative: up to 3.2 % on an AMD EPYC, below 1 % on a Xeon),
+    # and the scores agree
     assert abs(fast["accuracy"] - plain["accuracy"]) <= 0.02
-    assert max((fast_w[k] - plain_w[k]).abs().max().item() for k in plain_w) < 1e-2
+    assert max(_relative(fast_w[k], plain_w[k]) for k in plain_w) < 0.1
+    _, step_fused = _run(tmp_path, "step-fused", "train.fused=on", "train.max_steps=2")
+    _, step_plain = _run(tmp_path, "step-plain", "train.fused=off", "train.max_steps=2")
+    assert max(_relative(step_fused[k], step_plain[k]) for k in step_plain) < 1e-5
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-12)).item()
 
 
 def test_compile_mode_reaches_torch_compile(tmp_path: Path, monkeypatch) -> None:
